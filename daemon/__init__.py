@@ -1,0 +1,1 @@
+"""Host services: the hall daemon (and, later, the municipal store)."""

@@ -1,0 +1,10 @@
+"""The project's own exceptions. Library code raises these; only the CLI turns them into one
+clear line for the user (tools/cli)."""
+
+
+class HcpError(Exception):
+    """Something the user can fix; the message says what to do."""
+
+
+class ConfigError(HcpError):
+    """The configuration file is wrong; the message lists every problem at once."""

@@ -1,0 +1,1 @@
+"""Board profiles (pins by role), their validator, wiring diagrams and bills of materials."""

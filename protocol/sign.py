@@ -1,0 +1,51 @@
+"""HMAC-SHA256 from hashlib.sha256 (MicroPython has no hmac module) and the canonical bytes.
+
+MicroPython's json.dumps cannot sort keys, so what is signed is not the JSON but a canonical
+byte string built field by field: "hcp/v1|<kind>|<field>|<field>|..." with every field as text.
+Fields never contain "|" (ids and tokens are checked against a small alphabet first).
+"""
+import hashlib
+
+_BLOCK = 64
+
+
+def hmac_sha256(key, msg):
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key + bytes(_BLOCK - len(key))
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    inner.update(msg)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def canonical(kind, fields):
+    parts = ["hcp/v1", kind]
+    for f in fields:
+        if f is None:
+            parts.append("")
+        elif type(f) is list or type(f) is tuple:
+            parts.append(",".join([str(x) for x in f]))
+        else:
+            parts.append(str(f))
+    return "|".join(parts).encode()
+
+
+def _hex(b):
+    return "".join(["%02x" % x for x in b])
+
+
+def sign(key, kind, fields):
+    return _hex(hmac_sha256(key, canonical(kind, fields)))
+
+
+def verify(key, kind, fields, signature):
+    """Constant-time comparison of a hex signature."""
+    expected = sign(key, kind, fields)
+    if type(signature) is not str or len(signature) != len(expected):
+        return False
+    diff = 0
+    for i in range(len(expected)):
+        diff |= ord(expected[i]) ^ ord(signature[i])
+    return diff == 0

@@ -1,0 +1,42 @@
+"""MQTT topic names: hcp/v1/<hall>/<terminal>/<kind>."""
+
+PREFIX = "hcp/v1"
+# terminal -> daemon
+RATING = "rating"   # QoS 1: ratings and bad-review reasons, signed
+STATUS = "status"   # retained, last will says offline
+# daemon -> terminal
+ACK = "ack"         # signed list of sequence numbers stored durably
+SESSION = "session" # retained: the open rating prompt, or empty when none
+CONFIG = "config"   # retained: settings pushed to the terminal
+
+KINDS = (RATING, STATUS, ACK, SESSION, CONFIG)
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+MAX_ID = 32
+
+
+def valid_id(s):
+    """Hall, terminal and window ids: 1-32 of [A-Za-z0-9_-] (safe in topics and signatures)."""
+    if type(s) is not str or not 0 < len(s) <= MAX_ID:
+        return False
+    for c in s:
+        if c not in _ID_CHARS:
+            return False
+    return True
+
+
+def topic(hall, terminal, kind):
+    return PREFIX + "/" + hall + "/" + terminal + "/" + kind
+
+
+def wildcard(hall, kind):
+    return PREFIX + "/" + hall + "/+/" + kind
+
+
+def parse(t):
+    """Return (hall, terminal, kind), or None for a topic that is not ours."""
+    parts = t.split("/")
+    if len(parts) != 5 or parts[0] + "/" + parts[1] != PREFIX:
+        return None
+    if not valid_id(parts[2]) or not valid_id(parts[3]) or parts[4] not in KINDS:
+        return None
+    return (parts[2], parts[3], parts[4])

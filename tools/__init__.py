@@ -1,0 +1,1 @@
+"""Hall IT tools: simulation, benchmarks, the demo, and the hcp command line."""

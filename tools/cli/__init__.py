@@ -1,0 +1,41 @@
+"""The `hcp` command line. Each command group lives in its own module here and only parses,
+calls the library, and prints; errors from the library become one line and exit code 1."""
+import logging
+import sys
+
+import click
+
+from haochaping.daemon.errors import HcpError
+
+
+class _Group(click.Group):
+    """Turns the project's own errors into one clear line, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HcpError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens (to stderr).")
+@click.version_option(package_name="haochaping", prog_name="hcp")
+def cli(verbose):
+    """haochaping: 好差评 rating terminals, the hall daemon and its tools.
+
+    \b
+    Example:
+      hcp demo            # a whole simulated hall on this machine
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+
+
+def _register():
+    from . import commands  # noqa: F401  (each module adds its commands to `cli`)
+
+
+def main():
+    _register()
+    cli(prog_name="hcp")

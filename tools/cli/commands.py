@@ -1,0 +1,2 @@
+"""Every command group, registered on the root `hcp` group. One import per module."""
+from . import cli  # noqa: F401
