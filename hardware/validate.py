@@ -1,0 +1,180 @@
+"""Check a board profile against the schema and its chip's GPIO rules (hardware/pins.py).
+
+Every problem is found at once, each naming the pin, what it is for and why it is wrong. A
+problem is either fatal (the profile is refused) or a warning (it works, with a side effect a
+fitter should know about).
+"""
+import re
+
+from haochaping.daemon.errors import HcpError
+from haochaping.protocol.levels import LEVELS
+
+from . import pins
+from .profile import load, pin_uses
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+_FIELDS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "buzzer",
+           "status_led", "display")
+_REQUIRED = ("name", "chip", "description", "input", "keys")
+_INPUTS = ("buttons", "touch")
+_DISPLAYS = ("ssd1306",)
+_MAX_STRIP = 256
+
+
+class Problem:
+    """One thing wrong with a profile. `pin` is None for problems that are not about a pin."""
+
+    def __init__(self, where, reason, pin=None, fatal=True):
+        self.where = where
+        self.reason = reason
+        self.pin = pin
+        self.fatal = fatal
+
+    def __str__(self):
+        if self.pin is None:
+            return "%s: %s" % (self.where, self.reason)
+        return "GPIO%d (%s): %s" % (self.pin, self.where, self.reason)
+
+    def __repr__(self):
+        return "Problem(%r)" % str(self)
+
+
+def _is_int(value):
+    return type(value) is int
+
+
+def _schema(profile):
+    found = []
+
+    def bad(where, reason):
+        found.append(Problem(where, reason))
+
+    for field in profile:
+        if field not in _FIELDS:
+            bad(field, "unknown field (known fields: %s)" % ", ".join(_FIELDS))
+    for field in _REQUIRED:
+        if field not in profile:
+            bad(field, "missing; every profile needs %s" % ", ".join(_REQUIRED))
+    name = profile.get("name")
+    if "name" in profile and not (isinstance(name, str) and _NAME.match(name)):
+        bad("name", "must be lower-case letters, digits and '-', at most 48 characters")
+    chip = profile.get("chip")
+    if "chip" in profile and chip not in pins.CHIPS:
+        bad("chip", "unknown chip %r (known: %s)" % (chip, ", ".join(sorted(pins.CHIPS))))
+    desc = profile.get("description")
+    if "description" in profile and not (isinstance(desc, str) and desc.strip()):
+        bad("description", "must be a non-empty text")
+    if "input" in profile and profile["input"] not in _INPUTS:
+        bad("input", "must be one of %s, not %r" % (", ".join(_INPUTS), profile["input"]))
+    levels = " ... ".join("%d %s" % (lv[0], lv[1]) for lv in (LEVELS[0], LEVELS[-1]))
+    for field in ("keys", "leds"):
+        if field not in profile:
+            continue
+        value = profile[field]
+        if not isinstance(value, list):
+            bad(field, "must be a list of %d GPIO numbers in level order (%s)"
+                % (len(LEVELS), levels))
+        elif len(value) != len(LEVELS):
+            bad(field, "needs exactly %d GPIO numbers, one per level (%s); found %d"
+                % (len(LEVELS), levels, len(value)))
+    strip = profile.get("ws2812")
+    if "ws2812" in profile:
+        if not isinstance(strip, dict):
+            bad("ws2812", 'must be an object like {"pin": 23, "count": 5}')
+        else:
+            for key in strip:
+                if key not in ("pin", "count"):
+                    bad("ws2812." + key, "unknown field (known: pin, count)")
+            if "pin" not in strip:
+                bad("ws2812.pin", "missing")
+            count = strip.get("count")
+            if not (_is_int(count) and 1 <= count <= _MAX_STRIP):
+                bad("ws2812.count", "must be the number of LEDs on the strip, 1 to %d"
+                    % _MAX_STRIP)
+    display = profile.get("display")
+    if "display" in profile:
+        if not isinstance(display, dict):
+            bad("display", 'must be an object like {"kind": "ssd1306", "sda": 21, "scl": 22}')
+        else:
+            for key in display:
+                if key not in ("kind", "sda", "scl"):
+                    bad("display." + key, "unknown field (known: kind, sda, scl)")
+            if display.get("kind") not in _DISPLAYS:
+                bad("display.kind", "must be one of %s" % ", ".join(_DISPLAYS))
+            for line in ("sda", "scl"):
+                if line not in display:
+                    bad("display." + line, "missing")
+    if not any(f in profile for f in ("leds", "ws2812", "display")):
+        bad("feedback", "a terminal must show the citizen that the rating was recorded: give it "
+                        "leds, ws2812 or display")
+    return found
+
+
+def _pin_rules(profile):
+    found = []
+    chip = profile.get("chip")
+    rules = pins.CHIPS.get(chip)
+    seen = {}
+    for role, label, pin, kind in pin_uses(profile):
+        where = "%s, %s" % (label, role)
+        if not _is_int(pin):
+            found.append(Problem(where, "must be a GPIO number, not %r" % (pin,)))
+            continue
+        if pin in seen:
+            found.append(Problem(where, "used twice: already %s" % seen[pin], pin))
+            continue
+        seen[pin] = label
+        if rules is None:
+            continue
+        if pin not in rules["gpios"]:
+            found.append(Problem(where, "does not exist on the %s (GPIOs: %s)"
+                                 % (rules["label"], rules["gpio_ranges"]), pin))
+            continue
+        if pin in rules["refused"]:
+            found.append(Problem(where, rules["refused"][pin], pin))
+            continue
+        if kind in ("output", "i2c") and pin in rules["input_only"]:
+            found.append(Problem(where, "input-only pin: it cannot drive an output", pin))
+            continue
+        if kind == "button" and pin in rules["no_pull_up"]:
+            found.append(Problem(where, "has no internal pull-up, which the firmware uses for "
+                                        "push buttons: the key would float", pin))
+            continue
+        if kind == "touch" and pin not in rules["touch"]:
+            found.append(Problem(where, "cannot sense touch; touch pins on the %s: %s"
+                                 % (rules["label"], ", ".join(
+                                     str(p) for p in pins.usable_touch_pins(chip))), pin))
+            continue
+        if pin in rules["warned"]:
+            found.append(Problem(where, rules["warned"][pin], pin, fatal=False))
+    return found
+
+
+def validate(profile):
+    """Every problem with a profile (a dict), fatal ones and warnings, schema first."""
+    if not isinstance(profile, dict):
+        return [Problem("profile", "must be a JSON object")]
+    return _schema(profile) + _pin_rules(profile)
+
+
+def errors(problems):
+    return [p for p in problems if p.fatal]
+
+
+def warnings(problems):
+    return [p for p in problems if not p.fatal]
+
+
+def check(name_or_path):
+    """Load and validate one profile: (path, profile, problems). Unreadable files raise HcpError."""
+    path, profile = load(name_or_path)
+    return path, profile, validate(profile)
+
+
+def require_valid(profile, source="profile"):
+    """Raise HcpError listing every fatal problem, if there is one; return the warnings."""
+    problems = validate(profile)
+    fatal = errors(problems)
+    if fatal:
+        raise HcpError("%s is refused: %s" % (source, "; ".join(str(p) for p in fatal)))
+    return warnings(problems)
