@@ -1,2 +1,3 @@
 """Every command group, registered on the root `hcp` group. One import per module."""
 from . import cli  # noqa: F401
+from . import hall  # noqa: F401

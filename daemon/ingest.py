@@ -1,0 +1,154 @@
+"""What the daemon does with each message from a terminal. Runs inside the caller's database
+transaction; the caller commits and only then publishes the acks this returns.
+
+Outcomes of an authenticated rating (RULES.md 第五条: one rating per transaction, bound by token):
+- counted      the first rating carrying the token of a prompt shown to this terminal
+- duplicate    the transaction already has its rating (a second press, a second terminal)
+- unsolicited  no token (pressed with no prompt open) or a token this terminal was never shown
+- expired      pressed more than `grace` seconds after the prompt closed (timeout or next ticket)
+Everything else (wrong topic, unknown terminal, malformed, bad signature, oversized) goes to the
+`rejected` table with the reason, and is not acked: an ack says "your rating is stored".
+"""
+import hashlib
+import logging
+
+from haochaping.protocol import messages, topics
+
+log = logging.getLogger(__name__)
+
+COUNTED, DUPLICATE, UNSOLICITED, EXPIRED = "counted", "duplicate", "unsolicited", "expired"
+
+
+def bind_outcome(tx, shown_to_terminal, rated_at, now, grace):
+    """Pure: the outcome of a rating given its transaction row (or None) and times."""
+    if tx is None or not shown_to_terminal:
+        return UNSOLICITED
+    if tx["rating_id"] is not None:
+        return DUPLICATE
+    closed = tx["prompt_closed_at"]
+    if closed is None and tx["prompt_expires_at"] is not None and now > tx["prompt_expires_at"]:
+        closed = tx["prompt_expires_at"]
+    if closed is not None and rated_at > closed + grace:
+        return EXPIRED
+    return COUNTED
+
+
+def terminal_key(conn, terminal):
+    row = conn.execute("SELECT key FROM terminals WHERE id=? AND revoked_at IS NULL",
+                       (terminal,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def reject(conn, now, topic, terminal, reason, payload):
+    sha = hashlib.sha256(topic.encode() + b"\0" + bytes(payload)).hexdigest()
+    conn.execute("INSERT OR IGNORE INTO rejected (received_at, topic, terminal, reason, payload,"
+                 " payload_sha) VALUES (?,?,?,?,?,?)",
+                 (now, topic, terminal, reason, bytes(payload[:4096]), sha))
+    log.warning("rejected message on %s: %s", topic, reason)
+
+
+class Result:
+    """What to do after the commit: ack (terminal, seq), and prompts to close."""
+    __slots__ = ("ack", "closed_token")
+
+    def __init__(self, ack=None, closed_token=None):
+        self.ack = ack
+        self.closed_token = closed_token
+
+
+_NOTHING = Result()
+
+
+def handle(conn, hall, topic, payload, now, grace):
+    """Store one message from a terminal topic; return a Result."""
+    where = topics.parse(topic)
+    if where is None or where[0] != hall or where[2] not in (topics.RATING, topics.STATUS):
+        reject(conn, now, topic, None, "wrong topic", payload)
+        return _NOTHING
+    terminal = where[1]
+    key = terminal_key(conn, terminal)
+    if key is None:
+        reject(conn, now, topic, terminal, "unknown terminal", payload)
+        return _NOTHING
+    if where[2] == topics.STATUS:
+        return _status(conn, terminal, topic, payload, now)
+    try:
+        msg = messages.decode_uplink(payload)
+    except ValueError as e:
+        reject(conn, now, topic, terminal, "malformed: %s" % e, payload)
+        return _NOTHING
+    if msg["term"] != terminal:
+        reject(conn, now, topic, terminal,
+               "terminal id %s does not match the topic (replayed from another terminal?)"
+               % msg["term"], payload)
+        return _NOTHING
+    if not messages.verify_uplink(key, msg):
+        reject(conn, now, topic, terminal, "bad signature", payload)
+        return _NOTHING
+    if msg["kind"] == "reason":
+        return _reason(conn, terminal, msg, now)
+    return _rating(conn, terminal, msg, now, grace)
+
+
+def _rating(conn, terminal, msg, now, grace):
+    seq = msg["seq"]
+    if conn.execute("SELECT 1 FROM ratings WHERE terminal=? AND seq=?", (terminal, seq)).fetchone():
+        return Result(ack=(terminal, seq))  # redelivered: ack again, store nothing
+    token = msg["token"]
+    rated_at = msg["ts"] or now
+    tx = None
+    shown = False
+    if token:
+        tx = conn.execute("SELECT id, rating_id, prompt_closed_at, prompt_expires_at"
+                          " FROM transactions WHERE token=?", (token,)).fetchone()
+        shown = tx is not None and conn.execute(
+            "SELECT 1 FROM prompt_terminals WHERE token=? AND terminal=?",
+            (token, terminal)).fetchone() is not None
+    outcome = bind_outcome(tx, shown, rated_at, now, grace)
+    tx_id = tx["id"] if tx is not None and shown else None
+    cur = conn.execute(
+        "INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome,"
+        " transaction_id) VALUES (?,?,?,?,?,?,?,?)",
+        (terminal, seq, msg["level"], token, rated_at, now, outcome, tx_id))
+    closed = None
+    if outcome == COUNTED:
+        conn.execute("UPDATE transactions SET rating_id=?,"
+                     " prompt_closed_by=COALESCE(prompt_closed_by, 'rated'),"
+                     " prompt_closed_at=COALESCE(prompt_closed_at, ?) WHERE id=?",
+                     (cur.lastrowid, now, tx_id))
+        closed = token
+    return Result(ack=(terminal, seq), closed_token=closed)
+
+
+def _reason(conn, terminal, msg, now):
+    cur = conn.execute("INSERT OR IGNORE INTO reasons (terminal, seq, ref, reason, rated_at,"
+                       " received_at) VALUES (?,?,?,?,?,?)",
+                       (terminal, msg["seq"], msg["ref"], msg["reason"], msg["ts"] or now, now))
+    if cur.rowcount:
+        conn.execute("UPDATE ratings SET reason=? WHERE terminal=? AND seq=? AND reason IS NULL",
+                     (msg["reason"], terminal, msg["ref"]))
+    return Result(ack=(terminal, msg["seq"]))
+
+
+def _status(conn, terminal, topic, payload, now):
+    if not payload:
+        return _NOTHING  # a retained status being cleared
+    try:
+        st = messages.decode_status(payload)
+    except ValueError as e:
+        reject(conn, now, topic, terminal, "malformed status: %s" % e, payload)
+        return _NOTHING
+    conn.execute(
+        "INSERT INTO terminal_status (terminal, online, firmware, board, heap, backlog, rssi,"
+        " last_seen) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(terminal) DO UPDATE SET"
+        " online=excluded.online, firmware=COALESCE(excluded.firmware, firmware),"
+        " board=COALESCE(excluded.board, board), heap=COALESCE(excluded.heap, heap),"
+        " backlog=COALESCE(excluded.backlog, backlog), rssi=COALESCE(excluded.rssi, rssi),"
+        " last_seen=excluded.last_seen",
+        (terminal, int(st["online"]), st.get("fw"), st.get("board"), _int(st.get("heap")),
+         _int(st.get("backlog")), _int(st.get("rssi")), now))
+    return _NOTHING
+
+
+def _int(v):
+    return v if type(v) is int else None

@@ -1,0 +1,83 @@
+"""The broker behind one adapter: the only daemon module that imports paho.
+
+A persistent session (clean_session=False) with manual acks: the broker hands a rating to the
+daemon again until the daemon has committed it and sent the PUBACK. Messages arrive on paho's
+network thread and are put on a queue; the daemon's writer thread does everything else.
+"""
+import logging
+import threading
+
+import paho.mqtt.client as paho
+
+log = logging.getLogger(__name__)
+
+
+class Incoming:
+    __slots__ = ("topic", "payload", "mid", "qos", "generation")
+
+    def __init__(self, topic, payload, mid, qos, generation):
+        self.topic = topic
+        self.payload = payload
+        self.mid = mid
+        self.qos = qos
+        self.generation = generation
+
+
+class Link:
+    def __init__(self, host, port, client_id, username, password, keepalive, subscriptions,
+                 deliver, on_connected=None):
+        self._subs = subscriptions
+        self._deliver = deliver
+        self._on_connected = on_connected
+        self.generation = 0  # bumped on every (re)connect; PUBACKs only go to the current one
+        self.connected = threading.Event()
+        c = self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                       clean_session=False, manual_ack=True)
+        if username:
+            c.username_pw_set(username, password)
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(min_delay=1, max_delay=10)
+        c.on_connect = self._connected
+        c.on_disconnect = self._disconnected
+        c.on_message = self._message
+        self._host, self._port, self._keepalive = host, port, keepalive
+
+    def start(self):
+        # connect_async + loop_start: paho keeps reconnecting with backoff on its own thread
+        self._client.connect_async(self._host, self._port, self._keepalive)
+        self._client.loop_start()
+
+    def stop(self):
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _connected(self, client, userdata, flags, reason, properties):
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        self.generation += 1
+        client.subscribe([(t, 1) for t in self._subs])
+        log.info("connected to broker %s:%s (session present: %s)", self._host, self._port,
+                 flags.session_present)
+        self.connected.set()
+        if self._on_connected:
+            self._on_connected()
+
+    def _disconnected(self, client, userdata, flags, reason, properties):
+        self.connected.clear()
+        if getattr(self, "_stopping", False):
+            return
+        log.warning("disconnected from broker: %s; reconnecting", reason)
+
+    def _message(self, client, userdata, msg):
+        self._deliver(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, self.generation))
+
+    def ack(self, incoming):
+        """PUBACK a message once it is durably stored (only on the connection it came on)."""
+        if incoming.qos and incoming.generation == self.generation:
+            self._client.ack(incoming.mid, incoming.qos)
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        self._client.publish(topic, payload, qos=qos, retain=retain)
