@@ -1,0 +1,137 @@
+"""The terminal's logic: state machine + journal + protocol. Pure core: no hardware, no asyncio.
+
+The shell (main.py) feeds it key presses and ticks with a monotonic millisecond clock, and the
+link feeds it MQTT messages. What goes out is read from the journal (`outbox`), so a rating is
+sent only after it is durable, and resent from the same record after any outage or reboot.
+
+Time: `ts` in a rating is daemon time (Unix seconds). The terminal has no trusted clock, so it
+learns an offset from the "now" field of every session and ack it receives. Until it has heard
+from the daemon once since boot, `ts` is 0, meaning "time unknown" (the daemon uses its own
+receive time); a retained session normally arrives right after connecting.
+"""
+from haochaping.protocol import messages, topics
+
+from . import journal as journal_mod
+from . import statemachine
+
+VERSION = "0.1.0"
+
+
+class App:
+    def __init__(self, cfg, ms, journal=None):
+        self.cfg = cfg
+        self.ms = ms                      # monotonic milliseconds (never wraps in practice)
+        self.key = cfg["key"]
+        self.term = cfg["terminal"]
+        hall = cfg["hall"]
+        self.t_rating = topics.topic(hall, self.term, topics.RATING)
+        self.t_status = topics.topic(hall, self.term, topics.STATUS)
+        self.t_session = topics.topic(hall, self.term, topics.SESSION)
+        self.t_ack = topics.topic(hall, self.term, topics.ACK)
+        if journal is None:
+            journal = journal_mod.Journal(cfg["journal"], cfg["journal_max"], cfg["journal_max"] // 4)
+        self.journal = journal
+        self.panel = statemachine.Panel(self, journal.last_token)
+        self.offset = None                # daemon time - our seconds, once known
+        self.exp = 0                      # daemon time at which the open session expires
+        self.wake = None                  # set by the link: called when there is something to send
+        self.rejected = 0                 # messages refused (bad signature, wrong terminal, ...)
+        self.full = 0                     # ratings refused because the journal was full
+        self.board = ""
+        self.rssi = 0                     # filled by the shell for the status message
+        self.heap = 0
+
+    # ------------------------------------------------------------ time
+
+    def daemon_now(self):
+        if self.offset is None:
+            return 0
+        return self.ms() // 1000 + self.offset
+
+    def _learn_time(self, now):
+        self.offset = now - self.ms() // 1000
+
+    # ------------------------------------------------------------ inputs from the shell
+
+    def press(self, key):
+        self.panel.press(key, self.ms())
+
+    def tick(self):
+        if self.panel.token and self.offset is not None and self.daemon_now() >= self.exp:
+            self.panel.close(self.ms())
+        self.panel.tick(self.ms())
+
+    # ------------------------------------------------------------ the panel's store
+
+    def rating(self, level, token):
+        try:
+            seq = self.journal.add_rating(level, token, self.daemon_now())
+        except journal_mod.Full:
+            self.full += 1
+            return None
+        self._kick()
+        return seq
+
+    def reason(self, ref, reason):
+        try:
+            seq = self.journal.add_reason(ref, reason, self.daemon_now())
+        except journal_mod.Full:
+            self.full += 1
+            return None
+        self._kick()
+        return seq
+
+    def _kick(self):
+        if self.wake is not None:
+            self.wake()
+
+    # ------------------------------------------------------------ MQTT side
+
+    def subscriptions(self):
+        return [(self.t_session, 1), (self.t_ack, 1)]
+
+    def will(self):
+        return (self.t_status, messages.encode_status(self.term, False), 1, True)
+
+    def status(self):
+        return messages.encode_status(self.term, True, VERSION, self.board, self.heap,
+                                      len(self.journal.pending), self.rssi)
+
+    def outbox(self, after, limit):
+        """Up to `limit` (seq, payload) of pending records with seq > after, oldest first."""
+        out = []
+        for seq, kind, a, b, ts in self.journal.records(after):
+            if kind == journal_mod.RATING:
+                payload = messages.encode_rating(self.key, self.term, seq, a, b, ts)
+            else:
+                payload = messages.encode_reason(self.key, self.term, seq, a, b, ts)
+            out.append((seq, payload))
+            if len(out) >= limit:
+                break
+        return out
+
+    def on_message(self, topic, payload):
+        """A PUBLISH from the broker. Bad input is counted and dropped, never raised."""
+        try:
+            if topic == self.t_ack:
+                msg = messages.decode_ack(self.key, payload)
+                if msg["term"] != self.term:
+                    raise ValueError("ack for another terminal")
+                self._learn_time(msg["now"])
+                self.journal.ack(msg["seqs"])
+            elif topic == self.t_session:
+                msg = messages.decode_session(self.key, payload)
+                now = self.ms()
+                if msg is None:
+                    self.panel.close(now)
+                    return
+                if msg["term"] != self.term:
+                    raise ValueError("session for another terminal")
+                self._learn_time(msg["now"])
+                if msg["exp"] <= msg["now"]:
+                    self.panel.close(now)
+                    return
+                self.exp = msg["exp"]
+                self.panel.session(msg["token"], msg["window"], msg["staff"], now)
+        except ValueError:
+            self.rejected += 1

@@ -1,0 +1,128 @@
+"""The device config (/config.json), validated at construction: every bad field is named.
+
+    {"wifi_ssid": "hall-iot", "wifi_password": "...",
+     "broker": "10.0.0.2", "port": 1883,
+     "hall": "H01", "terminal": "T07", "username": "T07", "password": "...",
+     "key": "<64 hex digits: the terminal's HMAC key>",
+     "board": {<board profile, hardware/profiles/*.json schema>}}
+
+Optional: "keepalive" (s, 60), "journal" ("/journal.log"), "journal_max" (bytes, 32768).
+Unknown keys are refused, not ignored (a typo must not silently fall back to a default).
+"""
+import binascii
+
+from haochaping.protocol import topics
+
+DEFAULTS = {
+    "wifi_ssid": None,
+    "wifi_password": "",
+    "broker": None,
+    "port": 1883,
+    "hall": None,
+    "terminal": None,
+    "username": None,
+    "password": None,
+    "key": None,
+    "board": None,
+    "keepalive": 60,
+    "journal": "/journal.log",
+    "journal_max": 32768,
+}
+
+_BOARD_KEYS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "buzzer",
+               "status_led", "display")
+
+
+class ConfigError(ValueError):
+    def __init__(self, errors):
+        ValueError.__init__(self, "config: " + "; ".join(errors))
+        self.errors = errors
+
+
+def _gpio(v):
+    return type(v) is int and 0 <= v <= 48
+
+
+def board_errors(b):
+    """Errors in a board profile dict (pins only; the host validator checks more)."""
+    if type(b) is not dict:
+        return ["board: not an object"]
+    errs = []
+    for k in b:
+        if k not in _BOARD_KEYS:
+            errs.append("board.%s: unknown field" % k)
+    if type(b.get("name")) is not str or not b.get("name"):
+        errs.append("board.name: missing")
+    if b.get("chip") not in ("esp32", "esp32s3"):
+        errs.append("board.chip: must be esp32 or esp32s3")
+    if b.get("input") not in ("buttons", "touch"):
+        errs.append("board.input: must be buttons or touch")
+    keys = b.get("keys")
+    if type(keys) is not list or len(keys) != 5 or not all(_gpio(p) for p in keys):
+        errs.append("board.keys: must be 5 GPIO numbers, level 1..5 order")
+    leds = b.get("leds")
+    if leds is not None and (type(leds) is not list or len(leds) != 5
+                             or not all(_gpio(p) for p in leds)):
+        errs.append("board.leds: must be 5 GPIO numbers")
+    ws = b.get("ws2812")
+    if ws is not None and (type(ws) is not dict or not _gpio(ws.get("pin"))
+                           or type(ws.get("count")) is not int or ws.get("count", 0) < 5):
+        errs.append("board.ws2812: needs pin and count >= 5")
+    for k in ("buzzer", "status_led"):
+        if b.get(k) is not None and not _gpio(b.get(k)):
+            errs.append("board.%s: not a GPIO number" % k)
+    d = b.get("display")
+    if d is not None and (type(d) is not dict or d.get("kind") != "ssd1306"
+                          or not _gpio(d.get("sda")) or not _gpio(d.get("scl"))):
+        errs.append("board.display: needs kind ssd1306, sda, scl")
+    used = []
+    for p in (keys if type(keys) is list else []) + (leds if type(leds) is list else []):
+        if p in used:
+            errs.append("board: GPIO %s used twice" % p)
+        used.append(p)
+    return errs
+
+
+def validate(raw):
+    """Return the config dict with defaults filled in; raise ConfigError naming every bad field."""
+    if type(raw) is not dict:
+        raise ConfigError(["config: not a JSON object"])
+    errs = []
+    cfg = {}
+    for k in DEFAULTS:
+        cfg[k] = DEFAULTS[k]
+    for k in raw:
+        if k not in DEFAULTS:
+            errs.append("%s: unknown field" % k)
+        else:
+            cfg[k] = raw[k]
+    for k in ("wifi_ssid", "broker", "username", "password"):
+        if type(cfg[k]) is not str or not cfg[k]:
+            errs.append("%s: missing" % k)
+    if type(cfg["wifi_password"]) is not str:
+        errs.append("wifi_password: not text")
+    for k in ("hall", "terminal"):
+        if not topics.valid_id(cfg[k]):
+            errs.append("%s: 1-32 of A-Z a-z 0-9 _ -" % k)
+    p = cfg["port"]
+    if type(p) is not int or not 0 < p < 65536:
+        errs.append("port: not a TCP port")
+    ka = cfg["keepalive"]
+    if type(ka) is not int or not 10 <= ka <= 600:
+        errs.append("keepalive: 10..600 seconds")
+    if type(cfg["journal"]) is not str or not cfg["journal"].startswith("/"):
+        errs.append("journal: absolute path")
+    jm = cfg["journal_max"]
+    if type(jm) is not int or not 4096 <= jm <= 1048576:
+        errs.append("journal_max: 4096..1048576 bytes")
+    key = cfg["key"]
+    try:
+        if type(key) is not str or len(key) < 32 or len(key) % 2:
+            raise ValueError
+        cfg["key"] = binascii.unhexlify(key)
+    except ValueError:
+        errs.append("key: hex, at least 16 bytes")
+    errs += board_errors(cfg["board"])
+    if errs:
+        raise ConfigError(errs)
+    return cfg

@@ -1,0 +1,133 @@
+"""What the five keys do: the session/key state machine. Pure core, no hardware.
+
+Driven by events (`press`, `session`, `close`) and `tick`, each given the time `now` in
+milliseconds from a monotonic clock passed in by the caller. Commits go through the `store`
+object (the app): `store.rating(level, token)` and `store.reason(ref, reason)` return the seq
+once the record is durable, or None when the journal refused it (full). "Thank you" is shown
+only after that returned.
+
+Modes (what the citizen sees; the board renders `mode` and `choice`):
+  IDLE    keys dark. A press is still a rating, sent with token "" (unsolicited).
+  PROMPT  a session is open: all keys lit, "please rate".
+  CHOSEN  one key lit; for CORRECT_MS from the first press another key changes the choice.
+  THANKS  committed: "thank you" pattern and beep. Presses are ignored until THANKS_MS has
+          passed and the keys were quiet for QUIET_MS, so mashing gives one rating.
+  REASON  after 不满意/非常不满意: keys 1-4 are the reason categories (levels.REASONS order),
+          key 5 skips; REASON_MS, optional. The rating is already durable.
+  FULL    the journal refused the rating: distinct "full" sign for staff; back to idle after
+          THANKS_MS. Nothing is stored, so nothing false is promised.
+"""
+from haochaping.protocol import levels
+
+try:
+    from time import ticks_diff  # type: ignore[attr-defined]
+except ImportError:
+    def ticks_diff(a, b):
+        return a - b
+
+IDLE = 0
+PROMPT = 1
+CHOSEN = 2
+THANKS = 3
+REASON = 4
+FULL = 5
+NAMES = ("idle", "prompt", "chosen", "thanks", "reason", "full")
+
+CORRECT_MS = 3000
+THANKS_MS = 2500
+QUIET_MS = 1500
+REASON_MS = 10000
+GUARD_MS = 700     # presses this soon after the rating was stored are bounce or mashing, not a reason
+SKIP_KEY = 5
+
+
+class Panel:
+    def __init__(self, store, last_token=""):
+        self.store = store
+        self.mode = IDLE
+        self.choice = 0          # key lit in CHOSEN / committed level in THANKS
+        self.token = ""          # open session token ("" when none)
+        self.window = ""
+        self.staff = ""
+        self.used = last_token   # token already rated: a redelivered session does not relight
+        self.changes = 0         # bumped on every visible change; the board redraws on it
+        self.ref = 0             # seq of the bad rating a reason refers to
+        self._token_at_press = ""
+        self._since = 0          # when the current mode (or choice window) started
+        self._last_press = 0
+
+    def _to(self, mode, now):
+        self.mode = mode
+        self._since = now
+        self.changes += 1
+
+    # ------------------------------------------------------------ events
+
+    def session(self, token, window, staff, now):
+        """A prompt for this window is open (token from the daemon)."""
+        if token == self.used or token == self.token:
+            return
+        self.token = token
+        self.window = window
+        self.staff = staff
+        if self.mode == IDLE:
+            self._to(PROMPT, now)
+
+    def close(self, now):
+        """The prompt closed (empty retained session, or expired)."""
+        self.token = ""
+        if self.mode == PROMPT:
+            self._to(IDLE, now)
+
+    def press(self, key, now):
+        """Key 1..5 went down (already debounced by the board)."""
+        if not 1 <= key <= 5:
+            return
+        mode = self.mode
+        if mode == IDLE or mode == PROMPT:
+            self._token_at_press = self.token
+            self.choice = key
+            self._to(CHOSEN, now)
+        elif mode == CHOSEN:
+            if key != self.choice:
+                self.choice = key
+                self.changes += 1
+        elif mode == REASON:
+            if ticks_diff(now, self._since) < GUARD_MS:
+                pass
+            elif key == SKIP_KEY:
+                self._to(THANKS, now)
+            else:
+                self.store.reason(self.ref, levels.REASONS[key - 1][0])
+                self._to(THANKS, now)
+        self._last_press = now
+
+    def tick(self, now):
+        mode = self.mode
+        age = ticks_diff(now, self._since)
+        if mode == CHOSEN:
+            if age >= CORRECT_MS:
+                self._commit(now)
+        elif mode == THANKS or mode == FULL:
+            if age >= THANKS_MS and ticks_diff(now, self._last_press) >= QUIET_MS:
+                self._to(PROMPT if self.token else IDLE, now)
+        elif mode == REASON:
+            if age >= REASON_MS:
+                self._to(THANKS, now)
+
+    def _commit(self, now):
+        token = self._token_at_press
+        level = self.choice
+        seq = self.store.rating(level, token)
+        if seq is None:
+            self._to(FULL, now)
+            return
+        if token:
+            self.used = token
+            if self.token == token:
+                self.token = ""  # one rating per session
+        if levels.is_bad(level):
+            self.ref = seq
+            self._to(REASON, now)
+        else:
+            self._to(THANKS, now)

@@ -1,0 +1,318 @@
+# The firmware core's behaviour, in the common subset: this one file runs under CPython (imported
+# by test_core.py) and under real MicroPython (as a script, with a scratch folder as argument).
+# Each check names what a citizen or hall IT would see go wrong if it failed.
+# Prints one line per failure, then "core ok N" or "core FAILED N".
+import os
+
+from haochaping.firmware import journal, statemachine
+from haochaping.firmware.statemachine import CHOSEN, FULL, IDLE, PROMPT, REASON, THANKS
+from haochaping.protocol import messages
+
+TOK = "ab" * 16
+TOK2 = "cd" * 16
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def _rm(path):
+    for p in (path, path + ".new"):
+        try:
+            os.remove(p)
+        except OSError:
+            pass
+
+
+class Store:
+    """Stands in for the app: stores into a real journal, remembers what it confirmed."""
+
+    def __init__(self, j):
+        self.j = j
+        self.ratings = []
+        self.reasons = []
+
+    def rating(self, level, token):
+        try:
+            seq = self.j.add_rating(level, token, 1000)
+        except journal.Full:
+            return None
+        self.ratings.append((seq, level, token))
+        return seq
+
+    def reason(self, ref, reason):
+        seq = self.j.add_reason(ref, reason, 1000)
+        self.reasons.append((seq, ref, reason))
+        return seq
+
+
+def _panel(d, name):
+    path = d + "/" + name
+    _rm(path)
+    st = Store(journal.Journal(path))
+    return statemachine.Panel(st), st
+
+
+def _run(p, script):
+    """script: list of (ms, event, arg). Ticks every 100 ms in between."""
+    t = 0
+    for at, ev, arg in script:
+        while t < at:
+            t += 100
+            p.tick(t)
+        if ev == "press":
+            p.press(arg, t)
+        elif ev == "session":
+            p.session(arg, "W1", "S1", t)
+        elif ev == "close":
+            p.close(t)
+    return t
+
+
+# ------------------------------------------------------------------ state machine
+
+
+def check_keys_light_when_a_session_arrives_and_go_dark_when_it_closes(d):
+    p, st = _panel(d, "j1")
+    if p.mode != IDLE:
+        return "terminal not dark at boot"
+    p.session(TOK, "W1", "S1", 0)
+    if p.mode != PROMPT:
+        return "keys did not light for a session"
+    p.close(100)
+    if p.mode != IDLE or st.ratings:
+        return "keys stayed lit after the prompt closed"
+
+
+def check_a_press_is_stored_only_after_the_3s_correction_window_then_thanks(d):
+    p, st = _panel(d, "j2")
+    _run(p, [(0, "session", TOK), (1000, "press", 2), (3900, None, None)])
+    if st.ratings or p.mode != CHOSEN:
+        return "rating committed before the 3 s correction window ended"
+    _run(p, [(4100, None, None)])
+    if st.ratings != [(1, 2, TOK)] or p.mode != THANKS:
+        return "rating not stored then thanked after 3 s: %r" % (st.ratings,)
+
+
+def check_the_citizen_can_correct_the_choice_within_3s(d):
+    p, st = _panel(d, "j3")
+    _run(p, [(0, "session", TOK), (1000, "press", 1), (2500, "press", 3), (5000, None, None)])
+    if st.ratings != [(1, 3, TOK)]:
+        return "corrected choice not the one stored: %r" % (st.ratings,)
+
+
+def check_bounce_and_mashing_give_one_rating(d):
+    p, st = _panel(d, "j4")
+    script = [(0, "session", TOK)]
+    for i in range(200):  # a child mashing keys every 50-100 ms for 15 s
+        script.append((1000 + i * 75, "press", 1 + (i * 7) % 3))
+    _run(p, script + [(30000, None, None)])
+    if len(st.ratings) != 1:
+        return "mashing gave %d ratings" % len(st.ratings)
+    if p.mode != IDLE:
+        return "terminal did not go dark after the one rating"
+
+
+def check_one_rating_per_session_even_if_the_session_is_redelivered(d):
+    p, st = _panel(d, "j5")
+    _run(p, [(0, "session", TOK), (500, "press", 1), (10000, "session", TOK), (10100, None, None)])
+    if p.mode != IDLE:
+        return "keys relit for a session already rated (retained message redelivered)"
+    _run(p, [(12000, "session", TOK2), (12500, "press", 2), (20000, None, None)])
+    if [r[2] for r in st.ratings] != [TOK, TOK2]:
+        return "next session not rated normally: %r" % (st.ratings,)
+    # after a reboot the journal remembers the last rated token
+    j = journal.Journal(d + "/j5")
+    p2 = statemachine.Panel(Store(j), j.last_token)
+    p2.session(TOK2, "W1", "S1", 0)
+    if p2.mode != IDLE:
+        return "keys relit after reboot for a session already rated"
+
+
+def check_a_press_with_no_session_is_kept_with_an_empty_token(d):
+    p, st = _panel(d, "j6")
+    _run(p, [(100, "press", 4), (5000, None, None)])
+    if st.ratings != [(1, 4, "")]:
+        return "unsolicited press not stored with token '': %r" % (st.ratings,)
+
+
+def check_a_bad_review_is_stored_before_the_reason_is_asked(d):
+    p, st = _panel(d, "j7")
+    _run(p, [(0, "session", TOK), (100, "press", 5), (3200, None, None)])
+    if p.mode != REASON or st.ratings != [(1, 5, TOK)]:
+        return "bad review not stored before asking the reason"
+    _run(p, [(3300, "press", 3)])
+    if st.reasons:
+        return "a press right after the rating (bounce) was taken as a reason"
+    _run(p, [(5000, "press", 3), (9000, None, None)])
+    if st.reasons != [(2, 1, "attitude")]:
+        return "reason not stored with its own seq and a reference: %r" % (st.reasons,)
+    if p.mode != IDLE:
+        return "terminal not idle after the reason"
+
+
+def check_the_reason_is_optional_and_times_out_after_10s(d):
+    p, st = _panel(d, "j8")
+    _run(p, [(0, "session", TOK), (100, "press", 4), (3200, None, None)])
+    _run(p, [(13100, None, None)])
+    if p.mode == REASON:
+        return "terminal still asks for a reason after 10 s"
+    _run(p, [(20000, None, None)])
+    if st.reasons or p.mode != IDLE:
+        return "skipped reason stored something or did not return to idle"
+    p2, st2 = _panel(d, "j8b")
+    _run(p2, [(0, "session", TOK), (100, "press", 4), (4500, "press", 5), (9000, None, None)])
+    if st2.reasons or p2.mode != IDLE:
+        return "the skip key did not skip the reason"
+
+
+def check_a_full_journal_shows_full_and_stores_nothing(d):
+    path = d + "/j9"
+    _rm(path)
+    j = journal.Journal(path, max_bytes=600, compact_at=600)
+    st = Store(j)
+    p = statemachine.Panel(st)
+    t = 0
+    shown_full = False
+    for i in range(40):
+        p.press(1, t + 100)
+        for k in range(1, 80):
+            p.tick(t + 100 + k * 100)
+            if p.mode == FULL:
+                shown_full = True
+        t += 9000
+    if not shown_full:
+        return "a full journal never showed the full sign"
+    j2 = journal.Journal(path, max_bytes=600, compact_at=600)
+    if sorted(j2.pending) != [r[0] for r in st.ratings]:
+        return "full journal lost or invented ratings"
+
+
+# ------------------------------------------------------------------ journal
+
+
+def check_journal_keeps_seq_monotonic_across_reboots_and_compactions(d):
+    path = d + "/k1"
+    _rm(path)
+    j = journal.Journal(path)
+    a = j.add_rating(1, TOK, 5)
+    b = j.add_rating(2, "", 6)
+    j.ack([a, b])
+    j.compact()
+    j = journal.Journal(path)
+    c = j.add_rating(3, "", 7)
+    if (a, b, c) != (1, 2, 3):
+        return "seq reused after compaction and reboot: %r" % ((a, b, c),)
+    if j.pending != [3]:
+        return "pending after reboot wrong: %r" % (j.pending,)
+
+
+def check_journal_recovers_dropping_only_a_torn_last_record(d):
+    path = d + "/k2"
+    _rm(path)
+    j = journal.Journal(path)
+    for lv in (1, 2, 3):
+        j.add_rating(lv, TOK, 100)
+    j.ack([2])
+    with open(path, "ab") as f:
+        f.write(b"r,4,5,,100,dead")  # power cut in the middle of a record
+    j = journal.Journal(path)
+    if j.pending != [1, 3] or j.dropped != 1:
+        return "torn record recovery wrong: pending %r dropped %d" % (j.pending, j.dropped)
+    got = [(r[0], r[2]) for r in j.records()]
+    if got != [(1, 1), (3, 3)]:
+        return "records after recovery wrong: %r" % (got,)
+    s = j.add_rating(4, "", 101)
+    j = journal.Journal(path)
+    if j.pending != [1, 3, s] or j.dropped:
+        return "record appended after a torn tail was lost: %r" % (j.pending,)
+
+
+def check_journal_finishes_or_discards_an_interrupted_compaction(d):
+    path = d + "/k3"
+    _rm(path)
+    j = journal.Journal(path)
+    j.add_rating(1, TOK, 1)
+    j.add_rating(2, TOK, 1)
+    with open(path + ".new", "wb") as f:
+        f.write(b"h,3,")  # cut while writing the new file
+    j = journal.Journal(path)
+    if j.pending != [1, 2]:
+        return "half-written compaction lost ratings"
+    j.compact()
+    os.rename(path, path + ".new")  # cut after removing the old file, before the rename (FAT)
+    j = journal.Journal(path)
+    if j.pending != [1, 2]:
+        return "compaction interrupted before rename lost ratings"
+
+
+def check_journal_records_come_back_oldest_first_with_reasons(d):
+    path = d + "/k4"
+    _rm(path)
+    j = journal.Journal(path)
+    r = j.add_rating(5, TOK, 10)
+    n = j.add_reason(r, "efficiency", 11)
+    j.add_rating(1, "", 12)
+    got = list(j.records())
+    if got != [(1, "r", 5, TOK, 10), (2, "n", 1, "efficiency", 11), (3, "r", 1, "", 12)]:
+        return "records wrong: %r" % (got,)
+    if [x[0] for x in j.records(after=n)] != [3]:
+        return "records(after) wrong"
+    p = messages.decode_uplink(messages.encode_reason(KEY, "T1", n, r, "efficiency", 11))
+    if p["ref"] != r:
+        return "reason message does not refer to the rating"
+
+
+def check_journal_compacts_and_stays_bounded_over_many_ratings(d):
+    path = d + "/k5"
+    _rm(path)
+    j = journal.Journal(path, max_bytes=4096, compact_at=1024)
+    for i in range(300):
+        s = j.add_rating(1 + i % 5, TOK, i)
+        if i % 3 == 2:
+            j.ack([s - 2, s - 1, s])
+        if j.size > 4096 or os.stat(path)[6] != j.size:
+            return "journal size not bounded or not tracked: %d" % j.size
+    if j.compactions < 5 or j.pending:
+        return "journal did not compact (%d) or kept acked ratings" % j.compactions
+    j = journal.Journal(path, max_bytes=4096, compact_at=1024)
+    if j.next_seq != 301:
+        return "seq not continued after compactions: %d" % j.next_seq
+
+
+def check_a_full_journal_refuses_rather_than_overwrites(d):
+    path = d + "/k6"
+    _rm(path)
+    j = journal.Journal(path, max_bytes=1024, compact_at=512)
+    seqs = []
+    try:
+        for i in range(100):
+            seqs.append(j.add_rating(1, TOK, i))
+    except journal.Full:
+        pass
+    else:
+        return "journal never became full"
+    if j.pending != seqs or list(r[0] for r in j.records()) != seqs:
+        return "full journal dropped undelivered ratings"
+    j.ack(seqs[:3])
+    s = j.add_rating(2, "", 1)
+    if s != seqs[-1] + 1:
+        return "after an ack there was no room again"
+
+
+def check(d):
+    n = 0
+    failures = []
+    g = globals()
+    for name in sorted(g):
+        if name.startswith("check_"):
+            n += 1
+            err = g[name](d)
+            if err:
+                failures.append("%s: %s" % (name, err))
+    return n, failures
+
+
+if __name__ == "__main__":
+    import sys
+    n, failures = check(sys.argv[1])
+    for f in failures:
+        print(f)
+    print(("core ok %d" if not failures else "core FAILED %d") % n)
