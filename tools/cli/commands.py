@@ -1,3 +1,4 @@
 """Every command group, registered on the root `hcp` group. One import per module."""
 from . import cli  # noqa: F401
 from . import hall  # noqa: F401
+from . import hardware  # noqa: F401
