@@ -1,0 +1,263 @@
+# Proof 4 (MicroPython only): power cut at every instant, on littlefs.
+#
+# A RAM block device formatted with vfs.VfsLfs2 (what ESP32 MicroPython uses) stops accepting
+# block writes after the k-th one. For every k over a scripted day of presses, bad-review
+# reasons, acks and compactions, the flash is "rebooted" (remounted from the bytes as they were)
+# and the journal recovered. Then:
+#   - every rating/reason the citizen was thanked for is delivered (acked) or pending;
+#   - nothing else is there, except the one record whose write was in flight at the cut
+#     (the citizen pressed it; the thank-you had not been shown yet);
+#   - no record is pending twice, and a record whose ack was stored does not come back;
+#   - the journal is readable and the next seq is above every seq ever confirmed.
+#
+# Usage: micropython powercut_check.py count          -> the day's stats, no cut
+#        micropython powercut_check.py cut FROM TO STEP -> every k in range(FROM, TO, STEP)
+# Prints "powercut ok <ks covered> ..." or failures.
+import os
+import sys
+
+import vfs
+
+from haochaping.firmware import app as app_mod
+from haochaping.firmware import journal
+from haochaping.protocol import messages
+
+BLOCK = 4096
+BLOCKS = 24
+KEY = b"k" * 32
+TOK = "0123456789abcdef"
+CFG = {"key": KEY, "terminal": "T1", "hall": "H1", "journal": "/flash/journal",
+       "journal_max": 2048}
+EIO = -5
+
+
+class RAMBlockDev:
+    """Extended block protocol (readblocks/writeblocks with offset, ioctl 6 = erase)."""
+
+    def __init__(self, data, limit=-1, torn=False):
+        self.data = data
+        self.limit = limit    # writes accepted before the power goes; -1 = never
+        self.torn = torn      # the write hit by the cut lands half
+        self.writes = 0
+        self.erases = 0
+
+    def _power(self):
+        if self.limit >= 0 and self.writes + self.erases >= self.limit:
+            return False
+        return True
+
+    def readblocks(self, n, buf, off=0):
+        a = n * BLOCK + off
+        buf[:] = self.data[a:a + len(buf)]
+
+    def writeblocks(self, n, buf, off=None):
+        a = n * BLOCK + (off or 0)
+        if not self._power():
+            if self.torn and self.limit >= 0:
+                half = len(buf) // 2
+                self.data[a:a + half] = buf[:half]
+                self.torn = False
+            return EIO
+        self.data[a:a + len(buf)] = buf
+        self.writes += 1
+        return 0
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return BLOCKS
+        if op == 5:
+            return BLOCK
+        if op == 6:
+            if not self._power():
+                return EIO
+            self.erases += 1
+            return 0
+        return 0
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0
+
+    def __call__(self):
+        return self.t
+
+
+class Log:
+    """What the citizen was shown, and what was in flight when the power went."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.confirmed = []
+        self.inflight = 0
+        self.inflight_acks = []
+        self.per_rating = []
+        self.compactions = 0
+
+    def count(self):
+        return self.dev.writes + self.dev.erases
+
+
+class Day(app_mod.App):
+    """The app, reporting to the Log what it confirmed to the citizen."""
+
+    def __init__(self, clock, log):
+        self.log = log
+        app_mod.App.__init__(self, CFG, clock)
+
+    def rating(self, level, token):
+        log = self.log
+        log.inflight = self.journal.next_seq
+        w = log.count()
+        seq = app_mod.App.rating(self, level, token)
+        log.per_rating.append(log.count() - w)
+        log.inflight = 0
+        log.compactions = self.journal.compactions
+        if seq is not None:
+            log.confirmed.append(seq)
+        return seq
+
+    def reason(self, ref, reason):
+        log = self.log
+        log.inflight = self.journal.next_seq
+        seq = app_mod.App.reason(self, ref, reason)
+        log.inflight = 0
+        if seq is not None:
+            log.confirmed.append(seq)
+        return seq
+
+
+def mount(dev, fmt):
+    if fmt:
+        vfs.VfsLfs2.mkfs(dev)
+    fs = vfs.VfsLfs2(dev)
+    vfs.mount(fs, "/flash")
+
+
+def umount():
+    try:
+        vfs.umount("/flash")
+    except OSError:
+        pass
+
+
+def run_day(log, clock, delivered, presses):
+    """The scripted day, from boot. Raises OSError at the power cut."""
+    day = Day(clock, log)
+    x = 12345
+    now = 1700000000
+    for i in range(presses):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        if i % 4 != 3:  # most presses follow a session; some have none (unsolicited)
+            tok = "%016x" % (i + 1) + TOK
+            day.on_message(day.t_session, messages.encode_session(KEY, "T1", tok, "W1", "S1",
+                                                                  now + 600, now))
+        clock.t += 1000
+        day.press(1 + x % 5)
+        if x % 7 == 0:
+            clock.t += 500
+            day.press(1 + (x >> 8) % 5)   # a correction
+        for _ in range(40):  # 4 s: the choice is committed
+            clock.t += 100
+            day.tick()
+        if day.panel.mode == 4:  # REASON: answer most of the time
+            clock.t += 1500
+            if x % 3:
+                day.press(1 + (x >> 4) % 4)
+        for _ in range(150):
+            clock.t += 100
+            day.tick()
+        now += 60
+        if x % 3 == 0 or i == presses - 1:  # the daemon acks what it received, in a batch
+            got = [s for s, p in day.outbox(0, 50)]
+            if got:
+                log.inflight_acks = got
+                day.on_message(day.t_ack, messages.encode_ack(KEY, "T1", got, now))
+                log.inflight_acks = []
+                delivered.extend(got)
+
+
+def check_after_cut(day, delivered):  # day: the Log
+    """Reboot on the flash as the cut left it; return an error text or None."""
+    j = journal.Journal(CFG["journal"], CFG["journal_max"], CFG["journal_max"] // 4)
+    pending = j.pending
+    read = [r[0] for r in j.records()]
+    if read != pending:
+        return "journal records %r do not match pending %r" % (read, pending)
+    if len(set(pending)) != len(pending):
+        return "a record is pending twice"
+    if j.dropped:
+        return "recovery dropped %d damaged records on littlefs" % j.dropped
+    confirmed = set(day.confirmed)
+    have = set(pending) | set(delivered)
+    lost = confirmed - have
+    if lost:
+        return "confirmed records lost: %r" % sorted(lost)
+    extra = have - confirmed - set([day.inflight])
+    if extra:
+        return "records never confirmed appeared: %r" % sorted(extra)
+    back = set(pending) & set(delivered) - set(day.inflight_acks)
+    if back:
+        return "records whose ack was stored came back: %r" % sorted(back)
+    top = max(list(confirmed) + list(delivered) + [0])
+    if j.next_seq <= top:
+        return "next seq %d would reuse a confirmed seq %d" % (j.next_seq, top)
+    s = j.add_rating(1, "", 0)  # the journal is writable again
+    if s <= top:
+        return "seq reused after the cut"
+    return None
+
+
+def one(limit, torn, presses):
+    data = bytearray(BLOCK * BLOCKS)
+    dev = RAMBlockDev(data)
+    mount(dev, True)
+    umount()
+    dev.limit = limit
+    dev.torn = torn
+    dev.writes = dev.erases = 0
+    mount(dev, False)
+    clock = Clock()
+    day = Log(dev)
+    delivered = []
+    cut = False
+    try:
+        run_day(day, clock, delivered, presses)
+    except OSError:
+        cut = True
+    umount()
+    mount(RAMBlockDev(data), False)
+    err = check_after_cut(day, delivered)
+    umount()
+    return cut, err, day, delivered
+
+
+def main():
+    presses = int(sys.argv[2]) if sys.argv[1] == "count" else int(sys.argv[5])
+    if sys.argv[1] == "count":
+        cut, err, day, delivered = one(-1, False, presses)
+        print("writes %d ratings %d delivered %d compactions %d worst_per_rating %d "
+              "mean_per_rating %d" % (day.dev.writes + day.dev.erases, len(day.confirmed),
+                                      len(delivered), day.compactions,
+                                      max(day.per_rating), sum(day.per_rating) // len(day.per_rating)))
+        print("powercut ok 0" if not err else err)
+        return
+    lo, hi, step = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    n = 0
+    fails = 0
+    k = lo
+    while k < hi:
+        for torn in (False, True):
+            cut, err, day, delivered = one(k, torn, presses)
+            if not cut:
+                print("k=%d: the day finished before the cut" % k)
+                fails += 1
+            elif err:
+                print("k=%d torn=%s: %s" % (k, torn, err))
+                fails += 1
+        n += 1
+        k += step
+    print(("powercut ok %d" if not fails else "powercut FAILED %d") % n)
+
+
+main()
