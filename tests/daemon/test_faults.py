@@ -1,0 +1,66 @@
+"""Crash things mid-flight: every rating a terminal sent is stored exactly once and acked."""
+import threading
+import time
+
+from tests.conftest import wait_until
+
+N = 300  # presses per terminal
+
+
+def _stream(term, n, done):
+    for i in range(n):
+        term.press(i % 5 + 1)
+        time.sleep(0.004)
+    done.set()
+
+
+def _run_stream_with(fault, terminals, hall_db):
+    ts = terminals(resend_s=1.5)
+    dones = []
+    for t in ts.values():
+        d = threading.Event()
+        threading.Thread(target=_stream, args=(t, N, d), daemon=True).start()
+        dones.append(d)
+    wait_until(lambda: hall_db("SELECT COUNT(*) FROM ratings")[0][0] >= N // 3, what="stream under way")
+    fault()
+    for d in dones:
+        assert d.wait(60)
+    wait_until(lambda: all(t.backlog() == 0 for t in ts.values()), timeout=90,
+               what="every rating acked after the fault")
+    for name, t in ts.items():
+        rows = hall_db("SELECT seq, level FROM ratings WHERE terminal=? ORDER BY seq", name)
+        # nothing lost, nothing doubled, nothing altered
+        assert rows == [(i + 1, i % 5 + 1) for i in range(N)], name
+    assert hall_db("SELECT COUNT(*) FROM rejected") == [(0,)]
+
+
+def test_daemon_sigkill_mid_stream_loses_and_doubles_nothing(daemon, terminals, hall_db):
+    # if this fails, a power cut or crash of the hall server loses citizens' ratings
+    def crash():
+        daemon.kill()
+        time.sleep(0.5)
+        daemon.start()
+    _run_stream_with(crash, terminals, hall_db)
+
+
+def test_broker_kill_and_restart_mid_stream_loses_and_doubles_nothing(daemon, broker, terminals, hall_db):
+    # if this fails, restarting mosquitto loses or double-counts ratings
+    def crash():
+        broker.kill()
+        time.sleep(1.0)
+        broker.start()
+    _run_stream_with(crash, terminals, hall_db)
+
+
+def test_prompts_survive_a_daemon_restart(daemon, api, terminals, hall_db):
+    # if this fails, a citizen who rates right after a daemon restart is counted as unsolicited
+    t = terminals()["T001"]
+    api.start("W01", "A001")
+    api.finish("W01")
+    shown = t.wait_session()
+    daemon.kill()
+    daemon.start()
+    t.press(1)
+    wait_until(lambda: t.backlog() == 0, what="ack")
+    assert hall_db("SELECT outcome FROM ratings") == [("counted",)]
+    assert hall_db("SELECT token FROM transactions") == [(shown["token"],)]

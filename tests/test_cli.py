@@ -1,0 +1,81 @@
+"""hcp explains itself, and bad arguments give one line and a non-zero exit, never a traceback."""
+import os
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from haochaping.tools.cli import cli, _register
+
+_register()
+
+
+def _all_commands(group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield prefix + (name,), cmd
+        if isinstance(cmd, click.Group):
+            yield from _all_commands(cmd, prefix + (name,))
+
+
+def test_every_command_has_a_summary_and_a_runnable_example():
+    # if this fails, hall IT meets a command that does not say what it does or how to run it
+    missing = []
+    for path, cmd in _all_commands(cli):
+        help_text = cmd.help or ""
+        if not cmd.get_short_help_str().strip():
+            missing.append(" ".join(path) + ": no summary")
+        if not isinstance(cmd, click.Group) and "hcp " + " ".join(path) not in help_text:
+            missing.append(" ".join(path) + ": no runnable example")
+    assert missing == []
+
+
+def test_top_level_help_lists_every_command():
+    out = CliRunner().invoke(cli, ["--help"]).output
+    for name in cli.commands:
+        assert name in out
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["window", "start", "--ticket", "A1"], "Missing option '--window'"),
+    (["daemon", "run", "--config", "/nonexistent/hall.toml"], "not found"),
+    (["pair", "--config", "/nonexistent/hall.toml", "--window", "W1", "--terminal", "T1"], "not found"),
+    (["no-such-command"], "No such command"),
+])
+def test_bad_arguments_give_one_line_and_exit_non_zero(args, expect):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code != 0
+    assert expect in r.output
+    assert "Traceback" not in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_pairing_an_unregistered_terminal_says_what_to_do(tmp_path):
+    from haochaping.tools import hallkit
+    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    r = CliRunner().invoke(cli, ["pair", "--config", cfg["path"], "--window", "W01", "--terminal", "T404"])
+    assert r.exit_code == 1
+    assert "hcp terminal add" in r.output
+    r = CliRunner().invoke(cli, ["pair", "--config", cfg["path"], "--window", "W02", "--terminal", "T001"])
+    assert r.exit_code == 0
+    r = CliRunner().invoke(cli, ["pairings", "--config", cfg["path"]])
+    assert "W02        T001" in r.output
+
+
+def test_window_commands_without_a_running_daemon_say_so(tmp_path):
+    from haochaping.tools import hallkit
+    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    r = CliRunner().invoke(cli, ["window", "finish", "--config", cfg["path"], "--window", "W01"])
+    assert r.exit_code == 1
+    assert "is `hcp daemon run` running?" in r.output
+
+
+def test_generic_module_names_are_not_installed():
+    # the distribution must not shadow other packages called protocol, daemon, tools, firmware
+    for mod in ("protocol", "daemon", "tools", "firmware", "hardware"):
+        r = subprocess.run([sys.executable, "-c", "import " + mod], cwd="/", capture_output=True,
+                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        assert r.returncode != 0, mod
+    r = subprocess.run([sys.executable, "-c", "import haochaping.protocol.messages"], cwd="/")
+    assert r.returncode == 0
