@@ -2,3 +2,5 @@
 from . import cli  # noqa: F401
 from . import hall  # noqa: F401
 from . import hardware  # noqa: F401
+from . import rules  # noqa: F401
+from . import calendar  # noqa: F401
