@@ -88,9 +88,9 @@ def _schema(profile):
             if "pin" not in strip:
                 bad("ws2812.pin", "missing")
             count = strip.get("count")
-            if not (_is_int(count) and 1 <= count <= _MAX_STRIP):
-                bad("ws2812.count", "must be the number of LEDs on the strip, 1 to %d"
-                    % _MAX_STRIP)
+            if not (_is_int(count) and len(LEVELS) <= count <= _MAX_STRIP):
+                bad("ws2812.count", "must be the number of LEDs on the strip, %d (one per "
+                    "level) to %d" % (len(LEVELS), _MAX_STRIP))
     display = profile.get("display")
     if "display" in profile:
         if not isinstance(display, dict):

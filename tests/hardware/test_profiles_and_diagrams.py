@@ -33,6 +33,12 @@ def test_a_committed_profile_passes_without_warnings(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_the_firmware_accepts_every_committed_profile_as_its_board_config(name):
+    from haochaping.firmware import config
+    assert config.board_errors(profile.load(name)[1]) == [], "provisioning %s would fail" % name
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_every_pin_of_a_committed_profile_is_on_its_boards_headers(name):
     data = profile.load(name)[1]
     for _role, label, pin, _kind in profile.pin_uses(data):

@@ -200,6 +200,7 @@ DROP = object()
     ({"description": DROP}, "description:"),
     ({"leds": DROP}, "feedback:"),
     ({"ws2812": {"pin": 4}}, "ws2812.count:"),
+    ({"ws2812": {"pin": 4, "count": 3}}, "ws2812.count:"),
     ({"ws2812": {"pin": 4, "count": 5, "colour": "red"}}, "ws2812.colour:"),
     ({"display": {"kind": "ili9341", "sda": 4, "scl": 14}}, "display.kind:"),
     ({"display": {"kind": "ssd1306", "sda": 4}}, "display.scl:"),
