@@ -1,6 +1,7 @@
 """Every command group, registered on the root `hcp` group. One import per module."""
 from . import cli  # noqa: F401
 from . import hall  # noqa: F401
+from . import demo  # noqa: F401
 from . import hardware  # noqa: F401
 from . import rules  # noqa: F401
 from . import calendar  # noqa: F401
