@@ -282,9 +282,10 @@ def check_appeal_in_time(received, filed, calendar=None):
     deadline in the message (no appeal in time means no objection)."""
     d = appeal_filing_deadline(received, calendar)
     if d.passed(filed):
+        shown = (filed.astimezone(workdays.SHANGHAI).isoformat(timespec="seconds")
+                 if isinstance(filed, datetime.datetime) else filed.isoformat())
         raise HcpError("appeal too late: filed %s, the deadline (3 working days, 第十条) was %s"
-                       % (filed.astimezone(workdays.SHANGHAI).isoformat(timespec="seconds"),
-                          d.at.isoformat()))
+                       % (shown, d.at.isoformat()))
     return d
 
 

@@ -463,15 +463,21 @@ def _official_makeup(year):
     return sorted(d for d in chinese_calendar.workdays if d.year == year and d.weekday() >= 5)
 
 
-_default = None
+_default = None   # (path, mtime of the override file or None, Calendar)
 
 
 def default_calendar():
-    """The calendar loaded from the default override location, loaded once."""
+    """The calendar with the default override file; re-read when that file changes, so a
+    long-running service picks up `hcp calendar import` without a restart."""
     global _default
-    if _default is None:
-        _default = Calendar.load()
-    return _default
+    path = default_path()
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        mtime = None
+    if _default is None or _default[:2] != (path, mtime):
+        _default = (path, mtime, Calendar.load())
+    return _default[2]
 
 
 def is_working_day(day, calendar=None):

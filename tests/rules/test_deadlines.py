@@ -53,6 +53,8 @@ def test_art10_appeal_in_time_on_the_last_day_and_refused_after_with_the_deadlin
     with pytest.raises(HcpError) as e:
         rules.check_appeal_in_time(received, at(2026, 10, 1, 0, 1), CAL)
     assert "2026-09-30T23:59:59+08:00" in str(e.value) and "第十条" in str(e.value)
+    with pytest.raises(HcpError, match="filed 2026-10-01, the deadline"):
+        rules.check_appeal_in_time(D(2026, 9, 24), D(2026, 10, 1), CAL)
 
 
 def test_art10_appeal_decision_within_10_working_days():

@@ -6,6 +6,7 @@ holiday, or a unit's appeal is refused as late on a day that was a holiday, or a
 a make-up Saturday nobody counted."""
 import datetime
 import logging
+import os
 import textwrap
 
 import pytest
@@ -294,6 +295,10 @@ def test_art7_load_uses_env_var_default_location_and_refuses_a_broken_file(tmp_p
     default.write_text(OVERRIDE_2027, encoding="utf-8")
     assert workdays.Calendar.load().override.years == [2027]
     assert workdays.is_working_day(D(2027, 1, 31)) == (True, "override")   # module-level API
+    default.write_text(OVERRIDE_2027.replace("2027-01-31", "2027-01-30"), encoding="utf-8")
+    os.utime(default, ns=(1, 1))                                # a changed file is re-read
+    assert workdays.is_working_day(D(2027, 1, 31)) == (False, "override")
+    assert workdays.is_working_day(D(2027, 1, 30)) == (True, "override")
     default.write_text("[2027]\n", encoding="utf-8")
     with pytest.raises(HcpError, match="refused"):
         workdays.Calendar.load()                                # broken: never silently ignored
