@@ -208,9 +208,14 @@ def _header(chip, side, used, x, first_y):
     return out
 
 
+def _source(profile):
+    name = profile.get("name") if isinstance(profile, dict) else None
+    return name if isinstance(name, str) else "profile"
+
+
 def svg(profile):
     """The wiring diagram of a valid profile, as an SVG document (text)."""
-    warnings = require_valid(profile, profile.get("name", "profile"))
+    warnings = require_valid(profile, _source(profile))
     chip = profile["chip"]
     board = boards.BOARDS[chip]
     rows = max(len(board["left"][1]), len(board["right"][1]))
@@ -265,9 +270,9 @@ def svg(profile):
         anchor = "start" if s > 0 else "end"
         wiring.append(_text(X(LABEL_AT), y - 1, label, 13, anchor, "#212121", "bold"))
         wiring.append(_text(X(LABEL_AT), y + 12, sub, 10, anchor, "#616161"))
+    body.extend(wiring)
     body.extend(_header(chip, "left", used, BOARD_X + 18, first_y))
     body.extend(_header(chip, "right", used, BOARD_X + BOARD_W - 18, first_y))
-    body.extend(wiring)
 
     # legend and notes
     body.append('<rect x="20" y="%d" width="%d" height="%d" rx="6" fill="#fafafa" '
@@ -287,7 +292,7 @@ def svg(profile):
 def bom_rows(profile):
     """The bill of materials of a valid profile: [(part, quantity, value, notes)], parts with the
     same name and value merged."""
-    require_valid(profile, profile.get("name", "profile"))
+    require_valid(profile, _source(profile))
     chip = profile["chip"]
     board = boards.BOARDS[chip]
     label = pins.CHIPS[chip]["label"]

@@ -67,9 +67,9 @@ _S3_REFUSED[19] = "USB D- of the native USB port (MicroPython's USB serial REPL 
 _S3_REFUSED[20] = "USB D+ of the native USB port (MicroPython's USB serial REPL on the ESP32-S3)"
 _S3_REFUSED.update(_reasons(_span(26, 32), "wired to the module's SPI flash and PSRAM "
                                            "(GPIO26-32)"))
-_S3_REFUSED.update(_reasons(_span(33, 37), "used by octal flash/PSRAM on ESP32-S3-WROOM-1 ...R8 and "
-                                           "WROOM-2 modules (GPIO33-37); refused so that the "
-                                           "profile works on every module"))
+_S3_REFUSED.update(_reasons(_span(33, 37), "used by octal flash/PSRAM on ESP32-S3-WROOM-1 ...R8 "
+                                           "and WROOM-2 modules (GPIO33-37); refused so that "
+                                           "the profile works on every module"))
 _S3_REFUSED[43] = "UART0 TX, the USB-to-UART bridge that hcp uses to flash and set up the terminal"
 _S3_REFUSED[44] = "UART0 RX, the USB-to-UART bridge that hcp uses to flash and set up the terminal"
 _S3_REFUSED[45] = ("strapping pin (VDD_SPI): high at reset powers the flash at 1.8 V and a 3.3 V "
