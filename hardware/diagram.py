@@ -10,6 +10,8 @@ import textwrap
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from haochaping.daemon.errors import HcpError
+
 from . import boards, pins
 from .profile import LEVEL_EN, level_label, pin_uses
 from .validate import require_valid
@@ -362,9 +364,12 @@ def write(profile, out_dir):
     """Write <name>.svg and <name>-bom.csv into out_dir (created if missing); return both paths."""
     drawing, bom = svg(profile), bom_csv(profile)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     svg_name, bom_name = file_names(profile["name"])
     svg_path, bom_path = out / svg_name, out / bom_name
-    svg_path.write_text(drawing, encoding="utf-8")
-    bom_path.write_text(bom, encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        svg_path.write_text(drawing, encoding="utf-8")
+        bom_path.write_text(bom, encoding="utf-8")
+    except OSError as e:
+        raise HcpError("cannot write the diagram into %s: %s" % (out, e.strerror or e)) from None
     return svg_path, bom_path

@@ -106,6 +106,15 @@ def test_diagram_refuses_a_bad_profile_in_one_line_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_diagram_into_a_folder_that_cannot_be_made_is_one_line_of_error(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    result = run("hardware", "diagram", "esp32-devkitc-buttons", "--out",
+                 str(tmp_path / "a-file" / "sub"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot write the diagram into ")
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_list_names_every_committed_profile():
     result = run("hardware", "list")
     assert result.exit_code == 0
