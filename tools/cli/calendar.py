@@ -12,7 +12,7 @@ from .rules import CALENDAR_FILE, JSON
 
 @cli.group()
 def calendar():
-    """Working-day calendar: official data, the override file, the Monday-Friday fallback.
+    """Working days: official data, override file, Monday-Friday fallback.
 
     \b
     Example:
