@@ -12,7 +12,7 @@ from .rules import CALENDAR_FILE, JSON
 
 @cli.group()
 def calendar():
-    """Working days: official data, override file, Monday-Friday fallback.
+    """Working-day calendar: check its sources, import an override file.
 
     \b
     Example:
