@@ -12,7 +12,7 @@ from .rules import CALENDAR_FILE, JSON
 
 @cli.group()
 def calendar():
-    """Working-day calendar: check its sources, import an override file.
+    """Working-day calendar: check it, import overrides.
 
     \b
     Example:
