@@ -1,0 +1,205 @@
+"""The MQTT link: asyncio, reconnect with backoff, the journal as the outbox. No hardware.
+
+One supervisor task (`run`) owns the connection: wait for the network, connect, CONNECT with the
+terminal's own user name and password and a last will (retained status "offline"), SUBSCRIBE to
+the session and ack topics, publish the retained status, then send every pending journal record
+oldest first (QoS 1, packet id derived from the seq, so a resend carries the same id and the DUP
+flag). A reader task handles what the broker sends. On any failure both stop, the socket is
+closed, and the supervisor backs off (1, 2, 4 ... 60 s, with jitter) and starts again.
+
+The keys never wait for the link: presses are handled by the app in another task, and the link
+learns of new records through `app.wake`. Outages are state, not exceptions: `state`,
+`last_error`, `connects`, `failures`.
+
+The daemon's ack (by seq) frees the journal, not the broker's PUBACK: a PUBACK only means the
+broker has it. If the oldest pending record stays unacked for `resend_s` on a live connection
+(daemon down, restarted without a persistent session), every pending record is sent again.
+Duplicates are expected; the daemon dedups by terminal + seq.
+
+`open_connection` is injectable (default asyncio.open_connection): tests put a socket-level
+stand-in there. The broker host should be an IP address: MicroPython resolves names blocking.
+"""
+try:
+    import asyncio
+except ImportError:  # pragma: no cover - older MicroPython
+    import uasyncio as asyncio  # type: ignore
+
+from . import mqtt
+
+DOWN = 0
+NO_NETWORK = 1
+CONNECTING = 2
+UP = 3
+STATES = ("down", "no network", "connecting", "online")
+
+_TIMEOUT = 10       # s for connect and CONNACK
+_BATCH = 8          # records read from the journal per step
+
+
+def pid_of(seq):
+    return (seq - 1) % 65535 + 1
+
+
+class Link:
+    def __init__(self, app, host, port, user, password, keepalive=60, net_ready=None,
+                 open_connection=None, backoff_max=60, resend_s=60, status_s=300):
+        self.app = app
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.keepalive = keepalive
+        self.net_ready = net_ready
+        self.open = open_connection or asyncio.open_connection
+        self.backoff_max = backoff_max
+        self.resend_ms = resend_s * 1000
+        self.status_ms = status_s * 1000
+        self.client_id = app.cfg["hall"] + "-" + app.term
+        self.state = DOWN
+        self.connects = 0
+        self.failures = 0
+        self.sent = 0          # publishes written (ratings, reasons, status)
+        self.last_error = ""
+        self._wake = asyncio.Event()
+        self._dead = False
+        self._high = 0         # highest seq ever sent since boot: a resend gets the DUP flag
+        self._rx = 0
+        self._tx = 0
+        app.wake = self._wake.set
+
+    # ------------------------------------------------------------ supervisor
+
+    async def run(self):
+        backoff = 1
+        while True:
+            if self.net_ready is not None and not self.net_ready():
+                self.state = NO_NETWORK
+                await asyncio.sleep(1)
+                continue
+            self.state = CONNECTING
+            before = self.connects
+            try:
+                await self._connection()
+            except (OSError, ValueError, EOFError, asyncio.TimeoutError) as e:
+                self.last_error = "%s: %s" % (type(e).__name__, e)
+            self.state = DOWN
+            self.failures += 1
+            if self.connects != before:
+                backoff = 1
+            # jitter from the clock spreads a hall's terminals after a broker restart
+            await asyncio.sleep(backoff + (self.app.ms() % 1000) / 1000)
+            backoff = min(backoff * 2, self.backoff_max)
+
+    async def _connection(self):
+        """One connection, from CONNECT until it fails (it always ends in an exception)."""
+        r, w = await asyncio.wait_for(self.open(self.host, self.port), _TIMEOUT)
+        reader = None
+        try:
+            app = self.app
+            w.write(mqtt.connect(self.client_id, self.keepalive, self.user, self.password,
+                                 app.will()))
+            await w.drain()
+            pkt = await asyncio.wait_for(self._read(r), _TIMEOUT)
+            if pkt[0] != mqtt.CONNACK:
+                raise ValueError("no CONNACK")
+            if pkt[1]:
+                rc = pkt[1]
+                raise ValueError("broker refused: " + (mqtt.CONNACK_REASONS[rc] if rc < 6 else str(rc)))
+            w.write(mqtt.subscribe(1, app.subscriptions()))
+            await self._publish(w, app.t_status, app.status(), 0, 0, True)
+            self._rx = self._tx = app.ms()
+            self._dead = False
+            self.state = UP
+            self.connects += 1
+            self.last_error = ""
+            reader = asyncio.create_task(self._reader(r, w))
+            await self._sender(w)
+        finally:
+            if reader is not None:
+                reader.cancel()
+            self.state = DOWN
+            try:
+                w.close()
+                await w.wait_closed()
+            except (OSError, EOFError):
+                pass
+
+    # ------------------------------------------------------------ I/O
+
+    async def _read(self, r):
+        first = (await r.readexactly(1))[0]
+        length = shift = 0
+        while True:
+            length, shift, done = mqtt.length_done(length, shift, (await r.readexactly(1))[0])
+            if done:
+                break
+        if length > mqtt.MAX_IN:
+            raise ValueError("mqtt: packet too large")
+        body = await r.readexactly(length) if length else b""
+        return mqtt.parse(first, body)
+
+    async def _publish(self, w, topic, payload, qos, pid, retain=False, dup=False):
+        w.write(mqtt.publish_header(topic, len(payload), qos, pid, retain, dup))
+        w.write(payload)
+        await w.drain()
+        self._tx = self.app.ms()
+        self.sent += 1
+
+    async def _reader(self, r, w):
+        try:
+            while True:
+                pkt = await self._read(r)
+                self._rx = self.app.ms()
+                if pkt[0] == mqtt.PUBLISH:
+                    if pkt[3] == 1:
+                        w.write(mqtt.puback(pkt[4]))
+                    self.app.on_message(pkt[1], pkt[2])
+                elif pkt[0] == mqtt.SUBACK and b"\x80" in pkt[2]:
+                    raise ValueError("broker refused a subscription (ACL?)")
+        except (OSError, ValueError, EOFError) as e:
+            self.last_error = "%s: %s" % (type(e).__name__, e)
+        finally:
+            self._dead = True
+            self._wake.set()
+
+    async def _sender(self, w):
+        app = self.app
+        after = 0                   # highest seq written on this connection
+        oldest = 0
+        oldest_since = app.ms()
+        status_at = app.ms()
+        half = self.keepalive * 500
+        while not self._dead:
+            batch = app.outbox(after, _BATCH)
+            for seq, payload in batch:
+                await self._publish(w, app.t_rating, payload, 1, pid_of(seq), False,
+                                    seq <= self._high)
+                after = seq
+                if seq > self._high:
+                    self._high = seq
+            if batch:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1)
+            except asyncio.TimeoutError:
+                pass
+            now = app.ms()
+            if now - self._rx > self.keepalive * 1500:
+                raise OSError("broker silent for 1.5 keep-alive periods")
+            if now - self._tx >= half:
+                w.write(mqtt.PINGREQ)
+                await w.drain()
+                self._tx = now
+            pending = app.journal.pending
+            head = pending[0] if pending else 0
+            if head != oldest:
+                oldest = head
+                oldest_since = now
+            elif head and now - oldest_since >= self.resend_ms:
+                after = 0           # the daemon has not acked: send everything pending again
+                oldest_since = now
+            if now - status_at >= self.status_ms:
+                status_at = now
+                await self._publish(w, app.t_status, app.status(), 0, 0, True)
+        raise OSError("connection lost")
