@@ -34,9 +34,7 @@ _BOARD_KEYS = ("name", "chip", "description", "input", "keys", "leds", "ws2812",
 
 
 class ConfigError(ValueError):
-    def __init__(self, errors):
-        ValueError.__init__(self, "config: " + "; ".join(errors))
-        self.errors = errors
+    """args[0]: the list of errors, one line per bad field."""
 
 
 def _gpio(v):

@@ -126,3 +126,32 @@ class Panel:
             self._to(REASON, now)
         else:
             self._to(THANKS, now)
+
+
+class Debounce:
+    """Key bounce filter for five keys, sampled every few ms by the board (pure logic).
+
+    A key counts as down after `n` consecutive pressed samples and as up after `n` released
+    ones; `feed` returns a bit mask of the keys that went down in this sample (bit 0 = key 1;
+    no allocation per sample). A held key gives one press. With 10 ms sampling and n=3, a contact must settle for 30 ms.
+    """
+
+    def __init__(self, n=3):
+        self.n = n
+        self.down = [False] * 5
+        self._run = [0] * 5
+
+    def feed(self, pressed):
+        """pressed: 5 booleans (level 1..5 order). Returns the mask of keys that went down."""
+        out = 0
+        for i in range(5):
+            if pressed[i] != self.down[i]:
+                self._run[i] += 1
+                if self._run[i] >= self.n:
+                    self.down[i] = pressed[i]
+                    self._run[i] = 0
+                    if pressed[i]:
+                        out |= 1 << i
+            else:
+                self._run[i] = 0
+        return out

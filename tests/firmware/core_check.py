@@ -297,6 +297,54 @@ def check_a_full_journal_refuses_rather_than_overwrites(d):
         return "after an ack there was no room again"
 
 
+# ------------------------------------------------------------------ config and debounce
+
+GOOD = {"wifi_ssid": "hall", "broker": "10.0.0.2", "hall": "H1", "terminal": "T1",
+        "username": "T1", "password": "pw", "key": "6b" * 32,
+        "board": {"name": "devkit", "chip": "esp32", "input": "buttons",
+                  "keys": [32, 33, 25, 26, 27], "leds": [19, 18, 5, 17, 16], "buzzer": 23}}
+
+
+def check_config_names_every_bad_field_not_just_the_first(d):
+    from haochaping.firmware import config
+    cfg = config.validate(GOOD)
+    if cfg["port"] != 1883 or cfg["key"] != b"k" * 32:
+        return "defaults or key decoding wrong"
+    bad = {}
+    for k in GOOD:
+        bad[k] = GOOD[k]
+    bad["hall"] = "H/1"
+    bad["port"] = 0
+    bad["key"] = "xyz"
+    bad["colour"] = "red"
+    bad["board"] = {"name": "b", "chip": "esp8266", "input": "buttons", "keys": [1, 2, 3, 4, 4]}
+    try:
+        config.validate(bad)
+    except config.ConfigError as e:
+        errs = e.args[0]
+        want = ("hall:", "port:", "key:", "colour: unknown", "board.chip:", "board: GPIO 4 used twice")
+        for w in want:
+            if not [x for x in errs if x.startswith(w)]:
+                return "bad field %r not named in %r" % (w, errs)
+        return None
+    return "bad config accepted"
+
+
+def check_debounce_turns_contact_bounce_and_a_held_key_into_one_press(d):
+    db = statemachine.Debounce(3)
+    up = [False] * 5
+    k2 = [False, True, False, False, False]
+    presses = 0
+    # bounce for 5 samples, then held for 50 samples, then bounce on release
+    for s in [k2, up, k2, up, k2] + [k2] * 50 + [up, k2, up] + [up] * 10:
+        m = db.feed(s)
+        if m & ~2:
+            return "a key that was not touched went down"
+        presses += m >> 1 & 1
+    if presses != 1:
+        return "bounce and hold gave %d presses" % presses
+
+
 def check(d):
     n = 0
     failures = []

@@ -12,7 +12,7 @@ DEVICE_FILES = sorted((mpy.ROOT / "firmware").rglob("*.py")) + sorted((mpy.ROOT 
 
 def test_there_are_device_files_to_compile():
     names = {p.name for p in DEVICE_FILES}
-    assert {"app.py", "journal.py", "statemachine.py", "mqtt.py", "config.py",
+    assert {"app.py", "journal.py", "statemachine.py", "mqtt.py", "config.py", "link.py", "board.py", "main.py",
             "messages.py"} <= names
 
 

@@ -1,0 +1,182 @@
+"""Boot: config, watchdog, board, WiFi, app and link, then the tasks. The device's /main.py is
+
+    from haochaping.firmware import main
+    main.run()
+
+Order at boot: read and validate /config.json (every bad field printed on the USB console and
+a distinct light pattern on the keys; the terminal then waits, it cannot report what it cannot
+reach), watchdog on, board (touch pads calibrated), journal recovered, WiFi started, heap
+collected after the imports, then three tasks: keys (every 10 ms: scan, state machine, lights,
+feeds the watchdog), WiFi (reconnects), and the MQTT link (status published on connect with
+firmware version, board, free heap, journal backlog and RSSI).
+
+`serve()` is the coroutine, so that a test harness can run the whole firmware under MicroPython
+with stand-ins for `machine`/`network` and an `open_connection` of its own.
+"""
+import gc
+import json
+import time
+
+try:
+    import asyncio
+except ImportError:  # pragma: no cover
+    import uasyncio as asyncio  # type: ignore
+
+import machine
+import network
+
+from . import app as app_mod
+from . import board as board_mod
+from . import config, link as link_mod, statemachine as sm
+
+CONFIG = "/config.json"
+WDT_MS = 8000
+WIFI_RETRY_MS = 10000
+STATUS_REFRESH_MS = 10000
+
+
+class Ms:
+    """Monotonic milliseconds that never wrap (time.ticks_ms wraps; this accumulates it)."""
+
+    def __init__(self):
+        self.last = time.ticks_ms()  # type: ignore[attr-defined]
+        self.total = 0
+
+    def __call__(self):
+        now = time.ticks_ms()  # type: ignore[attr-defined]
+        self.total += time.ticks_diff(now, self.last)  # type: ignore[attr-defined]
+        self.last = now
+        return self.total
+
+
+def load(path):
+    """Read and validate the device config. Raises config.ConfigError naming every bad field."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except OSError:
+        raise config.ConfigError(["%s: cannot read" % path])
+    except ValueError:
+        raise config.ConfigError(["%s: not valid JSON" % path])
+    return config.validate(raw)
+
+
+async def _config_failed(path, err, ms):
+    for e in err.args[0]:
+        print("config error:", e)
+    b = None
+    try:
+        with open(path) as f:
+            profile = json.load(f).get("board")
+        if not config.board_errors(profile):
+            b = board_mod.Board(profile)
+    except (OSError, ValueError, AttributeError):
+        b = None
+    while True:
+        if b is not None:
+            b.show_error(ms())
+        await asyncio.sleep(0.1)
+
+
+class Terminal:
+    """The running terminal: the board, the app and the link, and the tasks that join them."""
+
+    def __init__(self, cfg, ms, open_connection=None, wdt=None):
+        self.ms = ms
+        self.cfg = cfg
+        self.wdt = wdt
+        self.board = board_mod.Board(cfg["board"])
+        self.wlan = network.WLAN(network.STA_IF)
+        self.app = app_mod.App(cfg, ms)
+        self.app.board = self.board.name
+        self.link = link_mod.Link(self.app, cfg["broker"], cfg["port"], cfg["username"],
+                                  cfg["password"], cfg["keepalive"], self.wlan.isconnected,
+                                  open_connection)
+        self.tasks = []
+
+    def _refresh_status(self):
+        gc.collect()
+        self.app.heap = gc.mem_free()  # type: ignore[attr-defined]
+        try:
+            self.app.rssi = self.wlan.status("rssi") if self.wlan.isconnected() else 0
+        except (OSError, ValueError):
+            self.app.rssi = 0
+
+    async def keys(self):
+        app = self.app
+        b = self.board
+        panel = app.panel
+        seen = -1
+        mode = sm.IDLE
+        refresh = 0
+        while True:
+            now = self.ms()
+            mask = b.scan()
+            if mask:
+                for k in range(1, 6):
+                    if mask & (1 << (k - 1)):
+                        app.press(k)
+                        b.beep(board_mod.PRESS_TONE, now)
+            app.tick()
+            if panel.mode != mode:
+                mode = panel.mode
+                if mode == sm.THANKS or mode == sm.REASON:
+                    b.beep(board_mod.THANKS_TONE, now)
+                elif mode == sm.FULL:
+                    b.beep(board_mod.FULL_TONE, now)
+                if mode == sm.PROMPT:
+                    b.text("Window " + panel.window, "Staff " + panel.staff)
+                elif mode == sm.IDLE:
+                    b.text("", "")
+            if panel.changes != seen or mode in (sm.THANKS, sm.REASON, sm.FULL):
+                seen = panel.changes
+                b.show(mode, panel.choice, now)
+            b.tick(now)
+            b.status(self.link.state == link_mod.UP, now)
+            if now - refresh >= STATUS_REFRESH_MS:
+                refresh = now
+                self._refresh_status()
+            if self.wdt is not None:
+                self.wdt.feed()
+            await asyncio.sleep(board_mod.SCAN_MS / 1000)
+
+    async def wifi(self):
+        w = self.wlan
+        w.active(True)
+        while True:
+            if not w.isconnected():
+                try:
+                    w.connect(self.cfg["wifi_ssid"], self.cfg["wifi_password"])
+                except OSError:
+                    pass  # the link shows "no network"; retried below
+            await asyncio.sleep(WIFI_RETRY_MS / 1000)
+
+    async def serve(self):
+        self._refresh_status()
+        self.tasks = [asyncio.create_task(self.keys()), asyncio.create_task(self.wifi()),
+                      asyncio.create_task(self.link.run())]
+        await asyncio.gather(*self.tasks)
+
+
+async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None):
+    """Boot and run the terminal. A harness may pass `open_connection` (socket-level stand-in)
+    and `on_start` (called with the Terminal once it is built)."""
+    ms = Ms()
+    try:
+        cfg = load(path)
+    except config.ConfigError as e:
+        await _config_failed(path, e, ms)
+        return
+    wdt = machine.WDT(timeout=WDT_MS) if watchdog else None
+    t = Terminal(cfg, ms, open_connection, wdt)
+    gc.collect()
+    print("haochaping %s: %s on %s, heap free %d, backlog %d" % (
+        app_mod.VERSION, cfg["terminal"], t.board.name, gc.mem_free(),  # type: ignore[attr-defined]
+        len(t.app.journal.pending)))
+    if on_start is not None:
+        on_start(t)
+    await t.serve()
+
+
+def run(path=CONFIG):
+    asyncio.run(serve(path))
