@@ -32,8 +32,8 @@ class Board:
         self.profile = profile
         self.name = profile["name"]
         self.touch = profile["input"] == "touch"
-        self.keys = []
-        self._base = []
+        self.keys = []  # type: list
+        self._base = []  # type: list
         self._falls = _TOUCH_FALLS.get(profile["chip"], True)
         for n in profile["keys"]:
             if self.touch:

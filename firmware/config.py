@@ -86,7 +86,7 @@ def validate(raw):
     if type(raw) is not dict:
         raise ConfigError(["config: not a JSON object"])
     errs = []
-    cfg = {}
+    cfg = {}  # type: dict
     for k in DEFAULTS:
         cfg[k] = DEFAULTS[k]
     for k in raw:

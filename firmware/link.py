@@ -99,7 +99,7 @@ class Link:
             w.write(mqtt.connect(self.client_id, self.keepalive, self.user, self.password,
                                  app.will()))
             await w.drain()
-            pkt = await asyncio.wait_for(self._read(r), _TIMEOUT)
+            pkt = await asyncio.wait_for(self._read(r), _TIMEOUT)  # type: tuple
             if pkt[0] != mqtt.CONNACK:
                 raise ValueError("no CONNACK")
             if pkt[1]:

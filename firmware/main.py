@@ -39,12 +39,12 @@ class Ms:
     """Monotonic milliseconds that never wrap (time.ticks_ms wraps; this accumulates it)."""
 
     def __init__(self):
-        self.last = time.ticks_ms()  # type: ignore[attr-defined]
+        self.last = time.ticks_ms()
         self.total = 0
 
     def __call__(self):
-        now = time.ticks_ms()  # type: ignore[attr-defined]
-        self.total += time.ticks_diff(now, self.last)  # type: ignore[attr-defined]
+        now = time.ticks_ms()
+        self.total += time.ticks_diff(now, self.last)
         self.last = now
         return self.total
 
@@ -96,7 +96,7 @@ class Terminal:
 
     def _refresh_status(self):
         gc.collect()
-        self.app.heap = gc.mem_free()  # type: ignore[attr-defined]
+        self.app.heap = gc.mem_free()
         try:
             self.app.rssi = self.wlan.status("rssi") if self.wlan.isconnected() else 0
         except (OSError, ValueError):
@@ -171,7 +171,7 @@ async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None)
     t = Terminal(cfg, ms, open_connection, wdt)
     gc.collect()
     print("haochaping %s: %s on %s, heap free %d, backlog %d" % (
-        app_mod.VERSION, cfg["terminal"], t.board.name, gc.mem_free(),  # type: ignore[attr-defined]
+        app_mod.VERSION, cfg["terminal"], t.board.name, gc.mem_free(),
         len(t.app.journal.pending)))
     if on_start is not None:
         on_start(t)
