@@ -29,7 +29,7 @@ class App:
         self.t_session = topics.topic(hall, self.term, topics.SESSION)
         self.t_ack = topics.topic(hall, self.term, topics.ACK)
         if journal is None:
-            journal = journal_mod.Journal(cfg["journal"], cfg["journal_max"], cfg["journal_max"] // 4)
+            journal = journal_mod.Journal(cfg["journal"], cfg["journal_max"], cfg["journal_max"] // 16)
         self.journal = journal
         self.panel = statemachine.Panel(self, journal.last_token)
         self.offset = None                # daemon time - our seconds, once known
@@ -100,14 +100,12 @@ class App:
     def outbox(self, after, limit):
         """Up to `limit` (seq, payload) of pending records with seq > after, oldest first."""
         out = []
-        for seq, kind, a, b, ts in self.journal.records(after):
+        for seq, kind, a, b, ts in self.journal.records(after, limit):
             if kind == journal_mod.RATING:
                 payload = messages.encode_rating(self.key, self.term, seq, a, b, ts)
             else:
                 payload = messages.encode_reason(self.key, self.term, seq, a, b, ts)
             out.append((seq, payload))
-            if len(out) >= limit:
-                break
         return out
 
     def on_message(self, topic, payload):

@@ -221,15 +221,15 @@ class Journal:
 
     # ------------------------------------------------------------ reads
 
-    def records(self, after=0):
-        """Yield (seq, kind, a, b, ts) of pending records with seq > after, oldest first.
-
-        For a rating a=level (int), b=token; for a reason a=ref (int), b=reason.
-        """
+    def records(self, after=0, limit=1000000):
+        """The pending records with seq > after, oldest first, at most `limit`, as a list of
+        (seq, kind, a, b, ts): for a rating a=level (int), b=token; for a reason a=ref (int),
+        b=reason. The file is closed before this returns (a compaction may replace it)."""
+        out = []
         if not self.pending or self.pending[-1] <= after:
-            return
+            return out
         with open(self.path, "rb") as f:
-            while True:
+            while len(out) < limit:
                 raw = f.readline()
                 if not raw:
                     break
@@ -238,4 +238,5 @@ class Journal:
                     continue
                 seq = int(rec[1])
                 if seq > after and seq in self.pending:
-                    yield (seq, rec[0], int(rec[2]), rec[3], int(rec[4]))
+                    out.append((seq, rec[0], int(rec[2]), rec[3], int(rec[4])))
+        return out

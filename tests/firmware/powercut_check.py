@@ -92,7 +92,10 @@ class Log:
         self.inflight = 0
         self.inflight_acks = []
         self.per_rating = []
+        self.per_reason = []
+        self.per_ack = []
         self.compactions = 0
+        self.refused = 0
 
     def count(self):
         return self.dev.writes + self.dev.erases
@@ -115,12 +118,16 @@ class Day(app_mod.App):
         log.compactions = self.journal.compactions
         if seq is not None:
             log.confirmed.append(seq)
+        else:
+            log.refused += 1
         return seq
 
     def reason(self, ref, reason):
         log = self.log
         log.inflight = self.journal.next_seq
+        w = log.count()
         seq = app_mod.App.reason(self, ref, reason)
+        log.per_reason.append(log.count() - w)
         log.inflight = 0
         if seq is not None:
             log.confirmed.append(seq)
@@ -168,18 +175,21 @@ def run_day(log, clock, delivered, presses):
             clock.t += 100
             day.tick()
         now += 60
-        if x % 3 == 0 or i == presses - 1:  # the daemon acks what it received, in a batch
+        offline = presses // 3 <= i < presses * 9 // 10  # long enough to fill the journal
+        if (x % 3 == 0 and not offline) or i == presses - 1:  # the daemon acks, in a batch
             got = [s for s, p in day.outbox(0, 50)]
             if got:
                 log.inflight_acks = got
+                w = log.count()
                 day.on_message(day.t_ack, messages.encode_ack(KEY, "T1", got, now))
+                log.per_ack.append(log.count() - w)
                 log.inflight_acks = []
                 delivered.extend(got)
 
 
 def check_after_cut(day, delivered):  # day: the Log
     """Reboot on the flash as the cut left it; return an error text or None."""
-    j = journal.Journal(CFG["journal"], CFG["journal_max"], CFG["journal_max"] // 4)
+    j = journal.Journal(CFG["journal"], CFG["journal_max"], CFG["journal_max"] // 16)
     pending = j.pending
     read = [r[0] for r in j.records()]
     if read != pending:
@@ -202,7 +212,8 @@ def check_after_cut(day, delivered):  # day: the Log
     top = max(list(confirmed) + list(delivered) + [0])
     if j.next_seq <= top:
         return "next seq %d would reuse a confirmed seq %d" % (j.next_seq, top)
-    s = j.add_rating(1, "", 0)  # the journal is writable again
+    j.ack(list(pending))  # the daemon acks the backlog; then there is room again
+    s = j.add_rating(1, "", 0)
     if s <= top:
         return "seq reused after the cut"
     return None
@@ -237,9 +248,11 @@ def main():
     if sys.argv[1] == "count":
         cut, err, day, delivered = one(-1, False, presses)
         print("writes %d ratings %d delivered %d compactions %d worst_per_rating %d "
-              "mean_per_rating %d" % (day.dev.writes + day.dev.erases, len(day.confirmed),
-                                      len(delivered), day.compactions,
-                                      max(day.per_rating), sum(day.per_rating) // len(day.per_rating)))
+              "mean_per_rating_x10 %d worst_per_reason %d worst_per_ack %d acks %d refused %d"
+              % (day.dev.writes + day.dev.erases, len(day.confirmed), len(delivered),
+                 day.compactions, max(day.per_rating),
+                 sum(day.per_rating) * 10 // len(day.per_rating), max(day.per_reason),
+                 max(day.per_ack), len(day.per_ack), day.refused))
         print("powercut ok 0" if not err else err)
         return
     lo, hi, step = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

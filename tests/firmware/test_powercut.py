@@ -8,7 +8,8 @@ import pytest
 from tests import mpy
 
 SCRIPT = pathlib.Path(__file__).with_name("powercut_check.py")
-PRESSES = 40  # a scripted day: sessions, unsolicited presses, corrections, reasons, acks
+PRESSES = 60  # a scripted day: sessions, unsolicited presses, corrections, reasons, acks,
+# an offline stretch that fills the journal (ratings refused with the "full" sign), compactions
 
 
 def _run(tmp_path, *args):
@@ -30,6 +31,7 @@ def test_the_scripted_day_stores_acks_and_compacts_without_a_cut(tmp_path):
     s = _stats(tmp_path)
     assert s["ratings"] >= PRESSES and s["delivered"] == s["ratings"]
     assert s["compactions"] >= 3, s
+    assert s["refused"] >= 1, s  # the journal filled up during the offline stretch
 
 
 def test_no_confirmed_rating_is_lost_or_doubled_by_a_power_cut_after_any_block_write(tmp_path):
