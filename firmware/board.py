@@ -60,7 +60,7 @@ class Board:
         d = profile.get("display")
         if d:
             try:
-                import ssd1306  # type: ignore[import-not-found]  # micropython-lib, optional
+                import ssd1306  # micropython-lib driver, optional on the device
                 i2c = machine.SoftI2C(scl=machine.Pin(d["scl"]), sda=machine.Pin(d["sda"]))
                 self.display = ssd1306.SSD1306_I2C(128, 64, i2c)
             except (ImportError, OSError):

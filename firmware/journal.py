@@ -30,10 +30,7 @@ are read back from the file when they are (re)sent.
 """
 import os
 
-try:
-    from binascii import crc32
-except ImportError:  # pragma: no cover - both runtimes have it
-    from zlib import crc32  # type: ignore
+from binascii import crc32
 
 RATING = "r"
 REASON = "n"
@@ -225,7 +222,7 @@ class Journal:
         """The pending records with seq > after, oldest first, at most `limit`, as a list of
         (seq, kind, a, b, ts): for a rating a=level (int), b=token; for a reason a=ref (int),
         b=reason. The file is closed before this returns (a compaction may replace it)."""
-        out = []
+        out = []  # type: list
         if not self.pending or self.pending[-1] <= after:
             return out
         with open(self.path, "rb") as f:
