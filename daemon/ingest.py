@@ -33,7 +33,12 @@ def bind_outcome(tx, shown_to_terminal, rated_at, now, grace):
     return COUNTED
 
 
-def terminal_key(conn, terminal):
+def terminal_key(conn, terminal, cache=None):
+    """The terminal's key, or None if unknown or revoked. `cache`: a dict for one batch."""
+    if cache is not None:
+        if terminal not in cache:
+            cache[terminal] = terminal_key(conn, terminal)
+        return cache[terminal]
     row = conn.execute("SELECT key FROM terminals WHERE id=? AND revoked_at IS NULL",
                        (terminal,)).fetchone()
     return None if row is None else bytes(row[0])
@@ -59,14 +64,14 @@ class Result:
 _NOTHING = Result()
 
 
-def handle(conn, hall, topic, payload, now, grace):
-    """Store one message from a terminal topic; return a Result."""
+def handle(conn, hall, topic, payload, now, grace, keys=None):
+    """Store one message from a terminal topic; return a Result. `keys`: per-batch key cache."""
     where = topics.parse(topic)
     if where is None or where[0] != hall or where[2] not in (topics.RATING, topics.STATUS):
         reject(conn, now, topic, None, "wrong topic", payload)
         return _NOTHING
     terminal = where[1]
-    key = terminal_key(conn, terminal)
+    key = terminal_key(conn, terminal, keys)
     if key is None:
         reject(conn, now, topic, terminal, "unknown terminal", payload)
         return _NOTHING

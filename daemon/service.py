@@ -114,6 +114,7 @@ class HallDaemon:
         publishes = []   # (terminal, token or None, expires)
         puback = []
         done = []
+        keys = {}        # terminal keys, looked up once per batch
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -122,7 +123,7 @@ class HallDaemon:
                     sp = "SAVEPOINT m"
                     conn.execute(sp)
                     try:
-                        res = ingest.handle(conn, self.hall, item.topic, item.payload, now, grace)
+                        res = ingest.handle(conn, self.hall, item.topic, item.payload, now, grace, keys)
                     except Exception:  # a bug must not lose the batch: keep the message aside
                         log.exception("failed to handle a message on %s", item.topic)
                         conn.execute("ROLLBACK TO m")
@@ -154,29 +155,29 @@ class HallDaemon:
             raise
         # durable now: tell the world
         self.stored += len(puback)
-        self._send_acks(acks, now)
-        self._send_sessions(publishes, now)
+        self._send_acks(acks, now, keys)
+        self._send_sessions(publishes, now, keys)
         for item in puback:
             self.link.ack(item)
         for cmd in done:
             cmd.done.set()
 
-    def _send_acks(self, acks, now):
+    def _send_acks(self, acks, now, keys):
         qos = self.cfg["ingest"]["ack_qos"]
         for terminal, seqs in acks.items():
-            key = ingest.terminal_key(self.conn, terminal)
+            key = ingest.terminal_key(self.conn, terminal, keys)
             if key is None:
                 continue
             self.link.publish(topics.topic(self.hall, terminal, topics.ACK),
                               messages.encode_ack(key, terminal, seqs, int(now)), qos=qos)
 
-    def _send_sessions(self, publishes, now):
+    def _send_sessions(self, publishes, now, keys):
         for terminal, token, expires in publishes:
             t = topics.topic(self.hall, terminal, topics.SESSION)
             if token is None:
                 self.link.publish(t, b"", qos=1, retain=True)
                 continue
-            key = ingest.terminal_key(self.conn, terminal)
+            key = ingest.terminal_key(self.conn, terminal, keys)
             if key is None:
                 continue
             tx = self.conn.execute("SELECT window, staff FROM transactions WHERE token=?",

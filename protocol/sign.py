@@ -6,10 +6,22 @@ Fields never contain "|" (ids and tokens are checked against a small alphabet fi
 """
 import hashlib
 
+try:  # CPython (and boards with micropython-lib's hmac): the C implementation, same result
+    import hmac as _hmac
+except ImportError:
+    _hmac = None
+
 _BLOCK = 64
 
 
 def hmac_sha256(key, msg):
+    if _hmac is not None:
+        return _hmac.new(key, msg, hashlib.sha256).digest()
+    return _hmac_sha256(key, msg)
+
+
+def _hmac_sha256(key, msg):
+    """HMAC-SHA256 (RFC 2104) from hashlib alone, for MicroPython."""
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()
     key = key + bytes(_BLOCK - len(key))

@@ -3,7 +3,8 @@ tests) a broker process of our own on a free port.
 
 The ACL gives each terminal (username = terminal id) only its own topics, and the daemon the
 hall's whole tree. Settings that matter for "nothing lost":
-- persistence on: retained prompts and the daemon's queued ratings survive a broker restart;
+- persistence on (saved every 60 s and at shutdown): retained prompts and queued ratings survive
+  a restart; what a crash loses since the last save, the terminals send again from their journal;
 - max_inflight_messages 1000: the daemon acks after a group commit, so it must be allowed to
   hold many unacknowledged messages at once (the default of 20 would cap each batch at 20);
 - max_queued_messages 1000000: ratings queued for the daemon while it is down are kept.
@@ -77,7 +78,7 @@ def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_sup
             "acl_file %s" % acl,
             "persistence true",
             "persistence_location %s/" % data,
-            "autosave_interval 1",
+            "autosave_interval 60",
             "max_inflight_messages 1000",
             "max_queued_messages 1000000",
             "log_dest file %s" % os.path.join(folder, "mosquitto.log"),

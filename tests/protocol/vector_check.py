@@ -18,9 +18,10 @@ def check(path):
     n = 0
     for h in v["hmac"]:
         n += 1
-        got = binascii.hexlify(sign.hmac_sha256(_unhex(h["key"]), _unhex(h["data"]))).decode()
-        if got != h["mac"]:
-            failures.append("hmac %s: got %s" % (h["mac"][:8], got))
+        for fn in (sign.hmac_sha256, sign._hmac_sha256):  # what this runtime uses, and the fallback
+            got = binascii.hexlify(fn(_unhex(h["key"]), _unhex(h["data"]))).decode()
+            if got != h["mac"]:
+                failures.append("hmac %s: got %s" % (h["mac"][:8], got))
     for c in v["canonical"]:
         n += 1
         got = sign.canonical(c["kind"], c["fields"]).decode()

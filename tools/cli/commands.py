@@ -2,6 +2,7 @@
 from . import cli  # noqa: F401
 from . import hall  # noqa: F401
 from . import demo  # noqa: F401
+from . import bench  # noqa: F401
 from . import hardware  # noqa: F401
 from . import rules  # noqa: F401
 from . import calendar  # noqa: F401
