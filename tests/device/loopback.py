@@ -75,6 +75,10 @@ class Broker:
         self.error = ""         # what the daemon refused (forged, out of order): a failure
         self.now = 1700000000
         self.connects = 0
+        self.refuse = 0         # CONNACK return code to answer with (5 = not authorised)
+        self.acking = True      # False: the daemon is down, the broker still takes messages
+        self.forge = False      # True: acks signed with a wrong key
+        self.seen = None        # a list to log (seq, packet id, dup) of every rating publish
         self.status = None
         self._down = None       # broker -> client pipe of the live connection
         self._up = None
@@ -121,6 +125,9 @@ class Broker:
                 first, body = await self._packet(up)
                 kind = first >> 4
                 if kind == 1:
+                    if self.refuse:
+                        down.put(b"\x20\x02\x00" + bytes((self.refuse,)))
+                        break
                     self.connects += 1
                     down.put(b"\x20\x02\x00\x00")
                 elif kind == 8:
@@ -133,7 +140,7 @@ class Broker:
                     pkt = mqtt.parse(first, body)
                     if pkt[3]:
                         down.put(mqtt.puback(pkt[4]))
-                    self._daemon(pkt[1], pkt[2])
+                    self._daemon(pkt[1], pkt[2], pkt[4], bool(first & 8))
                 elif kind == 14:
                     break
         except (EOFError, OSError):
@@ -143,7 +150,7 @@ class Broker:
         up.close()
         down.close()
 
-    def _daemon(self, topic, payload):
+    def _daemon(self, topic, payload, pid, dup):
         if topic != self.t_rating:
             self.status = payload
             return
@@ -151,6 +158,10 @@ class Broker:
         if not messages.verify_uplink(self.key, msg):
             raise ValueError("forged")
         seq = msg["seq"]
+        if self.seen is not None:
+            self.seen.append((seq, pid, dup))
+        if not self.acking:
+            return
         if seq <= self.top:
             self.duplicates += 1
         else:
@@ -165,4 +176,5 @@ class Broker:
             else:
                 self.reasons += 1
         self.now += 1
-        self._send(self.t_ack, messages.encode_ack(self.key, self.term, [seq], self.now), 1)
+        key = b"forged-key" if self.forge else self.key
+        self._send(self.t_ack, messages.encode_ack(key, self.term, [seq], self.now), 1)
