@@ -5,9 +5,10 @@ Open it with `sqlite-utils tables hall.sqlite --counts` or `datasette hall.sqlit
 """
 import sqlite3
 
-# Each entry migrates from version i to i+1; PRAGMA user_version records where a file stands.
+# Named migrations, applied once each, in this order; `schema_migrations` records which ran.
+# To change the schema, APPEND a new (name, sql) entry; never edit one that has shipped.
 MIGRATIONS = [
-    """
+    ("0001-hall-core", """
     CREATE TABLE terminals (
         id TEXT PRIMARY KEY,
         key BLOB NOT NULL,                 -- HMAC key shared with the terminal
@@ -79,7 +80,14 @@ MIGRATIONS = [
         firmware TEXT, board TEXT, heap INTEGER, backlog INTEGER, rssi INTEGER,
         last_seen REAL NOT NULL
     );
-    """,
+    CREATE TABLE audit (                   -- who changed what, when (pairing, sign-ins, prompts)
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''    -- JSON; never secrets or rater identity
+    );
+    """),
 ]
 
 
@@ -95,11 +103,15 @@ def connect(path):
 
 
 def migrate(conn):
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for i in range(version, len(MIGRATIONS)):
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations"
+                 " (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
         try:
-            conn.executescript("BEGIN IMMEDIATE;\n%s\nPRAGMA user_version=%d;\nCOMMIT;"
-                               % (MIGRATIONS[i], i + 1))
+            conn.executescript("BEGIN IMMEDIATE;\n%s;\nINSERT INTO schema_migrations VALUES"
+                               " ('%s', julianday('now'));\nCOMMIT;" % (sql, name))
         except sqlite3.Error:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

@@ -53,12 +53,13 @@ def reject(conn, now, topic, terminal, reason, payload):
 
 
 class Result:
-    """What to do after the commit: ack (terminal, seq), and prompts to close."""
-    __slots__ = ("ack", "closed_token")
+    """What to do after the commit: ack (terminal, seq), prompts to close, a live event."""
+    __slots__ = ("ack", "closed_token", "event")
 
-    def __init__(self, ack=None, closed_token=None):
+    def __init__(self, ack=None, closed_token=None, event=None):
         self.ack = ack
         self.closed_token = closed_token
+        self.event = event  # (kind, data) for daemon.events, or None
 
 
 _NOTHING = Result()
@@ -104,8 +105,8 @@ def _rating(conn, terminal, msg, now, grace):
     tx = None
     shown = False
     if token:
-        tx = conn.execute("SELECT id, rating_id, prompt_closed_at, prompt_expires_at"
-                          " FROM transactions WHERE token=?", (token,)).fetchone()
+        tx = conn.execute("SELECT id, window, staff, rating_id, prompt_closed_at,"
+                          " prompt_expires_at FROM transactions WHERE token=?", (token,)).fetchone()
         shown = tx is not None and conn.execute(
             "SELECT 1 FROM prompt_terminals WHERE token=? AND terminal=?",
             (token, terminal)).fetchone() is not None
@@ -122,17 +123,23 @@ def _rating(conn, terminal, msg, now, grace):
                      " prompt_closed_at=COALESCE(prompt_closed_at, ?) WHERE id=?",
                      (cur.lastrowid, now, tx_id))
         closed = token
-    return Result(ack=(terminal, seq), closed_token=closed)
+    event = ("rating", {"terminal": terminal, "seq": seq, "level": msg["level"], "outcome": outcome,
+                        "transaction": tx_id, "window": tx["window"] if tx_id else None,
+                        "staff": tx["staff"] if tx_id else None, "at": now})
+    return Result(ack=(terminal, seq), closed_token=closed, event=event)
 
 
 def _reason(conn, terminal, msg, now):
     cur = conn.execute("INSERT OR IGNORE INTO reasons (terminal, seq, ref, reason, rated_at,"
                        " received_at) VALUES (?,?,?,?,?,?)",
                        (terminal, msg["seq"], msg["ref"], msg["reason"], msg["ts"] or now, now))
+    event = None
     if cur.rowcount:
         conn.execute("UPDATE ratings SET reason=? WHERE terminal=? AND seq=? AND reason IS NULL",
                      (msg["reason"], terminal, msg["ref"]))
-    return Result(ack=(terminal, msg["seq"]))
+        event = ("reason", {"terminal": terminal, "ref": msg["ref"], "reason": msg["reason"],
+                            "at": now})
+    return Result(ack=(terminal, msg["seq"]), event=event)
 
 
 def _status(conn, terminal, topic, payload, now):
@@ -152,7 +159,7 @@ def _status(conn, terminal, topic, payload, now):
         " last_seen=excluded.last_seen",
         (terminal, int(st["online"]), st.get("fw"), st.get("board"), _int(st.get("heap")),
          _int(st.get("backlog")), _int(st.get("rssi")), now))
-    return _NOTHING
+    return Result(event=("status", {"terminal": terminal, "online": st["online"], "at": now}))
 
 
 def _int(v):

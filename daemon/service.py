@@ -16,6 +16,7 @@ from haochaping.protocol import messages, topics
 
 from . import db, ingest, windows
 from .api import ApiServer
+from .events import Events
 from .mqtt import Incoming, Link
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class HallDaemon:
         self.conn = db.connect(cfg["hall"]["database"])
         self.queue = queue.SimpleQueue()
         self.stopping = threading.Event()
+        self.events = Events()  # live updates after each commit, for pages and alerts
         m = cfg["mqtt"]
         self.link = Link(m["host"], m["port"], m["client_id"], m["username"], m["password"],
                          m["keepalive"],
@@ -115,6 +117,7 @@ class HallDaemon:
         puback = []
         done = []
         keys = {}        # terminal keys, looked up once per batch
+        events = []
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -132,6 +135,8 @@ class HallDaemon:
                     conn.execute("RELEASE m")
                     if res.ack:
                         acks.setdefault(res.ack[0], []).append(res.ack[1])
+                    if res.event:
+                        events.append(res.event)
                     if res.closed_token:
                         publishes += [(t, None, 0) for t in windows.shown_to(conn, res.closed_token)]
                     puback.append(item)
@@ -159,6 +164,10 @@ class HallDaemon:
         self._send_sessions(publishes, now, keys)
         for item in puback:
             self.link.ack(item)
+        for kind, data in events:
+            self.events.publish(kind, **data)
+        for terminal, token, _ in publishes:
+            self.events.publish("prompt", terminal=terminal, open=token is not None, at=now)
         for cmd in done:
             cmd.done.set()
 
