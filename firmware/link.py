@@ -185,6 +185,8 @@ class Link:
             except asyncio.TimeoutError:
                 pass
             now = app.ms()
+            if self.net_ready is not None and not self.net_ready():
+                raise OSError("network lost")
             if now - self._rx > self.keepalive * 1500:
                 raise OSError("broker silent for 1.5 keep-alive periods")
             if now - self._tx >= half:
