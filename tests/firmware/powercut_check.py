@@ -10,7 +10,7 @@
 #   - no record is pending twice, and a record whose ack was stored does not come back;
 #   - the journal is readable and the next seq is above every seq ever confirmed.
 #
-# Usage: micropython powercut_check.py count          -> the day's stats, no cut
+# Usage: micropython powercut_check.py count PRESSES [JOURNAL_MAX] -> the day's stats, no cut
 #        micropython powercut_check.py cut FROM TO STEP -> every k in range(FROM, TO, STEP)
 # Prints "powercut ok <ks covered> ..." or failures.
 import os
@@ -23,7 +23,7 @@ from haochaping.firmware import journal
 from haochaping.protocol import messages
 
 BLOCK = 4096
-BLOCKS = 24
+BLOCKS = [24]   # 24 x 4 KB for the cut runs; `count` with an ESP32-sized journal uses more
 KEY = b"k" * 32
 TOK = "0123456789abcdef"
 CFG = {"key": KEY, "terminal": "T1", "hall": "H1", "journal": "/flash/journal",
@@ -64,7 +64,7 @@ class RAMBlockDev:
 
     def ioctl(self, op, arg):
         if op == 4:
-            return BLOCKS
+            return BLOCKS[0]
         if op == 5:
             return BLOCK
         if op == 6:
@@ -220,7 +220,7 @@ def check_after_cut(day, delivered):  # day: the Log
 
 
 def one(limit, torn, presses):
-    data = bytearray(BLOCK * BLOCKS)
+    data = bytearray(BLOCK * BLOCKS[0])
     dev = RAMBlockDev(data)
     mount(dev, True)
     umount()
@@ -245,6 +245,9 @@ def one(limit, torn, presses):
 
 def main():
     presses = int(sys.argv[2]) if sys.argv[1] == "count" else int(sys.argv[5])
+    if sys.argv[1] == "count" and len(sys.argv) > 3:
+        CFG["journal_max"] = int(sys.argv[3])
+        BLOCKS[0] = 64
     if sys.argv[1] == "count":
         cut, err, day, delivered = one(-1, False, presses)
         print("writes %d ratings %d delivered %d compactions %d worst_per_rating %d "
