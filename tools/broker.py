@@ -12,8 +12,10 @@ hall's whole tree. Settings that matter for "nothing lost":
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 from haochaping.daemon.errors import HcpError
@@ -45,34 +47,34 @@ def acl_text(hall, daemon_user, extra_superusers=()):
     return "\n".join(lines) + "\n"
 
 
-def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_superusers=()):
+def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_superusers=(),
+                 listen="127.0.0.1", tls=None, run_as=None, keep_users=False):
     """Write mosquitto.conf, passwd (hashed) and acl into folder; return the conf path.
-    users: {username: password}, including the daemon's."""
+    users: {username: password}, including the daemon's. keep_users: keep the users already in
+    the folder's passwd (hall IT re-running `hcp broker config`); tls: {cafile, certfile, keyfile}."""
     os.makedirs(folder, exist_ok=True)
-    passwd = os.path.join(folder, "passwd")
-    with open(passwd, "w") as f:
-        for u, p in users.items():
-            if ":" in u or "\n" in u + p:
-                raise HcpError("broker user %r: no ':' or newlines" % u)
-            f.write("%s:%s\n" % (u, p))
-    os.chmod(passwd, 0o600)
-    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    r = subprocess.run([tool, "-U", passwd], capture_output=True, text=True)
-    if r.returncode:
-        raise HcpError("mosquitto_passwd failed: %s" % r.stderr.strip())
-    acl = os.path.join(folder, "acl")
+    passwd = os.path.join(folder, PASSWD)
+    entries = read_passwd(passwd) if keep_users else {}
+    entries.update(_hash_users(folder, users))
+    _write_passwd(passwd, entries)
+    acl = os.path.join(folder, ACL)
     with open(acl, "w") as f:
         f.write(acl_text(hall, daemon_user, extra_superusers))
     data = os.path.join(folder, "data")
     os.makedirs(data, exist_ok=True)
-    conf = os.path.join(folder, "mosquitto.conf")
+    conf = os.path.join(folder, CONF)
+    listener = ["listener %d %s" % (port, listen)]
+    for k in ("cafile", "certfile", "keyfile"):
+        if tls and tls.get(k):
+            listener.append("%s %s" % (k, os.path.abspath(tls[k])))
     with open(conf, "w") as f:
         f.write("\n".join([
-            "# written by hcp: one hall's broker",
-            "listener %d 127.0.0.1" % port,
+            "# written by hcp: one hall's broker (reload after changes: kill -HUP $(cat %s))"
+            % os.path.join(folder, PID)] + listener + [
             # run as whoever starts it (as root, mosquitto would switch to its own user and
             # could no longer read these files)
-            "user %s" % pwd.getpwuid(os.getuid()).pw_name,
+            "user %s" % (run_as or pwd.getpwuid(os.getuid()).pw_name),
+            "pid_file %s" % os.path.join(folder, PID),
             "allow_anonymous false",
             "password_file %s" % passwd,
             "acl_file %s" % acl,
@@ -85,6 +87,99 @@ def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_sup
             "log_type error", "log_type warning", "log_type notice",
             ""]))
     return conf
+
+
+# ------------------------------------------------------------------ users of a running hall
+PASSWD, ACL, CONF, PID = "passwd", "acl", "mosquitto.conf", "mosquitto.pid"
+
+
+def _check_user(user, password):
+    if not user or ":" in user or "\n" in user + password or not password:
+        raise HcpError("broker user %r: a name and a password, no ':' or newlines" % user)
+
+
+def _hash_users(folder, users):
+    """{user: password} -> {user: hashed line}. mosquitto_passwd hashes a 0600 file of ours, so
+    that no password is ever on a command line (where `ps` would show it)."""
+    if not users:
+        return {}
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".passwd-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            for u, p in users.items():
+                _check_user(u, p)
+                f.write("%s:%s\n" % (u, p))
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        r = subprocess.run([tool, "-U", tmp], capture_output=True, text=True)
+        if r.returncode:
+            raise HcpError("mosquitto_passwd failed: %s" % r.stderr.strip())
+        return read_passwd(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def read_passwd(path):
+    """{user: hashed line} of a mosquitto password file ({} if there is none)."""
+    try:
+        with open(path) as f:
+            lines = [ln.rstrip("\n") for ln in f if ":" in ln]
+    except FileNotFoundError:
+        return {}
+    return {ln.split(":", 1)[0]: ln for ln in lines}
+
+
+def _write_passwd(path, entries):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".passwd-")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(line + "\n" for line in entries.values()))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _require_folder(folder):
+    if not os.path.exists(os.path.join(folder, CONF)):
+        raise HcpError("no broker config in %s: write one with `hcp broker config --out %s`"
+                       % (folder, folder))
+
+
+def set_users(folder, users):
+    """Add or change users ({name: password}) in a hall's broker folder (reload to apply)."""
+    _require_folder(folder)
+    path = os.path.join(folder, PASSWD)
+    entries = read_passwd(path)
+    entries.update(_hash_users(folder, users))
+    _write_passwd(path, entries)
+
+
+def remove_users(folder, names):
+    """Remove users from the password file; return those that were there (reload to apply)."""
+    _require_folder(folder)
+    path = os.path.join(folder, PASSWD)
+    entries = read_passwd(path)
+    gone = [n for n in names if entries.pop(n, None) is not None]
+    if gone:
+        _write_passwd(path, entries)
+    return gone
+
+
+def reload(folder):
+    """SIGHUP the broker whose pid file is in folder: it re-reads passwords and ACL, and drops
+    what they no longer allow. Return the pid, or None when no broker of this folder runs."""
+    try:
+        with open(os.path.join(folder, PID)) as f:
+            pid = int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        raise HcpError("not allowed to signal the broker (pid %d): run as its user or root" % pid)
+    return pid
 
 
 class Mosquitto:

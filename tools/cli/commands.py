@@ -6,3 +6,5 @@ from . import bench  # noqa: F401
 from . import hardware  # noqa: F401
 from . import rules  # noqa: F401
 from . import calendar  # noqa: F401
+from . import broker  # noqa: F401
+from . import store  # noqa: F401
