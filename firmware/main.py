@@ -25,6 +25,20 @@ except ImportError:  # pragma: no cover
 import machine
 import network
 
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython, when `hcp simulate` runs the firmware without micropython
+    def ticks_ms():
+        return int(time.monotonic() * 1000)  # type: ignore[attr-defined]
+
+    def ticks_diff(a, b):  # type: ignore[no-redef]
+        return a - b
+
+
+def _mem_free():
+    f = getattr(gc, "mem_free", None)  # MicroPython only
+    return f() if f is not None else 0
+
 from . import app as app_mod
 from . import board as board_mod
 from . import config, link as link_mod, statemachine as sm
@@ -39,12 +53,12 @@ class Ms:
     """Monotonic milliseconds that never wrap (time.ticks_ms wraps; this accumulates it)."""
 
     def __init__(self):
-        self.last = time.ticks_ms()
+        self.last = ticks_ms()
         self.total = 0
 
     def __call__(self):
-        now = time.ticks_ms()
-        self.total += time.ticks_diff(now, self.last)
+        now = ticks_ms()
+        self.total += ticks_diff(now, self.last)
         self.last = now
         return self.total
 
@@ -96,7 +110,7 @@ class Terminal:
 
     def _refresh_status(self):
         gc.collect()
-        self.app.heap = gc.mem_free()
+        self.app.heap = _mem_free()
         try:
             self.app.rssi = self.wlan.status("rssi") if self.wlan.isconnected() else 0
         except (OSError, ValueError):
@@ -171,7 +185,7 @@ async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None)
     t = Terminal(cfg, ms, open_connection, wdt)
     gc.collect()
     print("haochaping %s: %s on %s, heap free %d, backlog %d" % (
-        app_mod.VERSION, cfg["terminal"], t.board.name, gc.mem_free(),
+        app_mod.VERSION, cfg["terminal"], t.board.name, _mem_free(),
         len(t.app.journal.pending)))
     if on_start is not None:
         on_start(t)

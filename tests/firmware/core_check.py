@@ -225,6 +225,25 @@ def check_journal_recovers_dropping_only_a_torn_last_record(d):
         return "record appended after a torn tail was lost: %r" % (j.pending,)
 
 
+def check_journal_loses_only_a_damaged_record_not_the_ones_after_it(d):
+    path = d + "/k2b"
+    _rm(path)
+    j = journal.Journal(path)
+    for lv in (1, 2, 3):
+        j.add_rating(lv, TOK, 100)
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    at = data.index(b"r,2,2,") + 4
+    data[at] = ord("5")  # a flipped bit in the middle record: its CRC no longer matches
+    with open(path, "wb") as f:
+        f.write(data)
+    j = journal.Journal(path)
+    if j.pending != [1, 3] or j.dropped != 1:
+        return "damaged middle record: pending %r dropped %d" % (j.pending, j.dropped)
+    if j.add_rating(4, "", 1) != 4:
+        return "seq reused after a damaged record"
+
+
 def check_journal_finishes_or_discards_an_interrupted_compaction(d):
     path = d + "/k3"
     _rm(path)
