@@ -54,6 +54,7 @@ MIGRATIONS = [
         outcome TEXT NOT NULL,             -- counted | duplicate | unsolicited | expired
         transaction_id INTEGER REFERENCES transactions(id),
         reason TEXT,                       -- bad-review reason, when the citizen gave one
+        sig TEXT NOT NULL DEFAULT '',      -- the terminal's signature: tells a redelivery apart
         UNIQUE (terminal, seq)
     );
     CREATE TABLE reasons (
@@ -87,6 +88,65 @@ MIGRATIONS = [
         action TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT ''    -- JSON; never secrets or rater identity
     );
+    """),
+    ("0003-console-staff", """
+    CREATE TABLE console_staff (           -- hall web console accounts (hcp staff)
+        number TEXT PRIMARY KEY,           -- staff number (工号), also written on transactions
+        name TEXT NOT NULL DEFAULT '',
+        role TEXT NOT NULL CHECK (role IN ('staff', 'manager')),
+        pin_hash TEXT NOT NULL,            -- scrypt$N$r$p$salt$hash, never the PIN
+        added_at REAL NOT NULL,
+        pin_changed_at REAL NOT NULL,      -- sessions signed in before this end
+        disabled_at REAL                   -- set: cannot sign in, sessions end
+    );
+    """),
+    ("0002-forward-outbox", """
+    CREATE TABLE forward_outbox (          -- what the forwarder has yet to deliver, in commit order
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,                -- transaction | rating | reason
+        ref INTEGER NOT NULL,              -- transactions.id | ratings.id | reasons.seq
+        terminal TEXT,                     -- reasons only
+        queued_at REAL NOT NULL
+    );
+    CREATE TABLE forward_batches (         -- every batch built, the delivery log; never deleted
+        id TEXT PRIMARY KEY,               -- the batch id the store sees
+        first_id INTEGER NOT NULL,         -- forward_outbox range it carries
+        last_id INTEGER NOT NULL,
+        records INTEGER NOT NULL,
+        body BLOB,                         -- the exact bytes posted; dropped once delivered
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at REAL,
+        last_status INTEGER,               -- HTTP status of the last answer, 0 for none
+        last_error TEXT,                   -- in words; kept after a later success
+        last_error_at REAL,
+        delivered_at REAL                  -- the store said: durably committed
+    );
+    CREATE INDEX forward_batches_pending ON forward_batches(created_at) WHERE delivered_at IS NULL;
+    INSERT INTO forward_outbox (kind, ref, terminal, queued_at)
+        SELECT kind, ref, terminal, at FROM (
+            SELECT 'transaction' AS kind, id AS ref, NULL AS terminal, finished_at AS at
+              FROM transactions WHERE finished_at IS NOT NULL
+            UNION ALL SELECT 'rating', id, NULL, received_at FROM ratings
+            UNION ALL SELECT 'reason', seq, terminal, received_at FROM reasons)
+        ORDER BY at;
+    CREATE TRIGGER forward_transaction_finished AFTER UPDATE OF finished_at ON transactions
+        WHEN OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL BEGIN
+        INSERT INTO forward_outbox (kind, ref, queued_at)
+            VALUES ('transaction', NEW.id, NEW.finished_at);
+    END;
+    CREATE TRIGGER forward_transaction_inserted AFTER INSERT ON transactions
+        WHEN NEW.finished_at IS NOT NULL BEGIN
+        INSERT INTO forward_outbox (kind, ref, queued_at)
+            VALUES ('transaction', NEW.id, NEW.finished_at);
+    END;
+    CREATE TRIGGER forward_rating AFTER INSERT ON ratings BEGIN
+        INSERT INTO forward_outbox (kind, ref, queued_at) VALUES ('rating', NEW.id, NEW.received_at);
+    END;
+    CREATE TRIGGER forward_reason AFTER INSERT ON reasons BEGIN
+        INSERT INTO forward_outbox (kind, ref, terminal, queued_at)
+            VALUES ('reason', NEW.seq, NEW.terminal, NEW.received_at);
+    END;
     """),
 ]
 

@@ -10,6 +10,7 @@ Everything else (wrong topic, unknown terminal, malformed, bad signature, oversi
 `rejected` table with the reason, and is not acked: an ack says "your rating is stored".
 """
 import hashlib
+import json
 import logging
 
 from haochaping.protocol import messages, topics
@@ -93,29 +94,38 @@ def handle(conn, hall, topic, payload, now, grace, keys=None):
         return _NOTHING
     if msg["kind"] == "reason":
         return _reason(conn, terminal, msg, now)
-    return _rating(conn, terminal, msg, now, grace)
+    return _rating(conn, topic, terminal, msg, now, grace)
 
 
-def _rating(conn, terminal, msg, now, grace):
+def _rating(conn, topic, terminal, msg, now, grace):
     seq = msg["seq"]
-    if conn.execute("SELECT 1 FROM ratings WHERE terminal=? AND seq=?", (terminal, seq)).fetchone():
-        return Result(ack=(terminal, seq))  # redelivered: ack again, store nothing
     token = msg["token"]
     rated_at = msg["ts"] or now
     tx = None
-    shown = False
     if token:
-        tx = conn.execute("SELECT id, window, staff, rating_id, prompt_closed_at,"
-                          " prompt_expires_at FROM transactions WHERE token=?", (token,)).fetchone()
-        shown = tx is not None and conn.execute(
-            "SELECT 1 FROM prompt_terminals WHERE token=? AND terminal=?",
-            (token, terminal)).fetchone() is not None
+        tx = conn.execute("SELECT t.id, t.window, t.staff, t.rating_id, t.prompt_closed_at,"
+                          " t.prompt_expires_at, p.terminal IS NOT NULL AS shown"
+                          " FROM transactions t LEFT JOIN prompt_terminals p"
+                          " ON p.token=t.token AND p.terminal=? WHERE t.token=?",
+                          (terminal, token)).fetchone()
+    shown = tx is not None and bool(tx["shown"])
     outcome = bind_outcome(tx, shown, rated_at, now, grace)
-    tx_id = tx["id"] if tx is not None and shown else None
+    tx_id = tx["id"] if shown else None
     cur = conn.execute(
         "INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome,"
-        " transaction_id) VALUES (?,?,?,?,?,?,?,?)",
-        (terminal, seq, msg["level"], token, rated_at, now, outcome, tx_id))
+        " transaction_id, sig) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (terminal, seq) DO NOTHING",
+        (terminal, seq, msg["level"], token, rated_at, now, outcome, tx_id, msg["sig"]))
+    if cur.rowcount == 0:
+        same = conn.execute("SELECT 1 FROM ratings WHERE terminal=? AND seq=? AND sig=?",
+                            (terminal, seq, msg["sig"])).fetchone()
+        if same:
+            return Result(ack=(terminal, seq))  # redelivered: ack again, store nothing
+        # the same number for another rating: a terminal that lost its journal (re-flashed
+        # without re-provisioning). Keep it aside, unacked, so the terminal's backlog shows it.
+        reject(conn, now, topic, terminal,
+               "sequence number %d reused for a different rating (terminal lost its journal?"
+               " re-provision it)" % seq, json.dumps(msg).encode())
+        return _NOTHING
     closed = None
     if outcome == COUNTED:
         conn.execute("UPDATE transactions SET rating_id=?,"

@@ -5,6 +5,7 @@ daemon again until the daemon has committed it and sent the PUBACK. Messages arr
 network thread and are put on a queue; the daemon's writer thread does everything else.
 """
 import logging
+import socket
 import threading
 
 import paho.mqtt.client as paho
@@ -58,6 +59,9 @@ class Link:
             log.error("broker refused the connection: %s", reason)
             return
         self.generation += 1
+        sock = client.socket()
+        if sock is not None:  # acks leave at once instead of waiting for Nagle's algorithm
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([(t, 1) for t in self._subs])
         log.info("connected to broker %s:%s (session present: %s)", self._host, self._port,
                  flags.session_present)

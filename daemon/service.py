@@ -181,10 +181,13 @@ class HallDaemon:
                               messages.encode_ack(key, terminal, seqs, int(now)), qos=qos)
 
     def _send_sessions(self, publishes, now, keys):
+        """Retained prompts at QoS 0: over a live connection nothing is lost, and after any
+        reconnect _resync publishes every terminal's prompt again. (QoS 1 would make paho scan
+        its whole outgoing queue on every PUBACK: quadratic under load.)"""
         for terminal, token, expires in publishes:
             t = topics.topic(self.hall, terminal, topics.SESSION)
             if token is None:
-                self.link.publish(t, b"", qos=1, retain=True)
+                self.link.publish(t, b"", qos=0, retain=True)
                 continue
             key = ingest.terminal_key(self.conn, terminal, keys)
             if key is None:
@@ -193,7 +196,7 @@ class HallDaemon:
                                    (token,)).fetchone()
             self.link.publish(t, messages.encode_session(key, terminal, token, tx["window"],
                                                          tx["staff"], int(expires), int(now)),
-                              qos=1, retain=True)
+                              qos=0, retain=True)
 
     def _resync(self):
         """On every (re)connect, publish every paired terminal's current prompt (or none)."""

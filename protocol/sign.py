@@ -4,6 +4,7 @@ MicroPython's json.dumps cannot sort keys, so what is signed is not the JSON but
 byte string built field by field: "hcp/v1|<kind>|<field>|<field>|..." with every field as text.
 Fields never contain "|" (ids and tokens are checked against a small alphabet first).
 """
+import binascii
 import hashlib
 
 try:  # CPython (and boards with micropython-lib's hmac): the C implementation, same result
@@ -45,7 +46,7 @@ def canonical(kind, fields):
 
 
 def _hex(b):
-    return "".join(["%02x" % x for x in b])
+    return binascii.hexlify(b).decode()
 
 
 def sign(key, kind, fields):
@@ -57,6 +58,8 @@ def verify(key, kind, fields, signature):
     expected = sign(key, kind, fields)
     if type(signature) is not str or len(signature) != len(expected):
         return False
+    if _hmac is not None:
+        return _hmac.compare_digest(expected, signature)
     diff = 0
     for i in range(len(expected)):
         diff |= ord(expected[i]) ^ ord(signature[i])

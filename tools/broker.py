@@ -82,6 +82,7 @@ def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_sup
             "persistence_location %s/" % data,
             "autosave_interval 60",
             "max_inflight_messages 1000",
+            "set_tcp_nodelay true",  # no Nagle delay on acks and prompts (latency)
             "max_queued_messages 1000000",
             "log_dest file %s" % os.path.join(folder, "mosquitto.log"),
             "log_type error", "log_type warning", "log_type notice",

@@ -93,3 +93,18 @@ def test_a_terminal_cannot_read_another_terminals_prompts(hall, daemon, raw_clie
     t["T001"].wait_session()
     wait_until(lambda: "hcp/v1/H01/T002/session" in got, what="T002's own prompt")
     assert "hcp/v1/H01/T001/session" not in got
+
+
+def test_a_reused_sequence_number_with_other_content_is_kept_aside_not_dropped(
+        hall, daemon, raw_client, hall_db, terminals):
+    # a terminal re-flashed without its journal starts again at seq 1: if this fails, its new
+    # ratings are silently taken for redeliveries of old ones and lost
+    t = terminals()["T001"]
+    t.press(1)
+    wait_until(lambda: t.backlog() == 0, what="first rating acked")
+    c = raw_client("T001")
+    c.publish("hcp/v1/H01/T001/rating", messages.encode_rating(_key(hall, "T001"), "T001", 1, 5, "", 99),
+              qos=1).wait_for_publish(5)
+    wait_until(lambda: hall_db("SELECT COUNT(*) FROM rejected") == [(1,)], what="the rejection")
+    assert "reused" in hall_db("SELECT reason FROM rejected")[0][0]
+    assert hall_db("SELECT seq, level FROM ratings") == [(1, 1)]
