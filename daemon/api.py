@@ -26,6 +26,10 @@ class ApiServer:
         host, _, port = cfg["listen"].rpartition(":")
         self.daemon = daemon
         self.tokens = {name: tok.encode() for name, tok in cfg["tokens"].items()}
+        self.console = None  # the hall web console gets every path outside /api/
+        if daemon.cfg.get("console", {}).get("enabled"):
+            from .console.web import Console
+            self.console = Console(daemon)
         handler = type("Handler", (_Handler,), {"api": self})
         self.httpd = ThreadingHTTPServer((host, int(port)), handler)
         self.httpd.daemon_threads = True
@@ -78,6 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
         return who
 
     def do_GET(self):
+        if self.api.console and not self.path.startswith("/api/"):
+            return self.api.console.handle(self)
         parts, _ = self._route()
         if parts is None or not self._authorised():
             if parts is None:
@@ -85,12 +91,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         d = self.api.daemon
         if parts == ["health"]:
-            return self._send(200, {"ok": True, "broker": d.link.connected.is_set()})
+            return self._send(200, {"ok": True, "broker": d.link.connected.is_set(),
+                                    "messages": d.stored, "commits": d.commits})
         if len(parts) == 2 and parts[0] == "windows":
             return self._call(lambda conn, now: (windows.window_state(conn, parts[1]), []))
         self._send(404, {"error": "not found"})
 
     def do_POST(self):
+        if self.api.console and not self.path.startswith("/api/"):
+            return self.api.console.handle(self)
         parts, _ = self._route()
         if parts is None:
             return self._send(404, {"error": "not found"})

@@ -57,7 +57,8 @@ class HallDaemon:
                           topics.wildcard(self.hall, topics.STATUS)],
                          self.queue.put, on_connected=self._resync)
         self.api = ApiServer(self, cfg["api"]) if cfg["api"]["tokens"] else None
-        self.stored = 0  # messages handled, for logs and tests
+        self.stored = 0   # messages handled since start
+        self.commits = 0  # database commits since start: stored/commits = the group-commit size
 
     # ---------------------------------------------------------------- public
     def submit(self, fn, timeout=10):
@@ -160,6 +161,7 @@ class HallDaemon:
             raise
         # durable now: tell the world
         self.stored += len(puback)
+        self.commits += 1
         self._send_acks(acks, now, keys)
         self._send_sessions(publishes, now, keys)
         for item in puback:

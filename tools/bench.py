@@ -201,6 +201,9 @@ def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=
             acked = sum(r[4] for r in pubs)
             result["daemon_acked"] = acked
             result["daemon_ratings_per_s"] = round(acked / (t1 - t0), 1)
+            h = hallkit.WindowApi(cfg).health()
+            result["daemon_commits"] = h["commits"]
+            result["ratings_per_commit"] = round(h["messages"] / max(1, h["commits"]), 1)
             # (c) paced latency
             progress("paced: %d ratings/s for %d s, press -> ack latency" % (paced_rate, paced_seconds))
             pubs = _run_publishers(port, pw, paced, procs, paced_rate, True)
@@ -224,7 +227,6 @@ def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=
         "SELECT COUNT(*) FROM (SELECT transaction_id FROM ratings WHERE outcome='counted'"
         " GROUP BY transaction_id HAVING COUNT(*) > 1)").fetchone()[0]
     result["counted"] = conn.execute("SELECT COUNT(*) FROM ratings WHERE outcome='counted'").fetchone()[0]
-    result["commits"] = None
     conn.close()
     result["folder"] = folder
     result["cpus"] = os.cpu_count()

@@ -64,3 +64,15 @@ def test_prompts_survive_a_daemon_restart(daemon, api, terminals, hall_db):
     wait_until(lambda: t.backlog() == 0, what="ack")
     assert hall_db("SELECT outcome FROM ratings") == [("counted",)]
     assert hall_db("SELECT token FROM transactions") == [(shown["token"],)]
+
+
+def test_under_load_many_ratings_share_one_commit(api, terminals, hall_db):
+    # group commit: if this fails, every rating costs its own fsync and a busy hall falls behind
+    ts = terminals()
+    for t in ts.values():
+        for i in range(300):
+            t.press(i % 5 + 1)
+    wait_until(lambda: all(t.backlog() == 0 for t in ts.values()), what="all acked")
+    h = api.health()
+    assert hall_db("SELECT COUNT(*) FROM ratings") == [(600,)]
+    assert h["commits"] < h["messages"] / 2, h
