@@ -29,7 +29,10 @@ class App:
         self.t_session = topics.topic(hall, self.term, topics.SESSION)
         self.t_ack = topics.topic(hall, self.term, topics.ACK)
         if journal is None:
-            journal = journal_mod.Journal(cfg["journal"], cfg["journal_max"], cfg["journal_max"] // 16)
+            # compact at 1/16 of the bound: littlefs copies a file's last block on every append,
+            # so a small file keeps the flash writes per rating low (docs/firmware.md)
+            jmax = cfg["journal_max"]
+            journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16)
         self.journal = journal
         self.panel = statemachine.Panel(self, journal.last_token)
         self.offset = None                # daemon time - our seconds, once known

@@ -104,7 +104,8 @@ class Link:
                 raise ValueError("no CONNACK")
             if pkt[1]:
                 rc = pkt[1]
-                raise ValueError("broker refused: " + (mqtt.CONNACK_REASONS[rc] if rc < 6 else str(rc)))
+                why = mqtt.CONNACK_REASONS[rc] if rc < 6 else str(rc)
+                raise ValueError("broker refused: " + why)
             w.write(mqtt.subscribe(1, app.subscriptions()))
             await self._publish(w, app.t_status, app.status(), 0, 0, True)
             self._rx = self._tx = app.ms()

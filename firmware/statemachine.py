@@ -32,7 +32,7 @@ CORRECT_MS = 3000
 THANKS_MS = 2500
 QUIET_MS = 1500
 REASON_MS = 10000
-GUARD_MS = 700     # presses this soon after the rating was stored are bounce or mashing, not a reason
+GUARD_MS = 700     # presses this soon after the rating was stored: bounce or mashing, not a reason
 SKIP_KEY = 5
 
 
@@ -133,7 +133,8 @@ class Debounce:
 
     A key counts as down after `n` consecutive pressed samples and as up after `n` released
     ones; `feed` returns a bit mask of the keys that went down in this sample (bit 0 = key 1;
-    no allocation per sample). A held key gives one press. With 10 ms sampling and n=3, a contact must settle for 30 ms.
+    no allocation per sample). A held key gives one press. With 10 ms sampling and n=3, a
+    contact must settle for 30 ms.
     """
 
     def __init__(self, n=3):

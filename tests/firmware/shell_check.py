@@ -51,7 +51,7 @@ def write_config(name, board, term):
     return path
 
 
-async def until(what, cond, limit_s=5):
+async def until(what, cond, limit_s=15):
     """Wait for cond() (a generous limit only so that a broken firmware cannot hang the test)."""
     for _ in range(limit_s * 100):
         if cond():
