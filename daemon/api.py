@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import windows
-from .errors import HcpError
+from .errors import HcpError, InvalidInput
 
 log = logging.getLogger(__name__)
 MAX_BODY = 4096
@@ -139,6 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _call(self, fn):
         try:
             result = self.api.daemon.submit(fn)
+        except InvalidInput as e:
+            return self._send(400, {"error": str(e)})
         except HcpError as e:
             return self._send(409, {"error": str(e)})
         except TimeoutError as e:

@@ -8,3 +8,7 @@ class HcpError(Exception):
 
 class ConfigError(HcpError):
     """The configuration file is wrong; the message lists every problem at once."""
+
+
+class InvalidInput(HcpError):
+    """A value the caller sent is not acceptable (HTTP 400); the message names it."""

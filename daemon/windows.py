@@ -8,18 +8,18 @@ import secrets
 from haochaping.protocol import topics
 
 from . import registry
-from .errors import HcpError
+from .errors import HcpError, InvalidInput
 
 
 def _check(window, ticket=None, item="", staff=""):
     if not topics.valid_id(window):
-        raise HcpError("window %r: use 1-32 of A-Z a-z 0-9 _ -" % window)
+        raise InvalidInput("window %r: use 1-32 of A-Z a-z 0-9 _ -" % window)
     if ticket is not None and not (0 < len(ticket) <= 64):
-        raise HcpError("ticket: 1 to 64 characters")
+        raise InvalidInput("ticket: 1 to 64 characters")
     if len(item) > 64:
-        raise HcpError("item: at most 64 characters")
+        raise InvalidInput("item: at most 64 characters")
     if staff and not topics.valid_id(staff):
-        raise HcpError("staff %r: use 1-32 of A-Z a-z 0-9 _ -" % staff)
+        raise InvalidInput("staff %r: use 1-32 of A-Z a-z 0-9 _ -" % staff)
 
 
 def _close_open_prompts(conn, window, now, why):
