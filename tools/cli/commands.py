@@ -8,3 +8,7 @@ from . import rules  # noqa: F401
 from . import calendar  # noqa: F401
 from . import broker  # noqa: F401
 from . import store  # noqa: F401
+from . import staff  # noqa: F401
+from . import forward  # noqa: F401
+from . import device  # noqa: F401
+from . import terminals  # noqa: F401

@@ -9,6 +9,7 @@ from haochaping.daemon.errors import HcpError
 
 from . import cli
 
+ACTOR = click.option("--actor", help="Who makes the change, for the audit log [$SUDO_USER or $USER].")
 CONFIG = click.option("--config", "config_path", default="hall.toml", show_default=True,
                       type=click.Path(dir_okay=False), help="The hall's configuration file.")
 
@@ -117,28 +118,32 @@ def window_state(config_path, window_id):
 @CONFIG
 @click.option("--window", "window_id", required=True, help="Window id, e.g. W01.")
 @click.option("--terminal", required=True, help="Terminal id, e.g. T001.")
-def pair(config_path, window_id, terminal):
+@ACTOR
+def pair(config_path, window_id, terminal, actor):
     """Pair a terminal with a window (a window may have several terminals).
 
     \b
     Example:
       hcp pair --config hall.toml --window W01 --terminal T001
     """
-    registry.pair(_conn(config_path), window_id, terminal)
+    from haochaping.tools.device.hall import who
+    registry.pair(_conn(config_path), window_id, terminal, actor=who(actor))
     click.echo("terminal %s now rates window %s" % (terminal, window_id))
 
 
 @cli.command()
 @CONFIG
 @click.option("--terminal", required=True, help="Terminal id, e.g. T001.")
-def unpair(config_path, terminal):
+@ACTOR
+def unpair(config_path, terminal, actor):
     """Take a terminal off its window.
 
     \b
     Example:
       hcp unpair --config hall.toml --terminal T001
     """
-    registry.unpair(_conn(config_path), terminal)
+    from haochaping.tools.device.hall import who
+    registry.unpair(_conn(config_path), terminal, actor=who(actor))
     click.echo("terminal %s is no longer paired" % terminal)
 
 
@@ -187,7 +192,8 @@ def terminal():
 @click.option("--terminal", "terminal_id", required=True, help="Terminal id, e.g. T001.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Where to write the terminal's secrets (JSON, mode 600) for provisioning.")
-def terminal_add(config_path, terminal_id, out):
+@ACTOR
+def terminal_add(config_path, terminal_id, out, actor):
     """Register a terminal and generate its signing key (written to --out, never printed).
 
     \b
@@ -196,7 +202,8 @@ def terminal_add(config_path, terminal_id, out):
     """
     import os
     cfg = config.load(config_path)
-    key = registry.add_terminal(db.connect(cfg["hall"]["database"]), terminal_id)
+    from haochaping.tools.device.hall import who
+    key = registry.add_terminal(db.connect(cfg["hall"]["database"]), terminal_id, actor=who(actor))
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"hall": cfg["hall"]["id"], "terminal": terminal_id, "key": key.hex()}, f)

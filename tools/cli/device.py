@@ -1,0 +1,49 @@
+"""hcp device: set up a terminal over USB serial (flash, install, provision) and replace one."""
+import click
+
+from haochaping.daemon import config, db
+from haochaping.tools.device import hall as hall_it
+
+from . import cli
+
+CONFIG = click.option("--config", "config_path", default="hall.toml", show_default=True,
+                      type=click.Path(dir_okay=False), help="The hall's configuration file.")
+BROKER_DIR = click.option("--broker-dir", type=click.Path(file_okay=False),
+                          help="The hall's broker folder [broker/ next to hall.toml].")
+ACTOR = click.option("--actor", help="Who makes the change, for the audit log [$SUDO_USER or $USER].")
+
+
+@cli.group()
+def device():
+    """Set up terminals over USB serial: flash, install, provision; replace a broken one.
+
+    \b
+    Example:
+      hcp device flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC.bin
+      hcp device install --port /dev/ttyUSB0
+      hcp device provision --port /dev/ttyUSB0 --terminal T007 --window W03 --profile esp32-devkitc-buttons
+    """
+
+
+@device.command("replace")
+@CONFIG
+@BROKER_DIR
+@click.option("--old", required=True, help="The terminal being taken away, e.g. T001.")
+@click.option("--new", required=True, help="The provisioned terminal taking its place, e.g. T031.")
+@ACTOR
+def replace(config_path, broker_dir, old, new, actor):
+    """Move a terminal's window to a new board and revoke the old board at once.
+
+    The old board's ratings are refused from then on (as from an unknown terminal) and its
+    broker login is removed (the broker is reloaded). Provision the new board first.
+
+    \b
+    Example:
+      hcp device replace --config hall.toml --old T001 --new T031
+    """
+    conn = db.connect(config.load(config_path)["hall"]["database"])
+    window, pid = hall_it.replace(conn, hall_it.broker_folder(config_path, broker_dir), old, new,
+                                  hall_it.who(actor))
+    click.echo("%s replaces %s%s; %s is revoked at the daemon and the broker%s" % (
+        new, old, " at window %s" % window if window else " (it had no window)", old,
+        "" if pid else " (no running broker found: the change applies when it starts)"))

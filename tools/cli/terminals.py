@@ -1,0 +1,73 @@
+"""hcp terminals / hcp audit: watch the hall's terminals, and see who changed what, when."""
+import json
+import time
+
+import click
+
+from haochaping.daemon import audit as audit_log
+from haochaping.daemon import config, db
+from haochaping.tools.device import hall as hall_it
+
+from . import cli
+
+CONFIG = click.option("--config", "config_path", default="hall.toml", show_default=True,
+                      type=click.Path(dir_okay=False), help="The hall's configuration file.")
+
+
+@cli.command()
+@CONFIG
+@click.option("--offline-after", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Flag (!) terminals offline or never seen for longer than this (minutes).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+def terminals(config_path, offline_after, as_json):
+    """List each terminal: window, online/offline, last seen, firmware, board, heap, backlog, WiFi.
+
+    Online/offline comes from each terminal's retained status and its last will; a terminal
+    offline (or never seen) for longer than --offline-after minutes is flagged with "!".
+
+    \b
+    Example:
+      hcp terminals --config hall.toml
+      hcp terminals --config hall.toml --json --offline-after 30
+    """
+    conn = db.connect(config.load(config_path)["hall"]["database"])
+    now = time.time()
+    rows = hall_it.terminal_rows(conn, now, offline_after * 60)
+    if as_json:
+        click.echo(json.dumps({"now": now, "offline_after_s": offline_after * 60,
+                               "terminals": rows}, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no terminals yet: `hcp device provision --port P --terminal T001 ...`")
+        return
+    click.echo(hall_it.format_rows(rows, now))
+    flagged = [r["terminal"] for r in rows if r["flagged"]]
+    if flagged:
+        click.echo("\n! %d terminal(s) offline for more than %d min: %s — check power and WiFi"
+                   % (len(flagged), offline_after, ", ".join(flagged)))
+
+
+@cli.command()
+@CONFIG
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+              help="How many entries, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
+def audit(config_path, limit, as_json):
+    """Show the audit log: who paired, unpaired, provisioned or replaced what, and when.
+
+    \b
+    Example:
+      hcp audit --config hall.toml --limit 20
+    """
+    conn = db.connect(config.load(config_path)["hall"]["database"])
+    rows = audit_log.entries(conn, limit=limit)
+    for e in rows:
+        if as_json:
+            click.echo(json.dumps(e, ensure_ascii=False))
+        else:
+            detail = " ".join("%s=%s" % kv for kv in sorted(e["detail"].items()))
+            click.echo("%s  %-12s %-10s %s" % (
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])), e["actor"],
+                e["action"], detail))
+    if not rows and not as_json:
+        click.echo("the audit log is empty")
