@@ -32,7 +32,7 @@ class App:
             # compact at 1/16 of the bound: littlefs copies a file's last block on every append,
             # so a small file keeps the flash writes per rating low (docs/firmware.md)
             jmax = cfg["journal_max"]
-            journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16)
+            journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16, cfg["seq_start"])
         self.journal = journal
         self.panel = statemachine.Panel(self, journal.last_token)
         self.offset = None                # daemon time - our seconds, once known

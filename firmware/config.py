@@ -6,7 +6,10 @@
      "key": "<64 hex digits: the terminal's HMAC key>",
      "board": {<board profile, hardware/profiles/*.json schema>}}
 
-Optional: "keepalive" (s, 60), "journal" ("/journal.log"), "journal_max" (bytes, 32768).
+Optional: "keepalive" (s, 60), "journal" ("/journal.log"), "journal_max" (bytes, 32768),
+"seq_start" (1): the lowest sequence number to use. When a terminal's flash is wiped and it is
+provisioned again, set it above the last seq the daemon holds for this terminal, or the daemon
+would take the new ratings for duplicates of old ones.
 Unknown keys are refused, not ignored (a typo must not silently fall back to a default).
 """
 import binascii
@@ -27,6 +30,7 @@ DEFAULTS = {
     "keepalive": 60,
     "journal": "/journal.log",
     "journal_max": 32768,
+    "seq_start": 1,
 }
 
 _BOARD_KEYS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "buzzer",
@@ -113,6 +117,9 @@ def validate(raw):
     jm = cfg["journal_max"]
     if type(jm) is not int or not 4096 <= jm <= 1048576:
         errs.append("journal_max: 4096..1048576 bytes")
+    ss = cfg["seq_start"]
+    if type(ss) is not int or ss < 1:
+        errs.append("seq_start: a whole number >= 1")
     key = cfg["key"]
     try:
         if type(key) is not str or len(key) < 32 or len(key) % 2:

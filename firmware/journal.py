@@ -69,7 +69,7 @@ def _check(raw):
 
 
 class Journal:
-    def __init__(self, path, max_bytes=32768, compact_at=8192):
+    def __init__(self, path, max_bytes=32768, compact_at=8192, seq_floor=1):
         if max_bytes < 4 * _MAX_LINE or compact_at > max_bytes:
             raise ValueError("journal: max_bytes too small or compact_at above it")
         self.path = path
@@ -83,6 +83,10 @@ class Journal:
         self.compactions = 0
         self._tight = False    # True after a compaction, until the next ack
         self._recover()
+        # a terminal whose flash was wiped and re-provisioned must not reuse seqs the daemon
+        # already has (it would drop the new ratings as duplicates): provisioning sets the floor
+        if self.next_seq < seq_floor:
+            self.next_seq = seq_floor
 
     # ------------------------------------------------------------ boot
 

@@ -202,6 +202,10 @@ def check_journal_keeps_seq_monotonic_across_reboots_and_compactions(d):
         return "seq reused after compaction and reboot: %r" % ((a, b, c),)
     if j.pending != [3]:
         return "pending after reboot wrong: %r" % (j.pending,)
+    _rm(path)  # the flash is wiped; provisioning sets the floor above what the daemon has
+    j = journal.Journal(path, seq_floor=4)
+    if j.add_rating(1, "", 8) != 4 or journal.Journal(path, seq_floor=2).next_seq != 5:
+        return "seq floor not applied after a wipe, or lowered the seq"
 
 
 def check_journal_recovers_dropping_only_a_torn_last_record(d):
