@@ -1,6 +1,9 @@
 """The `hcp` command line. Each command group lives in its own module here and only parses,
-calls the library, and prints; errors from the library become one line and exit code 1."""
+calls the library, and prints; errors from the library become one line and exit code 1.
+A new module in this folder is picked up by itself: it attaches its commands to `cli`."""
+import importlib
 import logging
+import pkgutil
 import sys
 
 import click
@@ -18,7 +21,8 @@ class _Group(click.Group):
             raise click.ClickException(str(e)) from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
+                                          "max_content_width": 110})
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens (to stderr).")
 @click.version_option(package_name="haochaping", prog_name="hcp")
 def cli(verbose):
@@ -33,7 +37,10 @@ def cli(verbose):
 
 
 def _register():
-    from . import commands  # noqa: F401  (each module adds its commands to `cli`)
+    """Import every command module in this package (each adds its commands to `cli`)."""
+    for m in pkgutil.iter_modules(__path__):
+        if not m.name.startswith("_"):
+            importlib.import_module(__name__ + "." + m.name)
 
 
 def main():
