@@ -27,7 +27,7 @@ BLOCKS = [24]   # 24 x 4 KB for the cut runs; `count` with an ESP32-sized journa
 KEY = b"k" * 32
 TOK = "0123456789abcdef"
 CFG = {"key": KEY, "terminal": "T1", "hall": "H1", "journal": "/flash/journal",
-       "journal_max": 2048}
+       "journal_max": 2048, "seq_start": 1}
 EIO = -5
 
 
