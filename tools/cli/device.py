@@ -47,3 +47,51 @@ def replace(config_path, broker_dir, old, new, actor):
     click.echo("%s replaces %s%s; %s is revoked at the daemon and the broker%s" % (
         new, old, " at window %s" % window if window else " (it had no window)", old,
         "" if pid else " (no running broker found: the change applies when it starts)"))
+
+
+class _Bar:
+    """A click progress bar fed with (done, total) pairs from the library, shown in percent."""
+
+    def __init__(self, label):
+        self.bar = click.progressbar(length=100, label=label, show_percent=True, show_eta=False)
+        self.shown = 0
+
+    def __call__(self, done, total):
+        pct = int(100 * done / total) if total else 100
+        if pct > self.shown:
+            self.bar.update(pct - self.shown)
+            self.shown = pct
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+
+@device.command("flash")
+@click.option("--port", required=True, help="USB serial port of the board, e.g. /dev/ttyUSB0.")
+@click.option("--firmware", "image", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The MicroPython image (.bin) for the board's chip.")
+@click.option("--baud", default=460800, show_default=True, help="Baud rate for the write.")
+def flash_cmd(port, image, baud):
+    """Write a MicroPython image to a board, after checking its chip matches the image.
+
+    The board's file system (config, journal of undelivered ratings) is kept. Running it again
+    is safe: an image already on the board is not written twice.
+
+    \b
+    Example:
+      hcp device flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.24.1.bin
+    """
+    from haochaping.tools.device import flash
+    with _Bar("flashing %s" % port) as bar:
+        done = flash.flash(port, image, on_progress=bar, baud=baud)
+        bar(1, 1)
+    if done["skipped"]:
+        click.echo("%s already holds this image (%s): nothing written. Next: `hcp device install "
+                   "--port %s`" % (port, done["chip"], port))
+    else:
+        click.echo("wrote %d bytes at 0x%x to the %s on %s, verified. Next: `hcp device install "
+                   "--port %s`" % (done["bytes"], done["offset"], done["chip"], port, port))

@@ -1,0 +1,126 @@
+"""`hcp device flash` with the real esptool against the ESP32 ROM bootloader stand-in
+(esp32-mock-bootloader) on a pseudo-terminal: chip check, write, rerun, port vanishing."""
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from haochaping.daemon.errors import HcpError
+from haochaping.tools.cli import _register, cli
+from haochaping.tools.device import flash
+
+_register()
+
+MOCK = shutil.which("esp32-mock-bootloader") or os.path.join(os.path.dirname(sys.executable),
+                                                              "esp32-mock-bootloader")
+pytestmark = pytest.mark.skipif(not os.path.exists(MOCK), reason="pip install esp32-mock-bootloader")
+
+
+def make_image(path, chip_id=0, offset=0x1000, size=160 * 1024):
+    """A merged-image layout like MicroPython's: ESP image header (with the chip id) at the
+    start, a partition table at 0x8000 in flash; the rest incompressible bytes."""
+    hdr = bytes([0xE9, 1, 2, 0x20]) + struct.pack("<I", 0x40080000)
+    ext = bytes([0xEE, 0, 0, 0]) + struct.pack("<HBHH", chip_id, 0, 0, 0xFFFF) + bytes(5)
+    seg = struct.pack("<II", 0x3FFF0000, 16) + bytes(range(16))
+    body = hdr + ext + seg
+    body += bytes((-(len(body) + 1)) % 16) + b"\xef"
+    data = bytearray(body + random.Random(chip_id).randbytes(size - len(body)))
+    data[0x8000 - offset:0x8000 - offset + 2] = b"\xaa\x50"
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+class MockBoard:
+    """esp32-mock-bootloader run --pty: the ROM bootloader of a chip on a pseudo-terminal."""
+
+    def __init__(self, tmp_path, chip="esp32"):
+        pf = tmp_path / ("port-%s-%d" % (chip, time.monotonic_ns()))
+        self.proc = subprocess.Popen([MOCK, "run", "--pty", "--port-file", str(pf), "--chip", chip],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while not (pf.exists() and pf.read_text().strip()):
+            assert time.time() < deadline and self.proc.poll() is None, "mock bootloader did not start"
+            time.sleep(0.05)
+        self.port = pf.read_text().strip()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def board(tmp_path):
+    made = []
+
+    def make(chip="esp32"):
+        b = MockBoard(tmp_path, chip)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.kill()
+
+
+def test_flash_checks_the_chip_writes_and_a_rerun_writes_nothing(tmp_path, board):
+    b = board("esp32")
+    img = make_image(tmp_path / "ESP32_GENERIC.bin")
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", img])
+    assert r.exit_code == 0, r.output
+    assert "wrote %d bytes at 0x1000 to the ESP32" % (160 * 1024) in r.output
+    assert "flashing %s" % b.port in r.output                   # the progress bar (a tty shows it filling)
+    # the same image again: the board's flash already holds it (MD5 checked by the stub)
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", img])
+    assert r.exit_code == 0, r.output
+    assert "already holds this image" in r.output
+
+
+def test_a_wrong_chip_is_refused_before_anything_is_written(tmp_path, board):
+    b = board("esp32s3")
+    img = make_image(tmp_path / "ESP32_GENERIC.bin", chip_id=0, offset=0x1000)
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", img])
+    assert r.exit_code == 1
+    assert "is an ESP32-S3, but" in r.output and "nothing was written" in r.output
+    s3 = make_image(tmp_path / "ESP32_GENERIC_S3.bin", chip_id=9, offset=0)
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", s3])
+    assert r.exit_code == 0, r.output
+    assert "at 0x0 to the ESP32-S3" in r.output
+
+
+def test_not_an_image_and_no_board(tmp_path):
+    junk = tmp_path / "notes.bin"
+    junk.write_bytes(b"hello" * 100)
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", "/dev/null", "--firmware", str(junk)])
+    assert r.exit_code == 1 and "not an ESP firmware image" in r.output
+    img = make_image(tmp_path / "ESP32_GENERIC.bin")
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", str(tmp_path / "ttyUSB9"),
+                                 "--firmware", img])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "cannot open" in r.output or "no ESP bootloader answers" in r.output
+
+
+def test_the_port_vanishing_mid_write_says_so_and_a_rerun_fixes_it(tmp_path, board):
+    b = board("esp32")
+    img = make_image(tmp_path / "ESP32_GENERIC.bin")
+    seen = []
+
+    def unplug(done, total):
+        seen.append(done)
+        if done > 0 and len(seen) >= 2:
+            b.kill()                                             # the USB cable is pulled
+
+    with pytest.raises(HcpError) as e:
+        flash.flash(b.port, img, on_progress=unplug)
+    assert "stopped answering during the write" in str(e.value)
+    assert "run the same command" in str(e.value)
+    again = board("esp32")                                       # plugged in again
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", again.port, "--firmware", img])
+    assert r.exit_code == 0, r.output
+    assert "verified" in r.output

@@ -1,0 +1,147 @@
+"""`hcp device flash`: write a MicroPython image with esptool (as a library), after checking
+that the chip on the port is the one the image was built for.
+
+A MicroPython release for an ESP chip is one merged image (bootloader, partition table, the
+firmware), written at the chip's bootloader offset (0x1000 on the ESP32, 0 on the ESP32-S3).
+Its first header says which chip it is for (the ESP image header's chip id, byte 12). The
+device's file system partition (config, journal, installed files) is not touched, so a firmware
+update keeps undelivered ratings.
+"""
+import logging
+import struct
+
+from haochaping.daemon.errors import HcpError
+
+log = logging.getLogger(__name__)
+
+ESP_IMAGE_MAGIC = 0xE9
+PARTITION_TABLE_OFFSET = 0x8000
+PARTITION_MAGIC = b"\xaa\x50"
+
+
+def _chip_classes():
+    from esptool.targets import CHIP_DEFS
+    return CHIP_DEFS
+
+
+def image_chip(data, name="the image"):
+    """(esptool chip class, flash offset) for a merged MicroPython image; HcpError otherwise."""
+    if len(data) < 24 or data[0] != ESP_IMAGE_MAGIC:
+        raise HcpError("%s is not an ESP firmware image (it does not start with 0xE9): use the "
+                       ".bin from micropython.org for your board" % name)
+    chip_id = struct.unpack_from("<H", data, 12)[0]
+    for cls in _chip_classes().values():
+        if getattr(cls, "IMAGE_CHIP_ID", None) == chip_id and not getattr(cls, "IS_STUB", False):
+            offset = cls.BOOTLOADER_FLASH_OFFSET
+            pt = PARTITION_TABLE_OFFSET - offset
+            if data[pt:pt + 2] != PARTITION_MAGIC:
+                raise HcpError("%s is an %s image but not a whole MicroPython firmware (no "
+                               "partition table at 0x%x): use the merged .bin from "
+                               "micropython.org" % (name, cls.CHIP_NAME, PARTITION_TABLE_OFFSET))
+            return cls, offset
+    raise HcpError("%s is for an unknown chip (id %d)" % (name, chip_id))
+
+
+def _esplog(on_progress):
+    from esp_pylib.logger import EspLogBase
+
+    class _Log(EspLogBase):
+        """esptool's output goes to our log; its progress bars to our callback."""
+
+        def print(self, *args, **kwargs):
+            log.debug("esptool: %s", " ".join(str(a) for a in args))
+
+        def err(self, *args, suggestion=None):
+            log.info("esptool error: %s", " ".join(str(a) for a in args))
+
+        def warn(self, *args, suggestion=None):
+            log.info("esptool warning: %s", " ".join(str(a) for a in args))
+
+        def note(self, *args):
+            log.debug("esptool note: %s", " ".join(str(a) for a in args))
+
+        def hint(self, *args):
+            log.debug("esptool hint: %s", " ".join(str(a) for a in args))
+
+        def debug(self, *args):
+            log.debug("esptool: %s", " ".join(str(a) for a in args))
+
+        def set_verbosity(self, mode):
+            pass
+
+        def progress_bar(self, cur_iter, total_iters, prefix="", suffix="", bar_length=30):
+            if on_progress and total_iters:
+                on_progress(cur_iter, total_iters)
+
+    return _Log()
+
+
+def flash(port, image_path, on_progress=None, baud=460800, connect_mode="default-reset"):
+    """Check the chip, write the image, verify it, reset the board. Return a dict saying what
+    was done ({"chip", "offset", "bytes", "skipped"}). Every failure is an HcpError that says
+    what to do; nothing is written when the chip does not match."""
+    from esp_pylib.logger import EspLog
+    from esptool import cmds
+    from esptool.util import FatalError
+    import serial
+
+    try:
+        with open(image_path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise HcpError("cannot read %s: %s" % (image_path, e.strerror or e))
+    cls, offset = image_chip(data, image_path)
+    previous = EspLog.instance
+    EspLog.set_logger(_esplog(on_progress))
+    stage = "connect"
+    try:
+        try:
+            esp = cmds.detect_chip(port, connect_mode=connect_mode)
+        except serial.SerialException as e:
+            raise HcpError("cannot open %s: %s. Is the board plugged in, and is no serial monitor "
+                           "using the port?" % (port, e))
+        except FatalError as e:
+            raise HcpError("no ESP bootloader answers on %s (%s). Hold BOOT, tap EN/RST, release "
+                           "BOOT, then run the same command again" % (port, str(e).splitlines()[0]))
+        with esp:
+            if esp.IMAGE_CHIP_ID != cls.IMAGE_CHIP_ID:
+                raise HcpError("the board on %s is an %s, but %s is MicroPython for %s: nothing was "
+                               "written. Use the image for %s" % (
+                                   port, esp.CHIP_NAME, image_path, cls.CHIP_NAME, esp.CHIP_NAME))
+            stage = "write"
+            esp = cmds.run_stub(esp)
+            if baud and baud != esp.ESP_ROM_BAUD:
+                try:
+                    esp.change_baud(baud)
+                except (FatalError, serial.SerialException, OSError, NotImplementedError):
+                    log.info("staying at %d baud", esp.ESP_ROM_BAUD)
+            cmds.attach_flash(esp)
+            skipped = _already_there(esp, offset, data)
+            if not skipped:
+                cmds.write_flash(esp, [(offset, data)], flash_size="keep")
+            stage = "reset"
+            cmds.reset_chip(esp, "hard-reset")
+        return {"chip": esp.CHIP_NAME, "offset": offset, "bytes": len(data), "skipped": skipped}
+    except HcpError:
+        raise
+    except (FatalError, serial.SerialException, OSError, struct.error) as e:
+        if stage == "reset":
+            raise HcpError("the image is written and verified, but the board on %s did not take "
+                           "the reset (%s): press its EN/RST button" % (port, e))
+        raise HcpError("the board on %s stopped answering during the %s (%s): it may not boot "
+                       "until flashed. Plug it in again and run the same command" % (
+                           port, "write" if stage == "write" else "connection", str(e).strip() or type(e).__name__))
+    finally:
+        if previous is not None:
+            EspLog.set_logger(previous)
+        else:
+            EspLog._reset()
+
+
+def _already_there(esp, offset, data):
+    """True when the flash already holds this image (MD5 by the stub): a rerun writes nothing."""
+    import hashlib
+    try:
+        return esp.flash_md5sum(offset, len(data)) == hashlib.md5(data).hexdigest()
+    except Exception:  # noqa: BLE001  (any failure here only means: write it)
+        return False
