@@ -39,6 +39,10 @@ SCHEMA = {
     "sessions": {"timeout_s": (int, 120), "grace_s": (int, 10)},
     "ingest": {"batch_max": (int, 1000), "ack_qos": (int, 0)},
     "api": {"listen": (str, "127.0.0.1:8780"), "tokens": (dict, {})},
+    # forwarding to the municipal store (docs/store.md); off while url is empty
+    "forward": {"url": (str, ""), "ca": (str, ""), "hall_id": (str, ""), "key_file": (str, ""),
+                "batch_size": (int, 500), "max_wait_s": (int, 2), "timeout_s": (int, 30),
+                "retry_max_s": (int, 300), "region": (str, ""), "department": (str, "")},
 }
 SECRETS = {("mqtt", "password"), ("api", "tokens")}
 
@@ -55,6 +59,9 @@ def load(path):
     cfg = validate(raw)
     base = os.path.dirname(os.path.abspath(path))
     cfg["hall"]["database"] = os.path.join(base, cfg["hall"]["database"])
+    for key in ("ca", "key_file"):
+        if cfg["forward"][key]:
+            cfg["forward"][key] = os.path.join(base, cfg["forward"][key])
     cfg["path"] = os.path.abspath(path)
     return cfg
 
@@ -96,7 +103,24 @@ def validate(raw):
     return cfg
 
 
+def _check_forward(f, errors):
+    if not f["url"]:
+        return
+    if not f["url"].startswith("https://"):
+        errors.append("[forward] url: https://HOST:PORT of the store, got %r" % f["url"])
+    if not f["key_file"]:
+        errors.append("[forward] key_file: required with url (from `hcp store add-hall`)")
+    if f["hall_id"] and not topics.valid_id(f["hall_id"]):
+        errors.append("[forward] hall_id: use 1-32 of A-Z a-z 0-9 _ -")
+    if not 1 <= f["batch_size"] <= 5000:
+        errors.append("[forward] batch_size: 1 to 5000")
+    for key in ("max_wait_s", "timeout_s", "retry_max_s"):
+        if f[key] < (0 if key == "max_wait_s" else 1):
+            errors.append("[forward] %s: at least %d" % (key, 0 if key == "max_wait_s" else 1))
+
+
 def _check_values(cfg, errors):
+    _check_forward(cfg["forward"], errors)
     if not topics.valid_id(cfg["hall"]["id"]):
         errors.append("[hall] id: use 1-32 of A-Z a-z 0-9 _ -, got %r" % cfg["hall"]["id"])
     if not 0 < cfg["mqtt"]["port"] < 65536:

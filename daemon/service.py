@@ -70,13 +70,21 @@ class HallDaemon:
     def run(self):
         """Serve until SIGTERM/SIGINT or stop(); returns when everything stored is acked."""
         self._install_signals()
+        forwarder = None
+        if self.cfg.get("forward", {}).get("url"):  # to the municipal store: daemon/forward.py
+            from .forward import Forwarder
+            forwarder = Forwarder(self.cfg)
         if self.api:
             self.api.start()
         self.link.start()
+        if forwarder:
+            forwarder.start()
         log.info("hall %s: daemon running on %s", self.hall, self.cfg["hall"]["database"])
         try:
             self._loop()
         finally:
+            if forwarder:
+                forwarder.stop()
             self.link.stop()
             if self.api:
                 self.api.stop()

@@ -1,0 +1,309 @@
+"""One store behaviour over two backends: SQLite (WAL, default, zero set-up) and PostgreSQL
+(psycopg 3 with a connection pool; one INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING
+per table and batch).
+
+store_batch() is the whole contract: the batch and its records are committed in ONE database
+transaction (durable when it returns: SQLite synchronous=FULL, PostgreSQL's default
+synchronous_commit), a record seen before is skipped, a batch seen before is answered again.
+"""
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+
+from ..errors import HcpError
+from . import schema
+from .records import BadBatch
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = {
+    "transaction": ("transactions", ("uid", "hall", "tx", "window_id", "ticket", "item",
+                                     "item_version", "department", "region", "staff", "channel",
+                                     "started_at", "finished_at", "rater_enc")),
+    "rating": ("ratings", ("uid", "hall", "terminal", "seq", "level", "outcome", "tx_uid",
+                           "rated_at", "hall_received_at", "is_default")),
+    "reason": ("reasons", ("uid", "hall", "terminal", "seq", "ref_seq", "reason", "rated_at")),
+}
+_PG_TYPES = {"tx": "bigint", "seq": "bigint", "ref_seq": "bigint", "level": "int",
+             "is_default": "int", "started_at": "float8", "finished_at": "float8",
+             "rated_at": "float8", "hall_received_at": "float8", "rater_enc": "bytea"}
+
+EXPORT_SQL = """
+SELECT r.uid, r.hall, r.terminal, r.seq, r.level, r.outcome, r.is_default, r.rated_at,
+       r.hall_received_at, r.tx_uid, t.ticket, t.item, t.item_version, t.department, t.region,
+       t.window_id, t.staff, t.channel, t.finished_at,
+       (SELECT s.reason FROM reasons s WHERE s.hall = r.hall AND s.terminal = r.terminal
+         AND s.ref_seq = r.seq ORDER BY s.seq LIMIT 1) AS reason,
+       r.received_at
+FROM ratings r LEFT JOIN transactions t ON t.uid = r.tx_uid
+WHERE r.hall = %s AND r.rated_at >= %s
+ORDER BY r.rated_at, r.uid
+"""
+EXPORT_COLUMNS = ("uid", "hall", "terminal", "seq", "level", "outcome", "default", "rated_at",
+                  "hall_received_at", "transaction", "ticket", "item", "item_version",
+                  "department", "region", "window", "staff", "channel", "finished_at", "reason",
+                  "received_at")
+
+HALLS_SQL = """
+SELECT h.id, h.name, h.added_at, h.revoked_at,
+       (SELECT COUNT(*) FROM batches b WHERE b.hall = h.id) AS batches,
+       (SELECT MAX(b.received_at) FROM batches b WHERE b.hall = h.id) AS last_batch_at,
+       (SELECT COUNT(*) FROM transactions t WHERE t.hall = h.id) AS transactions,
+       (SELECT COUNT(*) FROM ratings r WHERE r.hall = h.id) AS ratings
+FROM halls h ORDER BY h.id
+"""
+HALLS_COLUMNS = ("hall", "name", "added_at", "revoked_at", "batches", "last_batch_at",
+                 "transactions", "ratings")
+
+
+def open_store(db, identity=None):
+    """db: a SQLite path, or a postgresql:// URL. identity: an IdentityKey or None."""
+    if db.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(db, identity)
+    return SqliteStore(db, identity)
+
+
+class _Store:
+    dialect = ""
+
+    def __init__(self, identity):
+        self.identity = identity
+
+    def _rows(self, kind, rows, batch, now):
+        cols = _COLUMNS[kind][1]
+        out = []
+        for r in rows:
+            if kind == "transaction":
+                rater = r.get("rater")
+                if rater is not None:
+                    if self.identity is None:
+                        raise BadBatch("record %s carries a rater identity, but this store has no"
+                                       " --identity-key to encrypt it with" % r["uid"])
+                    r = dict(r, rater_enc=self.identity.seal(r["uid"], rater["identity"]))
+                else:
+                    r = dict(r, rater_enc=None)
+            out.append(tuple(r[c] for c in cols) + (batch, now))
+        return out
+
+    # ------------------------------------------------------------------ halls
+    def add_hall(self, hall, name=""):
+        """Register a hall; return its new signing key (32 random bytes)."""
+        key = secrets.token_bytes(32)
+        try:
+            self._execute("INSERT INTO halls (id, key, name, added_at) VALUES (%s, %s, %s, %s)",
+                          (hall, key, name, time.time()))
+        except self._integrity_errors():
+            raise HcpError("hall %s is registered already (`hcp store halls`)" % hall)
+        return key
+
+    def hall_key(self, hall):
+        """The hall's key, or None if unknown or revoked."""
+        rows = self._query("SELECT key FROM halls WHERE id = %s AND revoked_at IS NULL", (hall,))
+        return bytes(rows[0][0]) if rows else None
+
+    def halls(self):
+        return [dict(zip(HALLS_COLUMNS, r)) for r in self._query(HALLS_SQL, ())]
+
+    def ratings(self, hall, since):
+        return [dict(zip(EXPORT_COLUMNS, r)) for r in self._query(EXPORT_SQL, (hall, since))]
+
+    def uids(self, kind, hall):
+        """Every record id of one kind for a hall, sorted (for checks and tests)."""
+        table = _COLUMNS[kind][0]
+        return [r[0] for r in self._query("SELECT uid FROM %s WHERE hall = %%s ORDER BY uid"
+                                          % table, (hall,))]
+
+    def counts(self):
+        return {t: self._query("SELECT COUNT(*) FROM %s" % t, ())[0][0]
+                for t in ("batches", "transactions", "ratings", "reasons")}
+
+    def rater(self, uid):
+        """Decrypt a transaction's rater identity (None if it has none)."""
+        rows = self._query("SELECT rater_enc FROM transactions WHERE uid = %s", (uid,))
+        if not rows or rows[0][0] is None:
+            return None
+        if self.identity is None:
+            raise HcpError("this record's rater identity is encrypted: give --identity-key")
+        return self.identity.open(uid, rows[0][0])
+
+
+class SqliteStore(_Store):
+    dialect = "sqlite"
+
+    def __init__(self, path, identity=None):
+        super().__init__(identity)
+        self.path = path
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(d):
+            raise HcpError("cannot create the store database %s: no folder %s" % (path, d))
+        try:
+            self.conn = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as e:
+            raise HcpError("cannot open the store database %s: %s" % (path, e))
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.lock = threading.Lock()
+        self._migrate()
+
+    def _integrity_errors(self):
+        return sqlite3.IntegrityError
+
+    def _migrate(self):
+        with self.lock:
+            c = self.conn
+            c.execute("CREATE TABLE IF NOT EXISTS store_migrations"
+                      " (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                done = {r[0] for r in c.execute("SELECT name FROM store_migrations")}
+                for name, sql in schema.MIGRATIONS:
+                    if name in done:
+                        continue
+                    for stmt in schema.statements(self.dialect, sql):
+                        c.execute(stmt)
+                    c.execute("INSERT INTO store_migrations VALUES (?, ?)", (name, time.time()))
+                    log.info("store: applied migration %s", name)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    def _execute(self, sql, args):
+        with self.lock:
+            self.conn.execute(sql.replace("%s", "?"), args)
+
+    def _query(self, sql, args):
+        with self.lock:
+            return self.conn.execute(sql.replace("%s", "?"), args).fetchall()
+
+    def store_batch(self, hall, batch, sha, parsed):
+        now = time.time()
+        rows = {k: self._rows(k, v, batch, now) for k, v in parsed.items()}
+        total = sum(len(v) for v in rows.values())
+        c = self.conn
+        with self.lock:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                old = c.execute("SELECT sha256, records, new_records FROM batches"
+                                " WHERE hall=? AND batch=?", (hall, batch)).fetchone()
+                if old is not None:
+                    c.execute("ROLLBACK")
+                    return _replayed(batch, sha, old)
+                before = c.total_changes
+                for kind, values in rows.items():
+                    if values:
+                        table, cols = _COLUMNS[kind]
+                        cols = cols + ("batch", "received_at")
+                        c.executemany("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING"
+                                      % (table, ", ".join(cols), ", ".join("?" * len(cols))),
+                                      values)
+                new = c.total_changes - before
+                c.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
+                          (hall, batch, sha, total, new, now))
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+        return {"status": "stored", "batch": batch, "records": total, "new": new}
+
+    def close(self):
+        self.conn.close()
+
+
+def _replayed(batch, sha, old):
+    if old[0] != sha:
+        raise BadBatch("batch %s was stored before with other content: a batch id must never"
+                       " be reused" % batch, 409)
+    return {"status": "duplicate", "batch": batch, "records": old[1], "new": 0}
+
+
+class PostgresStore(_Store):
+    dialect = "postgres"
+
+    def __init__(self, url, identity=None, max_size=8):
+        super().__init__(identity)
+        import psycopg
+        from psycopg_pool import ConnectionPool
+        self.psycopg = psycopg
+        self.url = url
+        try:
+            self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True, timeout=30,
+                                       kwargs={"autocommit": False})
+            self.pool.wait(timeout=10)
+        except Exception as e:  # psycopg_pool.PoolTimeout and friends
+            raise HcpError("cannot connect to PostgreSQL at %s: %s"
+                           % (_redact_url(url), str(e).splitlines()[0] if str(e) else e))
+        self._migrate()
+
+    def _integrity_errors(self):
+        return self.psycopg.errors.UniqueViolation
+
+    def _migrate(self):
+        with self.pool.connection() as c:
+            with c.transaction():
+                # one store at a time migrates; the others wait, then find it done
+                c.execute("SELECT pg_advisory_xact_lock(7406150)")
+                c.execute("CREATE TABLE IF NOT EXISTS store_migrations"
+                          " (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
+                done = {r[0] for r in c.execute("SELECT name FROM store_migrations")}
+                for name, sql in schema.MIGRATIONS:
+                    if name in done:
+                        continue
+                    for stmt in schema.statements(self.dialect, sql):
+                        c.execute(stmt)
+                    c.execute("INSERT INTO store_migrations VALUES (%s, %s)", (name, time.time()))
+                    log.info("store: applied migration %s", name)
+
+    def _execute(self, sql, args):
+        with self.pool.connection() as c:
+            c.execute(sql, args)
+
+    def _query(self, sql, args):
+        with self.pool.connection() as c:
+            return c.execute(sql, args).fetchall()
+
+    def store_batch(self, hall, batch, sha, parsed):
+        now = time.time()
+        rows = {k: self._rows(k, v, batch, now) for k, v in parsed.items()}
+        total = sum(len(v) for v in rows.values())
+        with self.pool.connection() as c:
+            with c.transaction():
+                got = c.execute("INSERT INTO batches VALUES (%s, %s, %s, %s, 0, %s)"
+                                " ON CONFLICT DO NOTHING RETURNING 1",
+                                (hall, batch, sha, total, now)).fetchone()
+                if got is None:
+                    old = c.execute("SELECT sha256, records, new_records FROM batches"
+                                    " WHERE hall=%s AND batch=%s", (hall, batch)).fetchone()
+                    return _replayed(batch, sha, old)
+                new = 0
+                for kind, values in rows.items():
+                    if not values:
+                        continue
+                    table, cols = _COLUMNS[kind]
+                    arrays = [list(col) for col in zip(*values)][:len(cols)]
+                    casts = ", ".join("%%s::%s[]" % _PG_TYPES.get(col, "text") for col in cols)
+                    cur = c.execute(
+                        "INSERT INTO %s (%s, batch, received_at) SELECT u.*, %%s, %%s"
+                        " FROM unnest(%s) AS u ON CONFLICT DO NOTHING"
+                        % (table, ", ".join(cols), casts), [batch, now] + arrays)
+                    new += cur.rowcount
+                c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",
+                          (new, hall, batch))
+        return {"status": "stored", "batch": batch, "records": total, "new": new}
+
+    def close(self):
+        self.pool.close()
+
+
+def _redact_url(url):
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, cred = head.partition("//")
+    return "%s//%s:***@%s" % (scheme, cred.split(":", 1)[0], tail)

@@ -1,0 +1,191 @@
+"""The municipal store's HTTPS API (docs/store-openapi.yaml): stdlib ThreadingHTTPServer + ssl.
+
+Why the standard library: one POST endpoint and a health check need no framework, and every
+hall daemon and test already has it. TLS is done in each connection's own thread (not in
+accept), so a slow or plain-HTTP client never holds up the others; a plain-HTTP request gets a
+plain 400 saying "use https" instead of a TLS alert it cannot read.
+
+    POST /v1/batches   headers X-Hcp-Hall, X-Hcp-Batch, X-Hcp-Signature (hex HMAC-SHA256)
+                       200 {"status": "stored"|"duplicate", "batch", "records", "new"}
+                       400 malformed · 401 bad signature · 403 unknown hall · 409 batch id reused
+                       411/413 length · 422 rules broken · 503 database unavailable
+    GET  /v1/health    200 {"ok": true, "backend": "sqlite"|"postgres"}
+"""
+import hashlib
+import json
+import logging
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ..errors import HcpError
+from . import records
+from .records import BadBatch
+
+log = logging.getLogger(__name__)
+_HANDSHAKE_S = 10
+_PLAIN_REFUSAL = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                  b"Connection: close\r\nContent-Length: %d\r\n\r\n%s")
+
+
+class StoreServer:
+    def __init__(self, store, listen, cert=None, key=None, insecure_http=False):
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise HcpError("--listen: HOST:PORT, got %r" % listen)
+        self.store = store
+        self.ctx = None
+        if not insecure_http:
+            if not cert or not key:
+                raise HcpError("HTTPS needs --cert and --key (or, only behind a TLS proxy,"
+                               " --insecure-http)")
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            try:
+                self.ctx.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as e:
+                raise HcpError("cannot load the certificate %s / key %s: %s" % (cert, key, e))
+        handler = type("Handler", (_Handler,), {"server_ref": self})
+        try:
+            self.httpd = _Server((host, int(port)), handler, self.ctx)
+        except OSError as e:
+            raise HcpError("cannot listen on %s: %s" % (listen, e.strerror))
+        scheme = "http" if insecure_http else "https"
+        self.address = "%s://%s:%d" % ((scheme,) + self.httpd.server_address[:2])
+        self._thread = None
+
+    def serve_forever(self):
+        self.httpd.serve_forever(poll_interval=0.2)
+
+    def start(self):
+        self._thread = threading.Thread(target=self.serve_forever, name="store-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, addr, handler, ctx):
+        self.ctx = ctx
+        super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address):
+        if self.ctx is not None:
+            request.settimeout(_HANDSHAKE_S)
+            try:
+                first = request.recv(1, socket.MSG_PEEK)
+            except OSError:
+                return
+            if first and first != b"\x16":  # not a TLS handshake: someone speaks plain HTTP
+                body = json.dumps({"error": "this store speaks HTTPS only: use https://"}).encode()
+                log.warning("refused plain HTTP from %s", client_address[0])
+                try:
+                    request.sendall(_PLAIN_REFUSAL % (len(body), body))
+                except OSError:
+                    pass
+                return
+            try:
+                request = self.ctx.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as e:
+                log.warning("TLS handshake with %s failed: %s", client_address[0], e)
+                return
+            request.settimeout(None)
+            try:
+                super().finish_request(request, client_address)
+            finally:
+                request.close()
+            return
+        super().finish_request(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_ref = None
+    protocol_version = "HTTP/1.1"  # keep-alive: a hall posts batch after batch on one connection
+    timeout = 120
+
+    def log_message(self, fmt, *args):
+        log.debug("%s " + fmt, self.client_address[0], *args)
+
+    def _reply(self, status, doc, close=False):
+        body = json.dumps(doc, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse(self, status, reason, hall=None, batch=None, close=False):
+        log.warning("refused batch %s from hall %s (%s): HTTP %d %s", batch, hall,
+                    self.client_address[0], status, reason)
+        self._reply(status, {"error": reason}, close)
+
+    def do_GET(self):
+        if self.path == "/v1/health":
+            self._reply(200, {"ok": True, "backend": self.server_ref.store.dialect})
+        else:
+            self._reply(404, {"error": "no such path: POST /v1/batches, GET /v1/health"})
+
+    def do_POST(self):
+        if self.path != "/v1/batches":
+            self._reply(404, {"error": "no such path: POST /v1/batches"}, close=True)
+            return
+        hall = self.headers.get("X-Hcp-Hall", "")
+        batch = self.headers.get("X-Hcp-Batch", "")
+        sig = self.headers.get("X-Hcp-Signature", "")
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self._refuse(411, "Content-Length required", hall, batch, close=True)
+            return
+        n = int(length)
+        if n > records.MAX_BODY:
+            # not read: answered at once, and the connection closed behind it
+            self._refuse(413, "body of %d bytes is over the limit of %d" % (n, records.MAX_BODY),
+                         hall, batch, close=True)
+            return
+        body = self.rfile.read(n)
+        if len(body) != n:
+            self._refuse(400, "body truncated: got %d of %d bytes" % (len(body), n), hall, batch,
+                         close=True)
+            return
+        if not records.valid_id(hall) or not records.valid_batch_id(batch):
+            self._refuse(400, "X-Hcp-Hall and X-Hcp-Batch headers required (ids)", hall, batch)
+            return
+        store = self.server_ref.store
+        try:
+            key = store.hall_key(hall)
+        except Exception as e:  # the database is away: the hall will retry
+            log.error("store database unavailable: %s", e)
+            self._reply(503, {"error": "store database unavailable, retry later"}, close=True)
+            return
+        if key is None:
+            self._refuse(403, "unknown hall %s (register it: hcp store add-hall)" % hall,
+                         hall, batch)
+            return
+        if not records.verify(key, hall, batch, body, sig):
+            self._refuse(401, "bad signature: the batch is not signed with hall %s's key" % hall,
+                         hall, batch)
+            return
+        try:
+            h, b, parsed = records.parse_batch(body, hall, batch)
+            result = store.store_batch(h, b, hashlib.sha256(body).hexdigest(), parsed)
+        except BadBatch as e:
+            self._refuse(e.status, str(e), hall, batch)
+            return
+        except Exception as e:
+            log.exception("batch %s from hall %s: store failed", batch, hall)
+            self._reply(503, {"error": "store database unavailable, retry later (%s)"
+                              % type(e).__name__}, close=True)
+            return
+        log.info("hall %s batch %s: %s, %d records (%d new)", hall, batch, result["status"],
+                 result["records"], result["new"])
+        self._reply(200, result)

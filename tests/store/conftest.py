@@ -1,0 +1,142 @@
+"""Real parts for the store: certificates from a test CA (trustme), the store as a real HTTPS
+process on a real SQLite file or in a PostgreSQL database of its own (created and dropped here),
+and a hall whose hall.toml forwards to it."""
+import secrets
+
+import pytest
+import trustme
+
+from haochaping.daemon import config
+from haochaping.daemon.store import backends, records
+from haochaping.daemon.store.client import StoreClient, StoreProcess
+from haochaping.tools import broker as broker_kit
+from haochaping.tools import hallkit
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = {"ca": str(d / "ca.pem"), "cert": str(d / "cert.pem"), "key": str(d / "key.pem")}
+    ca.cert_pem.write_to_path(paths["ca"])
+    cert.private_key_pem.write_to_path(paths["key"])
+    for i, blob in enumerate(cert.cert_chain_pems):
+        blob.write_to_path(paths["cert"], append=i > 0)
+    return paths
+
+
+def _pg_admin(sql):
+    import psycopg
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(sql)
+
+
+@pytest.fixture(params=BACKENDS)
+def store_db(request, tmp_path):
+    """A fresh store database: a SQLite path, or the URL of a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "store.sqlite")
+        return
+    name = "hcp_test_%s" % secrets.token_hex(6)
+    _pg_admin("CREATE DATABASE %s" % name)
+    try:
+        yield "postgresql://postgres@127.0.0.1:5432/%s" % name
+    finally:
+        _pg_admin("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+
+
+class Store:
+    """The running store process and what a test needs around it."""
+
+    def __init__(self, db, proc, key_file, ca, identity_key):
+        self.db, self.proc, self.key_file, self.ca = db, proc, key_file, ca
+        self.identity_key = identity_key
+        self.url = proc.url
+
+    def open(self):
+        ident = records.IdentityKey.load(self.identity_key) if self.identity_key else None
+        return backends.open_store(self.db, ident)
+
+    def query(self, fn):
+        s = self.open()
+        try:
+            return fn(s)
+        finally:
+            s.close()
+
+    def client(self, hall="H01", key=None):
+        return StoreClient(self.url, hall, key or records.read_key_file(self.key_file), ca=self.ca)
+
+
+@pytest.fixture
+def store(store_db, certs, tmp_path):
+    """The store serving HTTPS on a free port, with hall H01 registered (key in H01.key)."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    key_file = str(folder / "H01.key")
+    s = backends.open_store(store_db)
+    records.write_key_file(key_file, s.add_hall("H01", "test hall"))
+    s.close()
+    ident = str(folder / "identity.key")
+    proc = StoreProcess(store_db, broker_kit.free_port(), certs["cert"], certs["key"], certs["ca"],
+                        str(folder / "store.log"), identity_key=ident).start()
+    yield Store(store_db, proc, key_file, certs["ca"], ident)
+    proc.kill()
+
+
+FORWARD_TOML = """
+[forward]
+url = "%(url)s"
+ca = "%(ca)s"
+key_file = "%(key)s"
+batch_size = %(batch)d
+max_wait_s = 0
+retry_max_s = 1
+"""
+
+
+def forwarding_hall(folder, store, batch_size=50, hall_id=None, key_file=None):
+    """A hallkit hall whose hall.toml forwards to `store`."""
+    cfg = hallkit.create(folder, windows=("W01", "W02"), timeout_s=30)
+    with open(cfg["path"], "a") as f:
+        f.write(FORWARD_TOML % {"url": store.url, "ca": store.ca,
+                                "key": key_file or store.key_file, "batch": batch_size})
+        if hall_id:
+            f.write('hall_id = "%s"\n' % hall_id)
+    new = config.load(cfg["path"])
+    new["folder"], new["broker_conf"] = cfg["folder"], cfg["broker_conf"]
+    return new
+
+
+@pytest.fixture
+def hall(tmp_path, store):
+    """Overrides tests/conftest.py's hall: the same hall, forwarding to the test's store."""
+    return forwarding_hall(str(tmp_path / "hall"), store)
+
+
+def hall_expected(hall_db, hall_id="H01"):
+    """Every record id (with its level for ratings) the hall has to deliver."""
+    tx = ["%s:tx:%d" % (hall_id, r[0])
+          for r in hall_db("SELECT id FROM transactions WHERE finished_at IS NOT NULL")]
+    ratings = [("%s:rating:%s:%d" % (hall_id, r[0], r[1]), r[2])
+               for r in hall_db("SELECT terminal, seq, level FROM ratings")]
+    reasons = ["%s:reason:%s:%d" % (hall_id, r[0], r[1])
+               for r in hall_db("SELECT terminal, seq FROM reasons")]
+    return sorted(tx), sorted(ratings), sorted(reasons)
+
+
+def store_has(store, hall_id="H01"):
+    def q(s):
+        tx = s.uids("transaction", hall_id)
+        ratings = sorted((r["uid"], r["level"]) for r in s.ratings(hall_id, 0))
+        reasons = s.uids("reason", hall_id)
+        return tx, ratings, reasons
+    return store.query(q)
+
+
+def backlog(hall_db):
+    return hall_db("SELECT COUNT(*) FROM forward_outbox")[0][0]

@@ -1,0 +1,193 @@
+"""The store's HTTPS API against a real store process, on both backends: what is stored once,
+what is refused with which error, and that the store keeps serving afterwards."""
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
+
+import pytest
+
+from haochaping.daemon.store import records
+from haochaping.daemon.store.client import StoreRefused
+
+
+def _records(n=3, hall="H01", start=1):
+    out = []
+    for i in range(start, start + n):
+        out.append({"type": "transaction", "id": "%s:tx:%d" % (hall, i), "tx": i, "window": "W01",
+                    "ticket": "A%03d" % i, "item": "530100-001", "staff": "S01",
+                    "started_at": 1790000000.0 + i, "finished_at": 1790000060.0 + i})
+        out.append({"type": "rating", "id": "%s:rating:T001:%d" % (hall, i), "terminal": "T001",
+                    "seq": i, "level": i % 5 + 1, "outcome": "counted",
+                    "transaction": "%s:tx:%d" % (hall, i), "rated_at": 1790000070.0 + i,
+                    "received_at": 1790000071.0 + i})
+    return out
+
+
+def _post(store, batch_id, recs, hall="H01", key=None, body=None):
+    c = store.client(hall, key)
+    try:
+        return c.post_batch(batch_id, body if body is not None else
+                            records.encode_batch(hall, batch_id, recs))
+    finally:
+        c.close()
+
+
+def _counts(store):
+    return store.query(lambda s: s.counts())
+
+
+def _serving(store):
+    # the store still answers and still stores
+    assert _post(store, "after", _records(1, start=900))["status"] == "stored"
+
+
+def test_a_batch_is_stored_and_a_replay_is_acked_but_stored_once(store):
+    # if this fails, a hall that resends after a lost answer doubles the city's ratings
+    recs = _records(5)
+    assert _post(store, "b1", recs) == {"status": "stored", "batch": "b1", "records": 10, "new": 10}
+    assert _post(store, "b1", recs)["status"] == "duplicate"
+    # the same records in another batch (the hall rebuilt it after a crash): acked, not stored
+    assert _post(store, "b2", recs + _records(1, start=6))["new"] == 2
+    c = _counts(store)
+    assert (c["transactions"], c["ratings"], c["batches"]) == (6, 6, 2)
+
+
+def test_a_batch_with_one_byte_changed_is_refused_401(store):
+    # if this fails, anyone on the path can alter a citizen's rating on its way to the city
+    body = records.encode_batch("H01", "b1", _records(2))
+    sig = records.signature(records.read_key_file(store.key_file), "H01", "b1", body)
+    forged = body.replace(b'"level":2', b'"level":5')
+    assert forged != body
+    c = store.client()
+    status, doc = c.request("POST", "/v1/batches", forged, {
+        "X-Hcp-Hall": "H01", "X-Hcp-Batch": "b1", "X-Hcp-Signature": sig})
+    assert status == 401 and "bad signature" in doc["error"]
+    assert _counts(store)["ratings"] == 0
+    assert "bad signature" in store.proc.log_text()
+    _serving(store)
+
+
+def test_a_batch_signed_with_another_key_is_refused_401(store):
+    # if this fails, a hall (or anyone) can post in another hall's name
+    with pytest.raises(StoreRefused) as e:
+        _post(store, "b1", _records(1), key=b"\x01" * 32)
+    assert e.value.status == 401
+
+
+def test_an_unknown_hall_is_refused_403(store):
+    # if this fails, an unregistered machine can fill the city's store
+    with pytest.raises(StoreRefused) as e:
+        _post(store, "b1", _records(1, hall="H99"), hall="H99")
+    assert e.value.status == 403 and "unknown hall H99" in e.value.reason
+    assert "unknown hall H99" in store.proc.log_text()
+    _serving(store)
+
+
+@pytest.mark.parametrize("body,status,words", [
+    (b'{"hall": "H01", "batch": "b1", "rec', 400, "not JSON"),
+    (b'[1, 2]', 400, "must be an object"),
+    (None, 422, "level must be an integer 1..5"),
+    (None, 422, "expected 'H01:tx:1'"),
+])
+def test_a_malformed_batch_is_refused_with_its_reason(store, body, status, words):
+    # if this fails, a broken hall's garbage lands in the city's reports
+    recs = _records(1)
+    if words.startswith("level"):
+        recs[1]["level"] = 9
+    elif words.startswith("expected"):
+        recs[0]["id"] = "H02:tx:1"
+    with pytest.raises(StoreRefused) as e:
+        _post(store, "b1", recs, body=body)
+    assert e.value.status == status and words in e.value.reason
+    assert _counts(store)["ratings"] == 0
+    _serving(store)
+
+
+def test_a_batch_id_reused_for_other_records_is_refused_409(store):
+    # if this fails, a hall bug that reuses batch ids silently loses the second batch
+    _post(store, "b1", _records(1))
+    with pytest.raises(StoreRefused) as e:
+        _post(store, "b1", _records(1, start=2))
+    assert e.value.status == 409
+
+
+def _raw_tls(store):
+    ctx = ssl.create_default_context(cafile=store.ca)
+    port = int(store.url.rsplit(":", 1)[1])
+    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=20),
+                           server_hostname="127.0.0.1")
+
+
+def _head(hall, batch, length, sig="00"):
+    return ("POST /v1/batches HTTP/1.1\r\nHost: store\r\nContent-Type: application/json\r\n"
+            "X-Hcp-Hall: %s\r\nX-Hcp-Batch: %s\r\nX-Hcp-Signature: %s\r\nContent-Length: %d\r\n"
+            "\r\n" % (hall, batch, sig, length)).encode()
+
+
+def _read_status(sock):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_a_truncated_body_is_refused_and_nothing_is_stored(store):
+    # if this fails, a connection cut mid-upload stores half a batch or hangs the store
+    body = records.encode_batch("H01", "b1", _records(3))
+    sig = records.signature(records.read_key_file(store.key_file), "H01", "b1", body)
+    s = _raw_tls(store)
+    s.sendall(_head("H01", "b1", len(body), sig) + body[:len(body) // 2])
+    s.shutdown(socket.SHUT_WR)
+    s.close()
+    _serving(store)
+    assert _counts(store)["ratings"] == 1  # only the one from _serving
+    assert "body truncated" in store.proc.log_text()
+
+
+def test_a_50_mb_body_is_refused_413_without_being_read(store):
+    # if this fails, one oversized (or hostile) post can exhaust the store's memory
+    s = _raw_tls(store)
+    s.sendall(_head("H01", "big", 50 * 1024 * 1024))
+    assert _read_status(s) == 413
+    try:
+        chunk = b"x" * (1 << 20)
+        for _ in range(50):
+            s.sendall(chunk)
+    except OSError:
+        pass  # the store closed the connection: it does not read what it refused
+    s.close()
+    _serving(store)
+
+
+def test_plain_http_is_refused_when_tls_is_on(store):
+    # if this fails, ratings and hall signatures could cross the city network in clear
+    plain = store.url.replace("https://", "http://") + "/v1/batches"
+    body = records.encode_batch("H01", "b1", _records(1))
+    req = urllib.request.Request(plain, data=body, method="POST",
+                                 headers={"X-Hcp-Hall": "H01", "X-Hcp-Batch": "b1"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=20)
+    assert e.value.code == 400
+    assert "HTTPS only" in json.loads(e.value.read())["error"]
+    assert _counts(store)["ratings"] == 0
+    _serving(store)
+
+
+def test_rater_identity_is_stored_only_with_consent_and_only_encrypted(store):
+    # if this fails, a citizen's name and ID number lie readable in the city's database
+    recs = _records(1)
+    recs[0]["rater"] = {"consent": False, "identity": {"name": "张三", "id_no": "530102199001011234"}}
+    with pytest.raises(StoreRefused) as e:
+        _post(store, "b1", recs)
+    assert e.value.status == 422 and "consent" in e.value.reason
+    recs[0]["rater"]["consent"] = True
+    _post(store, "b2", recs)
+    raw = store.query(lambda s: s._query("SELECT rater_enc FROM transactions", ()))[0][0]
+    assert b"530102199001011234" not in bytes(raw) and "张三".encode() not in bytes(raw)
+    assert store.query(lambda s: s.rater("H01:tx:1"))["id_no"] == "530102199001011234"
+    assert "530102199001011234" not in store.proc.log_text()

@@ -1,0 +1,208 @@
+"""Hall -> store, end to end with real processes: mosquitto, the hall daemon (with its forwarder),
+simulated terminals rating over MQTT, and the store over HTTPS on both backends. Whatever is
+killed, the store ends with every record exactly once and the hall's backlog ends empty."""
+import sqlite3
+import threading
+import time
+
+from click.testing import CliRunner
+
+from haochaping.daemon import db, forward
+from haochaping.daemon.forward import Forwarder
+from haochaping.daemon.store import records
+from haochaping.tools import broker as broker_kit
+from haochaping.tools import hallkit, scenario
+from haochaping.tools.cli import _register, cli
+from tests.conftest import wait_until
+
+from .conftest import backlog, forwarding_hall, hall_expected, store_has
+
+_register()
+
+
+def _hall_day(hall, transactions, seed=1):
+    """Citizens rate (and walk away, press twice, give reasons) at both windows."""
+    by_window = scenario.start_terminals(hall, hall["folder"])
+    try:
+        did, errors = scenario.run(hall, by_window, transactions, seed=seed, service_s=0.001)
+        assert errors == []
+        assert scenario.drain(by_window) == 0
+    finally:
+        scenario.stop(by_window)
+    return did
+
+
+def _all_delivered(store, hall_db, timeout=60):
+    wait_until(lambda: backlog(hall_db) == 0 and
+               store_has(store) == hall_expected(hall_db), timeout=timeout,
+               what="every record delivered")
+    assert store_has(store) == hall_expected(hall_db)
+
+
+def _status(hall):
+    r = CliRunner().invoke(cli, ["forward", "status", "--config", hall["path"]])
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def test_hundreds_of_transactions_and_ratings_reach_the_store_exactly_once(store, daemon, hall,
+                                                                           hall_db):
+    # if this fails, the city's reports miss or double-count what citizens rated in a hall
+    did = _hall_day(hall, 300)
+    assert did["rated"] > 100 and did["reasons"] > 0
+    _all_delivered(store, hall_db)
+    tx, ratings, reasons = hall_expected(hall_db)
+    assert len(tx) == 300 and len(ratings) >= 250
+    out = _status(hall)
+    assert "backlog: none" in out and "last error: none" in out
+    # what the municipal office browses: the counted ratings, with their 办件 and reason
+    rows = store.query(lambda s: s.ratings("H01", 0))
+    counted = [r for r in rows if r["outcome"] == "counted"]
+    assert len(counted) == len({r["transaction"] for r in counted})
+    assert all(r["ticket"] and r["channel"] == "PJQ" for r in counted)
+    bad = hall_db("SELECT COUNT(*) FROM ratings WHERE reason IS NOT NULL")[0][0]
+    assert sum(1 for r in rows if r["reason"]) == bad
+
+
+def test_store_killed_repeatedly_mid_stream_ends_with_every_record_once(store, daemon, hall,
+                                                                        hall_db):
+    # if this fails, a crash or power cut of the city's store loses or doubles hall records
+    done = threading.Event()
+    result = {}
+
+    def day():
+        result["did"] = _hall_day(hall, 240, seed=2)
+        done.set()
+    threading.Thread(target=day, daemon=True).start()
+    for i in range(3):
+        before = store.query(lambda s: s.counts()["ratings"])
+        wait_until(lambda: store.query(lambda s: s.counts()["ratings"]) > before or done.is_set(),
+                   what="the store receiving")
+        store.proc.kill()
+        time.sleep(0.3)  # down for a moment, while the hall keeps rating and queueing
+        store.proc.start()
+    assert done.wait(120)
+    _all_delivered(store, hall_db)
+    assert "resolved since" in _status(hall) or "last error: none" in _status(hall)
+
+
+def test_hall_daemon_killed_mid_forward_ends_with_every_record_once(store, daemon, hall, hall_db):
+    # if this fails, a hall server crash while forwarding loses or doubles records at the city
+    store.proc.kill()
+    _hall_day(hall, 150, seed=3)          # the store is down: everything waits in the hall
+    waiting = backlog(hall_db)
+    assert waiting == sum(len(kind) for kind in hall_expected(hall_db)) > 150
+    assert "records waiting" in _status(hall)
+    store.proc.start()
+    wait_until(lambda: backlog(hall_db) < waiting, what="forwarding under way")
+    daemon.kill()                         # mid-forward
+    assert 0 < backlog(hall_db) or store_has(store) == hall_expected(hall_db)
+    daemon.start()
+    _all_delivered(store, hall_db)
+
+
+def test_a_batch_the_store_committed_but_the_hall_never_heard_of_is_sent_again_and_acked(
+        store, hall, hall_db, tmp_path):
+    # if this fails, an answer lost on the network makes the hall send records twice (doubled)
+    # or give up on them (lost)
+    conn = sqlite3.connect(hall["hall"]["database"], isolation_level=None)
+    conn.executescript("""
+        INSERT INTO transactions (window, ticket, started_at, finished_at) VALUES ('W01', 'A1', 1, 2);
+        INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome)
+            VALUES ('T001', 1, 2, '', 3, 4, 'unsolicited');""")
+    conn.close()
+    fw = Forwarder(hall)
+    hconn = db.connect(hall["hall"]["database"])
+    bid, first, last, n, body = fw._build(hconn)
+    c = store.client()
+    assert c.post_batch(bid, bytes(body))["status"] == "stored"   # the store commits ...
+    c.close()                                                     # ... the answer is lost
+    assert forward.pending_batch(hconn)[0] == bid
+    assert fw.step(hconn) == 0                                    # sent again: "duplicate"
+    hconn.close()
+    fw.client.close()
+    assert backlog(hall_db) == 0
+    assert store.query(lambda s: s.counts()) == {"batches": 1, "transactions": 1, "ratings": 1,
+                                                 "reasons": 0}
+
+
+def _query(hall):
+    def q(sql, *args):
+        c = sqlite3.connect(hall["hall"]["database"], timeout=30)
+        try:
+            return c.execute(sql, args).fetchall()
+        finally:
+            c.close()
+    return q
+
+
+def _refused_then_fixed(store, hall, words, fix, hall_id="H01"):
+    """The hall forwards one transaction; the store refuses it; `fix()` mends hall.toml."""
+    hall_db = _query(hall)
+    b = broker_kit.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
+    d = hallkit.DaemonProcess(hall).start()
+    try:
+        api = hallkit.WindowApi(hall)
+        api.start("W01", "A001")
+        api.finish("W01")
+        wait_until(lambda: hall_db("SELECT COUNT(*) FROM forward_batches WHERE last_error"
+                                   " IS NOT NULL")[0][0] > 0, what="the refusal recorded")
+        out = _status(hall)
+        assert words in out and "records waiting" in out
+        assert backlog(hall_db) == 1                   # kept for retry, not deleted
+        assert store.query(lambda s: s.counts()["transactions"]) == 0
+        d.kill()
+        fix()
+        d = hallkit.DaemonProcess(hall).start()
+        wait_until(lambda: backlog(hall_db) == 0, what="delivered after the fix")
+        assert store_has(store, hall_id) == hall_expected(hall_db, hall_id)
+        assert "resolved since" in _status(hall)
+    finally:
+        d.kill()
+        b.stop()
+
+
+def _replace_in(path, old, new):
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace(old, new))
+
+
+def test_a_hall_with_the_wrong_key_is_refused_and_keeps_its_records(store, tmp_path):
+    # if this fails, a misconfigured hall silently loses records (or anyone can forge a hall)
+    wrong = str(tmp_path / "wrong.key")
+    records.write_key_file(wrong, b"\x02" * 32)
+    hall = forwarding_hall(str(tmp_path / "h"), store, key_file=wrong)
+    _refused_then_fixed(store, hall, "bad signature",
+                        lambda: _replace_in(hall["path"], wrong, store.key_file))
+
+
+def test_an_unknown_hall_is_refused_and_keeps_its_records(store, tmp_path):
+    # if this fails, a hall not yet registered at the city loses what it forwards meanwhile
+    hall = forwarding_hall(str(tmp_path / "h"), store, hall_id="H77")
+
+    def register():
+        key = str(tmp_path / "H77.key")
+        records.write_key_file(key, store.query(lambda s: s.add_hall("H77")))
+        _replace_in(hall["path"], store.key_file, key)
+    _refused_then_fixed(store, hall, "unknown hall H77", register, hall_id="H77")
+
+
+def test_a_record_the_store_refuses_stays_in_the_hall_with_the_reason(store, hall, hall_db):
+    # if this fails, one bad row (a corrupted level) is deleted unseen instead of shown to IT
+    conn = sqlite3.connect(hall["hall"]["database"], isolation_level=None)
+    conn.execute("INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome)"
+                 " VALUES ('T001', 1, 9, '', 3, 4, 'unsolicited')")
+    conn.close()
+    fw = Forwarder(hall)
+    hconn = db.connect(hall["hall"]["database"])
+    try:
+        assert fw.step(hconn) > 0                  # refused: wait and retry
+    finally:
+        hconn.close()
+        fw.client.close()
+    out = _status(hall)
+    assert "HTTP 422" in out and "level must be an integer 1..5" in out
+    assert backlog(hall_db) == 1
+    assert hall_db("SELECT body IS NOT NULL FROM forward_batches") == [(1,)]

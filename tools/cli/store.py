@@ -1,0 +1,170 @@
+"""hcp store serve / add-hall / halls / ratings: the municipal store that every hall forwards to."""
+import csv
+import datetime
+import json
+import logging
+import signal
+import sys
+
+import click
+
+from haochaping.daemon.errors import HcpError
+
+from . import cli
+
+DB = click.option("--db", required=True, help="A SQLite file (store.sqlite) or a postgresql:// URL.")
+_TZ = datetime.timezone(datetime.timedelta(hours=8))  # Asia/Shanghai, no DST
+
+
+def _open(db, identity_key=None, create_key=False):
+    from haochaping.daemon.store import backends, records
+    ident = records.IdentityKey.load(identity_key, create=create_key) if identity_key else None
+    return backends.open_store(db, ident)
+
+
+def _when(t):
+    if t is None:
+        return ""
+    return datetime.datetime.fromtimestamp(t, _TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+@cli.group()
+def store():
+    """The municipal store: receives every hall's batches over HTTPS (SQLite or PostgreSQL)."""
+
+
+@store.command("serve")
+@DB
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False),
+              help="The server certificate (PEM, with its chain).")
+@click.option("--key", "keyfile", type=click.Path(exists=True, dir_okay=False),
+              help="The certificate's private key (PEM).")
+@click.option("--listen", default="0.0.0.0:8443", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--identity-key", type=click.Path(dir_okay=False),
+              help="Key file for raters' identity at rest (AES-GCM; created with mode 600 if"
+                   " missing). Without it, batches that carry an identity are refused.")
+@click.option("--insecure-http", is_flag=True,
+              help="Plain HTTP, NO TLS: anyone on the network reads and alters ratings. Only"
+                   " behind a TLS-terminating proxy on the same host.")
+def store_serve(db, cert, keyfile, listen, identity_key, insecure_http):
+    """Serve the store's HTTPS API until SIGTERM or Ctrl-C.
+
+    Creates or migrates the database at start.
+
+    \b
+    Example:
+      hcp store serve --db store.sqlite --cert store.pem --key store-key.pem --listen 0.0.0.0:8443
+      hcp store serve --db postgresql://hcp@db.city.local/hcp --cert store.pem --key store-key.pem
+    """
+    from haochaping.daemon.store.server import StoreServer
+    if insecure_http:
+        click.echo("WARNING: --insecure-http: plain HTTP, no TLS. Ratings and signatures cross the"
+                   " network in clear; use it only behind a TLS proxy on this host.", err=True)
+    st = _open(db, identity_key, create_key=True)
+    srv = StoreServer(st, listen, cert, keyfile, insecure_http)
+    signal.signal(signal.SIGTERM, _interrupt)
+    logging.getLogger(__name__).warning("store (%s) listening on %s", st.dialect, srv.address)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.httpd.server_close()
+        st.close()
+
+
+@store.command("add-hall")
+@DB
+@click.option("--hall", required=True, help="The hall's id, as in its hall.toml [hall] id.")
+@click.option("--name", default="", help="A name people recognise, e.g. 五华区政务服务中心.")
+@click.option("--key-out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the hall's signing key (mode 600; copy it to the hall).")
+def store_add_hall(db, hall, name, key_out):
+    """Register a hall and write its signing key to a file (never printed).
+
+    \b
+    Example:
+      hcp store add-hall --db store.sqlite --hall H01 --name 五华区政务服务中心 --key-out H01.key
+    """
+    from haochaping.daemon.store import records
+    if not records.valid_id(hall):
+        raise HcpError("--hall %r: use 1-32 of A-Z a-z 0-9 _ -" % hall)
+    import os
+    if os.path.exists(key_out):
+        raise HcpError("%s exists already: choose another --key-out (or remove it)" % key_out)
+    st = _open(db)
+    try:
+        key = st.add_hall(hall, name)
+        records.write_key_file(key_out, key)
+    finally:
+        st.close()
+    click.echo("hall %s registered; its key is in %s (mode 600). Copy it to the hall and set"
+               " [forward] key_file in its hall.toml." % (hall, key_out))
+
+
+@store.command("halls")
+@DB
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def store_halls(db, as_json):
+    """List registered halls with what each has delivered.
+
+    \b
+    Example:
+      hcp store halls --db store.sqlite
+    """
+    st = _open(db)
+    try:
+        rows = st.halls()
+    finally:
+        st.close()
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no halls yet: `hcp store add-hall --hall H01 --key-out H01.key`")
+        return
+    click.echo("%-10s %-20s %8s %12s %9s  %s" % ("hall", "last batch", "batches", "transactions",
+                                                  "ratings", "name"))
+    for r in rows:
+        state = " (revoked)" if r["revoked_at"] else ""
+        click.echo("%-10s %-20s %8d %12d %9d  %s%s" % (
+            r["hall"], _when(r["last_batch_at"]) or "never", r["batches"], r["transactions"],
+            r["ratings"], r["name"], state))
+
+
+@store.command("ratings")
+@DB
+@click.option("--hall", required=True, help="The hall's id.")
+@click.option("--since", required=True, type=click.DateTime(["%Y-%m-%d", "%Y-%m-%d %H:%M:%S"]),
+              help="From this date (Asia/Shanghai), e.g. 2026-11-01.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True, help="CSV with a header, or one JSON object per line.")
+def store_ratings(db, hall, since, fmt):
+    """Print the ratings a hall delivered since a date, with their 办件 (CSV or JSON lines).
+
+    \b
+    Example:
+      hcp store ratings --db store.sqlite --hall H01 --since 2026-11-01 --format csv > H01.csv
+    """
+    from haochaping.daemon.store.backends import EXPORT_COLUMNS
+    st = _open(db)
+    try:
+        rows = st.ratings(hall, since.replace(tzinfo=_TZ).timestamp())
+    finally:
+        st.close()
+    for r in rows:
+        for k in ("rated_at", "hall_received_at", "finished_at", "received_at"):
+            r[k] = _when(r[k])
+        r["default"] = bool(r["default"])
+    if fmt == "json":
+        for r in rows:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        return
+    w = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
