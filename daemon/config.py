@@ -19,6 +19,13 @@ Example (also written by `hcp demo` into its folder):
     listen = "127.0.0.1:8780"        # the window-system HTTP API; localhost by default
     [api.tokens]                     # one bearer token per caller
     queue-system = "..."
+
+    [console]                        # the hall web console (served on the [api] listen port)
+    enabled = true                   # false: no /window/<W> or /hall pages
+    session_idle_s = 1800            # a staff session ends after this long without a click
+    session_max_s = 43200            # ... and at the latest this long after sign-in
+    pin_failures = 5                 # wrong PINs in a row (per staff number and per PC) ...
+    lockout_s = 300                  # ... before sign-in is refused for this long
 """
 import os
 import tomllib
@@ -39,6 +46,9 @@ SCHEMA = {
     "sessions": {"timeout_s": (int, 120), "grace_s": (int, 10)},
     "ingest": {"batch_max": (int, 1000), "ack_qos": (int, 0)},
     "api": {"listen": (str, "127.0.0.1:8780"), "tokens": (dict, {})},
+    # the hall web console on the [api] port: /window/<W> for staff, /hall for the duty manager
+    "console": {"enabled": (bool, True), "session_idle_s": (int, 1800),
+                "session_max_s": (int, 43200), "pin_failures": (int, 5), "lockout_s": (int, 300)},
     # forwarding to the municipal store (docs/store.md); off while url is empty
     "forward": {"url": (str, ""), "ca": (str, ""), "hall_id": (str, ""), "key_file": (str, ""),
                 "batch_size": (int, 500), "max_wait_s": (int, 2), "timeout_s": (int, 30),
@@ -84,7 +94,7 @@ def validate(raw):
         for key, (typ, default) in keys.items():
             if key in given:
                 value = given[key]
-                if not isinstance(value, typ) or isinstance(value, bool):
+                if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
                     errors.append("[%s] %s: must be %s, got %r" % (
                         section, key, typ.__name__, _redact(section, key, value)))
                     continue
@@ -134,6 +144,10 @@ def _check_values(cfg, errors):
     host, _, port = cfg["api"]["listen"].rpartition(":")
     if not host or not port.isdigit():
         errors.append("[api] listen: HOST:PORT, got %r" % cfg["api"]["listen"])
+    c = cfg["console"]
+    for key in ("session_idle_s", "session_max_s", "pin_failures", "lockout_s"):
+        if c[key] < 1:
+            errors.append("[console] %s: at least 1" % key)
     for name, token in cfg["api"]["tokens"].items():
         if not isinstance(token, str) or len(token) < 16:
             errors.append("[api.tokens] %s: a token of at least 16 characters" % name)
