@@ -95,3 +95,33 @@ def flash_cmd(port, image, baud):
     else:
         click.echo("wrote %d bytes at 0x%x to the %s on %s, verified. Next: `hcp device install "
                    "--port %s`" % (done["bytes"], done["offset"], done["chip"], port, port))
+
+
+@device.command("install")
+@click.option("--port", required=True, help="USB serial port of the board, e.g. /dev/ttyUSB0.")
+@click.option("--no-reset", is_flag=True, help="Do not restart the board afterwards.")
+def install_cmd(port, no_reset):
+    """Compile the terminal's files for the board's MicroPython and upload what changed.
+
+    Files are compiled with mpy-cross, uploaded over the raw REPL (mpremote), each one written
+    beside the old and renamed over it, and every file's SHA-256 is checked on the board. The
+    board's config and journal are kept. Running it again uploads only what differs.
+
+    \b
+    Example:
+      hcp device install --port /dev/ttyUSB0
+    """
+    from haochaping.tools.device import install
+    with _Bar("installing on %s" % port) as bar:
+        done = install.install(port, on_progress=bar, reset=not no_reset)
+        bar(1, 1)
+    if not done["uploaded"] and not done["removed"]:
+        click.echo("the board on %s (MicroPython %s) is up to date: %d files checked"
+                   % (port, done["version"], done["files"]))
+    else:
+        click.echo("installed on %s (MicroPython %s): %d of %d files uploaded (%d bytes), %d old "
+                   "removed, every file's SHA-256 checked%s" % (
+                       port, done["version"], len(done["uploaded"]), done["files"], done["bytes"],
+                       len(done["removed"]), "; the board restarts" if done["rebooted"] else ""))
+    click.echo("Next: `hcp device provision --port %s --terminal T... --window W... --profile "
+               "NAME`" % port)

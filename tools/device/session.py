@@ -1,0 +1,249 @@
+"""A MicroPython board on a USB serial port, driven through mpremote's raw REPL (as a library).
+
+Every failure becomes one of our errors with what to do next: the port cannot be opened, the
+board stopped answering (unplugged mid-way), its file system is full. Device-side helpers are
+sent once per session; each chunk written feeds the firmware's watchdog when the firmware was
+running (it starts an 8 s WDT that keeps running after Ctrl-C interrupts it).
+"""
+import ast
+import hashlib
+import logging
+
+from haochaping.daemon.errors import HcpError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 512
+
+# Device-side helpers (MicroPython): sent once after entering the raw REPL.
+HELPERS = """
+import os, sys, gc, hashlib, binascii
+_w = None
+if 'haochaping.firmware.main' in sys.modules:
+    try:
+        import machine
+        _w = machine.WDT(timeout=8000)
+    except Exception:
+        _w = None
+def _feed():
+    if _w is not None:
+        _w.feed()
+def _sha(p):
+    h = hashlib.sha256()
+    b = bytearray(512)
+    with open(p, 'rb') as f:
+        while True:
+            n = f.readinto(b)
+            if not n:
+                break
+            h.update(b if n == 512 else b[:n])
+            _feed()
+    return binascii.hexlify(h.digest()).decode()
+def _hashes(paths, tops):
+    out = {}
+    def walk(d):
+        try:
+            es = list(os.ilistdir(d))
+        except OSError:
+            return
+        for e in es:
+            p = d + '/' + e[0]
+            if e[1] & 0x4000:
+                walk(p)
+            else:
+                out[p] = _sha(p)
+    for t in tops:
+        walk(t)
+    for p in paths:
+        try:
+            out[p] = _sha(p)
+        except OSError:
+            pass
+    print(repr(out))
+def _mkdirs(p):
+    c = ''
+    for part in p.split('/')[1:-1]:
+        c += '/' + part
+        try:
+            os.mkdir(c)
+        except OSError:
+            pass
+def _open(p):
+    global _fh
+    _mkdirs(p)
+    _fh = open(p + '.new', 'wb')
+def _put(b):
+    _fh.write(b)
+    _feed()
+def _done(p):
+    _fh.close()
+    os.chdir('/')
+    r = p.lstrip('/')
+    try:
+        os.rename(r + '.new', r)
+    except OSError:
+        os.remove(r)
+        os.rename(r + '.new', r)
+def _rm(p):
+    try:
+        os.remove(p)
+    except OSError:
+        pass
+def _rmdirs(t):
+    try:
+        es = list(os.ilistdir(t))
+    except OSError:
+        return
+    for e in es:
+        if e[1] & 0x4000:
+            _rmdirs(t + '/' + e[0])
+    try:
+        os.rmdir(t)
+    except OSError:
+        pass
+def _free():
+    s = os.statvfs('/')
+    print(repr((s[0], s[3])))
+def _info():
+    i = sys.implementation
+    print(repr({'name': i.name, 'version': list(i.version[:3]), 'mpy': getattr(i, '_mpy', 0),
+                'machine': getattr(i, '_machine', sys.platform), 'platform': sys.platform}))
+"""
+
+
+class DeviceGone(HcpError):
+    """The board stopped answering: unplugged, reset, or the port went away."""
+
+
+class DeviceFull(HcpError):
+    """The board's file system has no room left."""
+
+
+class Session:
+    """One raw-REPL session with a board. Use as a context manager."""
+
+    def __init__(self, port):
+        self.port = port
+        self.t = None
+        self.info = None
+
+    # ---------------------------------------------------------------- connecting
+    def __enter__(self):
+        from mpremote.transport import TransportError
+        from mpremote.transport_serial import SerialTransport
+        import serial
+        try:
+            self.t = SerialTransport(self.port, baudrate=115200)
+        except (TransportError, serial.SerialException, OSError) as e:
+            raise HcpError("cannot open %s (%s): is the board plugged in, and is no serial monitor "
+                           "(or another hcp) using it?" % (self.port, e)) from None
+        try:
+            # Ctrl-C stops the running firmware; no soft reset (it would start main.py again on
+            # a board, and end the process of a unix-port stand-in)
+            self.t.enter_raw_repl(soft_reset=False)
+        except (TransportError, serial.SerialException, OSError) as e:
+            self.close()
+            raise HcpError("no MicroPython answers on %s (%s): flash it first (`hcp device flash "
+                           "--port %s --firmware IMAGE.bin`), or press its reset button and run "
+                           "the same command again" % (self.port, e, self.port)) from None
+        self.run(HELPERS)
+        self.info = self.eval("_info()")
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.t is None:
+            return
+        try:
+            if self.t.in_raw_repl:
+                self.t.exit_raw_repl()
+        except Exception:  # noqa: BLE001  (the port may already be gone)
+            pass
+        try:
+            self.t.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.t = None
+
+    # ---------------------------------------------------------------- running code
+    def run(self, code):
+        """Run code on the board; return its output (bytes). Errors become ours."""
+        from mpremote.transport import TransportError, TransportExecError
+        import serial
+        try:
+            return self.t.exec(code)
+        except TransportExecError as e:
+            err = e.error_output or ""
+            if "ENOSPC" in err or "OSError: 28" in err or "[Errno 28]" in err:
+                raise DeviceFull("the file system of the board on %s is full" % self.port) from None
+            last = err.strip().splitlines()[-1] if err.strip() else "error"
+            raise HcpError("the board on %s refused a command: %s" % (self.port, last)) from None
+        except (TransportError, serial.SerialException, OSError, ValueError) as e:
+            raise DeviceGone("the board on %s stopped answering (%s)" % (
+                self.port, str(e) or type(e).__name__)) from None
+
+    def eval(self, expr_call):
+        """Run a helper that prints a repr; return the Python value."""
+        out = self.run(expr_call).decode("utf-8", "replace").strip()
+        try:
+            return ast.literal_eval(out)
+        except (ValueError, SyntaxError):
+            raise HcpError("unexpected answer from the board on %s: %r" % (self.port, out[:80]))
+
+    # ---------------------------------------------------------------- files
+    def hashes(self, paths=(), tops=()):
+        """{path: sha256 hex} of the given files (those that exist) and every file under tops."""
+        return self.eval("_hashes(%r, %r)" % (list(paths), list(tops)))
+
+    def free(self):
+        """Free bytes on the board's file system, and its block size."""
+        bsize, bfree = self.eval("_free()")
+        return bsize * bfree, bsize
+
+    def write(self, path, data, on_chunk=None):
+        """Write a file atomically (path.new, then rename over path)."""
+        self.run("_open(%r)" % path)
+        for i in range(0, len(data), CHUNK):
+            chunk = data[i:i + CHUNK]
+            self.run("_put(%r)" % bytes(chunk))
+            if on_chunk:
+                on_chunk(len(chunk))
+        self.run("_done(%r)" % path)
+
+    def read(self, path):
+        """A file's bytes, or None if it is not there."""
+        out = self.run("try:\n f=open(%r,'rb')\n print(repr(f.read()))\n f.close()\n"
+                       "except OSError:\n print('None')" % path).decode().strip()
+        return ast.literal_eval(out)
+
+    def remove(self, path):
+        self.run("_rm(%r)" % path)
+
+    def remove_empty_dirs(self, top):
+        self.run("_rmdirs(%r)" % top)
+
+    def reset(self):
+        """Restart the board (real boards only) so that it boots what was installed."""
+        if "ESP32" not in str(self.info.get("machine", "")).upper():
+            return False
+        try:
+            self.t.exec_raw_no_follow("import machine\nmachine.reset()")
+        except Exception:  # noqa: BLE001  (the board resets under our feet: expected)
+            pass
+        return True
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def chip_of(info):
+    """'esp32s3', 'esp32', or None (not an ESP32: e.g. the unix-port stand-in in tests)."""
+    m = str(info.get("machine", "")).upper().replace("-", "")
+    if "ESP32S3" in m:
+        return "esp32s3"
+    if "ESP32" in m:
+        return "esp32"
+    return None
