@@ -1,0 +1,99 @@
+"""hcp store and hcp forward from the command line: keys never printed, one-line errors,
+what the municipal office browses (CSV/JSON)."""
+import csv
+import io
+import json
+import os
+import stat
+
+from click.testing import CliRunner
+
+from haochaping.daemon.store import backends, records
+from haochaping.tools import hallkit
+from haochaping.tools.cli import _register, cli
+
+_register()
+
+
+def _run(*args):
+    r = CliRunner().invoke(cli, list(args))
+    assert "Traceback" not in r.output
+    return r
+
+
+def test_add_hall_writes_the_key_to_a_600_file_and_never_prints_it(store_db, tmp_path):
+    # if this fails, a hall's signing key ends up in a terminal scrollback or a world-readable file
+    out = str(tmp_path / "H02.key")
+    r = _run("store", "add-hall", "--db", store_db, "--hall", "H02", "--name", "五华区", "--key-out", out)
+    assert r.exit_code == 0, r.output
+    key = records.read_key_file(out)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert key.hex() not in r.output
+    s = backends.open_store(store_db)
+    assert s.hall_key("H02") == key
+    s.close()
+    r = _run("store", "add-hall", "--db", store_db, "--hall", "H02", "--key-out", str(tmp_path / "x"))
+    assert r.exit_code == 1 and "registered already" in r.output
+    r = _run("store", "add-hall", "--db", store_db, "--hall", "H03", "--key-out", out)
+    assert r.exit_code == 1 and "exists already" in r.output
+    r = _run("store", "halls", "--db", store_db)
+    assert "H02" in r.output and "五华区" in r.output and "never" in r.output
+
+
+def test_ratings_come_out_as_csv_and_json_with_their_transaction(store_db, tmp_path):
+    # if this fails, the municipal office cannot get a hall's ratings into a spreadsheet
+    s = backends.open_store(store_db)
+    s.add_hall("H01")
+    recs = [{"type": "transaction", "id": "H01:tx:1", "tx": 1, "window": "W01", "ticket": "BJ-0001",
+             "item": "530100-001", "staff": "S01", "started_at": 1793500000.0,
+             "finished_at": 1793500060.0},
+            {"type": "rating", "id": "H01:rating:T001:1", "terminal": "T001", "seq": 1, "level": 5,
+             "outcome": "counted", "transaction": "H01:tx:1", "rated_at": 1793500070.0,
+             "received_at": 1793500071.0},
+            {"type": "reason", "id": "H01:reason:T001:2", "terminal": "T001", "seq": 2, "ref": 1,
+             "reason": "服务态度", "rated_at": 1793500075.0}]
+    body = records.encode_batch("H01", "b1", recs)
+    hall, batch, parsed = records.parse_batch(body, "H01", "b1")
+    s.store_batch(hall, batch, "sha", parsed)
+    s.close()
+    r = _run("store", "ratings", "--db", store_db, "--hall", "H01", "--since", "2026-11-01")
+    assert r.exit_code == 0, r.output
+    row = next(csv.DictReader(io.StringIO(r.output)))
+    assert (row["ticket"], row["level"], row["reason"], row["channel"]) == ("BJ-0001", "5", "服务态度", "PJQ")
+    assert row["rated_at"] == "2026-11-01 10:27:50"  # Asia/Shanghai
+    r = _run("store", "ratings", "--db", store_db, "--hall", "H01", "--since", "2026-11-01",
+             "--format", "json")
+    assert json.loads(r.output.splitlines()[0])["staff"] == "S01"
+    r = _run("store", "ratings", "--db", store_db, "--hall", "H01", "--since", "2026-11-02")
+    assert r.output.count("\n") == 1  # the header only
+
+
+def test_store_errors_are_one_line(tmp_path, certs):
+    # if this fails, municipal IT meets a traceback instead of what to fix
+    r = _run("store", "serve", "--db", str(tmp_path / "s.sqlite"), "--listen", "127.0.0.1:0")
+    assert r.exit_code == 1 and "HTTPS needs --cert and --key" in r.output
+    r = _run("store", "halls", "--db", str(tmp_path / "no" / "such" / "s.sqlite"))
+    assert r.exit_code == 1 and "no folder" in r.output
+    r = _run("store", "halls", "--db", "postgresql://postgres@127.0.0.1:1/nothing")
+    assert r.exit_code == 1 and "cannot connect to PostgreSQL" in r.output
+
+
+def test_forward_status_says_when_forwarding_is_off(tmp_path):
+    # if this fails, hall IT cannot tell "not configured" from "working"
+    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    r = _run("forward", "status", "--config", cfg["path"])
+    assert r.exit_code == 0
+    assert "forwarding is off" in r.output and "backlog: none" in r.output
+    r = _run("forward", "status", "--config", cfg["path"], "--json")
+    assert json.loads(r.output)["backlog"] == 0
+
+
+def test_a_forward_section_with_mistakes_lists_every_one(tmp_path):
+    # if this fails, hall IT fixes hall.toml one error per daemon restart
+    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    with open(cfg["path"], "a") as f:
+        f.write('\n[forward]\nurl = "http://store"\nbatch_size = 0\nhall_id = "bad id"\n')
+    r = _run("forward", "status", "--config", cfg["path"])
+    assert r.exit_code == 1
+    for part in ("[forward] url", "[forward] key_file", "[forward] batch_size", "[forward] hall_id"):
+        assert part in r.output
