@@ -26,6 +26,7 @@ Example (also written by `hcp demo` into its folder):
     session_max_s = 43200            # ... and at the latest this long after sign-in
     pin_failures = 5                 # wrong PINs in a row (per staff number and per PC) ...
     lockout_s = 300                  # ... before sign-in is refused for this long
+    language = "zh-CN"               # the pages' texts: daemon/console/static/labels.<language>.json
 """
 import os
 import tomllib
@@ -48,7 +49,8 @@ SCHEMA = {
     "api": {"listen": (str, "127.0.0.1:8780"), "tokens": (dict, {})},
     # the hall web console on the [api] port: /window/<W> for staff, /hall for the duty manager
     "console": {"enabled": (bool, True), "session_idle_s": (int, 1800),
-                "session_max_s": (int, 43200), "pin_failures": (int, 5), "lockout_s": (int, 300)},
+                "session_max_s": (int, 43200), "pin_failures": (int, 5), "lockout_s": (int, 300),
+                "language": (str, "zh-CN")},
     # forwarding to the municipal store (docs/store.md); off while url is empty
     "forward": {"url": (str, ""), "ca": (str, ""), "hall_id": (str, ""), "key_file": (str, ""),
                 "batch_size": (int, 500), "max_wait_s": (int, 2), "timeout_s": (int, 30),
@@ -148,6 +150,10 @@ def _check_values(cfg, errors):
     for key in ("session_idle_s", "session_max_s", "pin_failures", "lockout_s"):
         if c[key] < 1:
             errors.append("[console] %s: at least 1" % key)
+    labels = os.path.join(os.path.dirname(os.path.abspath(__file__)), "console", "static",
+                          "labels.%s.json" % os.path.basename(c["language"]))
+    if not os.path.exists(labels):
+        errors.append("[console] language: no daemon/console/static/labels.%s.json" % c["language"])
     for name, token in cfg["api"]["tokens"].items():
         if not isinstance(token, str) or len(token) < 16:
             errors.append("[api.tokens] %s: a token of at least 16 characters" % name)

@@ -124,3 +124,18 @@ def verify(conn, number, pin):
     if acct is None or not ok or acct["disabled_at"] is not None:
         return None
     return acct
+
+
+def demo_accounts(conn, windows, base_url):
+    """For `hcp demo`: one staff account per window and one manager, with random PINs; returns
+    the lines to print (addresses, numbers and PINs: a demo hall only)."""
+    lines = []
+    for n, w in enumerate(windows, 1):
+        number, pin = "S%02d01" % n, "%06d" % secrets.randbelow(10 ** 6)
+        add(conn, number, pin, name="窗口%s工作人员" % w, actor="hcp-demo")
+        lines.append("window %s staff page: %s/window/%s  (staff number %s, PIN %s)"
+                     % (w, base_url, w, number, pin))
+    pin = "%06d" % secrets.randbelow(10 ** 6)
+    add(conn, "M01", pin, role="manager", name="值班长", actor="hcp-demo")
+    lines.append("duty manager page:   %s/hall  (staff number M01, PIN %s)" % (base_url, pin))
+    return lines

@@ -69,8 +69,9 @@ class Refused(Exception):
 
 
 class Console:
-    def __init__(self, daemon, lang="zh-CN"):
+    def __init__(self, daemon):
         cfg = daemon.cfg["console"]
+        lang = cfg.get("language", "zh-CN")
         self.daemon = daemon
         self.db_path = daemon.cfg["hall"]["database"]
         self.prompt_timeout = daemon.cfg["sessions"]["timeout_s"]

@@ -73,3 +73,19 @@ def test_console_section_of_hall_toml_is_checked(tmp_path):
     with pytest.raises(ConfigError) as e:
         config.validate(dict(base, console={"lockout_s": 0}))
     assert "[console] lockout_s: at least 1" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        config.validate(dict(base, console={"language": "../../x"}))
+    assert "[console] language: no daemon/console/static/labels.../../x.json" in str(e.value)
+
+
+def test_demo_accounts_sign_in_with_the_printed_pins(cfg):
+    # if this fails, `hcp demo` prints console addresses and PINs that do not let anyone in
+    import re
+    conn = db.connect(cfg["hall"]["database"])
+    lines = staff.demo_accounts(conn, ("W01", "W02"), "http://127.0.0.1:8780")
+    assert len(lines) == 3 and "http://127.0.0.1:8780/window/W02" in lines[1]
+    assert "http://127.0.0.1:8780/hall" in lines[2]
+    for line in lines:
+        number, pin = re.search(r"staff number (\w+), PIN (\d{6})", line).groups()
+        assert staff.verify(conn, number, pin) is not None
+    assert staff.get(conn, "M01")["role"] == "manager"
