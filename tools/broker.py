@@ -138,7 +138,7 @@ def _write_passwd(path, entries):
     os.replace(tmp, path)
 
 
-def _require_folder(folder):
+def require_folder(folder):
     if not os.path.exists(os.path.join(folder, CONF)):
         raise HcpError("no broker config in %s: write one with `hcp broker config --out %s`"
                        % (folder, folder))
@@ -146,7 +146,7 @@ def _require_folder(folder):
 
 def set_users(folder, users):
     """Add or change users ({name: password}) in a hall's broker folder (reload to apply)."""
-    _require_folder(folder)
+    require_folder(folder)
     path = os.path.join(folder, PASSWD)
     entries = read_passwd(path)
     entries.update(_hash_users(folder, users))
@@ -155,7 +155,7 @@ def set_users(folder, users):
 
 def remove_users(folder, names):
     """Remove users from the password file; return those that were there (reload to apply)."""
-    _require_folder(folder)
+    require_folder(folder)
     path = os.path.join(folder, PASSWD)
     entries = read_passwd(path)
     gone = [n for n in names if entries.pop(n, None) is not None]

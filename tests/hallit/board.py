@@ -87,6 +87,8 @@ class Board:
 
     def unplug(self):
         """The cable is pulled: the board process ends and the port goes away."""
+        if self.stop.is_set():
+            return                    # once only: closing an fd number twice hits whoever reuses it
         self.stop.set()
         if self.proc.poll() is None:
             self.proc.kill()

@@ -125,3 +125,57 @@ def install_cmd(port, no_reset):
                        len(done["removed"]), "; the board restarts" if done["rebooted"] else ""))
     click.echo("Next: `hcp device provision --port %s --terminal T... --window W... --profile "
                "NAME`" % port)
+
+
+@device.command("provision")
+@click.option("--port", required=True, help="USB serial port of the board, e.g. /dev/ttyUSB0.")
+@CONFIG
+@click.option("--terminal", required=True, help="The terminal's id in this hall, e.g. T007.")
+@click.option("--window", help="Pair it with this window, e.g. W03 (or later: `hcp pair`).")
+@click.option("--profile", required=True, help="Board profile: a name from `hcp hardware list`, or a .json path.")
+@click.option("--wifi-ssid", help="The hall's WiFi for terminals [kept from the board's config].")
+@click.option("--wifi-password", envvar="HCP_WIFI_PASSWORD",
+              help="Its password; better set HCP_WIFI_PASSWORD (not in the shell history).")
+@click.option("--broker-host", help="The broker's IP address as the terminals reach it, e.g. 10.0.0.2.")
+@click.option("--broker-port", type=int, help="The broker's port [hall.toml's].")
+@BROKER_DIR
+@click.option("--again", is_flag=True,
+              help="Same board after its flash was wiped: new key and broker password.")
+@click.option("--no-reset", is_flag=True, help="Do not restart the board afterwards.")
+@ACTOR
+def provision_cmd(port, config_path, terminal, window, profile, wifi_ssid, wifi_password,
+                  broker_host, broker_port, broker_dir, again, no_reset, actor):
+    """Make a board a terminal of this hall: key, broker password, config, registration, pairing.
+
+    Generates the terminal's signing key and broker password, writes the device config (WiFi,
+    broker, credentials, board profile) to the board, registers the terminal with the hall
+    daemon, adds it to the broker's password file (and reloads the broker), and pairs it with
+    the window. Secrets are never printed. Running it again is safe: the board's own config is
+    read back, so a rerun after any failure finishes the job with the same secrets.
+
+    \b
+    Example:
+      HCP_WIFI_PASSWORD=... hcp device provision --port /dev/ttyUSB0 --config hall.toml \\
+          --terminal T007 --window W03 --profile esp32-devkitc-buttons \\
+          --wifi-ssid hall-iot --broker-host 10.0.0.2
+    """
+    from haochaping.tools.device import provision
+    from haochaping.tools.device.provision import STEPS
+    with click.progressbar(length=len(STEPS), label="provisioning %s" % terminal,
+                           item_show_func=lambda s: s) as bar:
+        def on_step(i, what):
+            bar.update(i - bar.pos, what)
+
+        done = provision.provision(
+            port, config_path, terminal, profile, window=window, wifi_ssid=wifi_ssid,
+            wifi_password=wifi_password, broker_host=broker_host, broker_port=broker_port,
+            broker_dir=broker_dir, actor=actor, again=again, reset=not no_reset, on_step=on_step)
+        bar.update(len(STEPS) - bar.pos, "done")
+    click.echo("%s is terminal %s of hall %s (%s)%s; %s%s" % (
+        port, terminal, done["hall"], done["board"],
+        ", paired with window %s" % window if window else ", not paired yet",
+        "new key and broker password" if done["new_secrets"] else "its key and password kept",
+        "" if done["broker_reloaded"] else "; no running broker found: it applies when it starts"))
+    click.echo("Next: %s `hcp terminals --config %s` shows it online once it joins the WiFi"
+               % ("`hcp pair --window W... --terminal %s`, then" % terminal if not window else "",
+                  config_path))

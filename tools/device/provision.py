@@ -1,0 +1,190 @@
+"""`hcp device provision`: make a board a terminal of this hall, in one go.
+
+Order, so that a rerun after any failure finishes the job and never leaves two truths:
+1. check everything that can be checked without changing anything (hall config, broker folder,
+   board profile, the board's chip, that the firmware is installed, the terminal id's state);
+2. write /config.json on the board (as config.json.new, renamed; its hash checked). The board
+   carries the terminal's secrets from here on: a rerun reads them back instead of making new
+   ones, as long as the hall database does not hold another key for this terminal;
+3. register the terminal (its key) in the hall database, give it a broker password (password
+   file, reload), pair it with its window, one audit entry.
+Key, broker password and WiFi password are never printed or logged.
+"""
+import json
+import secrets
+
+from haochaping.daemon import audit, config as hall_config, db, registry
+from haochaping.daemon.errors import HcpError
+from haochaping.firmware import config as device_config
+from haochaping.hardware import profile as hw_profile
+from haochaping.hardware import validate as hw_validate
+from haochaping.tools import broker
+
+from . import hall as hall_it
+from . import install
+from . import session as session_mod
+
+CONFIG_PATH = "/config.json"
+STEPS = ("checking the board", "writing the device config", "registering with the hall daemon",
+         "adding to the broker", "pairing")
+KEPT = ("keepalive", "journal", "journal_max")
+
+
+def _seq_start(conn, terminal):
+    """Above every seq the daemon holds for this terminal (a board re-provisioned after a wipe
+    must not reuse them: the daemon would take its ratings for duplicates)."""
+    row = conn.execute("SELECT MAX(m) FROM (SELECT MAX(seq) m FROM ratings WHERE terminal=?"
+                       " UNION ALL SELECT MAX(seq) FROM reasons WHERE terminal=?)",
+                       (terminal, terminal)).fetchone()
+    return (row[0] or 0) + 1
+
+
+def _board_profile(name):
+    _path, board = hw_profile.load(name)
+    hw_validate.require_valid(board, "board profile %s" % name)
+    errs = device_config.board_errors(board)
+    if errs:
+        raise HcpError("the firmware would refuse board profile %s: %s" % (name, "; ".join(errs)))
+    return board
+
+
+def provision(port, config_path, terminal, profile, window=None, wifi_ssid=None,
+              wifi_password=None, broker_host=None, broker_port=None, broker_dir=None,
+              actor=None, again=False, reset=True, on_step=None):
+    """Provision the board on `port` as `terminal`. Return a summary (no secrets in it)."""
+    cfg = hall_config.load(config_path)
+    hall = cfg["hall"]["id"]
+    hall_it.check_terminal_id(terminal)
+    if window is not None:
+        registry._check_id("window", window)
+    bdir = hall_it.broker_folder(config_path, broker_dir)
+    broker.require_folder(bdir)
+    board = _board_profile(profile)
+    actor = hall_it.who(actor)
+    conn = db.connect(cfg["hall"]["database"])
+    state, _rated = registry.terminal_state(conn, terminal)
+    if state == "revoked":
+        raise HcpError("terminal %s was revoked (replaced); give this board a new id" % terminal)
+
+    def step(i):
+        if on_step:
+            on_step(i, STEPS[i])
+
+    step(0)
+    with session_mod.Session(port) as s:
+        try:
+            chip = session_mod.chip_of(s.info)
+            if chip is not None and chip != board["chip"]:
+                raise HcpError("the board on %s is an %s, but profile %s is for an %s: choose "
+                               "the profile of this board" % (port, chip.upper(), profile,
+                                                              board["chip"].upper()))
+            have = s.hashes(paths=[install.MAIN, install.LIB + "/firmware/main.mpy"])
+            if len(have) < 2:
+                raise HcpError("the terminal's files are not on the board on %s: run `hcp device "
+                               "install --port %s` first" % (port, port))
+            raw = s.read(CONFIG_PATH)
+            old = _parse(raw)
+            key, password, fresh = _secrets(conn, hall, terminal, state, old, again)
+            conf = _device_config(cfg, hall, terminal, board, old, key, password, wifi_ssid,
+                                  wifi_password, broker_host, broker_port,
+                                  _seq_start(conn, terminal) if fresh else 1)
+            data = json.dumps(conf, separators=(",", ":")).encode()
+            step(1)
+            if raw != data:
+                s.write(CONFIG_PATH, data)
+                if s.hashes(paths=[CONFIG_PATH]).get(CONFIG_PATH) != session_mod.sha256(data):
+                    raise HcpError("the config on the board on %s differs after writing it: run "
+                                   "the same command again" % port)
+            step(2)
+            _register(conn, terminal, key, state, fresh, actor)
+            step(3)
+            broker.set_users(bdir, {terminal: password})
+            pid = broker.reload(bdir)
+            step(4)
+            if window is not None:
+                registry.pair(conn, window, terminal, actor=actor)
+            with conn:
+                audit.record(conn, actor, "provision", terminal=terminal, window=window,
+                             board=board["name"], port=port, new_secrets=fresh)
+            rebooted = s.reset() if reset else False
+        except session_mod.DeviceGone as e:
+            raise HcpError("%s while provisioning %s. Plug it in again and run the same command: "
+                           "it continues where it stopped" % (e, terminal)) from None
+    return {"hall": hall, "terminal": terminal, "window": window, "board": board["name"],
+            "new_secrets": fresh, "config_written": raw != data, "broker_reloaded": pid,
+            "rebooted": rebooted, "seq_start": conf.get("seq_start", 1)}
+
+
+def _parse(raw):
+    if raw is None:
+        return None
+    try:
+        old = json.loads(raw)
+    except ValueError:
+        return None
+    return old if isinstance(old, dict) else None
+
+
+def _secrets(conn, hall, terminal, state, old, again):
+    """(key bytes, broker password, fresh?) — reused from the board's own config when it is this
+    terminal's and the hall agrees, new otherwise (and only where that breaks nothing)."""
+    mine = (old is not None and old.get("hall") == hall and old.get("terminal") == terminal
+            and isinstance(old.get("password"), str) and old.get("password"))
+    try:
+        old_key = bytes.fromhex(old["key"]) if mine else None
+    except (ValueError, TypeError, KeyError):
+        old_key, mine = None, False
+    row = conn.execute("SELECT key FROM terminals WHERE id=?", (terminal,)).fetchone()
+    db_key = bytes(row[0]) if row else None
+    if state == "active":
+        if mine and old_key == db_key and not again:
+            return db_key, old["password"], False
+        if not again:
+            raise HcpError(
+                "terminal %s is already registered with another board's key. If this board "
+                "replaces it: provision it with a new id, then `hcp device replace --old %s "
+                "--new <new id>`. If it is the same board after its flash was wiped: add --again "
+                "(new key and broker password; the old ones stop working)" % (terminal, terminal))
+    elif mine and old_key is not None and not again:
+        return old_key, old["password"], False       # a rerun after the config was written
+    return secrets.token_bytes(32), secrets.token_urlsafe(24), True
+
+
+def _device_config(cfg, hall, terminal, board, old, key, password, wifi_ssid, wifi_password,
+                   broker_host, broker_port, seq_start):
+    old = old or {}
+    conf = {
+        "wifi_ssid": wifi_ssid or old.get("wifi_ssid"),
+        "wifi_password": wifi_password if wifi_password is not None else old.get("wifi_password", ""),
+        "broker": broker_host or old.get("broker"),
+        "port": broker_port or old.get("port") or cfg["mqtt"]["port"],
+        "hall": hall, "terminal": terminal, "username": terminal, "password": password,
+        "key": key.hex(), "board": board,
+    }
+    for k in KEPT:
+        if k in old and old.get("terminal") == terminal:
+            conf[k] = old[k]
+    if seq_start > 1 and "seq_start" in device_config.DEFAULTS:
+        conf["seq_start"] = max(seq_start, old.get("seq_start", 1) if isinstance(
+            old.get("seq_start"), int) else 1)
+    missing = [o for k, o in (("wifi_ssid", "--wifi-ssid"), ("broker", "--broker-host"))
+               if not conf[k]]
+    if missing:
+        raise HcpError("give %s (the board has no earlier config to take them from)"
+                       % " and ".join(missing))
+    try:
+        device_config.validate(dict(conf))
+    except device_config.ConfigError as e:
+        raise HcpError("the firmware would refuse this config: %s" % "; ".join(e.args[0])) from None
+    return conf
+
+
+def _register(conn, terminal, key, state, fresh, actor):
+    if state is None:
+        registry.add_terminal(conn, terminal, key=key, actor=actor)
+    elif fresh:
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE terminals SET key=? WHERE id=? AND revoked_at IS NULL",
+                         (key, terminal))
+            audit.record(conn, actor, "rekey", terminal=terminal)
