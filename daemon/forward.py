@@ -21,6 +21,7 @@ import random
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import db
 from .errors import HcpError
@@ -43,6 +44,7 @@ class Forwarder:
         self.client = StoreClient(f["url"], self.hall, self.key, ca=f["ca"] or None,
                                   timeout=f["timeout_s"])
         self.stopping = threading.Event()
+        self._poster = ThreadPoolExecutor(1, thread_name_prefix="forward-post")
         self._thread = None
         self.failures = 0  # consecutive, for the backoff
 
@@ -56,12 +58,15 @@ class Forwarder:
         self.stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.close()
+
+    def close(self):
+        self._poster.shutdown(wait=False)
         self.client.close()
 
     # ---------------------------------------------------------------- loop
     def _run(self):
-        conn = db.connect(self.db_path)
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn = open_conn(self.db_path)
         try:
             while not self.stopping.is_set():
                 try:
@@ -75,7 +80,9 @@ class Forwarder:
             conn.close()
 
     def step(self, conn):
-        """Deliver at most one batch; return how long to wait before the next step (0: none)."""
+        """Deliver at most one batch; return how long to wait before the next step (0: none).
+        While the batch travels, the next one is built (one ahead at most), so that the hall's
+        reading and encoding overlap the store's parsing and committing."""
         batch = pending_batch(conn) or self._build(conn)
         if batch is None:
             return _POLL_S
@@ -83,8 +90,16 @@ class Forwarder:
             return batch  # records wait for the batch to fill up
         bid, first, last, n, body = batch
         now = self.clock()
+        post = self._poster.submit(self.client.post_batch, bid, bytes(body))
+        if self.failures == 0 and not conn.execute(
+                "SELECT 1 FROM forward_batches WHERE delivered_at IS NULL AND first_id > ?",
+                (last,)).fetchone():
+            try:
+                self._build(conn, after=last)
+            except Exception:  # the batch in flight still counts; building is tried again
+                log.exception("building the next batch failed")
         try:
-            answer = self.client.post_batch(bid, bytes(body))
+            answer = post.result()
         except (StoreRefused, StoreUnavailable) as e:
             status = e.status if isinstance(e, StoreRefused) else 0
             _write(conn, "UPDATE forward_batches SET attempts=attempts+1, last_attempt_at=?,"
@@ -114,18 +129,19 @@ class Forwarder:
         d = min(self.f["retry_max_s"], _RETRY_MIN_S * 2 ** min(self.failures, 20))
         return d / 2 + random.uniform(0, d / 2)
 
-    def _build(self, conn):
-        """Write the next batch to forward_batches; return it, None if nothing waits, or the
-        seconds to wait for more records to fill it."""
+    def _build(self, conn, after=0):
+        """Write the next batch (outbox rows after `after`) to forward_batches; return it, None
+        if nothing waits, or the seconds to wait for more records to fill it."""
         size = self.f["batch_size"]
         head = conn.execute("SELECT COUNT(*), MIN(queued_at) FROM (SELECT queued_at FROM"
-                            " forward_outbox ORDER BY id LIMIT ?)", (size,)).fetchone()
+                            " forward_outbox WHERE id > ? ORDER BY id LIMIT ?)",
+                            (after, size)).fetchone()
         if not head[0]:
             return None
         waited = self.clock() - head[1]
         if head[0] < size and waited < self.f["max_wait_s"]:
             return float(min(_POLL_S, self.f["max_wait_s"] - waited))
-        recs, first, last = read_records(conn, self.hall, size, self.f)
+        recs, first, last = read_records(conn, self.hall, size, self.f, after)
         bid = "%s-%d-%d-%s" % (self.hall, first, last, secrets.token_hex(4))
         body = records.encode_batch(self.hall, bid, recs)
         _write(conn, "INSERT INTO forward_batches (id, first_id, last_id, records, body,"
@@ -145,16 +161,27 @@ def _write(conn, sql, args):
         raise
 
 
+def open_conn(path):
+    """The forwarder's own connection to the hall database. synchronous=NORMAL: a mark lost in
+    a power cut only means the batch is posted again, and the store answers "duplicate"."""
+    conn = db.connect(path)
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
 def pending_batch(conn):
-    """The batch built but not yet delivered (at most one: batches go in order), or None."""
+    """The oldest batch built but not yet delivered (batches are delivered in order), or None."""
     r = conn.execute("SELECT id, first_id, last_id, records, body FROM forward_batches"
-                     " WHERE delivered_at IS NULL ORDER BY created_at, first_id LIMIT 1").fetchone()
+                     " WHERE delivered_at IS NULL ORDER BY first_id LIMIT 1").fetchone()
     return None if r is None else tuple(r)
 
 
-def read_records(conn, hall, size, f):
-    """The oldest `size` outbox rows as store records, in outbox order; (records, first, last)."""
-    ids = [r[0] for r in conn.execute("SELECT id FROM forward_outbox ORDER BY id LIMIT ?", (size,))]
+def read_records(conn, hall, size, f, after=0):
+    """The oldest `size` outbox rows after `after` as store records, in outbox order;
+    returns (records, first outbox id, last outbox id)."""
+    ids = [r[0] for r in conn.execute("SELECT id FROM forward_outbox WHERE id > ? ORDER BY id"
+                                      " LIMIT ?", (after, size))]
     first, last = ids[0], ids[-1]
     out = []
     for r in conn.execute(

@@ -1,6 +1,6 @@
 """One store behaviour over two backends: SQLite (WAL, default, zero set-up) and PostgreSQL
-(psycopg 3 with a connection pool; one INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING
-per table and batch).
+(psycopg 3 with a connection pool; per table and batch, COPY into a staging table and one
+INSERT … SELECT … ON CONFLICT DO NOTHING).
 
 store_batch() is the whole contract: the batch and its records are committed in ONE database
 transaction (durable when it returns: SQLite synchronous=FULL, PostgreSQL's default
@@ -27,9 +27,6 @@ _COLUMNS = {
                            "rated_at", "hall_received_at", "is_default")),
     "reason": ("reasons", ("uid", "hall", "terminal", "seq", "ref_seq", "reason", "rated_at")),
 }
-_PG_TYPES = {"tx": "bigint", "seq": "bigint", "ref_seq": "bigint", "level": "int",
-             "is_default": "int", "started_at": "float8", "finished_at": "float8",
-             "rated_at": "float8", "hall_received_at": "float8", "rater_enc": "bytea"}
 
 EXPORT_SQL = """
 SELECT r.uid, r.hall, r.terminal, r.seq, r.level, r.outcome, r.is_default, r.rated_at,
@@ -284,13 +281,18 @@ class PostgresStore(_Store):
                 for kind, values in rows.items():
                     if not values:
                         continue
+                    # COPY into a session-local staging table, then one INSERT … SELECT …
+                    # ON CONFLICT DO NOTHING: COPY's speed with the upsert's idempotency
                     table, cols = _COLUMNS[kind]
-                    arrays = [list(col) for col in zip(*values)][:len(cols)]
-                    casts = ", ".join("%%s::%s[]" % _PG_TYPES.get(col, "text") for col in cols)
-                    cur = c.execute(
-                        "INSERT INTO %s (%s, batch, received_at) SELECT u.*, %%s, %%s"
-                        " FROM unnest(%s) AS u ON CONFLICT DO NOTHING"
-                        % (table, ", ".join(cols), casts), [batch, now] + arrays)
+                    cols = ", ".join(cols + ("batch", "received_at"))
+                    stage = "stage_" + table
+                    c.execute("CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s) ON COMMIT DELETE ROWS"
+                              % (stage, table))
+                    with c.cursor().copy("COPY %s (%s) FROM STDIN" % (stage, cols)) as cp:
+                        for row in values:
+                            cp.write_row(row)
+                    cur = c.execute("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT DO NOTHING"
+                                    % (table, cols, cols, stage))
                     new += cur.rowcount
                 c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",
                           (new, hall, batch))

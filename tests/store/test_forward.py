@@ -201,7 +201,7 @@ def test_a_record_the_store_refuses_stays_in_the_hall_with_the_reason(store, hal
         assert fw.step(hconn) > 0                  # refused: wait and retry
     finally:
         hconn.close()
-        fw.client.close()
+        fw.close()
     out = _status(hall)
     assert "HTTP 422" in out and "level must be an integer 1..5" in out
     assert backlog(hall_db) == 1

@@ -4,6 +4,7 @@ import click
 from haochaping.daemon import config
 
 from . import cli
+from .bench import bench
 from .hall import CONFIG
 
 
@@ -46,3 +47,29 @@ def forward_status(config_path, as_json):
                                               cfg["forward"]["hall_id"] or cfg["hall"]["id"]))
     for line in fw.describe(st):
         click.echo(line)
+
+
+@bench.command("forward")
+@click.option("--records", type=click.IntRange(100), default=200000, show_default=True,
+              help="Records in the hall's backlog (half transactions, half ratings).")
+@click.option("--backend", type=click.Choice(["sqlite", "postgres"]), default="sqlite",
+              show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 5000), default=5000, show_default=True)
+@click.option("--pg", "pg_url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+              show_default=True, help="PostgreSQL server; the bench creates and drops its own"
+              " databases there.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the JSON line.")
+def bench_forward(records, backend, batch_size, pg_url, as_json):
+    """Forwarding rate hall -> HTTPS -> store vs the raw bulk insert of the same backend.
+
+    Prints one JSON line: raw_rows_per_s, forward_rows_per_s, ratio, lost, duplicated.
+
+    \b
+    Example:
+      hcp bench forward --records 200000 --backend sqlite --json
+    """
+    import json
+    from haochaping.daemon.store import bench as b
+    say = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    r = b.forward(records, backend, batch_size, pg_url, progress=say)
+    click.echo(json.dumps(r, sort_keys=True))
