@@ -87,6 +87,7 @@ def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_sup
             "log_dest file %s" % os.path.join(folder, "mosquitto.log"),
             "log_type error", "log_type warning", "log_type notice",
             ""]))
+    _give_to(run_as, [folder, passwd, acl, data])
     return conf
 
 
@@ -130,12 +131,28 @@ def read_passwd(path):
 
 
 def _write_passwd(path, entries):
+    """Replace the password file atomically, keeping its owner (mosquitto must read it after a
+    reload when hall IT edits it as root)."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".passwd-")
     with os.fdopen(fd, "w") as f:
         f.write("".join(line + "\n" for line in entries.values()))
         f.flush()
         os.fsync(f.fileno())
+    try:
+        st = os.stat(path)
+        os.chown(tmp, st.st_uid, st.st_gid)
+    except (FileNotFoundError, PermissionError):
+        pass
     os.replace(tmp, path)
+
+
+def _give_to(user, paths):
+    """As root, hand the broker's files to the user mosquitto runs as."""
+    if not user or os.getuid() != 0:
+        return
+    pw = pwd.getpwnam(user)
+    for p in paths:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
 
 
 def require_folder(folder):

@@ -79,3 +79,32 @@ def test_tls_lines_and_reload_without_a_broker(tmp_path):
     assert "listener 8883 0.0.0.0" in conf and "certfile %s" % cert in conf
     r = CliRunner().invoke(cli, ["broker", "reload", "--dir", str(out)])
     assert r.exit_code == 1 and "no running broker" in r.output
+
+
+def test_run_as_hands_the_files_to_the_broker_user_and_edits_keep_it(request, run_broker, clients):
+    import pwd
+    import pytest
+    try:
+        user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto system user")
+    if os.getuid() != 0:
+        pytest.skip("needs root to hand files to another user")
+    import pathlib
+    import shutil
+    import tempfile
+    port = broker_kit.free_port()
+    top = pathlib.Path(tempfile.mkdtemp(prefix="hcp-broker-"))   # pytest's tmp is 0700 root-only
+    top.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(top, ignore_errors=True))
+    out = top / "broker"
+    r = CliRunner().invoke(cli, ["broker", "config", "--out", str(out), "--hall", "H9", "--port",
+                                 str(port), "--listen", "127.0.0.1", "--run-as", "mosquitto"])
+    assert r.exit_code == 0, r.output
+    broker_kit.set_users(str(out), {"T1": "pw-one-xxxxxxxx"})          # edited as root
+    assert os.stat(out / "passwd").st_uid == user.pw_uid
+    run_broker(str(out / "mosquitto.conf"), port)                       # drops to mosquitto
+    assert clients(port, "T1", "pw-one-xxxxxxxx").connect()
+    r = CliRunner().invoke(cli, ["broker", "config", "--out", str(out), "--hall", "H9",
+                                 "--run-as", "nosuchuser"])
+    assert r.exit_code == 1 and "no such system user" in r.output

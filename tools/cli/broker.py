@@ -1,5 +1,6 @@
 """hcp broker: the hall's mosquitto config, password file and ACL, and reloading it."""
 import os
+import pwd
 import secrets
 
 import click
@@ -62,6 +63,11 @@ def config_cmd(out, config_path, hall, port, listen, tls_cert, tls_key, tls_ca, 
     if bool(tls_cert) != bool(tls_key):
         raise HcpError("TLS needs both --tls-cert and --tls-key")
     port = port or (8883 if tls_cert else 1883)
+    if run_as:
+        try:
+            pwd.getpwnam(run_as)
+        except KeyError:
+            raise HcpError("--run-as %s: no such system user" % run_as) from None
     secret_note = None
     existing = broker_kit.read_passwd(os.path.join(out, broker_kit.PASSWD))
     if daemon_user not in users and daemon_user not in existing:
