@@ -137,15 +137,20 @@ class Session:
         except (TransportError, serial.SerialException, OSError) as e:
             raise HcpError("cannot open %s (%s): is the board plugged in, and is no serial monitor "
                            "(or another hcp) using it?" % (self.port, e)) from None
-        try:
-            # Ctrl-C stops the running firmware; no soft reset (it would start main.py again on
-            # a board, and end the process of a unix-port stand-in)
-            self.t.enter_raw_repl(soft_reset=False)
-        except (TransportError, serial.SerialException, OSError) as e:
-            self.close()
-            raise HcpError("no MicroPython answers on %s (%s): flash it first (`hcp device flash "
-                           "--port %s --firmware IMAGE.bin`), or press its reset button and run "
-                           "the same command again" % (self.port, e, self.port)) from None
+        # Ctrl-C stops the running firmware; no soft reset (it would start main.py again on a
+        # board, and end the process of a unix-port stand-in). Opening the port may reset an
+        # ESP32 board (DTR/RTS): a Ctrl-C sent while it boots is lost, so try a few times.
+        for attempt in range(3):
+            try:
+                self.t.enter_raw_repl(soft_reset=False, timeout_overall=4)
+                break
+            except (TransportError, serial.SerialException, OSError) as e:
+                if attempt == 2 or isinstance(e, (serial.SerialException, OSError)):
+                    self.close()
+                    raise HcpError("no MicroPython answers on %s (%s): flash it first (`hcp "
+                                   "device flash --port %s --firmware IMAGE.bin`), or press its "
+                                   "reset button and run the same command again"
+                                   % (self.port, e, self.port)) from None
         self.run(HELPERS)
         self.info = self.eval("_info()")
         return self
