@@ -70,19 +70,19 @@ class _Store:
         self.identity = identity
 
     def _rows(self, kind, rows, batch, now):
-        cols = _COLUMNS[kind][1]
+        """Rows from parse_batch, with batch and time added and the rater's identity sealed."""
+        tail = (batch, now)
+        if kind != "transaction":
+            return [r + tail for r in rows]
         out = []
         for r in rows:
-            if kind == "transaction":
-                rater = r.get("rater")
-                if rater is not None:
-                    if self.identity is None:
-                        raise BadBatch("record %s carries a rater identity, but this store has no"
-                                       " --identity-key to encrypt it with" % r["uid"])
-                    r = dict(r, rater_enc=self.identity.seal(r["uid"], rater["identity"]))
-                else:
-                    r = dict(r, rater_enc=None)
-            out.append(tuple(r[c] for c in cols) + (batch, now))
+            rater = r[-1]
+            if rater is not None:
+                if self.identity is None:
+                    raise BadBatch("record %s carries a rater identity, but this store has no"
+                                   " --identity-key to encrypt it with" % r[0])
+                rater = self.identity.seal(r[0], rater["identity"])
+            out.append(r[:-1] + (rater,) + tail)
         return out
 
     # ------------------------------------------------------------------ halls

@@ -51,25 +51,26 @@ def verify(key, hall, batch_id, body, sig):
 
 
 def encode_batch(hall, batch_id, records):
-    """The exact bytes a hall posts (deterministic: the same records give the same bytes)."""
-    return json.dumps({"hall": hall, "batch": batch_id, "records": records}, sort_keys=True,
+    """The bytes a hall posts. Built once per batch and kept by the hall (forward_batches), so
+    a retry sends the same bytes without having to rebuild them."""
+    return json.dumps({"hall": hall, "batch": batch_id, "records": records},
                       ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _num(r, k, required=True):
+def _num(r, k):
     v = r.get(k)
-    if v is None and not required:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if type(v) is float:
+        return v
+    if isinstance(v, bool) or not isinstance(v, int):
         raise BadBatch("record %s: %s must be a number (seconds since 1970)" % (r.get("id"), k))
     return float(v)
 
 
 def _str(r, k, maxlen=64, required=False):
-    v = r.get(k, "")
+    v = r.get(k)
     if v is None:
         v = ""
-    if not isinstance(v, str) or len(v) > maxlen or (required and not v):
+    if type(v) is not str or len(v) > maxlen or (required and not v):
         raise BadBatch("record %s: %s must be a string of %s%d characters"
                        % (r.get("id"), k, "1 to " if required else "at most ", maxlen))
     return v
@@ -77,13 +78,14 @@ def _str(r, k, maxlen=64, required=False):
 
 def _int(r, k, lo, hi):
     v = r.get(k)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+    if type(v) is not int or not lo <= v <= hi:
         raise BadBatch("record %s: %s must be an integer %d..%d" % (r.get("id"), k, lo, hi))
     return v
 
 
 def parse_batch(body, hall_header, batch_header):
-    """Decode and validate a batch body; return (hall, batch id, {kind: [row dict]}).
+    """Decode and validate a batch body; return (hall, batch id, {kind: [row tuple]}), each row
+    in the column order of backends._COLUMNS (a transaction's last item: the rater or None).
     Raises BadBatch (400 for undecodable, 422 for a decodable batch that breaks the rules)."""
     try:
         doc = json.loads(body)
@@ -105,15 +107,15 @@ def parse_batch(body, hall_header, batch_header):
         if kind not in out:
             raise BadBatch("record %s: type must be transaction, rating or reason" % r.get("id"))
         row = _RECORD[kind](hall, r)
-        if row["uid"] in seen:
+        if row[0] in seen:
             continue  # the same record twice in one batch: stored once
-        seen.add(row["uid"])
+        seen.add(row[0])
         out[kind].append(row)
     return hall, batch, out
 
 
-def _check_uid(hall, r, *parts):
-    want = ":".join((hall,) + tuple(str(p) for p in parts))
+def _check_uid(hall, r, kind, *parts):
+    want = "%s:%s:%s" % (hall, kind, ":".join(map(str, parts)))
     if r.get("id") != want:
         raise BadBatch("record id %r: expected %r" % (r.get("id"), want))
     return want
@@ -129,15 +131,10 @@ def _transaction(hall, r):
             raise BadBatch("record %s: rater needs consent=true and an identity object"
                            % r.get("id"))
     channel = _str(r, "channel", 16) or CHANNEL
-    return {
-        "uid": _check_uid(hall, r, "tx", tx), "hall": hall, "tx": tx,
-        "window_id": _str(r, "window", 32, True), "ticket": _str(r, "ticket", 64, True),
-        "item": _str(r, "item"), "item_version": _str(r, "item_version", 16),
-        "department": _str(r, "department"), "region": _str(r, "region", 12),
-        "staff": _str(r, "staff", 32), "channel": channel,
-        "started_at": _num(r, "started_at"), "finished_at": _num(r, "finished_at"),
-        "rater": rater,
-    }
+    return (_check_uid(hall, r, "tx", tx), hall, tx, _str(r, "window", 32, True),
+            _str(r, "ticket", 64, True), _str(r, "item"), _str(r, "item_version", 16),
+            _str(r, "department"), _str(r, "region", 12), _str(r, "staff", 32), channel,
+            _num(r, "started_at"), _num(r, "finished_at"), rater)
 
 
 def _rating(hall, r):
@@ -153,12 +150,9 @@ def _rating(hall, r):
         raise BadBatch("record %s: transaction must be an id %s:tx:N or null" % (r.get("id"), hall))
     if r.get("default", False) not in (True, False):
         raise BadBatch("record %s: default must be true or false" % r.get("id"))
-    return {
-        "uid": _check_uid(hall, r, "rating", term, seq), "hall": hall, "terminal": term,
-        "seq": seq, "level": _int(r, "level", 1, 5), "outcome": outcome, "tx_uid": txid,
-        "rated_at": _num(r, "rated_at"), "hall_received_at": _num(r, "received_at"),
-        "is_default": 1 if r.get("default") else 0,
-    }
+    return (_check_uid(hall, r, "rating", term, seq), hall, term, seq, _int(r, "level", 1, 5),
+            outcome, txid, _num(r, "rated_at"), _num(r, "received_at"),
+            1 if r.get("default") else 0)
 
 
 def _reason(hall, r):
@@ -166,11 +160,8 @@ def _reason(hall, r):
     if not valid_id(term):
         raise BadBatch("record %s: terminal must be an id" % r.get("id"))
     seq = _int(r, "seq", 0, 2 ** 62)
-    return {
-        "uid": _check_uid(hall, r, "reason", term, seq), "hall": hall, "terminal": term,
-        "seq": seq, "ref_seq": _int(r, "ref", 0, 2 ** 62),
-        "reason": _str(r, "reason", REASONS_MAX, True), "rated_at": _num(r, "rated_at"),
-    }
+    return (_check_uid(hall, r, "reason", term, seq), hall, term, seq, _int(r, "ref", 0, 2 ** 62),
+            _str(r, "reason", REASONS_MAX, True), _num(r, "rated_at"))
 
 
 _RECORD = {"transaction": _transaction, "rating": _rating, "reason": _reason}
