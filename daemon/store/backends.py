@@ -96,6 +96,13 @@ class _Store:
             raise HcpError("hall %s is registered already (`hcp store halls`)" % hall)
         return key
 
+    def revoke_hall(self, hall):
+        """From now on the hall's batches are refused (403); what it delivered stays."""
+        if not self._query("SELECT 1 FROM halls WHERE id = %s AND revoked_at IS NULL", (hall,)):
+            raise HcpError("hall %s is not registered, or revoked already (`hcp store halls`)"
+                           % hall)
+        self._execute("UPDATE halls SET revoked_at = %s WHERE id = %s", (time.time(), hall))
+
     def hall_key(self, hall):
         """The hall's key, or None if unknown or revoked."""
         rows = self._query("SELECT key FROM halls WHERE id = %s AND revoked_at IS NULL", (hall,))

@@ -31,8 +31,13 @@ def certs(tmp_path_factory):
 
 def _pg_admin(sql):
     import psycopg
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(sql)
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=10) as c:
+            c.execute(sql)
+    except psycopg.OperationalError as e:
+        pytest.fail("the store tests need the machine's PostgreSQL on 127.0.0.1:5432 (user"
+                    " postgres, trust auth); start it, e.g. `pg_ctlcluster --skip-systemctl-redirect"
+                    " 15 main start`: %s" % str(e).splitlines()[0], pytrace=False)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -85,6 +85,20 @@ def test_an_unknown_hall_is_refused_403(store):
     _serving(store)
 
 
+def test_a_revoked_hall_is_refused_403_and_its_records_stay(store):
+    # if this fails, a hall whose key leaked keeps posting in its name after revocation
+    _post(store, "b1", _records(1))
+    from click.testing import CliRunner
+    from haochaping.tools.cli import _register, cli
+    _register()
+    r = CliRunner().invoke(cli, ["store", "revoke-hall", "--db", store.db, "--hall", "H01"])
+    assert r.exit_code == 0, r.output
+    with pytest.raises(StoreRefused) as e:
+        _post(store, "b2", _records(1, start=2))
+    assert e.value.status == 403
+    assert _counts(store)["ratings"] == 1
+
+
 @pytest.mark.parametrize("body,status,words", [
     (b'{"hall": "H01", "batch": "b1", "rec', 400, "not JSON"),
     (b'[1, 2]', 400, "must be an object"),

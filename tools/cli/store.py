@@ -106,6 +106,26 @@ def store_add_hall(db, hall, name, key_out):
                " [forward] key_file in its hall.toml." % (hall, key_out))
 
 
+@store.command("revoke-hall")
+@DB
+@click.option("--hall", required=True, help="The hall's id.")
+def store_revoke_hall(db, hall):
+    """Refuse a hall's batches from now on (a lost or leaked key); its records stay.
+
+    To give the hall a new key afterwards, register it under a new id.
+
+    \b
+    Example:
+      hcp store revoke-hall --db store.sqlite --hall H01
+    """
+    st = _open(db)
+    try:
+        st.revoke_hall(hall)
+    finally:
+        st.close()
+    click.echo("hall %s revoked: its batches are refused (403) from now on" % hall)
+
+
 @store.command("halls")
 @DB
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
