@@ -41,8 +41,9 @@ COOKIE = "hcp_console"
 MAX_BODY = 4096
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _KEEPALIVE_S = 15
-_COALESCE_S = 0.1
+_COALESCE_S = 0.1  # events that come together make one redraw
 _REFRESH_S = {"window": 10.0, "hall": 5.0}  # also redraw this often without events
+_MIN_GAP_S = {"window": 0.1, "hall": 0.3}    # at most this often under a flood of events
 _SECURITY_HEADERS = (
     ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self';"
      " connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none';"
@@ -206,6 +207,9 @@ class _Request:
         if p[0] == "window" and len(p) in (2, 3) and topics.valid_id(p[1]):
             place, role = p[1], "staff"
             if not views.known_window(self.conn(), place):
+                if m == "GET" and len(p) == 2:
+                    return self.render("error.html", self.c.labels["app"], {}, status=404,
+                                       message=html.escape(self.c.labels["errors"]["unknown-window"]))
                 raise Refused(404, "unknown-window")
         elif p[0] == "hall" and len(p) in (1, 2):
             place, role = "hall", "manager"
@@ -371,7 +375,7 @@ class _Request:
             urllib.parse.quote(w), html.escape(L["window"]), html.escape(w)) for w in ws)
         self.render("index.html", L["index_title"], {"labels": L}, windows=links)
 
-    def render(self, template, title, boot, **more):
+    def render(self, template, title, boot, status=200, **more):
         L = self.c.labels
         values = {"lang": L["lang"], "title": html.escape(title),
                   "boot": json.dumps(boot, ensure_ascii=False).replace("<", "\\u003c")}
@@ -380,7 +384,7 @@ class _Request:
                 values["L_" + k] = html.escape(v)
         values.update(more)
         body = self.c.templates[template].substitute(values).encode()
-        self.send(200, body, "text/html; charset=utf-8")
+        self.send(status, body, "text/html; charset=utf-8")
 
     def static_file(self, name):
         found = self.c.static.get(name)
@@ -404,7 +408,8 @@ class _Request:
             view = self.view(place, time.time(), conn)
             self.event("state", view)
             terms = self._terminals(place, view)
-            refresh = _REFRESH_S["hall" if place == "hall" else "window"]
+            kind = "hall" if place == "hall" else "window"
+            refresh, gap = _REFRESH_S[kind], _MIN_GAP_S[kind]
             last_state = last_write = time.monotonic()
             while not d.stopping.is_set():
                 try:
@@ -418,7 +423,7 @@ class _Request:
                 now = time.monotonic()
                 due = ev is not None and self._concerns(place, terms, ev)
                 if due:
-                    end = now + _COALESCE_S
+                    end = max(now + _COALESCE_S, last_state + gap)
                     while time.monotonic() < end:
                         try:
                             q.get(timeout=max(0.0, end - time.monotonic()))

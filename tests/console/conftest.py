@@ -160,8 +160,10 @@ def client(base):
     return lambda: Client(base)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _playwright():
+    """Playwright's sync API runs an event loop in this thread: started per module and stopped
+    after it, or later tests that call asyncio.run() fail."""
     if not os.path.exists(CHROMIUM):
         msg = ("%s is missing: apt-get install -y chromium fonts-noto-cjk (.ci/run does)" % CHROMIUM)
         if os.environ.get("CI"):

@@ -49,6 +49,7 @@ def test_staff_scan_a_ticket_press_request_rating_and_see_the_rating_live(
     expect(page.locator("#request-rating")).to_be_focused()
     page.keyboard.press("Enter")  # 「请评价」
     expect(page.locator("#status-text")).to_have_text("评价器已提示群众评价，请稍候")
+    expect(page.locator("#ticket")).to_be_focused()
 
     s = term.wait_session(timeout=10)
     assert s is not None and s["window"] == "W01", "the terminal never showed the prompt"
@@ -154,3 +155,27 @@ def test_a_wrong_pin_is_refused_and_then_sign_in_is_locked(base, browser, hall_d
     expect(page.locator("#sign-in-error")).to_contain_text("PIN 错误次数过多")
     expect(page.locator("#work")).to_be_hidden()
     assert hall_db("SELECT COUNT(*) FROM audit WHERE action='console.sign-in-failed'") == [(3,)]
+
+
+@pytest.mark.parametrize("console_settings", [{"session_idle_s": 2}])
+def test_an_expired_session_shows_the_sign_in_form_and_signing_in_again_works(base, browser):
+    # if this fails, staff keep a page that looks signed in but whose clicks do nothing, or
+    # must sign in twice after their session ended
+    page = browser()
+    _sign_in(page, base, "/window/W01", "S0101", "123456")
+    expect(page.locator("#work")).to_be_visible()
+    expect(page.locator("#sign-in-error")).to_have_text("登录已过期，请重新登录", timeout=LIVE)
+    expect(page.locator("#work")).to_be_hidden()
+    expect(page.locator("#pin")).to_be_focused()  # the staff number is still filled in
+    expect(page.locator("#number")).to_have_value("S0101")
+    page.keyboard.type("123456")
+    page.keyboard.press("Enter")
+    expect(page.locator("#work")).to_be_visible()
+    expect(page.locator("#ticket")).to_be_focused()
+
+
+def test_an_unknown_window_address_says_so_in_chinese(base, browser):
+    # if this fails, a mistyped window address shows raw JSON or an empty page
+    page = browser()
+    page.goto(base + "/window/W99")
+    expect(page.locator(".error")).to_have_text("没有这个窗口")

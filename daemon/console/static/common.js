@@ -69,7 +69,14 @@ var Console = (function () {
     $("sign-in").hidden = false;
     $("sign-in-error").textContent = message || "";
     $("pin").value = "";
-    $("number").focus();
+    ($("number").value ? $("pin") : $("number")).focus();
+  }
+
+  // after the session ended: the daemon answers with a fresh (signed-out) session and its token
+  function refreshToken() {
+    fetch(base + "/state", { credentials: "same-origin" }).then(function (r) {
+      return r.json();
+    }).then(function (d) { if (d.csrf) csrf = d.csrf; }, function () {});
   }
 
   function listen() {
@@ -83,6 +90,7 @@ var Console = (function () {
     });
     source.addEventListener("signed-out", function (e) {
       signedOut(errorText(JSON.parse(e.data)));
+      refreshToken();
     });
     source.onerror = function () {
       if (!source) return;
@@ -102,7 +110,11 @@ var Console = (function () {
     onState = render;
     $("sign-in-form").addEventListener("submit", async function (e) {
       e.preventDefault();
-      var r = await post("sign-in", { number: $("number").value, pin: $("pin").value });
+      var creds = { number: $("number").value, pin: $("pin").value };
+      var r = await post("sign-in", creds);
+      if (r.status === 403 && r.data.error_code === "csrf" && r.data.csrf) {
+        r = await post("sign-in", creds); // the page's session had ended: once more, new token
+      }
       $("pin").value = "";
       if (!r.ok) {
         $("sign-in").hidden = false;

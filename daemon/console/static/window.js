@@ -68,6 +68,7 @@
     if (!r.ok) { if (r.status !== 401) showError(r.data); return; }
     showError(null);
     render(r.data.state);
+    $("ticket").focus(); // the button is off while the citizen rates; ready for the next ticket
   });
 
   C.start(render, function () { $("ticket").focus(); });
