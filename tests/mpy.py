@@ -2,7 +2,8 @@
 
 Device code is laid out as on the terminal: a folder with `haochaping/protocol` and
 `haochaping/firmware` (symlinks to the repository), put on MICROPYPATH. Stand-ins for
-`machine`/`network` live in tests/device/stubs and are added only when a test asks for them.
+`machine`/`network` live in tools/sim_device (host tools, also used by `hcp simulate`) and are
+added only when a test asks for them.
 """
 import os
 import pathlib
@@ -11,7 +12,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-STUBS = ROOT / "tests" / "device" / "stubs"
+STUBS = ROOT / "tools" / "sim_device"
 
 
 def micropython_binary():

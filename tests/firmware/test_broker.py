@@ -4,7 +4,7 @@ credentials, publishes a retained online status, lights its keys for the retaine
 delivers a rating, keeps a rating pressed while the WiFi is gone and delivers it when the WiFi
 returns, and when it vanishes the broker publishes its last will (retained "offline"). If this
 failed, a real terminal could not talk to the hall's broker even though the stand-in tests pass.
-(The end-to-end proof with the real hall daemon is tests/e2e, not here.)"""
+(The end-to-end proof with the real hall daemon is test_e2e.py.)"""
 import json
 import os
 import pwd

