@@ -39,7 +39,11 @@ class StoreClient:
         self.hall, self.key, self.timeout = hall, key, timeout
         self.ctx = None
         if self.https:
-            self.ctx = ssl.create_default_context(cafile=ca or None)
+            try:
+                self.ctx = ssl.create_default_context(cafile=ca or None)
+            except (OSError, ssl.SSLError) as e:
+                raise HcpError("cannot read the CA certificate %s: %s"
+                               % (ca, getattr(e, "strerror", None) or e))
         self.conn = None
 
     def _connection(self):

@@ -97,3 +97,19 @@ def test_a_forward_section_with_mistakes_lists_every_one(tmp_path):
     assert r.exit_code == 1
     for part in ("[forward] url", "[forward] key_file", "[forward] batch_size", "[forward] hall_id"):
         assert part in r.output
+
+
+def test_a_forwarder_with_a_missing_key_or_ca_file_says_which(tmp_path):
+    # if this fails, `hcp daemon run` dies with a traceback when a [forward] file is missing
+    import pytest
+    from haochaping.daemon import config
+    from haochaping.daemon.errors import HcpError
+    from haochaping.daemon.forward import Forwarder
+    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    with open(cfg["path"], "a") as f:
+        f.write('\n[forward]\nurl = "https://127.0.0.1:9"\nkey_file = "H01.key"\nca = "ca.pem"\n')
+    with pytest.raises(HcpError, match="key file .*H01.key not found"):
+        Forwarder(config.load(cfg["path"]))
+    records.write_key_file(str(tmp_path / "h" / "H01.key"), b"k" * 32)
+    with pytest.raises(HcpError, match="cannot read the CA certificate .*ca.pem"):
+        Forwarder(config.load(cfg["path"]))
