@@ -127,14 +127,17 @@ def verify(conn, number, pin):
 
 
 def demo_accounts(conn, windows, base_url):
-    """For `hcp demo`: one staff account per window and one manager, with random PINs; returns
-    the lines to print (addresses, numbers and PINs: a demo hall only)."""
+    """For `hcp demo`: two staff per window, numbered as the scripted day's window system numbers
+    them (S<nn>01, S<nn>02), and one manager, with random PINs. Returns the lines to print
+    (addresses, numbers and PINs: a demo hall only)."""
     lines = []
     for n, w in enumerate(windows, 1):
-        number, pin = "S%02d01" % n, "%06d" % secrets.randbelow(10 ** 6)
-        add(conn, number, pin, name="窗口%s工作人员" % w, actor="hcp-demo")
+        pins = []
+        for k, name in ((1, "甲"), (2, "乙")):
+            pins.append(("S%02d%02d" % (n, k), "%06d" % secrets.randbelow(10 ** 6)))
+            add(conn, pins[-1][0], pins[-1][1], name="%s窗口%s" % (w, name), actor="hcp-demo")
         lines.append("window %s staff page: %s/window/%s  (staff number %s, PIN %s)"
-                     % (w, base_url, w, number, pin))
+                     % (w, base_url, w, pins[0][0], pins[0][1]))
     pin = "%06d" % secrets.randbelow(10 ** 6)
     add(conn, "M01", pin, role="manager", name="值班长", actor="hcp-demo")
     lines.append("duty manager page:   %s/hall  (staff number M01, PIN %s)" % (base_url, pin))

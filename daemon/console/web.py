@@ -101,6 +101,8 @@ class Console:
             req.dispatch()
         except Refused as e:
             req.refuse(e)
+        except TimeoutError as e:  # the writer thread did not answer in time
+            req.refuse(Refused(503, "daemon", detail=str(e)))
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -114,6 +116,7 @@ class _Request:
         self.session = console.sessions.get(self._cookie())
         self.new_cookie = None
         self._conn = None
+        self._raw = b""
 
     # ------------------------------------------------------------ plumbing
     def _cookie(self):
@@ -146,8 +149,7 @@ class _Request:
 
     def send(self, status, body, ctype, extra=()):
         self._headers(status, ctype, len(body), extra)
-        if self.method != "HEAD":
-            self.h.wfile.write(body)
+        self.h.wfile.write(body)
 
     def json(self, status, obj):
         self.send(status, json.dumps(obj, ensure_ascii=False).encode(),
@@ -166,15 +168,20 @@ class _Request:
         self.new_cookie = self.session.sid
         return self.session
 
-    def body(self):
+    def read_body(self):
+        """Read the whole body first, so that a refused request leaves the connection clean."""
         try:
             length = int(self.h.headers.get("Content-Length") or 0)
         except ValueError:
-            raise Refused(400, "bad-input", detail="Content-Length")
-        if length > MAX_BODY:
-            raise Refused(413, "bad-input", detail="too large")
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self.h.close_connection = True
+            raise Refused(413, "bad-input", detail="body too large")
+        self._raw = self.h.rfile.read(length)
+
+    def body(self):
         try:
-            data = json.loads(self.h.rfile.read(length) or b"{}")
+            data = json.loads(self._raw or b"{}")
         except ValueError:
             data = None
         if not isinstance(data, dict):
@@ -194,9 +201,10 @@ class _Request:
 
     def _dispatch(self):
         p, m = self.parts, self.method
-        if m not in ("GET", "HEAD", "POST"):
+        if m not in ("GET", "POST"):
             raise Refused(405, "bad-input", detail="method")
         if m == "POST":
+            self.read_body()
             self.check_origin()
         if not p:
             if m == "POST":

@@ -274,3 +274,23 @@ def test_unknown_windows_and_paths_are_refused(client):
     assert c.get("/static/../web.py").status == 404
     assert c.get("/static/console.css").status == 200
     assert c.get("/").status == 200
+
+
+def test_a_refused_write_leaves_the_connection_usable(base, client):
+    # if this fails, the next click after a refused one fails too (the browser reuses the
+    # connection, and the refused request's body would be read as the next request)
+    c = client()
+    c.get("/window/W01")
+    u = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=15)
+    body = json.dumps({"number": "S0101", "pin": "123456"})
+    conn.request("POST", "/window/W01/sign-in", body, {"Cookie": "hcp_console=" + c.cookie,
+                                                       "Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 403 and json.loads(r.read())["error_code"] == "csrf"
+    conn.request("POST", "/window/W01/sign-in", body, {
+        "Cookie": "hcp_console=" + c.cookie, "Content-Type": "application/json",
+        "X-CSRF-Token": c.csrf})
+    r = conn.getresponse()
+    assert r.status == 200, r.read()
+    conn.close()
