@@ -206,3 +206,27 @@ def test_a_record_the_store_refuses_stays_in_the_hall_with_the_reason(store, hal
     assert "HTTP 422" in out and "level must be an integer 1..5" in out
     assert backlog(hall_db) == 1
     assert hall_db("SELECT body IS NOT NULL FROM forward_batches") == [(1,)]
+
+
+def test_a_store_that_never_answers_does_not_hold_up_ratings(certs, tmp_path):
+    # if this fails, a hung city link stops citizens' ratings from being stored and acked
+    import socket
+    import types
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)       # accepts connections, never says a word
+    url = "https://127.0.0.1:%d" % hole.getsockname()[1]
+    key = str(tmp_path / "H01.key")
+    records.write_key_file(key, b"k" * 32)
+    hall = forwarding_hall(str(tmp_path / "h"), types.SimpleNamespace(
+        url=url, ca=certs["ca"], key_file=key))
+    hall_db = _query(hall)
+    b = broker_kit.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
+    d = hallkit.DaemonProcess(hall).start()
+    try:
+        _hall_day(hall, 40, seed=4)       # every rating acked (drain inside) while the link hangs
+        assert backlog(hall_db) == sum(len(kind) for kind in hall_expected(hall_db))
+    finally:
+        d.kill()
+        b.stop()
+        hole.close()
