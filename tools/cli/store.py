@@ -3,6 +3,7 @@ import csv
 import datetime
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -93,7 +94,6 @@ def store_add_hall(db, hall, name, key_out):
     from haochaping.daemon.store import records
     if not records.valid_id(hall):
         raise HcpError("--hall %r: use 1-32 of A-Z a-z 0-9 _ -" % hall)
-    import os
     if os.path.exists(key_out):
         raise HcpError("%s exists already: choose another --key-out (or remove it)" % key_out)
     st = _open(db)
