@@ -205,3 +205,32 @@ def test_rater_identity_is_stored_only_with_consent_and_only_encrypted(store):
     assert b"530102199001011234" not in bytes(raw) and "张三".encode() not in bytes(raw)
     assert store.query(lambda s: s.rater("H01:tx:1"))["id_no"] == "530102199001011234"
     assert "530102199001011234" not in store.proc.log_text()
+
+
+def test_halls_posting_at_once_and_the_same_batch_twice_at_once_are_each_stored_once(store):
+    # if this fails, a busy city (many halls, a hall retrying while its first post still runs)
+    # loses or doubles records
+    import threading
+    key2 = store.query(lambda s: s.add_hall("H02"))
+    answers, errors = [], []
+
+    def post(hall, key, batch, recs):
+        try:
+            answers.append(_post(store, batch, recs, hall=hall, key=key))
+        except Exception as e:  # collected and checked below
+            errors.append(e)
+    jobs = []
+    for i in range(8):
+        recs1 = _records(50, hall="H01", start=1 + 50 * (i // 2))  # pairs of identical batches
+        recs2 = _records(50, hall="H02", start=1 + 50 * i)
+        jobs.append(threading.Thread(target=post, args=("H01", None, "b%d" % (i // 2), recs1)))
+        jobs.append(threading.Thread(target=post, args=("H02", key2, "c%d" % i, recs2)))
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    assert errors == []
+    assert sorted(a["status"] for a in answers) == ["duplicate"] * 4 + ["stored"] * 12
+    assert sum(a["new"] for a in answers) == 4 * 100 + 8 * 100
+    assert len(store.query(lambda s: s.uids("rating", "H01"))) == 200
+    assert len(store.query(lambda s: s.uids("rating", "H02"))) == 400
