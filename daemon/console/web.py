@@ -158,9 +158,12 @@ class _Request:
     def refuse(self, e):
         body = {"error_code": e.code, "error": self.c.labels["errors"].get(e.code, e.code)}
         body.update(e.extra)
-        if e.status in (401, 403) and (self.session is None or not self.c.sessions.alive(
-                self.session)):
-            body["csrf"] = self.fresh_session().csrf  # so the page can sign in again
+        if e.status in (401, 403):
+            s = self.session
+            if s is None or not self.c.sessions.alive(s):
+                s = self.fresh_session()
+            if not s.signed_in:
+                body["csrf"] = s.csrf  # so the page can sign in again without a reload
         self.json(e.status, body)
 
     def fresh_session(self):

@@ -179,3 +179,19 @@ def test_an_unknown_window_address_says_so_in_chinese(base, browser):
     page = browser()
     page.goto(base + "/window/W99")
     expect(page.locator(".error")).to_have_text("没有这个窗口")
+
+
+def test_after_a_daemon_restart_the_page_says_so_and_asks_to_sign_in_again(base, browser, daemon):
+    # if this fails, after the hall server restarts, staff look at a page that seems alive but
+    # shows nothing new and whose buttons do nothing
+    page = browser()
+    _sign_in(page, base, "/window/W01", "S0101", "123456")
+    expect(page.locator("#work")).to_be_visible()
+    daemon.terminate()
+    expect(page.locator("#reconnecting")).to_be_visible(timeout=LIVE)
+    daemon.start()  # sessions live in the daemon's memory: everyone signs in again
+    expect(page.locator("#sign-in-error")).to_contain_text("请重新登录", timeout=LIVE)
+    expect(page.locator("#reconnecting")).to_be_hidden()
+    page.locator("#pin").fill("123456")
+    page.keyboard.press("Enter")
+    expect(page.locator("#work")).to_be_visible()
