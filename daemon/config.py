@@ -54,7 +54,7 @@ SCHEMA = {
     # forwarding to the municipal store (docs/store.md); off while url is empty
     "forward": {"url": (str, ""), "ca": (str, ""), "hall_id": (str, ""), "key_file": (str, ""),
                 "batch_size": (int, 500), "max_wait_s": (int, 2), "timeout_s": (int, 30),
-                "retry_max_s": (int, 300), "region": (str, ""), "department": (str, "")},
+                "retry_max_s": (int, 60), "region": (str, ""), "department": (str, "")},
 }
 SECRETS = {("mqtt", "password"), ("api", "tokens")}
 
