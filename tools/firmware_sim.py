@@ -121,7 +121,12 @@ class FirmwareHost:
     # ------------------------------------------------------------ process
 
     def start(self, timeout=30):
+        """Boot the terminals (again, after `kill`: a reboot from the same journals); return
+        once every one is online."""
         os.makedirs(self.workdir, exist_ok=True)
+        with self.cond:
+            for t in self.terminals.values():
+                t._boot()
         configs = [write_device_config(d, self.workdir, self.seq_start.get(d["terminal"], 1),
                                        self.keepalive) for d in self.devices]
         args = (["--board"] if self.board else []) + [str(self.scale)] + configs
@@ -206,7 +211,8 @@ class FirmwareHost:
             self.proc.wait()
 
     def kill(self):
-        """A power cut: the process dies at once; the journals stay on 'flash'."""
+        """A power cut: the process dies at once; the journals stay on 'flash'. `start` boots
+        the terminals again."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -228,11 +234,16 @@ class FirmwareTerminal:
         self.window = dev.get("window")
         self.mode = "idle"
         self.token = ""           # token of the prompt shown (keys lit), "" when none
-        self.pending = 0
+        self.pending = 0          # journal backlog, as last reported
         self.online = False
         self.confirmed = []       # (seq, level, token) in the order they were confirmed
         self.reasons = []         # (seq, ref, reason)
         self.refused = 0
+
+    def _boot(self):
+        self.mode = "idle"
+        self.token = ""
+        self.online = False
 
     def _event(self, w):
         kind = w[0]
