@@ -126,6 +126,8 @@ def _check_forward(f, errors):
         errors.append("[forward] hall_id: use 1-32 of A-Z a-z 0-9 _ -")
     if not 1 <= f["batch_size"] <= 5000:
         errors.append("[forward] batch_size: 1 to 5000")
+    if len(f["region"]) > 12 or len(f["department"]) > 64:
+        errors.append("[forward] region: at most 12 characters (行政区划代码), department: at most 64")
     for key in ("max_wait_s", "timeout_s", "retry_max_s"):
         if f[key] < (0 if key == "max_wait_s" else 1):
             errors.append("[forward] %s: at least %d" % (key, 0 if key == "max_wait_s" else 1))

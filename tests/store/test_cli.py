@@ -92,10 +92,12 @@ def test_a_forward_section_with_mistakes_lists_every_one(tmp_path):
     # if this fails, hall IT fixes hall.toml one error per daemon restart
     cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
     with open(cfg["path"], "a") as f:
-        f.write('\n[forward]\nurl = "http://store"\nbatch_size = 0\nhall_id = "bad id"\n')
+        f.write('\n[forward]\nurl = "http://store"\nbatch_size = 0\nhall_id = "bad id"\n'
+                'region = "5301020000000"\n')
     r = _run("forward", "status", "--config", cfg["path"])
     assert r.exit_code == 1
-    for part in ("[forward] url", "[forward] key_file", "[forward] batch_size", "[forward] hall_id"):
+    for part in ("[forward] url", "[forward] key_file", "[forward] batch_size", "[forward] hall_id",
+                 "[forward] region"):
         assert part in r.output
 
 
