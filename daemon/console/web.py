@@ -19,7 +19,6 @@ changing its PIN ends its sessions; wrong PINs are limited per staff number and 
 import hmac
 import html
 import json
-import logging
 import mimetypes
 import os
 import queue
@@ -35,7 +34,6 @@ from ..errors import HcpError
 from . import staff, views
 from .sessions import PinLimiter, Sessions
 
-log = logging.getLogger(__name__)
 
 COOKIE = "hcp_console"
 MAX_BODY = 4096
@@ -219,8 +217,9 @@ class _Request:
             place, role = p[1], "staff"
             if not views.known_window(self.conn(), place):
                 if m == "GET" and len(p) == 2:
+                    text = self.c.labels["errors"]["unknown-window"]
                     return self.render("error.html", self.c.labels["app"], {}, status=404,
-                                       message=html.escape(self.c.labels["errors"]["unknown-window"]))
+                                       message=html.escape(text))
                 raise Refused(404, "unknown-window")
         elif p[0] == "hall" and len(p) in (1, 2):
             place, role = "hall", "manager"

@@ -150,8 +150,8 @@ class Client:
     def sign_in(self, place, number, pin=None):
         """Open the page at `place` ("/window/W01" or "/hall") and sign in."""
         self.get(place)
-        return self.post(place + "/sign-in", {"number": number,
-                                              "pin": pin if pin is not None else ACCOUNTS[number][0]})
+        pin = pin if pin is not None else ACCOUNTS[number][0]
+        return self.post(place + "/sign-in", {"number": number, "pin": pin})
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def _playwright():
     """Playwright's sync API runs an event loop in this thread: started per module and stopped
     after it, or later tests that call asyncio.run() fail."""
     if not os.path.exists(CHROMIUM):
-        msg = ("%s is missing: apt-get install -y chromium fonts-noto-cjk (.ci/run does)" % CHROMIUM)
+        msg = "%s is missing: apt-get install -y chromium fonts-noto-cjk (.ci/run does)" % CHROMIUM
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)

@@ -61,7 +61,8 @@ def test_staff_scan_a_ticket_press_request_rating_and_see_the_rating_live(
 
     rows = hall_db("SELECT ticket, item, staff FROM transactions")
     assert rows == [("A017", "户籍证明 530100-001", "S0101")]
-    actions = [r[0] for r in hall_db("SELECT action FROM audit WHERE actor='staff:S0101' ORDER BY id")]
+    actions = [r[0] for r in hall_db("SELECT action FROM audit WHERE actor='staff:S0101'"
+                                     " ORDER BY id")]
     assert actions == ["console.sign-in", "console.start", "console.request-rating"]
 
 
@@ -87,8 +88,8 @@ def test_staff_see_not_rated_in_time_and_terminal_offline_live(
     expect(page.locator("#status-text")).to_have_text("办理中：办结后请按「请评价」")
     # the terminal's last will, as the broker publishes it when the terminal drops off
     c = raw_client("T001")
-    c.publish(topics.topic("H01", "T001", topics.STATUS), messages.encode_status("T001", False), qos=1,
-              retain=True).wait_for_publish()
+    c.publish(topics.topic("H01", "T001", topics.STATUS), messages.encode_status("T001", False),
+              qos=1, retain=True).wait_for_publish()
     expect(page.locator("#status-text")).to_have_text("评价器离线，请联系大厅信息技术人员",
                                                       timeout=LIVE)
     expect(page.locator("#terminals")).to_contain_text("T001 · 离线")
@@ -120,7 +121,8 @@ def test_manager_sees_a_very_dissatisfied_rating_as_an_alert_live(
 
     staff_pc = client()
     assert staff_pc.sign_in("/window/W01", "S0101").status == 200
-    assert staff_pc.post("/window/W01/start", {"ticket": "A020", "item": "530100-007"}).status == 200
+    r = staff_pc.post("/window/W01/start", {"ticket": "A020", "item": "530100-007"})
+    assert r.status == 200
     assert staff_pc.post("/window/W01/finish").status == 200
     assert terms["T001"].wait_session(timeout=10) is not None
     seq = terms["T001"].press(5)

@@ -1,7 +1,6 @@
 """Each security rule of the console, at the HTTP level against the real daemon (issue 8)."""
 import http.client
 import json
-import time
 import urllib.parse
 
 import pytest

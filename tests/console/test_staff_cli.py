@@ -17,7 +17,8 @@ def cfg(tmp_path):
 
 
 def _run(cfg, *args, **kw):
-    return CliRunner().invoke(cli, ["staff", args[0], "--config", cfg["path"]] + list(args[1:]), **kw)
+    argv = ["staff", args[0], "--config", cfg["path"]] + list(args[1:])
+    return CliRunner().invoke(cli, argv, **kw)
 
 
 def test_add_list_disable_enable_and_set_pin(cfg):
@@ -55,7 +56,8 @@ def test_mistakes_give_one_line_and_exit_non_zero(cfg, args, expect):
 
 def test_short_pins_and_taken_numbers_are_refused(cfg):
     # if this fails, a 1234 PIN or a second account with a colleague's number gets in
-    assert "PIN: 6 to 32" in _run(cfg, "add", "--number", "S01", env={"HCP_STAFF_PIN": "1234"}).output
+    r = _run(cfg, "add", "--number", "S01", env={"HCP_STAFF_PIN": "1234"})
+    assert "PIN: 6 to 32" in r.output
     assert _run(cfg, "add", "--number", "S01", env={"HCP_STAFF_PIN": "123456"}).exit_code == 0
     r = _run(cfg, "add", "--number", "S01", env={"HCP_STAFF_PIN": "654321"})
     assert r.exit_code == 1 and "exists already" in r.output
