@@ -56,7 +56,8 @@ class HallDaemon:
                          [topics.wildcard(self.hall, topics.RATING),
                           topics.wildcard(self.hall, topics.STATUS)],
                          self.queue.put, on_connected=self._resync)
-        self.api = ApiServer(self, cfg["api"]) if cfg["api"]["tokens"] else None
+        self.api = (ApiServer(self, cfg["api"])
+                    if cfg["api"]["tokens"] or cfg["console"]["enabled"] else None)
         self.stored = 0   # messages handled since start
         self.commits = 0  # database commits since start: stored/commits = the group-commit size
 
