@@ -47,6 +47,8 @@ SCHEMA = {
     "sessions": {"timeout_s": (int, 120), "grace_s": (int, 10)},
     "ingest": {"batch_max": (int, 1000), "ack_qos": (int, 0)},
     "api": {"listen": (str, "127.0.0.1:8780"), "tokens": (dict, {})},
+    "alerts": {"mqtt": (bool, True), "webhook": (str, ""), "webhook_token": (str, ""),
+               "webhook_timeout_s": (int, 5)},
     # the hall web console on the [api] port: /window/<W> for staff, /hall for the duty manager
     "console": {"enabled": (bool, True), "session_idle_s": (int, 1800),
                 "session_max_s": (int, 43200), "pin_failures": (int, 5), "lockout_s": (int, 300),
@@ -56,7 +58,7 @@ SCHEMA = {
                 "batch_size": (int, 500), "max_wait_s": (int, 2), "timeout_s": (int, 30),
                 "retry_max_s": (int, 60), "region": (str, ""), "department": (str, "")},
 }
-SECRETS = {("mqtt", "password"), ("api", "tokens")}
+SECRETS = {("mqtt", "password"), ("api", "tokens"), ("alerts", "webhook_token")}
 
 
 def load(path):
@@ -135,6 +137,9 @@ def _check_forward(f, errors):
 
 def _check_values(cfg, errors):
     _check_forward(cfg["forward"], errors)
+    hook = cfg["alerts"]["webhook"]
+    if hook and not hook.startswith(("http://", "https://")):
+        errors.append("[alerts] webhook: an http:// or https:// address, got %r" % hook)
     if not topics.valid_id(cfg["hall"]["id"]):
         errors.append("[hall] id: use 1-32 of A-Z a-z 0-9 _ -, got %r" % cfg["hall"]["id"])
     if not 0 < cfg["mqtt"]["port"] < 65536:

@@ -15,6 +15,7 @@ import time
 from haochaping.protocol import messages, topics
 
 from . import db, ingest, windows
+from .alerts import Alerter
 from .api import ApiServer
 from .events import Events
 from .mqtt import Incoming, Link
@@ -50,6 +51,8 @@ class HallDaemon:
         self.queue = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.events = Events()  # live updates after each commit, for pages and alerts
+        self.alerter = Alerter(self.hall, cfg["alerts"],
+                               lambda t, p, q: self.link.publish(t, p, qos=q))
         m = cfg["mqtt"]
         self.link = Link(m["host"], m["port"], m["client_id"], m["username"], m["password"],
                          m["keepalive"],
@@ -176,6 +179,7 @@ class HallDaemon:
         for item in puback:
             self.link.ack(item)
         for kind, data in events:
+            self.alerter.on_event(kind, data)
             self.events.publish(kind, **data)
         for terminal, token, _ in publishes:
             self.events.publish("prompt", terminal=terminal, open=token is not None, at=now)

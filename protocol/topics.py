@@ -28,6 +28,11 @@ def topic(hall, terminal, kind):
     return PREFIX + "/" + hall + "/" + terminal + "/" + kind
 
 
+def alerts(hall):
+    """Bad-review alerts for the duty manager (daemon -> hall, not retained)."""
+    return PREFIX + "/" + hall + "/alerts"
+
+
 def wildcard(hall, kind):
     return PREFIX + "/" + hall + "/+/" + kind
 
