@@ -200,22 +200,36 @@ class FirmwareHost:
         self.send("wifi " + ("up" if up else "down"))
 
     def stop(self, timeout=10):
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        try:
-            self.send("quit")
-            self.proc.stdin.close()
-            self.proc.wait(timeout)
-        except (HcpError, OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc.poll() is None:
+            try:
+                self.send("quit")
+                self.proc.stdin.close()
+                self.proc.wait(timeout)
+            except (HcpError, OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._close_pipes()
 
     def kill(self):
         """A power cut: the process dies at once; the journals stay on 'flash'. `start` boots
         the terminals again."""
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_pipes()
+
+    def _close_pipes(self):
+        if self._reader is not None:
+            self._reader.join(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except (OSError, ValueError):
+                pass
 
     def confirmed(self):
         """{terminal: [(seq, level, token)]}: every rating shown as confirmed to a citizen."""
