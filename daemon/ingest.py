@@ -132,7 +132,9 @@ def _rating(conn, topic, terminal, msg, now, grace):
                      " prompt_closed_by=COALESCE(prompt_closed_by, 'rated'),"
                      " prompt_closed_at=COALESCE(prompt_closed_at, ?) WHERE id=?",
                      (cur.lastrowid, now, tx_id))
-        closed = token
+        if tx["prompt_closed_at"] is None:
+            closed = token  # this rating closes the prompt; one closed earlier (next ticket)
+            #                 must not be cleared again: that would wipe the newer prompt
     event = ("rating", {"terminal": terminal, "seq": seq, "level": msg["level"], "outcome": outcome,
                         "transaction": tx_id, "window": tx["window"] if tx_id else None,
                         "staff": tx["staff"] if tx_id else None, "at": now})

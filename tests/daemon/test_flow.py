@@ -100,3 +100,28 @@ def test_the_terminal_status_and_last_will_reach_the_daemon(daemon, terminals, h
 def test_sigterm_stops_the_daemon_cleanly(daemon):
     # hall IT restarting the service must not see an error exit or a half-written batch
     assert daemon.terminate() == 0
+
+
+def test_a_late_rating_for_the_previous_citizen_does_not_wipe_the_next_prompt(
+        api, terminals, hall_db, raw_client):
+    # if this fails, the next citizen's keys go dark before they can rate
+    t = terminals()["T001"]
+    api.start("W01", "A001")
+    api.finish("W01")
+    first = t.wait_session()
+    api.start("W01", "A002")            # next ticket: the first prompt closes...
+    api.finish("W01")
+    second = t.wait_session(token_not=first["token"])
+    t.core.session = first               # ...but a press for it was still on its way
+    t.press(2)
+    wait_until(lambda: t.backlog() == 0, what="the late rating acked")
+    assert hall_db("SELECT x.ticket, r.outcome FROM ratings r JOIN transactions x"
+                   " ON x.id=r.transaction_id") == [("A001", "counted")]
+    # what the broker now keeps for the terminal (a reconnecting terminal would get this)
+    retained = []
+    c = raw_client("observer")
+    c.on_message = lambda cl, ud, m: retained.append(m.payload)
+    c.subscribe("hcp/v1/H01/T001/session", qos=1)
+    wait_until(lambda: retained, what="the retained prompt")
+    assert json.loads(retained[-1])["token"] == second["token"]
+    assert api.state("W01")["state"] == "prompting"
