@@ -62,6 +62,11 @@ def simulate(config_path, count, transactions, seed, runtime, scale):
     by_window = _start(scenario, cfg, folder, count, runtime, scale)
     try:
         did, errors, confirmed = _day(scenario, cfg, by_window, transactions, seed)
+        if keep:
+            click.echo("\nThe hall keeps running; open the console pages above in a browser.")
+            for line in console:
+                click.echo("  " + line)
+            click.pause("Press any key to stop everything ...")
     finally:
         scenario.stop(by_window)
     _print_results(cfg, did, errors, confirmed)
@@ -110,7 +115,9 @@ def _print_results(cfg, did, errors, confirmed):
 @click.option("--seed", type=int, default=1, show_default=True)
 @_RUNTIME
 @_SCALE
-def demo(folder, windows, transactions, seed, runtime, scale):
+@click.option("--keep", is_flag=True,
+              help="Keep the hall running after the day, to look at the console pages.")
+def demo(folder, windows, transactions, seed, runtime, scale, keep):
     """Run a whole hall on this machine: broker, daemon, terminals, window system, citizens.
 
     Starts its own mosquitto (own config, free port, per-terminal passwords and ACL) and the
@@ -123,6 +130,7 @@ def demo(folder, windows, transactions, seed, runtime, scale):
     Example:
       hcp demo --windows 3 --ratings 30
       hcp demo --runtime cpython --time-scale 1 --ratings 6
+      hcp demo --keep     # then open the staff and manager pages it prints
     """
     from haochaping.tools import broker, hallkit, scenario
     folder = os.path.abspath(folder)
@@ -139,8 +147,19 @@ def demo(folder, windows, transactions, seed, runtime, scale):
     try:
         d = hallkit.DaemonProcess(cfg).start()
         click.echo("hall daemon running (log %s), window API on %s" % (d.log_path, cfg["api"]["listen"]))
+        from haochaping.daemon.console.staff import demo_accounts
+        conn = db.connect(cfg["hall"]["database"])
+        console = demo_accounts(conn, ids, "http://" + cfg["api"]["listen"])
+        conn.close()
+        for line in console:
+            click.echo(line)
         by_window = _start(scenario, cfg, folder, None, runtime, scale)
         did, errors, confirmed = _day(scenario, cfg, by_window, transactions, seed)
+        if keep:
+            click.echo("\nThe hall keeps running; open the console pages above in a browser.")
+            for line in console:
+                click.echo("  " + line)
+            click.pause("Press any key to stop everything ...")
     finally:
         if by_window:
             scenario.stop(by_window)
