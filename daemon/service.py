@@ -198,8 +198,12 @@ class HallDaemon:
     def _send_sessions(self, publishes, now, keys):
         """Retained prompts at QoS 0: over a live connection nothing is lost, and after any
         reconnect _resync publishes every terminal's prompt again. (QoS 1 would make paho scan
-        its whole outgoing queue on every PUBACK: quadratic under load.)"""
-        for terminal, token, expires in publishes:
+        its whole outgoing queue on every PUBACK: quadratic under load.) A retained message is
+        a state, so only the last one per terminal in a batch is sent."""
+        last = {}
+        for p in publishes:
+            last[p[0]] = p
+        for terminal, token, expires in last.values():
             t = topics.topic(self.hall, terminal, topics.SESSION)
             if token is None:
                 self.link.publish(t, b"", qos=0, retain=True)
