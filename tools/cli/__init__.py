@@ -12,7 +12,20 @@ from haochaping.daemon.errors import HcpError
 
 
 class _Group(click.Group):
-    """Turns the project's own errors into one clear line, never a traceback."""
+    """Turns the project's own errors into one clear line, never a traceback, and lists each
+    command with its whole one-line summary (wrapped, not cut off with "...")."""
+
+    group_class = type  # subgroups are _Group too
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=200)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx):
         try:
