@@ -76,6 +76,52 @@ MIGRATIONS = [
     );
     CREATE INDEX reasons_ref ON reasons (hall, terminal, ref_seq);
     """),
+    ("0002-store-rules", """
+    CREATE INDEX transactions_finished ON transactions (finished_at);
+    CREATE INDEX ratings_bad_batch ON ratings (hall, batch) WHERE level >= 4;
+    CREATE TABLE appeals (                 -- 第十条 复核申请, one per rating at most
+        id TEXT PRIMARY KEY,               -- A + 8 hex
+        rating_uid TEXT NOT NULL UNIQUE,   -- the bad review appealed against (kept, never deleted)
+        unit TEXT NOT NULL,                -- who appeals: the rating's hall or department code
+        reason TEXT NOT NULL,
+        filed_at {real} NOT NULL,
+        filing_deadline {real} NOT NULL,   -- end of the 3rd working day after the rating
+        decision_due TEXT NOT NULL,        -- YYYY-MM-DD, 10th working day after filing
+        via TEXT NOT NULL,                 -- cli | api
+        status TEXT NOT NULL,              -- pending | upheld | rejected
+        decided_at {real},
+        decision_reason TEXT
+    );
+    CREATE TABLE cases (                   -- 第十二条 rectification of a bad review
+        id TEXT PRIMARY KEY,               -- C + 8 hex of the rating uid
+        rating_uid TEXT NOT NULL UNIQUE,
+        tx_uid TEXT NOT NULL,
+        hall TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        real_name INTEGER NOT NULL,        -- the transaction carries a (consented) identity
+        opened_at {real} NOT NULL,
+        due TEXT NOT NULL,                 -- YYYY-MM-DD, 15th working day (or the extended day)
+        status TEXT NOT NULL,              -- open | closed | withdrawn (appeal upheld)
+        closed_at {real},
+        result TEXT
+    );
+    CREATE TABLE case_events (             -- 第十二条/第十三条: the auditable loop of a case
+        case_id TEXT NOT NULL,
+        at {real} NOT NULL,
+        kind TEXT NOT NULL,                -- opened | follow-up | extended | closed | withdrawn
+        channel TEXT,                      -- follow-up: phone | sms | online
+        feedback TEXT,                     -- follow-up: satisfied | unsatisfied | no-answer
+        note TEXT,
+        due TEXT
+    );
+    CREATE INDEX case_events_case ON case_events (case_id, at);
+    CREATE TABLE unit_tokens (             -- bearer tokens of rated units for POST /v1/appeals
+        unit TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL,
+        added_at {real} NOT NULL,
+        revoked_at {real}
+    );
+    """),
 ]
 
 

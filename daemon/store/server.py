@@ -10,6 +10,8 @@ plain 400 saying "use https" instead of a TLS alert it cannot read.
                        400 malformed · 401 bad signature · 403 unknown hall · 409 batch id reused
                        411/413 length · 422 rules broken · 503 database unavailable
     GET  /v1/health    200 {"ok": true, "backend": "sqlite"|"postgres"}
+    POST /v1/appeals   a rated unit's appeal (第十条), Authorization: Bearer <unit token>;
+    GET  /v1/appeals/ID                                               see rules_api.py
 """
 import hashlib
 import json
@@ -20,7 +22,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..errors import HcpError
-from . import records
+from . import records, rules_api
 from .records import BadBatch
 
 log = logging.getLogger(__name__)
@@ -130,12 +132,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, {"error": reason}, close)
 
     def do_GET(self):
-        if self.path == "/v1/health":
+        if self.path.startswith("/v1/appeals/"):
+            self._reply(*rules_api.get_appeal(self.server_ref.store, self.headers,
+                                              self.path[len("/v1/appeals/"):]))
+        elif self.path == "/v1/health":
             self._reply(200, {"ok": True, "backend": self.server_ref.store.dialect})
         else:
             self._reply(404, {"error": "no such path: POST /v1/batches, GET /v1/health"})
 
     def do_POST(self):
+        if self.path == "/v1/appeals":
+            self._post_appeal()
+            return
         if self.path != "/v1/batches":
             self._reply(404, {"error": "no such path: POST /v1/batches"}, close=True)
             return
@@ -189,3 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("hall %s batch %s: %s, %d records (%d new)", hall, batch, result["status"],
                  result["records"], result["new"])
         self._reply(200, result)
+        if result["new"]:
+            rules_api.after_batch(store, hall, batch)
+
+    def _post_appeal(self):
+        status, doc = rules_api.post_appeal(self.server_ref.store, self.headers, self.rfile)
+        self._reply(status, doc, close=status >= 400)

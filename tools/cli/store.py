@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 import click
 
@@ -51,7 +52,10 @@ def store():
 @click.option("--insecure-http", is_flag=True,
               help="Plain HTTP, NO TLS: anyone on the network reads and alters ratings. Only"
                    " behind a TLS-terminating proxy on the same host.")
-def store_serve(db, cert, keyfile, listen, identity_key, insecure_http):
+@click.option("--rules-every", type=click.IntRange(min=0), default=3600, show_default=True,
+              help="Seconds between runs of the default ratings (第七条) and the sweep that opens"
+                   " rectification cases (第十二条); first run at start; 0: never.")
+def store_serve(db, cert, keyfile, listen, identity_key, insecure_http, rules_every):
     """Serve the store's HTTPS API until SIGTERM or Ctrl-C.
 
     Creates or migrates the database at start.
@@ -69,13 +73,52 @@ def store_serve(db, cert, keyfile, listen, identity_key, insecure_http):
     srv = StoreServer(st, listen, cert, keyfile, insecure_http)
     signal.signal(signal.SIGTERM, _interrupt)
     logging.getLogger(__name__).warning("store (%s) listening on %s", st.dialect, srv.address)
+    stop = threading.Event()
+    jobs = None
+    if rules_every:
+        from haochaping.daemon.store import jobs as jobs_lib
+        jobs = threading.Thread(target=jobs_lib.every, args=(st, rules_every, stop),
+                                name="store-rules", daemon=True)
+        jobs.start()
     try:
         srv.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
+        if jobs is not None:
+            jobs.join(30)
         srv.httpd.server_close()
         st.close()
+
+
+@store.command("run-defaults")
+@DB
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def store_run_defaults(db, as_json):
+    """Give 基本满意 (default) to every transaction not rated within 5 working days (第七条).
+
+    Also opens a rectification case for any bad review that has none (第十二条). Running it
+    twice changes nothing; `hcp store serve` runs it on a schedule (--rules-every).
+
+    \b
+    Example:
+      hcp store run-defaults --db store.sqlite
+    """
+    from haochaping.daemon.store import jobs as jobs_lib
+    st = _open(db)
+    try:
+        result = jobs_lib.run_once(st)
+    finally:
+        st.close()
+    if result.get("warning"):
+        click.echo("WARNING: " + result["warning"], err=True)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    click.echo("default ratings given: %d (%d transactions still within their 5 working days)"
+               % (result["given"], result["waiting"]))
+    click.echo("rectification cases opened: %d" % result["cases_opened"])
 
 
 @store.command("add-hall")

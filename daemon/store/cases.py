@@ -1,0 +1,218 @@
+"""第十二条, 第十三条 in the store: every bad review opens a rectification case.
+
+A case opens for each counted citizen rating of level 4 or 5 (不满意, 非常不满意) not removed by
+an upheld appeal: at once when its batch is stored (server.py), and by the sweep that runs
+with the default ratings (`open_new`). It is due at the end of the 15th working day after the
+day the hall received the rating (docs/rules.md: the store takes every bad review as verified
+on receipt; an upheld appeal withdraws the case). The deadline moves only with a reason and a
+later date. Follow-ups (回访) by phone, SMS or online self-rating are recorded with the
+citizen's feedback; a real-name case cannot close without one (实名差评回访整改率 100%).
+Every step is a row of case_events: the loop is auditable.
+
+The rater's identity is decrypted only by `contact()` (for `hcp cases follow-up
+--show-contact` with the identity key) and never logged.
+"""
+import datetime
+import hashlib
+import logging
+import time
+
+from haochaping.protocol import levels
+
+from .. import rules, workdays
+from ..errors import HcpError
+from . import access
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("phone", "sms", "online")          # 人工回访, 短信, 网上自助评价
+FEEDBACK = ("satisfied", "unsatisfied", "no-answer")
+CHANNEL_NAMES = {"phone": "电话回访", "sms": "短信回访", "online": "网上自助评价"}
+FEEDBACK_NAMES = {"satisfied": "满意", "unsatisfied": "不满意", "no-answer": "未联系上"}
+MAX_TEXT = 2000
+
+BAD_SQL = """
+SELECT r.uid, r.tx_uid, r.hall, r.level, r.hall_received_at, t.rater_enc IS NOT NULL
+FROM ratings r JOIN transactions t ON t.uid = r.tx_uid
+WHERE r.outcome = 'counted' AND r.is_default = 0 AND r.level >= 4 %s
+  AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.rating_uid = r.uid)
+  AND NOT EXISTS (SELECT 1 FROM appeals a WHERE a.rating_uid = r.uid AND a.status = 'upheld')
+"""
+COLUMNS = ("id", "rating_uid", "tx_uid", "hall", "level", "real_name", "opened_at", "due",
+           "status", "closed_at", "result")
+CASE_SQL = "SELECT %s FROM cases" % ", ".join(COLUMNS)
+
+
+def case_id(rating_uid):
+    return "C" + hashlib.sha256(rating_uid.encode()).hexdigest()[:8]
+
+
+def _open(t, rows, now, cal):
+    opened = 0
+    for uid, tx_uid, hall, level, received, real_name in rows:
+        due = rules.rectification_deadline(access.when(received), cal).day.isoformat()
+        cid = case_id(uid)
+        n = t.x("INSERT INTO cases (id, rating_uid, tx_uid, hall, level, real_name, opened_at,"
+                " due, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open')"
+                " ON CONFLICT DO NOTHING",
+                (cid, uid, tx_uid, hall, level, 1 if real_name else 0, now, due))
+        if n:
+            t.x("INSERT INTO case_events (case_id, at, kind, due) VALUES (%s, %s, 'opened', %s)",
+                (cid, now, due))
+            opened += 1
+    return opened
+
+
+def open_new(store, now=None, calendar=None, batch=None):
+    """Open a case for every bad review that has none (or only for those of `batch`, a
+    (hall, batch id) pair: what the server does once it has committed a batch)."""
+    now = time.time() if now is None else now
+    cal = calendar or workdays.default_calendar()
+    with access.atomic(store) as t:
+        if batch is None:
+            rows = t.q(BAD_SQL % "")
+        else:  # the partial index ratings_bad_batch makes this cheap for every batch
+            rows = t.q(BAD_SQL % "AND r.hall = %s AND r.batch = %s", tuple(batch))
+        opened = _open(t, rows, now, cal)
+    if opened:
+        log.info("rectification (第十二条): %d case(s) opened", opened)
+    return opened
+
+
+def _row(r, today):
+    c = dict(zip(COLUMNS, r))
+    c["real_name"] = bool(c["real_name"])
+    c["level_name"] = levels.name(c["level"])
+    c["overdue"] = c["status"] == "open" and c["due"] < today.isoformat()
+    return c
+
+
+def _today(now):
+    return access.when(time.time() if now is None else now).date()
+
+
+def list_cases(store, status=None, hall=None, now=None):
+    """Cases (dicts), oldest first; status: open | closed | withdrawn | overdue | None (all)."""
+    where, args = [], []
+    if status in ("open", "closed", "withdrawn"):
+        where.append("status = %s")
+        args.append(status)
+    elif status == "overdue":
+        where.append("status = 'open' AND due < %s")
+        args.append(_today(now).isoformat())
+    elif status is not None:
+        raise HcpError("status must be open, closed, withdrawn or overdue, not %r" % status)
+    if hall:
+        where.append("hall = %s")
+        args.append(hall)
+    sql = CASE_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY opened_at, id"
+    today = _today(now)
+    rows = [_row(r, today) for r in access.query(store, sql, tuple(args))]
+    for c in rows:
+        c["follow_ups"] = 0
+    if rows:
+        counts = dict(access.query(store, "SELECT case_id, COUNT(*) FROM case_events WHERE"
+                                          " kind = 'follow-up' GROUP BY case_id"))
+        for c in rows:
+            c["follow_ups"] = counts.get(c["id"], 0)
+    return rows
+
+
+def get(store, cid, now=None):
+    rows = access.query(store, CASE_SQL + " WHERE id = %s", (cid,))
+    if not rows:
+        raise HcpError("no case %s (`hcp cases list`)" % cid)
+    return _row(rows[0], _today(now))
+
+
+def events(store, cid):
+    return [dict(zip(("at", "kind", "channel", "feedback", "note", "due"), r))
+            for r in access.query(store, "SELECT at, kind, channel, feedback, note, due FROM"
+                                         " case_events WHERE case_id = %s ORDER BY at", (cid,))]
+
+
+def _text(value, what, required=True):
+    value = (value or "").strip()
+    if required and not value:
+        raise HcpError("%s is required" % what)
+    if len(value) > MAX_TEXT:
+        raise HcpError("%s: at most %d characters" % (what, MAX_TEXT))
+    return value
+
+
+def _open_case(t, cid):
+    rows = t.q("SELECT status FROM cases WHERE id = %s", (cid,))
+    if not rows:
+        raise HcpError("no case %s (`hcp cases list`)" % cid)
+    if rows[0][0] != "open":
+        raise HcpError("case %s is %s already" % (cid, rows[0][0]))
+
+
+def follow_up(store, cid, channel, feedback, note="", now=None):
+    """第十二条 回访: record a follow-up and the citizen's feedback."""
+    if channel not in CHANNELS:
+        raise HcpError("channel must be one of %s, not %r" % (", ".join(CHANNELS), channel))
+    if feedback not in FEEDBACK:
+        raise HcpError("feedback must be one of %s, not %r" % (", ".join(FEEDBACK), feedback))
+    note = _text(note, "note", required=False)
+    now = time.time() if now is None else now
+    with access.atomic(store) as t:
+        if not t.q("SELECT 1 FROM cases WHERE id = %s", (cid,)):
+            raise HcpError("no case %s (`hcp cases list`)" % cid)
+        t.x("INSERT INTO case_events (case_id, at, kind, channel, feedback, note) VALUES"
+            " (%s, %s, 'follow-up', %s, %s, %s)", (cid, now, channel, feedback, note))
+
+
+def extend(store, cid, new_day, reason, now=None):
+    """第十二条: a new deadline, only with a reason and a later day than the current one."""
+    reason = _text(reason, "the reason for the extension (第十二条)")
+    now = time.time() if now is None else now
+    with access.atomic(store) as t:
+        _open_case(t, cid)
+        due = t.q("SELECT due FROM cases WHERE id = %s", (cid,))[0][0]
+        current = workdays.Deadline(None, 0, datetime.date.fromisoformat(due), (), ())
+        new_end = rules.extend_rectification(current, new_day, reason)
+        t.x("UPDATE cases SET due = %s WHERE id = %s", (new_end.date().isoformat(), cid))
+        t.x("INSERT INTO case_events (case_id, at, kind, note, due) VALUES"
+            " (%s, %s, 'extended', %s, %s)", (cid, now, reason, new_end.date().isoformat()))
+    return new_end.date()
+
+
+def close(store, cid, result, now=None):
+    """The rectification is done and the citizen told: close with its result. A real-name case
+    needs a recorded follow-up first (第十二条: 实名差评回访整改率 100%)."""
+    result = _text(result, "the result of the rectification")
+    now = time.time() if now is None else now
+    with access.atomic(store) as t:
+        _open_case(t, cid)
+        real = t.q("SELECT real_name FROM cases WHERE id = %s", (cid,))[0][0]
+        if real and not t.q("SELECT 1 FROM case_events WHERE case_id = %s AND kind ="
+                            " 'follow-up'", (cid,)):
+            raise HcpError("case %s is a real-name bad review: record the follow-up with the"
+                           " citizen first (`hcp cases follow-up %s --channel phone --feedback"
+                           " …`, 第十二条)" % (cid, cid))
+        t.x("UPDATE cases SET status = 'closed', closed_at = %s, result = %s WHERE id = %s",
+            (now, result, cid))
+        t.x("INSERT INTO case_events (case_id, at, kind, note) VALUES (%s, %s, 'closed', %s)",
+            (cid, now, result))
+
+
+def withdraw(t, rating_uid, appeal_id, now):
+    """An upheld appeal (第十条) withdraws the bad review's case, if open (inside its tx)."""
+    cid = case_id(rating_uid)
+    if t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s, result = %s"
+           " WHERE id = %s AND status = 'open'",
+           (now, "appeal %s upheld (第十条)" % appeal_id, cid)):
+        t.x("INSERT INTO case_events (case_id, at, kind, note) VALUES (%s, %s, 'withdrawn', %s)",
+            (cid, now, "appeal %s upheld" % appeal_id))
+
+
+def contact(store, cid):
+    """The rater's identity for an authorised follow-up (needs the store's identity key). The
+    caller shows it to the person making the call and never logs it."""
+    c = get(store, cid)
+    identity = store.rater(c["tx_uid"])
+    if identity is None:
+        raise HcpError("case %s is anonymous: no contact to follow up with (record an online"
+                       " self-rating follow-up instead)" % cid)
+    return identity

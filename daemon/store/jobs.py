@@ -1,0 +1,27 @@
+"""The store's rule jobs: default ratings (第七条) and the sweep that opens rectification cases
+for bad reviews (第十二条), once (`hcp store run-defaults`) or on a schedule (`hcp store serve`)."""
+import logging
+
+from . import cases, defaults
+
+log = logging.getLogger(__name__)
+
+
+def run_once(store, now=None, calendar=None):
+    """Defaults first (a default is never a bad review), then cases. Idempotent."""
+    result = defaults.run_defaults(store, now, calendar)
+    result["cases_opened"] = cases.open_new(store, now, calendar)
+    return result
+
+
+def every(store, seconds, stop):
+    """Run the jobs now and then every `seconds` until `stop` is set; a failure is logged and
+    tried again next time (the database may be away for a while)."""
+    while not stop.is_set():
+        try:
+            result = run_once(store)
+            if result.get("warning"):
+                log.warning("rule jobs: %s", result["warning"])
+        except Exception:
+            log.exception("rule jobs failed; trying again in %d s", seconds)
+        stop.wait(seconds)

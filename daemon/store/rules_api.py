@@ -1,0 +1,85 @@
+"""The store's HTTP routes for the rules (docs/store-openapi.yaml), called by server.py.
+
+    POST /v1/appeals      Authorization: Bearer <the unit's token>  (`hcp appeal add-unit`)
+                          body {"rating": "H01:rating:T001:42", "reason": "…"}
+                          201 the appeal · 400 bad body · 401 no/unknown token
+                          403 not the unit's rating · 404 no such rating · 409 appealed already
+                          422 late (the deadline in `error`) or not a bad review
+    GET  /v1/appeals/ID   the appeal, for the unit that filed it (else 404)
+
+After a batch is committed the server calls after_batch(): cases open for its bad reviews.
+"""
+import json
+import logging
+
+from . import appeals, cases
+
+log = logging.getLogger(__name__)
+MAX_BODY = 64 * 1024
+
+
+def after_batch(store, hall, batch):
+    """Open the rectification cases of a committed batch; a failure here is logged and left
+    to the scheduled sweep (the batch is stored and acknowledged either way)."""
+    try:
+        cases.open_new(store, batch=(hall, batch))
+    except Exception:
+        log.exception("opening cases for batch %s of hall %s failed; the sweep will", batch, hall)
+
+
+def _unit(store, headers):
+    auth = headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return appeals.unit_of(store, token.strip())
+
+
+def _public(a):
+    return {k: a[k] for k in ("id", "rating_uid", "unit", "status", "decision_due", "overdue",
+                              "decision_reason")} | {
+        "filed_at": a["filed_at"], "filing_deadline": a["filing_deadline"]}
+
+
+def post_appeal(store, headers, rfile):
+    """-> (HTTP status, JSON document)."""
+    length = headers.get("Content-Length")
+    if length is None or not length.isdigit():
+        return 411, {"error": "Content-Length required"}
+    if int(length) > MAX_BODY:
+        return 413, {"error": "an appeal is at most %d bytes" % MAX_BODY}
+    body = rfile.read(int(length))
+    try:
+        unit = _unit(store, headers)
+    except Exception as e:
+        log.error("store database unavailable: %s", e)
+        return 503, {"error": "store database unavailable, retry later"}
+    if unit is None:
+        log.warning("appeal refused: no or unknown unit token")
+        return 401, {"error": "Authorization: Bearer <unit token> required (hcp appeal add-unit)"}
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return 400, {"error": "body must be JSON: {\"rating\": ID, \"reason\": TEXT}"}
+    if not isinstance(doc, dict) or not isinstance(doc.get("rating"), str) \
+            or not isinstance(doc.get("reason"), str):
+        return 400, {"error": "body must be {\"rating\": ID, \"reason\": TEXT}"}
+    try:
+        a = appeals.file(store, doc["rating"], unit, doc["reason"], via="api")
+    except appeals.AppealRefused as e:
+        log.warning("appeal by unit %s refused: HTTP %d", unit, e.status)
+        return e.status, {"error": str(e)}
+    return 201, _public(a)
+
+
+def get_appeal(store, headers, aid):
+    unit = _unit(store, headers)
+    if unit is None:
+        return 401, {"error": "Authorization: Bearer <unit token> required (hcp appeal add-unit)"}
+    try:
+        a = appeals.get(store, aid)
+    except appeals.AppealRefused:
+        a = None
+    if a is None or a["unit"] != unit:
+        return 404, {"error": "no appeal %s of unit %s" % (aid, unit)}
+    return 200, _public(a)

@@ -1,0 +1,123 @@
+"""第十四条 on the store's data: one score per department, window and staff member and period.
+daemon/rules.py does the arithmetic; this module only decides what each transaction counts as:
+
+  a citizen's counted rating      Rating(level), excluded if an appeal against it was upheld
+  else a default 基本满意          Rating(3, is_default=True): written by run-defaults, or its
+                                  第七条 deadline has passed (the same answer before the job ran)
+  else                            pending (still inside its 5 working days: provisional score)
+
+A transaction belongs to the period of the day it finished (Asia/Shanghai). Units:
+  department  its department code, or the hall id when the hall sends none (one hall, one unit)
+  window      window:HALL/WINDOW
+  staff       staff:HALL/STAFF (the staff number, 工号; no names are kept in the store)
+"""
+import datetime
+import time
+
+from .. import rules, workdays
+from ..errors import HcpError
+from . import access, defaults
+
+KINDS = ("department", "window", "staff")
+
+TX_SQL = """
+SELECT t.uid, t.hall, t.department, t.window_id, t.staff, t.finished_at,
+  (SELECT r.uid FROM ratings r WHERE r.tx_uid = t.uid AND r.outcome = 'counted'
+     AND r.is_default = 0 ORDER BY r.rated_at, r.uid LIMIT 1) AS rating_uid,
+  (SELECT r.level FROM ratings r WHERE r.tx_uid = t.uid AND r.outcome = 'counted'
+     AND r.is_default = 0 ORDER BY r.rated_at, r.uid LIMIT 1) AS level,
+  (SELECT COUNT(*) FROM ratings r WHERE r.tx_uid = t.uid AND r.is_default = 1) AS defaults
+FROM transactions t
+WHERE t.finished_at >= %s AND t.finished_at < %s
+ORDER BY t.finished_at, t.uid
+"""
+
+
+def bounds(period):
+    """(first day, last day, start ts, end ts) of a period like 2026Q3."""
+    first, last = rules.parse_period(period)
+    start = max(access.day_start(first), defaults.EPOCH)
+    return first, last, start, access.day_start(last + datetime.timedelta(days=1))
+
+
+def department_of(hall, department):
+    return department or hall
+
+
+def units_of(tx):
+    """The unit keys a transaction counts for."""
+    out = [("department", department_of(tx["hall"], tx["department"])),
+           ("window", "window:%s/%s" % (tx["hall"], tx["window"]))]
+    if tx["staff"]:
+        out.append(("staff", "staff:%s/%s" % (tx["hall"], tx["staff"])))
+    return out
+
+
+def transactions(store, period, now=None, calendar=None):
+    """Every transaction of the period with what it counts as (`rating`: a rules.Rating, or
+    None while pending)."""
+    now = time.time() if now is None else now
+    cal = calendar or workdays.default_calendar()
+    _first, _last, start, end = bounds(period)
+    upheld = {r[0] for r in access.query(store, "SELECT rating_uid FROM appeals"
+                                                " WHERE status = 'upheld'")}
+    at_now = access.when(now)
+    deadlines = {}
+    out = []
+    for uid, hall, dept, window, staff, finished, ruid, level, ndef in access.query(
+            store, TX_SQL, (start, end)):
+        tx = {"uid": uid, "hall": hall, "department": dept, "window": window, "staff": staff,
+              "finished_at": finished, "rating_uid": ruid, "level": level}
+        if ruid is not None:
+            tx["rating"] = rules.Rating(level, excluded=ruid in upheld)
+        else:
+            day = access.when(finished).date()
+            if day not in deadlines:
+                deadlines[day] = rules.default_rating_deadline(day, cal)
+            passed = deadlines[day].passed(at_now)
+            tx["rating"] = rules.Rating(3, is_default=True) if ndef or passed else None
+            if tx["rating"] is not None:
+                tx["level"] = 3
+        out.append(tx)
+    return out
+
+
+def unit_scores(store, period, now=None, calendar=None, txs=None):
+    """{unit key: {"kind", "unit", "hall", "ratings": [...], "pending": n, "score": Score}}."""
+    txs = transactions(store, period, now, calendar) if txs is None else txs
+    units = {}
+    for tx in txs:
+        for kind, key in units_of(tx):
+            u = units.setdefault(key, {"kind": kind, "unit": key, "hall": tx["hall"],
+                                       "ratings": [], "pending": 0})
+            if tx["rating"] is None:
+                u["pending"] += 1
+            else:
+                u["ratings"].append(tx["rating"])
+    for u in units.values():
+        u["score"] = rules.score(u["ratings"], u["pending"])
+    return dict(sorted(units.items(), key=lambda kv: (KINDS.index(kv[1]["kind"]), kv[0])))
+
+
+def explain(store, unit, period, now=None, calendar=None):
+    """rules.Explanation of one unit's score from the store's data. A unit with no transaction
+    in the period gets the rules' "no data" answer, unless the store has never seen it at all."""
+    units = unit_scores(store, period, now, calendar)
+    if unit in units:
+        u = units[unit]
+        return rules.explain(u["ratings"], u["pending"], unit, period)
+    if not _known(store, unit):
+        raise HcpError("unit %s is not in the store: a department code (or hall id), "
+                       "window:HALL/WINDOW or staff:HALL/STAFF" % unit)
+    return rules.explain([], 0, unit, period)
+
+
+def _known(store, unit):
+    kind, _, rest = unit.partition(":")
+    if kind in ("window", "staff") and "/" in rest:
+        hall, _, ident = rest.partition("/")
+        col = "window_id" if kind == "window" else "staff"
+        sql = "SELECT 1 FROM transactions WHERE hall = %%s AND %s = %%s LIMIT 1" % col
+        return bool(access.query(store, sql, (hall, ident)))
+    return bool(access.query(store, "SELECT 1 FROM transactions WHERE department = %s OR"
+                                    " (department = '' AND hall = %s) LIMIT 1", (unit, unit)))
