@@ -15,10 +15,13 @@ import os
 import time
 
 
+from haochaping.protocol import levels
+
 from .. import rules
 from . import access, scores
 
 TREND_QUARTERS = 4
+REASON_NAMES = {code: "%s (%s)" % (name, code) for code, name in levels.REASONS}
 LEVEL_COLOURS = {1: "#1a7f37", 2: "#4ca34f", 3: "#c9a227", 4: "#e36b2c", 5: "#c0392b"}
 STATUS_NAMES = {"open": "整改中 (in time)", "overdue": "逾期 (overdue)", "closed": "已整改 (closed)",
                 "withdrawn": "复核撤销 (appeal upheld)"}
@@ -104,7 +107,8 @@ def figures(store, period, public=False, now=None, calendar=None):
             if u["kind"] == "department":
                 trend.append({"period": q, "unit": u["unit"], "final": u["score"].final,
                               "average": _f(u["score"].average)})
-    reasons = [{"reason": r, "count": n} for r, n in access.query(store, REASONS_SQL, (start, end))]
+    reasons = [{"reason": r, "label": REASON_NAMES.get(r, r), "count": n}
+               for r, n in access.query(store, REASONS_SQL, (start, end))]
     today = access.when(now).date().isoformat()
     rect = {k: 0 for k in STATUS_NAMES}
     real_total = real_followed = 0
@@ -243,11 +247,13 @@ def lines(chart_id, title, periods, series, width=760, height=300):
     for i, p in enumerate(periods):
         body.append('<text x="%.1f" y="%d" font-size="12" text-anchor="middle">%s</text>'
                     % (xy(i, 0)[0], height - bottom + 16, _e(p)))
-    for k, (name, colour, values) in enumerate(series):
+    for k, (name, colour, values) in reversed(list(enumerate(series))):
         pts = [xy(i, v) for i, v in enumerate(values) if v is not None]
-        if len(pts) > 1:
-            body.append('<polyline class="line" fill="none" stroke="%s" stroke-width="2"'
-                        ' points="%s"/>' % (colour, " ".join("%.1f,%.1f" % p for p in pts)))
+        if len(pts) > 1:   # the first series (all units) is drawn last, dashed, on top
+            body.append('<polyline class="line" fill="none" stroke="%s" stroke-width="%d"%s'
+                        ' points="%s"/>' % (colour, 3 if k == 0 else 2,
+                                            ' stroke-dasharray="6 4"' if k == 0 else "",
+                                            " ".join("%.1f,%.1f" % p for p in pts)))
         for (x, y), v in zip(pts, [v for v in values if v is not None]):
             body.append('<circle class="point" cx="%.1f" cy="%.1f" r="4" fill="%s"><title>%s:'
                         ' %s</title></circle>' % (x, y, colour, _e(name), v))
@@ -296,7 +302,7 @@ def charts(fig):
     out["chart-trend"] = lines("chart-trend", "季度得分走势", periods, series)
     vmax = max([r["count"] for r in fig["reasons"]] + [1])
     out["chart-reasons"] = hbars("chart-reasons", "差评原因", [
-        (r["reason"], r["count"], "#e36b2c", str(r["count"])) for r in fig["reasons"]],
+        (r["label"], r["count"], "#e36b2c", str(r["count"])) for r in fig["reasons"]],
         _nice(vmax))
     rect = fig["rectification"]["by_status"]
     vmax = max(list(rect.values()) + [1])
@@ -374,7 +380,7 @@ CSV_FILES = {
                "pending", "reason", "provisional"),
     "levels": ("level", "name", "points", "citizen", "default", "excluded"),
     "trend": ("period", "unit", "final", "average"),
-    "reasons": ("reason", "count"),
+    "reasons": ("reason", "label", "count"),
 }
 
 

@@ -13,7 +13,7 @@ def test_art10_upheld_appeal_excludes_the_rating_from_scores_and_keeps_it(st, da
     # if this fails, a malicious bad review keeps dragging a unit's score down after the office
     # found it malicious, or it vanishes from the store and the audit trail with it
     data.transaction("2026-09-01 09:00", level=1)
-    _tx, bad = data.transaction("2026-09-01 09:10", level=5, reason="服务态度")
+    _tx, bad = data.transaction("2026-09-01 09:10", level=5, reason="attitude")
     jobs.run_once(st, now=at("2026-09-01 10:00"))
     before = scores.unit_scores(st, "2026Q3", now=at("2026-10-30 00:00"))["D1"]["score"]
     assert before.average == 5                                 # (10 + 0) / 2

@@ -18,7 +18,7 @@ def test_art12_every_counted_bad_review_opens_one_case_due_in_15_working_days(st
     # counted twice in the rectification figures)
     data.transaction("2026-09-24 09:00", level=1)
     data.transaction("2026-09-24 09:05")                      # unrated: its default is 基本满意
-    _tx, bad4 = data.transaction("2026-09-24 09:10", level=4, reason="服务效率")
+    _tx, bad4 = data.transaction("2026-09-24 09:10", level=4, reason="efficiency")
     _tx, bad5 = data.transaction("2026-09-24 09:20", level=5)
     data.put([{"type": "rating", "id": "H01:rating:T002:1", "terminal": "T002", "seq": 1,
                "level": 5, "outcome": "duplicate", "transaction": "H01:tx:1",
@@ -79,7 +79,7 @@ def when_(text):
 def test_art12_real_name_case_closes_only_after_a_follow_up_and_the_rate_is_reported(st, data):
     # if this fails, a real-name citizen's bad review is closed without anyone calling back,
     # and the report shows a 100% follow-up rate that is not true
-    _tx, named = data.transaction("2026-09-01 09:10", level=5, reason="服务态度",
+    _tx, named = data.transaction("2026-09-01 09:10", level=5, reason="attitude",
                                   rater={"name": "赵六", "phone": "13800000000"})
     _tx, anon = data.transaction("2026-09-01 09:20", level=4)
     cases.open_new(st, now=at("2026-09-01 10:00"))
