@@ -47,6 +47,7 @@ class Forwarder:
         self._poster = ThreadPoolExecutor(1, thread_name_prefix="forward-post")
         self._thread = None
         self.failures = 0  # consecutive, for the backoff
+        self._early = None  # (batch id, post future) sent ahead of its turn
 
     def start(self):
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
@@ -81,19 +82,24 @@ class Forwarder:
 
     def step(self, conn):
         """Deliver at most one batch; return how long to wait before the next step (0: none).
-        While the batch travels, the next one is built (one ahead at most), so that the hall's
-        reading and encoding overlap the store's parsing and committing."""
+
+        One batch travels at a time, and the hall's own work hides behind it: while batch N is
+        at the store, N+1 is built (read, encoded, written to forward_batches); as soon as the
+        store says N is committed, N+1 is posted, and only then is N marked delivered and N+2
+        built. So the store is hardly ever idle waiting for the hall, and batches still reach it
+        strictly one after the other, in order."""
         batch = pending_batch(conn) or self._build(conn)
         if batch is None:
             return _POLL_S
         if isinstance(batch, float):
             return batch  # records wait for the batch to fill up
         bid, first, last, n, body = batch
+        post = self._take_early(bid)
         now = self.clock()
-        post = self._poster.submit(self.client.post_batch, bid, bytes(body))
-        if self.failures == 0 and not conn.execute(
-                "SELECT 1 FROM forward_batches WHERE delivered_at IS NULL AND first_id > ?",
-                (last,)).fetchone():
+        if post is None:
+            post = self._poster.submit(self.client.post_batch, bid, bytes(body))
+        nxt = self._next_built(conn, last)
+        if nxt is None and self.failures == 0:
             try:
                 self._build(conn, after=last)
             except Exception:  # the batch in flight still counts; building is tried again
@@ -108,6 +114,10 @@ class Forwarder:
             log.warning("batch %s (%d records) not delivered: %s", bid, n, e)
             return self._backoff()
         self.failures = 0
+        nxt = self._next_built(conn, last)
+        if nxt is not None:  # already written to forward_batches: post it before marking this
+            self._early = (nxt[0], self._poster.submit(self.client.post_batch, nxt[0],
+                                                       bytes(nxt[1])))
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM forward_outbox WHERE id BETWEEN ? AND ?", (first, last))
@@ -123,6 +133,27 @@ class Forwarder:
                  answer.get("new", 0))
         return 0
 
+    def _next_built(self, conn, last):
+        """(id, body) of the batch built after outbox id `last` and not yet delivered, or None."""
+        r = conn.execute("SELECT id, body FROM forward_batches WHERE delivered_at IS NULL"
+                         " AND first_id > ? ORDER BY first_id LIMIT 1", (last,)).fetchone()
+        return None if r is None else (r[0], r[1])
+
+    def _take_early(self, bid):
+        """The post of `bid` already under way (sent while its predecessor was being marked),
+        or None. A post under way for another batch is waited for and its answer dropped: the
+        batch is posted again in its turn (the store then answers "duplicate")."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        if early[0] == bid:
+            return early[1]
+        try:
+            early[1].result()
+        except Exception:  # noqa: BLE001 - only waited for; its batch is posted again later
+            pass
+        return None
+
     def _backoff(self):
         """Exponential backoff with jitter: half fixed, half random, capped at retry_max_s."""
         self.failures += 1
@@ -133,21 +164,19 @@ class Forwarder:
         """Write the next batch (outbox rows after `after`) to forward_batches; return it, None
         if nothing waits, or the seconds to wait for more records to fill it."""
         size = self.f["batch_size"]
-        head = conn.execute("SELECT COUNT(*), MIN(queued_at) FROM (SELECT queued_at FROM"
-                            " forward_outbox WHERE id > ? ORDER BY id LIMIT ?)",
-                            (after, size)).fetchone()
-        if not head[0]:
+        n, oldest, first, last = outbox_range(conn, size, after)
+        if not n:
             return None
-        waited = self.clock() - head[1]
-        if head[0] < size and waited < self.f["max_wait_s"]:
+        waited = self.clock() - oldest
+        if n < size and waited < self.f["max_wait_s"]:
             return float(min(_POLL_S, self.f["max_wait_s"] - waited))
-        recs, first, last = read_records(conn, self.hall, size, self.f, after)
         bid = "%s-%d-%d-%s" % (self.hall, first, last, secrets.token_hex(4))
-        body = records.encode_batch(self.hall, bid, recs)
+        tables = read_tables(conn, self.f, first, last)
+        n = sum(len(t["seq"] if "seq" in t else t["tx"]) for t in tables.values())
+        body = records.encode_columns(self.hall, bid, tables)
         _write(conn, "INSERT INTO forward_batches (id, first_id, last_id, records, body,"
-               " created_at) VALUES (?,?,?,?,?,?)", (bid, first, last, len(recs), body,
-                                                     self.clock()))
-        return bid, first, last, len(recs), body
+               " created_at) VALUES (?,?,?,?,?,?)", (bid, first, last, n, body, self.clock()))
+        return bid, first, last, n, body
 
 
 def _write(conn, sql, args):
@@ -177,42 +206,50 @@ def pending_batch(conn):
     return None if r is None else tuple(r)
 
 
-def read_records(conn, hall, size, f, after=0):
-    """The oldest `size` outbox rows after `after` as store records, in outbox order;
-    returns (records, first outbox id, last outbox id)."""
-    ids = [r[0] for r in conn.execute("SELECT id FROM forward_outbox WHERE id > ? ORDER BY id"
-                                      " LIMIT ?", (after, size))]
-    first, last = ids[0], ids[-1]
-    out = []
-    for r in conn.execute(
-            "SELECT o.id AS oid, t.* FROM forward_outbox o JOIN transactions t ON t.id = o.ref"
-            " WHERE o.kind = 'transaction' AND o.id BETWEEN ? AND ?", (first, last)):
-        out.append((r[0], {
-            "type": "transaction", "id": "%s:tx:%d" % (hall, r["id"]), "tx": r["id"],
-            "window": r["window"], "ticket": r["ticket"], "item": r["item"], "item_version": "",
-            "department": f["department"], "region": f["region"], "staff": r["staff"],
-            "channel": records.CHANNEL, "started_at": r["started_at"],
-            "finished_at": r["finished_at"]}))
-    for r in conn.execute(
-            "SELECT o.id AS oid, g.* FROM forward_outbox o JOIN ratings g ON g.id = o.ref"
-            " WHERE o.kind = 'rating' AND o.id BETWEEN ? AND ?", (first, last)):
-        out.append((r[0], {
-            "type": "rating", "id": "%s:rating:%s:%d" % (hall, r["terminal"], r["seq"]),
-            "terminal": r["terminal"], "seq": r["seq"], "level": r["level"],
-            "outcome": r["outcome"], "rated_at": r["rated_at"], "received_at": r["received_at"],
-            "transaction": ("%s:tx:%d" % (hall, r["transaction_id"])
-                            if r["transaction_id"] is not None else None),
-            "default": False}))
-    for r in conn.execute(
-            "SELECT o.id AS oid, s.* FROM forward_outbox o JOIN reasons s"
-            " ON s.terminal = o.terminal AND s.seq = o.ref"
-            " WHERE o.kind = 'reason' AND o.id BETWEEN ? AND ?", (first, last)):
-        out.append((r[0], {
-            "type": "reason", "id": "%s:reason:%s:%d" % (hall, r["terminal"], r["seq"]),
-            "terminal": r["terminal"], "seq": r["seq"], "ref": r["ref"], "reason": r["reason"],
-            "rated_at": r["rated_at"]}))
-    out.sort(key=lambda x: x[0])
-    return [rec for _, rec in out], first, last
+def outbox_range(conn, size, after=0):
+    """(count, oldest queued_at, first id, last id) of the oldest `size` outbox rows after
+    `after`: one query."""
+    return tuple(conn.execute(
+        "SELECT COUNT(*), MIN(queued_at), MIN(id), MAX(id) FROM (SELECT id, queued_at FROM"
+        " forward_outbox WHERE id > ? ORDER BY id LIMIT ?)", (after, size)).fetchone())
+
+
+# one query per kind and batch; the columns come out in the order of the batch body's fields
+_READ = {
+    "transactions": (
+        ("tx", "window", "ticket", "item", "item_version", "department", "region", "staff",
+         "channel", "started_at", "finished_at"),
+        "SELECT t.id, t.window, t.ticket, COALESCE(t.item, ''), '', ?, ?, COALESCE(t.staff, ''),"
+        " ?, t.started_at, t.finished_at FROM forward_outbox o JOIN transactions t ON t.id = o.ref"
+        " WHERE o.kind = 'transaction' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
+    "ratings": (
+        ("terminal", "seq", "level", "outcome", "transaction", "rated_at", "received_at"),
+        "SELECT g.terminal, g.seq, g.level, g.outcome, g.transaction_id, g.rated_at,"
+        " g.received_at FROM forward_outbox o JOIN ratings g ON g.id = o.ref"
+        " WHERE o.kind = 'rating' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
+    "reasons": (
+        ("terminal", "seq", "ref", "reason", "rated_at"),
+        "SELECT s.terminal, s.seq, s.ref, s.reason, s.rated_at FROM forward_outbox o"
+        " JOIN reasons s ON s.terminal = o.terminal AND s.seq = o.ref"
+        " WHERE o.kind = 'reason' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
+}
+
+
+def read_tables(conn, f, first, last):
+    """The outbox rows first..last as the tables of a version-2 batch body (records.encode_columns):
+    {"transactions"|"ratings"|"reasons": {field: [value, ...]}}, each in outbox order."""
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples, transposed into columns below
+    out = {}
+    for name, (fields, sql) in _READ.items():
+        args = ((f["department"], f["region"], records.CHANNEL) if name == "transactions"
+                else ()) + (first, last)
+        rows = cur.execute(sql, args).fetchall()
+        if rows:
+            out[name] = dict(zip(fields, map(list, zip(*rows))))
+    if "ratings" in out:
+        out["ratings"]["default"] = [False] * len(out["ratings"]["seq"])
+    return out
 
 
 def status(conn, now=None):

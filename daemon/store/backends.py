@@ -12,6 +12,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from itertools import repeat
 
 from ..errors import HcpError
 from . import schema
@@ -27,6 +28,63 @@ _COLUMNS = {
                            "rated_at", "hall_received_at", "is_default")),
     "reason": ("reasons", ("uid", "hall", "terminal", "seq", "ref_seq", "reason", "rated_at")),
 }
+
+# PostgreSQL types of the columns, for the unnest() arrays
+_PG_TYPES = {"uid": "text", "hall": "text", "tx": "bigint", "seq": "bigint", "ref_seq": "bigint",
+             "level": "integer", "is_default": "integer", "rater_enc": "bytea",
+             "started_at": "float8", "finished_at": "float8", "rated_at": "float8",
+             "hall_received_at": "float8", "received_at": "float8"}
+
+
+def _sqlite_insert(kind):
+    table, cols = _COLUMNS[kind]
+    cols = cols + ("batch", "received_at")
+    return "INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING" % (
+        table, ", ".join(cols), ", ".join("?" * len(cols)))
+
+
+def _pg_insert(kind):
+    """INSERT … SELECT … FROM unnest(%s::type[], …) ON CONFLICT DO NOTHING; parameters: the
+    hall, then parse_batch's columns (an array each; None for a transaction's rater column when
+    no record has one), then the batch id and the time received."""
+    table, cols = _COLUMNS[kind]
+    arrays = [c for c in cols if c != "hall"]
+    select = ["u.%s" % c if c != "hall" else "h.hall" for c in cols]
+    unnest = ", ".join("%%s::%s[]" % _PG_TYPES.get(c, "text") for c in arrays)
+    return ("INSERT INTO %s (%s, batch, received_at)"
+            " SELECT %s, b.batch, b.received_at"
+            " FROM (SELECT %%s::text AS hall) h,"
+            " unnest(%s) AS u(%s),"
+            " (SELECT %%s::text AS batch, %%s::float8 AS received_at) b"
+            " ON CONFLICT DO NOTHING" % (table, ", ".join(cols), ", ".join(select), unnest,
+                                         ", ".join(arrays)))
+
+
+def _pg_array(col, typ):
+    """A column as a PostgreSQL array literal ('{…}'), built with join/map rather than a Python
+    step per value (psycopg's own list dumper is pure Python). None (a column of NULLs) and
+    bytea columns are left to psycopg."""
+    if col is None or typ == "bytea":
+        return col
+    if typ == "float8":
+        return "{%s}" % ",".join(map(float.__repr__, col))
+    if typ != "text":  # integers (validated: int, never bool)
+        return "{%s}" % ",".join(map(int.__repr__, col))
+    if None not in col:
+        joined = '","'.join(col)
+        if joined.count('"') == 2 * (len(col) - 1) and "\\" not in joined:
+            return '{"%s"}' % joined  # no value has a quote or a backslash: nothing to escape
+    return "{%s}" % ",".join("NULL" if v is None else
+                             '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
+                             for v in col)
+
+
+_PG_ARRAYS = {k: tuple(_PG_TYPES.get(c, "text") for c in cols if c != "hall")
+              for k, (_, cols) in _COLUMNS.items()}
+_SQLITE_INSERT = {k: _sqlite_insert(k) for k in _COLUMNS}
+_PG_COPY = {k: "COPY %s (%s, batch, received_at) FROM STDIN" % (t, ", ".join(cols))
+            for k, (t, cols) in _COLUMNS.items()}
+_PG_INSERT = {k: _pg_insert(k) for k in _COLUMNS}
 
 EXPORT_SQL = """
 SELECT r.uid, r.hall, r.terminal, r.seq, r.level, r.outcome, r.is_default, r.rated_at,
@@ -69,21 +127,21 @@ class _Store:
     def __init__(self, identity):
         self.identity = identity
 
-    def _rows(self, kind, rows, batch, now):
-        """Rows from parse_batch, with batch and time added and the rater's identity sealed."""
-        tail = (batch, now)
-        if kind != "transaction":
-            return [r + tail for r in rows]
-        out = []
-        for r in rows:
-            rater = r[-1]
+    def _seal(self, cols):
+        """The transactions' columns from parse_batch with the raters' identities sealed (the
+        last column: a list, or None when no record has a rater)."""
+        raters = cols[-1]
+        if raters is None:
+            return cols
+        sealed = []
+        for uid, rater in zip(cols[0], raters):
             if rater is not None:
                 if self.identity is None:
                     raise BadBatch("record %s carries a rater identity, but this store has no"
-                                   " --identity-key to encrypt it with" % r[0])
-                rater = self.identity.seal(r[0], rater["identity"])
-            out.append(r[:-1] + (rater,) + tail)
-        return out
+                                   " --identity-key to encrypt it with" % uid)
+                rater = self.identity.seal(uid, rater["identity"])
+            sealed.append(rater)
+        return cols[:-1] + [sealed]
 
     # ------------------------------------------------------------------ halls
     def add_hall(self, hall, name=""):
@@ -186,8 +244,16 @@ class SqliteStore(_Store):
 
     def store_batch(self, hall, batch, sha, parsed):
         now = time.time()
-        rows = {k: self._rows(k, v, batch, now) for k, v in parsed.items()}
-        total = sum(len(v) for v in rows.values())
+        total = sum(len(cols[0]) for cols in parsed.values())
+        # rows straight from the columns (zip, repeat: no per-record Python code)
+        rows = {}
+        for kind, cols in parsed.items():
+            if cols[0]:
+                if kind == "transaction":
+                    cols = self._seal(cols)
+                rows[kind] = zip(cols[0], repeat(hall), *[repeat(None) if c is None else c
+                                                          for c in cols[1:]],
+                                 repeat(batch), repeat(now))
         c = self.conn
         with self.lock:
             c.execute("BEGIN IMMEDIATE")
@@ -199,12 +265,7 @@ class SqliteStore(_Store):
                     return _replayed(batch, sha, old)
                 before = c.total_changes
                 for kind, values in rows.items():
-                    if values:
-                        table, cols = _COLUMNS[kind]
-                        cols = cols + ("batch", "received_at")
-                        c.executemany("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING"
-                                      % (table, ", ".join(cols), ", ".join("?" * len(cols))),
-                                      values)
+                    c.executemany(_SQLITE_INSERT[kind], values)
                 new = c.total_changes - before
                 c.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
                           (hall, batch, sha, total, new, now))
@@ -273,8 +334,7 @@ class PostgresStore(_Store):
 
     def store_batch(self, hall, batch, sha, parsed):
         now = time.time()
-        rows = {k: self._rows(k, v, batch, now) for k, v in parsed.items()}
-        total = sum(len(v) for v in rows.values())
+        total = sum(len(cols[0]) for cols in parsed.values())
         with self.pool.connection() as c:
             with c.transaction():
                 got = c.execute("INSERT INTO batches VALUES (%s, %s, %s, %s, 0, %s)"
@@ -285,25 +345,36 @@ class PostgresStore(_Store):
                                     " WHERE hall=%s AND batch=%s", (hall, batch)).fetchone()
                     return _replayed(batch, sha, old)
                 new = 0
-                for kind, values in rows.items():
-                    if not values:
+                for kind, cols in parsed.items():
+                    if not cols[0]:
                         continue
-                    # COPY into a session-local staging table, then one INSERT … SELECT …
-                    # ON CONFLICT DO NOTHING: COPY's speed with the upsert's idempotency
-                    table, cols = _COLUMNS[kind]
-                    cols = ", ".join(cols + ("batch", "received_at"))
-                    stage = "stage_" + table
-                    c.execute("CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s) ON COMMIT DELETE ROWS"
-                              % (stage, table))
-                    with c.cursor().copy("COPY %s (%s) FROM STDIN" % (stage, cols)) as cp:
-                        for row in values:
-                            cp.write_row(row)
-                    cur = c.execute("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT DO NOTHING"
-                                    % (table, cols, cols, stage))
-                    new += cur.rowcount
+                    if kind == "transaction":
+                        cols = self._seal(cols)
+                    new += self._insert(c, kind, hall, cols, batch, now)
                 c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",
                           (new, hall, batch))
         return {"status": "stored", "batch": batch, "records": total, "new": new}
+
+    def _insert(self, c, kind, hall, cols, batch, now):
+        """Insert one table's records; return how many were new. Usually none was seen before,
+        and COPY straight into the table (the fastest way in) stores them all. If one was seen
+        before (a hall re-sending after a crash), COPY fails on the unique key: it is rolled
+        back to its savepoint, and one INSERT … SELECT FROM unnest(one array per column) …
+        ON CONFLICT DO NOTHING stores those that are new."""
+        table, names = _COLUMNS[kind]
+        try:
+            with c.transaction():  # a savepoint
+                with c.cursor().copy(_PG_COPY[kind]) as cp:
+                    for row in zip(cols[0], repeat(hall), *[repeat(None) if col is None else col
+                                                            for col in cols[1:]],
+                                   repeat(batch), repeat(now)):
+                        cp.write_row(row)
+            return len(cols[0])
+        except self.psycopg.errors.UniqueViolation:
+            pass
+        # each column goes over as one array literal, parsed by the server (array_in, in C)
+        args = [hall] + [_pg_array(col, t) for col, t in zip(cols, _PG_ARRAYS[kind])]
+        return c.execute(_PG_INSERT[kind], args + [batch, now]).rowcount
 
     def close(self):
         self.pool.close()

@@ -234,3 +234,82 @@ def test_halls_posting_at_once_and_the_same_batch_twice_at_once_are_each_stored_
     assert sum(a["new"] for a in answers) == 4 * 100 + 8 * 100
     assert len(store.query(lambda s: s.uids("rating", "H01"))) == 200
     assert len(store.query(lambda s: s.uids("rating", "H02"))) == 400
+
+
+# ------------------------------------------------------------------ version 2 (columns)
+def _tables(recs):
+    """The version-2 tables carrying the same records as _records() (version 1)."""
+    out = {}
+    for r in recs:
+        name = {"transaction": "transactions", "rating": "ratings", "reason": "reasons"}[r["type"]]
+        t = out.setdefault(name, {})
+        for k, v in r.items():
+            if k in ("type", "id"):
+                continue
+            if k == "transaction" and v is not None:
+                v = int(v.rsplit(":", 1)[1])
+            t.setdefault(k, []).append(v)
+    return out
+
+
+def _post_v2(store, batch_id, tables, hall="H01"):
+    return _post(store, batch_id, None, hall=hall,
+                 body=records.encode_columns(hall, batch_id, tables))
+
+
+def test_a_columnar_batch_is_stored_like_the_same_records_one_by_one(store):
+    # if this fails, the compact format halls send stores other data than the records it carries
+    recs = _records(4)
+    recs.append({"type": "reason", "id": "H01:reason:T001:9", "terminal": "T001", "seq": 9,
+                 "ref": 4, "reason": "服务态度", "rated_at": 1790000090.5})
+    assert _post_v2(store, "c1", _tables(recs)) == {"status": "stored", "batch": "c1",
+                                                    "records": 9, "new": 9}
+    assert _post_v2(store, "c1", _tables(recs))["status"] == "duplicate"
+    # the same records again as version 1: acknowledged, none stored twice
+    assert _post(store, "v1", recs)["new"] == 0
+    rows = store.query(lambda s: s.ratings("H01", 0))
+    assert [(r["uid"], r["level"], r["transaction"], r["ticket"], r["channel"], r["reason"])
+            for r in rows][-1] == ("H01:rating:T001:4", 5, "H01:tx:4", "A004", "PJQ", "服务态度")
+    assert rows[0]["rated_at"] == 1790000071.0 and rows[0]["default"] == 0
+    c = _counts(store)
+    assert (c["transactions"], c["ratings"], c["reasons"], c["batches"]) == (4, 4, 1, 2)
+
+
+def test_a_columnar_batch_with_a_record_twice_stores_it_once(store):
+    # if this fails, a hall bug that repeats a row doubles a rating at the city
+    t = _tables(_records(2) + _records(1))
+    assert _post_v2(store, "c1", t)["records"] == 4
+    assert _counts(store)["ratings"] == 2
+
+
+@pytest.mark.parametrize("change,status,words", [
+    (lambda b: b.update(v=3), 400, "unknown batch format version 3"),
+    (lambda b: b["ratings"]["level"].__setitem__(1, 6), 422,
+     "record H01:rating:T001:2: level must be an integer 1..5"),
+    (lambda b: b["ratings"]["level"].__setitem__(0, True), 422, "level must be an integer"),
+    (lambda b: b["ratings"]["seq"].pop(), 422, "every field must have one value per record"),
+    (lambda b: b["ratings"].pop("outcome"), 422, "ratings: field outcome is missing"),
+    (lambda b: b["ratings"].update(levle=[1, 1]), 422, "ratings: unknown fields levle"),
+    (lambda b: b.update(ratingz={}), 422, "unknown fields in a version-2 body: ratingz"),
+    (lambda b: b["ratings"]["terminal"].__setitem__(0, "T 1"), 422, "terminal must be an id"),
+    (lambda b: b["ratings"]["outcome"].__setitem__(0, "won"), 422, "outcome must be one of"),
+    (lambda b: b["ratings"]["rated_at"].__setitem__(0, "now"), 422, "rated_at must be a number"),
+    (lambda b: b["ratings"]["transaction"].__setitem__(0, "H01:tx:1"), 422,
+     "transaction must be an integer 1..4611686018427387904 or null"),
+    (lambda b: b["transactions"]["ticket"].__setitem__(0, ""), 422,
+     "record H01:tx:1: ticket must be a string of 1 to 64 characters"),
+    (lambda b: b["transactions"].update(rater=[{"consent": False, "identity": {}}, None]), 422,
+     "rater needs consent=true"),
+    (lambda b: b.update(ratings=[1, 2]), 422, "ratings must be an object of arrays"),
+])
+def test_a_malformed_columnar_batch_is_refused_with_its_reason(store, change, status, words):
+    # if this fails, a broken hall's garbage lands in the city's reports (or is refused unsaid)
+    doc = {"v": 2, "hall": "H01", "batch": "c1"}
+    doc.update(_tables(_records(2)))
+    change(doc)
+    body = json.dumps(doc, ensure_ascii=False).encode()
+    with pytest.raises(StoreRefused) as e:
+        _post(store, "c1", None, body=body)
+    assert e.value.status == status and words in e.value.reason, e.value.reason
+    assert _counts(store)["transactions"] == 0 and _counts(store)["ratings"] == 0
+    _serving(store)

@@ -1,13 +1,22 @@
-"""docs/store-openapi.yaml says what the hall really sends."""
+"""docs/store-openapi.yaml says what the hall really sends, and what the store really reads."""
+import json
 import os
 import sqlite3
 
 import pytest
 
 from haochaping.daemon import db, forward
+from haochaping.daemon.store import records
 
 yaml = pytest.importorskip("yaml")
 SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "store-openapi.yaml")
+COLUMNS = {"transactions": "TransactionColumns", "ratings": "RatingColumns",
+           "reasons": "ReasonColumns"}
+
+
+def _schemas():
+    with open(SPEC, encoding="utf-8") as f:
+        return yaml.safe_load(f)["components"]["schemas"]
 
 
 def test_every_field_the_forwarder_sends_is_in_the_openapi_spec(tmp_path):
@@ -23,12 +32,27 @@ def test_every_field_the_forwarder_sends_is_in_the_openapi_spec(tmp_path):
             VALUES ('T001', 2, 1, '服务态度', 5, 6);""")
     c.close()
     conn = db.connect(path)
-    recs, _, _ = forward.read_records(conn, "H01", 10, {"region": "530102", "department": "D1"})
+    n, _, first, last = forward.outbox_range(conn, 10)
+    tables = forward.read_tables(conn, {"region": "530102", "department": "D1"}, first, last)
     conn.close()
-    with open(SPEC, encoding="utf-8") as f:
-        schemas = yaml.safe_load(f)["components"]["schemas"]
-    assert sorted(r["type"] for r in recs) == ["rating", "reason", "transaction"]
-    for r in recs:
-        schema = schemas[r["type"].capitalize()]
-        assert set(r) <= set(schema["properties"]), r["type"]
-        assert set(schema["required"]) <= set(r), r["type"]
+    body = json.loads(records.encode_columns("H01", "b1", tables))
+    schemas = _schemas()
+    assert set(body) <= set(schemas["BatchV2"]["properties"])
+    assert set(schemas["BatchV2"]["required"]) <= set(body)
+    assert sorted(tables) == ["ratings", "reasons", "transactions"] and n == 3
+    for name, cols in tables.items():
+        schema = schemas[COLUMNS[name]]
+        assert set(cols) <= set(schema["properties"]), name
+        assert set(schema["required"]) <= set(cols), name
+        assert {len(v) for v in cols.values()} == {1}, name
+
+
+def test_the_openapi_spec_and_the_store_agree_on_every_column():
+    # if this fails, the spec promises a field the store refuses (or hides one it reads)
+    schemas = _schemas()
+    for name, kind in records.TABLES.items():
+        schema = schemas[COLUMNS[name]]
+        spec = records._V2[kind]
+        assert set(schema["properties"]) == set(spec), name
+        assert set(schema["required"]) == {f for f, (_, d) in spec.items()
+                                           if d is records._REQUIRED}, name
