@@ -15,8 +15,10 @@ How delivery is tracked (migration 0002-forward-outbox in db.py):
 - Its own SQLite connection (WAL: readers never block the daemon's writer); its writes are a few
   rows, short, with a busy timeout; it never holds the writer up for long.
 """
+import collections
 import json
 import logging
+import queue
 import random
 import secrets
 import threading
@@ -31,6 +33,7 @@ from .store.client import StoreClient, StoreRefused, StoreUnavailable
 log = logging.getLogger(__name__)
 _POLL_S = 0.2      # how often an idle forwarder looks for new records
 _RETRY_MIN_S = 0.5
+IN_FLIGHT = 2      # batches posted and not yet answered, at most (one connection each)
 
 
 class Forwarder:
@@ -41,13 +44,18 @@ class Forwarder:
         self.db_path = cfg["hall"]["database"]
         self.clock = clock
         self.key = records.read_key_file(f["key_file"])
-        self.client = StoreClient(f["url"], self.hall, self.key, ca=f["ca"] or None,
-                                  timeout=f["timeout_s"])
+        # one keep-alive connection per batch in flight
+        self.clients = [StoreClient(f["url"], self.hall, self.key, ca=f["ca"] or None,
+                                    timeout=f["timeout_s"]) for _ in range(IN_FLIGHT)]
+        self.client = self.clients[0]
+        self._idle = queue.SimpleQueue()
+        for c in self.clients:
+            self._idle.put(c)
         self.stopping = threading.Event()
-        self._poster = ThreadPoolExecutor(1, thread_name_prefix="forward-post")
+        self._poster = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="forward-post")
         self._thread = None
         self.failures = 0  # consecutive, for the backoff
-        self._early = None  # (batch id, post future) sent ahead of its turn
+        self._flight = collections.deque()  # (id, first, last, n, sent at, future), in order
 
     def start(self):
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
@@ -63,7 +71,8 @@ class Forwarder:
 
     def close(self):
         self._poster.shutdown(wait=False)
-        self.client.close()
+        for c in self.clients:
+            c.close()
 
     # ---------------------------------------------------------------- loop
     def _run(self):
@@ -81,43 +90,75 @@ class Forwarder:
             conn.close()
 
     def step(self, conn):
-        """Deliver at most one batch; return how long to wait before the next step (0: none).
+        """Wait for the oldest batch in flight to be answered and mark it; return how long to
+        wait before the next step (0: none).
 
-        One batch travels at a time, and the hall's own work hides behind it: while batch N is
-        at the store, N+1 is built (read, encoded, written to forward_batches); as soon as the
-        store says N is committed, N+1 is posted, and only then is N marked delivered and N+2
-        built. So the store is hardly ever idle waiting for the hall, and batches still reach it
-        strictly one after the other, in order."""
-        batch = pending_batch(conn) or self._build(conn)
-        if batch is None:
-            return _POLL_S
-        if isinstance(batch, float):
-            return batch  # records wait for the batch to fill up
-        bid, first, last, n, body = batch
-        post = self._take_early(bid)
-        now = self.clock()
-        if post is None:
-            post = self._poster.submit(self.client.post_batch, bid, bytes(body))
-        nxt = self._next_built(conn, last)
-        if nxt is None and self.failures == 0:
+        Up to IN_FLIGHT batches travel at once, each on its own connection, so that the store
+        parses one while it commits another, and the hall's own work hides behind them: while
+        they travel the next batch is built (read, encoded, written to forward_batches); as soon
+        as one is answered the next is posted, and only then is the answered one marked
+        delivered. After a failure only the oldest undelivered batch is retried, alone."""
+        wait = self._fill(conn)
+        if not self._flight:
+            return _POLL_S if wait is None else wait
+        bid, first, last, n, now, post = self._flight[0]
+        if self.failures == 0 and self._next_built(conn, self._flight[-1][2]) is None:
             try:
-                self._build(conn, after=last)
-            except Exception:  # the batch in flight still counts; building is tried again
+                self._build(conn, after=self._flight[-1][2])
+            except Exception:  # the batches in flight still count; building is tried again
                 log.exception("building the next batch failed")
         try:
             answer = post.result()
         except (StoreRefused, StoreUnavailable) as e:
-            status = e.status if isinstance(e, StoreRefused) else 0
-            _write(conn, "UPDATE forward_batches SET attempts=attempts+1, last_attempt_at=?,"
-                   " last_status=?, last_error=?, last_error_at=? WHERE id=?",
-                   (now, status, str(e), now, bid))
-            log.warning("batch %s (%d records) not delivered: %s", bid, n, e)
+            self._flight.popleft()
+            self._failed(conn, bid, n, now, e)
+            self._drain(conn)
             return self._backoff()
+        self._flight.popleft()
         self.failures = 0
-        nxt = self._next_built(conn, last)
-        if nxt is not None:  # already written to forward_batches: post it before marking this
-            self._early = (nxt[0], self._poster.submit(self.client.post_batch, nxt[0],
-                                                       bytes(nxt[1])))
+        self._fill(conn)  # the store gets the next batch before this one is marked
+        self._delivered(conn, bid, first, last, n, now, answer)
+        return 0
+
+    def _fill(self, conn):
+        """Post built batches (building them if need be) until IN_FLIGHT are under way (one
+        while failing). Returns None, or the seconds to wait for records to fill a batch."""
+        while len(self._flight) < (IN_FLIGHT if self.failures == 0 else 1):
+            after = self._flight[-1][2] if self._flight else 0
+            batch = self._next_built(conn, after) or self._build(conn, after)
+            if batch is None or isinstance(batch, float):
+                return batch
+            bid, first, last, n, body = batch
+            self._flight.append((bid, first, last, n, self.clock(),
+                                 self._poster.submit(self._post, bid, bytes(body))))
+        return None
+
+    def _post(self, bid, body):
+        client = self._idle.get()
+        try:
+            return client.post_batch(bid, body)
+        finally:
+            self._idle.put(client)
+
+    def _drain(self, conn):
+        """After a failure: wait for the other batches in flight; mark those the store took."""
+        while self._flight:
+            bid, first, last, n, now, post = self._flight.popleft()
+            try:
+                answer = post.result()
+            except (StoreRefused, StoreUnavailable) as e:
+                self._failed(conn, bid, n, now, e)
+            else:
+                self._delivered(conn, bid, first, last, n, now, answer)
+
+    def _failed(self, conn, bid, n, now, e):
+        status = e.status if isinstance(e, StoreRefused) else 0
+        _write(conn, "UPDATE forward_batches SET attempts=attempts+1, last_attempt_at=?,"
+               " last_status=?, last_error=?, last_error_at=? WHERE id=?",
+               (now, status, str(e), now, bid))
+        log.warning("batch %s (%d records) not delivered: %s", bid, n, e)
+
+    def _delivered(self, conn, bid, first, last, n, now, answer):
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM forward_outbox WHERE id BETWEEN ? AND ?", (first, last))
@@ -131,28 +172,14 @@ class Forwarder:
             raise
         log.info("batch %s delivered: %d records (%s, %d new)", bid, n, answer["status"],
                  answer.get("new", 0))
-        return 0
 
-    def _next_built(self, conn, last):
-        """(id, body) of the batch built after outbox id `last` and not yet delivered, or None."""
-        r = conn.execute("SELECT id, body FROM forward_batches WHERE delivered_at IS NULL"
-                         " AND first_id > ? ORDER BY first_id LIMIT 1", (last,)).fetchone()
-        return None if r is None else (r[0], r[1])
-
-    def _take_early(self, bid):
-        """The post of `bid` already under way (sent while its predecessor was being marked),
-        or None. A post under way for another batch is waited for and its answer dropped: the
-        batch is posted again in its turn (the store then answers "duplicate")."""
-        early, self._early = self._early, None
-        if early is None:
-            return None
-        if early[0] == bid:
-            return early[1]
-        try:
-            early[1].result()
-        except Exception:  # noqa: BLE001 - only waited for; its batch is posted again later
-            pass
-        return None
+    def _next_built(self, conn, after):
+        """The oldest batch built (in forward_batches) for outbox ids after `after` and not yet
+        delivered, as (id, first, last, records, body); or None."""
+        r = conn.execute("SELECT id, first_id, last_id, records, body FROM forward_batches"
+                         " WHERE delivered_at IS NULL AND first_id > ? ORDER BY first_id LIMIT 1",
+                         (after,)).fetchone()
+        return None if r is None else tuple(r)
 
     def _backoff(self):
         """Exponential backoff with jitter: half fixed, half random, capped at retry_max_s."""
