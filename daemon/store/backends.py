@@ -209,10 +209,23 @@ class SqliteStore(_Store):
             raise HcpError("cannot open the store database %s: %s" % (path, e))
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
+        self._reader, self._rlock = None, threading.Lock()
         self._migrate()
 
     def _integrity_errors(self):
         return sqlite3.IntegrityError
+
+    def hall_key(self, hall):
+        """The hall's key, or None if unknown or revoked; read on a connection of its own (WAL:
+        a reader never waits for the writer), so that one batch's signature is checked while
+        another batch is being committed."""
+        with self._rlock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                               check_same_thread=False)
+            row = self._reader.execute("SELECT key FROM halls WHERE id = ? AND revoked_at IS NULL",
+                                       (hall,)).fetchone()
+        return bytes(row[0]) if row else None
 
     def _migrate(self):
         with self.lock:
@@ -277,6 +290,8 @@ class SqliteStore(_Store):
         return {"status": "stored", "batch": batch, "records": total, "new": new}
 
     def close(self):
+        if self._reader is not None:
+            self._reader.close()
         self.conn.close()
 
 
