@@ -25,12 +25,14 @@ class _Tx:
 
 
 @contextlib.contextmanager
-def atomic(store):
-    """A transaction: committed when the block ends, rolled back if it raises."""
+def atomic(store, write=True):
+    """A transaction: committed when the block ends, rolled back if it raises. SQLite: a
+    writing one takes the write lock at once (BEGIN IMMEDIATE: no deadlock between two
+    writers); a reading one does not, so a long report never holds up the halls' batches."""
     if store.dialect == "sqlite":
         c = store.conn
         with store.lock:
-            c.execute("BEGIN IMMEDIATE")
+            c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield _Tx(c, True)
                 c.execute("COMMIT")
@@ -45,7 +47,8 @@ def atomic(store):
 
 
 def query(store, sql, args=()):
-    with atomic(store) as t:
+    """Rows of one read-only query."""
+    with atomic(store, write=False) as t:
         return t.q(sql, args)
 
 

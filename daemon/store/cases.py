@@ -68,12 +68,13 @@ def open_new(store, now=None, calendar=None, batch=None):
     (hall, batch id) pair: what the server does once it has committed a batch)."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
+    where, args = ("", ()) if batch is None else ("AND r.hall = %s AND r.batch = %s", batch)
+    # read first (no write lock: most batches hold no bad review; the partial index
+    # ratings_bad_batch makes this cheap), then insert; ON CONFLICT makes a race harmless
+    if not access.query(store, BAD_SQL % where, tuple(args)):
+        return 0
     with access.atomic(store) as t:
-        if batch is None:
-            rows = t.q(BAD_SQL % "")
-        else:  # the partial index ratings_bad_batch makes this cheap for every batch
-            rows = t.q(BAD_SQL % "AND r.hall = %s AND r.batch = %s", tuple(batch))
-        opened = _open(t, rows, now, cal)
+        opened = _open(t, t.q(BAD_SQL % where, tuple(args)), now, cal)
     if opened:
         log.info("rectification (第十二条): %d case(s) opened", opened)
     return opened
