@@ -10,7 +10,7 @@ from .store import DB, _open
 
 @cli.group()
 def report():
-    """Reports from the municipal store (第十一条: quarterly, public by default without PII).
+    """Reports from the municipal store (第十一条): quarterly, internal or --public (no PII).
 
     \b
     Example:
