@@ -148,6 +148,10 @@ MIGRATIONS = [
             VALUES ('reason', NEW.seq, NEW.terminal, NEW.received_at);
     END;
     """),
+    # errors: JSON list of the device config's bad fields, as the terminal's status named them
+    ("0005-status-errors", """
+    ALTER TABLE terminal_status ADD COLUMN errors TEXT
+    """),
 ]
 
 

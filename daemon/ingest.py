@@ -162,15 +162,19 @@ def _status(conn, terminal, topic, payload, now):
     except ValueError as e:
         reject(conn, now, topic, terminal, "malformed status: %s" % e, payload)
         return _NOTHING
+    errors = json.dumps(st["errors"], ensure_ascii=False) if st.get("errors") else None
     conn.execute(
         "INSERT INTO terminal_status (terminal, online, firmware, board, heap, backlog, rssi,"
-        " last_seen) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(terminal) DO UPDATE SET"
+        " last_seen, errors) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(terminal) DO UPDATE SET"
         " online=excluded.online, firmware=COALESCE(excluded.firmware, firmware),"
         " board=COALESCE(excluded.board, board), heap=COALESCE(excluded.heap, heap),"
         " backlog=COALESCE(excluded.backlog, backlog), rssi=COALESCE(excluded.rssi, rssi),"
-        " last_seen=excluded.last_seen",
+        " last_seen=excluded.last_seen,"
+        " errors=CASE WHEN excluded.online THEN excluded.errors ELSE errors END",
         (terminal, int(st["online"]), st.get("fw"), st.get("board"), _int(st.get("heap")),
-         _int(st.get("backlog")), _int(st.get("rssi")), now))
+         _int(st.get("backlog")), _int(st.get("rssi")), now, errors))
+    if errors:
+        log.error("terminal %s cannot rate: its config is wrong: %s", terminal, errors)
     return Result(event=("status", {"terminal": terminal, "online": st["online"], "at": now}))
 
 

@@ -37,6 +37,25 @@ _BOARD_KEYS = ("name", "chip", "description", "input", "keys", "leds", "ws2812",
                "status_led", "display")
 
 
+# what the terminal needs to reach the broker and say what is wrong with the rest
+LINK_FIELDS = ("wifi_ssid", "wifi_password", "broker", "port", "hall", "terminal", "username",
+               "password", "keepalive")
+
+
+def link_only(raw, errors):
+    """When only fields the link does not need are wrong, the link part of the config (with
+    defaults), so the terminal can still report the errors in its status; else None."""
+    if type(raw) is not dict:
+        return None
+    for e in errors:
+        if e.split(":")[0] in LINK_FIELDS or e.startswith("config"):
+            return None
+    cfg = {}
+    for k in LINK_FIELDS:
+        cfg[k] = raw.get(k, DEFAULTS[k])
+    return cfg
+
+
 class ConfigError(ValueError):
     """args[0]: the list of errors, one line per bad field."""
 

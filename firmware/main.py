@@ -42,6 +42,7 @@ def _mem_free():
 from . import app as app_mod
 from . import board as board_mod
 from . import config, link as link_mod, statemachine as sm
+from haochaping.protocol import messages, topics
 
 CONFIG = "/config.json"
 WDT_MS = 8000
@@ -75,17 +76,64 @@ def load(path):
     return config.validate(raw)
 
 
-async def _config_failed(path, err, ms):
+class _Broken:
+    """Just enough of an App for the link to log in and name the bad config fields in the
+    retained status (hall IT sees them in `hcp terminals`). It never takes a rating."""
+
+    def __init__(self, cfg, errors, ms):
+        self.cfg = cfg
+        self.term = cfg["terminal"]
+        self.ms = ms
+        self.wake = None
+        self.errors = errors
+        self.t_status = topics.topic(cfg["hall"], self.term, topics.STATUS)
+        self.t_rating = topics.topic(cfg["hall"], self.term, topics.RATING)
+        self.t_config = topics.topic(cfg["hall"], self.term, topics.CONFIG)
+        self.journal = self  # the link reads journal.pending
+        self.pending = []
+
+    def subscriptions(self):
+        return [(self.t_config, 0)]
+
+    def will(self):
+        return (self.t_status, messages.encode_status(self.term, False), 1, True)
+
+    def status(self):
+        return messages.encode_status(self.term, True, app_mod.VERSION, "", _mem_free(), 0, 0,
+                                      self.errors)
+
+    def on_message(self, topic, payload):
+        pass
+
+    def outbox(self, after, limit):
+        return []
+
+
+async def _config_failed(path, err, ms, open_connection=None):
     for e in err.args[0]:
         print("config error:", e)
     b = None
+    raw = None
     try:
         with open(path) as f:
-            profile = json.load(f).get("board")
+            raw = json.load(f)
+        profile = raw.get("board")
         if not config.board_errors(profile):
             b = board_mod.Board(profile)
     except (OSError, ValueError, AttributeError):
         b = None
+    cfg = config.link_only(raw, err.args[0])
+    if cfg is not None:  # reachable: say in the status what is wrong
+        wlan = network.WLAN(network.STA_IF)
+        wlan.active(True)
+        try:
+            wlan.connect(cfg["wifi_ssid"], cfg["wifi_password"])
+        except OSError:
+            pass
+        link = link_mod.Link(_Broken(cfg, err.args[0], ms), cfg["broker"], cfg["port"],
+                             cfg["username"], cfg["password"], cfg["keepalive"], wlan.isconnected,
+                             open_connection)
+        asyncio.create_task(link.run())
     while True:
         if b is not None:
             b.show_error(ms())
@@ -179,7 +227,7 @@ async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None)
     try:
         cfg = load(path)
     except config.ConfigError as e:
-        await _config_failed(path, e, ms)
+        await _config_failed(path, e, ms, open_connection)
         return
     wdt = machine.WDT(timeout=WDT_MS) if watchdog else None
     t = Terminal(cfg, ms, open_connection, wdt)

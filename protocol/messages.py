@@ -111,11 +111,18 @@ def verify_uplink(key, msg):
     return sign.verify(key, msg["kind"], uplink_fields(msg), msg["sig"])
 
 
-def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0):
+MAX_ERRORS = 12  # config errors named in one status message (the payload stays small)
+
+
+def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0, errors=None):
+    """The retained status. `errors`: the device config's bad fields, when it cannot rate."""
     if not online:
         return ('{"v":1,"term":%s,"online":false}' % _q(term)).encode()
-    return ('{"v":1,"term":%s,"online":true,"fw":%s,"board":%s,"heap":%d,"backlog":%d,"rssi":%d}'
-            % (_q(term), _q(fw), _q(board), heap, backlog, rssi)).encode()
+    extra = ""
+    if errors:
+        extra = ',"errors":[%s]' % ",".join([_q(e[:40]) for e in errors[:MAX_ERRORS]])
+    return ('{"v":1,"term":%s,"online":true,"fw":%s,"board":%s,"heap":%d,"backlog":%d,"rssi":%d%s}'
+            % (_q(term), _q(fw), _q(board), heap, backlog, rssi, extra)).encode()
 
 
 def decode_status(payload):
@@ -124,6 +131,12 @@ def decode_status(payload):
         raise ValueError("bad terminal id")
     if type(msg.get("online")) is not bool:
         raise ValueError("bad online flag")
+    errs = msg.get("errors", [])
+    if type(errs) is not list or len(errs) > MAX_ERRORS:
+        raise ValueError("bad error list")
+    for e in errs:
+        if type(e) is not str:
+            raise ValueError("bad error list")
     return msg
 
 

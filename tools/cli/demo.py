@@ -62,11 +62,6 @@ def simulate(config_path, count, transactions, seed, runtime, scale):
     by_window = _start(scenario, cfg, folder, count, runtime, scale)
     try:
         did, errors, confirmed = _day(scenario, cfg, by_window, transactions, seed)
-        if keep:
-            click.echo("\nThe hall keeps running; open the console pages above in a browser.")
-            for line in console:
-                click.echo("  " + line)
-            click.pause("Press any key to stop everything ...")
     finally:
         scenario.stop(by_window)
     _print_results(cfg, did, errors, confirmed)

@@ -1,6 +1,7 @@
 """The hall side of hall IT work: who is acting, provisioning and replacing terminals in the hall
 database and at the broker at once, and the terminal list that `hcp terminals` shows."""
 import getpass
+import json
 import os
 import time
 
@@ -59,7 +60,7 @@ def terminal_rows(conn, now=None, offline_after_s=600):
         "SELECT terminal, MAX(received_at) FROM ratings GROUP BY terminal").fetchall())
     rows = conn.execute(
         "SELECT t.id, t.added_at, p.window, s.online, s.firmware, s.board, s.heap, s.backlog,"
-        " s.rssi, s.last_seen FROM terminals t"
+        " s.rssi, s.last_seen, s.errors FROM terminals t"
         " LEFT JOIN pairings p ON p.terminal=t.id"
         " LEFT JOIN terminal_status s ON s.terminal=t.id"
         " WHERE t.revoked_at IS NULL ORDER BY p.window IS NULL, p.window, t.id").fetchall()
@@ -74,7 +75,8 @@ def terminal_rows(conn, now=None, offline_after_s=600):
             "state": "online" if online else ("offline" if seen else "never seen"),
             "last_seen": seen, "firmware": r["firmware"], "board": r["board"],
             "heap": r["heap"], "backlog": r["backlog"], "rssi": r["rssi"],
-            "flagged": flagged,
+            "flagged": flagged or bool(r["errors"]),
+            "config_errors": json.loads(r["errors"]) if r["errors"] else [],
         })
     return out
 
@@ -104,5 +106,9 @@ def format_rows(rows, now=None):
                       "-" if r["backlog"] is None else str(r["backlog"]),
                       "-" if r["rssi"] is None else "%d dBm" % r["rssi"]))
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-                     for row in table)
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    for r in rows:
+        if r["config_errors"]:
+            lines.append("! %s cannot rate, its config is wrong: %s (fix it with `hcp device"
+                         " provision`)" % (r["terminal"], "; ".join(r["config_errors"])))
+    return "\n".join(lines)

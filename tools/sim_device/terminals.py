@@ -212,7 +212,8 @@ async def run(args):
     scale_times(scale)
     tasks = [asyncio.create_task(watch())]
     if board:
-        cfg = load(args[1])
+        with open(args[1]) as f:
+            cfg = json.load(f)  # as read by main.serve, which validates it (and reports errors)
         sim = Sim(cfg["terminal"], scale)
         sim.keys = cfg["board"]["keys"]
         TERMS[sim.term] = sim
