@@ -16,6 +16,7 @@ plain 400 saying "use https" instead of a TLS alert it cannot read.
 import hashlib
 import json
 import logging
+import queue
 import socket
 import ssl
 import threading
@@ -56,6 +57,23 @@ class StoreServer:
         scheme = "http" if insecure_http else "https"
         self.address = "%s://%s:%d" % ((scheme,) + self.httpd.server_address[:2])
         self._thread = None
+        self._after = queue.SimpleQueue()
+        threading.Thread(target=self._after_batches, name="store-after-batch", daemon=True).start()
+
+    def after_batch(self, hall, batch):
+        """Queue what follows a committed batch (rules_api.after_batch: its cases)."""
+        self._after.put((hall, batch))
+
+    def _after_batches(self):
+        """rules_api.after_batch for each committed batch, one after the other, in a thread of
+        its own: the connection that posted the batch goes straight on to the next batch
+        instead of waiting for it. If the store stops first, the scheduled sweep does it."""
+        while True:
+            hall, batch = self._after.get()
+            try:
+                rules_api.after_batch(self.store, hall, batch)
+            except Exception:  # after_batch logs its own failures; this is a last resort
+                log.exception("after batch %s of hall %s", batch, hall)
 
     def serve_forever(self):
         self.httpd.serve_forever(poll_interval=0.2)
@@ -201,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
                  result["records"], result["new"])
         self._reply(200, result)
         if result["new"]:
-            rules_api.after_batch(store, hall, batch)
+            self.server_ref.after_batch(hall, batch)
 
     def _post_appeal(self):
         status, doc = rules_api.post_appeal(self.server_ref.store, self.headers, self.rfile)
