@@ -10,6 +10,7 @@ lost / duplicated are counted from the hall database against what the publishers
 import json
 import multiprocessing as mp
 import os
+import random
 import secrets
 import sqlite3
 import tempfile
@@ -20,6 +21,7 @@ import paho.mqtt.client as paho
 from haochaping.protocol import messages, topics
 
 from . import broker, hallkit
+from .scenario import LEVEL_WEIGHTS
 
 HALL = "H01"
 BENCH_USER = "bench"
@@ -137,6 +139,7 @@ def _prepare(folder, terminals, n_burst, n_paced):
     names = sorted(keys)
     now = time.time()
     seq = {t: 0 for t in names}
+    rnd = random.Random(7)
     txs, shown, burst, paced = [], [], [], []
     for i in range(n_burst + n_paced):
         t = names[i % len(names)]
@@ -144,7 +147,8 @@ def _prepare(folder, terminals, n_burst, n_paced):
         token = secrets.token_hex(16)
         txs.append((window_of[t], "B%06d" % i, now, now, token, now + 7200))
         shown.append((token, t))
-        payload = messages.encode_rating(keys[t], t, seq[t], 1 + i % 5, token, int(now))
+        level = rnd.choices(range(1, 6), LEVEL_WEIGHTS)[0]  # a hall's mix: ~8 % bad reviews
+        payload = messages.encode_rating(keys[t], t, seq[t], level, token, int(now))
         (burst if i < n_burst else paced).append((t, seq[t], payload))
     # open prompts, as if every window had just finished a service (bulk, not via the API)
     conn.executemany("INSERT INTO transactions (window, ticket, started_at, finished_at, token,"
@@ -226,6 +230,8 @@ def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=
     result["duplicated"] = (len(stored) - len(set(stored))) + conn.execute(
         "SELECT COUNT(*) FROM (SELECT transaction_id FROM ratings WHERE outcome='counted'"
         " GROUP BY transaction_id HAVING COUNT(*) > 1)").fetchone()[0]
+    result["bad_reviews"] = conn.execute(  # each raised an alert
+        "SELECT COUNT(*) FROM ratings WHERE level >= 4").fetchone()[0]
     result["counted"] = conn.execute("SELECT COUNT(*) FROM ratings WHERE outcome='counted'").fetchone()[0]
     conn.close()
     result["folder"] = folder
