@@ -1,8 +1,12 @@
 """The records a hall forwards and the batch that carries them: validation, ids, signatures, and
 the rater's identity encrypted at rest. Pure functions; docs/store.md describes every field.
 
-A batch body is JSON: {"hall": "H01", "batch": "<id>", "records": [ ... ]}. Each record has a
-globally unique `id` (hall + kind + the hall's own key), so a record sent twice is stored once:
+A batch body is JSON, version 2 (what halls send): {"v": 2, "hall": "H01", "batch": "<id>",
+"transactions": {field: [...]}, "ratings": {...}, "reasons": {...}}, one array per field
+(docs/store.md, "The batch body"); version 1, {"hall", "batch", "records": [{...}, ...]}, one
+object per record, is still read. Each record has a globally unique id (hall + kind + the hall's
+own key; sent in version 1, derived from the fields in version 2), so a record sent twice is
+stored once:
     transaction  "H01:tx:17"            one 办件, forwarded once it is finished
     rating       "H01:rating:T001:42"   one press, as the hall bound it (its `outcome`)
     reason       "H01:reason:T001:43"   a bad-review reason, pointing at its rating's seq
