@@ -3,13 +3,15 @@ commit -> hall marks delivered) against the raw bulk-insert rate of the same bac
 
 - raw: the best plain bulk insert outside the product, into the store's own tables in a fresh
   database: SQLite executemany in one transaction (WAL, synchronous=FULL); PostgreSQL COPY.
-- forward: a hall database filled with `records` finished transactions and ratings (half each),
+- forward: a hall database filled with `records` finished transactions and ratings (half each;
+  levels in a hall's mix, ~8 % bad reviews, each of which opens a case at the store),
   queued in its outbox by the same triggers as in production; a real store process over HTTPS
   (a self-signed certificate made here); the real Forwarder, timed until the backlog is empty.
 - lost / duplicated: checked from the store's tables against the hall's.
 """
 import datetime
 import os
+import random
 import secrets
 import tempfile
 import time
@@ -48,9 +50,13 @@ def _self_signed(folder):
 
 
 def _fill_hall(path, n):
-    """n/2 finished transactions, each with its counted rating; returns (transactions, ratings)."""
+    """n/2 finished transactions, each with its counted rating, levels in a hall's mix (~8 % bad
+    reviews, as `hcp bench ingest`); returns (transactions, ratings, bad reviews)."""
+    from haochaping.tools.scenario import LEVEL_WEIGHTS
+    rnd = random.Random(7)
     conn = hall_db.connect(path)
     ntx = n // 2
+    levels = rnd.choices(range(1, 6), LEVEL_WEIGHTS, k=n - ntx)
     t0 = time.time() - 3600
     conn.execute("BEGIN")
     conn.executemany(
@@ -61,11 +67,11 @@ def _fill_hall(path, n):
     conn.executemany(
         "INSERT INTO ratings (id, terminal, seq, level, token, rated_at, received_at, outcome,"
         " transaction_id) VALUES (?,?,?,?,?,?,?,?,?)",
-        ((i, "T%03d" % (i % 20), i, i % 5 + 1, "tok%d" % i, t0 + i * 0.01 + 0.006,
+        ((i, "T%03d" % (i % 20), i, levels[i - 1], "tok%d" % i, t0 + i * 0.01 + 0.006,
           t0 + i * 0.01 + 0.007, "counted", i) for i in range(1, n - ntx + 1)))
     conn.execute("COMMIT")
     conn.close()
-    return ntx, n - ntx
+    return ntx, n - ntx, sum(1 for v in levels if v >= 4)
 
 
 def _raw_rows(n):
@@ -140,7 +146,7 @@ def forward(n=200000, backend="sqlite", batch_size=5000, pg_url=None, folder=Non
         raw = _raw_insert(raw_db, n)
         say("filling a hall database with %d records ..." % n)
         hall_path = os.path.join(folder, "hall.sqlite")
-        ntx, nr = _fill_hall(hall_path, n)
+        ntx, nr, bad = _fill_hall(hall_path, n)
         st = backends.open_store(store_db)
         key_file = os.path.join(folder, "H01.key")
         records.write_key_file(key_file, st.add_hall("H01"))
@@ -180,6 +186,7 @@ def forward(n=200000, backend="sqlite", batch_size=5000, pg_url=None, folder=Non
         return {"backend": backend, "records": n, "batch_size": batch_size, "batches": batches,
                 "raw_rows_per_s": round(raw), "forward_rows_per_s": round(fwd),
                 "ratio": round(fwd / raw, 3), "forward_seconds": round(elapsed, 2),
+                "bad_reviews": bad,  # each opens a rectification case at the store
                 "lost": (ntx - got_tx) + (nr - got_r),
                 "duplicated": int(stored_new) - (got_tx + got_r)}
     finally:
