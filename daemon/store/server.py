@@ -69,7 +69,10 @@ class StoreServer:
         its own: the connection that posted the batch goes straight on to the next batch
         instead of waiting for it. If the store stops first, the scheduled sweep does it."""
         while True:
-            hall, batch = self._after.get()
+            item = self._after.get()
+            if item is None:  # stop()
+                return
+            hall, batch = item
             try:
                 rules_api.after_batch(self.store, hall, batch)
             except Exception:  # after_batch logs its own failures; this is a last resort
@@ -86,6 +89,7 @@ class StoreServer:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+        self._after.put(None)
 
 
 class _Server(ThreadingHTTPServer):
