@@ -2,7 +2,8 @@
 commit -> hall marks delivered) against the raw bulk-insert rate of the same backend, in one run.
 
 - raw: the best plain bulk insert outside the product, into the store's own tables in a fresh
-  database: SQLite executemany in one transaction (WAL, synchronous=FULL); PostgreSQL COPY.
+  database: SQLite multi-row INSERT … VALUES (500 rows a statement) in one transaction (WAL,
+  synchronous=FULL); PostgreSQL COPY.
 - forward: a hall database filled with `records` finished transactions and ratings (half each;
   levels in a hall's mix, ~8 % bad reviews, each of which opens a case at the store),
   queued in its outbox by the same triggers as in production; a real store process over HTTPS
@@ -95,10 +96,9 @@ def _raw_insert(dbarg, n):
             c = st.conn
             t = time.perf_counter()
             c.execute("BEGIN")
-            c.executemany("INSERT INTO transactions (%s) VALUES (%s)"
-                          % (",".join(tcols), ",".join("?" * len(tcols))), tx)
-            c.executemany("INSERT INTO ratings (%s) VALUES (%s)"
-                          % (",".join(rcols), ",".join("?" * len(rcols))), ratings)
+            # multi-row INSERT … VALUES, 500 rows a statement: faster here than executemany
+            backends.sqlite_bulk_insert(c, "transaction", tx, conflict=False)
+            backends.sqlite_bulk_insert(c, "rating", ratings, conflict=False)
             c.execute("COMMIT")
             return n / (time.perf_counter() - t)
         with st.pool.connection() as c:
