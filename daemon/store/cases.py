@@ -49,8 +49,12 @@ def case_id(rating_uid):
 
 def _open(t, rows, now, cal):
     opened = 0
+    due_of = {}  # local day received -> deadline: a batch's bad reviews share one or two days
     for uid, tx_uid, hall, level, received, real_name in rows:
-        due = rules.rectification_deadline(access.when(received), cal).day.isoformat()
+        day = access.when(received).date()
+        if day not in due_of:
+            due_of[day] = rules.rectification_deadline(access.when(received), cal).day.isoformat()
+        due = due_of[day]
         cid = case_id(uid)
         n = t.x("INSERT INTO cases (id, rating_uid, tx_uid, hall, level, real_name, opened_at,"
                 " due, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open')"
