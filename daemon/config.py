@@ -126,8 +126,8 @@ def _check_forward(f, errors):
         errors.append("[forward] key_file: required with url (from `hcp store add-hall`)")
     if f["hall_id"] and not topics.valid_id(f["hall_id"]):
         errors.append("[forward] hall_id: use 1-32 of A-Z a-z 0-9 _ -")
-    if not 1 <= f["batch_size"] <= 5000:
-        errors.append("[forward] batch_size: 1 to 5000")
+    if not 1 <= f["batch_size"] <= 10000:
+        errors.append("[forward] batch_size: 1 to 10000")
     if len(f["region"]) > 12 or len(f["department"]) > 64:
         errors.append("[forward] region: at most 12 characters (行政区划代码), department: at most 64")
     for key in ("max_wait_s", "timeout_s", "retry_max_s"):

@@ -54,7 +54,7 @@ def forward_status(config_path, as_json):
               help="Records in the hall's backlog (half transactions, half ratings).")
 @click.option("--backend", type=click.Choice(["sqlite", "postgres"]), default="sqlite",
               show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 5000), default=5000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 10000), default=10000, show_default=True)
 @click.option("--pg", "pg_url", default="postgresql://postgres@127.0.0.1:5432/postgres",
               show_default=True, help="PostgreSQL server; the bench creates and drops its own"
               " databases there.")
