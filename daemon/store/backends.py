@@ -137,6 +137,18 @@ HALLS_COLUMNS = ("hall", "name", "added_at", "revoked_at", "batches", "last_batc
                  "transactions", "ratings")
 
 
+def _migrate(c, dialect, mark):
+    """Apply the schema's migrations not yet recorded, inside the caller's transaction."""
+    done = {r[0] for r in c.execute("SELECT name FROM store_migrations")}
+    for name, sql in schema.MIGRATIONS:
+        if name in done:
+            continue
+        for stmt in schema.statements(dialect, sql):
+            c.execute(stmt)
+        c.execute(mark, (name, time.time()))
+        log.info("store: applied migration %s", name)
+
+
 def open_store(db, identity=None):
     """db: a SQLite path, or a postgresql:// URL. identity: an IdentityKey or None."""
     if db.startswith(("postgresql://", "postgres://")):
@@ -257,14 +269,7 @@ class SqliteStore(_Store):
                       " (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
             c.execute("BEGIN IMMEDIATE")
             try:
-                done = {r[0] for r in c.execute("SELECT name FROM store_migrations")}
-                for name, sql in schema.MIGRATIONS:
-                    if name in done:
-                        continue
-                    for stmt in schema.statements(self.dialect, sql):
-                        c.execute(stmt)
-                    c.execute("INSERT INTO store_migrations VALUES (?, ?)", (name, time.time()))
-                    log.info("store: applied migration %s", name)
+                _migrate(c, self.dialect, "INSERT INTO store_migrations VALUES (?, ?)")
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -353,14 +358,7 @@ class PostgresStore(_Store):
                 c.execute("SELECT pg_advisory_xact_lock(7406150)")
                 c.execute("CREATE TABLE IF NOT EXISTS store_migrations"
                           " (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
-                done = {r[0] for r in c.execute("SELECT name FROM store_migrations")}
-                for name, sql in schema.MIGRATIONS:
-                    if name in done:
-                        continue
-                    for stmt in schema.statements(self.dialect, sql):
-                        c.execute(stmt)
-                    c.execute("INSERT INTO store_migrations VALUES (%s, %s)", (name, time.time()))
-                    log.info("store: applied migration %s", name)
+                _migrate(c, self.dialect, "INSERT INTO store_migrations VALUES (%s, %s)")
 
     def _execute(self, sql, args):
         with self.pool.connection() as c:
