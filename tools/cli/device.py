@@ -1,16 +1,13 @@
 """hcp device: set up a terminal over USB serial (flash, install, provision) and replace one."""
 import click
 
-from haochaping.daemon import config, db
 from haochaping.tools.device import hall as hall_it
 
 from . import cli
+from ._options import ACTOR, CONFIG, hall_db
 
-CONFIG = click.option("--config", "config_path", default="hall.toml", show_default=True,
-                      type=click.Path(dir_okay=False), help="The hall's configuration file.")
 BROKER_DIR = click.option("--broker-dir", type=click.Path(file_okay=False),
                           help="The hall's broker folder [broker/ next to hall.toml].")
-ACTOR = click.option("--actor", help="Who makes the change, for the audit log [$SUDO_USER or $USER].")
 
 
 @cli.group()
@@ -41,7 +38,7 @@ def replace(config_path, broker_dir, old, new, actor):
     Example:
       hcp device replace --config hall.toml --old T001 --new T031
     """
-    conn = db.connect(config.load(config_path)["hall"]["database"])
+    conn = hall_db(config_path)
     window, pid = hall_it.replace(conn, hall_it.broker_folder(config_path, broker_dir), old, new,
                                   hall_it.who(actor))
     click.echo("%s replaces %s%s; %s is revoked at the daemon and the broker%s" % (

@@ -8,14 +8,10 @@ from haochaping.daemon import config, db, registry, report
 from haochaping.daemon.errors import HcpError
 
 from . import cli
-
-ACTOR = click.option("--actor", help="Who makes the change, for the audit log [$SUDO_USER or $USER].")
-CONFIG = click.option("--config", "config_path", default="hall.toml", show_default=True,
-                      type=click.Path(dir_okay=False), help="The hall's configuration file.")
+from ._options import ACTOR, CONFIG, hall_db
 
 
-def _conn(config_path):
-    return db.connect(config.load(config_path)["hall"]["database"])
+
 
 
 @cli.group()
@@ -127,7 +123,7 @@ def pair(config_path, window_id, terminal, actor):
       hcp pair --config hall.toml --window W01 --terminal T001
     """
     from haochaping.tools.device.hall import who
-    registry.pair(_conn(config_path), window_id, terminal, actor=who(actor))
+    registry.pair(hall_db(config_path), window_id, terminal, actor=who(actor))
     click.echo("terminal %s now rates window %s" % (terminal, window_id))
 
 
@@ -143,7 +139,7 @@ def unpair(config_path, terminal, actor):
       hcp unpair --config hall.toml --terminal T001
     """
     from haochaping.tools.device.hall import who
-    registry.unpair(_conn(config_path), terminal, actor=who(actor))
+    registry.unpair(hall_db(config_path), terminal, actor=who(actor))
     click.echo("terminal %s is no longer paired" % terminal)
 
 
@@ -156,7 +152,7 @@ def pairings(config_path):
     Example:
       hcp pairings --config hall.toml
     """
-    rows = registry.pairings(_conn(config_path))
+    rows = registry.pairings(hall_db(config_path))
     for r in rows:
         click.echo("%-10s %s" % (r["window"], r["terminal"]))
     if not rows:
@@ -173,7 +169,7 @@ def summary(config_path, as_json):
     Example:
       hcp summary --config hall.toml
     """
-    conn = _conn(config_path)
+    conn = hall_db(config_path)
     rows = report.window_summary(conn)
     if as_json:
         click.echo(json.dumps({"windows": rows, "outcomes": report.outcome_counts(conn)},

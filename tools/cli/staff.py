@@ -1,17 +1,15 @@
 """hcp staff: accounts for the hall web console (window staff and duty managers)."""
 import datetime
-import getpass
 
 import click
 
-from haochaping.daemon import config, db
 from haochaping.daemon.console import staff as staff_lib
 from haochaping.daemon.workdays import SHANGHAI
+from haochaping.tools.device import hall as hall_it
 
 from . import cli
+from ._options import CONFIG, hall_db
 
-CONFIG = click.option("--config", "config_path", default="hall.toml", show_default=True,
-                      type=click.Path(dir_okay=False), help="The hall's configuration file.")
 NUMBER = click.option("--number", required=True, help="Staff number (工号), e.g. S0101.")
 PIN = click.option("--pin", prompt="PIN", hide_input=True, confirmation_prompt=True,
                    envvar="HCP_STAFF_PIN",
@@ -19,15 +17,10 @@ PIN = click.option("--pin", prompt="PIN", hide_input=True, confirmation_prompt=T
                         "%d-%d characters." % (staff_lib.PIN_MIN, staff_lib.PIN_MAX))
 
 
-def _conn(config_path):
-    return db.connect(config.load(config_path)["hall"]["database"])
 
 
 def _actor():
-    try:
-        return "hall-it:" + getpass.getuser()
-    except (KeyError, OSError):
-        return "hall-it"
+    return hall_it.who()
 
 
 @cli.group()
@@ -50,7 +43,7 @@ def staff_add(config_path, number, name, role, pin):
       hcp staff add --config hall.toml --number S0101 --name 张三
       hcp staff add --config hall.toml --number M01 --name 李四 --role manager
     """
-    staff_lib.add(_conn(config_path), number, pin, role=role, name=name, actor=_actor())
+    staff_lib.add(hall_db(config_path), number, pin, role=role, name=name, actor=_actor())
     where = "/hall" if role == "manager" else "/window/<W>"
     click.echo("%s %s added; signs in at %s" % (role, number, where))
 
@@ -65,7 +58,7 @@ def staff_disable(config_path, number):
     Example:
       hcp staff disable --config hall.toml --number S0101
     """
-    staff_lib.disable(_conn(config_path), number, actor=_actor())
+    staff_lib.disable(hall_db(config_path), number, actor=_actor())
     click.echo("%s disabled" % number)
 
 
@@ -79,7 +72,7 @@ def staff_enable(config_path, number):
     Example:
       hcp staff enable --config hall.toml --number S0101
     """
-    staff_lib.enable(_conn(config_path), number, actor=_actor())
+    staff_lib.enable(hall_db(config_path), number, actor=_actor())
     click.echo("%s enabled" % number)
 
 
@@ -94,7 +87,7 @@ def staff_set_pin(config_path, number, pin):
     Example:
       hcp staff set-pin --config hall.toml --number S0101
     """
-    staff_lib.set_pin(_conn(config_path), number, pin, actor=_actor())
+    staff_lib.set_pin(hall_db(config_path), number, pin, actor=_actor())
     click.echo("%s has a new PIN" % number)
 
 
@@ -107,7 +100,7 @@ def staff_list(config_path):
     Example:
       hcp staff list --config hall.toml
     """
-    rows = staff_lib.listing(_conn(config_path))
+    rows = staff_lib.listing(hall_db(config_path))
     for r in rows:
         state = "enabled" if r["disabled_at"] is None else "disabled " + _day(r["disabled_at"])
         click.echo("%-12s %-8s %-9s %s" % (r["number"], r["role"], state, r["name"]))

@@ -5,13 +5,11 @@ import time
 import click
 
 from haochaping.daemon import audit as audit_log
-from haochaping.daemon import config, db
 from haochaping.tools.device import hall as hall_it
 
 from . import cli
+from ._options import CONFIG, hall_db
 
-CONFIG = click.option("--config", "config_path", default="hall.toml", show_default=True,
-                      type=click.Path(dir_okay=False), help="The hall's configuration file.")
 
 
 @cli.command()
@@ -30,7 +28,7 @@ def terminals(config_path, offline_after, as_json):
       hcp terminals --config hall.toml
       hcp terminals --config hall.toml --json --offline-after 30
     """
-    conn = db.connect(config.load(config_path)["hall"]["database"])
+    conn = hall_db(config_path)
     now = time.time()
     rows = hall_it.terminal_rows(conn, now, offline_after * 60)
     if as_json:
@@ -59,7 +57,7 @@ def audit(config_path, limit, as_json):
     Example:
       hcp audit --config hall.toml --limit 20
     """
-    conn = db.connect(config.load(config_path)["hall"]["database"])
+    conn = hall_db(config_path)
     rows = audit_log.entries(conn, limit=limit)
     for e in rows:
         if as_json:
