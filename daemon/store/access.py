@@ -7,7 +7,9 @@ import datetime
 from .. import workdays
 
 
-class _Tx:
+class Tx:
+    """The rule jobs' view of one open transaction (atomic(), or the one storing a batch)."""
+
     def __init__(self, conn, sqlite):
         self.conn, self.sqlite = conn, sqlite
 
@@ -23,6 +25,13 @@ class _Tx:
             sql = sql.replace("%s", "?")
         return self.conn.execute(sql, args).rowcount
 
+    def xmany(self, sql, rows):
+        """Run a statement once per row of parameters."""
+        if self.sqlite:
+            self.conn.executemany(sql.replace("%s", "?"), rows)
+        else:
+            self.conn.cursor().executemany(sql, rows)
+
 
 @contextlib.contextmanager
 def atomic(store, write=True):
@@ -34,7 +43,7 @@ def atomic(store, write=True):
         with store.lock:
             c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
-                yield _Tx(c, True)
+                yield Tx(c, True)
                 c.execute("COMMIT")
             except BaseException:
                 if c.in_transaction:
@@ -43,7 +52,7 @@ def atomic(store, write=True):
         return
     with store.pool.connection() as c:
         with c.transaction():
-            yield _Tx(c, False)
+            yield Tx(c, False)
 
 
 def query(store, sql, args=()):

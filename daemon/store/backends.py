@@ -5,6 +5,8 @@ INSERT … SELECT … ON CONFLICT DO NOTHING).
 store_batch() is the whole contract: the batch and its records are committed in ONE database
 transaction (durable when it returns: SQLite synchronous=FULL, PostgreSQL's default
 synchronous_commit), a record seen before is skipped, a batch seen before is answered again.
+Its `then(tx, hall, batch)` runs in that same transaction once the records are in (the server
+opens the batch's rectification cases there: cases.open_in_batch).
 """
 import functools
 import logging
@@ -16,7 +18,7 @@ import time
 from itertools import chain, islice, repeat
 
 from ..errors import HcpError
-from . import schema
+from . import access, schema
 from .records import BadBatch
 
 log = logging.getLogger(__name__)
@@ -283,7 +285,7 @@ class SqliteStore(_Store):
         with self.lock:
             return self.conn.execute(sql.replace("%s", "?"), args).fetchall()
 
-    def store_batch(self, hall, batch, sha, parsed):
+    def store_batch(self, hall, batch, sha, parsed, then=None):
         now = time.time()
         total = sum(len(cols[0]) for cols in parsed.values())
         # rows straight from the columns (zip, repeat: no per-record Python code)
@@ -308,6 +310,8 @@ class SqliteStore(_Store):
                 for kind, values in rows.items():
                     sqlite_bulk_insert(c, kind, values)
                 new = c.total_changes - before
+                if new and then is not None:
+                    then(access.Tx(c, True), hall, batch)
                 c.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
                           (hall, batch, sha, total, new, now))
                 c.execute("COMMIT")
@@ -368,7 +372,7 @@ class PostgresStore(_Store):
         with self.pool.connection() as c:
             return c.execute(sql, args).fetchall()
 
-    def store_batch(self, hall, batch, sha, parsed):
+    def store_batch(self, hall, batch, sha, parsed, then=None):
         now = time.time()
         total = sum(len(cols[0]) for cols in parsed.values())
         with self.pool.connection() as c:
@@ -387,6 +391,8 @@ class PostgresStore(_Store):
                     if kind == "transaction":
                         cols = self._seal(cols)
                     new += self._insert(c, kind, hall, cols, batch, now)
+                if new and then is not None:
+                    then(access.Tx(c, False), hall, batch)
                 c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",
                           (new, hall, batch))
         return {"status": "stored", "batch": batch, "records": total, "new": new}

@@ -1,9 +1,9 @@
 """第十二条, 第十三条 in the store: every bad review opens a rectification case.
 
 A case opens for each counted citizen rating of level 4 or 5 (不满意, 非常不满意) not removed by
-an upheld appeal: at once when its batch is stored (server.py), and by the sweep that runs
-with the default ratings (`open_new`). It is due at the end of the 15th working day after the
-day the hall received the rating (docs/rules.md: the store takes every bad review as verified
+an upheld appeal: in the transaction that stores its batch (`open_in_batch`), else by the
+sweep that runs with the default ratings (`open_new`). It is due at the end of the 15th working
+day after the day the hall received the rating (docs/rules.md: the store takes every bad review as verified
 on receipt; an upheld appeal withdraws the case). The deadline moves only with a reason and a
 later date. Follow-ups (回访) by phone, SMS or online self-rating are recorded with the
 citizen's feedback; a real-name case cannot close without one (实名差评回访整改率 100%).
@@ -47,38 +47,70 @@ def case_id(rating_uid):
     return "C" + hashlib.sha256(rating_uid.encode()).hexdigest()[:8]
 
 
-def _open(t, rows, now, cal):
-    opened = 0
-    due_of = {}  # local day received -> deadline: a batch's bad reviews share one or two days
-    for uid, tx_uid, hall, level, received, real_name in rows:
-        day = access.when(received).date()
+def _due_dates(rows, cal):
+    """Each bad review's deadline (ISO day); a batch's bad reviews share one or two days
+    received, so the calendar is asked once per day."""
+    due_of = {}
+    out = []
+    for row in rows:
+        day = access.when(row[4]).date()
         if day not in due_of:
-            due_of[day] = rules.rectification_deadline(access.when(received), cal).day.isoformat()
-        due = due_of[day]
-        cid = case_id(uid)
-        n = t.x("INSERT INTO cases (id, rating_uid, tx_uid, hall, level, real_name, opened_at,"
-                " due, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open')"
-                " ON CONFLICT DO NOTHING",
-                (cid, uid, tx_uid, hall, level, 1 if real_name else 0, now, due))
-        if n:
-            t.x("INSERT INTO case_events (case_id, at, kind, due) VALUES (%s, %s, 'opened', %s)",
-                (cid, now, due))
+            due_of[day] = rules.rectification_deadline(access.when(row[4]), cal).day.isoformat()
+        out.append(due_of[day])
+    return out
+
+
+def _open(t, rows, dues, now, fresh=False):
+    """Open the cases of rows (BAD_SQL's), due on dues. fresh: none of them can have a case yet
+    (their ratings were inserted in this very transaction): each table takes one executemany."""
+    new = [(case_id(uid), uid, tx_uid, hall, level, 1 if real_name else 0, now, due)
+           for (uid, tx_uid, hall, level, _received, real_name), due in zip(rows, dues)]
+    insert = ("INSERT INTO cases (id, rating_uid, tx_uid, hall, level, real_name, opened_at,"
+              " due, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open')"
+              " ON CONFLICT DO NOTHING")
+    event = "INSERT INTO case_events (case_id, at, kind, due) VALUES (%s, %s, 'opened', %s)"
+    if fresh:
+        t.xmany(insert, new)
+        t.xmany(event, [(c[0], now, c[7]) for c in new])
+        return len(new)
+    opened = 0
+    for c in new:
+        if t.x(insert, c):  # two sweeps at once: the first one opens it
+            t.x(event, (c[0], now, c[7]))
             opened += 1
     return opened
 
 
-def open_new(store, now=None, calendar=None, batch=None):
-    """Open a case for every bad review that has none (or only for those of `batch`, a
-    (hall, batch id) pair: what the server does once it has committed a batch)."""
+def open_in_batch(t, hall, batch, now=None, calendar=None):
+    """Open the cases of a batch's bad reviews inside the transaction that stores the batch
+    (backends.store_batch): a bad review is never stored without its case. Only ratings this
+    batch inserted carry its id, and no other transaction sees them yet, so none has a case.
+    If the deadlines cannot be computed the batch is stored all the same, and the scheduled
+    sweep (open_new) opens its cases later."""
+    rows = t.q(BAD_SQL % "AND r.hall = %s AND r.batch = %s", (hall, batch))
+    if not rows:
+        return 0
+    try:  # nothing in the rules may keep a batch from being stored
+        dues = _due_dates(rows, calendar or workdays.default_calendar())
+    except Exception:
+        log.exception("batch %s of hall %s: its cases are left to the sweep", batch, hall)
+        return 0
+    opened = _open(t, rows, dues, time.time() if now is None else now, fresh=True)
+    log.info("rectification (第十二条): %d case(s) opened for batch %s", opened, batch)
+    return opened
+
+
+def open_new(store, now=None, calendar=None):
+    """The sweep: open a case for every bad review that has none (a batch stored while its
+    deadlines could not be computed, a rating whose transaction came in a later batch)."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
-    where, args = ("", ()) if batch is None else ("AND r.hall = %s AND r.batch = %s", batch)
-    # read first (no write lock: most batches hold no bad review; the partial index
-    # ratings_bad_batch makes this cheap), then insert; ON CONFLICT makes a race harmless
-    if not access.query(store, BAD_SQL % where, tuple(args)):
+    # read first (no write lock: usually every bad review has its case), then insert
+    if not access.query(store, BAD_SQL % ""):
         return 0
     with access.atomic(store) as t:
-        opened = _open(t, t.q(BAD_SQL % where, tuple(args)), now, cal)
+        rows = t.q(BAD_SQL % "")
+        opened = _open(t, rows, _due_dates(rows, cal), now)
     if opened:
         log.info("rectification (第十二条): %d case(s) opened", opened)
     return opened

@@ -7,7 +7,7 @@
                           422 late (the deadline in `error`) or not a bad review
     GET  /v1/appeals/ID   the appeal, for the unit that filed it (else 404)
 
-After a batch is committed the server calls after_batch(): cases open for its bad reviews.
+In the transaction that stores a batch the server calls in_batch(): its bad reviews' cases open.
 """
 import json
 import logging
@@ -18,13 +18,9 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 
 
-def after_batch(store, hall, batch):
-    """Open the rectification cases of a committed batch; a failure here is logged and left
-    to the scheduled sweep (the batch is stored and acknowledged either way)."""
-    try:
-        cases.open_new(store, batch=(hall, batch))
-    except Exception:
-        log.exception("opening cases for batch %s of hall %s failed; the sweep will", batch, hall)
+def in_batch(t, hall, batch):
+    """backends.store_batch's `then`: the rules' part of storing a batch, in its transaction."""
+    cases.open_in_batch(t, hall, batch)
 
 
 def _unit(store, headers):

@@ -16,7 +16,6 @@ plain 400 saying "use https" instead of a TLS alert it cannot read.
 import hashlib
 import json
 import logging
-import queue
 import socket
 import ssl
 import threading
@@ -57,26 +56,6 @@ class StoreServer:
         scheme = "http" if insecure_http else "https"
         self.address = "%s://%s:%d" % ((scheme,) + self.httpd.server_address[:2])
         self._thread = None
-        self._after = queue.SimpleQueue()
-        threading.Thread(target=self._after_batches, name="store-after-batch", daemon=True).start()
-
-    def after_batch(self, hall, batch):
-        """Queue what follows a committed batch (rules_api.after_batch: its cases)."""
-        self._after.put((hall, batch))
-
-    def _after_batches(self):
-        """rules_api.after_batch for each committed batch, one after the other, in a thread of
-        its own: the connection that posted the batch goes straight on to the next batch
-        instead of waiting for it. If the store stops first, the scheduled sweep does it."""
-        while True:
-            item = self._after.get()
-            if item is None:  # stop()
-                return
-            hall, batch = item
-            try:
-                rules_api.after_batch(self.store, hall, batch)
-            except Exception:  # after_batch logs its own failures; this is a last resort
-                log.exception("after batch %s of hall %s", batch, hall)
 
     def serve_forever(self):
         self.httpd.serve_forever(poll_interval=0.2)
@@ -89,7 +68,6 @@ class StoreServer:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-        self._after.put(None)
 
 
 class _Server(ThreadingHTTPServer):
@@ -210,7 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             h, b, parsed = records.parse_batch(body, hall, batch)
-            result = store.store_batch(h, b, hashlib.sha256(body).hexdigest(), parsed)
+            result = store.store_batch(h, b, hashlib.sha256(body).hexdigest(), parsed,
+                                       then=rules_api.in_batch)
         except BadBatch as e:
             self._refuse(e.status, str(e), hall, batch)
             return
@@ -222,8 +201,6 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("hall %s batch %s: %s, %d records (%d new)", hall, batch, result["status"],
                  result["records"], result["new"])
         self._reply(200, result)
-        if result["new"]:
-            self.server_ref.after_batch(hall, batch)
 
     def _post_appeal(self):
         status, doc = rules_api.post_appeal(self.server_ref.store, self.headers, self.rfile)

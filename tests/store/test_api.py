@@ -294,6 +294,8 @@ def test_a_columnar_batch_with_a_record_twice_stores_it_once(store):
     (lambda b: b["ratings"]["terminal"].__setitem__(0, "T 1"), 422, "terminal must be an id"),
     (lambda b: b["ratings"]["outcome"].__setitem__(0, "won"), 422, "outcome must be one of"),
     (lambda b: b["ratings"]["rated_at"].__setitem__(0, "now"), 422, "rated_at must be a number"),
+    # json.dumps writes NaN, which is not JSON: a time that sorts nowhere in the city's reports
+    (lambda b: b["ratings"]["rated_at"].__setitem__(0, float("nan")), 400, "not JSON"),
     (lambda b: b["ratings"]["transaction"].__setitem__(0, "H01:tx:1"), 422,
      "transaction must be an integer 1..4611686018427387904 or null"),
     (lambda b: b["transactions"]["ticket"].__setitem__(0, ""), 422,

@@ -52,6 +52,24 @@ def test_art12_the_store_opens_the_case_when_the_batch_arrives(store):
         ("H01:rating:T001:1", "open", "2026-11-23")]
 
 
+def test_a_bad_review_whose_deadline_cannot_be_computed_is_stored_all_the_same(store):
+    # if this fails, one odd record (a hall clock gone wild) blocks its hall's forwarding for good:
+    # the cases open in the batch's own transaction, and a rule must never refuse the batch
+    from haochaping.daemon.store import records
+    t = at("2026-11-02 10:00")
+    body = records.encode_batch("H01", "x2", [
+        {"type": "transaction", "id": "H01:tx:1", "tx": 1, "window": "W01", "ticket": "A1",
+         "started_at": t, "finished_at": t},
+        {"type": "rating", "id": "H01:rating:T001:1", "terminal": "T001", "seq": 1, "level": 5,
+         "outcome": "counted", "transaction": "H01:tx:1", "rated_at": t, "received_at": 1e15}])
+    c = store.client()
+    assert c.post_batch("x2", body) == {"status": "stored", "batch": "x2", "records": 2, "new": 2}
+    c.close()
+    assert store.query(lambda s: s.uids("rating", "H01")) == ["H01:rating:T001:1"]
+    assert store.query(lambda s: cases.list_cases(s)) == []
+    assert "its cases are left to the sweep" in store.proc.log_text()
+
+
 def test_art12_extension_needs_a_reason_and_a_later_date(st, data):
     # if this fails, a deadline is quietly pushed back (or forward) with nothing on record
     _tx, bad = data.transaction("2026-09-01 09:10", level=4)
