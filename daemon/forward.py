@@ -244,10 +244,9 @@ def outbox_range(conn, size, after=0):
 # one query per kind and batch; the columns come out in the order of the batch body's fields
 _READ = {
     "transactions": (
-        ("tx", "window", "ticket", "item", "item_version", "department", "region", "staff",
-         "channel", "started_at", "finished_at"),
-        "SELECT t.id, t.window, t.ticket, COALESCE(t.item, ''), '', ?, ?, COALESCE(t.staff, ''),"
-        " ?, t.started_at, t.finished_at FROM forward_outbox o JOIN transactions t ON t.id = o.ref"
+        ("tx", "window", "ticket", "item", "staff", "started_at", "finished_at"),
+        "SELECT t.id, t.window, t.ticket, COALESCE(t.item, ''), COALESCE(t.staff, ''),"
+        " t.started_at, t.finished_at FROM forward_outbox o JOIN transactions t ON t.id = o.ref"
         " WHERE o.kind = 'transaction' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
     "ratings": (
         ("terminal", "seq", "level", "outcome", "transaction", "rated_at", "received_at"),
@@ -264,16 +263,21 @@ _READ = {
 
 def read_tables(conn, f, first, last):
     """The outbox rows first..last as the tables of a version-2 batch body (records.encode_columns):
-    {"transactions"|"ratings"|"reasons": {field: [value, ...]}}, each in outbox order."""
+    {"transactions"|"ratings"|"reasons": {field: [value, ...]}}, each in outbox order. The
+    hall's department and region codes are the same for every transaction: they are added here,
+    not read row by row (a third of the read's time); item_version (the hall has none) and
+    channel (always PJQ) are left to the store's defaults."""
     cur = conn.cursor()
     cur.row_factory = None  # plain tuples, transposed into columns below
     out = {}
     for name, (fields, sql) in _READ.items():
-        args = ((f["department"], f["region"], records.CHANNEL) if name == "transactions"
-                else ()) + (first, last)
-        rows = cur.execute(sql, args).fetchall()
+        rows = cur.execute(sql, (first, last)).fetchall()
         if rows:
             out[name] = dict(zip(fields, map(list, zip(*rows))))
+    if "transactions" in out:
+        n = len(out["transactions"]["tx"])
+        out["transactions"]["department"] = [f["department"]] * n
+        out["transactions"]["region"] = [f["region"]] * n
     if "ratings" in out:
         out["ratings"]["default"] = [False] * len(out["ratings"]["seq"])
     return out
