@@ -229,6 +229,43 @@ class _Store:
         return self.identity.open(uid, rows[0][0])
 
 
+class _Checkpointer:
+    """Copies the store's WAL into its database file in a thread of its own, once a second, so
+    that the writer only ever appends. (With SQLite's automatic checkpoint the connection that
+    commits a batch copies the WAL and syncs the database file before it takes the next batch,
+    and a page that every batch touches, such as an index's last one, is copied every time.) A
+    PASSIVE checkpoint never blocks the writer. Should the WAL file still pass WAL_LIMIT
+    (batches arriving without pause), a RESTART checkpoint holds new writes back until it is
+    copied, and the WAL starts again from its beginning."""
+    EVERY_S = 1.0
+    WAL_LIMIT = 256 * 1024 * 1024
+
+    def __init__(self, path):
+        self.path = path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA synchronous=FULL")
+        try:
+            while not self._stop.wait(self.EVERY_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if os.path.getsize(self.path + "-wal") > self.WAL_LIMIT:
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                except (sqlite3.Error, OSError) as e:  # tried again in a second
+                    log.warning("store: WAL checkpoint failed: %s", e)
+        finally:
+            conn.close()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(30)
+
+
 class SqliteStore(_Store):
     dialect = "sqlite"
 
@@ -247,6 +284,7 @@ class SqliteStore(_Store):
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
         self._reader, self._rlock = None, threading.Lock()
+        self._checkpointer = None  # started with the first batch: see _Checkpointer
         self._migrate()
 
     def _integrity_errors(self):
@@ -299,6 +337,9 @@ class SqliteStore(_Store):
                                  repeat(batch), repeat(now))
         c = self.conn
         with self.lock:
+            if self._checkpointer is None:
+                c.execute("PRAGMA wal_autocheckpoint=0")
+                self._checkpointer = _Checkpointer(self.path)
             c.execute("BEGIN IMMEDIATE")
             try:
                 old = c.execute("SELECT sha256, records, new_records FROM batches"
@@ -322,6 +363,8 @@ class SqliteStore(_Store):
         return {"status": "stored", "batch": batch, "records": total, "new": new}
 
     def close(self):
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         if self._reader is not None:
             self._reader.close()
         self.conn.close()

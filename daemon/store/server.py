@@ -13,7 +13,6 @@ plain 400 saying "use https" instead of a TLS alert it cannot read.
     POST /v1/appeals   a rated unit's appeal (第十条), Authorization: Bearer <unit token>;
     GET  /v1/appeals/ID                                               see rules_api.py
 """
-import hashlib
 import json
 import logging
 import socket
@@ -22,7 +21,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..errors import HcpError
-from . import records, rules_api
+from . import records, rules_api, workers
 from .records import BadBatch
 
 log = logging.getLogger(__name__)
@@ -32,11 +31,13 @@ _PLAIN_REFUSAL = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r
 
 
 class StoreServer:
-    def __init__(self, store, listen, cert=None, key=None, insecure_http=False):
+    def __init__(self, store, listen, cert=None, key=None, insecure_http=False, workers=None):
+        """workers: a workers.Workers pool that stores the batches, or None to store them in
+        the connections' own threads."""
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
             raise HcpError("--listen: HOST:PORT, got %r" % listen)
-        self.store = store
+        self.store, self.workers = store, workers
         self.ctx = None
         if not insecure_http:
             if not cert or not key:
@@ -56,6 +57,11 @@ class StoreServer:
         scheme = "http" if insecure_http else "https"
         self.address = "%s://%s:%d" % ((scheme,) + self.httpd.server_address[:2])
         self._thread = None
+
+    def store_batch(self, hall, batch, body):
+        if self.workers is not None:
+            return self.workers.store_batch(hall, batch, body)
+        return workers.store_batch(self.store, hall, batch, body)
 
     def serve_forever(self):
         self.httpd.serve_forever(poll_interval=0.2)
@@ -187,9 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
                          hall, batch)
             return
         try:
-            h, b, parsed = records.parse_batch(body, hall, batch)
-            result = store.store_batch(h, b, hashlib.sha256(body).hexdigest(), parsed,
-                                       then=rules_api.in_batch)
+            result = self.server_ref.store_batch(hall, batch, body)
         except BadBatch as e:
             self._refuse(e.status, str(e), hall, batch)
             return

@@ -1,7 +1,10 @@
 """Hall -> store, end to end with real processes: mosquitto, the hall daemon (with its forwarder),
 simulated terminals rating over MQTT, and the store over HTTPS on both backends. Whatever is
 killed, the store ends with every record exactly once and the hall's backlog ends empty."""
+import os
+import signal
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -84,6 +87,37 @@ def test_store_killed_repeatedly_mid_stream_ends_with_every_record_once(store, d
     assert done.wait(120)
     _all_delivered(store, hall_db)
     assert "resolved since" in _status(hall) or "last error: none" in _status(hall)
+
+
+def _batch_workers(store):
+    """Pids of the store's batch worker processes (daemon/store/workers.py)."""
+    out = subprocess.run(["pgrep", "-P", str(store.proc.proc.pid), "-f", "spawn_main"],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_batch_worker_killed_mid_stream_is_replaced_and_every_record_arrives_once(
+        store, daemon, hall, hall_db):
+    # if this fails, one crashed worker process (out of memory, a bug) stops the city's store
+    # taking batches, or loses or doubles the batch it was writing
+    assert len(_batch_workers(store)) == 2
+    done = threading.Event()
+
+    def day():
+        _hall_day(hall, 240, seed=4)
+        done.set()
+    threading.Thread(target=day, daemon=True).start()
+    for i in range(3):
+        before = store.query(lambda s: s.counts()["ratings"])
+        wait_until(lambda: store.query(lambda s: s.counts()["ratings"]) > before or done.is_set(),
+                   what="the store receiving")
+        victim = _batch_workers(store)[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: victim not in _batch_workers(store) and len(_batch_workers(store)) == 2,
+                   what="the workers started again")
+    assert done.wait(120)
+    _all_delivered(store, hall_db)
+    assert "a batch worker died" in store.proc.log_text()
 
 
 def test_hall_daemon_killed_mid_forward_ends_with_every_record_once(store, daemon, hall, hall_db):

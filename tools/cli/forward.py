@@ -58,11 +58,15 @@ def forward_status(config_path, as_json):
 @click.option("--pg", "pg_url", default="postgresql://postgres@127.0.0.1:5432/postgres",
               show_default=True, help="PostgreSQL server; the bench creates and drops its own"
               " databases there.")
+@click.option("--repeat", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Rounds of (raw insert, forwarding), each into fresh databases; each side's"
+              " best round counts, every round is listed.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON line.")
-def bench_forward(records, backend, batch_size, pg_url, as_json):
+def bench_forward(records, backend, batch_size, pg_url, repeat, as_json):
     """Forwarding rate hall -> HTTPS -> store vs the raw bulk insert of the same backend.
 
-    Prints one JSON line: raw_rows_per_s, forward_rows_per_s, ratio, lost, duplicated.
+    Prints one JSON line: raw_rows_per_s, forward_rows_per_s, ratio, lost, duplicated, and
+    the figures of every round.
 
     \b
     Example:
@@ -71,5 +75,5 @@ def bench_forward(records, backend, batch_size, pg_url, as_json):
     import json
     from haochaping.daemon.store import bench as b
     say = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
-    r = b.forward(records, backend, batch_size, pg_url, progress=say)
+    r = b.forward(records, backend, batch_size, pg_url, progress=say, repeat=repeat)
     click.echo(json.dumps(r, sort_keys=True))

@@ -55,7 +55,10 @@ def store():
 @click.option("--rules-every", type=click.IntRange(min=0), default=3600, show_default=True,
               help="Seconds between runs of the default ratings (第七条) and the sweep that opens"
                    " rectification cases (第十二条); first run at start; 0: never.")
-def store_serve(db, cert, keyfile, listen, identity_key, insecure_http, rules_every):
+@click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True,
+              help="Processes that decode, check and write batches (one decodes while another"
+                   " writes); 0: the serving process does it all itself.")
+def store_serve(db, cert, keyfile, listen, identity_key, insecure_http, rules_every, workers):
     """Serve the store's HTTPS API until SIGTERM or Ctrl-C.
 
     Creates or migrates the database at start.
@@ -69,8 +72,10 @@ def store_serve(db, cert, keyfile, listen, identity_key, insecure_http, rules_ev
     if insecure_http:
         click.echo("WARNING: --insecure-http: plain HTTP, no TLS. Ratings and signatures cross the"
                    " network in clear; use it only behind a TLS proxy on this host.", err=True)
+    from haochaping.daemon.store.workers import Workers
     st = _open(db, identity_key, create_key=True)
-    srv = StoreServer(st, listen, cert, keyfile, insecure_http)
+    pool = Workers(db, workers, identity_key) if workers else None
+    srv = StoreServer(st, listen, cert, keyfile, insecure_http, pool)
     signal.signal(signal.SIGTERM, _interrupt)
     logging.getLogger(__name__).warning("store (%s) listening on %s", st.dialect, srv.address)
     stop = threading.Event()
@@ -89,6 +94,8 @@ def store_serve(db, cert, keyfile, listen, identity_key, insecure_http, rules_ev
         if jobs is not None:
             jobs.join(30)
         srv.httpd.server_close()
+        if pool is not None:
+            pool.close()
         st.close()
 
 
