@@ -315,3 +315,27 @@ def test_a_malformed_columnar_batch_is_refused_with_its_reason(store, change, st
     assert e.value.status == status and words in e.value.reason, e.value.reason
     assert _counts(store)["transactions"] == 0 and _counts(store)["ratings"] == 0
     _serving(store)
+
+
+def test_a_copy_of_the_sqlite_file_alone_holds_a_batch_a_few_seconds_after_it_is_stored(
+        store, tmp_path):
+    # if this fails, the WAL is never copied into the database file: it grows without end, and
+    # a backup of store.sqlite alone (without store.sqlite-wal) misses what the halls sent
+    if store.db.startswith("postgresql://"):
+        pytest.skip("the write-ahead log in question is SQLite's")
+    import shutil
+    import sqlite3
+    import time
+    assert _post(store, "w1", _records(5))["new"] == 10
+
+    def copied():
+        shutil.copyfile(store.db, tmp_path / "copy.sqlite")
+        c = sqlite3.connect(tmp_path / "copy.sqlite")
+        try:
+            return c.execute("SELECT COUNT(*) FROM ratings").fetchone()[0]
+        finally:
+            c.close()
+    deadline = time.time() + 10
+    while copied() != 5 and time.time() < deadline:
+        time.sleep(0.2)
+    assert copied() == 5

@@ -6,11 +6,14 @@ import json
 import os
 import stat
 
+import pytest
 from click.testing import CliRunner
 
 from haochaping.daemon.store import backends, records
 from haochaping.tools import hallkit
 from haochaping.tools.cli import _register, cli
+
+from .conftest import BACKENDS, PG_ADMIN
 
 _register()
 
@@ -115,3 +118,20 @@ def test_a_forwarder_with_a_missing_key_or_ca_file_says_which(tmp_path):
     records.write_key_file(str(tmp_path / "h" / "H01.key"), b"k" * 32)
     with pytest.raises(HcpError, match="cannot read the CA certificate .*ca.pem"):
         Forwarder(config.load(cfg["path"]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bench_forward_prints_both_rates_every_round_and_no_loss(backend, tmp_path):
+    # if this fails, the forwarding figures in the README cannot be measured again (or the
+    # benchmark itself loses or doubles records and nobody notices)
+    r = CliRunner().invoke(cli, ["bench", "forward", "--records", "2000", "--batch-size", "500",
+                                 "--repeat", "2", "--backend", backend, "--pg", PG_ADMIN,
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output.strip().splitlines()[-1])
+    assert doc["backend"] == backend and doc["records"] == 2000 and doc["batches"] == 4
+    assert doc["lost"] == 0 and doc["duplicated"] == 0
+    assert len(doc["rounds"]) == 2
+    assert doc["raw_rows_per_s"] == max(x["raw_rows_per_s"] for x in doc["rounds"]) > 0
+    assert doc["forward_rows_per_s"] == max(x["forward_rows_per_s"] for x in doc["rounds"]) > 0
+    assert doc["ratio"] == round(doc["forward_rows_per_s"] / doc["raw_rows_per_s"], 3)
