@@ -35,7 +35,8 @@ def _start(server, db, identity_key, write_lock, level):
     global _store, _write_lock
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
     threading.Thread(target=_orphaned, args=(server,), daemon=True).start()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # as `hcp` logs (tools/cli), to the server's own stderr, which a spawned worker inherits
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ident = records.IdentityKey.load(identity_key) if identity_key else None
     _store = backends.open_store(db, ident)
     _write_lock = write_lock
