@@ -71,6 +71,35 @@ def test_window_commands_without_a_running_daemon_say_so(tmp_path):
     assert "is `hcp daemon run` running?" in r.output
 
 
+def test_window_commands_when_the_daemon_dies_mid_answer_say_so(tmp_path):
+    # if this fails, staff (or a queue system) get a Python traceback when the daemon is
+    # restarted in the middle of their request, instead of being told to check the daemon
+    import socket
+    import struct
+    import threading
+    from haochaping.tools import hallkit
+    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    host, _, port = cfg["api"]["listen"].rpartition(":")
+    srv = socket.create_server((host, int(port)))
+
+    def reset_once():
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # linger 0: the client reads a connection reset, not an answer
+    t = threading.Thread(target=reset_once, daemon=True)
+    t.start()
+    try:
+        r = CliRunner().invoke(cli, ["window", "finish", "--config", cfg["path"],
+                                     "--window", "W01"])
+    finally:
+        t.join(5)
+        srv.close()
+    assert r.exit_code == 1, r.output
+    assert "did not answer" in r.output and "is `hcp daemon run` running?" in r.output
+    assert "Traceback" not in r.output
+
+
 def test_generic_module_names_are_not_installed():
     # the distribution must not shadow other packages called protocol, daemon, tools, firmware
     for mod in ("protocol", "daemon", "tools", "firmware", "hardware"):

@@ -170,6 +170,9 @@ class WindowApi:
         except urllib.error.URLError as e:
             raise HcpError("cannot reach the hall daemon at %s: %s (is `hcp daemon run` running?)"
                            % (self.base, e.reason)) from None
+        except OSError as e:  # connected, then the daemon went away (reset, timeout) mid-answer
+            raise HcpError("the hall daemon at %s did not answer: %s (is `hcp daemon run`"
+                           " running?)" % (self.base, e)) from None
 
     def health(self):
         return self._call("GET", "/health")
