@@ -145,3 +145,26 @@ def store_has(store, hall_id="H01"):
 
 def backlog(hall_db):
     return hall_db("SELECT COUNT(*) FROM forward_outbox")[0][0]
+
+
+def hall_day(hall, transactions, seed=1):
+    """Citizens rate (walk away, press twice, give reasons after bad reviews) at both windows
+    of a real hall: terminals over MQTT → hall daemon → forwarder → store."""
+    from haochaping.tools import scenario
+    by_window = scenario.start_terminals(hall, hall["folder"])
+    try:
+        did, errors = scenario.run(hall, by_window, transactions, seed=seed, service_s=0.001)
+        assert errors == []
+        assert scenario.drain(by_window) == 0
+    finally:
+        scenario.stop(by_window)
+    return did
+
+
+def delivered(store, hall_db, timeout=60):
+    """Wait until the hall's forwarder has delivered everything to the store; the store then
+    holds exactly what the hall holds."""
+    from tests.conftest import wait_until
+    wait_until(lambda: backlog(hall_db) == 0 and store_has(store) == hall_expected(hall_db),
+               timeout=timeout, what="every record delivered to the store")
+    assert store_has(store) == hall_expected(hall_db)

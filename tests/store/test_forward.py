@@ -14,32 +14,13 @@ from haochaping.daemon import db, forward
 from haochaping.daemon.forward import Forwarder
 from haochaping.daemon.store import records
 from haochaping.tools import broker as broker_kit
-from haochaping.tools import hallkit, scenario
+from haochaping.tools import hallkit
 from haochaping.tools.cli import _register, cli
 from tests.conftest import wait_until
 
-from .conftest import backlog, forwarding_hall, hall_expected, store_has
+from .conftest import backlog, delivered, forwarding_hall, hall_day, hall_expected, store_has
 
 _register()
-
-
-def _hall_day(hall, transactions, seed=1):
-    """Citizens rate (and walk away, press twice, give reasons) at both windows."""
-    by_window = scenario.start_terminals(hall, hall["folder"])
-    try:
-        did, errors = scenario.run(hall, by_window, transactions, seed=seed, service_s=0.001)
-        assert errors == []
-        assert scenario.drain(by_window) == 0
-    finally:
-        scenario.stop(by_window)
-    return did
-
-
-def _all_delivered(store, hall_db, timeout=60):
-    wait_until(lambda: backlog(hall_db) == 0 and
-               store_has(store) == hall_expected(hall_db), timeout=timeout,
-               what="every record delivered")
-    assert store_has(store) == hall_expected(hall_db)
 
 
 def _status(hall):
@@ -51,9 +32,9 @@ def _status(hall):
 def test_hundreds_of_transactions_and_ratings_reach_the_store_exactly_once(store, daemon, hall,
                                                                            hall_db):
     # if this fails, the city's reports miss or double-count what citizens rated in a hall
-    did = _hall_day(hall, 300)
+    did = hall_day(hall, 300)
     assert did["rated"] > 100 and did["reasons"] > 0
-    _all_delivered(store, hall_db)
+    delivered(store, hall_db)
     tx, ratings, reasons = hall_expected(hall_db)
     assert len(tx) == 300 and len(ratings) >= 250
     out = _status(hall)
@@ -74,7 +55,7 @@ def test_store_killed_repeatedly_mid_stream_ends_with_every_record_once(store, d
     result = {}
 
     def day():
-        result["did"] = _hall_day(hall, 240, seed=2)
+        result["did"] = hall_day(hall, 240, seed=2)
         done.set()
     threading.Thread(target=day, daemon=True).start()
     for i in range(3):
@@ -85,7 +66,7 @@ def test_store_killed_repeatedly_mid_stream_ends_with_every_record_once(store, d
         time.sleep(0.3)  # down for a moment, while the hall keeps rating and queueing
         store.proc.start()
     assert done.wait(120)
-    _all_delivered(store, hall_db)
+    delivered(store, hall_db)
     assert "resolved since" in _status(hall) or "last error: none" in _status(hall)
 
 
@@ -104,7 +85,7 @@ def test_a_batch_worker_killed_mid_stream_is_replaced_and_every_record_arrives_o
     done = threading.Event()
 
     def day():
-        _hall_day(hall, 240, seed=4)
+        hall_day(hall, 240, seed=4)
         done.set()
     threading.Thread(target=day, daemon=True).start()
     for i in range(3):
@@ -116,14 +97,14 @@ def test_a_batch_worker_killed_mid_stream_is_replaced_and_every_record_arrives_o
         wait_until(lambda: victim not in _batch_workers(store) and len(_batch_workers(store)) == 2,
                    what="the workers started again")
     assert done.wait(120)
-    _all_delivered(store, hall_db)
+    delivered(store, hall_db)
     assert "a batch worker died" in store.proc.log_text()
 
 
 def test_hall_daemon_killed_mid_forward_ends_with_every_record_once(store, daemon, hall, hall_db):
     # if this fails, a hall server crash while forwarding loses or doubles records at the city
     store.proc.kill()
-    _hall_day(hall, 150, seed=3)          # the store is down: everything waits in the hall
+    hall_day(hall, 150, seed=3)          # the store is down: everything waits in the hall
     waiting = backlog(hall_db)
     assert waiting == sum(len(kind) for kind in hall_expected(hall_db)) > 150
     assert "records waiting" in _status(hall)
@@ -132,7 +113,7 @@ def test_hall_daemon_killed_mid_forward_ends_with_every_record_once(store, daemo
     daemon.kill()                         # mid-forward
     assert 0 < backlog(hall_db) or store_has(store) == hall_expected(hall_db)
     daemon.start()
-    _all_delivered(store, hall_db)
+    delivered(store, hall_db)
 
 
 def test_a_batch_the_store_committed_but_the_hall_never_heard_of_is_sent_again_and_acked(
@@ -258,7 +239,7 @@ def test_a_store_that_never_answers_does_not_hold_up_ratings(certs, tmp_path):
     b = broker_kit.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
     d = hallkit.DaemonProcess(hall).start()
     try:
-        _hall_day(hall, 40, seed=4)       # every rating acked (drain inside) while the link hangs
+        hall_day(hall, 40, seed=4)       # every rating acked (drain inside) while the link hangs
         assert backlog(hall_db) == sum(len(kind) for kind in hall_expected(hall_db))
     finally:
         d.kill()

@@ -16,6 +16,7 @@ from haochaping.daemon import workdays
 from haochaping.daemon.store import backends, records
 from haochaping.tools.cli import _register, cli
 from tests.store.conftest import certs, forwarding_hall, hall, store, store_db  # noqa: F401
+from tests.store.conftest import delivered, hall_day  # noqa: F401
 
 _register()
 _batches = itertools.count(1)
@@ -104,23 +105,3 @@ def hcp(*args, ok=True):
     return r
 
 
-def hall_day(hall, transactions, seed=1):
-    """Citizens rate (walk away, press twice, give reasons after bad reviews) at both windows
-    of a real hall: terminals over MQTT → hall daemon → forwarder → store."""
-    from haochaping.tools import scenario
-    by_window = scenario.start_terminals(hall, hall["folder"])
-    try:
-        did, errors = scenario.run(hall, by_window, transactions, seed=seed, service_s=0.001)
-        assert errors == []
-        assert scenario.drain(by_window) == 0
-    finally:
-        scenario.stop(by_window)
-    return did
-
-
-def delivered(store, hall_db):
-    """Wait until the hall's forwarder has delivered everything to the store."""
-    from tests.conftest import wait_until
-    from tests.store.conftest import backlog, hall_expected, store_has
-    wait_until(lambda: backlog(hall_db) == 0 and store_has(store) == hall_expected(hall_db),
-               timeout=60, what="every record delivered to the store")
