@@ -3,8 +3,8 @@
 A case opens for each counted citizen rating of level 4 or 5 (不满意, 非常不满意) not removed by
 an upheld appeal: in the transaction that stores its batch (`open_in_batch`), else by the
 sweep that runs with the default ratings (`open_new`). It is due at the end of the 15th working
-day after the day the hall received the rating (docs/rules.md: the store takes every bad review as verified
-on receipt; an upheld appeal withdraws the case). The deadline moves only with a reason and a
+day after the day the hall received the rating (docs/rules.md: the store takes every bad review
+as verified on receipt; an upheld appeal withdraws the case). The deadline moves only with a reason and a
 later date. Follow-ups (回访) by phone, SMS or online self-rating are recorded with the
 citizen's feedback; a real-name case cannot close without one (实名差评回访整改率 100%).
 Every step is a row of case_events: the loop is auditable.
@@ -49,14 +49,22 @@ def case_id(rating_uid):
 
 def _due_dates(rows, cal):
     """Each bad review's deadline (ISO day); a batch's bad reviews share one or two days
-    received, so the calendar is asked once per day."""
+    received, so the calendar is asked once per day. A review received at a time no calendar
+    holds (a hall clock gone wild) gets None and a warning: no case, and no refused batch or
+    failed sweep for the others; each sweep tries it again."""
     due_of = {}
     out = []
-    for row in rows:
-        day = access.when(row[4]).date()
-        if day not in due_of:
-            due_of[day] = rules.rectification_deadline(access.when(row[4]), cal).day.isoformat()
-        out.append(due_of[day])
+    for uid, _tx, _hall, _level, received, _real in rows:
+        try:
+            day = access.when(received).date()
+            if day not in due_of:
+                due_of[day] = rules.rectification_deadline(access.when(received),
+                                                           cal).day.isoformat()
+            out.append(due_of[day])
+        except Exception as e:  # nothing in the rules may keep a batch from being stored
+            log.warning("rating %s received at %r: no rectification deadline (%s); its case"
+                        " waits for the sweep", uid, received, e)
+            out.append(None)
     return out
 
 
@@ -64,7 +72,8 @@ def _open(t, rows, dues, now, fresh=False):
     """Open the cases of rows (BAD_SQL's), due on dues. fresh: none of them can have a case yet
     (their ratings were inserted in this very transaction): each table takes one executemany."""
     new = [(case_id(uid), uid, tx_uid, hall, level, 1 if real_name else 0, now, due)
-           for (uid, tx_uid, hall, level, _received, real_name), due in zip(rows, dues)]
+           for (uid, tx_uid, hall, level, _received, real_name), due in zip(rows, dues)
+           if due is not None]
     insert = ("INSERT INTO cases (id, rating_uid, tx_uid, hall, level, real_name, opened_at,"
               " due, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open')"
               " ON CONFLICT DO NOTHING")
@@ -85,17 +94,18 @@ def open_in_batch(t, hall, batch, now=None, calendar=None):
     """Open the cases of a batch's bad reviews inside the transaction that stores the batch
     (backends.store_batch): a bad review is never stored without its case. Only ratings this
     batch inserted carry its id, and no other transaction sees them yet, so none has a case.
-    If the deadlines cannot be computed the batch is stored all the same, and the scheduled
-    sweep (open_new) opens its cases later."""
+    A review whose deadline cannot be computed is stored all the same (see _due_dates)."""
     rows = t.q(BAD_SQL % "AND r.hall = %s AND r.batch = %s", (hall, batch))
     if not rows:
         return 0
-    try:  # nothing in the rules may keep a batch from being stored
-        dues = _due_dates(rows, calendar or workdays.default_calendar())
-    except Exception:
-        log.exception("batch %s of hall %s: its cases are left to the sweep", batch, hall)
+    try:
+        cal = calendar or workdays.default_calendar()
+    except HcpError as e:  # a broken calendar override file must not stop the halls' batches
+        log.error("batch %s of hall %s: no calendar (%s); its cases wait for the sweep",
+                  batch, hall, e)
         return 0
-    opened = _open(t, rows, dues, time.time() if now is None else now, fresh=True)
+    opened = _open(t, rows, _due_dates(rows, cal), time.time() if now is None else now,
+                   fresh=True)
     log.info("rectification (第十二条): %d case(s) opened for batch %s", opened, batch)
     return opened
 

@@ -67,7 +67,42 @@ def test_a_bad_review_whose_deadline_cannot_be_computed_is_stored_all_the_same(s
     c.close()
     assert store.query(lambda s: s.uids("rating", "H01")) == ["H01:rating:T001:1"]
     assert store.query(lambda s: cases.list_cases(s)) == []
-    assert "its cases are left to the sweep" in store.proc.log_text()
+    assert "its case waits for the sweep" in store.proc.log_text()
+
+
+def test_a_broken_calendar_file_does_not_stop_the_store_taking_batches(store_db, certs, tmp_path,
+                                                                       monkeypatch):
+    # if this fails, a typo in the calendar override file stops every hall's forwarding
+    from haochaping.daemon.store import backends, records
+    from haochaping.daemon.store.client import StoreClient, StoreProcess
+    from haochaping.tools.broker import free_port
+    bad = tmp_path / "calendar.toml"
+    bad.write_text("[2027\nnot toml", encoding="utf-8")
+    monkeypatch.setenv("HCP_CALENDAR_FILE", str(bad))
+    s = backends.open_store(store_db)
+    key = s.add_hall("H01")
+    s.close()
+    proc = StoreProcess(store_db, free_port(), certs["cert"], certs["key"], certs["ca"],
+                        str(tmp_path / "store.log"), extra=["--rules-every", "0"]).start()
+    try:
+        t = at("2026-11-02 10:00")
+        body = records.encode_batch("H01", "k1", [
+            {"type": "transaction", "id": "H01:tx:1", "tx": 1, "window": "W01", "ticket": "A1",
+             "started_at": t, "finished_at": t},
+            {"type": "rating", "id": "H01:rating:T001:1", "terminal": "T001", "seq": 1,
+             "level": 5, "outcome": "counted", "transaction": "H01:tx:1", "rated_at": t,
+             "received_at": t}])
+        c = StoreClient(proc.url, "H01", key, ca=certs["ca"])
+        assert c.post_batch("k1", body)["new"] == 2
+        c.close()
+    finally:
+        proc.kill()
+    assert "its cases wait for the sweep" in proc.log_text()
+    s = backends.open_store(store_db)
+    try:
+        assert s.uids("rating", "H01") == ["H01:rating:T001:1"] and cases.list_cases(s) == []
+    finally:
+        s.close()
 
 
 def test_art12_extension_needs_a_reason_and_a_later_date(st, data):
