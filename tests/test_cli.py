@@ -77,6 +77,7 @@ def test_window_commands_when_the_daemon_dies_mid_answer_say_so(tmp_path):
     import socket
     import struct
     import threading
+    import time
     from haochaping.tools import hallkit
     cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
     host, _, port = cfg["api"]["listen"].rpartition(":")
@@ -84,7 +85,15 @@ def test_window_commands_when_the_daemon_dies_mid_answer_say_so(tmp_path):
 
     def reset_once():
         conn, _ = srv.accept()
-        conn.recv(65536)
+        got = b""
+        while b"\r\n\r\n" not in got:  # the whole request: the client now waits for the answer
+            got += conn.recv(65536)
+        head, _, body = got.partition(b"\r\n\r\n")
+        length = int(next((ln.split(b":")[1] for ln in head.split(b"\r\n")
+                           if ln.lower().startswith(b"content-length:")), b"0"))
+        while len(body) < length:
+            body += conn.recv(65536)
+        time.sleep(0.2)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()  # linger 0: the client reads a connection reset, not an answer
     t = threading.Thread(target=reset_once, daemon=True)
