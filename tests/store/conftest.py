@@ -77,10 +77,9 @@ class Store:
         return StoreClient(self.url, hall, key or records.read_key_file(self.key_file), ca=self.ca)
 
 
-@pytest.fixture
-def store(store_db, certs, tmp_path):
-    """The store serving HTTPS on a free port, with hall H01 registered (key in H01.key)."""
-    folder = tmp_path / "store"
+def serve_store(store_db, certs, folder, extra=()):
+    """Start `hcp store serve` (HTTPS, a free port; `extra`: more options) with hall H01
+    registered (key in H01.key): the running Store."""
     folder.mkdir()
     key_file = str(folder / "H01.key")
     s = backends.open_store(store_db)
@@ -88,9 +87,16 @@ def store(store_db, certs, tmp_path):
     s.close()
     ident = str(folder / "identity.key")
     proc = StoreProcess(store_db, broker_kit.free_port(), certs["cert"], certs["key"], certs["ca"],
-                        str(folder / "store.log"), identity_key=ident).start()
-    yield Store(store_db, proc, key_file, certs["ca"], ident)
-    proc.kill()
+                        str(folder / "store.log"), identity_key=ident, extra=extra).start()
+    return Store(store_db, proc, key_file, certs["ca"], ident)
+
+
+@pytest.fixture
+def store(store_db, certs, tmp_path):
+    """The store serving HTTPS on a free port, with hall H01 registered (key in H01.key)."""
+    s = serve_store(store_db, certs, tmp_path / "store")
+    yield s
+    s.proc.kill()
 
 
 FORWARD_TOML = """

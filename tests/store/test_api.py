@@ -344,27 +344,14 @@ def test_a_copy_of_the_sqlite_file_alone_holds_a_batch_a_few_seconds_after_it_is
 def test_with_workers_0_the_serving_process_stores_batches_itself(store_db, certs, tmp_path):
     # if this fails, hall IT on a one-core box (`--workers 0`) gets a store that takes nothing
     import subprocess
-    from haochaping.daemon.store import backends
-    from haochaping.daemon.store.client import StoreClient, StoreProcess
-    from haochaping.tools.broker import free_port
-    st = backends.open_store(store_db)
-    key = st.add_hall("H01")
-    st.close()
-    proc = StoreProcess(store_db, free_port(), certs["cert"], certs["key"], certs["ca"],
-                        str(tmp_path / "store.log"), extra=["--workers", "0"]).start()
+    from .conftest import serve_store
+    store = serve_store(store_db, certs, tmp_path / "store", ["--workers", "0"])
     try:
-        kids = subprocess.run(["pgrep", "-P", str(proc.proc.pid)], capture_output=True,
+        kids = subprocess.run(["pgrep", "-P", str(store.proc.proc.pid)], capture_output=True,
                               text=True).stdout.split()
         assert kids == []
-        c = StoreClient(proc.url, "H01", key, ca=certs["ca"])
-        body = records.encode_batch("H01", "z1", _records(4))
-        assert c.post_batch("z1", body)["new"] == 8
-        assert c.post_batch("z1", body)["status"] == "duplicate"
-        c.close()
+        assert _post(store, "z1", _records(4))["new"] == 8
+        assert _post(store, "z1", _records(4))["status"] == "duplicate"
     finally:
-        proc.kill()
-    st = backends.open_store(store_db)
-    try:
-        assert st.counts()["ratings"] == 4
-    finally:
-        st.close()
+        store.proc.kill()
+    assert _counts(store)["ratings"] == 4

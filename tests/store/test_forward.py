@@ -51,23 +51,30 @@ def test_hundreds_of_transactions_and_ratings_reach_the_store_exactly_once(store
 def test_store_killed_repeatedly_mid_stream_ends_with_every_record_once(store, daemon, hall,
                                                                         hall_db):
     # if this fails, a crash or power cut of the city's store loses or doubles hall records
+    def crash():
+        store.proc.kill()
+        time.sleep(0.3)  # down for a moment, while the hall keeps rating and queueing
+        store.proc.start()
+    _hall_day_with_faults(store, hall, 240, 2, crash)
+    delivered(store, hall_db)
+    assert "resolved since" in _status(hall) or "last error: none" in _status(hall)
+
+
+def _hall_day_with_faults(store, hall, transactions, seed, fault):
+    """A hall day (hall_day) during which `fault` strikes three times, each once the store has
+    taken more ratings since the last."""
     done = threading.Event()
-    result = {}
 
     def day():
-        result["did"] = hall_day(hall, 240, seed=2)
+        hall_day(hall, transactions, seed=seed)
         done.set()
     threading.Thread(target=day, daemon=True).start()
     for i in range(3):
         before = store.query(lambda s: s.counts()["ratings"])
         wait_until(lambda: store.query(lambda s: s.counts()["ratings"]) > before or done.is_set(),
                    what="the store receiving")
-        store.proc.kill()
-        time.sleep(0.3)  # down for a moment, while the hall keeps rating and queueing
-        store.proc.start()
+        fault()
     assert done.wait(120)
-    delivered(store, hall_db)
-    assert "resolved since" in _status(hall) or "last error: none" in _status(hall)
 
 
 def _batch_workers(store):
@@ -82,21 +89,13 @@ def test_a_batch_worker_killed_mid_stream_is_replaced_and_every_record_arrives_o
     # if this fails, one crashed worker process (out of memory, a bug) stops the city's store
     # taking batches, or loses or doubles the batch it was writing
     assert len(_batch_workers(store)) == 2
-    done = threading.Event()
 
-    def day():
-        hall_day(hall, 240, seed=4)
-        done.set()
-    threading.Thread(target=day, daemon=True).start()
-    for i in range(3):
-        before = store.query(lambda s: s.counts()["ratings"])
-        wait_until(lambda: store.query(lambda s: s.counts()["ratings"]) > before or done.is_set(),
-                   what="the store receiving")
+    def kill_a_worker():
         victim = _batch_workers(store)[0]
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: victim not in _batch_workers(store) and len(_batch_workers(store)) == 2,
                    what="the workers started again")
-    assert done.wait(120)
+    _hall_day_with_faults(store, hall, 240, 4, kill_a_worker)
     delivered(store, hall_db)
     assert "a batch worker died" in store.proc.log_text()
 

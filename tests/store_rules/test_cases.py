@@ -34,17 +34,22 @@ def test_art12_every_counted_bad_review_opens_one_case_due_in_15_working_days(st
     assert len(cases.list_cases(st, "overdue", now=at("2026-10-23 00:00"))) == 2
 
 
-def test_art12_the_store_opens_the_case_when_the_batch_arrives(store):
-    # if this fails, a bad review waits up to an hour (the next sweep) before anyone sees it
+def _one_bad_review(batch, received_at=None):
+    """The body of a batch with one transaction and its 非常不满意, Mon 2 Nov 2026 10:00."""
     from haochaping.daemon.store import records
     t = at("2026-11-02 10:00")
-    body = records.encode_batch("H01", "x1", [
+    return records.encode_batch("H01", batch, [
         {"type": "transaction", "id": "H01:tx:1", "tx": 1, "window": "W01", "ticket": "A1",
          "started_at": t, "finished_at": t},
         {"type": "rating", "id": "H01:rating:T001:1", "terminal": "T001", "seq": 1, "level": 5,
-         "outcome": "counted", "transaction": "H01:tx:1", "rated_at": t, "received_at": t}])
+         "outcome": "counted", "transaction": "H01:tx:1", "rated_at": t,
+         "received_at": t if received_at is None else received_at}])
+
+
+def test_art12_the_store_opens_the_case_when_the_batch_arrives(store):
+    # if this fails, a bad review waits up to an hour (the next sweep) before anyone sees it
     c = store.client()
-    assert c.post_batch("x1", body)["status"] == "stored"
+    assert c.post_batch("x1", _one_bad_review("x1"))["status"] == "stored"
     c.close()
     wait_until(lambda: store.query(lambda s: cases.list_cases(s)), what="the case opened")
     rows = store.query(lambda s: cases.list_cases(s))
@@ -55,15 +60,8 @@ def test_art12_the_store_opens_the_case_when_the_batch_arrives(store):
 def test_a_bad_review_whose_deadline_cannot_be_computed_is_stored_all_the_same(store):
     # if this fails, one odd record (a hall clock gone wild) blocks its hall's forwarding for good:
     # the cases open in the batch's own transaction, and a rule must never refuse the batch
-    from haochaping.daemon.store import records
-    t = at("2026-11-02 10:00")
-    body = records.encode_batch("H01", "x2", [
-        {"type": "transaction", "id": "H01:tx:1", "tx": 1, "window": "W01", "ticket": "A1",
-         "started_at": t, "finished_at": t},
-        {"type": "rating", "id": "H01:rating:T001:1", "terminal": "T001", "seq": 1, "level": 5,
-         "outcome": "counted", "transaction": "H01:tx:1", "rated_at": t, "received_at": 1e15}])
     c = store.client()
-    assert c.post_batch("x2", body) == {"status": "stored", "batch": "x2", "records": 2, "new": 2}
+    assert c.post_batch("x2", _one_bad_review("x2", received_at=1e15)) == {"status": "stored", "batch": "x2", "records": 2, "new": 2}
     c.close()
     assert store.query(lambda s: s.uids("rating", "H01")) == ["H01:rating:T001:1"]
     assert store.query(lambda s: cases.list_cases(s)) == []
@@ -73,36 +71,20 @@ def test_a_bad_review_whose_deadline_cannot_be_computed_is_stored_all_the_same(s
 def test_a_broken_calendar_file_does_not_stop_the_store_taking_batches(store_db, certs, tmp_path,
                                                                        monkeypatch):
     # if this fails, a typo in the calendar override file stops every hall's forwarding
-    from haochaping.daemon.store import backends, records
-    from haochaping.daemon.store.client import StoreClient, StoreProcess
-    from haochaping.tools.broker import free_port
+    from tests.store.conftest import serve_store
     bad = tmp_path / "calendar.toml"
     bad.write_text("[2027\nnot toml", encoding="utf-8")
     monkeypatch.setenv("HCP_CALENDAR_FILE", str(bad))
-    s = backends.open_store(store_db)
-    key = s.add_hall("H01")
-    s.close()
-    proc = StoreProcess(store_db, free_port(), certs["cert"], certs["key"], certs["ca"],
-                        str(tmp_path / "store.log"), extra=["--rules-every", "0"]).start()
+    store = serve_store(store_db, certs, tmp_path / "store", ["--rules-every", "0"])
     try:
-        t = at("2026-11-02 10:00")
-        body = records.encode_batch("H01", "k1", [
-            {"type": "transaction", "id": "H01:tx:1", "tx": 1, "window": "W01", "ticket": "A1",
-             "started_at": t, "finished_at": t},
-            {"type": "rating", "id": "H01:rating:T001:1", "terminal": "T001", "seq": 1,
-             "level": 5, "outcome": "counted", "transaction": "H01:tx:1", "rated_at": t,
-             "received_at": t}])
-        c = StoreClient(proc.url, "H01", key, ca=certs["ca"])
-        assert c.post_batch("k1", body)["new"] == 2
+        c = store.client()
+        assert c.post_batch("k1", _one_bad_review("k1"))["new"] == 2
         c.close()
     finally:
-        proc.kill()
-    assert "its cases wait for the sweep" in proc.log_text()
-    s = backends.open_store(store_db)
-    try:
-        assert s.uids("rating", "H01") == ["H01:rating:T001:1"] and cases.list_cases(s) == []
-    finally:
-        s.close()
+        store.proc.kill()
+    assert "its cases wait for the sweep" in store.proc.log_text()
+    assert store.query(lambda s: s.uids("rating", "H01")) == ["H01:rating:T001:1"]
+    assert store.query(lambda s: cases.list_cases(s)) == []
 
 
 def test_art12_extension_needs_a_reason_and_a_later_date(st, data):
