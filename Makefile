@@ -1,13 +1,15 @@
 # The one entry point for people and CI: `make test`, `make demo`.
+SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean help
+.PHONY: test lint demo bench clean help
 
 help:
 	@echo "make test   - set up .venv and run the whole test suite"
+	@echo "make lint   - ruff (style, likely bugs) and mypy (types) over the code"
 	@echo "make demo   - run a whole simulated hall on this machine and print what it counted"
 	@echo "make bench  - run the ingest benchmark (prints one JSON line)"
 
@@ -20,6 +22,16 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# mypy sees the folders under the names they install as (haochaping.daemon, ...) through links in
+# .lint/src; its messages are given back with the repository's own paths.
+LINKS := daemon tools hardware protocol firmware
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	@mkdir -p .lint/src/haochaping && touch .lint/src/haochaping/__init__.py
+	@for p in $(LINKS); do ln -sfn ../../../$$p .lint/src/haochaping/$$p; done
+	@set -o pipefail; $(BIN)/mypy -p haochaping.daemon -p haochaping.tools -p haochaping.hardware \
+	  | sed 's#^\.lint/src/haochaping/##'
+
 demo: $(STAMP)
 	$(BIN)/hcp demo
 
@@ -27,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/hcp bench ingest --json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .lint

@@ -12,9 +12,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from haochaping.daemon.errors import HcpError
 
-from . import boards, pins
-from .profile import LEVEL_EN, level_label, pin_uses
-from .validate import require_valid
+from haochaping.hardware import boards, pins
+from haochaping.hardware.profile import LEVEL_EN, level_label, pin_uses
+from haochaping.hardware.validate import require_valid
 
 W = 1160                 # canvas width
 ROW = 32                 # pitch of the header pins

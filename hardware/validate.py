@@ -9,8 +9,8 @@ import re
 from haochaping.daemon.errors import HcpError
 from haochaping.protocol.levels import LEVELS
 
-from . import pins
-from .profile import load, pin_uses
+from haochaping.hardware import pins
+from haochaping.hardware.profile import load, pin_uses
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 _FIELDS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "buzzer",

@@ -6,9 +6,10 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from haochaping.tools import broker as broker_kit
-from haochaping.tools import hallkit
-from haochaping.tools.terminal_sim import SimTerminal
+from haochaping.tools.sim import processes
+from haochaping.tools.sim import hall_kit
+from haochaping.daemon.hall import api_client
+from haochaping.tools.sim.terminal_sim import SimTerminal
 
 
 def wait_until(cond, timeout=20.0, step=0.05, what="condition"):
@@ -22,27 +23,27 @@ def wait_until(cond, timeout=20.0, step=0.05, what="condition"):
 
 @pytest.fixture
 def hall(tmp_path):
-    return hallkit.create(str(tmp_path / "hall"), windows=("W01", "W02"), timeout_s=30,
+    return hall_kit.create(str(tmp_path / "hall"), windows=("W01", "W02"), timeout_s=30,
                           extra_superusers=("observer",))
 
 
 @pytest.fixture
 def broker(hall):
-    b = broker_kit.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
+    b = processes.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
     yield b
     b.stop()
 
 
 @pytest.fixture
 def daemon(hall, broker):
-    d = hallkit.DaemonProcess(hall).start()
+    d = processes.DaemonProcess(hall).start()
     yield d
     d.kill()
 
 
 @pytest.fixture
 def api(hall, daemon):
-    return hallkit.WindowApi(hall)
+    return api_client.WindowApi(hall)
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def terminals(hall, broker):
 
     def make(resend_s=2.0):
         out = {}
-        for dev in hallkit.devices(hall["folder"]):
+        for dev in hall_kit.devices(hall["folder"]):
             t = SimTerminal(hall["hall"]["id"], dev["terminal"], bytes.fromhex(dev["key"]),
                             "127.0.0.1", hall["mqtt"]["port"], dev["mqtt"]["password"],
                             resend_s=resend_s).start()
@@ -102,7 +103,7 @@ def raw_client(hall, broker):
 def hall_password(hall, username):
     if username in ("hall-daemon", "observer"):
         return hall["mqtt"]["password"]
-    for dev in hallkit.devices(hall["folder"]):
+    for dev in hall_kit.devices(hall["folder"]):
         if dev["terminal"] == username:
             return dev["mqtt"]["password"]
     raise KeyError(username)

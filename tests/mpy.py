@@ -2,7 +2,7 @@
 
 Device code is laid out as on the terminal: a folder with `haochaping/protocol` and
 `haochaping/firmware` (symlinks to the repository), put on MICROPYPATH. Stand-ins for
-`machine`/`network` live in tools/sim_device (host tools, also used by `hcp simulate`) and are
+`machine`/`network` live in tools/sim/sim_device (host tools, also used by `hcp simulate`) and are
 added only when a test asks for them.
 """
 import os
@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-STUBS = ROOT / "tools" / "sim_device"
+STUBS = ROOT / "tools" / "sim" / "sim_device"
 
 
 def micropython_binary():

@@ -52,8 +52,8 @@ def test_bad_arguments_give_one_line_and_exit_non_zero(args, expect):
 
 
 def test_pairing_an_unregistered_terminal_says_what_to_do(tmp_path):
-    from haochaping.tools import hallkit
-    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    from haochaping.tools.sim import hall_kit
+    cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
     r = CliRunner().invoke(cli, ["pair", "--config", cfg["path"], "--window", "W01", "--terminal", "T404"])
     assert r.exit_code == 1
     assert "hcp terminal add" in r.output
@@ -64,8 +64,8 @@ def test_pairing_an_unregistered_terminal_says_what_to_do(tmp_path):
 
 
 def test_window_commands_without_a_running_daemon_say_so(tmp_path):
-    from haochaping.tools import hallkit
-    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    from haochaping.tools.sim import hall_kit
+    cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
     r = CliRunner().invoke(cli, ["window", "finish", "--config", cfg["path"], "--window", "W01"])
     assert r.exit_code == 1
     assert "is `hcp daemon run` running?" in r.output
@@ -78,8 +78,8 @@ def test_window_commands_when_the_daemon_dies_mid_answer_say_so(tmp_path):
     import struct
     import threading
     import time
-    from haochaping.tools import hallkit
-    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    from haochaping.tools.sim import hall_kit
+    cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
     host, _, port = cfg["api"]["listen"].rpartition(":")
     srv = socket.create_server((host, int(port)))
 

@@ -4,7 +4,7 @@ with %s placeholders, so the rules need no change to the backends themselves."""
 import contextlib
 import datetime
 
-from .. import workdays
+from haochaping.daemon.rules import workdays
 
 
 class Tx:

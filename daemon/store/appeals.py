@@ -15,9 +15,9 @@ import time
 
 from haochaping.protocol import levels
 
-from .. import rules, workdays
-from ..errors import HcpError
-from . import access, cases
+from haochaping.daemon.rules import deadlines, workdays
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.store import access, cases
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def file(store, rating_uid, unit, reason, now=None, via="cli", calendar=None):
                                 % (rating_uid, levels.name(level),
                                    "default" if is_default else outcome))
         try:
-            filing = rules.check_appeal_in_time(access.when(received), access.when(now), cal)
+            filing = deadlines.check_appeal_in_time(access.when(received), access.when(now), cal)
         except HcpError as e:
             raise AppealRefused(str(e)) from None
         old = t.q("SELECT id, status FROM appeals WHERE rating_uid = %s", (rating_uid,))
@@ -73,7 +73,7 @@ def file(store, rating_uid, unit, reason, now=None, via="cli", calendar=None):
             raise AppealRefused("rating %s was appealed already: appeal %s (%s)"
                                 % (rating_uid, old[0][0], old[0][1]), 409)
         aid = "A" + secrets.token_hex(4)
-        due = rules.appeal_decision_deadline(access.when(now), cal).day.isoformat()
+        due = deadlines.appeal_decision_deadline(access.when(now), cal).day.isoformat()
         t.x("INSERT INTO appeals (id, rating_uid, unit, reason, filed_at, filing_deadline,"
             " decision_due, via, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending')",
             (aid, rating_uid, unit, reason, now, filing.at.timestamp(), due, via))

@@ -17,9 +17,9 @@ import threading
 import time
 from itertools import chain, islice, repeat
 
-from ..errors import HcpError
-from . import access, schema
-from .records import BadBatch
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.store import access, schema
+from haochaping.daemon.batches import BadBatch
 
 log = logging.getLogger(__name__)
 

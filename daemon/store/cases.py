@@ -19,9 +19,9 @@ import time
 
 from haochaping.protocol import levels
 
-from .. import rules, workdays
-from ..errors import HcpError
-from . import access
+from haochaping.daemon.rules import deadlines, workdays
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.store import access
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _due_dates(rows, cal):
         try:
             day = access.when(received).date()
             if day not in due_of:
-                due_of[day] = rules.rectification_deadline(access.when(received),
+                due_of[day] = deadlines.rectification_deadline(access.when(received),
                                                            cal).day.isoformat()
             out.append(due_of[day])
         except Exception as e:  # nothing in the rules may keep a batch from being stored
@@ -218,7 +218,7 @@ def extend(store, cid, new_day, reason, now=None):
         _open_case(t, cid)
         due = t.q("SELECT due FROM cases WHERE id = %s", (cid,))[0][0]
         current = workdays.Deadline(None, 0, datetime.date.fromisoformat(due), (), ())
-        new_end = rules.extend_rectification(current, new_day, reason)
+        new_end = deadlines.extend_rectification(current, new_day, reason)
         t.x("UPDATE cases SET due = %s WHERE id = %s", (new_end.date().isoformat(), cid))
         t.x("INSERT INTO case_events (case_id, at, kind, note, due) VALUES"
             " (%s, %s, 'extended', %s, %s)", (cid, now, reason, new_end.date().isoformat()))

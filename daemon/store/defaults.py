@@ -14,8 +14,8 @@ import time
 
 from haochaping.protocol import levels
 
-from .. import rules, workdays
-from . import access
+from haochaping.daemon.rules import deadlines, workdays
+from haochaping.daemon.store import access
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,16 @@ def run_defaults(store, now=None, calendar=None):
     at_now = access.when(now)
     given = checked = waiting = 0
     fallback = set()
-    deadlines = {}
+    due_by_day = {}
     due = []
     # read without the write lock (the halls' batches go on), then write only what is due;
     # a citizen rating committed in between is no harm: it wins in the scores (scores.py)
     for uid, hall, finished in access.query(store, UNRATED_SQL, (EPOCH, now - _MIN_WAIT_S)):
         checked += 1
         day = access.when(finished).date()
-        if day not in deadlines:
-            deadlines[day] = rules.default_rating_deadline(day, cal)
-        d = deadlines[day]
+        if day not in due_by_day:
+            due_by_day[day] = deadlines.default_rating_deadline(day, cal)
+        d = due_by_day[day]
         fallback.update(d.fallback_years)
         if not d.passed(at_now):
             waiting += 1

@@ -2,7 +2,7 @@
 for bad reviews (第十二条), once (`hcp store run-defaults`) or on a schedule (`hcp store serve`)."""
 import logging
 
-from . import cases, defaults
+from haochaping.daemon.store import cases, defaults
 
 log = logging.getLogger(__name__)
 

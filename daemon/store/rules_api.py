@@ -12,7 +12,7 @@ In the transaction that stores a batch the server calls in_batch(): its bad revi
 import json
 import logging
 
-from . import appeals, cases
+from haochaping.daemon.store import appeals, cases
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024

@@ -1,5 +1,5 @@
 """第十四条 on the store's data: one score per department, window and staff member and period.
-daemon/rules.py does the arithmetic; this module only decides what each transaction counts as:
+daemon/rules/scoring.py does the arithmetic; this module only decides what each transaction counts as:
 
   a citizen's counted rating      Rating(level), excluded if an appeal against it was upheld
   else a default 基本满意          Rating(3, is_default=True): written by run-defaults, or its
@@ -14,9 +14,9 @@ A transaction belongs to the period of the day it finished (Asia/Shanghai). Unit
 import datetime
 import time
 
-from .. import rules, workdays
-from ..errors import HcpError
-from . import access, defaults
+from haochaping.daemon.rules import deadlines, scoring, workdays
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.store import access, defaults
 
 KINDS = ("department", "window", "staff")
 
@@ -35,7 +35,7 @@ ORDER BY t.finished_at, t.uid
 
 def bounds(period):
     """(first day, last day, start ts, end ts) of a period like 2026Q3."""
-    first, last = rules.parse_period(period)
+    first, last = scoring.parse_period(period)
     start = max(access.day_start(first), defaults.EPOCH)
     return first, last, start, access.day_start(last + datetime.timedelta(days=1))
 
@@ -54,7 +54,7 @@ def units_of(tx):
 
 
 def transactions(store, period, now=None, calendar=None):
-    """Every transaction of the period with what it counts as (`rating`: a rules.Rating, or
+    """Every transaction of the period with what it counts as (`rating`: a scoring.Rating, or
     None while pending)."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
@@ -62,20 +62,20 @@ def transactions(store, period, now=None, calendar=None):
     upheld = {r[0] for r in access.query(store, "SELECT rating_uid FROM appeals"
                                                 " WHERE status = 'upheld'")}
     at_now = access.when(now)
-    deadlines = {}
+    due_by_day = {}
     out = []
     for uid, hall, dept, window, staff, finished, ruid, level, ndef in access.query(
             store, TX_SQL, (start, end)):
         tx = {"uid": uid, "hall": hall, "department": dept, "window": window, "staff": staff,
               "finished_at": finished, "rating_uid": ruid, "level": level}
         if ruid is not None:
-            tx["rating"] = rules.Rating(level, excluded=ruid in upheld)
+            tx["rating"] = scoring.Rating(level, excluded=ruid in upheld)
         else:
             day = access.when(finished).date()
-            if day not in deadlines:
-                deadlines[day] = rules.default_rating_deadline(day, cal)
-            passed = deadlines[day].passed(at_now)
-            tx["rating"] = rules.Rating(3, is_default=True) if ndef or passed else None
+            if day not in due_by_day:
+                due_by_day[day] = deadlines.default_rating_deadline(day, cal)
+            passed = due_by_day[day].passed(at_now)
+            tx["rating"] = scoring.Rating(3, is_default=True) if ndef or passed else None
             if tx["rating"] is not None:
                 tx["level"] = 3
         out.append(tx)
@@ -95,21 +95,21 @@ def unit_scores(store, period, now=None, calendar=None, txs=None):
             else:
                 u["ratings"].append(tx["rating"])
     for u in units.values():
-        u["score"] = rules.score(u["ratings"], u["pending"])
+        u["score"] = scoring.score(u["ratings"], u["pending"])
     return dict(sorted(units.items(), key=lambda kv: (KINDS.index(kv[1]["kind"]), kv[0])))
 
 
 def explain(store, unit, period, now=None, calendar=None):
-    """rules.Explanation of one unit's score from the store's data. A unit with no transaction
+    """scoring.Explanation of one unit's score from the store's data. A unit with no transaction
     in the period gets the rules' "no data" answer, unless the store has never seen it at all."""
     units = unit_scores(store, period, now, calendar)
     if unit in units:
         u = units[unit]
-        return rules.explain(u["ratings"], u["pending"], unit, period)
+        return scoring.explain(u["ratings"], u["pending"], unit, period)
     if not _known(store, unit):
         raise HcpError("unit %s is not in the store: a department code (or hall id), "
                        "window:HALL/WINDOW or staff:HALL/STAFF" % unit)
-    return rules.explain([], 0, unit, period)
+    return scoring.explain([], 0, unit, period)
 
 
 def _known(store, unit):

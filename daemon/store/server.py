@@ -20,9 +20,10 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..errors import HcpError
-from . import records, rules_api, workers
-from .records import BadBatch
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon import batches
+from haochaping.daemon.store import rules_api, workers
+from haochaping.daemon.batches import BadBatch
 
 log = logging.getLogger(__name__)
 _HANDSHAKE_S = 10
@@ -164,9 +165,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(411, "Content-Length required", hall, batch, close=True)
             return
         n = int(length)
-        if n > records.MAX_BODY:
+        if n > batches.MAX_BODY:
             # not read: answered at once, and the connection closed behind it
-            self._refuse(413, "body of %d bytes is over the limit of %d" % (n, records.MAX_BODY),
+            self._refuse(413, "body of %d bytes is over the limit of %d" % (n, batches.MAX_BODY),
                          hall, batch, close=True)
             return
         body = self.rfile.read(n)
@@ -174,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(400, "body truncated: got %d of %d bytes" % (len(body), n), hall, batch,
                          close=True)
             return
-        if not records.valid_id(hall) or not records.valid_batch_id(batch):
+        if not batches.valid_id(hall) or not batches.valid_batch_id(batch):
             self._refuse(400, "X-Hcp-Hall and X-Hcp-Batch headers required (ids)", hall, batch)
             return
         store = self.server_ref.store
@@ -188,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(403, "unknown hall %s (register it: hcp store add-hall)" % hall,
                          hall, batch)
             return
-        if not records.verify(key, hall, batch, body, sig):
+        if not batches.verify(key, hall, batch, body, sig):
             self._refuse(401, "bad signature: the batch is not signed with hall %s's key" % hall,
                          hall, batch)
             return

@@ -6,7 +6,7 @@ every time it hands back the writer waits for the thread that is decoding the ne
 the two end up taking turns (docs/store.md, "Figures"). A worker is a process of its own with a
 single thread: it decodes one batch while another worker writes the previous one.
 
-What a worker does is what the server did in its own thread: records.parse_batch, then
+What a worker does is what the server did in its own thread: batches.parse_batch, then
 store_batch with the batch's cases (rules_api.in_batch) in the same transaction. The server
 still reads the body and checks the hall's signature before a batch goes to a worker.
 SQLite: one worker writes at a time, under a lock the workers share (it wakes the next writer
@@ -22,8 +22,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from . import backends, records, rules_api
-from .records import BadBatch
+from haochaping.daemon.store import backends, rules_api
+from haochaping.daemon import batches
+from haochaping.daemon.store import identity
+from haochaping.daemon.batches import BadBatch
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def _start(server, db, identity_key, write_lock, level):
     threading.Thread(target=_orphaned, args=(server,), daemon=True).start()
     # as `hcp` logs (tools/cli), to the server's own stderr, which a spawned worker inherits
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    ident = records.IdentityKey.load(identity_key) if identity_key else None
+    ident = identity.IdentityKey.load(identity_key) if identity_key else None
     _store = backends.open_store(db, ident)
     _write_lock = write_lock
 
@@ -58,7 +60,7 @@ def _ready():
 def store_batch(store, hall, batch, body, write_lock=None):
     """Decode, check and store one batch whose signature is checked: backends.store_batch's
     answer, or BadBatch. What a worker does; the server does it itself when it has none."""
-    h, b, parsed = records.parse_batch(body, hall, batch)
+    h, b, parsed = batches.parse_batch(body, hall, batch)
     sha = hashlib.sha256(body).hexdigest()
     if write_lock is None:
         return store.store_batch(h, b, sha, parsed, then=rules_api.in_batch)

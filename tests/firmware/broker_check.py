@@ -1,6 +1,6 @@
 # The booted firmware under real MicroPython against a real mosquitto (started by
 # test_broker.py, with a paho client there playing the daemon). Stand-ins: machine/network from
-# tools/sim_device; the WiFi stand-in owns the real sockets and drops them on wifi_down().
+# tools/sim/sim_device; the WiFi stand-in owns the real sockets and drops them on wifi_down().
 #
 # Usage: micropython broker_check.py <config.json>
 # Prints "broker ok <connects>" or what went wrong.

@@ -13,7 +13,6 @@
 # Usage: micropython powercut_check.py count PRESSES [JOURNAL_MAX] -> the day's stats, no cut
 #        micropython powercut_check.py cut FROM TO STEP -> every k in range(FROM, TO, STEP)
 # Prints "powercut ok <ks covered> ..." or failures.
-import os
 import sys
 
 import vfs

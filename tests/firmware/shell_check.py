@@ -1,10 +1,10 @@
 # The whole firmware as booted on a terminal (main.serve: config file, watchdog, board, WiFi,
 # app, link) under real MicroPython, with the machine/network/neopixel stand-ins of
-# tools/sim_device and the loopback broker+daemon. Keys are pressed by setting GPIO levels (or
+# tools/sim/sim_device and the loopback broker+daemon. Keys are pressed by setting GPIO levels (or
 # touch readings), lights are read back from the GPIO levels and the WS2812 buffer.
 #
 # Usage: micropython shell_check.py <scratch dir> <tests/device dir>
-#    or: PYTHONPATH=tools/sim_device python shell_check.py ... (CPython, as `hcp simulate`
+#    or: PYTHONPATH=tools/sim/sim_device python shell_check.py ... (CPython, as `hcp simulate`
 #        runs the firmware where micropython is not installed)
 # Prints "shell ok" or the failures.
 import json

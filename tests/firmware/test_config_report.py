@@ -7,7 +7,7 @@ import subprocess
 
 from click.testing import CliRunner
 
-from haochaping.tools import firmware_sim, hallkit
+from haochaping.tools.sim import firmware_host, hall_kit
 from haochaping.tools.cli import _register, cli
 from tests import mpy
 from tests.conftest import wait_until
@@ -16,15 +16,15 @@ _register()
 
 
 def test_bad_config_fields_are_named_in_the_status_and_in_hcp_terminals(hall, daemon, hall_db, tmp_path):
-    dev = [d for d in hallkit.devices(hall["folder"]) if d["terminal"] == "T001"][0]
-    cfg = firmware_sim.device_config(dev, str(tmp_path / "T001.journal"))
+    dev = [d for d in hall_kit.devices(hall["folder"]) if d["terminal"] == "T001"][0]
+    cfg = firmware_host.device_config(dev, str(tmp_path / "T001.journal"))
     cfg["journal_max"] = 5          # out of range
     cfg["colour"] = "red"           # unknown field
     path = tmp_path / "T001.config.json"
     path.write_text(json.dumps(cfg))
     env = dict(os.environ, MICROPYPATH=":".join(
-        [str(firmware_sim.device_tree(str(tmp_path))), str(firmware_sim.SIM_DEVICE), ".frozen"]))
-    proc = subprocess.Popen([mpy.micropython_binary(), str(firmware_sim.SCRIPT), "--board", "10",
+        [str(firmware_host.device_tree(str(tmp_path))), str(firmware_host.SIM_DEVICE), ".frozen"]))
+    proc = subprocess.Popen([mpy.micropython_binary(), str(firmware_host.SCRIPT), "--board", "10",
                              str(path)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, cwd=str(tmp_path))
     try:

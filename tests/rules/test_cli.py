@@ -8,10 +8,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from haochaping.daemon import workdays
-from haochaping.tools.cli import calendar as calendar_cli  # noqa: F401  (registers `calendar`)
+from haochaping.daemon.rules import workdays
+from haochaping.tools.cli import hcp_calendar as calendar_cli  # noqa: F401  (registers `calendar`)
 from haochaping.tools.cli import cli
-from haochaping.tools.cli import rules as rules_cli  # noqa: F401  (registers `rules`)
+from haochaping.tools.cli import hcp_rules as rules_cli  # noqa: F401  (registers `rules`)
 
 OVERRIDE_2027 = textwrap.dedent("""\
     [2027]

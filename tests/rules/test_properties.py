@@ -8,8 +8,8 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, strategies as st  # noqa: E402
 
-from haochaping.daemon import rules, workdays  # noqa: E402
-from haochaping.daemon.rules import Rating  # noqa: E402
+from haochaping.daemon.rules import scoring, workdays  # noqa: E402
+from haochaping.daemon.rules.scoring import Rating  # noqa: E402
 
 RATINGS = st.one_of(st.integers(1, 5).map(Rating), st.just(Rating(3, is_default=True)),
                     st.integers(1, 5).map(lambda lv: Rating(lv, excluded=True)))
@@ -19,21 +19,21 @@ CAL = workdays.Calendar(None)
 @given(st.lists(RATINGS, max_size=60), st.integers(0, 5))
 def test_art14_final_score_is_always_one_of_the_possible_sums(ratings, pending):
     # Wrong: a published score of 2 or 9, which the regulation cannot produce.
-    s = rules.score(ratings, pending)
-    assert s.final is None or s.final in rules.POSSIBLE_FINALS
+    s = scoring.score(ratings, pending)
+    assert s.final is None or s.final in scoring.POSSIBLE_FINALS
     assert (s.final is None) == (not any(not r.excluded for r in ratings))
 
 
 @given(st.lists(RATINGS, max_size=60))
 def test_art14_adding_a_feichang_manyi_never_lowers_the_average_band(ratings):
-    before = rules.score(ratings).average_points or 0
-    assert rules.score(ratings + [Rating(1)]).average_points >= before
+    before = scoring.score(ratings).average_points or 0
+    assert scoring.score(ratings + [Rating(1)]).average_points >= before
 
 
 @given(st.lists(RATINGS, max_size=60))
 def test_art7_art14_defaults_never_raise_the_acceptance_rate(ratings):
-    base = rules.score(ratings)
-    more = rules.score(ratings + [Rating(3, is_default=True)])
+    base = scoring.score(ratings)
+    more = scoring.score(ratings + [Rating(3, is_default=True)])
     assert base.acceptance_rate is None or more.acceptance_rate <= base.acceptance_rate
 
 

@@ -6,9 +6,9 @@ from fractions import Fraction
 
 import pytest
 
-from haochaping.daemon import rules
+from haochaping.daemon.rules import scoring
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.rules import Rating
+from haochaping.daemon.rules.scoring import Rating
 from haochaping.protocol import levels
 
 
@@ -25,7 +25,7 @@ def defaults(n):
 @pytest.mark.parametrize("level,points", [(1, 10), (2, 8), (3, 6), (4, 2), (5, 0)])
 def test_art14_each_level_scores_its_points(level, points):
     # Wrong: a 满意 counts like 非常满意 and every unit's average is off.
-    assert rules.score(citizen(level)).average == points
+    assert scoring.score(citizen(level)).average == points
 
 
 # --- acceptance rate bands: ≥95% → 3, 80% to <95% → 1, <80% → 0 ---------------------------------
@@ -40,7 +40,7 @@ def test_art14_each_level_scores_its_points(level, points):
 ])
 def test_art14_acceptance_rate_band_boundaries(rated, total, points):
     # Wrong: a unit at exactly 95% loses 2 points it earned (or gains them at 94.95%).
-    s = rules.score_from(rated, total, 10)
+    s = scoring.score_from(rated, total, 10)
     assert s.rate_points == points
     assert s.acceptance_rate == Fraction(rated, total)
 
@@ -55,29 +55,29 @@ def test_art14_acceptance_rate_band_boundaries(rated, total, points):
 ])
 def test_art14_average_band_boundaries(average, points):
     # Wrong: a unit averaging exactly 8 drops from 5 to 3 points.
-    assert rules.score_from(20, 20, average).average_points == points
+    assert scoring.score_from(20, 20, average).average_points == points
 
 
 def test_art14_boundaries_reached_by_real_ratings_are_exact():
     # 3×10 + 1×8 = 9.5 exactly; 1×10 + 1×6 = 8 exactly; 1×8 + 1×6 + 1×4? (no 4): 2×6 = 6.
-    assert rules.score(citizen(1, 3) + citizen(2)).average_points == 7
-    assert rules.score(citizen(1) + citizen(3)).average_points == 5
-    assert rules.score(citizen(3, 2)).average_points == 3
+    assert scoring.score(citizen(1, 3) + citizen(2)).average_points == 7
+    assert scoring.score(citizen(1) + citizen(3)).average_points == 5
+    assert scoring.score(citizen(3, 2)).average_points == 3
     # 9.4736…: 17×10 + 1×8 + 1×2 = 180/19, just under 9.5
-    s = rules.score(citizen(1, 17) + citizen(2) + citizen(4))
+    s = scoring.score(citizen(1, 17) + citizen(2) + citizen(4))
     assert s.average == Fraction(180, 19) and s.average_points == 5
 
 
 def test_art14_float_rounding_never_moves_a_boundary():
     # 57/60 is 95% exactly; 0.1+0.2-style float error must not push it below.
-    assert rules.score_from(57, 60, 9.5).final == 10
-    assert rules.score_from(57, 60, 0.95 * 10).final == 10
+    assert scoring.score_from(57, 60, 9.5).final == 10
+    assert scoring.score_from(57, 60, 0.95 * 10).final == 10
 
 
 def test_art14_final_is_the_sum_of_rate_and_average_points():
-    s = rules.score_from(19, 20, 9.5)
+    s = scoring.score_from(19, 20, 9.5)
     assert (s.final, s.rate_points, s.average_points) == (10, 3, 7)
-    s = rules.score_from(17, 20, 8.2)
+    s = scoring.score_from(17, 20, 8.2)
     assert (s.final, s.rate_points, s.average_points) == (6, 1, 5)
 
 
@@ -85,16 +85,16 @@ def test_art14_final_is_the_sum_of_rate_and_average_points():
 
 def test_art14_a_unit_with_no_transactions_has_no_score_not_zero():
     # Wrong: a window that served nobody is published as scoring 0 / 10.
-    for s in (rules.score_from(0, 0, None), rules.score_from(0, 0, 9), rules.score([])):
+    for s in (scoring.score_from(0, 0, None), scoring.score_from(0, 0, 9), scoring.score([])):
         assert s.final is None and s.reason == "no data"
         assert s.to_dict()["final"] is None and s.to_dict()["reason"] == "no data"
-    assert "no data" in rules.score([]).text()
+    assert "no data" in scoring.score([]).text()
 
 
 def test_art14_all_ratings_excluded_or_open_gives_no_score():
-    s = rules.score([Rating(5, excluded=True)])
-    assert s.final is None and s.reason == rules.NO_COUNTED_RATINGS
-    s = rules.score([], pending=3)
+    s = scoring.score([Rating(5, excluded=True)])
+    assert s.final is None and s.reason == scoring.NO_COUNTED_RATINGS
+    s = scoring.score([], pending=3)
     assert s.final is None and s.provisional
 
 
@@ -103,16 +103,16 @@ def test_art14_all_ratings_excluded_or_open_gives_no_score():
 def test_art7_art14_default_ratings_are_not_accepted_evaluations():
     # 19 citizen + 1 default = 95%: 3 points. 18 + 2 defaults = 90%: 1 point.
     # Wrong: units reach 100% acceptance by letting every transaction default.
-    assert rules.score(citizen(1, 19) + defaults(1)).rate_points == 3
-    s = rules.score(citizen(1, 18) + defaults(2))
+    assert scoring.score(citizen(1, 19) + defaults(1)).rate_points == 3
+    s = scoring.score(citizen(1, 18) + defaults(2))
     assert s.rated == 18 and s.total == 20 and s.rate_points == 1
-    assert rules.score(defaults(10)).acceptance_rate == 0
+    assert scoring.score(defaults(10)).acceptance_rate == 0
 
 
 def test_art7_art14_default_ratings_count_at_six_points_in_the_average():
-    s = rules.score(citizen(1, 19) + defaults(1))
+    s = scoring.score(citizen(1, 19) + defaults(1))
     assert s.average == Fraction(196, 20)
-    assert rules.score(defaults(4)).average == 6
+    assert scoring.score(defaults(4)).average == 6
 
 
 def test_art7_a_default_rating_is_always_jiben_manyi():
@@ -132,16 +132,16 @@ def test_art10_an_upheld_appeal_removes_the_rating_from_the_average_only():
     # Wrong: a malicious 非常不满意 that the office removed still drags the unit down — or
     # winning the appeal lowers the unit's acceptance rate.
     ratings = citizen(1, 9) + [Rating(5, excluded=True)]
-    s = rules.score(ratings)
+    s = scoring.score(ratings)
     assert s.average == 10 and s.average_points == 7
     assert s.rated == 10 and s.total == 10 and s.rate_points == 3
-    assert rules.score(citizen(1, 9) + citizen(5)).average_points == 5    # 9.0 when not excluded
+    assert scoring.score(citizen(1, 9) + citizen(5)).average_points == 5    # 9.0 when not excluded
 
 
 # --- open transactions ---------------------------------------------------------------------------
 
 def test_art7_art14_transactions_still_within_their_deadline_make_the_score_provisional():
-    s = rules.score(citizen(1, 19), pending=1)
+    s = scoring.score(citizen(1, 19), pending=1)
     assert s.total == 20 and s.rate_points == 3 and s.provisional
     assert "provisional" in s.text()
 
@@ -158,15 +158,15 @@ def test_art7_art14_transactions_still_within_their_deadline_make_the_score_prov
 ])
 def test_art14_bad_counts_are_refused(args, message):
     with pytest.raises(HcpError, match=message):
-        rules.score_from(*args)
+        scoring.score_from(*args)
 
 
 # --- the explanation -----------------------------------------------------------------------------
 
 def test_art14_explain_shows_every_step_as_data_and_text():
     ratings = citizen(1, 16) + citizen(2) + defaults(2) + [Rating(5, excluded=True)]
-    e = rules.explain(ratings, unit="窗口 3", period="2026Q3")
-    assert e.score == rules.score(ratings)
+    e = scoring.explain(ratings, unit="窗口 3", period="2026Q3")
+    assert e.score == scoring.score(ratings)
     t = e.data["tally"]
     assert (t["transactions"], t["accepted"], t["defaults"], t["excluded"]) == (20, 18, 2, 1)
     lv = {r["level"]: r for r in t["per_level"]}
@@ -181,14 +181,14 @@ def test_art14_explain_shows_every_step_as_data_and_text():
 
 
 def test_art14_explain_with_no_transactions_says_no_data():
-    e = rules.explain([])
+    e = scoring.explain([])
     assert e.score.final is None and e.data["steps"][-1] == {"step": "no data"}
     assert "no score (no data), not 0" in e.text
 
 
 def test_art14_percent_and_average_never_print_rounded_across_a_band_edge():
-    assert rules.percent(Fraction(18999, 20000)) == "94.99%"
-    assert rules.decimal(Fraction(94999, 10000)) == "9.499"
+    assert scoring.percent(Fraction(18999, 20000)) == "94.99%"
+    assert scoring.decimal(Fraction(94999, 10000)) == "9.499"
 
 
 # --- properties, exhaustive over small units -------------------------------------------------------
@@ -201,20 +201,20 @@ def _units(max_n):
 
 
 def test_art14_property_the_final_score_is_always_a_possible_sum():
-    assert rules.POSSIBLE_FINALS == {0, 1, 3, 4, 5, 6, 7, 8, 10}
+    assert scoring.POSSIBLE_FINALS == {0, 1, 3, 4, 5, 6, 7, 8, 10}
     for unit in _units(6):
-        s = rules.score(unit)
-        assert s.final is None or s.final in rules.POSSIBLE_FINALS
+        s = scoring.score(unit)
+        assert s.final is None or s.final in scoring.POSSIBLE_FINALS
 
 
 def test_art14_property_adding_a_feichang_manyi_never_lowers_the_average_band():
     for unit in _units(6):
-        before = rules.score(unit).average_points
-        after = rules.score(unit + (Rating(1),)).average_points
+        before = scoring.score(unit).average_points
+        after = scoring.score(unit + (Rating(1),)).average_points
         assert after >= (before or 0)
 
 
 def test_art14_property_more_citizen_ratings_never_lower_the_rate_band():
     for total in range(1, 60):
-        points = [rules.score_from(r, total, 9).rate_points for r in range(total + 1)]
+        points = [scoring.score_from(r, total, 9).rate_points for r in range(total + 1)]
         assert points == sorted(points)

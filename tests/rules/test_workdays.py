@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from haochaping.daemon import workdays
+from haochaping.daemon.rules import workdays
 from haochaping.daemon.errors import HcpError
 
 D = datetime.date
@@ -147,7 +147,7 @@ def test_art7_the_whole_last_day_is_in_time_and_the_next_day_is_not():
 
 def test_art7_year_end_beyond_the_package_falls_back_and_says_so(caplog):
     # Mon 28 Dec 2026: 29, 30, 31 official; 2027 unknown → Fri 1 Jan, Mon 4 Jan by Monday-Friday.
-    with caplog.at_level(logging.WARNING, logger="haochaping.daemon.workdays"):
+    with caplog.at_level(logging.WARNING, logger="haochaping.daemon.rules.workdays"):
         d = workdays.Calendar(None).add_working_days(D(2026, 12, 28), 5)
     assert d.day == D(2027, 1, 4)
     assert d.fallback and d.fallback_years == (2027,)

@@ -6,11 +6,14 @@ import secrets
 import pytest
 import trustme
 
-from haochaping.daemon import config
-from haochaping.daemon.store import backends, records
-from haochaping.daemon.store.client import StoreClient, StoreProcess
-from haochaping.tools import broker as broker_kit
-from haochaping.tools import hallkit
+from haochaping.daemon.hall import settings
+from haochaping.daemon.store import backends
+from haochaping.daemon import batches
+from haochaping.daemon.store import identity
+from haochaping.daemon.hall.store_client import StoreClient
+from haochaping.tools.sim.processes import StoreProcess
+from haochaping.tools.sim import processes
+from haochaping.tools.sim import hall_kit
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ["sqlite", "postgres"]
@@ -63,7 +66,7 @@ class Store:
         self.url = proc.url
 
     def open(self):
-        ident = records.IdentityKey.load(self.identity_key) if self.identity_key else None
+        ident = identity.IdentityKey.load(self.identity_key) if self.identity_key else None
         return backends.open_store(self.db, ident)
 
     def query(self, fn):
@@ -74,7 +77,7 @@ class Store:
             s.close()
 
     def client(self, hall="H01", key=None):
-        return StoreClient(self.url, hall, key or records.read_key_file(self.key_file), ca=self.ca)
+        return StoreClient(self.url, hall, key or batches.read_key_file(self.key_file), ca=self.ca)
 
 
 def serve_store(store_db, certs, folder, extra=()):
@@ -83,10 +86,10 @@ def serve_store(store_db, certs, folder, extra=()):
     folder.mkdir()
     key_file = str(folder / "H01.key")
     s = backends.open_store(store_db)
-    records.write_key_file(key_file, s.add_hall("H01", "test hall"))
+    batches.write_key_file(key_file, s.add_hall("H01", "test hall"))
     s.close()
     ident = str(folder / "identity.key")
-    proc = StoreProcess(store_db, broker_kit.free_port(), certs["cert"], certs["key"], certs["ca"],
+    proc = StoreProcess(store_db, processes.free_port(), certs["cert"], certs["key"], certs["ca"],
                         str(folder / "store.log"), identity_key=ident, extra=extra).start()
     return Store(store_db, proc, key_file, certs["ca"], ident)
 
@@ -112,13 +115,13 @@ retry_max_s = 1
 
 def forwarding_hall(folder, store, batch_size=50, hall_id=None, key_file=None):
     """A hallkit hall whose hall.toml forwards to `store`."""
-    cfg = hallkit.create(folder, windows=("W01", "W02"), timeout_s=30)
+    cfg = hall_kit.create(folder, windows=("W01", "W02"), timeout_s=30)
     with open(cfg["path"], "a") as f:
         f.write(FORWARD_TOML % {"url": store.url, "ca": store.ca,
                                 "key": key_file or store.key_file, "batch": batch_size})
         if hall_id:
             f.write('hall_id = "%s"\n' % hall_id)
-    new = config.load(cfg["path"])
+    new = settings.load(cfg["path"])
     new["folder"], new["broker_conf"] = cfg["folder"], cfg["broker_conf"]
     return new
 
@@ -156,7 +159,7 @@ def backlog(hall_db):
 def hall_day(hall, transactions, seed=1):
     """Citizens rate (walk away, press twice, give reasons after bad reviews) at both windows
     of a real hall: terminals over MQTT → hall daemon → forwarder → store."""
-    from haochaping.tools import scenario
+    from haochaping.tools.sim import scenario
     by_window = scenario.start_terminals(hall, hall["folder"])
     try:
         did, errors = scenario.run(hall, by_window, transactions, seed=seed, service_s=0.001)

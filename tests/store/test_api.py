@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from haochaping.daemon.store import records
-from haochaping.daemon.store.client import StoreRefused
+from haochaping.daemon import batches
+from haochaping.daemon.hall.store_client import StoreRefused
 
 
 def _records(n=3, hall="H01", start=1):
@@ -29,7 +29,7 @@ def _post(store, batch_id, recs, hall="H01", key=None, body=None):
     c = store.client(hall, key)
     try:
         return c.post_batch(batch_id, body if body is not None else
-                            records.encode_batch(hall, batch_id, recs))
+                            batches.encode_batch(hall, batch_id, recs))
     finally:
         c.close()
 
@@ -56,8 +56,8 @@ def test_a_batch_is_stored_and_a_replay_is_acked_but_stored_once(store):
 
 def test_a_batch_with_one_byte_changed_is_refused_401(store):
     # if this fails, anyone on the path can alter a citizen's rating on its way to the city
-    body = records.encode_batch("H01", "b1", _records(2))
-    sig = records.signature(records.read_key_file(store.key_file), "H01", "b1", body)
+    body = batches.encode_batch("H01", "b1", _records(2))
+    sig = batches.signature(batches.read_key_file(store.key_file), "H01", "b1", body)
     forged = body.replace(b'"level":2', b'"level":5')
     assert forged != body
     c = store.client()
@@ -152,8 +152,8 @@ def _read_status(sock):
 
 def test_a_truncated_body_is_refused_and_nothing_is_stored(store):
     # if this fails, a connection cut mid-upload stores half a batch or hangs the store
-    body = records.encode_batch("H01", "b1", _records(3))
-    sig = records.signature(records.read_key_file(store.key_file), "H01", "b1", body)
+    body = batches.encode_batch("H01", "b1", _records(3))
+    sig = batches.signature(batches.read_key_file(store.key_file), "H01", "b1", body)
     s = _raw_tls(store)
     s.sendall(_head("H01", "b1", len(body), sig) + body[:len(body) // 2])
     s.shutdown(socket.SHUT_WR)
@@ -181,7 +181,7 @@ def test_a_50_mb_body_is_refused_413_without_being_read(store):
 def test_plain_http_is_refused_when_tls_is_on(store):
     # if this fails, ratings and hall signatures could cross the city network in clear
     plain = store.url.replace("https://", "http://") + "/v1/batches"
-    body = records.encode_batch("H01", "b1", _records(1))
+    body = batches.encode_batch("H01", "b1", _records(1))
     req = urllib.request.Request(plain, data=body, method="POST",
                                  headers={"X-Hcp-Hall": "H01", "X-Hcp-Batch": "b1"})
     with pytest.raises(urllib.error.HTTPError) as e:
@@ -254,7 +254,7 @@ def _tables(recs):
 
 def _post_v2(store, batch_id, tables, hall="H01"):
     return _post(store, batch_id, None, hall=hall,
-                 body=records.encode_columns(hall, batch_id, tables))
+                 body=batches.encode_columns(hall, batch_id, tables))
 
 
 def test_a_columnar_batch_is_stored_like_the_same_records_one_by_one(store):

@@ -9,8 +9,9 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from haochaping.daemon.store import backends, records
-from haochaping.tools import hallkit
+from haochaping.daemon.store import backends
+from haochaping.daemon import batches
+from haochaping.tools.sim import hall_kit
 from haochaping.tools.cli import _register, cli
 
 from .conftest import BACKENDS, PG_ADMIN
@@ -29,7 +30,7 @@ def test_add_hall_writes_the_key_to_a_600_file_and_never_prints_it(store_db, tmp
     out = str(tmp_path / "H02.key")
     r = _run("store", "add-hall", "--db", store_db, "--hall", "H02", "--name", "五华区", "--key-out", out)
     assert r.exit_code == 0, r.output
-    key = records.read_key_file(out)
+    key = batches.read_key_file(out)
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     assert key.hex() not in r.output
     s = backends.open_store(store_db)
@@ -55,8 +56,8 @@ def test_ratings_come_out_as_csv_and_json_with_their_transaction(store_db, tmp_p
              "received_at": 1793500071.0},
             {"type": "reason", "id": "H01:reason:T001:2", "terminal": "T001", "seq": 2, "ref": 1,
              "reason": "服务态度", "rated_at": 1793500075.0}]
-    body = records.encode_batch("H01", "b1", recs)
-    hall, batch, parsed = records.parse_batch(body, "H01", "b1")
+    body = batches.encode_batch("H01", "b1", recs)
+    hall, batch, parsed = batches.parse_batch(body, "H01", "b1")
     s.store_batch(hall, batch, "sha", parsed)
     s.close()
     r = _run("store", "ratings", "--db", store_db, "--hall", "H01", "--since", "2026-11-01")
@@ -83,7 +84,7 @@ def test_store_errors_are_one_line(tmp_path, certs):
 
 def test_forward_status_says_when_forwarding_is_off(tmp_path):
     # if this fails, hall IT cannot tell "not configured" from "working"
-    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
     r = _run("forward", "status", "--config", cfg["path"])
     assert r.exit_code == 0
     assert "forwarding is off" in r.output and "backlog: none" in r.output
@@ -93,7 +94,7 @@ def test_forward_status_says_when_forwarding_is_off(tmp_path):
 
 def test_a_forward_section_with_mistakes_lists_every_one(tmp_path):
     # if this fails, hall IT fixes hall.toml one error per daemon restart
-    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
     with open(cfg["path"], "a") as f:
         f.write('\n[forward]\nurl = "http://store"\nbatch_size = 0\nhall_id = "bad id"\n'
                 'region = "5301020000000"\n')
@@ -107,17 +108,17 @@ def test_a_forward_section_with_mistakes_lists_every_one(tmp_path):
 def test_a_forwarder_with_a_missing_key_or_ca_file_says_which(tmp_path):
     # if this fails, `hcp daemon run` dies with a traceback when a [forward] file is missing
     import pytest
-    from haochaping.daemon import config
+    from haochaping.daemon.hall import settings
     from haochaping.daemon.errors import HcpError
-    from haochaping.daemon.forward import Forwarder
-    cfg = hallkit.create(str(tmp_path / "h"), windows=("W01",))
+    from haochaping.daemon.hall.forward import Forwarder
+    cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
     with open(cfg["path"], "a") as f:
         f.write('\n[forward]\nurl = "https://127.0.0.1:9"\nkey_file = "H01.key"\nca = "ca.pem"\n')
     with pytest.raises(HcpError, match="key file .*H01.key not found"):
-        Forwarder(config.load(cfg["path"]))
-    records.write_key_file(str(tmp_path / "h" / "H01.key"), b"k" * 32)
+        Forwarder(settings.load(cfg["path"]))
+    batches.write_key_file(str(tmp_path / "h" / "H01.key"), b"k" * 32)
     with pytest.raises(HcpError, match="cannot read the CA certificate .*ca.pem"):
-        Forwarder(config.load(cfg["path"]))
+        Forwarder(settings.load(cfg["path"]))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -5,8 +5,8 @@ import sqlite3
 
 import pytest
 
-from haochaping.daemon import db, forward
-from haochaping.daemon.store import records
+from haochaping.daemon.hall import db, forward
+from haochaping.daemon import batches
 
 yaml = pytest.importorskip("yaml")
 SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "store-openapi.yaml")
@@ -35,7 +35,7 @@ def test_every_field_the_forwarder_sends_is_in_the_openapi_spec(tmp_path):
     n, _, first, last = forward.outbox_range(conn, 10)
     tables = forward.read_tables(conn, {"region": "530102", "department": "D1"}, first, last)
     conn.close()
-    body = json.loads(records.encode_columns("H01", "b1", tables))
+    body = json.loads(batches.encode_columns("H01", "b1", tables))
     schemas = _schemas()
     assert set(body) <= set(schemas["BatchV2"]["properties"])
     assert set(schemas["BatchV2"]["required"]) <= set(body)
@@ -50,9 +50,9 @@ def test_every_field_the_forwarder_sends_is_in_the_openapi_spec(tmp_path):
 def test_the_openapi_spec_and_the_store_agree_on_every_column():
     # if this fails, the spec promises a field the store refuses (or hides one it reads)
     schemas = _schemas()
-    for name, kind in records.TABLES.items():
+    for name, kind in batches.TABLES.items():
         schema = schemas[COLUMNS[name]]
-        spec = records._V2[kind]
+        spec = batches._V2[kind]
         assert set(schema["properties"]) == set(spec), name
         assert set(schema["required"]) == {f for f, (_, d) in spec.items()
-                                           if d is records._REQUIRED}, name
+                                           if d is batches._REQUIRED}, name

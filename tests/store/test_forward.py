@@ -10,11 +10,11 @@ import time
 
 from click.testing import CliRunner
 
-from haochaping.daemon import db, forward
-from haochaping.daemon.forward import Forwarder
-from haochaping.daemon.store import records
-from haochaping.tools import broker as broker_kit
-from haochaping.tools import hallkit
+from haochaping.daemon.hall import db, forward
+from haochaping.daemon.hall.forward import Forwarder
+from haochaping.daemon import batches
+from haochaping.tools.sim import processes
+from haochaping.daemon.hall import api_client
 from haochaping.tools.cli import _register, cli
 from tests.conftest import wait_until
 
@@ -153,10 +153,10 @@ def _query(hall):
 def _refused_then_fixed(store, hall, words, fix, hall_id="H01"):
     """The hall forwards one transaction; the store refuses it; `fix()` mends hall.toml."""
     hall_db = _query(hall)
-    b = broker_kit.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
-    d = hallkit.DaemonProcess(hall).start()
+    b = processes.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
+    d = processes.DaemonProcess(hall).start()
     try:
-        api = hallkit.WindowApi(hall)
+        api = api_client.WindowApi(hall)
         api.start("W01", "A001")
         api.finish("W01")
         wait_until(lambda: hall_db("SELECT COUNT(*) FROM forward_batches WHERE last_error"
@@ -167,7 +167,7 @@ def _refused_then_fixed(store, hall, words, fix, hall_id="H01"):
         assert store.query(lambda s: s.counts()["transactions"]) == 0
         d.kill()
         fix()
-        d = hallkit.DaemonProcess(hall).start()
+        d = processes.DaemonProcess(hall).start()
         wait_until(lambda: backlog(hall_db) == 0, what="delivered after the fix")
         assert store_has(store, hall_id) == hall_expected(hall_db, hall_id)
         assert "resolved since" in _status(hall)
@@ -186,7 +186,7 @@ def _replace_in(path, old, new):
 def test_a_hall_with_the_wrong_key_is_refused_and_keeps_its_records(store, tmp_path):
     # if this fails, a misconfigured hall silently loses records (or anyone can forge a hall)
     wrong = str(tmp_path / "wrong.key")
-    records.write_key_file(wrong, b"\x02" * 32)
+    batches.write_key_file(wrong, b"\x02" * 32)
     hall = forwarding_hall(str(tmp_path / "h"), store, key_file=wrong)
     _refused_then_fixed(store, hall, "bad signature",
                         lambda: _replace_in(hall["path"], wrong, store.key_file))
@@ -198,7 +198,7 @@ def test_an_unknown_hall_is_refused_and_keeps_its_records(store, tmp_path):
 
     def register():
         key = str(tmp_path / "H77.key")
-        records.write_key_file(key, store.query(lambda s: s.add_hall("H77")))
+        batches.write_key_file(key, store.query(lambda s: s.add_hall("H77")))
         _replace_in(hall["path"], store.key_file, key)
     _refused_then_fixed(store, hall, "unknown hall H77", register, hall_id="H77")
 
@@ -231,12 +231,12 @@ def test_a_store_that_never_answers_does_not_hold_up_ratings(certs, tmp_path):
     hole.listen(16)       # accepts connections, never says a word
     url = "https://127.0.0.1:%d" % hole.getsockname()[1]
     key = str(tmp_path / "H01.key")
-    records.write_key_file(key, b"k" * 32)
+    batches.write_key_file(key, b"k" * 32)
     hall = forwarding_hall(str(tmp_path / "h"), types.SimpleNamespace(
         url=url, ca=certs["ca"], key_file=key))
     hall_db = _query(hall)
-    b = broker_kit.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
-    d = hallkit.DaemonProcess(hall).start()
+    b = processes.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
+    d = processes.DaemonProcess(hall).start()
     try:
         hall_day(hall, 40, seed=4)       # every rating acked (drain inside) while the link hangs
         assert backlog(hall_db) == sum(len(kind) for kind in hall_expected(hall_db))

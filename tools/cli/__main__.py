@@ -1,3 +1,3 @@
-from . import main
+from haochaping.tools.cli import main
 
 main()

@@ -2,7 +2,7 @@
 command discovery in __init__)."""
 import click
 
-from haochaping.daemon import config, db
+from haochaping.daemon.hall import settings, db
 
 CONFIG = click.option("--config", "config_path", default="hall.toml", show_default=True,
                       type=click.Path(dir_okay=False), help="The hall's configuration file.")
@@ -11,4 +11,4 @@ ACTOR = click.option("--actor", help="Who makes the change, for the audit log [$
 
 def hall_db(config_path):
     """The hall database named by hall.toml (created or migrated if need be)."""
-    return db.connect(config.load(config_path)["hall"]["database"])
+    return db.connect(settings.load(config_path)["hall"]["database"])

@@ -18,7 +18,7 @@ import tempfile
 
 from haochaping.daemon.errors import HcpError
 
-from . import session as session_mod
+from haochaping.tools.device import serial_session as session_mod
 
 LIB = "/lib/haochaping"
 PARTS = ("protocol", "firmware")

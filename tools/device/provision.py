@@ -13,16 +13,16 @@ Key, broker password and WiFi password are never printed or logged.
 import json
 import secrets
 
-from haochaping.daemon import audit, config as hall_config, db, registry
+from haochaping.daemon.hall import audit, settings as hall_config, db, registry
 from haochaping.daemon.errors import HcpError
 from haochaping.firmware import config as device_config
 from haochaping.hardware import profile as hw_profile
 from haochaping.hardware import validate as hw_validate
-from haochaping.tools import broker
+from haochaping.tools.device import mosquitto_setup
 
-from . import hall as hall_it
-from . import install
-from . import session as session_mod
+from haochaping.tools.device import fleet
+from haochaping.tools.device import install
+from haochaping.tools.device import serial_session as session_mod
 
 CONFIG_PATH = "/config.json"
 STEPS = ("checking the board", "writing the device config", "registering with the hall daemon",
@@ -54,13 +54,13 @@ def provision(port, config_path, terminal, profile, window=None, wifi_ssid=None,
     """Provision the board on `port` as `terminal`. Return a summary (no secrets in it)."""
     cfg = hall_config.load(config_path)
     hall = cfg["hall"]["id"]
-    hall_it.check_terminal_id(terminal)
+    fleet.check_terminal_id(terminal)
     if window is not None:
         registry._check_id("window", window)
-    bdir = hall_it.broker_folder(config_path, broker_dir)
-    broker.require_folder(bdir)
+    bdir = fleet.broker_folder(config_path, broker_dir)
+    mosquitto_setup.require_folder(bdir)
     board = _board_profile(profile)
-    actor = hall_it.who(actor)
+    actor = fleet.who(actor)
     conn = db.connect(cfg["hall"]["database"])
     state, _rated = registry.terminal_state(conn, terminal)
     if state == "revoked":
@@ -98,8 +98,8 @@ def provision(port, config_path, terminal, profile, window=None, wifi_ssid=None,
             step(2)
             _register(conn, terminal, key, state, fresh, actor)
             step(3)
-            broker.set_users(bdir, {terminal: password})
-            pid = broker.reload(bdir)
+            mosquitto_setup.set_users(bdir, {terminal: password})
+            pid = mosquitto_setup.reload(bdir)
             step(4)
             if window is not None:
                 registry.pair(conn, window, terminal, actor=actor)

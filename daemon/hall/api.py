@@ -1,0 +1,148 @@
+"""The local HTTP API (JSON) a queue system calls, and that `hcp window` uses.
+
+    POST /api/v1/windows/<W>/start   {"ticket": "A017", "item": "事项编码", "staff": "S01"}
+    POST /api/v1/windows/<W>/finish  {}
+    GET  /api/v1/windows/<W>         -> {"state": "idle|serving|prompting|rated|not-rated", ...}
+    GET  /api/v1/health              -> {"ok": true, "broker": true}
+
+Every call needs `Authorization: Bearer <token>` with a token from [api.tokens] in hall.toml.
+Bound to 127.0.0.1 unless hall.toml says otherwise.
+"""
+import hmac
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from haochaping.daemon.hall import windows
+from haochaping.daemon.errors import HcpError, InvalidInput
+
+log = logging.getLogger(__name__)
+MAX_BODY = 4096
+
+
+class ApiServer:
+    def __init__(self, daemon, cfg):
+        host, _, port = cfg["listen"].rpartition(":")
+        self.daemon = daemon
+        self.tokens = {name: tok.encode() for name, tok in cfg["tokens"].items()}
+        self.console = None  # the hall web console gets every path outside /api/
+        if daemon.cfg.get("console", {}).get("enabled"):
+            from haochaping.daemon.hall.console.web import Console
+            self.console = Console(daemon)
+        handler = type("Handler", (_Handler,), {"api": self})
+        self.httpd = ThreadingHTTPServer((host, int(port)), handler)
+        self.httpd.daemon_threads = True
+        self.address = "http://%s:%d" % self.httpd.server_address[:2]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="api", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        log.info("window API on %s", self.address)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def caller(self, header):
+        if not header or not header.startswith("Bearer "):
+            return None
+        given = header[7:].strip().encode()
+        for name, tok in self.tokens.items():
+            if hmac.compare_digest(given, tok):
+                return name
+        return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api = None  # set per server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def _send(self, status, body):
+        data = json.dumps(body, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self):
+        parts = [p for p in self.path.split("?")[0].split("/") if p]
+        if parts[:2] != ["api", "v1"]:
+            return None, None
+        return parts[2:], self.command
+
+    def _authorised(self):
+        who = self.api.caller(self.headers.get("Authorization"))
+        if who is None:
+            self._send(401, {"error": "missing or wrong bearer token (see [api.tokens] in hall.toml)"})
+        return who
+
+    def do_GET(self):
+        if self.api.console and not self.path.startswith("/api/"):
+            return self.api.console.handle(self)
+        parts, _ = self._route()
+        if parts is None or not self._authorised():
+            if parts is None:
+                self._send(404, {"error": "not found"})
+            return
+        d = self.api.daemon
+        if parts == ["health"]:
+            return self._send(200, {"ok": True, "broker": d.link.connected.is_set(),
+                                    "messages": d.stored, "commits": d.commits})
+        if len(parts) == 2 and parts[0] == "windows":
+            return self._call(lambda conn, now: (windows.window_state(conn, parts[1]), []))
+        self._send(404, {"error": "not found"})
+
+    def do_POST(self):
+        if self.api.console and not self.path.startswith("/api/"):
+            return self.api.console.handle(self)
+        parts, _ = self._route()
+        if parts is None:
+            return self._send(404, {"error": "not found"})
+        who = self._authorised()
+        if not who:
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            return self._send(413, {"error": "body too large"})
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            return self._send(400, {"error": "body must be a JSON object"})
+        if len(parts) != 3 or parts[0] != "windows" or parts[2] not in ("start", "finish"):
+            return self._send(404, {"error": "not found"})
+        window, action = parts[1], parts[2]
+        timeout = self.api.daemon.cfg["sessions"]["timeout_s"]
+        if action == "start":
+            ticket = body.get("ticket")
+            item, staff = body.get("item", ""), body.get("staff", "")
+            if not all(isinstance(v, str) for v in (ticket, item, staff)):
+                return self._send(400, {"error": "ticket (required), item and staff must be strings"})
+
+            def fn(conn, now):
+                tx, pubs = windows.start(conn, window, ticket, item, staff, now)
+                return {"transaction": tx, "window": window, "ticket": ticket}, pubs
+        else:
+            def fn(conn, now):
+                tx, terms, pubs = windows.finish(conn, window, now, timeout)
+                return {"transaction": tx, "window": window, "terminals": terms,
+                        "prompt_timeout_s": timeout}, pubs
+        log.info("%s: window %s %s", who, window, action)
+        self._call(fn)
+
+    def _call(self, fn):
+        try:
+            result = self.api.daemon.submit(fn)
+        except InvalidInput as e:
+            return self._send(400, {"error": str(e)})
+        except HcpError as e:
+            return self._send(409, {"error": str(e)})
+        except TimeoutError as e:
+            return self._send(503, {"error": str(e)})
+        self._send(200, result)

@@ -1,0 +1,110 @@
+"""What the pages show, read from the hall database on the page's own read connection (WAL lets
+it read while the daemon's writer thread writes). Only levels, never rater data (第六条)."""
+import datetime
+import sqlite3
+
+from haochaping.protocol import levels
+
+from haochaping.daemon.hall import registry, windows
+from haochaping.daemon.rules.workdays import SHANGHAI
+
+ALERTS_SHOWN = 50
+
+
+def reader(path):
+    """A connection for reads only (the writer thread owns writes)."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
+def day_start(now):
+    """Midnight Asia/Shanghai of the day `now` falls on, as a timestamp."""
+    d = datetime.datetime.fromtimestamp(now, SHANGHAI).date()
+    return datetime.datetime(d.year, d.month, d.day, tzinfo=SHANGHAI).timestamp()
+
+
+def known_window(conn, window):
+    """A window the console serves: one with a terminal paired, or with transactions."""
+    return conn.execute("SELECT 1 FROM pairings WHERE window=? UNION ALL"
+                        " SELECT 1 FROM transactions WHERE window=? LIMIT 1",
+                        (window, window)).fetchone() is not None
+
+
+def all_windows(conn):
+    return [r[0] for r in conn.execute("SELECT window FROM pairings UNION"
+                                       " SELECT window FROM transactions ORDER BY 1")]
+
+
+def terminals(conn, window):
+    """[{id, online, last_seen}] for the window's paired terminals."""
+    out = []
+    for t in registry.terminals_of(conn, window):
+        st = conn.execute("SELECT online, last_seen FROM terminal_status WHERE terminal=?",
+                          (t,)).fetchone()
+        last = conn.execute("SELECT MAX(received_at) FROM ratings WHERE terminal=?",
+                            (t,)).fetchone()[0]
+        seen = max(x for x in (st["last_seen"] if st else None, last, 0) if x is not None)
+        out.append({"id": t, "online": bool(st and st["online"]), "last_seen": seen or None})
+    return out
+
+
+def window_view(conn, window, now):
+    """The staff page's live state. `show` is what the big status box says:
+    waiting | serving | prompt | rated | not-rated | offline."""
+    st = windows.window_state(conn, window)
+    terms = terminals(conn, window)
+    st["terminals"] = terms
+    online = any(t["online"] for t in terms)
+    state = st["state"]
+    show = {"idle": "waiting", "serving": "serving", "prompting": "prompt"}.get(state, state)
+    if show in ("waiting", "serving", "prompt") and not online:
+        show = "offline"
+    st["show"] = show
+    st["item"] = st["expires_at"] = None
+    if st.get("transaction") is not None:
+        tx = conn.execute("SELECT item, prompt_expires_at, prompt_closed_at FROM transactions"
+                          " WHERE id=?", (st["transaction"],)).fetchone()
+        st["item"] = tx["item"]
+        if state == "prompting":
+            st["expires_at"] = tx["prompt_expires_at"]
+    st["level_name"] = levels.name(st["level"]) if st.get("level") else None
+    st["now"] = now
+    return st
+
+
+def hall_view(conn, now, signed_in=None):
+    """The duty manager's page: every window and terminal, today's counts, bad-review alerts."""
+    since = day_start(now)
+    names = {r[0]: r[1] for r in conn.execute("SELECT number, name FROM console_staff")}
+    signed_in = signed_in or {}
+    rows = []
+    for w in all_windows(conn):
+        v = window_view(conn, w, now)
+        rows.append({"window": w, "show": v["show"], "ticket": v.get("ticket"),
+                     "level": v.get("level"), "terminals": v["terminals"],
+                     "staff": [{"number": n, "name": nm} for n, nm in signed_in.get(w, [])]})
+    counts = {str(lv[0]): 0 for lv in levels.LEVELS}
+    for r in conn.execute("SELECT r.level, COUNT(*) FROM transactions t JOIN ratings r"
+                          " ON r.id=t.rating_id WHERE t.finished_at >= ? GROUP BY r.level",
+                          (since,)):
+        counts[str(r[0])] = r[1]
+    finished, rated = conn.execute(
+        "SELECT COUNT(*), COUNT(rating_id) FROM transactions WHERE finished_at >= ?"
+        " AND (prompt_closed_at IS NOT NULL OR rating_id IS NOT NULL)", (since,)).fetchone()
+    bad = tuple(lv[0] for lv in levels.LEVELS if lv[3])
+    alerts = []
+    for r in conn.execute(
+            "SELECT r.id, r.level, r.reason, r.received_at, t.window, t.staff, t.ticket"
+            " FROM ratings r JOIN transactions t ON t.id=r.transaction_id"
+            " WHERE r.outcome='counted' AND r.received_at >= ? AND r.level IN (%s)"
+            " ORDER BY r.id DESC LIMIT ?" % ",".join("?" * len(bad)),
+            (since,) + bad + (ALERTS_SHOWN,)):
+        alerts.append({"id": r["id"], "level": r["level"], "level_name": levels.name(r["level"]),
+                       "reason": r["reason"], "at": r["received_at"], "window": r["window"],
+                       "staff": r["staff"], "staff_name": names.get(r["staff"], ""),
+                       "ticket": r["ticket"]})
+    return {"now": now, "day_start": since, "windows": rows, "counts": counts,
+            "finished": finished, "rated": rated,
+            "rate": (rated / finished) if finished else None, "alerts": alerts}

@@ -1,0 +1,469 @@
+"""The console's HTTP side, mounted on the daemon's API server (daemon/hall/api.py hands it every path
+outside /api/): pages, their JSON calls, Server-Sent Events, static files.
+
+    GET  /                        index: links to every window page and the hall page
+    GET  /window/<W>              the window staff page           (role staff, signed in at W)
+    POST /window/<W>/sign-in      {"number", "pin"}
+    POST /window/<W>/start        {"ticket", "item"}      a ticket is called (same as the API)
+    POST /window/<W>/finish       {}                      「请评价」 (same as the API)
+    POST /window/<W>/sign-out     {}
+    GET  /window/<W>/state        JSON;  GET /window/<W>/events  Server-Sent Events
+    GET  /hall  POST /hall/sign-in  POST /hall/sign-out  GET /hall/state  GET /hall/events
+    GET  /static/<file>
+
+Rules: the session cookie is HttpOnly and SameSite=Strict; every POST carries the session's CSRF
+token in `X-CSRF-Token` (and a cross-site Origin is refused); staff act only on the window they
+signed in at, managers only on /hall; the account is re-read on every request, so disabling it or
+changing its PIN ends its sessions; wrong PINs are limited per staff number and per address.
+"""
+import hmac
+import html
+import json
+import mimetypes
+import os
+import queue
+import string
+import time
+import urllib.parse
+from http.cookies import CookieError, SimpleCookie
+
+from haochaping.protocol import topics
+
+from haochaping.daemon.hall import audit, windows
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall.console import staff, views
+from haochaping.daemon.hall.console.sessions import PinLimiter, Sessions
+
+
+COOKIE = "hcp_console"
+MAX_BODY = 4096
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_KEEPALIVE_S = 15
+_COALESCE_S = 0.1  # events that come together make one redraw
+_REFRESH_S = {"window": 10.0, "hall": 5.0}  # also redraw this often without events
+_MIN_GAP_S = {"window": 0.1, "hall": 0.3}    # at most this often under a flood of events
+_SECURITY_HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self';"
+     " connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none';"
+     " frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+
+
+def load_labels(lang="zh-CN"):
+    """Every text the pages show, in one file per language: static/labels.<lang>.json."""
+    with open(os.path.join(_HERE, "static", "labels.%s.json" % lang), encoding="utf-8") as f:
+        return json.load(f)
+
+
+class Refused(Exception):
+    """A request the console turns down: HTTP status, error code (a key of labels.errors)."""
+
+    def __init__(self, status, code, **extra):
+        super().__init__(code)
+        self.status, self.code, self.extra = status, code, extra
+
+
+class Console:
+    def __init__(self, daemon):
+        cfg = daemon.cfg["console"]
+        lang = cfg.get("language", "zh-CN")
+        self.daemon = daemon
+        self.db_path = daemon.cfg["hall"]["database"]
+        self.prompt_timeout = daemon.cfg["sessions"]["timeout_s"]
+        self.sessions = Sessions(cfg["session_idle_s"], cfg["session_max_s"])
+        self.pins_by_number = PinLimiter(cfg["pin_failures"], cfg["lockout_s"])
+        self.pins_by_address = PinLimiter(4 * cfg["pin_failures"], cfg["lockout_s"])
+        self.labels = load_labels(lang)
+        self.static = {}
+        folder = os.path.join(_HERE, "static")
+        for name in os.listdir(folder):
+            with open(os.path.join(folder, name), "rb") as f:
+                ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                if ctype.startswith("text/") or name.endswith((".js", ".json")):
+                    ctype += "; charset=utf-8"
+                self.static[name] = (f.read(), ctype)
+        self.templates = {}
+        folder = os.path.join(_HERE, "templates")
+        for name in os.listdir(folder):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                self.templates[name] = string.Template(f.read())
+
+    def handle(self, h):
+        """Serve one request on the API server's handler `h` (a BaseHTTPRequestHandler)."""
+        req = _Request(self, h)
+        try:
+            req.dispatch()
+        except Refused as e:
+            req.refuse(e)
+        except TimeoutError as e:  # the writer thread did not answer in time
+            req.refuse(Refused(503, "daemon", detail=str(e)))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class _Request:
+    def __init__(self, console, h):
+        self.c, self.h = console, h
+        parsed = urllib.parse.urlsplit(h.path)
+        self.parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
+        self.method = h.command
+        self.session = console.sessions.get(self._cookie())
+        self.new_cookie = None
+        self._conn = None
+        self._raw = b""
+
+    # ------------------------------------------------------------ plumbing
+    def _cookie(self):
+        try:
+            jar = SimpleCookie(self.h.headers.get("Cookie") or "")
+        except CookieError:
+            return None
+        m = jar.get(COOKIE)
+        return m.value if m else None
+
+    def conn(self):
+        if self._conn is None:
+            self._conn = views.reader(self.c.db_path)
+        return self._conn
+
+    def _headers(self, status, ctype, length=None, extra=()):
+        h = self.h
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        if length is not None:
+            h.send_header("Content-Length", str(length))
+        for k, v in _SECURITY_HEADERS:
+            h.send_header(k, v)
+        if self.new_cookie is not None:
+            h.send_header("Set-Cookie", "%s=%s; Path=/; HttpOnly; SameSite=Strict"
+                          % (COOKIE, self.new_cookie))
+        for k, v in extra:
+            h.send_header(k, v)
+        h.end_headers()
+
+    def send(self, status, body, ctype, extra=()):
+        self._headers(status, ctype, len(body), extra)
+        self.h.wfile.write(body)
+
+    def json(self, status, obj):
+        self.send(status, json.dumps(obj, ensure_ascii=False).encode(),
+                  "application/json; charset=utf-8")
+
+    def refuse(self, e):
+        body = {"error_code": e.code, "error": self.c.labels["errors"].get(e.code, e.code)}
+        body.update(e.extra)
+        if e.status in (401, 403):
+            s = self.session
+            if s is None or not self.c.sessions.alive(s):
+                s = self.fresh_session()
+            if not s.signed_in:
+                body["csrf"] = s.csrf  # so the page can sign in again without a reload
+        self.json(e.status, body)
+
+    def fresh_session(self):
+        self.session = self.c.sessions.new()
+        self.new_cookie = self.session.sid
+        return self.session
+
+    def read_body(self):
+        """Read the whole body first, so that a refused request leaves the connection clean."""
+        try:
+            length = int(self.h.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self.h.close_connection = True
+            raise Refused(413, "bad-input", detail="body too large")
+        self._raw = self.h.rfile.read(length)
+
+    def body(self):
+        try:
+            data = json.loads(self._raw or b"{}")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise Refused(400, "bad-input", detail="JSON object")
+        return data
+
+    def address(self):
+        return self.h.client_address[0]
+
+    # ------------------------------------------------------------ routing
+    def dispatch(self):
+        try:
+            self._dispatch()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    def _dispatch(self):
+        p, m = self.parts, self.method
+        if m not in ("GET", "POST"):
+            raise Refused(405, "bad-input", detail="method")
+        if m == "POST":
+            self.read_body()
+            self.check_origin()
+        if not p:
+            if m == "POST":
+                raise Refused(404, "bad-input", detail="no such action")
+            return self.index()
+        if len(p) == 2 and p[0] == "static" and m != "POST":
+            return self.static_file(p[1])
+        if p[0] == "window" and len(p) in (2, 3) and topics.valid_id(p[1]):
+            place, role = p[1], "staff"
+            if not views.known_window(self.conn(), place):
+                if m == "GET" and len(p) == 2:
+                    text = self.c.labels["errors"]["unknown-window"]
+                    return self.render("error.html", self.c.labels["app"], {}, status=404,
+                                       message=html.escape(text))
+                raise Refused(404, "unknown-window")
+        elif p[0] == "hall" and len(p) in (1, 2):
+            place, role = "hall", "manager"
+        else:
+            raise Refused(404, "bad-input", detail="no such page")
+        action = p[-1] if len(p) == (3 if role == "staff" else 2) else ""
+        if m != "POST":
+            if action == "":
+                return self.page(place, role)
+            if action in ("state", "events"):
+                s = self.authorised(place, role, write=False)
+                if action == "state":
+                    return self.json(200, self.view(place, time.time()))
+                return self.stream(place, s)
+            raise Refused(404, "bad-input", detail="no such page")
+        if action == "sign-in":
+            return self.sign_in(place, role)
+        s = self.authorised(place, role, write=True)
+        if action == "sign-out":
+            return self.sign_out(s, place)
+        if role == "staff" and action in ("start", "finish"):
+            return self.window_action(s, place, action)
+        raise Refused(404, "bad-input", detail="no such action")
+
+    def check_origin(self):
+        origin = self.h.headers.get("Origin")
+        if origin and urllib.parse.urlsplit(origin).netloc != self.h.headers.get("Host"):
+            raise Refused(403, "csrf")
+
+    # ------------------------------------------------------------ security
+    def check_csrf(self):
+        given = self.h.headers.get("X-CSRF-Token") or ""
+        if self.session is None or not hmac.compare_digest(given.encode(),
+                                                           self.session.csrf.encode()):
+            raise Refused(403, "csrf")
+
+    def authorised(self, place, role, write):
+        """The signed-in session allowed to act on `place`, or Refused."""
+        s = self.session
+        if s is None or not s.signed_in:
+            raise Refused(401, "expired" if s is None and self._cookie() else "signed-out")
+        if write:
+            self.check_csrf()
+        if s.role != role:
+            raise Refused(403, "wrong-role")
+        if s.place != place:
+            raise Refused(403, "wrong-window", signed_in_at=s.place)
+        if not self.account_ok(self.conn(), s):
+            self.c.sessions.end(s)
+            raise Refused(401, "signed-out")
+        if write or self.method != "GET" or self.parts[-1] not in ("events", "state"):
+            self.c.sessions.touch(s)
+        return s
+
+    def account_ok(self, conn, s):
+        acct = staff.get(conn, s.number)
+        return (acct is not None and acct["disabled_at"] is None and acct["role"] == s.role
+                and acct["pin_changed_at"] <= s.created)
+
+    def sign_in(self, place, role):
+        self.check_csrf()
+        body = self.body()
+        number, pin = body.get("number"), body.get("pin")
+        if not isinstance(number, str) or not isinstance(pin, str) or len(pin) > 64:
+            raise Refused(400, "bad-input", detail="number, pin")
+        number = number.strip()
+        addr = self.address()
+        wait = max(self.c.pins_by_number.wait_s(number), self.c.pins_by_address.wait_s(addr))
+        if wait:
+            raise Refused(429, "locked", wait=wait)
+        acct = staff.verify(self.conn(), number, pin)
+        if acct is None:
+            self.c.pins_by_number.failed(number)
+            self.c.pins_by_address.failed(addr)
+            locked = max(self.c.pins_by_number.wait_s(number),
+                         self.c.pins_by_address.wait_s(addr))
+            self.record("console:" + addr, "console.sign-in-failed", staff=number, at=place,
+                        address=addr, locked=bool(locked))
+            raise Refused(401, "bad-pin")
+        if acct["role"] != role:
+            self.record("staff:" + number, "console.sign-in-refused", staff=number, at=place,
+                        address=addr, reason="role %s" % acct["role"])
+            raise Refused(403, "wrong-role")
+        self.c.pins_by_number.succeeded(number)
+        self.c.pins_by_address.succeeded(addr)
+        s = self.c.sessions.sign_in(self.session, acct, place)
+        self.session, self.new_cookie = s, s.sid
+        self.record("staff:" + number, "console.sign-in", staff=number, at=place, address=addr)
+        self.json(200, {"csrf": s.csrf, "number": s.number, "name": s.name,
+                        "state": self.view(place, time.time())})
+
+    def sign_out(self, s, place):
+        self.c.sessions.end(s)
+        self.record("staff:" + s.number, "console.sign-out", staff=s.number, at=place)
+        self.json(200, {"csrf": self.fresh_session().csrf})
+
+    def record(self, actor, action, **detail):
+        self.c.daemon.submit(lambda conn, now: (audit.record(conn, actor, action, now=now,
+                                                             **detail), []))
+
+    # ------------------------------------------------------------ window actions
+    def window_action(self, s, window, action):
+        body = self.body()
+        actor = "staff:" + s.number
+        if action == "start":
+            ticket, item = body.get("ticket"), body.get("item", "")
+            if not isinstance(ticket, str) or not isinstance(item, str):
+                raise Refused(400, "bad-input", detail="ticket, item")
+            ticket, item = ticket.strip(), item.strip()
+            if not ticket:
+                raise Refused(400, "ticket-needed")
+
+            def fn(conn, now):
+                tx, pubs = windows.start(conn, window, ticket, item, s.number, now)
+                audit.record(conn, actor, "console.start", now=now, window=window, ticket=ticket,
+                             item=item, transaction=tx)
+                return tx, pubs
+        else:
+            timeout = self.c.prompt_timeout
+
+            def fn(conn, now):
+                open_tx = conn.execute("SELECT 1 FROM transactions WHERE window=? AND"
+                                       " finished_at IS NULL", (window,)).fetchone()
+                if open_tx is None:
+                    raise Refused(409, "no-ticket")
+                tx, terms, pubs = windows.finish(conn, window, now, timeout)
+                audit.record(conn, actor, "console.request-rating", now=now, window=window,
+                             transaction=tx, terminals=terms)
+                return tx, pubs
+        try:
+            tx = self.c.daemon.submit(fn)
+        except HcpError as e:
+            raise Refused(400, "bad-input", detail=str(e))
+        except TimeoutError as e:
+            raise Refused(503, "daemon", detail=str(e))
+        self.json(200, {"transaction": tx, "state": self.view(window, time.time())})
+
+    # ------------------------------------------------------------ pages
+    def view(self, place, now, conn=None):
+        conn = conn or self.conn()
+        if place == "hall":
+            return views.hall_view(conn, now, self.c.sessions.signed_in_at())
+        return views.window_view(conn, place, now)
+
+    def page(self, place, role):
+        s = self.session
+        if s is None:
+            s = self.fresh_session()
+        else:
+            self.c.sessions.touch(s)
+        me = None
+        if s.signed_in and s.place == place and s.role == role and self.account_ok(self.conn(), s):
+            me = {"number": s.number, "name": s.name}
+        L = self.c.labels
+        title = L["hall_title"] if place == "hall" else L["window_title"].format(window=place)
+        boot = {"place": place, "csrf": s.csrf, "me": me, "labels": L}
+        self.render("hall.html" if place == "hall" else "window.html", title, boot)
+
+    def index(self):
+        ws = views.all_windows(self.conn())
+        L = self.c.labels
+        links = "\n".join('<li><a class="big-link" href="/window/%s">%s %s</a></li>' % (
+            urllib.parse.quote(w), html.escape(L["window"]), html.escape(w)) for w in ws)
+        self.render("index.html", L["index_title"], {"labels": L}, windows=links)
+
+    def render(self, template, title, boot, status=200, **more):
+        L = self.c.labels
+        values = {"lang": L["lang"], "title": html.escape(title),
+                  "boot": json.dumps(boot, ensure_ascii=False).replace("<", "\\u003c")}
+        for k, v in L.items():
+            if isinstance(v, str):
+                values["L_" + k] = html.escape(v)
+        values.update(more)
+        body = self.c.templates[template].substitute(values).encode()
+        self.send(status, body, "text/html; charset=utf-8")
+
+    def static_file(self, name):
+        found = self.c.static.get(name)
+        if found is None:
+            raise Refused(404, "bad-input", detail="no such file")
+        self.send(200, found[0], found[1])
+
+    # ------------------------------------------------------------ live updates
+    def stream(self, place, s):
+        """Server-Sent Events: the whole view at once, again after every event that concerns it
+        (bursts coalesced), a fresh one every few seconds anyway, and a comment to keep the
+        connection open. Ends when the session does (a `signed-out` event) or the client goes."""
+        d = self.c.daemon
+        q = d.events.subscribe()
+        conn = self.conn()
+        try:
+            self.h.close_connection = True
+            self._headers(200, "text/event-stream; charset=utf-8",
+                          extra=(("X-Accel-Buffering", "no"), ("Connection", "close")))
+            self.h.wfile.write(b"retry: 2000\n\n")
+            view = self.view(place, time.time(), conn)
+            self.event("state", view)
+            terms = self._terminals(place, view)
+            kind = "hall" if place == "hall" else "window"
+            refresh, gap = _REFRESH_S[kind], _MIN_GAP_S[kind]
+            last_state = last_write = time.monotonic()
+            while not d.stopping.is_set():
+                try:
+                    ev = q.get(timeout=1.0)
+                except queue.Empty:
+                    ev = None
+                if not (self.c.sessions.alive(s) and self.account_ok(conn, s)):
+                    self.event("signed-out", {"error_code": "expired",
+                                              "error": self.c.labels["errors"]["expired"]})
+                    return
+                now = time.monotonic()
+                due = ev is not None and self._concerns(place, terms, ev)
+                if due:
+                    end = max(now + _COALESCE_S, last_state + gap)
+                    while time.monotonic() < end:
+                        try:
+                            q.get(timeout=max(0.0, end - time.monotonic()))
+                        except queue.Empty:
+                            break
+                if due or now - last_state >= refresh:
+                    view = self.view(place, time.time(), conn)
+                    terms = self._terminals(place, view)
+                    self.event("state", view)
+                    last_state = last_write = time.monotonic()
+                elif now - last_write >= _KEEPALIVE_S:
+                    self.h.wfile.write(b": keepalive\n\n")
+                    last_write = now
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            d.events.unsubscribe(q)
+
+    def event(self, kind, data):
+        self.h.wfile.write(("event: %s\ndata: %s\n\n" % (
+            kind, json.dumps(data, ensure_ascii=False))).encode())
+
+    @staticmethod
+    def _terminals(place, view):
+        if place == "hall":
+            return None
+        return {t["id"] for t in view["terminals"]}
+
+    @staticmethod
+    def _concerns(place, terms, ev):
+        if place == "hall":
+            return True
+        return ev.get("window") == place or ev.get("terminal") in terms

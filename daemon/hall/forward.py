@@ -1,0 +1,361 @@
+"""The forwarder: a thread of the hall daemon that delivers every finished transaction, rating
+and reason to the municipal store (RULES.md 第十五条), exactly once in effect.
+
+How delivery is tracked (migration 0002-forward-outbox in db.py):
+- Triggers put one row into `forward_outbox` in the SAME transaction that commits a finished
+  transaction, a rating or a reason: the outbox is in commit order and can never miss a record.
+- The forwarder takes the oldest rows (up to batch_size, or fewer once the oldest has waited
+  max_wait_s), builds the batch body ONCE and writes it to `forward_batches` with a new batch id,
+  then posts it. The same bytes under the same id are posted again until the store answers
+  200 ("stored" or "duplicate": durably committed); only then are the outbox rows deleted and
+  the batch marked delivered. A crash anywhere in between re-posts the same batch; the store
+  answers "duplicate".
+- A refused batch (4xx: bad signature, unknown hall, …) stays at the head of the line with its
+  reason, retried with backoff, never deleted: `hcp forward status` shows it in words.
+- Its own SQLite connection (WAL: readers never block the daemon's writer); its writes are a few
+  rows, short, with a busy timeout; it never holds the writer up for long.
+"""
+import collections
+import json
+import logging
+import queue
+import random
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from haochaping.daemon.hall import db
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon import batches
+from haochaping.daemon.hall.store_client import StoreClient, StoreRefused, StoreUnavailable
+
+log = logging.getLogger(__name__)
+_POLL_S = 0.2      # how often an idle forwarder looks for new records
+_RETRY_MIN_S = 0.5
+IN_FLIGHT = 2      # batches posted and not yet answered, at most (one connection each)
+
+
+class Forwarder:
+    def __init__(self, cfg, clock=time.time):
+        f = cfg["forward"]
+        self.f = f
+        self.hall = f["hall_id"] or cfg["hall"]["id"]
+        self.db_path = cfg["hall"]["database"]
+        self.clock = clock
+        self.key = batches.read_key_file(f["key_file"])
+        # one keep-alive connection per batch in flight
+        self.clients = [StoreClient(f["url"], self.hall, self.key, ca=f["ca"] or None,
+                                    timeout=f["timeout_s"]) for _ in range(IN_FLIGHT)]
+        self.client = self.clients[0]
+        self._idle = queue.SimpleQueue()
+        for c in self.clients:
+            self._idle.put(c)
+        self.stopping = threading.Event()
+        self._poster = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="forward-post")
+        self._thread = None
+        self.failures = 0  # consecutive, for the backoff
+        self._flight = collections.deque()  # (id, first, last, n, sent at, future), in order
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+        self._thread.start()
+        log.info("forwarding hall %s to %s", self.hall, self.f["url"])
+        return self
+
+    def stop(self, timeout=5):
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.close()
+
+    def close(self):
+        self._poster.shutdown(wait=False)
+        for c in self.clients:
+            c.close()
+
+    # ---------------------------------------------------------------- loop
+    def _run(self):
+        conn = open_conn(self.db_path)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    wait = self.step(conn)
+                except Exception:  # a bug or a locked database: log it, back off, go on
+                    log.exception("forwarder step failed")
+                    wait = self._backoff()
+                if wait:
+                    self.stopping.wait(wait)
+        finally:
+            conn.close()
+
+    def step(self, conn):
+        """Wait for the oldest batch in flight to be answered and mark it; return how long to
+        wait before the next step (0: none).
+
+        Up to IN_FLIGHT batches travel at once, each on its own connection, so that the store
+        parses one while it commits another, and the hall's own work hides behind them: while
+        they travel the next batch is built (read, encoded, written to forward_batches); as soon
+        as one is answered the next is posted, and only then is the answered one marked
+        delivered. After a failure only the oldest undelivered batch is retried, alone."""
+        wait = self._fill(conn)
+        if not self._flight:
+            return _POLL_S if wait is None else wait
+        bid, first, last, n, now, post = self._flight[0]
+        if self.failures == 0 and self._next_built(conn, self._flight[-1][2]) is None:
+            try:
+                self._build(conn, after=self._flight[-1][2])
+            except Exception:  # the batches in flight still count; building is tried again
+                log.exception("building the next batch failed")
+        try:
+            answer = post.result()
+        except (StoreRefused, StoreUnavailable) as e:
+            self._flight.popleft()
+            self._failed(conn, bid, n, now, e)
+            self._drain(conn)
+            return self._backoff()
+        self._flight.popleft()
+        self.failures = 0
+        self._fill(conn)  # the store gets the next batch before this one is marked
+        self._delivered(conn, bid, first, last, n, now, answer)
+        return 0
+
+    def _fill(self, conn):
+        """Post built batches (building them if need be) until IN_FLIGHT are under way (one
+        while failing). Returns None, or the seconds to wait for records to fill a batch."""
+        while len(self._flight) < (IN_FLIGHT if self.failures == 0 else 1):
+            after = self._flight[-1][2] if self._flight else 0
+            batch = self._next_built(conn, after) or self._build(conn, after)
+            if batch is None or isinstance(batch, float):
+                return batch
+            bid, first, last, n, body = batch
+            self._flight.append((bid, first, last, n, self.clock(),
+                                 self._poster.submit(self._post, bid, bytes(body))))
+        return None
+
+    def _post(self, bid, body):
+        client = self._idle.get()
+        try:
+            return client.post_batch(bid, body)
+        finally:
+            self._idle.put(client)
+
+    def _drain(self, conn):
+        """After a failure: wait for the other batches in flight; mark those the store took."""
+        while self._flight:
+            bid, first, last, n, now, post = self._flight.popleft()
+            try:
+                answer = post.result()
+            except (StoreRefused, StoreUnavailable) as e:
+                self._failed(conn, bid, n, now, e)
+            else:
+                self._delivered(conn, bid, first, last, n, now, answer)
+
+    def _failed(self, conn, bid, n, now, e):
+        status = e.status if isinstance(e, StoreRefused) else 0
+        _write(conn, "UPDATE forward_batches SET attempts=attempts+1, last_attempt_at=?,"
+               " last_status=?, last_error=?, last_error_at=? WHERE id=?",
+               (now, status, str(e), now, bid))
+        log.warning("batch %s (%d records) not delivered: %s", bid, n, e)
+
+    def _delivered(self, conn, bid, first, last, n, now, answer):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM forward_outbox WHERE id BETWEEN ? AND ?", (first, last))
+            conn.execute("UPDATE forward_batches SET attempts=attempts+1, last_attempt_at=?,"
+                         " last_status=200, delivered_at=?, body=NULL WHERE id=?",
+                         (now, self.clock(), bid))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("batch %s delivered: %d records (%s, %d new)", bid, n, answer["status"],
+                 answer.get("new", 0))
+
+    def _next_built(self, conn, after):
+        """The oldest batch built (in forward_batches) for outbox ids after `after` and not yet
+        delivered, as (id, first, last, records, body); or None."""
+        r = conn.execute("SELECT id, first_id, last_id, records, body FROM forward_batches"
+                         " WHERE delivered_at IS NULL AND first_id > ? ORDER BY first_id LIMIT 1",
+                         (after,)).fetchone()
+        return None if r is None else tuple(r)
+
+    def _backoff(self):
+        """Exponential backoff with jitter: half fixed, half random, capped at retry_max_s."""
+        self.failures += 1
+        d = min(self.f["retry_max_s"], _RETRY_MIN_S * 2 ** min(self.failures, 20))
+        return d / 2 + random.uniform(0, d / 2)
+
+    def _build(self, conn, after=0):
+        """Write the next batch (outbox rows after `after`) to forward_batches; return it, None
+        if nothing waits, or the seconds to wait for more records to fill it."""
+        size = self.f["batch_size"]
+        n, oldest, first, last = outbox_range(conn, size, after)
+        if not n:
+            return None
+        waited = self.clock() - oldest
+        if n < size and waited < self.f["max_wait_s"]:
+            return float(min(_POLL_S, self.f["max_wait_s"] - waited))
+        bid = "%s-%d-%d-%s" % (self.hall, first, last, secrets.token_hex(4))
+        tables = read_tables(conn, self.f, first, last)
+        n = sum(len(t["seq"] if "seq" in t else t["tx"]) for t in tables.values())
+        body = batches.encode_columns(self.hall, bid, tables)
+        _write(conn, "INSERT INTO forward_batches (id, first_id, last_id, records, body,"
+               " created_at) VALUES (?,?,?,?,?,?)", (bid, first, last, n, body, self.clock()))
+        return bid, first, last, n, body
+
+
+def _write(conn, sql, args):
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(sql, args)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def open_conn(path):
+    """The forwarder's own connection to the hall database. synchronous=NORMAL: a mark lost in
+    a power cut only means the batch is posted again, and the store answers "duplicate"."""
+    conn = db.connect(path)
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def pending_batch(conn):
+    """The oldest batch built but not yet delivered (batches are delivered in order), or None."""
+    r = conn.execute("SELECT id, first_id, last_id, records, body FROM forward_batches"
+                     " WHERE delivered_at IS NULL ORDER BY first_id LIMIT 1").fetchone()
+    return None if r is None else tuple(r)
+
+
+def outbox_range(conn, size, after=0):
+    """(count, oldest queued_at, first id, last id) of the oldest `size` outbox rows after
+    `after`: one query."""
+    return tuple(conn.execute(
+        "SELECT COUNT(*), MIN(queued_at), MIN(id), MAX(id) FROM (SELECT id, queued_at FROM"
+        " forward_outbox WHERE id > ? ORDER BY id LIMIT ?)", (after, size)).fetchone())
+
+
+# one query per kind and batch; the columns come out in the order of the batch body's fields
+_READ = {
+    "transactions": (
+        ("tx", "window", "ticket", "item", "staff", "started_at", "finished_at"),
+        "SELECT t.id, t.window, t.ticket, COALESCE(t.item, ''), COALESCE(t.staff, ''),"
+        " t.started_at, t.finished_at FROM forward_outbox o JOIN transactions t ON t.id = o.ref"
+        " WHERE o.kind = 'transaction' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
+    "ratings": (
+        ("terminal", "seq", "level", "outcome", "transaction", "rated_at", "received_at"),
+        "SELECT g.terminal, g.seq, g.level, g.outcome, g.transaction_id, g.rated_at,"
+        " g.received_at FROM forward_outbox o JOIN ratings g ON g.id = o.ref"
+        " WHERE o.kind = 'rating' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
+    "reasons": (
+        ("terminal", "seq", "ref", "reason", "rated_at"),
+        "SELECT s.terminal, s.seq, s.ref, s.reason, s.rated_at FROM forward_outbox o"
+        " JOIN reasons s ON s.terminal = o.terminal AND s.seq = o.ref"
+        " WHERE o.kind = 'reason' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
+}
+
+
+def read_tables(conn, f, first, last):
+    """The outbox rows first..last as the tables of a version-2 batch body (batches.encode_columns):
+    {"transactions"|"ratings"|"reasons": {field: [value, ...]}}, each in outbox order. The
+    hall's department and region codes are the same for every transaction: they are added here,
+    not read row by row (a third of the read's time); item_version (the hall has none) and
+    channel (always PJQ) are left to the store's defaults."""
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples, transposed into columns below
+    out = {}
+    for name, (fields, sql) in _READ.items():
+        rows = cur.execute(sql, (first, last)).fetchall()
+        if rows:
+            out[name] = dict(zip(fields, map(list, zip(*rows))))
+    if "transactions" in out:
+        n = len(out["transactions"]["tx"])
+        out["transactions"]["department"] = [f["department"]] * n
+        out["transactions"]["region"] = [f["region"]] * n
+    if "ratings" in out:
+        out["ratings"]["default"] = [False] * len(out["ratings"]["seq"])
+    return out
+
+
+def status(conn, now=None):
+    """What hall IT needs to see at a glance: backlog, oldest age, last success, last error."""
+    now = time.time() if now is None else now
+    n, oldest = conn.execute("SELECT COUNT(*), MIN(queued_at) FROM forward_outbox").fetchone()
+    last_ok = conn.execute("SELECT MAX(delivered_at) FROM forward_batches").fetchone()[0]
+    delivered = conn.execute("SELECT COALESCE(SUM(records), 0), COUNT(*) FROM forward_batches"
+                             " WHERE delivered_at IS NOT NULL").fetchone()
+    err = conn.execute("SELECT id, last_error, last_error_at, last_status, attempts, delivered_at"
+                       " FROM forward_batches WHERE last_error_at IS NOT NULL"
+                       " ORDER BY last_error_at DESC LIMIT 1").fetchone()
+    pend = pending_batch(conn)
+    out = {
+        "backlog": n, "oldest_age_s": None if oldest is None else round(now - oldest, 1),
+        "last_success_at": last_ok, "delivered_records": delivered[0],
+        "delivered_batches": delivered[1],
+        "pending_batch": None, "last_error": None, "last_error_at": None,
+    }
+    if pend is not None:
+        row = conn.execute("SELECT attempts FROM forward_batches WHERE id=?", (pend[0],)).fetchone()
+        out["pending_batch"] = {"id": pend[0], "records": pend[3], "attempts": row[0]}
+    if err is not None:
+        out["last_error"] = err["last_error"]
+        out["last_error_at"] = err["last_error_at"]
+        out["last_error_resolved"] = err["delivered_at"] is not None or (
+            last_ok is not None and last_ok > err["last_error_at"])
+    return out
+
+
+def describe(st, now=None):
+    """status() in words, one fact per line."""
+    now = time.time() if now is None else now
+
+    def ago(t):
+        s = now - t
+        if s < 120:
+            return "%d s ago" % s
+        if s < 7200:
+            return "%d min ago" % (s // 60)
+        if s < 172800:
+            return "%.1f h ago" % (s / 3600)
+        return "%.1f days ago" % (s / 86400)
+    lines = []
+    if st["backlog"]:
+        lines.append("backlog: %d records waiting, the oldest for %s" % (
+            st["backlog"], ago(now - st["oldest_age_s"])[:-4]))
+    else:
+        lines.append("backlog: none, everything is delivered")
+    lines.append("last success: %s (%d records in %d batches so far)" % (
+        ago(st["last_success_at"]) if st["last_success_at"] else "never",
+        st["delivered_records"], st["delivered_batches"]))
+    if st["last_error"]:
+        lines.append("last error: %s, %s%s" % (ago(st["last_error_at"]), st["last_error"],
+                                                " (resolved since)" if st.get("last_error_resolved")
+                                                else ""))
+    else:
+        lines.append("last error: none")
+    if st["pending_batch"]:
+        p = st["pending_batch"]
+        lines.append("in flight: batch %s, %d records, %d attempt(s)" % (p["id"], p["records"],
+                                                                         p["attempts"]))
+    return lines
+
+
+def open_status(cfg):
+    try:
+        conn = db.connect(cfg["hall"]["database"])
+    except Exception as e:
+        raise HcpError("cannot open the hall database %s: %s" % (cfg["hall"]["database"], e))
+    try:
+        return status(conn)
+    finally:
+        conn.close()
+
+
+def dumps(st):
+    return json.dumps(st, sort_keys=True)

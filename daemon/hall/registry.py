@@ -1,0 +1,109 @@
+"""Terminals and their pairing with windows (hall IT's side of the hall database)."""
+import secrets
+import time
+
+from haochaping.protocol import topics
+
+from haochaping.daemon.hall import audit
+from haochaping.daemon.errors import HcpError
+
+
+def _check_id(what, value):
+    if not topics.valid_id(value):
+        raise HcpError("%s %r: use 1-32 of A-Z a-z 0-9 _ -" % (what, value))
+
+
+def add_terminal(conn, terminal, key=None, now=None, actor=None, **detail):
+    """Register a terminal with a fresh HMAC key (or the given one); return the key.
+    With `actor`, an audit entry (action "register", with `detail`) in the same transaction."""
+    _check_id("terminal", terminal)
+    key = key if key is not None else secrets.token_bytes(32)
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT revoked_at FROM terminals WHERE id=?", (terminal,)).fetchone()
+        if row is not None and row[0] is None:
+            raise HcpError("terminal %s is already registered; `hcp unpair` and re-provision, "
+                           "or choose another id" % terminal)
+        conn.execute("INSERT OR REPLACE INTO terminals (id, key, added_at, revoked_at)"
+                     " VALUES (?,?,?,NULL)", (terminal, key, now or time.time()))
+        if actor:
+            audit.record(conn, actor, "register", now, terminal=terminal, **detail)
+    return key
+
+
+def pair(conn, window, terminal, now=None, actor=None):
+    _check_id("window", window)
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        if conn.execute("SELECT 1 FROM terminals WHERE id=? AND revoked_at IS NULL",
+                        (terminal,)).fetchone() is None:
+            raise HcpError("terminal %s is not registered: add it first "
+                           "(`hcp terminal add --terminal %s`)" % (terminal, terminal))
+        conn.execute("INSERT INTO pairings (terminal, window, paired_at) VALUES (?,?,?)"
+                     " ON CONFLICT(terminal) DO UPDATE SET window=excluded.window,"
+                     " paired_at=excluded.paired_at", (terminal, window, now or time.time()))
+        if actor:
+            audit.record(conn, actor, "pair", now, terminal=terminal, window=window)
+
+
+def unpair(conn, terminal, actor=None, now=None):
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT window FROM pairings WHERE terminal=?", (terminal,)).fetchone()
+        if row is None:
+            raise HcpError("terminal %s is not paired with any window" % terminal)
+        conn.execute("DELETE FROM pairings WHERE terminal=?", (terminal,))
+        if actor:
+            audit.record(conn, actor, "unpair", now, terminal=terminal, window=row[0])
+
+
+def replace(conn, old, new, actor, now=None):
+    """Move `old`'s pairing to `new` and revoke `old` (its ratings are then refused as from an
+    unknown terminal), in one transaction with its audit entry. Return the window (or None).
+    Running it again after it succeeded changes nothing and returns the window `new` has."""
+    if old == new:
+        raise HcpError("--old and --new are the same terminal")
+    now = now or time.time()
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        rows = {r[0]: r[1] for r in conn.execute(
+            "SELECT id, revoked_at FROM terminals WHERE id IN (?,?)", (old, new))}
+        if new not in rows or rows[new] is not None:
+            raise HcpError("terminal %s is not registered: provision the new board first "
+                           "(`hcp device provision --terminal %s ...`)" % (new, new))
+        if old not in rows:
+            raise HcpError("terminal %s is not registered in this hall" % old)
+        window = conn.execute("SELECT window FROM pairings WHERE terminal=?", (old,)).fetchone()
+        if rows[old] is not None and window is None:
+            w = conn.execute("SELECT window FROM pairings WHERE terminal=?", (new,)).fetchone()
+            return w[0] if w else None       # done before: nothing left to move
+        if window is not None:
+            conn.execute("INSERT INTO pairings (terminal, window, paired_at) VALUES (?,?,?)"
+                         " ON CONFLICT(terminal) DO UPDATE SET window=excluded.window,"
+                         " paired_at=excluded.paired_at", (new, window[0], now))
+            conn.execute("DELETE FROM pairings WHERE terminal=?", (old,))
+        conn.execute("UPDATE terminals SET revoked_at=? WHERE id=? AND revoked_at IS NULL",
+                     (now, old))
+        audit.record(conn, actor, "replace", now, old=old, new=new,
+                     window=window[0] if window else None)
+    return window[0] if window else None
+
+
+def terminal_state(conn, terminal):
+    """None (never registered), "active" or "revoked"; and whether it has sent ratings."""
+    row = conn.execute("SELECT revoked_at FROM terminals WHERE id=?", (terminal,)).fetchone()
+    if row is None:
+        return None, False
+    rated = conn.execute("SELECT 1 FROM ratings WHERE terminal=? LIMIT 1", (terminal,)).fetchone()
+    return ("active" if row[0] is None else "revoked"), rated is not None
+
+
+def terminals_of(conn, window):
+    return [r[0] for r in conn.execute(
+        "SELECT p.terminal FROM pairings p JOIN terminals t ON t.id=p.terminal"
+        " WHERE p.window=? AND t.revoked_at IS NULL ORDER BY p.terminal", (window,))]
+
+
+def pairings(conn):
+    return [dict(r) for r in conn.execute(
+        "SELECT window, terminal, paired_at FROM pairings ORDER BY window, terminal")]

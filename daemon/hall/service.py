@@ -1,0 +1,228 @@
+"""The hall daemon: one writer thread owns the database.
+
+Messages from the broker and commands from the HTTP API are put on one queue. The writer takes
+everything waiting (up to batch_max), applies it in ONE database transaction, commits (one fsync
+for the whole batch: group commit), and only then publishes acks and prompts and PUBACKs the
+broker. A crash before the commit loses nothing: nothing was acked, the broker and the terminals
+send again, and (terminal, seq) keeps a second copy out.
+"""
+import logging
+import queue
+import signal
+import threading
+import time
+
+from haochaping.protocol import messages, topics
+
+from haochaping.daemon.hall import db, ingest, windows
+from haochaping.daemon.hall.alerts import Alerter
+from haochaping.daemon.hall.api import ApiServer
+from haochaping.daemon.hall.events import Events
+from haochaping.daemon.hall.mqtt_client import Incoming, Link
+
+log = logging.getLogger(__name__)
+_TICK = 0.5  # seconds between prompt-timeout checks when idle
+
+
+class Command:
+    """A function to run in the writer's transaction; the caller waits for its result."""
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.done = threading.Event()
+        self.result = None
+        self.error = None
+
+    def wait(self, timeout=10):
+        if not self.done.wait(timeout):
+            raise TimeoutError("the daemon did not answer in %s s" % timeout)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class HallDaemon:
+    def __init__(self, cfg, clock=time.time):
+        self.cfg = cfg
+        self.hall = cfg["hall"]["id"]
+        self.clock = clock
+        self.conn = db.connect(cfg["hall"]["database"])
+        self.queue = queue.SimpleQueue()
+        self.stopping = threading.Event()
+        self.events = Events()  # live updates after each commit, for pages and alerts
+        self.alerter = Alerter(self.hall, cfg["alerts"],
+                               lambda t, p, q: self.link.publish(t, p, qos=q))
+        m = cfg["mqtt"]
+        self.link = Link(m["host"], m["port"], m["client_id"], m["username"], m["password"],
+                         m["keepalive"],
+                         [topics.wildcard(self.hall, topics.RATING),
+                          topics.wildcard(self.hall, topics.STATUS)],
+                         self.queue.put, on_connected=self._resync)
+        self.api = (ApiServer(self, cfg["api"])
+                    if cfg["api"]["tokens"] or cfg["console"]["enabled"] else None)
+        self.stored = 0   # messages handled since start
+        self.commits = 0  # database commits since start: stored/commits = the group-commit size
+
+    # ---------------------------------------------------------------- public
+    def submit(self, fn, timeout=10):
+        """Run fn(conn, now) -> (result, publishes) in the writer thread; return result."""
+        cmd = Command(fn)
+        self.queue.put(cmd)
+        return cmd.wait(timeout)
+
+    def run(self):
+        """Serve until SIGTERM/SIGINT or stop(); returns when everything stored is acked."""
+        self._install_signals()
+        forwarder = None
+        if self.cfg.get("forward", {}).get("url"):  # to the municipal store: daemon/hall/forward.py
+            from haochaping.daemon.hall.forward import Forwarder
+            forwarder = Forwarder(self.cfg)
+        if self.api:
+            self.api.start()
+        self.link.start()
+        if forwarder:
+            forwarder.start()
+        log.info("hall %s: daemon running on %s", self.hall, self.cfg["hall"]["database"])
+        try:
+            self._loop()
+        finally:
+            if forwarder:
+                forwarder.stop()
+            self.link.stop()
+            if self.api:
+                self.api.stop()
+            self.conn.close()
+            log.info("hall %s: daemon stopped", self.hall)
+
+    def stop(self):
+        self.stopping.set()
+        self.queue.put(None)
+
+    # ---------------------------------------------------------------- writer
+    def _loop(self):
+        batch_max = self.cfg["ingest"]["batch_max"]
+        next_expiry = 0.0
+        while not self.stopping.is_set():
+            try:
+                first = self.queue.get(timeout=_TICK)
+            except queue.Empty:
+                first = None
+            batch = [] if first is None else [first]
+            while len(batch) < batch_max:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    batch.append(item)
+            now = self.clock()
+            expire = now >= next_expiry
+            if batch or expire:
+                self._apply(batch, now, expire)
+                if expire:
+                    next_expiry = now + _TICK
+
+    def _apply(self, batch, now, expire):
+        grace = self.cfg["sessions"]["grace_s"]
+        acks = {}        # terminal -> [seq]
+        publishes = []   # (terminal, token or None, expires)
+        puback = []
+        done = []
+        keys = {}        # terminal keys, looked up once per batch
+        events = []
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in batch:
+                if isinstance(item, Incoming):
+                    sp = "SAVEPOINT m"
+                    conn.execute(sp)
+                    try:
+                        res = ingest.handle(conn, self.hall, item.topic, item.payload, now, grace, keys)
+                    except Exception:  # a bug must not lose the batch: keep the message aside
+                        log.exception("failed to handle a message on %s", item.topic)
+                        conn.execute("ROLLBACK TO m")
+                        ingest.reject(conn, now, item.topic, None, "internal error", item.payload)
+                        res = ingest.Result()
+                    conn.execute("RELEASE m")
+                    if res.ack:
+                        acks.setdefault(res.ack[0], []).append(res.ack[1])
+                    if res.event:
+                        events.append(res.event)
+                    if res.closed_token:
+                        publishes += [(t, None, 0) for t in windows.shown_to(conn, res.closed_token)]
+                    puback.append(item)
+                else:
+                    conn.execute("SAVEPOINT c")
+                    try:
+                        item.result, more = item.fn(conn, now)
+                        publishes += more
+                        conn.execute("RELEASE c")
+                    except Exception as e:
+                        conn.execute("ROLLBACK TO c")
+                        conn.execute("RELEASE c")
+                        item.error = e
+                    done.append(item)
+            if expire:
+                publishes += windows.expire(conn, now)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        # durable now: tell the world
+        self.stored += len(puback)
+        self.commits += 1
+        self._send_acks(acks, now, keys)
+        self._send_sessions(publishes, now, keys)
+        for item in puback:
+            self.link.ack(item)
+        for kind, data in events:
+            self.alerter.on_event(kind, data)
+            self.events.publish(kind, **data)
+        for terminal, token, _ in publishes:
+            self.events.publish("prompt", terminal=terminal, open=token is not None, at=now)
+        for cmd in done:
+            cmd.done.set()
+
+    def _send_acks(self, acks, now, keys):
+        qos = self.cfg["ingest"]["ack_qos"]
+        for terminal, seqs in acks.items():
+            key = ingest.terminal_key(self.conn, terminal, keys)
+            if key is None:
+                continue
+            self.link.publish(topics.topic(self.hall, terminal, topics.ACK),
+                              messages.encode_ack(key, terminal, seqs, int(now)), qos=qos)
+
+    def _send_sessions(self, publishes, now, keys):
+        """Retained prompts at QoS 0: over a live connection nothing is lost, and after any
+        reconnect _resync publishes every terminal's prompt again. (QoS 1 would make paho scan
+        its whole outgoing queue on every PUBACK: quadratic under load.) A retained message is
+        a state, so only the last one per terminal in a batch is sent."""
+        last = {}
+        for p in publishes:
+            last[p[0]] = p
+        for terminal, token, expires in last.values():
+            t = topics.topic(self.hall, terminal, topics.SESSION)
+            if token is None:
+                self.link.publish(t, b"", qos=0, retain=True)
+                continue
+            key = ingest.terminal_key(self.conn, terminal, keys)
+            if key is None:
+                continue
+            tx = self.conn.execute("SELECT window, staff FROM transactions WHERE token=?",
+                                   (token,)).fetchone()
+            self.link.publish(t, messages.encode_session(key, terminal, token, tx["window"],
+                                                         tx["staff"], int(expires), int(now)),
+                              qos=0, retain=True)
+
+    def _resync(self):
+        """On every (re)connect, publish every paired terminal's current prompt (or none)."""
+        self.queue.put(Command(lambda conn, now: (None, windows.open_prompts(conn))))
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())

@@ -1,0 +1,181 @@
+"""hall.toml: the hall daemon's configuration, validated at start with every error listed at once.
+
+Example (also written by `hcp demo` into its folder):
+
+    [hall]
+    id = "H01"                       # [A-Za-z0-9_-], at most 32
+    database = "hall.sqlite"         # relative to this file
+
+    [mqtt]
+    host = "127.0.0.1"
+    port = 1883
+    username = "hall-daemon"
+    password = "..."
+
+    [sessions]
+    timeout_s = 120                  # a rating prompt stays open this long at most
+
+    [api]
+    listen = "127.0.0.1:8780"        # the window-system HTTP API; localhost by default
+    [api.tokens]                     # one bearer token per caller
+    queue-system = "..."
+
+    [console]                        # the hall web console (served on the [api] listen port)
+    enabled = true                   # false: no /window/<W> or /hall pages
+    session_idle_s = 1800            # a staff session ends after this long without a click
+    session_max_s = 43200            # ... and at the latest this long after sign-in
+    pin_failures = 5                 # wrong PINs in a row (per staff number and per PC) ...
+    lockout_s = 300                  # ... before sign-in is refused for this long
+    language = "zh-CN"               # the pages' texts: daemon/hall/console/static/labels.<language>.json
+"""
+import os
+import tomllib
+
+from haochaping.protocol import topics
+
+from haochaping.daemon.errors import ConfigError
+
+# section -> key -> (type, default or _REQUIRED)
+_REQUIRED = object()
+SCHEMA = {
+    "hall": {"id": (str, _REQUIRED), "database": (str, "hall.sqlite")},
+    "mqtt": {
+        "host": (str, "127.0.0.1"), "port": (int, 1883),
+        "username": (str, ""), "password": (str, ""),
+        "client_id": (str, ""), "keepalive": (int, 30),
+    },
+    "sessions": {"timeout_s": (int, 120), "grace_s": (int, 10)},
+    "ingest": {"batch_max": (int, 1000), "ack_qos": (int, 0)},
+    "api": {"listen": (str, "127.0.0.1:8780"), "tokens": (dict, {})},
+    "alerts": {"mqtt": (bool, True), "webhook": (str, ""), "webhook_token": (str, ""),
+               "webhook_timeout_s": (int, 5)},
+    # the hall web console on the [api] port: /window/<W> for staff, /hall for the duty manager
+    "console": {"enabled": (bool, True), "session_idle_s": (int, 1800),
+                "session_max_s": (int, 43200), "pin_failures": (int, 5), "lockout_s": (int, 300),
+                "language": (str, "zh-CN")},
+    # forwarding to the municipal store (docs/store.md); off while url is empty
+    "forward": {"url": (str, ""), "ca": (str, ""), "hall_id": (str, ""), "key_file": (str, ""),
+                "batch_size": (int, 500), "max_wait_s": (int, 2), "timeout_s": (int, 30),
+                "retry_max_s": (int, 60), "region": (str, ""), "department": (str, "")},
+}
+SECRETS = {("mqtt", "password"), ("api", "tokens"), ("alerts", "webhook_token")}
+
+
+def load(path):
+    """Read and validate a config file; raise ConfigError naming every problem."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("config file %s not found (see `hcp daemon run --help` for an example)" % path)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("%s is not valid TOML: %s" % (path, e))
+    cfg = validate(raw)
+    base = os.path.dirname(os.path.abspath(path))
+    cfg["hall"]["database"] = os.path.join(base, cfg["hall"]["database"])
+    for key in ("ca", "key_file"):
+        if cfg["forward"][key]:
+            cfg["forward"][key] = os.path.join(base, cfg["forward"][key])
+    cfg["path"] = os.path.abspath(path)
+    return cfg
+
+
+def validate(raw):
+    errors = []
+    cfg = {}
+    for section in raw:
+        if section not in SCHEMA:
+            errors.append("[%s]: unknown section (known: %s)" % (section, ", ".join(SCHEMA)))
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            errors.append("[%s]: must be a table" % section)
+            given = {}
+        out = cfg[section] = {}
+        for key in given:
+            if key not in keys:
+                errors.append("[%s] %s: unknown key (known: %s)" % (section, key, ", ".join(keys)))
+        for key, (typ, default) in keys.items():
+            if key in given:
+                value = given[key]
+                if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
+                    errors.append("[%s] %s: must be %s, got %r" % (
+                        section, key, typ.__name__, _redact(section, key, value)))
+                    continue
+                out[key] = value
+            elif default is _REQUIRED:
+                errors.append("[%s] %s: required" % (section, key))
+            else:
+                out[key] = default.copy() if isinstance(default, dict) else default
+    if errors:
+        raise ConfigError("configuration has %d problem(s):\n  " % len(errors) + "\n  ".join(errors))
+    _check_values(cfg, errors)
+    if errors:
+        raise ConfigError("configuration has %d problem(s):\n  " % len(errors) + "\n  ".join(errors))
+    if not cfg["mqtt"]["client_id"]:
+        cfg["mqtt"]["client_id"] = "hcp-daemon-" + cfg["hall"]["id"]
+    return cfg
+
+
+def _check_forward(f, errors):
+    if not f["url"]:
+        return
+    if not f["url"].startswith("https://"):
+        errors.append("[forward] url: https://HOST:PORT of the store, got %r" % f["url"])
+    if not f["key_file"]:
+        errors.append("[forward] key_file: required with url (from `hcp store add-hall`)")
+    if f["hall_id"] and not topics.valid_id(f["hall_id"]):
+        errors.append("[forward] hall_id: use 1-32 of A-Z a-z 0-9 _ -")
+    if not 1 <= f["batch_size"] <= 10000:
+        errors.append("[forward] batch_size: 1 to 10000")
+    if len(f["region"]) > 12 or len(f["department"]) > 64:
+        errors.append("[forward] region: at most 12 characters (行政区划代码), department: at most 64")
+    for key in ("max_wait_s", "timeout_s", "retry_max_s"):
+        if f[key] < (0 if key == "max_wait_s" else 1):
+            errors.append("[forward] %s: at least %d" % (key, 0 if key == "max_wait_s" else 1))
+
+
+def _check_values(cfg, errors):
+    _check_forward(cfg["forward"], errors)
+    hook = cfg["alerts"]["webhook"]
+    if hook and not hook.startswith(("http://", "https://")):
+        errors.append("[alerts] webhook: an http:// or https:// address, got %r" % hook)
+    if not topics.valid_id(cfg["hall"]["id"]):
+        errors.append("[hall] id: use 1-32 of A-Z a-z 0-9 _ -, got %r" % cfg["hall"]["id"])
+    if not 0 < cfg["mqtt"]["port"] < 65536:
+        errors.append("[mqtt] port: must be 1-65535")
+    if cfg["sessions"]["timeout_s"] < 5:
+        errors.append("[sessions] timeout_s: at least 5 seconds, or citizens cannot rate")
+    if cfg["ingest"]["batch_max"] < 1:
+        errors.append("[ingest] batch_max: at least 1")
+    if cfg["ingest"]["ack_qos"] not in (0, 1):
+        errors.append("[ingest] ack_qos: 0 or 1")
+    host, _, port = cfg["api"]["listen"].rpartition(":")
+    if not host or not port.isdigit():
+        errors.append("[api] listen: HOST:PORT, got %r" % cfg["api"]["listen"])
+    c = cfg["console"]
+    for key in ("session_idle_s", "session_max_s", "pin_failures", "lockout_s"):
+        if c[key] < 1:
+            errors.append("[console] %s: at least 1" % key)
+    labels = os.path.join(os.path.dirname(os.path.abspath(__file__)), "console", "static",
+                          "labels.%s.json" % os.path.basename(c["language"]))
+    if not os.path.exists(labels):
+        errors.append("[console] language: no daemon/hall/console/static/labels.%s.json" % c["language"])
+    for name, token in cfg["api"]["tokens"].items():
+        if not isinstance(token, str) or len(token) < 16:
+            errors.append("[api.tokens] %s: a token of at least 16 characters" % name)
+
+
+def _redact(section, key, value):
+    return "***" if (section, key) in SECRETS else value
+
+
+def redacted(cfg):
+    """A copy safe to log."""
+    out = {}
+    for section, values in cfg.items():
+        if isinstance(values, dict):
+            out[section] = {k: _redact(section, k, v) for k, v in values.items()}
+        else:
+            out[section] = values
+    return out

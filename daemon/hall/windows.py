@@ -1,0 +1,116 @@
+"""The window system's two calls: a ticket is called to a window (start), the service ends
+(finish, which opens the rating prompt). Also prompt timeouts. Each function runs inside the
+caller's database transaction and returns what to publish once that transaction is committed:
+a list of (terminal, token-or-None, expires_at) — None clears the terminal's retained session.
+"""
+import secrets
+
+from haochaping.protocol import topics
+
+from haochaping.daemon.hall import registry
+from haochaping.daemon.errors import HcpError, InvalidInput
+
+
+def _check(window, ticket=None, item="", staff=""):
+    if not topics.valid_id(window):
+        raise InvalidInput("window %r: use 1-32 of A-Z a-z 0-9 _ -" % window)
+    if ticket is not None and not (0 < len(ticket) <= 64):
+        raise InvalidInput("ticket: 1 to 64 characters")
+    if len(item) > 64:
+        raise InvalidInput("item: at most 64 characters")
+    if staff and not topics.valid_id(staff):
+        raise InvalidInput("staff %r: use 1-32 of A-Z a-z 0-9 _ -" % staff)
+
+
+def _close_open_prompts(conn, window, now, why):
+    """Close the window's open prompt, if any; return the clears to publish."""
+    out = []
+    for row in conn.execute("SELECT id, token FROM transactions WHERE window=? AND token IS NOT NULL"
+                            " AND prompt_closed_at IS NULL", (window,)).fetchall():
+        conn.execute("UPDATE transactions SET prompt_closed_at=?, prompt_closed_by=? WHERE id=?",
+                     (now, why, row["id"]))
+        out += [(t, None, 0) for t in shown_to(conn, row["token"])]
+    return out
+
+
+def shown_to(conn, token):
+    return [r[0] for r in conn.execute("SELECT terminal FROM prompt_terminals WHERE token=?",
+                                       (token,))]
+
+
+def start(conn, window, ticket, item, staff, now):
+    """A ticket is called to the window. Returns (transaction id, publishes)."""
+    _check(window, ticket, item, staff)
+    publishes = _close_open_prompts(conn, window, now, "next")
+    # a transaction that was never finished ends here, without a prompt
+    conn.execute("UPDATE transactions SET finished_at=? WHERE window=? AND finished_at IS NULL",
+                 (now, window))
+    cur = conn.execute("INSERT INTO transactions (window, ticket, item, staff, started_at)"
+                       " VALUES (?,?,?,?,?)", (window, ticket, item, staff, now))
+    return cur.lastrowid, publishes
+
+
+def finish(conn, window, now, timeout):
+    """The service ends: open the rating prompt on the window's terminals.
+    Returns (transaction id, terminals prompted, publishes)."""
+    _check(window)
+    tx = conn.execute("SELECT id, staff FROM transactions WHERE window=? AND finished_at IS NULL"
+                      " ORDER BY id DESC LIMIT 1", (window,)).fetchone()
+    if tx is None:
+        raise HcpError("no ticket is being served at window %s: call `hcp window start` first"
+                       % window)
+    token = secrets.token_hex(16)
+    expires = now + timeout
+    conn.execute("UPDATE transactions SET finished_at=?, token=?, prompt_expires_at=? WHERE id=?",
+                 (now, token, expires, tx["id"]))
+    terms = registry.terminals_of(conn, window)
+    conn.executemany("INSERT INTO prompt_terminals (token, terminal) VALUES (?,?)",
+                     [(token, t) for t in terms])
+    if not terms:
+        # nobody can rate it; the transaction stays unrated (and gets its default later)
+        conn.execute("UPDATE transactions SET prompt_closed_at=?, prompt_closed_by='no-terminal'"
+                     " WHERE id=?", (now, tx["id"]))
+    return tx["id"], terms, [(t, token, expires) for t in terms]
+
+
+def expire(conn, now):
+    """Close prompts whose time is up; return the clears to publish."""
+    out = []
+    for row in conn.execute("SELECT id, token FROM transactions WHERE token IS NOT NULL"
+                            " AND prompt_closed_at IS NULL AND prompt_expires_at <= ?",
+                            (now,)).fetchall():
+        conn.execute("UPDATE transactions SET prompt_closed_at=prompt_expires_at,"
+                     " prompt_closed_by='timeout' WHERE id=?", (row["id"],))
+        out += [(t, None, 0) for t in shown_to(conn, row["token"])]
+    return out
+
+
+def open_prompts(conn):
+    """Every paired terminal and what its retained session should be now (for a resync)."""
+    want = {}
+    for r in conn.execute("SELECT terminal FROM pairings"):
+        want[r[0]] = (r[0], None, 0)
+    for r in conn.execute("SELECT p.terminal, t.token, t.prompt_expires_at FROM transactions t"
+                          " JOIN prompt_terminals p ON p.token=t.token"
+                          " WHERE t.prompt_closed_at IS NULL AND t.token IS NOT NULL"):
+        want[r[0]] = (r[0], r[1], r[2])
+    return list(want.values())
+
+
+def window_state(conn, window):
+    """What the window's current transaction is doing, for the queue system and the console."""
+    tx = conn.execute("SELECT * FROM transactions WHERE window=? ORDER BY id DESC LIMIT 1",
+                      (window,)).fetchone()
+    if tx is None:
+        return {"window": window, "state": "idle", "terminals": registry.terminals_of(conn, window)}
+    state = "serving"
+    level = None
+    if tx["rating_id"] is not None:
+        state = "rated"
+        level = conn.execute("SELECT level FROM ratings WHERE id=?", (tx["rating_id"],)).fetchone()[0]
+    elif tx["token"] is not None:
+        state = "prompting" if tx["prompt_closed_at"] is None else "not-rated"
+    elif tx["finished_at"] is not None:
+        state = "not-rated"
+    return {"window": window, "state": state, "transaction": tx["id"], "ticket": tx["ticket"],
+            "level": level, "terminals": registry.terminals_of(conn, window)}

@@ -1,0 +1,42 @@
+"""The rater's identity at rest in the store (RULES.md 第六条): sealed with a key that lives
+apart from the database."""
+import json
+import os
+
+from haochaping.daemon.errors import HcpError
+
+
+class IdentityKey:
+    """AES-256-GCM over the rater's identity JSON; the record id is the associated data, so a
+    ciphertext cannot be moved to another record. The key is a file of 64 hex characters
+    (mode 600) that lives apart from the database: a stolen database alone reveals nobody."""
+
+    def __init__(self, key):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def load(cls, path, create=False):
+        if create and not os.path.exists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(os.urandom(32).hex() + "\n")
+        try:
+            with open(path) as f:
+                key = bytes.fromhex(f.read().strip())
+        except FileNotFoundError:
+            raise HcpError("identity key file %s not found" % path)
+        except ValueError:
+            raise HcpError("identity key file %s: expected 64 hex characters" % path)
+        if len(key) != 32:
+            raise HcpError("identity key file %s: expected 64 hex characters" % path)
+        return cls(key)
+
+    def seal(self, uid, identity):
+        nonce = os.urandom(12)
+        data = json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()
+        return nonce + self._aead.encrypt(nonce, data, uid.encode())
+
+    def open(self, uid, blob):
+        blob = bytes(blob)
+        return json.loads(self._aead.decrypt(blob[:12], blob[12:], uid.encode()))

@@ -1,0 +1,111 @@
+"""`hcp broker config` writes a config that a real mosquitto runs, with the ACL enforced."""
+import os
+import stat
+
+from click.testing import CliRunner
+
+from haochaping.tools.device import mosquitto_setup
+from haochaping.tools.sim import processes
+from haochaping.tools.cli import _register, cli
+
+_register()
+
+
+def _config(tmp_path, port):
+    out = tmp_path / "broker"
+    r = CliRunner().invoke(cli, ["broker", "config", "--out", str(out), "--hall", "H9",
+                                 "--port", str(port), "--listen", "127.0.0.1"])
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_generated_config_runs_and_each_terminal_keeps_to_its_own_topics(tmp_path, run_broker, clients):
+    port = processes.free_port()
+    out, output = _config(tmp_path, port)
+    daemon_pw = (out / "hall-daemon.password").read_text().strip()
+    assert daemon_pw not in output                       # never printed
+    assert stat.S_IMODE(os.stat(out / "passwd").st_mode) == 0o600
+    mosquitto_setup.set_users(str(out), {"T1": "pw-one-xxxxxxxx", "T2": "pw-two-xxxxxxxx"})
+    assert "pw-one" not in (out / "passwd").read_text()  # hashed
+    run_broker(str(out / "mosquitto.conf"), port)
+
+    daemon = clients(port, "hall-daemon", daemon_pw)
+    assert daemon.connect()
+    daemon.subscribe("hcp/v1/H9/#")
+    t1 = clients(port, "T1", "pw-one-xxxxxxxx")
+    assert t1.connect()
+    t1.publish("hcp/v1/H9/T1/rating", b"mine")
+    t1.publish("hcp/v1/H9/T2/rating", b"forged")       # another terminal's topic: dropped
+    t1.publish("hcp/v1/H9/T1/ack", b"self-ack")        # the daemon's topic: dropped
+    got = [p for _t, p in daemon.received()]
+    assert got == [b"mine"]
+
+    t1.subscribe("hcp/v1/H9/T2/session")               # may not read another's prompts
+    t1.subscribe("hcp/v1/H9/T1/session")
+    daemon.publish("hcp/v1/H9/T2/session", b"for T2")
+    daemon.publish("hcp/v1/H9/T1/session", b"for T1")
+    assert [p for _t, p in t1.received()] == [b"for T1"]
+
+    assert not clients(port, "T1", "wrong-password", "t-bad").connect()
+    assert not clients(port, "nobody", "pw-one-xxxxxxxx").connect()
+
+    # revoke T2 and reload the running broker: its credentials are refused from then on
+    assert clients(port, "T2", "pw-two-xxxxxxxx", "t2-before").connect()
+    assert mosquitto_setup.remove_users(str(out), ["T2"]) == ["T2"]
+    r = CliRunner().invoke(cli, ["broker", "reload", "--dir", str(out)])
+    assert r.exit_code == 0, r.output
+    assert not clients(port, "T2", "pw-two-xxxxxxxx", "t2-after").connect()
+    assert clients(port, "T1", "pw-one-xxxxxxxx", "t1-after").connect()
+
+
+def test_running_it_again_keeps_the_terminals(tmp_path):
+    port = processes.free_port()
+    out, _ = _config(tmp_path, port)
+    mosquitto_setup.set_users(str(out), {"T1": "pw-one-xxxxxxxx"})
+    before = mosquitto_setup.read_passwd(str(out / "passwd"))
+    _config(tmp_path, port)
+    assert mosquitto_setup.read_passwd(str(out / "passwd")) == before
+
+
+def test_tls_lines_and_reload_without_a_broker(tmp_path):
+    cert = tmp_path / "srv.pem"
+    key = tmp_path / "srv.key"
+    cert.write_text("x")
+    key.write_text("x")
+    out = tmp_path / "b"
+    r = CliRunner().invoke(cli, ["broker", "config", "--out", str(out), "--hall", "H1",
+                                 "--tls-cert", str(cert), "--tls-key", str(key)])
+    assert r.exit_code == 0, r.output
+    conf = (out / "mosquitto.conf").read_text()
+    assert "listener 8883 0.0.0.0" in conf and "certfile %s" % cert in conf
+    r = CliRunner().invoke(cli, ["broker", "reload", "--dir", str(out)])
+    assert r.exit_code == 1 and "no running broker" in r.output
+
+
+def test_run_as_hands_the_files_to_the_broker_user_and_edits_keep_it(request, run_broker, clients):
+    import pwd
+    import pytest
+    try:
+        user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto system user")
+    if os.getuid() != 0:
+        pytest.skip("needs root to hand files to another user")
+    import pathlib
+    import shutil
+    import tempfile
+    port = processes.free_port()
+    top = pathlib.Path(tempfile.mkdtemp(prefix="hcp-broker-"))   # pytest's tmp is 0700 root-only
+    top.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(top, ignore_errors=True))
+    out = top / "broker"
+    r = CliRunner().invoke(cli, ["broker", "config", "--out", str(out), "--hall", "H9", "--port",
+                                 str(port), "--listen", "127.0.0.1", "--run-as", "mosquitto"])
+    assert r.exit_code == 0, r.output
+    mosquitto_setup.set_users(str(out), {"T1": "pw-one-xxxxxxxx"})          # edited as root
+    assert os.stat(out / "passwd").st_uid == user.pw_uid
+    run_broker(str(out / "mosquitto.conf"), port)                       # drops to mosquitto
+    assert clients(port, "T1", "pw-one-xxxxxxxx").connect()
+    r = CliRunner().invoke(cli, ["broker", "config", "--out", str(out), "--hall", "H9",
+                                 "--run-as", "nosuchuser"])
+    assert r.exit_code == 1 and "no such system user" in r.output

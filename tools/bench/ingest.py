@@ -1,0 +1,241 @@
+"""hcp bench ingest: the daemon's ingest rate against raw paho-mqtt on the same broker.
+
+One run, one broker of our own, the same pre-signed ratings from publisher processes:
+  raw     a bare paho subscriber (own process, QoS 1, persistent session) that only counts;
+  daemon  the hall daemon (own process): verify, bind to an open prompt, group-commit to SQLite
+          (WAL, synchronous=FULL), then ack; rate = ratings acked / (last ack - first send);
+  paced   press -> ack latency at a steady rate (default 200 ratings/s) from all terminals.
+lost / duplicated are counted from the hall database against what the publishers sent.
+"""
+import json
+import multiprocessing as mp
+import os
+import random
+import secrets
+import sqlite3
+import tempfile
+import time
+
+import paho.mqtt.client as paho
+
+from haochaping.protocol import messages, topics
+
+from haochaping.tools.sim import processes
+from haochaping.tools.sim import hall_kit
+from haochaping.daemon.hall import api_client
+from haochaping.tools.sim.scenario import LEVEL_WEIGHTS
+
+HALL = "H01"
+BENCH_USER = "bench"
+
+
+# ---------------------------------------------------------------- processes
+def _client(port, password, cid, clean=True):
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=clean)
+    c.username_pw_set(BENCH_USER, password)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    return c
+
+
+def _counter(port, password, expected, out, ready):
+    """The raw baseline: subscribe like the daemon does, count, nothing else."""
+    state = {"n": 0, "first": None, "last": None}
+
+    def on_message(c, u, m):
+        now = time.time()
+        if state["first"] is None:
+            state["first"] = now
+        state["n"] += 1
+        state["last"] = now
+
+    c = _client(port, password, "bench-raw", clean=False)
+    c.on_message = on_message
+    c.on_connect = lambda cl, u, f, r, p: cl.subscribe(topics.wildcard(HALL, topics.RATING), 1)
+    c.on_subscribe = lambda cl, u, mid, codes, p: ready.set()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    while state["n"] < expected:
+        time.sleep(0.01)
+        if state["last"] and time.time() - state["last"] > 10:
+            break  # nothing for 10 s: report what arrived
+    c.disconnect()
+    c.loop_stop()
+    out.put(("raw", state["n"], state["first"], state["last"]))
+
+
+def _publisher(idx, port, password, items, rate, want_acks, out):
+    """Publish pre-signed (terminal, seq, payload) items; at `rate`/s if given, else flat out.
+    With want_acks, also collect the daemon's acks: (first send, last ack, acked, latencies)."""
+    sent_at = {}
+    acked = {}
+    terms = sorted({t for t, _, _ in items})
+
+    def on_message(c, u, m):
+        now = time.time()
+        try:
+            a = json.loads(m.payload)
+        except ValueError:
+            return
+        for s in a.get("seqs", ()):
+            k = (a.get("term"), s)
+            if k in sent_at and k not in acked:
+                acked[k] = now
+
+    c = _client(port, password, "bench-pub-%d-%s" % (idx, secrets.token_hex(3)))
+    c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    while not c.is_connected():
+        time.sleep(0.01)
+    if want_acks:
+        subs = [(topics.topic(HALL, t, topics.ACK), 0) for t in terms]
+        for i in range(0, len(subs), 100):
+            c.subscribe(subs[i:i + 100])
+        time.sleep(0.5)
+    infos = []
+    start = time.time()
+    for i, (term, seq, payload) in enumerate(items):
+        if rate:
+            delay = start + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        sent_at[(term, seq)] = time.time()
+        infos.append(c.publish(topics.topic(HALL, term, topics.RATING), payload, qos=1))
+    for info in infos:  # every rating handed to the broker (PUBACK) before we go
+        info.wait_for_publish(60)
+    last_progress, seen = time.time(), 0
+    while want_acks and len(acked) < len(items) and time.time() - last_progress < 15:
+        time.sleep(0.01)
+        if len(acked) != seen:
+            last_progress, seen = time.time(), len(acked)
+    time.sleep(0.2)
+    c.disconnect()
+    c.loop_stop()
+    lat = [acked[k] - sent_at[k] for k in acked]
+    out.put(("pub", idx, start, max(acked.values()) if acked else None, len(acked), lat,
+             [k for k in sent_at]))
+
+
+def _run_publishers(port, password, items, procs, rate, want_acks):
+    q = mp.Queue()
+    shares = [items[i::procs] for i in range(procs)]
+    ps = [mp.Process(target=_publisher, args=(i, port, password, shares[i],
+                                               (rate / procs) if rate else None, want_acks, q))
+          for i in range(procs)]
+    for p in ps:
+        p.start()
+    results = [q.get(timeout=900) for _ in ps]
+    for p in ps:
+        p.join()
+    return results
+
+
+# ---------------------------------------------------------------- setup
+def _prepare(folder, terminals, n_burst, n_paced):
+    cfg = hall_kit.create(folder, windows=tuple("W%03d" % i for i in range(terminals)),
+                         timeout_s=3600, extra_superusers=(BENCH_USER,))
+    conn = sqlite3.connect(cfg["hall"]["database"])
+    keys = {r[0]: bytes(r[1]) for r in conn.execute("SELECT id, key FROM terminals")}
+    window_of = dict(conn.execute("SELECT terminal, window FROM pairings"))
+    names = sorted(keys)
+    now = time.time()
+    seq = {t: 0 for t in names}
+    rnd = random.Random(7)
+    txs, shown, burst, paced = [], [], [], []
+    for i in range(n_burst + n_paced):
+        t = names[i % len(names)]
+        seq[t] += 1
+        token = secrets.token_hex(16)
+        txs.append((window_of[t], "B%06d" % i, now, now, token, now + 7200))
+        shown.append((token, t))
+        level = rnd.choices(range(1, 6), LEVEL_WEIGHTS)[0]  # a hall's mix: ~8 % bad reviews
+        payload = messages.encode_rating(keys[t], t, seq[t], level, token, int(now))
+        (burst if i < n_burst else paced).append((t, seq[t], payload))
+    # open prompts, as if every window had just finished a service (bulk, not via the API)
+    conn.executemany("INSERT INTO transactions (window, ticket, started_at, finished_at, token,"
+                     " prompt_expires_at) VALUES (?,?,?,?,?,?)", txs)
+    conn.executemany("INSERT INTO prompt_terminals (token, terminal) VALUES (?,?)", shown)
+    conn.commit()
+    conn.close()
+    return cfg, burst, paced
+
+
+def _pct(values, p):
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=10, folder=None,
+           progress=print):
+    """Run the benchmark; return the result dict."""
+    folder = folder or tempfile.mkdtemp(prefix="hcp-bench-")
+    n_paced = int(paced_rate * paced_seconds)
+    progress("preparing %d terminals and %d signed ratings in %s" % (terminals, ratings + n_paced, folder))
+    cfg, burst, paced = _prepare(folder, terminals, ratings, n_paced)
+    pw = cfg["mqtt"]["password"]
+    port = cfg["mqtt"]["port"]
+    b = processes.Mosquitto(cfg["broker_conf"], port).start()
+    result = {"terminals": terminals, "ratings": ratings, "publisher_processes": procs}
+    try:
+        # (a) raw paho receive rate
+        progress("raw: a bare paho subscriber counts %d QoS 1 messages" % ratings)
+        q, ready = mp.Queue(), mp.Event()
+        counter = mp.Process(target=_counter, args=(port, pw, ratings, q, ready))
+        counter.start()
+        ready.wait(10)
+        pubs = _run_publishers(port, pw, burst, procs, None, False)
+        _, n, first, last = q.get(timeout=900)
+        counter.join()
+        t0 = min(r[2] for r in pubs)
+        result["raw_received"] = n
+        result["raw_msgs_per_s"] = round(n / (last - t0), 1) if n else 0.0
+        # forget the raw subscriber's persistent session so it does not queue during (b)
+        c = _client(port, pw, "bench-raw", clean=True)
+        c.connect("127.0.0.1", port)
+        c.disconnect()
+
+        # (b) the daemon, flat out
+        progress("daemon: verify, bind, commit, ack %d ratings" % ratings)
+        d = processes.DaemonProcess(cfg).start()
+        try:
+            pubs = _run_publishers(port, pw, burst, procs, None, True)
+            t0 = min(r[2] for r in pubs)
+            t1 = max(r[3] for r in pubs if r[3])
+            acked = sum(r[4] for r in pubs)
+            result["daemon_acked"] = acked
+            result["daemon_ratings_per_s"] = round(acked / (t1 - t0), 1)
+            h = api_client.WindowApi(cfg).health()
+            result["daemon_commits"] = h["commits"]
+            result["ratings_per_commit"] = round(h["messages"] / max(1, h["commits"]), 1)
+            # (c) paced latency
+            progress("paced: %d ratings/s for %d s, press -> ack latency" % (paced_rate, paced_seconds))
+            pubs = _run_publishers(port, pw, paced, procs, paced_rate, True)
+            lat = [x for r in pubs for x in r[5]]
+            result["paced_rate_per_s"] = paced_rate
+            result["paced_acked"] = len(lat)
+            result["p50_ms"] = round(_pct(lat, 50) * 1000, 2) if lat else None
+            result["p99_ms"] = round(_pct(lat, 99) * 1000, 2) if lat else None
+            result["max_ms"] = round(max(lat) * 1000, 2) if lat else None
+        finally:
+            d.terminate()
+    finally:
+        b.stop()
+    result["ratio"] = round(result["daemon_ratings_per_s"] / result["raw_msgs_per_s"], 3) \
+        if result.get("raw_msgs_per_s") else None
+    sent = {(t, s) for t, s, _ in burst + paced}
+    conn = sqlite3.connect(cfg["hall"]["database"])
+    stored = conn.execute("SELECT terminal, seq FROM ratings").fetchall()
+    result["lost"] = len(sent - set(stored))
+    result["duplicated"] = (len(stored) - len(set(stored))) + conn.execute(
+        "SELECT COUNT(*) FROM (SELECT transaction_id FROM ratings WHERE outcome='counted'"
+        " GROUP BY transaction_id HAVING COUNT(*) > 1)").fetchone()[0]
+    result["bad_reviews"] = conn.execute(  # each raised an alert
+        "SELECT COUNT(*) FROM ratings WHERE level >= 4").fetchone()[0]
+    result["counted"] = conn.execute("SELECT COUNT(*) FROM ratings WHERE outcome='counted'").fetchone()[0]
+    conn.close()
+    result["folder"] = folder
+    result["cpus"] = os.cpu_count()
+    return result

@@ -1,0 +1,37 @@
+"""hcp bench: measured speed, compared with the raw speed of the same component in the same run."""
+import json
+
+import click
+
+from haochaping.tools.cli import cli
+
+
+@cli.group()
+def bench():
+    """Benchmarks that print JSON (figures go in the README, never in tests)."""
+
+
+@bench.command("ingest")
+@click.option("--terminals", type=click.IntRange(1, 5000), default=500, show_default=True)
+@click.option("--ratings", type=click.IntRange(100), default=50000, show_default=True,
+              help="Ratings sent flat out in each of the raw and daemon phases.")
+@click.option("--publishers", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Publisher processes.")
+@click.option("--paced-rate", type=click.IntRange(1), default=200, show_default=True,
+              help="Ratings per second for the latency phase.")
+@click.option("--paced-seconds", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print only the JSON line.")
+def bench_ingest(terminals, ratings, publishers, paced_rate, paced_seconds, as_json):
+    """Daemon ingest rate vs raw paho-mqtt on the same broker, and press -> ack latency.
+
+    Prints one JSON line: raw_msgs_per_s, daemon_ratings_per_s, ratio, p50_ms, p99_ms,
+    lost, duplicated.
+
+    \b
+    Example:
+      hcp bench ingest --terminals 500 --ratings 50000 --json
+    """
+    from haochaping.tools.bench import ingest as b
+    say = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    r = b.ingest(terminals, ratings, publishers, paced_rate, paced_seconds, progress=say)
+    click.echo(json.dumps(r, sort_keys=True))

@@ -1,0 +1,174 @@
+"""hcp simulate / hcp demo: simulated terminals running the firmware, and a scripted hall day."""
+import os
+import shutil
+
+import click
+
+from haochaping.daemon.hall import settings, db, summary
+from haochaping.daemon.errors import HcpError
+
+from haochaping.tools.cli import cli
+
+_RUNTIME = click.option(
+    "--runtime", type=click.Choice(["auto", "micropython", "cpython"]), default="auto",
+    show_default=True, help="Run the firmware under MicroPython's unix port (auto: when the"
+    " `micropython` command is installed) or CPython.")
+_SCALE = click.option(
+    "--time-scale", "scale", type=click.IntRange(1, 100), default=10, show_default=True,
+    help="Divide the terminals' waiting times (3 s correction window, 10 s reason window ...)"
+    " so the day runs faster; 1 = real time.")
+
+
+def _start(scenario, cfg, folder, count, runtime, scale):
+    by_window = scenario.start_terminals(cfg, folder, count, engine="firmware", scale=scale,
+                                         runtime=None if runtime == "auto" else runtime)
+    host = next(iter(by_window.values()))[0].host
+    click.echo("%d simulated terminal(s) running the firmware under %s in one process"
+               " (pid %d), times / %d" % (sum(len(v) for v in by_window.values()), host.runtime,
+                                          host.proc.pid, scale))
+    return by_window
+
+
+@cli.command()
+@click.option("--config", "config_path", default="hall.toml", show_default=True,
+              type=click.Path(dir_okay=False), help="The hall's configuration file.")
+@click.option("--terminals", "count", type=click.IntRange(1), default=None,
+              help="How many of the hall's terminals to simulate (default: all).")
+@click.option("--ratings", "transactions", type=click.IntRange(1), default=20, show_default=True,
+              help="How many citizens to serve, spread over the windows.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed of the day.")
+@_RUNTIME
+@_SCALE
+def simulate(config_path, count, transactions, seed, runtime, scale):
+    """Simulated terminals running the firmware, and citizens, against a running hall daemon.
+
+    Every terminal runs the terminal firmware (firmware/: keys, journal, MQTT link), all in one
+    MicroPython process (CPython if `micropython` is not installed), with stand-ins for the
+    board and WiFi. Terminal credentials are read from terminals/*.json next to hall.toml (as
+    `hcp demo` and provisioning write them); their journals are kept in sim/flash/. Each window
+    calls tickets over the daemon's HTTP API; citizens rate on the window's terminal (some walk
+    away, some change their mind within the correction window, some press again during the
+    thank-you, which the terminal ignores, some give a reason after a bad review).
+
+    \b
+    Example:
+      hcp simulate --config demo-hall/hall.toml --terminals 3 --ratings 30
+    """
+    from haochaping.tools.sim import scenario
+    cfg = settings.load(config_path)
+    folder = os.path.dirname(cfg["path"])
+    if not os.path.isdir(os.path.join(folder, "terminals")):
+        raise HcpError("no terminals/ folder next to %s: provision terminals first" % config_path)
+    by_window = _start(scenario, cfg, folder, count, runtime, scale)
+    try:
+        did, errors, confirmed = _day(scenario, cfg, by_window, transactions, seed)
+    finally:
+        scenario.stop(by_window)
+    _print_results(cfg, did, errors, confirmed)
+    if errors:
+        raise HcpError("the simulation saw %d problem(s), listed above" % len(errors))
+
+
+def _day(scenario, cfg, by_window, transactions, seed):
+    with click.progressbar(length=transactions, label="citizens served") as bar:
+        state = {"n": 0}
+
+        def progress(done):
+            bar.update(done - state["n"])
+            state["n"] = done
+        did, errors = scenario.run(cfg, by_window, transactions, seed, progress)
+    left = scenario.drain(by_window)
+    if left:
+        errors.append("%d rating(s) still waiting for the daemon's ack" % left)
+    n, problems = scenario.check_confirmed(cfg, by_window)
+    errors += problems
+    return did, errors, n
+
+
+def _print_results(cfg, did, errors, confirmed):
+    click.echo("citizens: %s" % ", ".join("%d %s" % (v, k) for k, v in did.items()))
+    click.echo("terminals: %d rating(s) confirmed to citizens, %s" % (
+        confirmed, "some not stored exactly once (below)" if any(
+            "confirmed to the citizen" in e for e in errors)
+        else "each in the hall database exactly once"))
+    for e in errors:
+        click.echo("problem: %s" % e, err=True)
+    conn = db.connect(cfg["hall"]["database"])
+    click.echo()
+    click.echo(summary.format_summary(summary.window_summary(conn)))
+    oc = summary.outcome_counts(conn)
+    click.echo("\nratings by outcome: %s" % ", ".join("%s %d" % kv for kv in sorted(oc.items())))
+    conn.close()
+
+
+@cli.command()
+@click.option("--dir", "folder", default="demo-hall", show_default=True,
+              type=click.Path(file_okay=False), help="Where the demo hall lives (recreated).")
+@click.option("--windows", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option("--ratings", "transactions", type=click.IntRange(1), default=30, show_default=True,
+              help="How many citizens to serve.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@_RUNTIME
+@_SCALE
+@click.option("--keep", is_flag=True,
+              help="Keep the hall running after the day, to look at the console pages.")
+def demo(folder, windows, transactions, seed, runtime, scale, keep):
+    """Run a whole hall on this machine: broker, daemon, terminals, window system, citizens.
+
+    Starts its own mosquitto (own config, free port, per-terminal passwords and ACL) and the
+    hall daemon on its own SQLite file, one process running the terminal firmware for every
+    window (MicroPython if installed, else CPython), serves the citizens, checks that every
+    rating a terminal confirmed is in the hall database once, prints what was counted per
+    window, and stops everything it started.
+
+    \b
+    Example:
+      hcp demo --windows 3 --ratings 30
+      hcp demo --runtime cpython --time-scale 1 --ratings 6
+      hcp demo --keep     # then open the staff and manager pages it prints
+    """
+    from haochaping.tools.sim import processes
+    from haochaping.tools.sim import hall_kit
+    from haochaping.tools.sim import scenario
+    folder = os.path.abspath(folder)
+    if os.path.exists(folder):
+        if not os.path.exists(os.path.join(folder, "hall.toml")):
+            raise HcpError("%s exists and is not a demo hall; choose another --dir" % folder)
+        shutil.rmtree(folder)
+    ids = tuple("W%02d" % (i + 1) for i in range(windows))
+    cfg = hall_kit.create(folder, windows=ids)
+    click.echo("hall H01 in %s: %d windows, %d terminals" % (folder, windows, windows))
+    b = processes.Mosquitto(cfg["broker_conf"], cfg["mqtt"]["port"]).start()
+    click.echo("mosquitto on 127.0.0.1:%d (config %s)" % (cfg["mqtt"]["port"], cfg["broker_conf"]))
+    d = by_window = None
+    try:
+        d = processes.DaemonProcess(cfg).start()
+        click.echo("hall daemon running (log %s), window API on %s" % (d.log_path, cfg["api"]["listen"]))
+        from haochaping.daemon.hall.console.staff import demo_accounts
+        conn = db.connect(cfg["hall"]["database"])
+        console = demo_accounts(conn, ids, "http://" + cfg["api"]["listen"])
+        conn.close()
+        for line in console:
+            click.echo(line)
+        by_window = _start(scenario, cfg, folder, None, runtime, scale)
+        did, errors, confirmed = _day(scenario, cfg, by_window, transactions, seed)
+        if keep:
+            click.echo("\nThe hall keeps running; open the console pages above in a browser.")
+            for line in console:
+                click.echo("  " + line)
+            click.pause("Press any key to stop everything ...")
+    finally:
+        if by_window:
+            scenario.stop(by_window)
+        if d:
+            d.terminate()
+        b.stop()
+    click.echo("stopped the daemon and mosquitto")
+    _print_results(cfg, did, errors, confirmed)
+    dbp = cfg["hall"]["database"]
+    click.echo("\nThe hall database is %s. Browse it with:" % dbp)
+    click.echo("  .venv/bin/sqlite-utils tables %s --counts" % dbp)
+    click.echo("  .venv/bin/sqlite-utils rows %s ratings --limit 5" % dbp)
+    click.echo("  datasette %s   (pip install datasette)" % dbp)
+    if errors:
+        raise HcpError("the demo saw %d problem(s), listed above" % len(errors))

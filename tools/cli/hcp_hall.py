@@ -1,0 +1,207 @@
+"""hcp daemon / window / pair / unpair / terminal: run the hall and tell it what happens."""
+import json
+import logging
+
+import click
+
+from haochaping.daemon.hall import settings, db, registry, summary
+from haochaping.daemon.errors import HcpError
+
+from haochaping.tools.cli import cli
+from haochaping.tools.cli._options import ACTOR, CONFIG, hall_db
+
+
+
+
+
+@cli.group()
+def daemon():
+    """Run the hall daemon (MQTT ingest, prompts, window API)."""
+
+
+@daemon.command("run")
+@CONFIG
+def daemon_run(config_path):
+    """Run the hall daemon until SIGTERM or Ctrl-C.
+
+    \b
+    Example:
+      hcp daemon run --config hall.toml
+    \b
+    hall.toml:
+      [hall]
+      id = "H01"
+      database = "hall.sqlite"
+      [mqtt]
+      host = "127.0.0.1"
+      port = 1883
+      username = "hall-daemon"
+      password = "..."
+      [api]
+      listen = "127.0.0.1:8780"
+      [api.tokens]
+      queue-system = "a-long-random-token"
+    """
+    from haochaping.daemon.hall.service import HallDaemon
+    cfg = settings.load(config_path)
+    logging.getLogger(__name__).info("config: %s", settings.redacted(cfg))
+    try:
+        d = HallDaemon(cfg)
+    except OSError as e:
+        raise HcpError("cannot start: %s" % e)
+    d.run()
+
+
+@cli.group()
+def window():
+    """What a queue system does: call a ticket, finish the service (opens the rating prompt)."""
+
+
+def _api(config_path):
+    from haochaping.daemon.hall.api_client import WindowApi
+    return WindowApi(settings.load(config_path))
+
+
+@window.command("start")
+@CONFIG
+@click.option("--window", "window_id", required=True, help="Window id, e.g. W01.")
+@click.option("--ticket", required=True, help="Queue ticket or 办件编号 being served.")
+@click.option("--item", default="", help="事项编码 of the service item.")
+@click.option("--staff", default="", help="Staff number at the window.")
+def window_start(config_path, window_id, ticket, item, staff):
+    """A ticket is called to a window (closes any prompt still open there).
+
+    \b
+    Example:
+      hcp window start --config hall.toml --window W01 --ticket A017 --staff S08
+    """
+    r = _api(config_path).start(window_id, ticket, item, staff)
+    click.echo("window %s: serving ticket %s (transaction %d)" % (window_id, ticket, r["transaction"]))
+
+
+@window.command("finish")
+@CONFIG
+@click.option("--window", "window_id", required=True, help="Window id, e.g. W01.")
+def window_finish(config_path, window_id):
+    """The service ends: the window's terminals ask the citizen to rate it.
+
+    \b
+    Example:
+      hcp window finish --config hall.toml --window W01
+    """
+    r = _api(config_path).finish(window_id)
+    if not r["terminals"]:
+        click.echo("window %s: finished, but no terminal is paired with it (`hcp pair`)" % window_id)
+    else:
+        click.echo("window %s: rating prompt open on %s for %d s" % (
+            window_id, ", ".join(r["terminals"]), r["prompt_timeout_s"]))
+
+
+@window.command("state")
+@CONFIG
+@click.option("--window", "window_id", required=True, help="Window id, e.g. W01.")
+def window_state(config_path, window_id):
+    """Show what a window's current transaction is doing (JSON).
+
+    \b
+    Example:
+      hcp window state --config hall.toml --window W01
+    """
+    click.echo(json.dumps(_api(config_path).state(window_id), ensure_ascii=False))
+
+
+@cli.command()
+@CONFIG
+@click.option("--window", "window_id", required=True, help="Window id, e.g. W01.")
+@click.option("--terminal", required=True, help="Terminal id, e.g. T001.")
+@ACTOR
+def pair(config_path, window_id, terminal, actor):
+    """Pair a terminal with a window (a window may have several terminals).
+
+    \b
+    Example:
+      hcp pair --config hall.toml --window W01 --terminal T001
+    """
+    from haochaping.tools.device.fleet import who
+    registry.pair(hall_db(config_path), window_id, terminal, actor=who(actor))
+    click.echo("terminal %s now rates window %s" % (terminal, window_id))
+
+
+@cli.command()
+@CONFIG
+@click.option("--terminal", required=True, help="Terminal id, e.g. T001.")
+@ACTOR
+def unpair(config_path, terminal, actor):
+    """Take a terminal off its window.
+
+    \b
+    Example:
+      hcp unpair --config hall.toml --terminal T001
+    """
+    from haochaping.tools.device.fleet import who
+    registry.unpair(hall_db(config_path), terminal, actor=who(actor))
+    click.echo("terminal %s is no longer paired" % terminal)
+
+
+@cli.command()
+@CONFIG
+def pairings(config_path):
+    """List which terminals rate which windows.
+
+    \b
+    Example:
+      hcp pairings --config hall.toml
+    """
+    rows = registry.pairings(hall_db(config_path))
+    for r in rows:
+        click.echo("%-10s %s" % (r["window"], r["terminal"]))
+    if not rows:
+        click.echo("no pairings yet: `hcp pair --window W01 --terminal T001`")
+
+
+@cli.command("summary")
+@CONFIG
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+def summary_cmd(config_path, as_json):
+    """Per window: transactions, rated, and ratings by level.
+
+    \b
+    Example:
+      hcp summary --config hall.toml
+    """
+    conn = hall_db(config_path)
+    rows = summary.window_summary(conn)
+    if as_json:
+        click.echo(json.dumps({"windows": rows, "outcomes": summary.outcome_counts(conn)},
+                              ensure_ascii=False))
+    else:
+        click.echo(summary.format_summary(rows))
+
+
+@cli.group()
+def terminal():
+    """Register terminals with the hall daemon."""
+
+
+@terminal.command("add")
+@CONFIG
+@click.option("--terminal", "terminal_id", required=True, help="Terminal id, e.g. T001.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the terminal's secrets (JSON, mode 600) for provisioning.")
+@ACTOR
+def terminal_add(config_path, terminal_id, out, actor):
+    """Register a terminal and generate its signing key (written to --out, never printed).
+
+    \b
+    Example:
+      hcp terminal add --config hall.toml --terminal T001 --out T001.json
+    """
+    import os
+    cfg = settings.load(config_path)
+    from haochaping.tools.device.fleet import who
+    key = registry.add_terminal(db.connect(cfg["hall"]["database"]), terminal_id, actor=who(actor))
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"hall": cfg["hall"]["id"], "terminal": terminal_id, "key": key.hex()}, f)
+    click.echo("terminal %s registered; its key is in %s (keep it secret). Next: `hcp pair`."
+               % (terminal_id, out))

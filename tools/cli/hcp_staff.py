@@ -1,0 +1,112 @@
+"""hcp staff: accounts for the hall web console (window staff and duty managers)."""
+import datetime
+
+import click
+
+from haochaping.daemon.hall.console import staff as staff_lib
+from haochaping.daemon.rules.workdays import SHANGHAI
+from haochaping.tools.device import fleet
+
+from haochaping.tools.cli import cli
+from haochaping.tools.cli._options import CONFIG, hall_db
+
+NUMBER = click.option("--number", required=True, help="Staff number (工号), e.g. S0101.")
+PIN = click.option("--pin", prompt="PIN", hide_input=True, confirmation_prompt=True,
+                   envvar="HCP_STAFF_PIN",
+                   help="Asked for (hidden) when not given; or set HCP_STAFF_PIN. "
+                        "%d-%d characters." % (staff_lib.PIN_MIN, staff_lib.PIN_MAX))
+
+
+
+
+def _actor():
+    return fleet.who()
+
+
+@cli.group()
+def staff():
+    """Console accounts: window staff (/window/<W>) and duty managers (/hall)."""
+
+
+@staff.command("add")
+@CONFIG
+@NUMBER
+@click.option("--name", default="", help="Name shown on the pages, e.g. 张三.")
+@click.option("--role", type=click.Choice(staff_lib.ROLES), default="staff", show_default=True,
+              help="staff: signs in at a window page; manager: signs in at the hall page.")
+@PIN
+def staff_add(config_path, number, name, role, pin):
+    """Add a console account; its PIN is stored only as a scrypt hash.
+
+    \b
+    Example:
+      hcp staff add --config hall.toml --number S0101 --name 张三
+      hcp staff add --config hall.toml --number M01 --name 李四 --role manager
+    """
+    staff_lib.add(hall_db(config_path), number, pin, role=role, name=name, actor=_actor())
+    where = "/hall" if role == "manager" else "/window/<W>"
+    click.echo("%s %s added; signs in at %s" % (role, number, where))
+
+
+@staff.command("disable")
+@CONFIG
+@NUMBER
+def staff_disable(config_path, number):
+    """Stop an account signing in; a signed-in page of it is signed out at once.
+
+    \b
+    Example:
+      hcp staff disable --config hall.toml --number S0101
+    """
+    staff_lib.disable(hall_db(config_path), number, actor=_actor())
+    click.echo("%s disabled" % number)
+
+
+@staff.command("enable")
+@CONFIG
+@NUMBER
+def staff_enable(config_path, number):
+    """Let a disabled account sign in again.
+
+    \b
+    Example:
+      hcp staff enable --config hall.toml --number S0101
+    """
+    staff_lib.enable(hall_db(config_path), number, actor=_actor())
+    click.echo("%s enabled" % number)
+
+
+@staff.command("set-pin")
+@CONFIG
+@NUMBER
+@PIN
+def staff_set_pin(config_path, number, pin):
+    """Give an account a new PIN (its open sessions end).
+
+    \b
+    Example:
+      hcp staff set-pin --config hall.toml --number S0101
+    """
+    staff_lib.set_pin(hall_db(config_path), number, pin, actor=_actor())
+    click.echo("%s has a new PIN" % number)
+
+
+@staff.command("list")
+@CONFIG
+def staff_list(config_path):
+    """List console accounts (never PINs).
+
+    \b
+    Example:
+      hcp staff list --config hall.toml
+    """
+    rows = staff_lib.listing(hall_db(config_path))
+    for r in rows:
+        state = "enabled" if r["disabled_at"] is None else "disabled " + _day(r["disabled_at"])
+        click.echo("%-12s %-8s %-9s %s" % (r["number"], r["role"], state, r["name"]))
+    if not rows:
+        click.echo("no accounts yet: `hcp staff add --number S0101 --name 张三`")
+
+
+def _day(ts):
+    return datetime.datetime.fromtimestamp(ts, SHANGHAI).strftime("%Y-%m-%d")

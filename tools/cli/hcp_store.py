@@ -1,0 +1,241 @@
+"""hcp store serve / add-hall / halls / ratings: the municipal store that every hall forwards to."""
+import csv
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from haochaping.daemon.errors import HcpError
+
+from haochaping.tools.cli import cli
+
+DB = click.option("--db", required=True, help="A SQLite file (store.sqlite) or a postgresql:// URL.")
+_TZ = datetime.timezone(datetime.timedelta(hours=8))  # Asia/Shanghai, no DST
+
+
+def _open(db, identity_key=None, create_key=False):
+    from haochaping.daemon.store import backends
+    from haochaping.daemon.store import identity
+    ident = identity.IdentityKey.load(identity_key, create=create_key) if identity_key else None
+    return backends.open_store(db, ident)
+
+
+def _when(t):
+    if t is None:
+        return ""
+    return datetime.datetime.fromtimestamp(t, _TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+@cli.group()
+def store():
+    """The municipal store: receives every hall's batches over HTTPS (SQLite or PostgreSQL)."""
+
+
+@store.command("serve")
+@DB
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False),
+              help="The server certificate (PEM, with its chain).")
+@click.option("--key", "keyfile", type=click.Path(exists=True, dir_okay=False),
+              help="The certificate's private key (PEM).")
+@click.option("--listen", default="0.0.0.0:8443", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--identity-key", type=click.Path(dir_okay=False),
+              help="Key file for raters' identity at rest (AES-GCM; created with mode 600 if"
+                   " missing). Without it, batches that carry an identity are refused.")
+@click.option("--insecure-http", is_flag=True,
+              help="Plain HTTP, NO TLS: anyone on the network reads and alters ratings. Only"
+                   " behind a TLS-terminating proxy on the same host.")
+@click.option("--rules-every", type=click.IntRange(min=0), default=3600, show_default=True,
+              help="Seconds between runs of the default ratings (第七条) and the sweep that opens"
+                   " rectification cases (第十二条); first run at start; 0: never.")
+@click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True,
+              help="Processes that decode, check and write batches (one decodes while another"
+                   " writes); 0: the serving process does it all itself.")
+def store_serve(db, cert, keyfile, listen, identity_key, insecure_http, rules_every, workers):
+    """Serve the store's HTTPS API until SIGTERM or Ctrl-C.
+
+    Creates or migrates the database at start.
+
+    \b
+    Example:
+      hcp store serve --db store.sqlite --cert store.pem --key store-key.pem --listen 0.0.0.0:8443
+      hcp store serve --db postgresql://hcp@db.city.local/hcp --cert store.pem --key store-key.pem
+    """
+    from haochaping.daemon.store.server import StoreServer
+    if insecure_http:
+        click.echo("WARNING: --insecure-http: plain HTTP, no TLS. Ratings and signatures cross the"
+                   " network in clear; use it only behind a TLS proxy on this host.", err=True)
+    from haochaping.daemon.store.workers import Workers
+    st = _open(db, identity_key, create_key=True)
+    pool = Workers(db, workers, identity_key) if workers else None
+    srv = StoreServer(st, listen, cert, keyfile, insecure_http, pool)
+    signal.signal(signal.SIGTERM, _interrupt)
+    logging.getLogger(__name__).warning("store (%s) listening on %s", st.dialect, srv.address)
+    stop = threading.Event()
+    jobs = None
+    if rules_every:
+        from haochaping.daemon.store import jobs as jobs_lib
+        jobs = threading.Thread(target=jobs_lib.every, args=(st, rules_every, stop),
+                                name="store-rules", daemon=True)
+        jobs.start()
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if jobs is not None:
+            jobs.join(30)
+        srv.httpd.server_close()
+        if pool is not None:
+            pool.close()
+        st.close()
+
+
+@store.command("run-defaults")
+@DB
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def store_run_defaults(db, as_json):
+    """Give 基本满意 (default) to every transaction not rated within 5 working days (第七条).
+
+    Also opens a rectification case for any bad review that has none (第十二条). Running it
+    twice changes nothing; `hcp store serve` runs it on a schedule (--rules-every).
+
+    \b
+    Example:
+      hcp store run-defaults --db store.sqlite
+    """
+    from haochaping.daemon.store import jobs as jobs_lib
+    st = _open(db)
+    try:
+        result = jobs_lib.run_once(st)
+    finally:
+        st.close()
+    if result.get("warning"):
+        click.echo("WARNING: " + result["warning"], err=True)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    click.echo("default ratings given: %d (%d transactions still within their 5 working days)"
+               % (result["given"], result["waiting"]))
+    click.echo("rectification cases opened: %d" % result["cases_opened"])
+
+
+@store.command("add-hall")
+@DB
+@click.option("--hall", required=True, help="The hall's id, as in its hall.toml [hall] id.")
+@click.option("--name", default="", help="A name people recognise, e.g. 五华区政务服务中心.")
+@click.option("--key-out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the hall's signing key (mode 600; copy it to the hall).")
+def store_add_hall(db, hall, name, key_out):
+    """Register a hall and write its signing key to a file (never printed).
+
+    \b
+    Example:
+      hcp store add-hall --db store.sqlite --hall H01 --name 五华区政务服务中心 --key-out H01.key
+    """
+    from haochaping.daemon import batches
+    if not batches.valid_id(hall):
+        raise HcpError("--hall %r: use 1-32 of A-Z a-z 0-9 _ -" % hall)
+    if os.path.exists(key_out):
+        raise HcpError("%s exists already: choose another --key-out (or remove it)" % key_out)
+    st = _open(db)
+    try:
+        key = st.add_hall(hall, name)
+        batches.write_key_file(key_out, key)
+    finally:
+        st.close()
+    click.echo("hall %s registered; its key is in %s (mode 600). Copy it to the hall and set"
+               " [forward] key_file in its hall.toml." % (hall, key_out))
+
+
+@store.command("revoke-hall")
+@DB
+@click.option("--hall", required=True, help="The hall's id.")
+def store_revoke_hall(db, hall):
+    """Refuse a hall's batches from now on (a lost or leaked key); its records stay.
+
+    To give the hall a new key afterwards, register it under a new id.
+
+    \b
+    Example:
+      hcp store revoke-hall --db store.sqlite --hall H01
+    """
+    st = _open(db)
+    try:
+        st.revoke_hall(hall)
+    finally:
+        st.close()
+    click.echo("hall %s revoked: its batches are refused (403) from now on" % hall)
+
+
+@store.command("halls")
+@DB
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def store_halls(db, as_json):
+    """List registered halls with what each has delivered.
+
+    \b
+    Example:
+      hcp store halls --db store.sqlite
+    """
+    st = _open(db)
+    try:
+        rows = st.halls()
+    finally:
+        st.close()
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no halls yet: `hcp store add-hall --hall H01 --key-out H01.key`")
+        return
+    click.echo("%-10s %-20s %8s %12s %9s  %s" % ("hall", "last batch", "batches", "transactions",
+                                                  "ratings", "name"))
+    for r in rows:
+        state = " (revoked)" if r["revoked_at"] else ""
+        click.echo("%-10s %-20s %8d %12d %9d  %s%s" % (
+            r["hall"], _when(r["last_batch_at"]) or "never", r["batches"], r["transactions"],
+            r["ratings"], r["name"], state))
+
+
+@store.command("ratings")
+@DB
+@click.option("--hall", required=True, help="The hall's id.")
+@click.option("--since", required=True, type=click.DateTime(["%Y-%m-%d", "%Y-%m-%d %H:%M:%S"]),
+              help="From this date (Asia/Shanghai), e.g. 2026-11-01.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True, help="CSV with a header, or one JSON object per line.")
+def store_ratings(db, hall, since, fmt):
+    """Print the ratings a hall delivered since a date, with their 办件 (CSV or JSON lines).
+
+    \b
+    Example:
+      hcp store ratings --db store.sqlite --hall H01 --since 2026-11-01 --format csv > H01.csv
+    """
+    from haochaping.daemon.store.backends import EXPORT_COLUMNS
+    st = _open(db)
+    try:
+        rows = st.ratings(hall, since.replace(tzinfo=_TZ).timestamp())
+    finally:
+        st.close()
+    for r in rows:
+        for k in ("rated_at", "hall_received_at", "finished_at", "received_at"):
+            r[k] = _when(r[k])
+        r["default"] = bool(r["default"])
+    if fmt == "json":
+        for r in rows:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        return
+    w = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)

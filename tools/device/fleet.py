@@ -1,0 +1,114 @@
+"""The hall side of hall IT work: who is acting, provisioning and replacing terminals in the hall
+database and at the broker at once, and the terminal list that `hcp terminals` shows."""
+import getpass
+import json
+import os
+import time
+
+from haochaping.daemon.hall import registry
+from haochaping.daemon.errors import HcpError
+from haochaping.protocol import topics
+from haochaping.tools.device import mosquitto_setup
+
+RESERVED = ("hall-daemon",)
+
+
+def who(actor=None):
+    """The person acting: --actor, else the user behind sudo, else the login user."""
+    if actor:
+        return actor
+    for var in ("SUDO_USER", "USER", "LOGNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def broker_folder(config_path, broker_dir=None):
+    """The hall's broker folder: --broker-dir, else `broker/` next to hall.toml."""
+    return broker_dir or os.path.join(os.path.dirname(os.path.abspath(config_path)), "broker")
+
+
+def check_terminal_id(terminal):
+    if not topics.valid_id(terminal):
+        raise HcpError("terminal %r: use 1-32 of A-Z a-z 0-9 _ -" % terminal)
+    if terminal in RESERVED:
+        raise HcpError("terminal %r: that name is the daemon's broker user" % terminal)
+
+
+def replace(conn, broker_dir, old, new, actor):
+    """Move `old`'s pairing to `new` and revoke `old` at the daemon and at the broker: its
+    ratings are refused as from an unknown terminal, its broker login is refused (the broker is
+    reloaded). Safe to run again: a half-done replace (say, the broker folder was unwritable)
+    is finished. Return (window or None, broker pid reloaded or None)."""
+    window = registry.replace(conn, old, new, actor)
+    try:
+        mosquitto_setup.remove_users(broker_dir, [old])
+    except OSError as e:
+        raise HcpError("%s is revoked at the daemon, but its broker password could not be removed "
+                       "(%s): fix that and run the same command again" % (old, e.strerror or e))
+    return window, mosquitto_setup.reload(broker_dir)
+
+
+def terminal_rows(conn, now=None, offline_after_s=600):
+    """Every active terminal: its window, online state, last seen, what its status said, and
+    whether it is flagged (offline, or never seen, for longer than offline_after_s)."""
+    now = now or time.time()
+    last_rating = dict(conn.execute(
+        "SELECT terminal, MAX(received_at) FROM ratings GROUP BY terminal").fetchall())
+    rows = conn.execute(
+        "SELECT t.id, t.added_at, p.window, s.online, s.firmware, s.board, s.heap, s.backlog,"
+        " s.rssi, s.last_seen, s.errors FROM terminals t"
+        " LEFT JOIN pairings p ON p.terminal=t.id"
+        " LEFT JOIN terminal_status s ON s.terminal=t.id"
+        " WHERE t.revoked_at IS NULL ORDER BY p.window IS NULL, p.window, t.id").fetchall()
+    out = []
+    for r in rows:
+        seen = max([v for v in (r["last_seen"], last_rating.get(r["id"])) if v] or [0]) or None
+        online = bool(r["online"]) if r["online"] is not None else False
+        since = seen if seen else r["added_at"]
+        flagged = (not online) and now - since > offline_after_s
+        out.append({
+            "terminal": r["id"], "window": r["window"],
+            "state": "online" if online else ("offline" if seen else "never seen"),
+            "last_seen": seen, "firmware": r["firmware"], "board": r["board"],
+            "heap": r["heap"], "backlog": r["backlog"], "rssi": r["rssi"],
+            "flagged": flagged or bool(r["errors"]),
+            "config_errors": json.loads(r["errors"]) if r["errors"] else [],
+        })
+    return out
+
+
+def _ago(now, t):
+    if not t:
+        return "-"
+    s = max(0, int(now - t))
+    if s < 120:
+        return "%ds ago" % s
+    if s < 7200:
+        return "%dm ago" % (s // 60)
+    if s < 172800:
+        return "%dh ago" % (s // 3600)
+    return "%dd ago" % (s // 86400)
+
+
+def format_rows(rows, now=None):
+    now = now or time.time()
+    head = ("", "TERMINAL", "WINDOW", "STATE", "LAST SEEN", "FIRMWARE", "BOARD", "HEAP",
+            "BACKLOG", "RSSI")
+    table = [head]
+    for r in rows:
+        table.append(("!" if r["flagged"] else "", r["terminal"], r["window"] or "-", r["state"],
+                      _ago(now, r["last_seen"]), r["firmware"] or "-", r["board"] or "-",
+                      "-" if r["heap"] is None else "%dK" % (r["heap"] // 1024),
+                      "-" if r["backlog"] is None else str(r["backlog"]),
+                      "-" if r["rssi"] is None else "%d dBm" % r["rssi"]))
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    for r in rows:
+        if r["config_errors"]:
+            lines.append("! %s cannot rate, its config is wrong: %s (fix it with `hcp device"
+                         " provision`)" % (r["terminal"], "; ".join(r["config_errors"])))
+    return "\n".join(lines)

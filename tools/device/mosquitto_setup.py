@@ -1,0 +1,192 @@
+"""A hall's mosquitto: its config, password file and ACL, and (for the demo, benchmarks and
+tests) a broker process of our own on a free port.
+
+The ACL gives each terminal (username = terminal id) only its own topics, and the daemon the
+hall's whole tree. Settings that matter for "nothing lost":
+- persistence on (saved every 60 s and at shutdown): retained prompts and queued ratings survive
+  a restart; what a crash loses since the last save, the terminals send again from their journal;
+- max_inflight_messages 1000: the daemon acks after a group commit, so it must be allowed to
+  hold many unacknowledged messages at once (the default of 20 would cap each batch at 20);
+- max_queued_messages 1000000: ratings queued for the daemon while it is down are kept.
+"""
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+
+from haochaping.daemon.errors import HcpError
+from haochaping.protocol import topics
+
+
+def mosquitto_binary():
+    for c in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if c and os.path.exists(c):
+            return c
+    raise HcpError("mosquitto is not installed: `apt-get install mosquitto` (Debian/Ubuntu)")
+
+
+def acl_text(hall, daemon_user, extra_superusers=()):
+    lines = ["# hcp: terminals see only their own topics; the daemon sees the hall's tree",
+             "user %s" % daemon_user, "topic readwrite %s/%s/#" % (topics.PREFIX, hall)]
+    for u in extra_superusers:
+        lines += ["", "user %s" % u, "topic readwrite %s/%s/#" % (topics.PREFIX, hall)]
+    lines += [""]
+    for kind, access in ((topics.RATING, "write"), (topics.STATUS, "write"), (topics.ACK, "read"),
+                         (topics.SESSION, "read"), (topics.CONFIG, "read")):
+        lines.append("pattern %s %s/%s/%%u/%s" % (access, topics.PREFIX, hall, kind))
+    return "\n".join(lines) + "\n"
+
+
+def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_superusers=(),
+                 listen="127.0.0.1", tls=None, run_as=None, keep_users=False):
+    """Write mosquitto.conf, passwd (hashed) and acl into folder; return the conf path.
+    users: {username: password}, including the daemon's. keep_users: keep the users already in
+    the folder's passwd (hall IT re-running `hcp broker config`); tls: {cafile, certfile, keyfile}."""
+    os.makedirs(folder, exist_ok=True)
+    passwd = os.path.join(folder, PASSWD)
+    entries = read_passwd(passwd) if keep_users else {}
+    entries.update(_hash_users(folder, users))
+    _write_passwd(passwd, entries)
+    acl = os.path.join(folder, ACL)
+    with open(acl, "w") as f:
+        f.write(acl_text(hall, daemon_user, extra_superusers))
+    data = os.path.join(folder, "data")
+    os.makedirs(data, exist_ok=True)
+    conf = os.path.join(folder, CONF)
+    listener = ["listener %d %s" % (port, listen)]
+    for k in ("cafile", "certfile", "keyfile"):
+        if tls and tls.get(k):
+            listener.append("%s %s" % (k, os.path.abspath(tls[k])))
+    with open(conf, "w") as f:
+        f.write("\n".join([
+            "# written by hcp: one hall's broker (reload after changes: kill -HUP $(cat %s))"
+            % os.path.join(folder, PID)] + listener + [
+            # run as whoever starts it (as root, mosquitto would switch to its own user and
+            # could no longer read these files)
+            "user %s" % (run_as or pwd.getpwuid(os.getuid()).pw_name),
+            "pid_file %s" % os.path.join(folder, PID),
+            "allow_anonymous false",
+            "password_file %s" % passwd,
+            "acl_file %s" % acl,
+            "persistence true",
+            "persistence_location %s/" % data,
+            "autosave_interval 60",
+            "max_inflight_messages 1000",
+            "set_tcp_nodelay true",  # no Nagle delay on acks and prompts (latency)
+            "max_queued_messages 1000000",
+            "log_dest file %s" % os.path.join(folder, "mosquitto.log"),
+            "log_type error", "log_type warning", "log_type notice",
+            ""]))
+    _give_to(run_as, [folder, passwd, acl, data])
+    return conf
+
+
+# ------------------------------------------------------------------ users of a running hall
+PASSWD, ACL, CONF, PID = "passwd", "acl", "mosquitto.conf", "mosquitto.pid"
+
+
+def _check_user(user, password):
+    if not user or ":" in user or "\n" in user + password or not password:
+        raise HcpError("broker user %r: a name and a password, no ':' or newlines" % user)
+
+
+def _hash_users(folder, users):
+    """{user: password} -> {user: hashed line}. mosquitto_passwd hashes a 0600 file of ours, so
+    that no password is ever on a command line (where `ps` would show it)."""
+    if not users:
+        return {}
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".passwd-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            for u, p in users.items():
+                _check_user(u, p)
+                f.write("%s:%s\n" % (u, p))
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        r = subprocess.run([tool, "-U", tmp], capture_output=True, text=True)
+        if r.returncode:
+            raise HcpError("mosquitto_passwd failed: %s" % r.stderr.strip())
+        return read_passwd(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def read_passwd(path):
+    """{user: hashed line} of a mosquitto password file ({} if there is none)."""
+    try:
+        with open(path) as f:
+            lines = [ln.rstrip("\n") for ln in f if ":" in ln]
+    except FileNotFoundError:
+        return {}
+    return {ln.split(":", 1)[0]: ln for ln in lines}
+
+
+def _write_passwd(path, entries):
+    """Replace the password file atomically, keeping its owner (mosquitto must read it after a
+    reload when hall IT edits it as root)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".passwd-")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(line + "\n" for line in entries.values()))
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        st = os.stat(path)
+        os.chown(tmp, st.st_uid, st.st_gid)
+    except (FileNotFoundError, PermissionError):
+        pass
+    os.replace(tmp, path)
+
+
+def _give_to(user, paths):
+    """As root, hand the broker's files to the user mosquitto runs as."""
+    if not user or os.getuid() != 0:
+        return
+    pw = pwd.getpwnam(user)
+    for p in paths:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+
+
+def require_folder(folder):
+    if not os.path.exists(os.path.join(folder, CONF)):
+        raise HcpError("no broker config in %s: write one with `hcp broker config --out %s`"
+                       % (folder, folder))
+
+
+def set_users(folder, users):
+    """Add or change users ({name: password}) in a hall's broker folder (reload to apply)."""
+    require_folder(folder)
+    path = os.path.join(folder, PASSWD)
+    entries = read_passwd(path)
+    entries.update(_hash_users(folder, users))
+    _write_passwd(path, entries)
+
+
+def remove_users(folder, names):
+    """Remove users from the password file; return those that were there (reload to apply)."""
+    require_folder(folder)
+    path = os.path.join(folder, PASSWD)
+    entries = read_passwd(path)
+    gone = [n for n in names if entries.pop(n, None) is not None]
+    if gone:
+        _write_passwd(path, entries)
+    return gone
+
+
+def reload(folder):
+    """SIGHUP the broker whose pid file is in folder: it re-reads passwords and ACL, and drops
+    what they no longer allow. Return the pid, or None when no broker of this folder runs."""
+    try:
+        with open(os.path.join(folder, PID)) as f:
+            pid = int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        raise HcpError("not allowed to signal the broker (pid %d): run as its user or root" % pid)
+    return pid

