@@ -29,7 +29,7 @@ def hall(tmp_path):
 
 @pytest.fixture
 def broker(hall):
-    b = processes.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
+    b = processes.Mosquitto(hall_kit.broker_conf(hall), hall.mqtt.port).start()
     yield b
     b.stop()
 
@@ -53,9 +53,9 @@ def terminals(hall, broker):
 
     def make(resend_s=2.0):
         out = {}
-        for dev in hall_kit.devices(hall["folder"]):
-            t = SimTerminal(hall["hall"]["id"], dev["terminal"], bytes.fromhex(dev["key"]),
-                            "127.0.0.1", hall["mqtt"]["port"], dev["mqtt"]["password"],
+        for dev in hall_kit.devices(hall.folder):
+            t = SimTerminal(hall.hall.id, dev["terminal"], bytes.fromhex(dev["key"]),
+                            "127.0.0.1", hall.mqtt.port, dev["mqtt"]["password"],
                             resend_s=resend_s).start()
             started.append(t)
             out[dev["terminal"]] = t
@@ -71,7 +71,7 @@ def terminals(hall, broker):
 @pytest.fixture
 def hall_db(hall):
     def query(sql, *args):
-        c = sqlite3.connect(hall["hall"]["database"], timeout=30)
+        c = sqlite3.connect(hall.hall.database, timeout=30)
         try:
             return c.execute(sql, args).fetchall()
         finally:
@@ -88,7 +88,7 @@ def raw_client(hall, broker):
         pw = hall_password(hall, username)
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="raw-%s-%d" % (username, len(clients)))
         c.username_pw_set(username, pw)
-        c.connect("127.0.0.1", hall["mqtt"]["port"])
+        c.connect("127.0.0.1", hall.mqtt.port)
         c.loop_start()
         wait_until(c.is_connected, what="raw client connected")
         clients.append(c)
@@ -102,8 +102,8 @@ def raw_client(hall, broker):
 
 def hall_password(hall, username):
     if username in ("hall-daemon", "observer"):
-        return hall["mqtt"]["password"]
-    for dev in hall_kit.devices(hall["folder"]):
+        return hall.mqtt.password
+    for dev in hall_kit.devices(hall.folder):
         if dev["terminal"] == username:
             return dev["mqtt"]["password"]
     raise KeyError(username)

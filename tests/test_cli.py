@@ -54,19 +54,19 @@ def test_bad_arguments_give_one_line_and_exit_non_zero(args, expect):
 def test_pairing_an_unregistered_terminal_says_what_to_do(tmp_path):
     from haochaping.tools.sim import hall_kit
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
-    r = CliRunner().invoke(cli, ["pair", "--config", cfg["path"], "--window", "W01", "--terminal", "T404"])
+    r = CliRunner().invoke(cli, ["pair", "--config", cfg.path, "--window", "W01", "--terminal", "T404"])
     assert r.exit_code == 1
     assert "hcp terminal add" in r.output
-    r = CliRunner().invoke(cli, ["pair", "--config", cfg["path"], "--window", "W02", "--terminal", "T001"])
+    r = CliRunner().invoke(cli, ["pair", "--config", cfg.path, "--window", "W02", "--terminal", "T001"])
     assert r.exit_code == 0
-    r = CliRunner().invoke(cli, ["pairings", "--config", cfg["path"]])
+    r = CliRunner().invoke(cli, ["pairings", "--config", cfg.path])
     assert "W02        T001" in r.output
 
 
 def test_window_commands_without_a_running_daemon_say_so(tmp_path):
     from haochaping.tools.sim import hall_kit
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
-    r = CliRunner().invoke(cli, ["window", "finish", "--config", cfg["path"], "--window", "W01"])
+    r = CliRunner().invoke(cli, ["window", "finish", "--config", cfg.path, "--window", "W01"])
     assert r.exit_code == 1
     assert "is `hcp daemon run` running?" in r.output
 
@@ -80,7 +80,7 @@ def test_window_commands_when_the_daemon_dies_mid_answer_say_so(tmp_path):
     import time
     from haochaping.tools.sim import hall_kit
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
-    host, _, port = cfg["api"]["listen"].rpartition(":")
+    host, _, port = cfg.api.listen.rpartition(":")
     srv = socket.create_server((host, int(port)))
 
     def reset_once():
@@ -99,7 +99,7 @@ def test_window_commands_when_the_daemon_dies_mid_answer_say_so(tmp_path):
     t = threading.Thread(target=reset_once, daemon=True)
     t.start()
     try:
-        r = CliRunner().invoke(cli, ["window", "finish", "--config", cfg["path"],
+        r = CliRunner().invoke(cli, ["window", "finish", "--config", cfg.path,
                                      "--window", "W01"])
     finally:
         t.join(5)

@@ -39,7 +39,7 @@ class Alerter:
         self.cfg = cfg
         self.publish = publish  # publish(topic, payload, qos) on the daemon's MQTT link
         self.sent = 0
-        self._hooks = queue.Queue(10000) if cfg["webhook"] else None
+        self._hooks = queue.Queue(10000) if cfg.webhook else None
         if self._hooks is not None:
             threading.Thread(target=self._webhook_loop, name="alerts-webhook", daemon=True).start()
 
@@ -48,7 +48,7 @@ class Alerter:
         if alert is None:
             return
         body = json.dumps(alert, ensure_ascii=False).encode()
-        if self.cfg["mqtt"]:
+        if self.cfg.mqtt:
             self.publish(topics.alerts(self.hall), body, 1)
         if self._hooks is not None:
             try:
@@ -59,17 +59,17 @@ class Alerter:
 
     def _webhook_loop(self):
         headers = {"Content-Type": "application/json; charset=utf-8"}
-        if self.cfg["webhook_token"]:
-            headers["Authorization"] = "Bearer " + self.cfg["webhook_token"]
+        if self.cfg.webhook_token:
+            headers["Authorization"] = "Bearer " + self.cfg.webhook_token
         while True:
             body = self._hooks.get()
             for attempt in range(_RETRIES):
                 try:
-                    req = urllib.request.Request(self.cfg["webhook"], data=body, headers=headers,
+                    req = urllib.request.Request(self.cfg.webhook, data=body, headers=headers,
                                                  method="POST")
-                    with urllib.request.urlopen(req, timeout=self.cfg["webhook_timeout_s"]):
+                    with urllib.request.urlopen(req, timeout=self.cfg.webhook_timeout_s):
                         break
                 except (urllib.error.URLError, OSError) as e:
-                    log.warning("alert webhook %s failed (attempt %d): %s", self.cfg["webhook"],
+                    log.warning("alert webhook %s failed (attempt %d): %s", self.cfg.webhook,
                                 attempt + 1, e)
                     time.sleep(0.5 * (attempt + 1))

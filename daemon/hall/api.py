@@ -23,11 +23,11 @@ MAX_BODY = 4096
 
 class ApiServer:
     def __init__(self, daemon, cfg):
-        host, _, port = cfg["listen"].rpartition(":")
+        host, _, port = cfg.listen.rpartition(":")
         self.daemon = daemon
-        self.tokens = {name: tok.encode() for name, tok in cfg["tokens"].items()}
+        self.tokens = {name: tok.encode() for name, tok in cfg.tokens.items()}
         self.console = None  # the hall web console gets every path outside /api/
-        if daemon.cfg.get("console", {}).get("enabled"):
+        if daemon.cfg.console.enabled:
             from haochaping.daemon.hall.console.web import Console
             self.console = Console(daemon)
         handler = type("Handler", (_Handler,), {"api": self})
@@ -118,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) != 3 or parts[0] != "windows" or parts[2] not in ("start", "finish"):
             return self._send(404, {"error": "not found"})
         window, action = parts[1], parts[2]
-        timeout = self.api.daemon.cfg["sessions"]["timeout_s"]
+        timeout = self.api.daemon.cfg.sessions.timeout_s
         if action == "start":
             ticket = body.get("ticket")
             item, staff = body.get("item", ""), body.get("staff", "")

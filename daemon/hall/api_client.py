@@ -11,9 +11,9 @@ class WindowApi:
     """Client of the daemon's window API (what a queue system does)."""
 
     def __init__(self, cfg, token=None):
-        host, _, port = cfg["api"]["listen"].rpartition(":")
+        host, _, port = cfg.api.listen.rpartition(":")
         self.base = "http://%s:%s/api/v1" % (host, port)
-        tokens = cfg["api"]["tokens"]
+        tokens = cfg.api.tokens
         if token is None:
             if not tokens:
                 raise HcpError("hall.toml has no [api.tokens]: the window API is switched off")

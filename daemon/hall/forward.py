@@ -38,15 +38,15 @@ IN_FLIGHT = 2      # batches posted and not yet answered, at most (one connectio
 
 class Forwarder:
     def __init__(self, cfg, clock=time.time):
-        f = cfg["forward"]
+        f = cfg.forward
         self.f = f
-        self.hall = f["hall_id"] or cfg["hall"]["id"]
-        self.db_path = cfg["hall"]["database"]
+        self.hall = f.hall_id or cfg.hall.id
+        self.db_path = cfg.hall.database
         self.clock = clock
-        self.key = batches.read_key_file(f["key_file"])
+        self.key = batches.read_key_file(f.key_file)
         # one keep-alive connection per batch in flight
-        self.clients = [StoreClient(f["url"], self.hall, self.key, ca=f["ca"] or None,
-                                    timeout=f["timeout_s"]) for _ in range(IN_FLIGHT)]
+        self.clients = [StoreClient(f.url, self.hall, self.key, ca=f.ca or None,
+                                    timeout=f.timeout_s) for _ in range(IN_FLIGHT)]
         self.client = self.clients[0]
         self._idle = queue.SimpleQueue()
         for c in self.clients:
@@ -60,7 +60,7 @@ class Forwarder:
     def start(self):
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
         self._thread.start()
-        log.info("forwarding hall %s to %s", self.hall, self.f["url"])
+        log.info("forwarding hall %s to %s", self.hall, self.f.url)
         return self
 
     def stop(self, timeout=5):
@@ -184,19 +184,19 @@ class Forwarder:
     def _backoff(self):
         """Exponential backoff with jitter: half fixed, half random, capped at retry_max_s."""
         self.failures += 1
-        d = min(self.f["retry_max_s"], _RETRY_MIN_S * 2 ** min(self.failures, 20))
+        d = min(self.f.retry_max_s, _RETRY_MIN_S * 2 ** min(self.failures, 20))
         return d / 2 + random.uniform(0, d / 2)
 
     def _build(self, conn, after=0):
         """Write the next batch (outbox rows after `after`) to forward_batches; return it, None
         if nothing waits, or the seconds to wait for more records to fill it."""
-        size = self.f["batch_size"]
+        size = self.f.batch_size
         n, oldest, first, last = outbox_range(conn, size, after)
         if not n:
             return None
         waited = self.clock() - oldest
-        if n < size and waited < self.f["max_wait_s"]:
-            return float(min(_POLL_S, self.f["max_wait_s"] - waited))
+        if n < size and waited < self.f.max_wait_s:
+            return float(min(_POLL_S, self.f.max_wait_s - waited))
         bid = "%s-%d-%d-%s" % (self.hall, first, last, secrets.token_hex(4))
         tables = read_tables(conn, self.f, first, last)
         n = sum(len(t["seq"] if "seq" in t else t["tx"]) for t in tables.values())
@@ -276,8 +276,8 @@ def read_tables(conn, f, first, last):
             out[name] = dict(zip(fields, map(list, zip(*rows))))
     if "transactions" in out:
         n = len(out["transactions"]["tx"])
-        out["transactions"]["department"] = [f["department"]] * n
-        out["transactions"]["region"] = [f["region"]] * n
+        out["transactions"]["department"] = [f.department] * n
+        out["transactions"]["region"] = [f.region] * n
     if "ratings" in out:
         out["ratings"]["default"] = [False] * len(out["ratings"]["seq"])
     return out
@@ -348,9 +348,9 @@ def describe(st, now=None):
 
 def open_status(cfg):
     try:
-        conn = db.connect(cfg["hall"]["database"])
+        conn = db.connect(cfg.hall.database)
     except Exception as e:
-        raise HcpError("cannot open the hall database %s: %s" % (cfg["hall"]["database"], e))
+        raise HcpError("cannot open the hall database %s: %s" % (cfg.hall.database, e))
     try:
         return status(conn)
     finally:

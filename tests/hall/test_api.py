@@ -55,5 +55,5 @@ def test_window_states_follow_the_service(api, terminals):
 
 
 def test_the_api_listens_on_localhost_only_by_default(hall):
-    assert hall["api"]["listen"].startswith("127.0.0.1:")
+    assert hall.api.listen.startswith("127.0.0.1:")
     assert isinstance(WindowApi(hall).base, str)

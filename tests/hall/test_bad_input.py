@@ -7,7 +7,7 @@ from tests.conftest import wait_until
 
 def _key(hall, terminal):
     from haochaping.tools.sim import hall_kit
-    for d in hall_kit.devices(hall["folder"]):
+    for d in hall_kit.devices(hall.folder):
         if d["terminal"] == terminal:
             return bytes.fromhex(d["key"])
 

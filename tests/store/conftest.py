@@ -116,13 +116,12 @@ retry_max_s = 1
 def forwarding_hall(folder, store, batch_size=50, hall_id=None, key_file=None):
     """A hallkit hall whose hall.toml forwards to `store`."""
     cfg = hall_kit.create(folder, windows=("W01", "W02"), timeout_s=30)
-    with open(cfg["path"], "a") as f:
+    with open(cfg.path, "a") as f:
         f.write(FORWARD_TOML % {"url": store.url, "ca": store.ca,
                                 "key": key_file or store.key_file, "batch": batch_size})
         if hall_id:
             f.write('hall_id = "%s"\n' % hall_id)
-    new = settings.load(cfg["path"])
-    new["folder"], new["broker_conf"] = cfg["folder"], cfg["broker_conf"]
+    new = settings.load(cfg.path)
     return new
 
 
@@ -160,7 +159,7 @@ def hall_day(hall, transactions, seed=1):
     """Citizens rate (walk away, press twice, give reasons after bad reviews) at both windows
     of a real hall: terminals over MQTT → hall daemon → forwarder → store."""
     from haochaping.tools.sim import scenario
-    by_window = scenario.start_terminals(hall, hall["folder"])
+    by_window = scenario.start_terminals(hall, hall.folder)
     try:
         did, errors = scenario.run(hall, by_window, transactions, seed=seed, service_s=0.001)
         assert errors == []

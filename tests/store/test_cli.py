@@ -85,20 +85,20 @@ def test_store_errors_are_one_line(tmp_path, certs):
 def test_forward_status_says_when_forwarding_is_off(tmp_path):
     # if this fails, hall IT cannot tell "not configured" from "working"
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
-    r = _run("forward", "status", "--config", cfg["path"])
+    r = _run("forward", "status", "--config", cfg.path)
     assert r.exit_code == 0
     assert "forwarding is off" in r.output and "backlog: none" in r.output
-    r = _run("forward", "status", "--config", cfg["path"], "--json")
+    r = _run("forward", "status", "--config", cfg.path, "--json")
     assert json.loads(r.output)["backlog"] == 0
 
 
 def test_a_forward_section_with_mistakes_lists_every_one(tmp_path):
     # if this fails, hall IT fixes hall.toml one error per daemon restart
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
-    with open(cfg["path"], "a") as f:
+    with open(cfg.path, "a") as f:
         f.write('\n[forward]\nurl = "http://store"\nbatch_size = 0\nhall_id = "bad id"\n'
                 'region = "5301020000000"\n')
-    r = _run("forward", "status", "--config", cfg["path"])
+    r = _run("forward", "status", "--config", cfg.path)
     assert r.exit_code == 1
     for part in ("[forward] url", "[forward] key_file", "[forward] batch_size", "[forward] hall_id",
                  "[forward] region"):
@@ -112,13 +112,13 @@ def test_a_forwarder_with_a_missing_key_or_ca_file_says_which(tmp_path):
     from haochaping.daemon.errors import HcpError
     from haochaping.daemon.hall.forward import Forwarder
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
-    with open(cfg["path"], "a") as f:
+    with open(cfg.path, "a") as f:
         f.write('\n[forward]\nurl = "https://127.0.0.1:9"\nkey_file = "H01.key"\nca = "ca.pem"\n')
     with pytest.raises(HcpError, match="key file .*H01.key not found"):
-        Forwarder(settings.load(cfg["path"]))
+        Forwarder(settings.load(cfg.path))
     batches.write_key_file(str(tmp_path / "h" / "H01.key"), b"k" * 32)
     with pytest.raises(HcpError, match="cannot read the CA certificate .*ca.pem"):
-        Forwarder(settings.load(cfg["path"]))
+        Forwarder(settings.load(cfg.path))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

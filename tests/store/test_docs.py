@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from haochaping.daemon.hall import db, forward
+from haochaping.daemon.hall import db, forward, settings
 from haochaping.daemon import batches
 
 yaml = pytest.importorskip("yaml")
@@ -33,7 +33,8 @@ def test_every_field_the_forwarder_sends_is_in_the_openapi_spec(tmp_path):
     c.close()
     conn = db.connect(path)
     n, _, first, last = forward.outbox_range(conn, 10)
-    tables = forward.read_tables(conn, {"region": "530102", "department": "D1"}, first, last)
+    tables = forward.read_tables(conn, settings.ForwardSection(region="530102", department="D1"),
+                                 first, last)
     conn.close()
     body = json.loads(batches.encode_columns("H01", "b1", tables))
     schemas = _schemas()

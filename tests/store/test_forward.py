@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from haochaping.daemon.hall import db, forward
 from haochaping.daemon.hall.forward import Forwarder
 from haochaping.daemon import batches
-from haochaping.tools.sim import processes
+from haochaping.tools.sim import hall_kit, processes
 from haochaping.daemon.hall import api_client
 from haochaping.tools.cli import _register, cli
 from tests.conftest import wait_until
@@ -24,7 +24,7 @@ _register()
 
 
 def _status(hall):
-    r = CliRunner().invoke(cli, ["forward", "status", "--config", hall["path"]])
+    r = CliRunner().invoke(cli, ["forward", "status", "--config", hall.path])
     assert r.exit_code == 0, r.output
     return r.output
 
@@ -119,14 +119,14 @@ def test_a_batch_the_store_committed_but_the_hall_never_heard_of_is_sent_again_a
         store, hall, hall_db, tmp_path):
     # if this fails, an answer lost on the network makes the hall send records twice (doubled)
     # or give up on them (lost)
-    conn = sqlite3.connect(hall["hall"]["database"], isolation_level=None)
+    conn = sqlite3.connect(hall.hall.database, isolation_level=None)
     conn.executescript("""
         INSERT INTO transactions (window, ticket, started_at, finished_at) VALUES ('W01', 'A1', 1, 2);
         INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome)
             VALUES ('T001', 1, 2, '', 3, 4, 'unsolicited');""")
     conn.close()
     fw = Forwarder(hall)
-    hconn = db.connect(hall["hall"]["database"])
+    hconn = db.connect(hall.hall.database)
     bid, first, last, n, body = fw._build(hconn)
     c = store.client()
     assert c.post_batch(bid, bytes(body))["status"] == "stored"   # the store commits ...
@@ -142,7 +142,7 @@ def test_a_batch_the_store_committed_but_the_hall_never_heard_of_is_sent_again_a
 
 def _query(hall):
     def q(sql, *args):
-        c = sqlite3.connect(hall["hall"]["database"], timeout=30)
+        c = sqlite3.connect(hall.hall.database, timeout=30)
         try:
             return c.execute(sql, args).fetchall()
         finally:
@@ -153,7 +153,7 @@ def _query(hall):
 def _refused_then_fixed(store, hall, words, fix, hall_id="H01"):
     """The hall forwards one transaction; the store refuses it; `fix()` mends hall.toml."""
     hall_db = _query(hall)
-    b = processes.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
+    b = processes.Mosquitto(hall_kit.broker_conf(hall), hall.mqtt.port).start()
     d = processes.DaemonProcess(hall).start()
     try:
         api = api_client.WindowApi(hall)
@@ -189,7 +189,7 @@ def test_a_hall_with_the_wrong_key_is_refused_and_keeps_its_records(store, tmp_p
     batches.write_key_file(wrong, b"\x02" * 32)
     hall = forwarding_hall(str(tmp_path / "h"), store, key_file=wrong)
     _refused_then_fixed(store, hall, "bad signature",
-                        lambda: _replace_in(hall["path"], wrong, store.key_file))
+                        lambda: _replace_in(hall.path, wrong, store.key_file))
 
 
 def test_an_unknown_hall_is_refused_and_keeps_its_records(store, tmp_path):
@@ -199,18 +199,18 @@ def test_an_unknown_hall_is_refused_and_keeps_its_records(store, tmp_path):
     def register():
         key = str(tmp_path / "H77.key")
         batches.write_key_file(key, store.query(lambda s: s.add_hall("H77")))
-        _replace_in(hall["path"], store.key_file, key)
+        _replace_in(hall.path, store.key_file, key)
     _refused_then_fixed(store, hall, "unknown hall H77", register, hall_id="H77")
 
 
 def test_a_record_the_store_refuses_stays_in_the_hall_with_the_reason(store, hall, hall_db):
     # if this fails, one bad row (a corrupted level) is deleted unseen instead of shown to IT
-    conn = sqlite3.connect(hall["hall"]["database"], isolation_level=None)
+    conn = sqlite3.connect(hall.hall.database, isolation_level=None)
     conn.execute("INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome)"
                  " VALUES ('T001', 1, 9, '', 3, 4, 'unsolicited')")
     conn.close()
     fw = Forwarder(hall)
-    hconn = db.connect(hall["hall"]["database"])
+    hconn = db.connect(hall.hall.database)
     try:
         assert fw.step(hconn) > 0                  # refused: wait and retry
     finally:
@@ -235,7 +235,7 @@ def test_a_store_that_never_answers_does_not_hold_up_ratings(certs, tmp_path):
     hall = forwarding_hall(str(tmp_path / "h"), types.SimpleNamespace(
         url=url, ca=certs["ca"], key_file=key))
     hall_db = _query(hall)
-    b = processes.Mosquitto(hall["broker_conf"], hall["mqtt"]["port"]).start()
+    b = processes.Mosquitto(hall_kit.broker_conf(hall), hall.mqtt.port).start()
     d = processes.DaemonProcess(hall).start()
     try:
         hall_day(hall, 40, seed=4)       # every rating acked (drain inside) while the link hangs

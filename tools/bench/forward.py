@@ -19,6 +19,7 @@ import tempfile
 import time
 
 from haochaping.daemon.hall import db as hall_db
+from haochaping.daemon.hall import settings
 from haochaping.daemon.hall.forward import Forwarder, open_conn
 from haochaping.daemon.store import backends
 from haochaping.daemon import batches
@@ -183,11 +184,12 @@ def _round(n, backend, batch_size, pg_url, folder, cert, key, say):
         proc = StoreProcess(store_db, free_port(), cert, key, cert,
                             os.path.join(folder, "store.log")).start()
         try:
-            cfg = {"hall": {"id": "H01", "database": hall_path},
-                   "forward": {"url": proc.url, "ca": cert, "hall_id": "H01",
-                               "key_file": key_file, "batch_size": batch_size, "max_wait_s": 0,
-                               "timeout_s": 120, "retry_max_s": 5, "region": "530102",
-                               "department": "530102-ZWFW"}}
+            cfg = settings.validate({
+                "hall": {"id": "H01", "database": hall_path},
+                "forward": {"url": proc.url, "ca": cert, "hall_id": "H01",
+                            "key_file": key_file, "batch_size": batch_size, "max_wait_s": 0,
+                            "timeout_s": 120, "retry_max_s": 5, "region": "530102",
+                            "department": "530102-ZWFW"}})
             fw = Forwarder(cfg)
             conn = open_conn(hall_path)
             say("  forwarding %d records in batches of %d over HTTPS ..." % (n, batch_size))

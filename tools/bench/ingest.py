@@ -135,7 +135,7 @@ def _run_publishers(port, password, items, procs, rate, want_acks):
 def _prepare(folder, terminals, n_burst, n_paced):
     cfg = hall_kit.create(folder, windows=tuple("W%03d" % i for i in range(terminals)),
                          timeout_s=3600, extra_superusers=(BENCH_USER,))
-    conn = sqlite3.connect(cfg["hall"]["database"])
+    conn = sqlite3.connect(cfg.hall.database)
     keys = {r[0]: bytes(r[1]) for r in conn.execute("SELECT id, key FROM terminals")}
     window_of = dict(conn.execute("SELECT terminal, window FROM pairings"))
     names = sorted(keys)
@@ -175,9 +175,9 @@ def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=
     n_paced = int(paced_rate * paced_seconds)
     progress("preparing %d terminals and %d signed ratings in %s" % (terminals, ratings + n_paced, folder))
     cfg, burst, paced = _prepare(folder, terminals, ratings, n_paced)
-    pw = cfg["mqtt"]["password"]
-    port = cfg["mqtt"]["port"]
-    b = processes.Mosquitto(cfg["broker_conf"], port).start()
+    pw = cfg.mqtt.password
+    port = cfg.mqtt.port
+    b = processes.Mosquitto(hall_kit.broker_conf(cfg), port).start()
     result = {"terminals": terminals, "ratings": ratings, "publisher_processes": procs}
     try:
         # (a) raw paho receive rate
@@ -226,7 +226,7 @@ def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=
     result["ratio"] = round(result["daemon_ratings_per_s"] / result["raw_msgs_per_s"], 3) \
         if result.get("raw_msgs_per_s") else None
     sent = {(t, s) for t, s, _ in burst + paced}
-    conn = sqlite3.connect(cfg["hall"]["database"])
+    conn = sqlite3.connect(cfg.hall.database)
     stored = conn.execute("SELECT terminal, seq FROM ratings").fetchall()
     result["lost"] = len(sent - set(stored))
     result["duplicated"] = (len(stored) - len(set(stored))) + conn.execute(

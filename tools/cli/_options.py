@@ -11,4 +11,4 @@ ACTOR = click.option("--actor", help="Who makes the change, for the audit log [$
 
 def hall_db(config_path):
     """The hall database named by hall.toml (created or migrated if need be)."""
-    return db.connect(settings.load(config_path)["hall"]["database"])
+    return db.connect(settings.load(config_path).hall.database)

@@ -51,13 +51,13 @@ def config_cmd(out, config_path, hall, port, listen, tls_cert, tls_key, tls_ca, 
     daemon_user = "hall-daemon"
     if config_path:
         cfg = settings.load(config_path)
-        if hall and hall != cfg["hall"]["id"]:
-            raise HcpError("--hall %s differs from %s's hall id %s" % (hall, config_path, cfg["hall"]["id"]))
-        hall = cfg["hall"]["id"]
-        port = port or cfg["mqtt"]["port"]
-        daemon_user = cfg["mqtt"]["username"] or daemon_user
-        if cfg["mqtt"]["password"]:
-            users[daemon_user] = cfg["mqtt"]["password"]
+        if hall and hall != cfg.hall.id:
+            raise HcpError("--hall %s differs from %s's hall id %s" % (hall, config_path, cfg.hall.id))
+        hall = cfg.hall.id
+        port = port or cfg.mqtt.port
+        daemon_user = cfg.mqtt.username or daemon_user
+        if cfg.mqtt.password:
+            users[daemon_user] = cfg.mqtt.password
     if not hall:
         raise HcpError("give --hall H01, or --config hall.toml")
     if bool(tls_cert) != bool(tls_key):
@@ -89,7 +89,7 @@ def config_cmd(out, config_path, hall, port, listen, tls_cert, tls_key, tls_ca, 
         click.echo("the daemon's broker password is in %s: put it in hall.toml [mqtt] password"
                    % secret_note)
     if config_path:
-        conn = db.connect(cfg["hall"]["database"])
+        conn = db.connect(cfg.hall.database)
         missing = [r[0] for r in conn.execute("SELECT id FROM terminals WHERE revoked_at IS NULL"
                                               " ORDER BY id") if r[0] not in known]
         if missing:

@@ -56,7 +56,7 @@ def simulate(config_path, count, transactions, seed, runtime, scale):
     """
     from haochaping.tools.sim import scenario
     cfg = settings.load(config_path)
-    folder = os.path.dirname(cfg["path"])
+    folder = os.path.dirname(cfg.path)
     if not os.path.isdir(os.path.join(folder, "terminals")):
         raise HcpError("no terminals/ folder next to %s: provision terminals first" % config_path)
     by_window = _start(scenario, cfg, folder, count, runtime, scale)
@@ -93,7 +93,7 @@ def _print_results(cfg, did, errors, confirmed):
         else "each in the hall database exactly once"))
     for e in errors:
         click.echo("problem: %s" % e, err=True)
-    conn = db.connect(cfg["hall"]["database"])
+    conn = db.connect(cfg.hall.database)
     click.echo()
     click.echo(summary.format_summary(summary.window_summary(conn)))
     oc = summary.outcome_counts(conn)
@@ -138,15 +138,15 @@ def demo(folder, windows, transactions, seed, runtime, scale, keep):
     ids = tuple("W%02d" % (i + 1) for i in range(windows))
     cfg = hall_kit.create(folder, windows=ids)
     click.echo("hall H01 in %s: %d windows, %d terminals" % (folder, windows, windows))
-    b = processes.Mosquitto(cfg["broker_conf"], cfg["mqtt"]["port"]).start()
-    click.echo("mosquitto on 127.0.0.1:%d (config %s)" % (cfg["mqtt"]["port"], cfg["broker_conf"]))
+    b = processes.Mosquitto(hall_kit.broker_conf(cfg), cfg.mqtt.port).start()
+    click.echo("mosquitto on 127.0.0.1:%d (config %s)" % (cfg.mqtt.port, hall_kit.broker_conf(cfg)))
     d = by_window = None
     try:
         d = processes.DaemonProcess(cfg).start()
-        click.echo("hall daemon running (log %s), window API on %s" % (d.log_path, cfg["api"]["listen"]))
+        click.echo("hall daemon running (log %s), window API on %s" % (d.log_path, cfg.api.listen))
         from haochaping.daemon.hall.console.staff import demo_accounts
-        conn = db.connect(cfg["hall"]["database"])
-        console = demo_accounts(conn, ids, "http://" + cfg["api"]["listen"])
+        conn = db.connect(cfg.hall.database)
+        console = demo_accounts(conn, ids, "http://" + cfg.api.listen)
         conn.close()
         for line in console:
             click.echo(line)
@@ -165,7 +165,7 @@ def demo(folder, windows, transactions, seed, runtime, scale, keep):
         b.stop()
     click.echo("stopped the daemon and mosquitto")
     _print_results(cfg, did, errors, confirmed)
-    dbp = cfg["hall"]["database"]
+    dbp = cfg.hall.database
     click.echo("\nThe hall database is %s. Browse it with:" % dbp)
     click.echo("  .venv/bin/sqlite-utils tables %s --counts" % dbp)
     click.echo("  .venv/bin/sqlite-utils rows %s ratings --limit 5" % dbp)

@@ -37,14 +37,14 @@ def forward_status(config_path, as_json):
     cfg = settings.load(config_path)
     st = fw.open_status(cfg)
     if as_json:
-        st["url"] = cfg["forward"]["url"]
+        st["url"] = cfg.forward.url
         click.echo(fw.dumps(st))
         return
-    if not cfg["forward"]["url"]:
-        click.echo("forwarding is off: no [forward] url in %s" % cfg["path"])
+    if not cfg.forward.url:
+        click.echo("forwarding is off: no [forward] url in %s" % cfg.path)
     else:
-        click.echo("store: %s (as hall %s)" % (cfg["forward"]["url"],
-                                              cfg["forward"]["hall_id"] or cfg["hall"]["id"]))
+        click.echo("store: %s (as hall %s)" % (cfg.forward.url,
+                                              cfg.forward.hall_id or cfg.hall.id))
     for line in fw.describe(st):
         click.echo(line)
 

@@ -199,9 +199,9 @@ def terminal_add(config_path, terminal_id, out, actor):
     import os
     cfg = settings.load(config_path)
     from haochaping.tools.device.fleet import who
-    key = registry.add_terminal(db.connect(cfg["hall"]["database"]), terminal_id, actor=who(actor))
+    key = registry.add_terminal(db.connect(cfg.hall.database), terminal_id, actor=who(actor))
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"hall": cfg["hall"]["id"], "terminal": terminal_id, "key": key.hex()}, f)
+        json.dump({"hall": cfg.hall.id, "terminal": terminal_id, "key": key.hex()}, f)
     click.echo("terminal %s registered; its key is in %s (keep it secret). Next: `hcp pair`."
                % (terminal_id, out))

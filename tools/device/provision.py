@@ -53,7 +53,7 @@ def provision(port, config_path, terminal, profile, window=None, wifi_ssid=None,
               actor=None, again=False, reset=True, on_step=None):
     """Provision the board on `port` as `terminal`. Return a summary (no secrets in it)."""
     cfg = hall_config.load(config_path)
-    hall = cfg["hall"]["id"]
+    hall = cfg.hall.id
     fleet.check_terminal_id(terminal)
     if window is not None:
         registry._check_id("window", window)
@@ -61,7 +61,7 @@ def provision(port, config_path, terminal, profile, window=None, wifi_ssid=None,
     mosquitto_setup.require_folder(bdir)
     board = _board_profile(profile)
     actor = fleet.who(actor)
-    conn = db.connect(cfg["hall"]["database"])
+    conn = db.connect(cfg.hall.database)
     state, _rated = registry.terminal_state(conn, terminal)
     if state == "revoked":
         raise HcpError("terminal %s was revoked (replaced); give this board a new id" % terminal)
@@ -157,7 +157,7 @@ def _device_config(cfg, hall, terminal, board, old, key, password, wifi_ssid, wi
         "wifi_ssid": wifi_ssid or old.get("wifi_ssid"),
         "wifi_password": wifi_password if wifi_password is not None else old.get("wifi_password", ""),
         "broker": broker_host or old.get("broker"),
-        "port": broker_port or old.get("port") or cfg["mqtt"]["port"],
+        "port": broker_port or old.get("port") or cfg.mqtt.port,
         "hall": hall, "terminal": terminal, "username": terminal, "password": password,
         "key": key.hex(), "board": board,
     }

@@ -16,7 +16,7 @@ from haochaping.tools.sim import processes
 
 def create(folder, hall="H01", windows=("W01", "W02", "W03"), terminals_per_window=1,
            mqtt_port=None, api_port=None, timeout_s=120, extra_superusers=(), batch_max=1000):
-    """Write everything; return the loaded config (with extra keys: folder, broker_conf)."""
+    """Write everything; return the loaded config (its folder is `folder`)."""
     os.makedirs(os.path.join(folder, "terminals"), exist_ok=True)
     mqtt_port = mqtt_port or processes.free_port()
     api_port = api_port or processes.free_port()
@@ -31,7 +31,7 @@ def create(folder, hall="H01", windows=("W01", "W02", "W03"), terminals_per_wind
                                  token=api_token, timeout=timeout_s, batch=batch_max))
     os.chmod(conf_path, 0o600)
     cfg = settings.load(conf_path)
-    conn = db.connect(cfg["hall"]["database"])
+    conn = db.connect(cfg.hall.database)
     n = 0
     for w in windows:
         for _ in range(terminals_per_window):
@@ -43,10 +43,14 @@ def create(folder, hall="H01", windows=("W01", "W02", "W03"), terminals_per_wind
             users[term] = pw
             write_device(folder, hall, term, w, key, "127.0.0.1", mqtt_port, pw)
     conn.close()
-    cfg["broker_conf"] = mosquitto_setup.write_config(os.path.join(folder, "broker"), mqtt_port, hall, users,
-                                             extra_superusers=extra_superusers)
-    cfg["folder"] = folder
+    mosquitto_setup.write_config(os.path.join(folder, "broker"), mqtt_port, hall, users,
+                                 extra_superusers=extra_superusers)
     return cfg
+
+
+def broker_conf(cfg):
+    """The kit's mosquitto.conf: in broker/ next to hall.toml, as hall IT keeps it."""
+    return os.path.join(cfg.folder, "broker", mosquitto_setup.CONF)
 
 
 def write_device(folder, hall, terminal, window, key, host, port, password):

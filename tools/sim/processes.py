@@ -104,12 +104,12 @@ class DaemonProcess(Service):
     """`hcp daemon run` on a hall's config; start() waits until it is connected to its broker."""
 
     def __init__(self, cfg: dict[str, Any], log_path: str | None = None) -> None:
-        super().__init__(log_path or os.path.join(os.path.dirname(cfg["path"]), "daemon.log"))
+        super().__init__(log_path or os.path.join(os.path.dirname(cfg.path), "daemon.log"))
         self.cfg = cfg
 
     def start(self, timeout: float = 15) -> DaemonProcess:
         proc = self._spawn([sys.executable, "-m", "haochaping.tools.cli", "-v", "daemon", "run",
-                            "--config", self.cfg["path"]])
+                            "--config", self.cfg.path])
         api = WindowApi(self.cfg)
         wait_until_up(proc, lambda: bool(api.health().get("broker")), "the daemon", timeout,
                       "see %s" % self.log_path)

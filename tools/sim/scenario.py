@@ -53,7 +53,7 @@ def _next_seqs(cfg, devs):
     seq_start, so that a simulated terminal whose journal is new does not reuse numbers."""
     out = {}
     try:
-        conn = sqlite3.connect("file:%s?mode=ro" % cfg["hall"]["database"], uri=True, timeout=10)
+        conn = sqlite3.connect("file:%s?mode=ro" % cfg.hall.database, uri=True, timeout=10)
     except sqlite3.Error:
         return out
     try:
@@ -176,7 +176,7 @@ def check_confirmed(cfg, by_window):
     shown = {}
     for h in hosts.values():
         shown.update(h.confirmed())
-    conn = sqlite3.connect(cfg["hall"]["database"], timeout=30)
+    conn = sqlite3.connect(cfg.hall.database, timeout=30)
     problems = []
     try:
         for term, confirmed in shown.items():

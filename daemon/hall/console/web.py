@@ -69,14 +69,14 @@ class Refused(Exception):
 
 class Console:
     def __init__(self, daemon):
-        cfg = daemon.cfg["console"]
-        lang = cfg.get("language", "zh-CN")
+        cfg = daemon.cfg.console
+        lang = cfg.language
         self.daemon = daemon
-        self.db_path = daemon.cfg["hall"]["database"]
-        self.prompt_timeout = daemon.cfg["sessions"]["timeout_s"]
-        self.sessions = Sessions(cfg["session_idle_s"], cfg["session_max_s"])
-        self.pins_by_number = PinLimiter(cfg["pin_failures"], cfg["lockout_s"])
-        self.pins_by_address = PinLimiter(4 * cfg["pin_failures"], cfg["lockout_s"])
+        self.db_path = daemon.cfg.hall.database
+        self.prompt_timeout = daemon.cfg.sessions.timeout_s
+        self.sessions = Sessions(cfg.session_idle_s, cfg.session_max_s)
+        self.pins_by_number = PinLimiter(cfg.pin_failures, cfg.lockout_s)
+        self.pins_by_address = PinLimiter(4 * cfg.pin_failures, cfg.lockout_s)
         self.labels = load_labels(lang)
         self.static = {}
         folder = os.path.join(_HERE, "static")

@@ -46,17 +46,16 @@ def hall(tmp_path, console_settings, prompt_timeout):
                          timeout_s=prompt_timeout, extra_superusers=("observer",))
     if console_settings:
         lines = "".join("%s = %s\n" % (k, json.dumps(v)) for k, v in console_settings.items())
-        with open(cfg["path"], encoding="utf-8") as f:
+        with open(cfg.path, encoding="utf-8") as f:
             text = f.read()
         if "\n[console]\n" in text:
             text = text.replace("\n[console]\n", "\n[console]\n" + lines)
         else:
             text += "\n[console]\n" + lines
-        with open(cfg["path"], "w", encoding="utf-8") as f:
+        with open(cfg.path, "w", encoding="utf-8") as f:
             f.write(text)
-    loaded = settings.load(cfg["path"])
-    loaded["folder"], loaded["broker_conf"] = cfg["folder"], cfg["broker_conf"]
-    conn = db.connect(loaded["hall"]["database"])
+    loaded = settings.load(cfg.path)
+    conn = db.connect(loaded.hall.database)
     for number, (pin, name, role) in ACCOUNTS.items():
         staff.add(conn, number, pin, role=role, name=name)
     conn.close()
@@ -65,7 +64,7 @@ def hall(tmp_path, console_settings, prompt_timeout):
 
 @pytest.fixture
 def base(hall, daemon):
-    host, _, port = hall["api"]["listen"].rpartition(":")
+    host, _, port = hall.api.listen.rpartition(":")
     return "http://%s:%s" % (host, port)
 
 
@@ -76,10 +75,10 @@ def sim(hall, broker):
 
     def make(*ids):
         out = {}
-        for dev in hall_kit.devices(hall["folder"]):
+        for dev in hall_kit.devices(hall.folder):
             if dev["terminal"] in ids:
-                t = SimTerminal(hall["hall"]["id"], dev["terminal"], bytes.fromhex(dev["key"]),
-                                "127.0.0.1", hall["mqtt"]["port"], dev["mqtt"]["password"]).start()
+                t = SimTerminal(hall.hall.id, dev["terminal"], bytes.fromhex(dev["key"]),
+                                "127.0.0.1", hall.mqtt.port, dev["mqtt"]["password"]).start()
                 started.append(t)
                 out[dev["terminal"]] = t
         for t in out.values():

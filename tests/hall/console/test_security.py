@@ -129,7 +129,7 @@ def test_a_staff_member_disabled_while_signed_in_is_signed_out_at_once(client, h
     assert c.sign_in("/window/W01", "S0101").status == 200
     next_event, conn = _events(base, c.cookie)
     assert next_event()[0] == "state"
-    r = CliRunner().invoke(cli, ["staff", "disable", "--config", hall["path"], "--number", "S0101"])
+    r = CliRunner().invoke(cli, ["staff", "disable", "--config", hall.path, "--number", "S0101"])
     assert r.exit_code == 0, r.output
     kind, data = next_event()
     while kind == "state":
@@ -148,7 +148,7 @@ def test_a_new_pin_ends_the_sessions_signed_in_with_the_old_one(client, hall):
     # if this fails, changing a leaked PIN does not throw out whoever used it
     c = client()
     assert c.sign_in("/window/W01", "S0101").status == 200
-    r = CliRunner().invoke(cli, ["staff", "set-pin", "--config", hall["path"], "--number", "S0101"],
+    r = CliRunner().invoke(cli, ["staff", "set-pin", "--config", hall.path, "--number", "S0101"],
                            env={"HCP_STAFF_PIN": "777777"})
     assert r.exit_code == 0, r.output
     assert c.get("/window/W01/state").status == 401
@@ -211,7 +211,7 @@ def test_pins_are_stored_hashed_and_never_logged(hall, hall_db, client):
         assert pin_hash.startswith("scrypt$") and ACCOUNTS[number][0] not in pin_hash
     audit = json.dumps(hall_db("SELECT actor, action, detail FROM audit"))
     assert "999999" not in audit and "123456" not in audit
-    with open(hall["folder"] + "/daemon.log", encoding="utf-8") as f:
+    with open(hall.folder + "/daemon.log", encoding="utf-8") as f:
         log = f.read()
     assert "999999" not in log and "123456" not in log
 

@@ -17,7 +17,7 @@ def cfg(tmp_path):
 
 
 def _run(cfg, *args, **kw):
-    argv = ["staff", args[0], "--config", cfg["path"]] + list(args[1:])
+    argv = ["staff", args[0], "--config", cfg.path] + list(args[1:])
     return CliRunner().invoke(cli, argv, **kw)
 
 
@@ -30,7 +30,7 @@ def test_add_list_disable_enable_and_set_pin(cfg):
     assert r.exit_code == 0, r.output
     out = _run(cfg, "list").output
     assert "S0101" in out and "张三" in out and "manager" in out and "scrypt" not in out
-    conn = db.connect(cfg["hall"]["database"])
+    conn = db.connect(cfg.hall.database)
     assert staff.verify(conn, "S0101", "246810")["name"] == "张三"
     assert _run(cfg, "disable", "--number", "S0101").exit_code == 0
     assert staff.verify(conn, "S0101", "246810") is None
@@ -66,8 +66,8 @@ def test_short_pins_and_taken_numbers_are_refused(cfg):
 def test_console_section_of_hall_toml_is_checked(tmp_path):
     # if this fails, `enabled = "no"` or a zero lockout would be taken silently
     base = {"hall": {"id": "H01"}}
-    assert settings.validate(dict(base))["console"]["enabled"] is True
-    assert settings.validate(dict(base, console={"enabled": False}))["console"]["enabled"] is False
+    assert settings.validate(dict(base)).console.enabled is True
+    assert settings.validate(dict(base, console={"enabled": False})).console.enabled is False
     with pytest.raises(ConfigError) as e:
         settings.validate(dict(base, console={"enabled": "no", "lockout_s": 0, "pins": 3}))
     assert "[console] enabled: must be bool" in str(e.value)
@@ -83,7 +83,7 @@ def test_console_section_of_hall_toml_is_checked(tmp_path):
 def test_demo_accounts_sign_in_with_the_printed_pins(cfg):
     # if this fails, `hcp demo` prints console addresses and PINs that do not let anyone in
     import re
-    conn = db.connect(cfg["hall"]["database"])
+    conn = db.connect(cfg.hall.database)
     lines = staff.demo_accounts(conn, ("W01", "W02"), "http://127.0.0.1:8780")
     assert len(lines) == 3 and "http://127.0.0.1:8780/window/W02" in lines[1]
     assert "http://127.0.0.1:8780/hall" in lines[2]
