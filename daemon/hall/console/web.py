@@ -15,17 +15,21 @@ Rules: the session cookie is HttpOnly and SameSite=Strict; every POST carries th
 token in `X-CSRF-Token` (and a cross-site Origin is refused); staff act only on the window they
 signed in at, managers only on /hall; the account is re-read on every request, so disabling it or
 changing its PIN ends its sessions; wrong PINs are limited per staff number and per address.
+
+Pages are Jinja2 templates (templates/: base.html, which every page extends), autoescaped, with
+every text from static/labels.<lang>.json as `L`.
 """
 import hmac
-import html
 import json
 import mimetypes
 import os
 import queue
-import string
 import time
 import urllib.parse
 from http.cookies import CookieError, SimpleCookie
+
+import jinja2
+from markupsafe import Markup
 
 from haochaping.protocol import topics
 
@@ -42,6 +46,7 @@ _KEEPALIVE_S = 15
 _COALESCE_S = 0.1  # events that come together make one redraw
 _REFRESH_S = {"window": 10.0, "hall": 5.0}  # also redraw this often without events
 _MIN_GAP_S = {"window": 0.1, "hall": 0.3}    # at most this often under a flood of events
+_PAGES = ("index.html", "window.html", "hall.html", "error.html")
 _SECURITY_HEADERS = (
     ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self';"
      " connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none';"
@@ -57,6 +62,25 @@ def load_labels(lang="zh-CN"):
     """Every text the pages show, in one file per language: static/labels.<lang>.json."""
     with open(os.path.join(_HERE, "static", "labels.%s.json" % lang), encoding="utf-8") as f:
         return json.load(f)
+
+
+def script_json(value: object) -> Markup:
+    """`value` as JSON to stand inside <script type="application/json">, where the browser decodes
+    no HTML entities (so no HTML escaping) and ends the element at the first `</script`: every `<`
+    (found only inside JSON strings) is written `\\u003c`, so no text can end or change the element.
+    """
+    return Markup(json.dumps(value, ensure_ascii=False).replace("<", "\\u003c"))
+
+
+def load_templates() -> dict[str, jinja2.Template]:
+    """The pages, compiled once: autoescaped ({{ }} is text), and an unknown name (a label that
+    is not in the labels file) is an error rather than an empty string."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(os.path.join(_HERE, "templates")),
+        autoescape=True, undefined=jinja2.StrictUndefined, auto_reload=False,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["script_json"] = script_json
+    return {name: env.get_template(name) for name in _PAGES}
 
 
 class Refused(Exception):
@@ -86,11 +110,7 @@ class Console:
                 if ctype.startswith("text/") or name.endswith((".js", ".json")):
                     ctype += "; charset=utf-8"
                 self.static[name] = (f.read(), ctype)
-        self.templates = {}
-        folder = os.path.join(_HERE, "templates")
-        for name in os.listdir(folder):
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                self.templates[name] = string.Template(f.read())
+        self.templates = load_templates()
 
     def handle(self, h):
         """Serve one request on the API server's handler `h` (a BaseHTTPRequestHandler)."""
@@ -217,9 +237,8 @@ class _Request:
             place, role = p[1], "staff"
             if not views.known_window(self.conn(), place):
                 if m == "GET" and len(p) == 2:
-                    text = self.c.labels["errors"]["unknown-window"]
                     return self.render("error.html", self.c.labels["app"], {}, status=404,
-                                       message=html.escape(text))
+                                       message=self.c.labels["errors"]["unknown-window"])
                 raise Refused(404, "unknown-window")
         elif p[0] == "hall" and len(p) in (1, 2):
             place, role = "hall", "manager"
@@ -379,22 +398,14 @@ class _Request:
         self.render("hall.html" if place == "hall" else "window.html", title, boot)
 
     def index(self):
-        ws = views.all_windows(self.conn())
         L = self.c.labels
-        links = "\n".join('<li><a class="big-link" href="/window/%s">%s %s</a></li>' % (
-            urllib.parse.quote(w), html.escape(L["window"]), html.escape(w)) for w in ws)
-        self.render("index.html", L["index_title"], {"labels": L}, windows=links)
+        self.render("index.html", L["index_title"], {"labels": L},
+                    windows=views.all_windows(self.conn()))
 
     def render(self, template, title, boot, status=200, **more):
-        L = self.c.labels
-        values = {"lang": L["lang"], "title": html.escape(title),
-                  "boot": json.dumps(boot, ensure_ascii=False).replace("<", "\\u003c")}
-        for k, v in L.items():
-            if isinstance(v, str):
-                values["L_" + k] = html.escape(v)
-        values.update(more)
-        body = self.c.templates[template].substitute(values).encode()
-        self.send(status, body, "text/html; charset=utf-8")
+        """A page: templates/<template> (which extends base.html) with the labels as `L`."""
+        body = self.c.templates[template].render(L=self.c.labels, title=title, boot=boot, **more)
+        self.send(status, body.encode(), "text/html; charset=utf-8")
 
     def static_file(self, name):
         found = self.c.static.get(name)
