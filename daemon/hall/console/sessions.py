@@ -8,6 +8,10 @@ fixation) and ends the account's other sessions (one person, one window).
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Clock = Callable[[], float]
 
 _ANON_TTL = 1800      # an unsigned-in session (sign-in form shown) lives this long
 _MAX_SESSIONS = 5000  # oldest unsigned-in sessions go first when there are more
@@ -16,25 +20,34 @@ _MAX_SESSIONS = 5000  # oldest unsigned-in sessions go first when there are more
 class Session:
     __slots__ = ("sid", "csrf", "number", "name", "role", "place", "created", "seen")
 
-    def __init__(self, now):
+    sid: str
+    csrf: str
+    number: str | None  # these four are set together at sign-in, and only then
+    name: str | None
+    role: str | None
+    place: str | None   # the window, or "hall" for a manager
+    created: float
+    seen: float
+
+    def __init__(self, now: float) -> None:
         self.sid = secrets.token_urlsafe(32)
         self.csrf = secrets.token_urlsafe(32)
         self.number = self.name = self.role = self.place = None
         self.created = self.seen = now
 
     @property
-    def signed_in(self):
+    def signed_in(self) -> bool:
         return self.number is not None
 
 
 class Sessions:
-    def __init__(self, idle_s, max_s, clock=time.time):
+    def __init__(self, idle_s: float, max_s: float, clock: Clock = time.time) -> None:
         self.idle_s, self.max_s = idle_s, max_s
         self.clock = clock
-        self._by_sid = {}
+        self._by_sid: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def get(self, sid):
+    def get(self, sid: str | None) -> Session | None:
         """The live session for a cookie value, or None (unknown or expired)."""
         if not sid:
             return None
@@ -46,12 +59,12 @@ class Sessions:
                 s = None
             return s
 
-    def _expired(self, s, now):
+    def _expired(self, s: Session, now: float) -> bool:
         if not s.signed_in:
             return now - s.seen > _ANON_TTL
         return now - s.seen > self.idle_s or now - s.created > self.max_s
 
-    def new(self):
+    def new(self) -> Session:
         now = self.clock()
         s = Session(now)
         with self._lock:
@@ -60,7 +73,7 @@ class Sessions:
             self._by_sid[s.sid] = s
         return s
 
-    def _sweep(self, now):
+    def _sweep(self, now: float) -> None:
         for sid, s in list(self._by_sid.items()):
             if self._expired(s, now):
                 del self._by_sid[sid]
@@ -68,7 +81,7 @@ class Sessions:
         for _, sid in anon[:max(0, len(self._by_sid) - _MAX_SESSIONS + 1)]:
             del self._by_sid[sid]
 
-    def sign_in(self, old, acct, place):
+    def sign_in(self, old: Session | None, acct: Mapping[str, Any], place: str) -> Session:
         """A fresh session for the account at `place`; ends `old` and the account's others."""
         now = self.clock()
         s = Session(now)
@@ -82,24 +95,26 @@ class Sessions:
             self._by_sid[s.sid] = s
         return s
 
-    def touch(self, s):
+    def touch(self, s: Session) -> None:
         s.seen = self.clock()
 
-    def end(self, s):
+    def end(self, s: Session) -> None:
         with self._lock:
             self._by_sid.pop(s.sid, None)
 
-    def alive(self, s):
+    def alive(self, s: Session) -> bool:
         """Still the live session (not signed out, replaced or expired)?"""
         return self.get(s.sid) is s
 
-    def signed_in_at(self):
+    def signed_in_at(self) -> dict[str, list[tuple[str, str]]]:
         """{place: [(number, name)]} of live signed-in sessions, for the manager page."""
         now = self.clock()
-        out = {}
+        out: dict[str, list[tuple[str, str]]] = {}
         with self._lock:
             for s in self._by_sid.values():
-                if s.signed_in and not self._expired(s, now):
+                # signed in: number, name and place are set (the checks only tell the types)
+                if (s.number is not None and s.name is not None and s.place is not None
+                        and not self._expired(s, now)):
                     out.setdefault(s.place, []).append((s.number, s.name))
         return out
 
@@ -108,13 +123,13 @@ class PinLimiter:
     """After `failures` wrong PINs in a row for one staff number, or from one client address,
     sign-in is refused for `lockout_s` seconds, even with the right PIN."""
 
-    def __init__(self, failures, lockout_s, clock=time.time):
+    def __init__(self, failures: int, lockout_s: float, clock: Clock = time.time) -> None:
         self.failures, self.lockout_s = failures, lockout_s
         self.clock = clock
-        self._fails = {}   # key -> (count, last failure time)
+        self._fails: dict[str, tuple[int, float]] = {}   # key -> (count, last failure time)
         self._lock = threading.Lock()
 
-    def wait_s(self, *keys):
+    def wait_s(self, *keys: str) -> int:
         """Seconds until a sign-in may be tried for these keys (0: now)."""
         now = self.clock()
         wait = 0
@@ -127,7 +142,7 @@ class PinLimiter:
                     wait = max(wait, int(last + self.lockout_s - now) + 1)
         return wait
 
-    def failed(self, *keys):
+    def failed(self, *keys: str) -> None:
         now = self.clock()
         with self._lock:
             if len(self._fails) > 100000:
@@ -136,7 +151,7 @@ class PinLimiter:
                 count, _ = self._fails.get(k, (0, 0))
                 self._fails[k] = (count + 1, now)
 
-    def succeeded(self, *keys):
+    def succeeded(self, *keys: str) -> None:
         with self._lock:
             for k in keys:
                 self._fails.pop(k, None)

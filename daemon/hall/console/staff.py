@@ -7,12 +7,14 @@ signed-in session of it ends at its next request. Changing a PIN ends the accoun
 import hashlib
 import hmac
 import secrets
+import sqlite3
 import time
+from collections.abc import Iterable
+from typing import Any
 
-from haochaping.protocol import topics
-
-from haochaping.daemon.hall import audit
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import audit
+from haochaping.protocol import topics
 
 ROLES = ("staff", "manager")
 PIN_MIN, PIN_MAX = 6, 32
@@ -20,13 +22,16 @@ PIN_MIN, PIN_MAX = 6, 32
 _N, _R, _P = 2 ** 14, 8, 1
 
 
-def hash_pin(pin, salt=None):
+Account = dict[str, Any]  # a console_staff row: number, name, role, pin_hash, ...
+
+
+def hash_pin(pin: str, salt: bytes | None = None) -> str:
     salt = salt if salt is not None else secrets.token_bytes(16)
     digest = hashlib.scrypt(pin.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
     return "scrypt$%d$%d$%d$%s$%s" % (_N, _R, _P, salt.hex(), digest.hex())
 
 
-def check_pin(pin, stored):
+def check_pin(pin: str, stored: str) -> bool:
     """True if `pin` matches the stored hash (constant-time compare)."""
     try:
         kind, n, r, p, salt, digest = stored.split("$")
@@ -42,18 +47,19 @@ def check_pin(pin, stored):
 _DUMMY = hash_pin("not-a-pin-000000", b"\0" * 16)
 
 
-def _check_number(number):
+def _check_number(number: str) -> None:
     if not topics.valid_id(number):
         raise HcpError("staff number %r: use 1-32 of A-Z a-z 0-9 _ -" % number)
 
 
-def _check_pin(pin):
+def _check_pin(pin: str) -> None:
     if not (PIN_MIN <= len(pin) <= PIN_MAX) or not pin.isprintable() or pin != pin.strip():
         raise HcpError("PIN: %d to %d characters (digits suit a keypad), no spaces at the ends"
                        % (PIN_MIN, PIN_MAX))
 
 
-def add(conn, number, pin, role="staff", name="", actor="hall-it", now=None):
+def add(conn: sqlite3.Connection, number: str, pin: str, role: str = "staff", name: str = "",
+        actor: str = "hall-it", now: float | None = None) -> None:
     """Create an account. Raise HcpError if the number is taken or a value is wrong."""
     _check_number(number)
     _check_pin(pin)
@@ -74,7 +80,8 @@ def add(conn, number, pin, role="staff", name="", actor="hall-it", now=None):
         audit.record(conn, actor, "staff.add", now=now, staff=number, role=role)
 
 
-def _update(conn, number, sql, args, action, actor, now):
+def _update(conn: sqlite3.Connection, number: str, sql: str, args: tuple[Any, ...], action: str,
+            actor: str, now: float) -> None:
     _check_number(number)
     with conn:
         conn.execute("BEGIN IMMEDIATE")
@@ -84,19 +91,22 @@ def _update(conn, number, sql, args, action, actor, now):
         audit.record(conn, actor, action, now=now, staff=number)
 
 
-def disable(conn, number, actor="hall-it", now=None):
+def disable(conn: sqlite3.Connection, number: str, actor: str = "hall-it",
+            now: float | None = None) -> None:
     """The account can no longer sign in; its open sessions end at their next request."""
     now = now or time.time()
     _update(conn, number, "disabled_at=COALESCE(disabled_at, ?)", (now,), "staff.disable",
             actor, now)
 
 
-def enable(conn, number, actor="hall-it", now=None):
+def enable(conn: sqlite3.Connection, number: str, actor: str = "hall-it",
+           now: float | None = None) -> None:
     now = now or time.time()
     _update(conn, number, "disabled_at=NULL", (), "staff.enable", actor, now)
 
 
-def set_pin(conn, number, pin, actor="hall-it", now=None):
+def set_pin(conn: sqlite3.Connection, number: str, pin: str, actor: str = "hall-it",
+            now: float | None = None) -> None:
     """A new PIN; every session signed in with the old one ends."""
     _check_pin(pin)
     now = now or time.time()
@@ -104,19 +114,19 @@ def set_pin(conn, number, pin, actor="hall-it", now=None):
             actor, now)
 
 
-def listing(conn):
+def listing(conn: sqlite3.Connection) -> list[Account]:
     return [dict(r) for r in conn.execute(
         "SELECT number, name, role, added_at, disabled_at FROM console_staff ORDER BY number")]
 
 
-def get(conn, number):
+def get(conn: sqlite3.Connection, number: str) -> Account | None:
     """The account row (dict) or None."""
     r = conn.execute("SELECT number, name, role, pin_hash, disabled_at, pin_changed_at"
                      " FROM console_staff WHERE number=?", (number,)).fetchone()
     return None if r is None else dict(r)
 
 
-def verify(conn, number, pin):
+def verify(conn: sqlite3.Connection, number: str, pin: str) -> Account | None:
     """The account if the number exists, is enabled and the PIN matches, else None. Takes the
     same time for an unknown number as for a wrong PIN (no hint which numbers exist)."""
     acct = get(conn, number) if topics.valid_id(number) else None
@@ -126,7 +136,7 @@ def verify(conn, number, pin):
     return acct
 
 
-def demo_accounts(conn, windows, base_url):
+def demo_accounts(conn: sqlite3.Connection, windows: Iterable[str], base_url: str) -> list[str]:
     """For `hcp demo`: two staff per window, numbered as the scripted day's window system numbers
     them (S<nn>01, S<nn>02), and one manager, with random PINs. Returns the lines to print
     (addresses, numbers and PINs: a demo hall only)."""

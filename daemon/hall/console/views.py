@@ -2,16 +2,18 @@
 it read while the daemon's writer thread writes). Only levels, never rater data (第六条)."""
 import datetime
 import sqlite3
-
-from haochaping.protocol import levels
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from haochaping.daemon.hall import registry, windows
 from haochaping.daemon.rules.workdays import SHANGHAI
+from haochaping.protocol import levels
 
 ALERTS_SHOWN = 50
+View = dict[str, Any]  # what a page's state call and event stream send, as JSON
 
 
-def reader(path):
+def reader(path: str) -> sqlite3.Connection:
     """A connection for reads only (the writer thread owns writes)."""
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -19,25 +21,25 @@ def reader(path):
     return conn
 
 
-def day_start(now):
+def day_start(now: float) -> float:
     """Midnight Asia/Shanghai of the day `now` falls on, as a timestamp."""
     d = datetime.datetime.fromtimestamp(now, SHANGHAI).date()
     return datetime.datetime(d.year, d.month, d.day, tzinfo=SHANGHAI).timestamp()
 
 
-def known_window(conn, window):
+def known_window(conn: sqlite3.Connection, window: str) -> bool:
     """A window the console serves: one with a terminal paired, or with transactions."""
     return conn.execute("SELECT 1 FROM pairings WHERE window=? UNION ALL"
                         " SELECT 1 FROM transactions WHERE window=? LIMIT 1",
                         (window, window)).fetchone() is not None
 
 
-def all_windows(conn):
+def all_windows(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT window FROM pairings UNION"
                                        " SELECT window FROM transactions ORDER BY 1")]
 
 
-def terminals(conn, window):
+def terminals(conn: sqlite3.Connection, window: str) -> list[dict[str, Any]]:
     """[{id, online, last_seen}] for the window's paired terminals."""
     out = []
     for t in registry.terminals_of(conn, window):
@@ -50,7 +52,7 @@ def terminals(conn, window):
     return out
 
 
-def window_view(conn, window, now):
+def window_view(conn: sqlite3.Connection, window: str, now: float) -> View:
     """The staff page's live state. `show` is what the big status box says:
     waiting | serving | prompt | rated | not-rated | offline."""
     st = windows.window_state(conn, window)
@@ -74,7 +76,8 @@ def window_view(conn, window, now):
     return st
 
 
-def hall_view(conn, now, signed_in=None):
+def hall_view(conn: sqlite3.Connection, now: float,
+              signed_in: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> View:
     """The duty manager's page: every window and terminal, today's counts, bad-review alerts."""
     since = day_start(now)
     names = {r[0]: r[1] for r in conn.execute("SELECT number, name FROM console_staff")}

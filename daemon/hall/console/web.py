@@ -1,5 +1,5 @@
-"""The console's HTTP side, mounted on the daemon's API server (daemon/hall/api.py hands it every path
-outside /api/): pages, their JSON calls, Server-Sent Events, static files.
+"""The console's HTTP side, mounted on the daemon's API server (daemon/hall/api.py hands it every
+path outside /api/): pages, their JSON calls, Server-Sent Events, static files.
 
     GET  /                        index: links to every window page and the hall page
     GET  /window/<W>              the window staff page           (role staff, signed in at W)
@@ -15,25 +15,39 @@ Rules: the session cookie is HttpOnly and SameSite=Strict; every POST carries th
 token in `X-CSRF-Token` (and a cross-site Origin is refused); staff act only on the window they
 signed in at, managers only on /hall; the account is re-read on every request, so disabling it or
 changing its PIN ends its sessions; wrong PINs are limited per staff number and per address.
+
+Pages are Jinja2 templates (templates/: base.html, which every page extends), autoescaped, with
+every text from static/labels.<lang>.json as `L`.
 """
+from __future__ import annotations
+
 import hmac
-import html
 import json
 import mimetypes
 import os
 import queue
-import string
+import sqlite3
 import time
 import urllib.parse
+from collections.abc import Iterable
 from http.cookies import CookieError, SimpleCookie
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
 
+import jinja2
+from markupsafe import Markup
+
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import audit, windows
+from haochaping.daemon.hall.console import staff, views
+from haochaping.daemon.hall.console.sessions import PinLimiter, Session, Sessions
 from haochaping.protocol import topics
 
-from haochaping.daemon.hall import audit, windows
-from haochaping.daemon.errors import HcpError
-from haochaping.daemon.hall.console import staff, views
-from haochaping.daemon.hall.console.sessions import PinLimiter, Sessions
+if TYPE_CHECKING:
+    from haochaping.daemon.hall.service import HallDaemon
 
+Labels = dict[str, Any]  # labels.<lang>.json: texts, and tables of texts (levels, errors, ...)
+JsonObject = dict[str, Any]
 
 COOKIE = "hcp_console"
 MAX_BODY = 4096
@@ -42,6 +56,7 @@ _KEEPALIVE_S = 15
 _COALESCE_S = 0.1  # events that come together make one redraw
 _REFRESH_S = {"window": 10.0, "hall": 5.0}  # also redraw this often without events
 _MIN_GAP_S = {"window": 0.1, "hall": 0.3}    # at most this often under a flood of events
+_PAGES = ("index.html", "window.html", "hall.html", "error.html")
 _SECURITY_HEADERS = (
     ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self';"
      " connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none';"
@@ -53,32 +68,52 @@ _SECURITY_HEADERS = (
 )
 
 
-def load_labels(lang="zh-CN"):
+def load_labels(lang: str = "zh-CN") -> Labels:
     """Every text the pages show, in one file per language: static/labels.<lang>.json."""
     with open(os.path.join(_HERE, "static", "labels.%s.json" % lang), encoding="utf-8") as f:
         return json.load(f)
 
 
+def script_json(value: object) -> Markup:
+    """`value` as JSON to stand inside <script type="application/json">, where the browser decodes
+    no HTML entities (so no HTML escaping) and ends the element at the first `</script`: every `<`
+    (found only inside JSON strings) is written `\\u003c`, so no text can end or change the element.
+    """
+    return Markup(json.dumps(value, ensure_ascii=False).replace("<", "\\u003c"))
+
+
+def load_templates() -> dict[str, jinja2.Template]:
+    """The pages, compiled once: autoescaped ({{ }} is text), and an unknown name (a label that
+    is not in the labels file) is an error rather than an empty string."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(os.path.join(_HERE, "templates")),
+        autoescape=True, undefined=jinja2.StrictUndefined, auto_reload=False,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["script_json"] = script_json
+    return {name: env.get_template(name) for name in _PAGES}
+
+
 class Refused(Exception):
     """A request the console turns down: HTTP status, error code (a key of labels.errors)."""
 
-    def __init__(self, status, code, **extra):
+    def __init__(self, status: int, code: str, **extra: Any) -> None:
         super().__init__(code)
-        self.status, self.code, self.extra = status, code, extra
+        self.status, self.code = status, code
+        self.extra: JsonObject = extra
 
 
 class Console:
-    def __init__(self, daemon):
+    def __init__(self, daemon: HallDaemon) -> None:
         cfg = daemon.cfg.console
         lang = cfg.language
         self.daemon = daemon
-        self.db_path = daemon.cfg.hall.database
-        self.prompt_timeout = daemon.cfg.sessions.timeout_s
+        self.db_path: str = daemon.cfg.hall.database
+        self.prompt_timeout: int = daemon.cfg.sessions.timeout_s
         self.sessions = Sessions(cfg.session_idle_s, cfg.session_max_s)
         self.pins_by_number = PinLimiter(cfg.pin_failures, cfg.lockout_s)
         self.pins_by_address = PinLimiter(4 * cfg.pin_failures, cfg.lockout_s)
         self.labels = load_labels(lang)
-        self.static = {}
+        self.static: dict[str, tuple[bytes, str]] = {}  # name -> (content, Content-Type)
         folder = os.path.join(_HERE, "static")
         for name in os.listdir(folder):
             with open(os.path.join(folder, name), "rb") as f:
@@ -86,13 +121,9 @@ class Console:
                 if ctype.startswith("text/") or name.endswith((".js", ".json")):
                     ctype += "; charset=utf-8"
                 self.static[name] = (f.read(), ctype)
-        self.templates = {}
-        folder = os.path.join(_HERE, "templates")
-        for name in os.listdir(folder):
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                self.templates[name] = string.Template(f.read())
+        self.templates = load_templates()
 
-    def handle(self, h):
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
         """Serve one request on the API server's handler `h` (a BaseHTTPRequestHandler)."""
         req = _Request(self, h)
         try:
@@ -106,18 +137,18 @@ class Console:
 
 
 class _Request:
-    def __init__(self, console, h):
+    def __init__(self, console: Console, h: BaseHTTPRequestHandler) -> None:
         self.c, self.h = console, h
         parsed = urllib.parse.urlsplit(h.path)
         self.parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
         self.method = h.command
-        self.session = console.sessions.get(self._cookie())
-        self.new_cookie = None
-        self._conn = None
+        self.session: Session | None = console.sessions.get(self._cookie())
+        self.new_cookie: str | None = None
+        self._conn: sqlite3.Connection | None = None
         self._raw = b""
 
     # ------------------------------------------------------------ plumbing
-    def _cookie(self):
+    def _cookie(self) -> str | None:
         try:
             jar = SimpleCookie(self.h.headers.get("Cookie") or "")
         except CookieError:
@@ -125,12 +156,13 @@ class _Request:
         m = jar.get(COOKIE)
         return m.value if m else None
 
-    def conn(self):
+    def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = views.reader(self.c.db_path)
         return self._conn
 
-    def _headers(self, status, ctype, length=None, extra=()):
+    def _headers(self, status: int, ctype: str, length: int | None = None,
+                 extra: Iterable[tuple[str, str]] = ()) -> None:
         h = self.h
         h.send_response(status)
         h.send_header("Content-Type", ctype)
@@ -145,16 +177,18 @@ class _Request:
             h.send_header(k, v)
         h.end_headers()
 
-    def send(self, status, body, ctype, extra=()):
+    def send(self, status: int, body: bytes, ctype: str,
+             extra: Iterable[tuple[str, str]] = ()) -> None:
         self._headers(status, ctype, len(body), extra)
         self.h.wfile.write(body)
 
-    def json(self, status, obj):
+    def json(self, status: int, obj: JsonObject) -> None:
         self.send(status, json.dumps(obj, ensure_ascii=False).encode(),
                   "application/json; charset=utf-8")
 
-    def refuse(self, e):
-        body = {"error_code": e.code, "error": self.c.labels["errors"].get(e.code, e.code)}
+    def refuse(self, e: Refused) -> None:
+        body: JsonObject = {"error_code": e.code,
+                            "error": self.c.labels["errors"].get(e.code, e.code)}
         body.update(e.extra)
         if e.status in (401, 403):
             s = self.session
@@ -164,12 +198,12 @@ class _Request:
                 body["csrf"] = s.csrf  # so the page can sign in again without a reload
         self.json(e.status, body)
 
-    def fresh_session(self):
+    def fresh_session(self) -> Session:
         self.session = self.c.sessions.new()
         self.new_cookie = self.session.sid
         return self.session
 
-    def read_body(self):
+    def read_body(self) -> None:
         """Read the whole body first, so that a refused request leaves the connection clean."""
         try:
             length = int(self.h.headers.get("Content-Length") or 0)
@@ -180,7 +214,7 @@ class _Request:
             raise Refused(413, "bad-input", detail="body too large")
         self._raw = self.h.rfile.read(length)
 
-    def body(self):
+    def body(self) -> JsonObject:
         try:
             data = json.loads(self._raw or b"{}")
         except ValueError:
@@ -189,18 +223,18 @@ class _Request:
             raise Refused(400, "bad-input", detail="JSON object")
         return data
 
-    def address(self):
+    def address(self) -> str:
         return self.h.client_address[0]
 
     # ------------------------------------------------------------ routing
-    def dispatch(self):
+    def dispatch(self) -> None:
         try:
             self._dispatch()
         finally:
             if self._conn is not None:
                 self._conn.close()
 
-    def _dispatch(self):
+    def _dispatch(self) -> None:
         p, m = self.parts, self.method
         if m not in ("GET", "POST"):
             raise Refused(405, "bad-input", detail="method")
@@ -217,9 +251,8 @@ class _Request:
             place, role = p[1], "staff"
             if not views.known_window(self.conn(), place):
                 if m == "GET" and len(p) == 2:
-                    text = self.c.labels["errors"]["unknown-window"]
                     return self.render("error.html", self.c.labels["app"], {}, status=404,
-                                       message=html.escape(text))
+                                       message=self.c.labels["errors"]["unknown-window"])
                 raise Refused(404, "unknown-window")
         elif p[0] == "hall" and len(p) in (1, 2):
             place, role = "hall", "manager"
@@ -244,19 +277,19 @@ class _Request:
             return self.window_action(s, place, action)
         raise Refused(404, "bad-input", detail="no such action")
 
-    def check_origin(self):
+    def check_origin(self) -> None:
         origin = self.h.headers.get("Origin")
         if origin and urllib.parse.urlsplit(origin).netloc != self.h.headers.get("Host"):
             raise Refused(403, "csrf")
 
     # ------------------------------------------------------------ security
-    def check_csrf(self):
+    def check_csrf(self) -> None:
         given = self.h.headers.get("X-CSRF-Token") or ""
         if self.session is None or not hmac.compare_digest(given.encode(),
                                                            self.session.csrf.encode()):
             raise Refused(403, "csrf")
 
-    def authorised(self, place, role, write):
+    def authorised(self, place: str, role: str, write: bool) -> Session:
         """The signed-in session allowed to act on `place`, or Refused."""
         s = self.session
         if s is None or not s.signed_in:
@@ -274,12 +307,14 @@ class _Request:
             self.c.sessions.touch(s)
         return s
 
-    def account_ok(self, conn, s):
+    def account_ok(self, conn: sqlite3.Connection, s: Session) -> bool:
+        if s.number is None:  # not signed in: no account
+            return False
         acct = staff.get(conn, s.number)
         return (acct is not None and acct["disabled_at"] is None and acct["role"] == s.role
                 and acct["pin_changed_at"] <= s.created)
 
-    def sign_in(self, place, role):
+    def sign_in(self, place: str, role: str) -> None:
         self.check_csrf()
         body = self.body()
         number, pin = body.get("number"), body.get("pin")
@@ -311,17 +346,19 @@ class _Request:
         self.json(200, {"csrf": s.csrf, "number": s.number, "name": s.name,
                         "state": self.view(place, time.time())})
 
-    def sign_out(self, s, place):
+    def sign_out(self, s: Session, place: str) -> None:
+        assert s.number is not None  # authorised() returns signed-in sessions only
         self.c.sessions.end(s)
         self.record("staff:" + s.number, "console.sign-out", staff=s.number, at=place)
         self.json(200, {"csrf": self.fresh_session().csrf})
 
-    def record(self, actor, action, **detail):
+    def record(self, actor: str, action: str, **detail: Any) -> None:
         self.c.daemon.submit(lambda conn, now: (audit.record(conn, actor, action, now=now,
                                                              **detail), []))
 
     # ------------------------------------------------------------ window actions
-    def window_action(self, s, window, action):
+    def window_action(self, s: Session, window: str, action: str) -> None:
+        assert s.number is not None  # authorised() returns signed-in sessions only
         body = self.body()
         actor = "staff:" + s.number
         if action == "start":
@@ -332,7 +369,7 @@ class _Request:
             if not ticket:
                 raise Refused(400, "ticket-needed")
 
-            def fn(conn, now):
+            def fn(conn: sqlite3.Connection, now: float) -> tuple[int, list[Any]]:
                 tx, pubs = windows.start(conn, window, ticket, item, s.number, now)
                 audit.record(conn, actor, "console.start", now=now, window=window, ticket=ticket,
                              item=item, transaction=tx)
@@ -340,7 +377,7 @@ class _Request:
         else:
             timeout = self.c.prompt_timeout
 
-            def fn(conn, now):
+            def fn(conn: sqlite3.Connection, now: float) -> tuple[int, list[Any]]:
                 open_tx = conn.execute("SELECT 1 FROM transactions WHERE window=? AND"
                                        " finished_at IS NULL", (window,)).fetchone()
                 if open_tx is None:
@@ -352,19 +389,20 @@ class _Request:
         try:
             tx = self.c.daemon.submit(fn)
         except HcpError as e:
-            raise Refused(400, "bad-input", detail=str(e))
+            raise Refused(400, "bad-input", detail=str(e)) from e
         except TimeoutError as e:
-            raise Refused(503, "daemon", detail=str(e))
+            raise Refused(503, "daemon", detail=str(e)) from e
         self.json(200, {"transaction": tx, "state": self.view(window, time.time())})
 
     # ------------------------------------------------------------ pages
-    def view(self, place, now, conn=None):
+    def view(self, place: str, now: float,
+             conn: sqlite3.Connection | None = None) -> JsonObject:
         conn = conn or self.conn()
         if place == "hall":
             return views.hall_view(conn, now, self.c.sessions.signed_in_at())
         return views.window_view(conn, place, now)
 
-    def page(self, place, role):
+    def page(self, place: str, role: str) -> None:
         s = self.session
         if s is None:
             s = self.fresh_session()
@@ -378,32 +416,25 @@ class _Request:
         boot = {"place": place, "csrf": s.csrf, "me": me, "labels": L}
         self.render("hall.html" if place == "hall" else "window.html", title, boot)
 
-    def index(self):
-        ws = views.all_windows(self.conn())
+    def index(self) -> None:
         L = self.c.labels
-        links = "\n".join('<li><a class="big-link" href="/window/%s">%s %s</a></li>' % (
-            urllib.parse.quote(w), html.escape(L["window"]), html.escape(w)) for w in ws)
-        self.render("index.html", L["index_title"], {"labels": L}, windows=links)
+        self.render("index.html", L["index_title"], {"labels": L},
+                    windows=views.all_windows(self.conn()))
 
-    def render(self, template, title, boot, status=200, **more):
-        L = self.c.labels
-        values = {"lang": L["lang"], "title": html.escape(title),
-                  "boot": json.dumps(boot, ensure_ascii=False).replace("<", "\\u003c")}
-        for k, v in L.items():
-            if isinstance(v, str):
-                values["L_" + k] = html.escape(v)
-        values.update(more)
-        body = self.c.templates[template].substitute(values).encode()
-        self.send(status, body, "text/html; charset=utf-8")
+    def render(self, template: str, title: str, boot: JsonObject, status: int = 200,
+               **more: Any) -> None:
+        """A page: templates/<template> (which extends base.html) with the labels as `L`."""
+        body = self.c.templates[template].render(L=self.c.labels, title=title, boot=boot, **more)
+        self.send(status, body.encode(), "text/html; charset=utf-8")
 
-    def static_file(self, name):
+    def static_file(self, name: str) -> None:
         found = self.c.static.get(name)
         if found is None:
             raise Refused(404, "bad-input", detail="no such file")
         self.send(200, found[0], found[1])
 
     # ------------------------------------------------------------ live updates
-    def stream(self, place, s):
+    def stream(self, place: str, s: Session) -> None:
         """Server-Sent Events: the whole view at once, again after every event that concerns it
         (bursts coalesced), a fresh one every few seconds anyway, and a comment to keep the
         connection open. Ends when the session does (a `signed-out` event) or the client goes."""
@@ -452,18 +483,18 @@ class _Request:
         finally:
             d.events.unsubscribe(q)
 
-    def event(self, kind, data):
+    def event(self, kind: str, data: JsonObject) -> None:
         self.h.wfile.write(("event: %s\ndata: %s\n\n" % (
             kind, json.dumps(data, ensure_ascii=False))).encode())
 
     @staticmethod
-    def _terminals(place, view):
+    def _terminals(place: str, view: JsonObject) -> set[str] | None:
         if place == "hall":
             return None
         return {t["id"] for t in view["terminals"]}
 
     @staticmethod
-    def _concerns(place, terms, ev):
-        if place == "hall":
+    def _concerns(place: str, terms: set[str] | None, ev: JsonObject) -> bool:
+        if place == "hall" or terms is None:  # terms is None for the hall only
             return True
         return ev.get("window") == place or ev.get("terminal") in terms

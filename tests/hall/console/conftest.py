@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from haochaping.daemon.hall import settings, db
+from haochaping.daemon.hall import db, settings
 from haochaping.daemon.hall.console import staff
 from haochaping.tools.sim import hall_kit
 from haochaping.tools.sim.terminal_sim import SimTerminal
@@ -25,8 +25,8 @@ ACCOUNTS = {
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync"]
-DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
-                    "docs")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(_HERE))), "docs")
 
 
 @pytest.fixture

@@ -34,9 +34,11 @@ def test_every_label_the_pages_use_exists():
             if key not in L["errors"]:
                 missing.append("%s: errors.%s" % (name, key))
     for name in os.listdir(os.path.join(HERE, "templates")):
-        for key in set(re.findall(r"\$L_(\w+)", _read("templates", name))):
+        page = _read("templates", name)
+        for key in set(re.findall(r"\bL\.(\w+)", page)):
             if key not in L:
-                missing.append("%s: $L_%s" % (name, key))
+                missing.append("%s: L.%s" % (name, key))
+        missing.extend("%s: %s" % (name, raw) for raw in set(re.findall(r"\$L_\w+", page)))
     for code in set(re.findall(r'Refused\(\d+, "([\w-]+)"', _read("web.py"))):
         if code not in L["errors"]:
             missing.append("web.py: errors.%s" % code)

@@ -2,11 +2,11 @@
 import pytest
 from click.testing import CliRunner
 
-from haochaping.daemon.hall import settings, db
-from haochaping.daemon.hall.console import staff
 from haochaping.daemon.errors import ConfigError
-from haochaping.tools.sim import hall_kit
+from haochaping.daemon.hall import db, settings
+from haochaping.daemon.hall.console import staff
 from haochaping.tools.cli import _register, cli
+from haochaping.tools.sim import hall_kit
 
 _register()
 
