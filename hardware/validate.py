@@ -59,7 +59,7 @@ def _schema(profile):
     if "name" in profile and not (isinstance(name, str) and _NAME.match(name)):
         bad("name", "must be lower-case letters, digits and '-', at most 48 characters")
     chip = profile.get("chip")
-    if "chip" in profile and chip not in pins.CHIPS:
+    if "chip" in profile and not (isinstance(chip, str) and chip in pins.CHIPS):
         bad("chip", "unknown chip %r (known: %s)" % (chip, ", ".join(sorted(pins.CHIPS))))
     desc = profile.get("description")
     if "description" in profile and not (isinstance(desc, str) and desc.strip()):
@@ -113,6 +113,8 @@ def _schema(profile):
 def _pin_rules(profile):
     found = []
     chip = profile.get("chip")
+    if not isinstance(chip, str):
+        chip = ""                        # not a chip name (the schema check says so)
     rules = pins.CHIPS.get(chip)
     seen = {}
     for role, label, pin, kind in pin_uses(profile):
