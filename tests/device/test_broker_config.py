@@ -4,9 +4,9 @@ import stat
 
 from click.testing import CliRunner
 
+from haochaping.tools.cli import _register, cli
 from haochaping.tools.device import mosquitto_setup
 from haochaping.tools.sim import processes
-from haochaping.tools.cli import _register, cli
 
 _register()
 
@@ -19,7 +19,8 @@ def _config(tmp_path, port):
     return out, r.output
 
 
-def test_generated_config_runs_and_each_terminal_keeps_to_its_own_topics(tmp_path, run_broker, clients):
+def test_generated_config_runs_and_each_terminal_keeps_to_its_own_topics(tmp_path, run_broker,
+                                                                           clients):
     port = processes.free_port()
     out, output = _config(tmp_path, port)
     daemon_pw = (out / "hall-daemon.password").read_text().strip()
@@ -84,6 +85,7 @@ def test_tls_lines_and_reload_without_a_broker(tmp_path):
 
 def test_run_as_hands_the_files_to_the_broker_user_and_edits_keep_it(request, run_broker, clients):
     import pwd
+
     import pytest
     try:
         user = pwd.getpwnam("mosquitto")
