@@ -1,6 +1,7 @@
 """Pair, unpair, replace a board, the audit log, and `hcp terminals`, against a real broker and
 a real hall daemon process."""
 import json
+import stat
 
 import paho.mqtt.client as paho
 from click.testing import CliRunner
@@ -122,3 +123,20 @@ def test_replace_refuses_an_unprovisioned_board(tmp_path):
                                  "--new", "T404"])
     assert r.exit_code == 1 and "provision the new board first" in r.output
     assert registry.terminals_of(db.connect(hall.hall.database), "W01") == ["T001"]
+
+
+def test_terminal_add_registers_the_key_it_writes_to_a_private_file(tmp_path):
+    hall = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
+    out = tmp_path / "T009.json"
+    output = _hcp("terminal", "add", "--config", hall.path, "--terminal", "T009", "--out",
+                  str(out), "--actor", "dave")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    written = json.loads(out.read_text())
+    assert (written["hall"], written["terminal"]) == ("H01", "T009")
+    assert written["key"] not in output
+    conn = db.connect(hall.hall.database)
+    key = conn.execute("SELECT key FROM terminals WHERE id='T009'").fetchone()[0]
+    assert bytes(key).hex() == written["key"]
+    log = [json.loads(line) for line in _hcp("audit", "--config", hall.path, "--json").splitlines()]
+    assert [(e["actor"], e["detail"]) for e in log if e["action"] == "register"] == [
+        ("dave", {"terminal": "T009"})]

@@ -5,7 +5,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import TypedDict
 
 from haochaping.daemon.errors import HcpError
@@ -56,6 +56,23 @@ def check_terminal_id(terminal: str) -> None:
         raise HcpError("terminal %r: use 1-32 of A-Z a-z 0-9 _ -" % terminal)
     if terminal in RESERVED:
         raise HcpError("terminal %r: that name is the daemon's broker user" % terminal)
+
+
+def add_terminal(conn: sqlite3.Connection, hall: str, terminal: str, out: str,
+                 actor: str) -> None:
+    """Register a terminal with a fresh signing key, and write its secrets for provisioning by
+    hand to `out` ({"hall", "terminal", "key"} as JSON, mode 600; never printed)."""
+    key = registry.add_terminal(conn, terminal, actor=actor)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"hall": hall, "terminal": terminal, "key": key.hex()}, f)
+
+
+def without_broker_password(conn: sqlite3.Connection, known: Container[str]) -> list[str]:
+    """The active terminals (sorted) that are not among `known`, the users of the hall broker's
+    password file: they cannot log in until provisioned again."""
+    return [r[0] for r in conn.execute("SELECT id FROM terminals WHERE revoked_at IS NULL"
+                                       " ORDER BY id") if r[0] not in known]
 
 
 def replace(conn: sqlite3.Connection, broker_dir: str, old: str, new: str,

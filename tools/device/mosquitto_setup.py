@@ -11,6 +11,7 @@ hall's whole tree. Settings that matter for "nothing lost":
 """
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -150,6 +151,18 @@ def _give_to(user: str | None, paths: Iterable[str]) -> None:
     pw = pwd.getpwnam(user)
     for p in paths:
         os.chown(p, pw.pw_uid, pw.pw_gid)
+
+
+def new_password_file(folder: str, user: str) -> tuple[str, str]:
+    """A new random password for broker user `user`, also written to <folder>/<user>.password
+    (mode 600; never printed) for hall IT to copy into hall.toml. Return (password, that file)."""
+    password = secrets.token_urlsafe(18)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, user + ".password")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password, path
 
 
 def require_folder(folder: str) -> None:
