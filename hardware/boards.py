@@ -5,8 +5,22 @@ Sources: ESP32-DevKitC V4 user guide, "Header Block" (J1, J3); ESP32-S3-DevKitC-
 guide, "Header Block" (J1, J3). The v1.0 DevKitC-1 drives its RGB LED from GPIO48, v1.1 from
 GPIO38; the headers are the same.
 """
+from typing import Literal, TypedDict
 
-BOARDS = {
+Side = Literal["left", "right"]
+_SIDES: tuple[Side, Side] = ("left", "right")
+
+
+class Board(TypedDict):
+    """One reference board: its label, its module, and each header as (name, pins top to
+    bottom)."""
+    label: str
+    module: str
+    left: tuple[str, list[int | str]]
+    right: tuple[str, list[int | str]]
+
+
+BOARDS: dict[str, Board] = {
     "esp32": {
         "label": "ESP32-DevKitC V4",
         "module": "ESP32-WROOM-32E",
@@ -26,11 +40,11 @@ BOARDS = {
 }
 
 
-def header_position(chip, pin):
+def header_position(chip: str, pin: int) -> tuple[Side, int] | None:
     """(side, row) of a GPIO on the chip's reference board, side "left" or "right"; None if the
     board does not bring the pin out."""
     board = BOARDS[chip]
-    for side in ("left", "right"):
+    for side in _SIDES:
         pins = board[side][1]
         if pin in pins:
             return side, pins.index(pin)

@@ -6,15 +6,17 @@ shell that puts both in a folder. An invalid profile is refused with every probl
 """
 import csv
 import io
+import os
 import textwrap
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from haochaping.daemon.errors import HcpError
-
 from haochaping.hardware import boards, pins
-from haochaping.hardware.profile import LEVEL_EN, level_label, pin_uses
-from haochaping.hardware.validate import require_valid
+from haochaping.hardware.boards import Side
+from haochaping.hardware.profile import LEVEL_EN, PinUse, Profile, level_label, pin_uses
+from haochaping.hardware.validate import Problem, require_valid
 
 W = 1160                 # canvas width
 ROW = 32                 # pitch of the header pins
@@ -29,24 +31,31 @@ COLOURS = {"button": "#1565c0", "touch": "#b8652a", "ws2812": "#6a1b9a", "buzzer
            "status_led": "#5c6bc0", "display": "#d81b60"}
 REFUSED, WARNED, FREE = "#c62828", "#e69500", "#9e9e9e"
 
+# x of a point `d` along a component chain, away from the board (the chain runs left or right)
+Chain = Callable[[int], int]
+# a bill of materials line: (part, quantity, value, notes)
+BomRow = tuple[str, int, str, str]
 
-def _text(x, y, s, size=12, anchor="start", fill="#212121", weight="normal"):
+
+def _text(x: int, y: int, s: str, size: int = 12, anchor: str = "start", fill: str = "#212121",
+          weight: str = "normal") -> str:
     return ('<text x="%d" y="%d" font-size="%s" text-anchor="%s" fill="%s" font-weight="%s">%s'
             '</text>' % (x, y, size, anchor, fill, weight, escape(s)))
 
 
-def _line(x1, y1, x2, y2, stroke="#212121", width=1.5):
+def _line(x1: int, y1: int, x2: int, y2: int, stroke: str = "#212121",
+          width: float = 1.5) -> str:
     return ('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="%s"/>'
             % (x1, y1, x2, y2, stroke, width))
 
 
-def _ground(x, y):
+def _ground(x: int, y: int) -> list[str]:
     """The ground symbol hanging below (x, y)."""
     return [_line(x, y, x, y + 6), _line(x - 7, y + 6, x + 7, y + 6),
             _line(x - 4, y + 9, x + 4, y + 9), _line(x - 1, y + 12, x + 1, y + 12)]
 
 
-def _resistor(X, y, value, colour):
+def _resistor(X: Chain, y: int, value: str, colour: str) -> list[str]:
     left, right = sorted((X(12), X(44)))
     return [_line(X(0), y, X(12), y, colour, 2),
             '<rect x="%d" y="%d" width="%d" height="10" fill="#fff" stroke="#212121"/>'
@@ -55,7 +64,7 @@ def _resistor(X, y, value, colour):
             _line(X(44), y, X(56), y, colour, 2)]
 
 
-def _led(X, y, colour, fill):
+def _led(X: Chain, y: int, colour: str, fill: str) -> list[str]:
     tip = X(70)
     return ['<polygon points="%d,%d %d,%d %d,%d" fill="%s" stroke="#212121"/>'
             % (X(56), y - 7, X(56), y + 7, tip, y, fill),
@@ -65,7 +74,7 @@ def _led(X, y, colour, fill):
             _line(tip, y, X(90), y, colour, 2)] + _ground(X(90), y)
 
 
-def _button(X, y, colour):
+def _button(X: Chain, y: int, colour: str) -> list[str]:
     return [_line(X(0), y, X(30), y, colour, 2),
             '<circle cx="%d" cy="%d" r="3" fill="#fff" stroke="#212121"/>' % (X(32), y),
             '<circle cx="%d" cy="%d" r="3" fill="#fff" stroke="#212121"/>' % (X(62), y),
@@ -75,7 +84,7 @@ def _button(X, y, colour):
             _line(X(65), y, X(90), y, "#212121", 1.5)] + _ground(X(90), y)
 
 
-def _touch(X, y, colour, channel):
+def _touch(X: Chain, y: int, colour: str, channel: str) -> list[str]:
     left, right = sorted((X(60), X(100)))
     return [_line(X(0), y, X(60), y, colour, 2),
             '<rect x="%d" y="%d" width="%d" height="22" rx="4" fill="%s" stroke="#5d3a1a"/>'
@@ -83,7 +92,7 @@ def _touch(X, y, colour, channel):
             _text((left + right) // 2, y + 4, channel, 10, "middle", "#fff", "bold")]
 
 
-def _strip(X, y, count):
+def _strip(X: Chain, y: int, count: int) -> list[str]:
     left, right = sorted((X(56), X(136)))
     out = ['<rect x="%d" y="%d" width="%d" height="18" rx="2" fill="#eeeeee" stroke="#212121"/>'
            % (left, y - 9, right - left)]
@@ -93,7 +102,7 @@ def _strip(X, y, count):
     return out
 
 
-def _buzzer(X, y, colour):
+def _buzzer(X: Chain, y: int, colour: str) -> list[str]:
     return [_line(X(0), y, X(12), y, colour, 2)] + _resistor(X, y, "1 kΩ", colour)[1:] + [
         '<circle cx="%d" cy="%d" r="10" fill="#fff" stroke="#212121"/>' % (X(66), y),
         _text(X(66), y + 4, "Q", 10, "middle"),
@@ -102,7 +111,7 @@ def _buzzer(X, y, colour):
         _text(X(100), y + 4, "BZ", 9, "middle", "#fff", "bold")]
 
 
-def _display(X, y, colour, line):
+def _display(X: Chain, y: int, colour: str, line: str) -> list[str]:
     left, right = sorted((X(40), X(110)))
     return [_line(X(0), y, X(40), y, colour, 2),
             '<rect x="%d" y="%d" width="%d" height="20" rx="3" fill="%s"/>'
@@ -110,7 +119,8 @@ def _display(X, y, colour, line):
             _text((left + right) // 2, y + 4, "OLED " + line, 10, "middle", "#fff", "bold")]
 
 
-def _component(use, profile, X, y):
+def _component(use: PinUse, profile: Profile, X: Chain,
+               y: int) -> tuple[list[str], str, str, str]:
     """Symbols, colour, label and sub-label for one pin use."""
     role, _label, pin, kind = use
     if role.startswith("keys["):
@@ -146,7 +156,7 @@ def _component(use, profile, X, y):
             "SSD1306, I²C, on 3V3 + GND")
 
 
-def _notes(profile, warnings):
+def _notes(profile: Profile, warnings: Iterable[Problem]) -> list[str]:
     chip = profile["chip"]
     rules = pins.CHIPS[chip]
     board = boards.BOARDS[chip]
@@ -162,8 +172,8 @@ def _notes(profile, warnings):
         notes.append("Touch pads 触摸: a copper pad of about 15 × 15 mm behind at most 3 mm of "
                      "acrylic or glass per key; keep each wire short (≤ 10 cm) and apart from the "
                      "others.")
-    notes.append("Key order: left to right 1 非常满意, 2 满意, 3 基本满意, 4 不满意, 5 非常不满意, as "
-                 "in the profile's \"keys\" list.")
+    notes.append("Key order: left to right 1 非常满意, 2 满意, 3 基本满意, 4 不满意, "
+                 "5 非常不满意, as in the profile's \"keys\" list.")
     if "leds" in profile or "status_led" in profile:
         notes.append("LEDs: GPIO → 330 Ω → LED anode (long leg); cathode (short leg) to GND.")
     if "ws2812" in profile:
@@ -185,7 +195,7 @@ def _notes(profile, warnings):
     return notes
 
 
-def _header(chip, side, used, x, first_y):
+def _header(chip: str, side: Side, used: dict[int, str], x: int, first_y: int) -> list[str]:
     """Pads and labels of one header; used maps GPIO -> colour."""
     rules = pins.CHIPS[chip]
     name, row_pins = boards.BOARDS[chip][side]
@@ -210,12 +220,12 @@ def _header(chip, side, used, x, first_y):
     return out
 
 
-def _source(profile):
+def _source(profile: object) -> str:
     name = profile.get("name") if isinstance(profile, dict) else None
     return name if isinstance(name, str) else "profile"
 
 
-def svg(profile):
+def svg(profile: Profile) -> str:
     """The wiring diagram of a valid profile, as an SVG document (text)."""
     warnings = require_valid(profile, _source(profile))
     chip = profile["chip"]
@@ -223,7 +233,7 @@ def svg(profile):
     rows = max(len(board["left"][1]), len(board["right"][1]))
     first_y = TOP + 150
     board_h = 150 + (rows - 1) * ROW + 60
-    notes = []
+    notes: list[str] = []
     for n in _notes(profile, warnings):
         notes.extend(textwrap.wrap(n, 150, subsequent_indent="    "))
     legend_y = TOP + board_h + 40
@@ -250,11 +260,14 @@ def svg(profile):
                 'stroke="#eceff1"/>' % (BOARD_X + BOARD_W // 2 - 28, usb_y))
     body.append(_text(BOARD_X + BOARD_W // 2, usb_y + 19, "USB", 11, "middle", "#263238", "bold"))
 
-    used = {}
-    wiring = []
+    used: dict[int, str] = {}
+    wiring: list[str] = []
     for use in pin_uses(profile):
         pin = use[2]
-        side, row = boards.header_position(chip, pin)
+        position = boards.header_position(chip, pin)
+        # every pin a valid profile may use is on the board's headers (tests check each chip)
+        assert position is not None, "GPIO%d is not on the %s headers" % (pin, chip)
+        side, row = position
         y = first_y + row * ROW
         if side == "left":
             pad_x, edge, s = BOARD_X + 18, BOARD_X, -1
@@ -262,7 +275,7 @@ def svg(profile):
             pad_x, edge, s = BOARD_X + BOARD_W - 18, BOARD_X + BOARD_W, 1
         x0 = edge + s * CHAIN
 
-        def X(d, x0=x0, s=s):
+        def X(d: int, x0: int = x0, s: int = s) -> int:
             return x0 + s * d
 
         parts, colour, label, sub = _component(use, profile, X, y)
@@ -291,7 +304,7 @@ def svg(profile):
     return head + "\n".join(body) + "\n</svg>\n"
 
 
-def bom_rows(profile):
+def bom_rows(profile: Profile) -> list[BomRow]:
     """The bill of materials of a valid profile: [(part, quantity, value, notes)], parts with the
     same name and value merged."""
     require_valid(profile, _source(profile))
@@ -335,19 +348,17 @@ def bom_rows(profile):
                       "module with on-board pull-ups, address 0x3C"))
     items.append(("Jumper wire", 2 * len(pin_uses(profile)) + 4, "Dupont, 20 cm",
                   "about one per line in the diagram, plus power and ground"))
-    merged = {}
-    order = []
+    quantity: dict[tuple[str, str], int] = {}       # (part, value) -> quantity, in first-seen order
+    notes: dict[tuple[str, str], list[str]] = {}
     for part, qty, value, note in items:
         key = (part, value)
-        if key not in merged:
-            merged[key] = [part, 0, value, []]
-            order.append(key)
-        merged[key][1] += qty
-        merged[key][3].append(note)
-    return [(m[0], m[1], m[2], "; ".join(m[3])) for m in (merged[k] for k in order)]
+        quantity[key] = quantity.get(key, 0) + qty
+        notes.setdefault(key, []).append(note)
+    return [(part, qty, value, "; ".join(notes[part, value]))
+            for (part, value), qty in quantity.items()]
 
 
-def bom_csv(profile):
+def bom_csv(profile: Profile) -> str:
     """The bill of materials of a valid profile as CSV text with a header row."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -356,11 +367,11 @@ def bom_csv(profile):
     return out.getvalue()
 
 
-def file_names(name):
+def file_names(name: str) -> tuple[str, str]:
     return name + ".svg", name + "-bom.csv"
 
 
-def write(profile, out_dir):
+def write(profile: Profile, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write <name>.svg and <name>-bom.csv into out_dir (created if missing); return both paths."""
     drawing, bom = svg(profile), bom_csv(profile)
     out = Path(out_dir)

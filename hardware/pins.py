@@ -29,17 +29,32 @@ Pins"; esptool docs, "Set Flash Voltage" for the S3; ESP32-S3-DevKitC-1 v1.1 use
   (the DevKitC-1's USB-to-UART bridge).
 - Touch channels TOUCH1..TOUCH14 = GPIO1..GPIO14.
 """
+from collections.abc import Iterable
+from typing import TypedDict
 
 
-def _span(first, last):
+class ChipRules(TypedDict):
+    """One chip's GPIO rules. `touch` maps a GPIO to its touch channel name; `refused` and
+    `warned` map a GPIO to the reason."""
+    label: str
+    gpios: frozenset[int]
+    gpio_ranges: str
+    input_only: frozenset[int]
+    no_pull_up: frozenset[int]
+    touch: dict[int, str]
+    refused: dict[int, str]
+    warned: dict[int, str]
+
+
+def _span(first: int, last: int) -> list[int]:
     return list(range(first, last + 1))
 
 
-def _reasons(pins, reason):
-    return {p: reason for p in pins}
+def _reasons(pins: Iterable[int], reason: str) -> dict[int, str]:
+    return dict.fromkeys(pins, reason)
 
 
-_ESP32_REFUSED = {}
+_ESP32_REFUSED: dict[int, str] = {}
 _ESP32_REFUSED.update(_reasons([1, 3], "UART0, the USB serial link that hcp uses to flash and set "
                                        "up the terminal"))
 _ESP32_REFUSED.update(_reasons(_span(6, 11), "wired to the module's SPI flash (GPIO6-11); using it "
@@ -60,7 +75,7 @@ _ESP32_WARNED = {
     17: "wired to the PSRAM on ESP32-WROVER modules; use it only on WROOM boards",
 }
 
-_S3_REFUSED = {}
+_S3_REFUSED: dict[int, str] = {}
 _S3_REFUSED[0] = ("strapping pin (boot mode): low at reset keeps the board in download mode; "
                   "it is also the BOOT button")
 _S3_REFUSED[19] = "USB D- of the native USB port (MicroPython's USB serial REPL on the ESP32-S3)"
@@ -82,7 +97,7 @@ _S3_WARNED = {
 }
 
 # name -> the chip's rules. `touch` maps a GPIO to its touch channel name.
-CHIPS = {
+CHIPS: dict[str, ChipRules] = {
     "esp32": {
         "label": "ESP32",
         "gpios": frozenset(_span(0, 19) + _span(21, 23) + _span(25, 27) + _span(32, 39)),
@@ -107,7 +122,7 @@ CHIPS = {
 }
 
 
-def usable_touch_pins(chip):
+def usable_touch_pins(chip: str) -> list[int]:
     """The touch-capable GPIOs of a chip that are not refused, in ascending order."""
     rules = CHIPS[chip]
     return sorted(p for p in rules["touch"] if p not in rules["refused"])

@@ -4,13 +4,16 @@ Every problem is found at once, each naming the pin, what it is for and why it i
 problem is either fatal (the profile is refused) or a warning (it works, with a side effect a
 fitter should know about).
 """
+import os
 import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TypeGuard
 
 from haochaping.daemon.errors import HcpError
-from haochaping.protocol.levels import LEVELS
-
 from haochaping.hardware import pins
-from haochaping.hardware.profile import load, pin_uses
+from haochaping.hardware.profile import Profile, load, pin_uses
+from haochaping.protocol.levels import LEVELS
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 _FIELDS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "buzzer",
@@ -24,29 +27,30 @@ _MAX_STRIP = 256
 class Problem:
     """One thing wrong with a profile. `pin` is None for problems that are not about a pin."""
 
-    def __init__(self, where, reason, pin=None, fatal=True):
-        self.where = where
-        self.reason = reason
-        self.pin = pin
-        self.fatal = fatal
+    def __init__(self, where: str, reason: str, pin: int | None = None,
+                 fatal: bool = True) -> None:
+        self.where: str = where
+        self.reason: str = reason
+        self.pin: int | None = pin
+        self.fatal: bool = fatal
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.pin is None:
             return "%s: %s" % (self.where, self.reason)
         return "GPIO%d (%s): %s" % (self.pin, self.where, self.reason)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Problem(%r)" % str(self)
 
 
-def _is_int(value):
+def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int
 
 
-def _schema(profile):
-    found = []
+def _schema(profile: Profile) -> list[Problem]:
+    found: list[Problem] = []
 
-    def bad(where, reason):
+    def bad(where: str, reason: str) -> None:
         found.append(Problem(where, reason))
 
     for field in profile:
@@ -59,7 +63,7 @@ def _schema(profile):
     if "name" in profile and not (isinstance(name, str) and _NAME.match(name)):
         bad("name", "must be lower-case letters, digits and '-', at most 48 characters")
     chip = profile.get("chip")
-    if "chip" in profile and chip not in pins.CHIPS:
+    if "chip" in profile and not (isinstance(chip, str) and chip in pins.CHIPS):
         bad("chip", "unknown chip %r (known: %s)" % (chip, ", ".join(sorted(pins.CHIPS))))
     desc = profile.get("description")
     if "description" in profile and not (isinstance(desc, str) and desc.strip()):
@@ -110,11 +114,13 @@ def _schema(profile):
     return found
 
 
-def _pin_rules(profile):
-    found = []
+def _pin_rules(profile: Profile) -> list[Problem]:
+    found: list[Problem] = []
     chip = profile.get("chip")
+    if not isinstance(chip, str):
+        chip = ""                        # not a chip name (the schema check says so)
     rules = pins.CHIPS.get(chip)
-    seen = {}
+    seen: dict[int, str] = {}
     for role, label, pin, kind in pin_uses(profile):
         where = "%s, %s" % (label, role)
         if not _is_int(pin):
@@ -150,28 +156,28 @@ def _pin_rules(profile):
     return found
 
 
-def validate(profile):
+def validate(profile: object) -> list[Problem]:
     """Every problem with a profile (a dict), fatal ones and warnings, schema first."""
     if not isinstance(profile, dict):
         return [Problem("profile", "must be a JSON object")]
     return _schema(profile) + _pin_rules(profile)
 
 
-def errors(problems):
+def errors(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if p.fatal]
 
 
-def warnings(problems):
+def warnings(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if not p.fatal]
 
 
-def check(name_or_path):
+def check(name_or_path: str | os.PathLike[str]) -> tuple[Path, Profile, list[Problem]]:
     """Load and validate one profile: (path, profile, problems). Unreadable files raise HcpError."""
     path, profile = load(name_or_path)
     return path, profile, validate(profile)
 
 
-def require_valid(profile, source="profile"):
+def require_valid(profile: object, source: str = "profile") -> list[Problem]:
     """Raise HcpError listing every fatal problem, if there is one; return the warnings."""
     problems = validate(profile)
     fatal = errors(problems)

@@ -106,5 +106,6 @@ class Board:
         for d, _dirs, names in os.walk(self.root):
             for n in names:
                 p = os.path.join(d, n)
-                out["/" + os.path.relpath(p, self.root)] = open(p, "rb").read()
+                with open(p, "rb") as f:
+                    out["/" + os.path.relpath(p, self.root)] = f.read()
         return out

@@ -1,5 +1,6 @@
 """Hall IT tests: real mosquitto, real esptool against the mock ROM bootloader on a pty, real
 mpremote against real MicroPython (unix port) behind a pty bridge."""
+import contextlib
 import queue
 import time
 
@@ -47,10 +48,8 @@ class Client:
         out = []
         deadline = time.time() + wait
         while time.time() < deadline:
-            try:
+            with contextlib.suppress(queue.Empty):
                 out.append(self.got.get(timeout=0.05))
-            except queue.Empty:
-                pass
         return out
 
     def close(self):
@@ -69,10 +68,8 @@ def clients():
 
     yield make
     for c in made:
-        try:
+        with contextlib.suppress(Exception):  # closing a client the test already closed
             c.close()
-        except Exception:  # noqa: BLE001  (closing a client the test already closed)
-            pass
 
 
 @pytest.fixture

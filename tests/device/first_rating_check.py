@@ -6,10 +6,11 @@
 import sys
 
 sys.path.insert(0, sys.argv[1])
-import machine  # noqa: E402  (stand-in)
-import network  # noqa: E402  (stand-in)
-import os  # noqa: E402
-import vfs  # noqa: E402
+import os
+
+import machine  # stand-in
+import network  # stand-in
+import vfs
 
 try:
     import asyncio
@@ -22,9 +23,9 @@ os.chdir('/')
 sys.path[:] = ['/lib']
 KEY = int(sys.argv[3])
 
-from haochaping.firmware import link as link_mod  # noqa: E402
-from haochaping.firmware import main  # noqa: E402
-from haochaping.firmware import statemachine as sm  # noqa: E402
+from haochaping.firmware import link as link_mod
+from haochaping.firmware import main
+from haochaping.firmware import statemachine as sm
 
 sm.CORRECT_MS = 300
 sm.THANKS_MS = 300

@@ -4,9 +4,10 @@ import stat
 
 from click.testing import CliRunner
 
-from haochaping.tools.device import mosquitto_setup
-from haochaping.tools.sim import processes
+from haochaping.daemon.hall import db, registry
 from haochaping.tools.cli import _register, cli
+from haochaping.tools.device import mosquitto_setup
+from haochaping.tools.sim import hall_kit, processes
 
 _register()
 
@@ -19,12 +20,14 @@ def _config(tmp_path, port):
     return out, r.output
 
 
-def test_generated_config_runs_and_each_terminal_keeps_to_its_own_topics(tmp_path, run_broker, clients):
+def test_generated_config_runs_and_each_terminal_keeps_to_its_own_topics(tmp_path, run_broker,
+                                                                           clients):
     port = processes.free_port()
     out, output = _config(tmp_path, port)
     daemon_pw = (out / "hall-daemon.password").read_text().strip()
     assert daemon_pw not in output                       # never printed
     assert stat.S_IMODE(os.stat(out / "passwd").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(out / "hall-daemon.password").st_mode) == 0o600
     mosquitto_setup.set_users(str(out), {"T1": "pw-one-xxxxxxxx", "T2": "pw-two-xxxxxxxx"})
     assert "pw-one" not in (out / "passwd").read_text()  # hashed
     run_broker(str(out / "mosquitto.conf"), port)
@@ -84,6 +87,7 @@ def test_tls_lines_and_reload_without_a_broker(tmp_path):
 
 def test_run_as_hands_the_files_to_the_broker_user_and_edits_keep_it(request, run_broker, clients):
     import pwd
+
     import pytest
     try:
         user = pwd.getpwnam("mosquitto")
@@ -109,3 +113,17 @@ def test_run_as_hands_the_files_to_the_broker_user_and_edits_keep_it(request, ru
     r = CliRunner().invoke(cli, ["broker", "config", "--out", str(out), "--hall", "H9",
                                  "--run-as", "nosuchuser"])
     assert r.exit_code == 1 and "no such system user" in r.output
+
+
+def test_config_from_hall_toml_names_the_terminals_that_have_no_broker_password(tmp_path):
+    hall = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
+    registry.add_terminal(db.connect(hall.hall.database), "T009")     # registered, never given one
+    out = str(tmp_path / "hall" / "broker")
+    r = CliRunner().invoke(cli, ["broker", "config", "--config", hall.path, "--out", out])
+    assert r.exit_code == 0, r.output
+    assert "no broker password for T009:" in r.output and "T001" not in r.output
+    assert "password is in" not in r.output          # the daemon's is in hall.toml already
+    assert set(mosquitto_setup.read_passwd(os.path.join(out, "passwd"))) == {"hall-daemon", "T001"}
+    r = CliRunner().invoke(cli, ["broker", "config", "--config", hall.path, "--hall", "H02",
+                                 "--out", out])
+    assert r.exit_code == 1 and "differs from" in r.output

@@ -9,12 +9,10 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from haochaping.daemon.hall import db
+from haochaping.daemon.hall import api_client, db
 from haochaping.hardware import profile as hw_profile
-from haochaping.tools.sim import hall_kit
-from haochaping.daemon.hall import api_client
-from haochaping.tools.sim import processes
 from haochaping.tools.cli import _register, cli
+from haochaping.tools.sim import hall_kit, processes
 
 from ..conftest import wait_until
 from ..mpy import ROOT, micropython_binary
@@ -23,7 +21,8 @@ from .board import Board
 _register()
 
 pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="micropython not installed")
-STANDINS = next((p for p in (ROOT / "tools" / "sim" / "sim_device", ROOT / "tests" / "device" / "stubs")
+STANDINS = next((p for p in (ROOT / "tools" / "sim" / "sim_device",
+                             ROOT / "tests" / "device" / "stubs")
                  if (p / "machine.py").exists()), None)
 PROFILE = "esp32-devkitc-buttons"
 

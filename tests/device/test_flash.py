@@ -19,7 +19,8 @@ _register()
 
 MOCK = shutil.which("esp32-mock-bootloader") or os.path.join(os.path.dirname(sys.executable),
                                                               "esp32-mock-bootloader")
-pytestmark = pytest.mark.skipif(not os.path.exists(MOCK), reason="pip install esp32-mock-bootloader")
+pytestmark = pytest.mark.skipif(not os.path.exists(MOCK),
+                                reason="pip install esp32-mock-bootloader")
 
 
 def make_image(path, chip_id=0, offset=0x1000, size=160 * 1024):
@@ -45,7 +46,8 @@ class MockBoard:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while not (pf.exists() and pf.read_text().strip()):
-            assert time.time() < deadline and self.proc.poll() is None, "mock bootloader did not start"
+            assert time.time() < deadline and self.proc.poll() is None, \
+                "mock bootloader did not start"
             time.sleep(0.05)
         self.port = pf.read_text().strip()
 
@@ -75,7 +77,7 @@ def test_flash_checks_the_chip_writes_and_a_rerun_writes_nothing(tmp_path, board
     r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", img])
     assert r.exit_code == 0, r.output
     assert "wrote %d bytes at 0x1000 to the ESP32" % (160 * 1024) in r.output
-    assert "flashing %s" % b.port in r.output                   # the progress bar (a tty shows it filling)
+    assert "flashing %s" % b.port in r.output   # the progress bar (a tty shows it filling)
     # the same image again: the board's flash already holds it (MD5 checked by the stub)
     r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", img])
     assert r.exit_code == 0, r.output

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from haochaping.daemon.errors import HcpError
 from haochaping.tools.cli import _register, cli
-from haochaping.tools.device import install, serial_session as session
+from haochaping.tools.device import install
+from haochaping.tools.device import serial_session as session
 
 from ..mpy import micropython_binary
 from .board import Board
@@ -48,14 +49,15 @@ def test_install_uploads_compiled_files_that_run_on_the_board(tmp_path, boards):
     names = [p for p in files if p.startswith("/lib/")]
     assert "/lib/haochaping/firmware/journal.mpy" in names
     assert "/lib/haochaping/protocol/sign.mpy" in names
-    assert not [p for p in names if p.endswith(".py") or p.endswith(".new")]
+    assert not [p for p in names if p.endswith((".py", ".new"))]
     assert files["/main.py"] == install.MAIN_PY
     assert files["/journal.log"] == b"keep me"
     # the compiled files import and run on the board, from /lib, as on an ESP32
     with session.Session(b.port) as s:
         out = s.run("from haochaping.firmware import config, app\n"
                     "from haochaping.protocol import sign\n"
-                    "print(config.DEFAULTS['port'], app.VERSION, len(sign.sign(b'k'*32, 'x', [1])))")
+                    "print(config.DEFAULTS['port'], app.VERSION,"
+                    " len(sign.sign(b'k'*32, 'x', [1])))")
     assert out.split()[0] == b"1883"
     assert out.split()[1] == b"0.1.0"
 
@@ -88,8 +90,7 @@ def test_the_port_vanishing_mid_upload_says_so_and_a_rerun_finishes(tmp_path, bo
         install.install(b.port, on_progress=unplug)
     assert "stopped answering" in str(e.value) and "run the same command" in str(e.value)
     # what is on the board: whole files only (a torn one is still named .new)
-    compiled = {p: d for p, d in install.compile_all(
-        {"name": "micropython", "mpy": 6, "version": [1, 29, 0]}).items()}
+    compiled = install.compile_all({"name": "micropython", "mpy": 6, "version": [1, 29, 0]})
     on_board = b.files()
     landed = [p for p in on_board if p in compiled]
     assert 0 < len(landed) < len(compiled)

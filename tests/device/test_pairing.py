@@ -1,16 +1,16 @@
 """Pair, unpair, replace a board, the audit log, and `hcp terminals`, against a real broker and
 a real hall daemon process."""
 import json
+import stat
 
 import paho.mqtt.client as paho
 from click.testing import CliRunner
 
 from haochaping.daemon.hall import db, registry
 from haochaping.protocol import messages
-from haochaping.tools.device import mosquitto_setup
-from haochaping.tools.sim import hall_kit
-from haochaping.tools.sim import processes
 from haochaping.tools.cli import _register, cli
+from haochaping.tools.device import mosquitto_setup
+from haochaping.tools.sim import hall_kit, processes
 
 from ..conftest import wait_until
 
@@ -24,11 +24,13 @@ def _hcp(*args, env=None):
 
 
 def _online(conn, terminal):
-    row = conn.execute("SELECT online FROM terminal_status WHERE terminal=?", (terminal,)).fetchone()
+    row = conn.execute("SELECT online FROM terminal_status WHERE terminal=?",
+                       (terminal,)).fetchone()
     return None if row is None else row[0]
 
 
-def test_replace_moves_the_window_and_revokes_the_old_board_everywhere(tmp_path, run_broker, clients):
+def test_replace_moves_the_window_and_revokes_the_old_board_everywhere(tmp_path, run_broker,
+                                                                        clients):
     hall = hall_kit.create(str(tmp_path / "hall"), windows=("W01", "W02"), terminals_per_window=2,
                           extra_superusers=("observer",))
     conf = hall.path
@@ -78,7 +80,8 @@ def test_replace_moves_the_window_and_revokes_the_old_board_everywhere(tmp_path,
         t3.loop_start()
         wait_until(t3.is_connected, what="T003 connected")
         t3.publish("hcp/v1/H01/T003/status", messages.encode_status(
-            "T003", True, "0.1.0", "esp32-touch-ws2812", 50000, 0, -70), 1, True).wait_for_publish(5)
+            "T003", True, "0.1.0", "esp32-touch-ws2812", 50000, 0, -70), 1,
+            True).wait_for_publish(5)
         wait_until(lambda: _online(conn, "T003") == 1, what="T003 online")
         t3.loop_stop()
         t3.socket().close()                      # the board loses power: the broker sends its will
@@ -87,11 +90,13 @@ def test_replace_moves_the_window_and_revokes_the_old_board_everywhere(tmp_path,
     finally:
         daemon.kill()
 
-    rows = {r["terminal"]: r for r in json.loads(_hcp("terminals", "--config", conf, "--json"))["terminals"]}
+    listed = json.loads(_hcp("terminals", "--config", conf, "--json"))["terminals"]
+    rows = {r["terminal"]: r for r in listed}
     assert "T001" not in rows                                # revoked
     assert rows["T002"]["state"] == "online" and rows["T002"]["window"] == "W01"
     assert (rows["T002"]["firmware"], rows["T002"]["board"], rows["T002"]["heap"],
-            rows["T002"]["backlog"], rows["T002"]["rssi"]) == ("0.1.0", "esp32-devkitc-buttons", 61000, 3, -58)
+            rows["T002"]["backlog"], rows["T002"]["rssi"]) == (
+                "0.1.0", "esp32-devkitc-buttons", 61000, 3, -58)
     assert rows["T003"]["state"] == "offline" and not rows["T003"]["flagged"]
     assert rows["T004"]["window"] is None and rows["T004"]["state"] == "never seen"
     assert rows["T005"]["window"] == "W01"
@@ -118,3 +123,20 @@ def test_replace_refuses_an_unprovisioned_board(tmp_path):
                                  "--new", "T404"])
     assert r.exit_code == 1 and "provision the new board first" in r.output
     assert registry.terminals_of(db.connect(hall.hall.database), "W01") == ["T001"]
+
+
+def test_terminal_add_registers_the_key_it_writes_to_a_private_file(tmp_path):
+    hall = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
+    out = tmp_path / "T009.json"
+    output = _hcp("terminal", "add", "--config", hall.path, "--terminal", "T009", "--out",
+                  str(out), "--actor", "dave")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    written = json.loads(out.read_text())
+    assert (written["hall"], written["terminal"]) == ("H01", "T009")
+    assert written["key"] not in output
+    conn = db.connect(hall.hall.database)
+    key = conn.execute("SELECT key FROM terminals WHERE id='T009'").fetchone()[0]
+    assert bytes(key).hex() == written["key"]
+    log = [json.loads(line) for line in _hcp("audit", "--config", hall.path, "--json").splitlines()]
+    assert [(e["actor"], e["detail"]) for e in log if e["action"] == "register"] == [
+        ("dave", {"terminal": "T009"})]

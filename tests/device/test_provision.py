@@ -7,14 +7,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from haochaping.daemon.hall import db, registry
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import db, registry
 from haochaping.firmware import config as device_config
 from haochaping.protocol import messages
-from haochaping.tools.sim import hall_kit
-from haochaping.tools.sim import processes
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.device import install, provision
+from haochaping.tools.sim import hall_kit, processes
 
 from ..conftest import wait_until
 from ..mpy import micropython_binary
@@ -65,7 +64,8 @@ def _device_conf(board):
     return json.loads(board.files()["/config.json"])
 
 
-def test_provision_registers_pairs_and_gives_broker_access_to_own_topics_only(hall, new_board, run_broker, clients):
+def test_provision_registers_pairs_and_gives_broker_access_to_own_topics_only(
+        hall, new_board, run_broker, clients):
     port = hall.mqtt.port
     run_broker(hall_kit.broker_conf(hall), port)
     daemon = processes.DaemonProcess(hall).start()
@@ -80,7 +80,8 @@ def test_provision_registers_pairs_and_gives_broker_access_to_own_topics_only(ha
         # the firmware's own validator accepts it, with the board profile inside
         checked = device_config.validate(dict(conf))
         assert checked["board"]["name"] == PROFILE and checked["wifi_password"] == WIFI_PW
-        assert (conf["hall"], conf["terminal"], conf["username"], conf["port"]) == ("H01", "T010", "T010", port)
+        assert (conf["hall"], conf["terminal"], conf["username"], conf["port"]) == (
+            "H01", "T010", "T010", port)
         conn = db.connect(hall.hall.database)
         assert bytes(conn.execute("SELECT key FROM terminals WHERE id='T010'").fetchone()[0]) \
             == bytes.fromhex(conf["key"])

@@ -205,6 +205,7 @@ DROP = object()
     ({"display": {"kind": "ili9341", "sda": 4, "scl": 14}}, "display.kind:"),
     ({"display": {"kind": "ssd1306", "sda": 4}}, "display.scl:"),
     ({"keys": "32,33,25,26,27"}, "keys:"),
+    ({"chip": ["esp32"]}, "chip:"),
 ])
 def test_schema_mistakes_are_named_by_field_so_the_fitter_knows_which_line_to_fix(change, where):
     p = copy.deepcopy(ESP32)

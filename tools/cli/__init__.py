@@ -17,7 +17,7 @@ class _Group(click.Group):
 
     group_class = type  # subgroups are _Group too
 
-    def format_commands(self, ctx, formatter):
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
             cmd = self.get_command(ctx, name)
@@ -27,7 +27,7 @@ class _Group(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except HcpError as e:
@@ -38,7 +38,7 @@ class _Group(click.Group):
                                           "max_content_width": 110})
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens (to stderr).")
 @click.version_option(package_name="haochaping", prog_name="hcp")
-def cli(verbose):
+def cli(verbose: bool) -> None:
     """haochaping: 好差评 rating terminals, the hall daemon and its tools.
 
     \b
@@ -49,13 +49,13 @@ def cli(verbose):
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
 
 
-def _register():
+def _register() -> None:
     """Import every command module in this package (each adds its commands to `cli`)."""
     for m in pkgutil.iter_modules(__path__):
         if not m.name.startswith("_"):
             importlib.import_module(__name__ + "." + m.name)
 
 
-def main():
+def main() -> None:
     _register()
     cli(prog_name="hcp")

@@ -1,17 +1,23 @@
-"""`hcp appeal`: 第十条 appeals against bad reviews, filed by the rated unit, decided by the office."""
+"""`hcp appeal`: 第十条 appeals against bad reviews, filed by the rated unit, decided by the
+office."""
 import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import click
 
 from haochaping.daemon.errors import HcpError
-
 from haochaping.tools.cli import cli
 from haochaping.tools.cli.hcp_store import DB, _open
 
 JSON = click.option("--json", "as_json", is_flag=True, help="One JSON object per appeal.")
 
 
-def _show(a):
+# An appeal as the store gives it (daemon/store/appeals.py), printed as one JSON object.
+Appeal = Mapping[str, Any]
+
+
+def _show(a: Appeal) -> str:
     from haochaping.daemon.store import access
     line = "%s  %-8s rating %s  unit %s  filed %s  decide by %s" % (
         a["id"], a["status"], a["rating_uid"], a["unit"], access.shown(a["filed_at"]),
@@ -23,7 +29,7 @@ def _show(a):
     return line
 
 
-def _print(rows, as_json, empty):
+def _print(rows: Sequence[Appeal], as_json: bool, empty: str) -> None:
     if as_json:
         for a in rows:
             click.echo(json.dumps(a, ensure_ascii=False))
@@ -35,7 +41,7 @@ def _print(rows, as_json, empty):
 
 
 @cli.group()
-def appeal():
+def appeal() -> None:
     """Appeals against bad reviews (第十条): file within 3 working days, decide within 10.
 
     \b
@@ -58,7 +64,8 @@ def appeal():
               " (with --store: the token's unit).")
 @click.option("--reason", required=True, help="Why the rating is mistaken or malicious.")
 @JSON
-def appeal_file(db, store_url, token_file, ca, rating, unit, reason, as_json):
+def appeal_file(db: str | None, store_url: str | None, token_file: str | None, ca: str | None,
+                rating: str, unit: str | None, reason: str, as_json: bool) -> None:
     """File an appeal against a bad review, in time (3 working days after it was received).
 
     A late filing is refused with its deadline. An upheld appeal removes the rating from
@@ -88,7 +95,8 @@ def appeal_file(db, store_url, token_file, ca, rating, unit, reason, as_json):
                    % (a["id"], a["decision_due"]))
 
 
-def _file_over_https(url, token_file, ca, rating, reason):
+def _file_over_https(url: str, token_file: str | None, ca: str | None, rating: str,
+                     reason: str) -> dict[str, Any]:
     from haochaping.daemon.hall.store_client import StoreClient
     if not token_file:
         raise click.UsageError("--store needs --token-file")
@@ -113,7 +121,7 @@ def _file_over_https(url, token_file, ca, rating, reason):
               help="Upheld: the rating was mistaken or malicious and leaves scoring.")
 @click.option("--reason", required=True, help="The reply to the unit.")
 @JSON
-def appeal_decide(db, appeal_id, upheld, reason, as_json):
+def appeal_decide(db: str, appeal_id: str, upheld: bool, reason: str, as_json: bool) -> None:
     """Decide an appeal (the office, within 10 working days of the filing).
 
     \b
@@ -140,7 +148,7 @@ def appeal_decide(db, appeal_id, upheld, reason, as_json):
 @click.option("--status", type=click.Choice(["pending", "upheld", "rejected", "overdue"]),
               help="Only these.")
 @JSON
-def appeal_list(db, status, as_json):
+def appeal_list(db: str, status: str | None, as_json: bool) -> None:
     """List appeals, oldest first.
 
     \b
@@ -159,7 +167,7 @@ def appeal_list(db, status, as_json):
 @appeal.command("overdue")
 @DB
 @JSON
-def appeal_overdue(db, as_json):
+def appeal_overdue(db: str, as_json: bool) -> None:
     """Appeals still undecided after 10 working days (第十条). Exit 1 if there are any.
 
     \b
@@ -182,7 +190,7 @@ def appeal_overdue(db, as_json):
 @click.option("--unit", required=True, help="A hall id or department code.")
 @click.option("--token-out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the unit's token (mode 600; never printed).")
-def appeal_add_unit(db, unit, token_out):
+def appeal_add_unit(db: str, unit: str, token_out: str) -> None:
     """Give a rated unit a token to file appeals over HTTPS (replaces its old token).
 
     \b
@@ -190,6 +198,7 @@ def appeal_add_unit(db, unit, token_out):
       hcp appeal add-unit --db store.sqlite --unit H01 --token-out H01.token
     """
     import os
+
     from haochaping.daemon.store import appeals
     if os.path.exists(token_out):
         raise HcpError("%s exists already: choose another --token-out (or remove it)" % token_out)

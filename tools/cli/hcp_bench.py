@@ -1,5 +1,7 @@
-"""hcp bench: measured speed, compared with the raw speed of the same component in the same run."""
+"""hcp bench: measured speed, compared with the raw speed of the same component in the same
+run."""
 import json
+from collections.abc import Callable
 
 import click
 
@@ -7,7 +9,7 @@ from haochaping.tools.cli import cli
 
 
 @cli.group()
-def bench():
+def bench() -> None:
     """Benchmarks that print JSON (figures go in the README, never in tests)."""
 
 
@@ -21,7 +23,8 @@ def bench():
               help="Ratings per second for the latency phase.")
 @click.option("--paced-seconds", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON line.")
-def bench_ingest(terminals, ratings, publishers, paced_rate, paced_seconds, as_json):
+def bench_ingest(terminals: int, ratings: int, publishers: int, paced_rate: int,
+                 paced_seconds: int, as_json: bool) -> None:
     """Daemon ingest rate vs raw paho-mqtt on the same broker, and press -> ack latency.
 
     Prints one JSON line: raw_msgs_per_s, daemon_ratings_per_s, ratio, p50_ms, p99_ms,
@@ -32,6 +35,7 @@ def bench_ingest(terminals, ratings, publishers, paced_rate, paced_seconds, as_j
       hcp bench ingest --terminals 500 --ratings 50000 --json
     """
     from haochaping.tools.bench import ingest as b
-    say = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    say: Callable[[str], None] = ((lambda m: None) if as_json
+                                  else (lambda m: click.echo(m, err=True)))
     r = b.ingest(terminals, ratings, publishers, paced_rate, paced_seconds, progress=say)
     click.echo(json.dumps(r, sort_keys=True))

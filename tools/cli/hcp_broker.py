@@ -1,19 +1,18 @@
 """hcp broker: the hall's mosquitto config, password file and ACL, and reloading it."""
 import os
 import pwd
-import secrets
 
 import click
 
-from haochaping.daemon.hall import settings, db
 from haochaping.daemon.errors import HcpError
-from haochaping.tools.device import mosquitto_setup
-
+from haochaping.daemon.hall import db, settings
+from haochaping.daemon.hall.settings import HallConfig
 from haochaping.tools.cli import cli
+from haochaping.tools.device import fleet, mosquitto_setup
 
 
 @cli.group()
-def broker():
+def broker() -> None:
     """The hall's MQTT broker (mosquitto): config, passwords, ACL, reload.
 
     \b
@@ -31,11 +30,16 @@ def broker():
 @click.option("--port", type=int, help="Listening port [hall.toml's, else 1883; 8883 with TLS].")
 @click.option("--listen", default="0.0.0.0", show_default=True,
               help="Address to listen on (the terminals' network).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Server certificate (PEM).")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
-@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), help="CA certificate (PEM).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
+              help="Server certificate (PEM).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False),
+              help="Its private key (PEM).")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False),
+              help="CA certificate (PEM).")
 @click.option("--run-as", help="System user mosquitto runs as [the current user].")
-def config_cmd(out, config_path, hall, port, listen, tls_cert, tls_key, tls_ca, run_as):
+def config_cmd(out: str, config_path: str | None, hall: str | None, port: int | None, listen: str,
+               tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
+               run_as: str | None) -> None:
     """Write mosquitto.conf, the password file and the ACL for a hall.
 
     Each terminal (broker user = terminal id) may publish and read only its own topics; the
@@ -47,12 +51,14 @@ def config_cmd(out, config_path, hall, port, listen, tls_cert, tls_key, tls_ca, 
       hcp broker config --config hall.toml --out /etc/haochaping/broker
       hcp broker config --hall H01 --out broker/ --tls-cert srv.pem --tls-key srv.key
     """
-    users = {}
+    users: dict[str, str] = {}
     daemon_user = "hall-daemon"
+    cfg: HallConfig | None = None
     if config_path:
         cfg = settings.load(config_path)
         if hall and hall != cfg.hall.id:
-            raise HcpError("--hall %s differs from %s's hall id %s" % (hall, config_path, cfg.hall.id))
+            raise HcpError("--hall %s differs from %s's hall id %s"
+                           % (hall, config_path, cfg.hall.id))
         hall = cfg.hall.id
         port = port or cfg.mqtt.port
         daemon_user = cfg.mqtt.username or daemon_user
@@ -71,27 +77,21 @@ def config_cmd(out, config_path, hall, port, listen, tls_cert, tls_key, tls_ca, 
     secret_note = None
     existing = mosquitto_setup.read_passwd(os.path.join(out, mosquitto_setup.PASSWD))
     if daemon_user not in users and daemon_user not in existing:
-        users[daemon_user] = secrets.token_urlsafe(18)
-        os.makedirs(out, exist_ok=True)
-        secret_note = os.path.join(out, daemon_user + ".password")
-        fd = os.open(secret_note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(users[daemon_user] + "\n")
+        users[daemon_user], secret_note = mosquitto_setup.new_password_file(out, daemon_user)
     try:
         conf = mosquitto_setup.write_config(
             out, port, hall, users, daemon_user=daemon_user, listen=listen, run_as=run_as,
             tls={"certfile": tls_cert, "keyfile": tls_key, "cafile": tls_ca}, keep_users=True)
     except OSError as e:
-        raise HcpError("cannot write the broker config into %s: %s" % (out, e.strerror or e))
+        raise HcpError("cannot write the broker config into %s: %s"
+                       % (out, e.strerror or e)) from None
     known = mosquitto_setup.read_passwd(os.path.join(out, mosquitto_setup.PASSWD))
     click.echo("wrote %s (hall %s, port %d, %d users)" % (conf, hall, port, len(known)))
     if secret_note:
         click.echo("the daemon's broker password is in %s: put it in hall.toml [mqtt] password"
                    % secret_note)
-    if config_path:
-        conn = db.connect(cfg.hall.database)
-        missing = [r[0] for r in conn.execute("SELECT id FROM terminals WHERE revoked_at IS NULL"
-                                              " ORDER BY id") if r[0] not in known]
+    if cfg is not None:
+        missing = fleet.without_broker_password(db.connect(cfg.hall.database), known)
         if missing:
             click.echo("no broker password for %s: provision them again (`hcp device provision`)"
                        % ", ".join(missing))
@@ -103,7 +103,7 @@ def config_cmd(out, config_path, hall, port, listen, tls_cert, tls_key, tls_ca, 
 @broker.command("reload")
 @click.option("--dir", "folder", required=True, type=click.Path(file_okay=False),
               help="The broker folder (with mosquitto.pid).")
-def reload_cmd(folder):
+def reload_cmd(folder: str) -> None:
     """Make a running broker re-read its password file and ACL (SIGHUP).
 
     \b

@@ -1,17 +1,18 @@
 """`hcp calendar`: where working-day data comes from, and the override file for new years."""
 import datetime
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
 from haochaping.daemon.rules import workdays
-
 from haochaping.tools.cli import cli
 from haochaping.tools.cli.hcp_rules import CALENDAR_FILE, JSON
 
 
 @cli.group()
-def calendar():
+def calendar() -> None:
     """Working-day calendar: check it, import overrides.
 
     \b
@@ -22,7 +23,7 @@ def calendar():
     """
 
 
-def _default_years(cal):
+def _default_years(cal: workdays.Calendar) -> list[int]:
     this = datetime.datetime.now(workdays.SHANGHAI).year
     years = {this - 1, this, this + 1}
     if cal.override:
@@ -36,7 +37,7 @@ def _default_years(cal):
                    "year in the override file].")
 @CALENDAR_FILE
 @JSON
-def check(years, calendar_file, as_json):
+def check(years: tuple[int, ...], calendar_file: str | None, as_json: bool) -> None:
     """Say, per year, whether working days come from official data, the override file, or the
     Monday-Friday fallback. Exit status 1 if a checked year falls back.
 
@@ -62,7 +63,8 @@ def check(years, calendar_file, as_json):
         click.get_current_context().exit(1)
 
 
-def _describe(r):
+def _describe(r: Mapping[str, Any]) -> str:
+    """One year's row of Calendar.check() (a JSON object), in words."""
     if r["source"] == workdays.OFFICIAL:
         return "official (调休 make-up days: %s)" % (", ".join(r["makeup_days"]) or "none")
     if r["source"] == workdays.OVERRIDE:
@@ -79,7 +81,7 @@ def _describe(r):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @CALENDAR_FILE
 @JSON
-def import_(file, calendar_file, as_json):
+def import_(file: str, calendar_file: str | None, as_json: bool) -> None:
     """Validate an override file and install it (it replaces the installed one). A bad file is
     refused with every problem's line and date, and the installed file is left as it was.
 
@@ -102,7 +104,7 @@ def import_(file, calendar_file, as_json):
 
 
 @calendar.command("example")
-def example():
+def example() -> None:
     """Print an example override file to edit (its dates are NOT the real schedule).
 
     \b

@@ -1,5 +1,9 @@
-"""`hcp cases`: rectification of bad reviews (第十二条, 第十三条): deadlines, follow-ups, closing."""
+"""`hcp cases`: rectification of bad reviews (第十二条, 第十三条): deadlines, follow-ups,
+closing."""
+import datetime
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -10,7 +14,11 @@ from haochaping.tools.cli.hcp_store import DB, _open
 JSON = click.option("--json", "as_json", is_flag=True, help="One JSON object per case.")
 
 
-def _show(c):
+# A rectification case as the store gives it (daemon/store/cases.py), printed as one JSON object.
+Case = Mapping[str, Any]
+
+
+def _show(c: Case) -> str:
     from haochaping.daemon.store import access
     line = "%s  %-9s %s %-5s due %s  follow-ups %d  %s  rating %s" % (
         c["id"], c["status"], c["level_name"], "实名" if c["real_name"] else "匿名", c["due"],
@@ -20,7 +28,8 @@ def _show(c):
     return line
 
 
-def _list(db, status, hall, as_json, empty):
+def _list(db: str, status: str | None, hall: str | None, as_json: bool,
+          empty: str) -> list[Case]:
     from haochaping.daemon.store import cases, jobs
     st = _open(db)
     try:
@@ -40,7 +49,7 @@ def _list(db, status, hall, as_json, empty):
 
 
 @cli.group()
-def cases():
+def cases() -> None:
     """Rectification cases of bad reviews (第十二条): 15 working days, follow-ups, closing.
 
     \b
@@ -56,7 +65,7 @@ def cases():
               help="Only these.")
 @click.option("--hall", help="Only this hall's cases.")
 @JSON
-def cases_list(db, status, hall, as_json):
+def cases_list(db: str, status: str | None, hall: str | None, as_json: bool) -> None:
     """List rectification cases, oldest first (opens any that are missing first).
 
     \b
@@ -70,7 +79,7 @@ def cases_list(db, status, hall, as_json):
 @DB
 @click.option("--hall", help="Only this hall's cases.")
 @JSON
-def cases_overdue(db, hall, as_json):
+def cases_overdue(db: str, hall: str | None, as_json: bool) -> None:
     """Open cases past their deadline (第十二条). Exit 1 if there are any.
 
     \b
@@ -85,7 +94,7 @@ def cases_overdue(db, hall, as_json):
 @DB
 @click.argument("case_id")
 @JSON
-def cases_show(db, case_id, as_json):
+def cases_show(db: str, case_id: str, as_json: bool) -> None:
     """One case with its whole history (opened, follow-ups, extensions, closing).
 
     \b
@@ -127,7 +136,8 @@ def cases_show(db, case_id, as_json):
                    " --identity-key; shown on this terminal only, never logged).")
 @click.option("--identity-key", type=click.Path(exists=True, dir_okay=False),
               help="The store's identity key file (as given to `hcp store serve`).")
-def cases_follow_up(db, case_id, channel, feedback, note, show_contact, identity_key):
+def cases_follow_up(db: str, case_id: str, channel: str | None, feedback: str | None, note: str,
+                    show_contact: bool, identity_key: str | None) -> None:
     """Record a follow-up (回访) with the citizen's feedback, or show whom to call.
 
     \b
@@ -166,7 +176,7 @@ def cases_follow_up(db, case_id, channel, feedback, note, show_contact, identity
 @click.option("--to", "new_day", required=True, callback=parse_day, metavar="YYYY-MM-DD",
               help="The new deadline (a later day).")
 @click.option("--reason", required=True, help="Why it cannot be rectified in time (第十二条).")
-def cases_extend(db, case_id, new_day, reason):
+def cases_extend(db: str, case_id: str, new_day: datetime.date, reason: str) -> None:
     """Move a case's deadline, with a reason and a later date (第十二条).
 
     \b
@@ -186,7 +196,7 @@ def cases_extend(db, case_id, new_day, reason):
 @DB
 @click.argument("case_id")
 @click.option("--result", required=True, help="What was rectified, as told to the citizen.")
-def cases_close(db, case_id, result):
+def cases_close(db: str, case_id: str, result: str) -> None:
     """Close a case once rectified (a real-name case needs a follow-up first).
 
     \b

@@ -1,13 +1,24 @@
 """hcp simulate / hcp demo: simulated terminals running the firmware, and a scripted hall day."""
+from __future__ import annotations
+
 import os
 import shutil
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
-from haochaping.daemon.hall import settings, db, summary
 from haochaping.daemon.errors import HcpError
-
+from haochaping.daemon.hall import db, settings, summary
+from haochaping.daemon.hall.settings import HallConfig
 from haochaping.tools.cli import cli
+
+if TYPE_CHECKING:
+    from haochaping.tools.sim.firmware_host import FirmwareTerminal
+    from haochaping.tools.sim.processes import DaemonProcess
+
+# the simulated terminals of each window: {window: [terminal]}
+ByWindow = dict[str, list["FirmwareTerminal"]]
 
 _RUNTIME = click.option(
     "--runtime", type=click.Choice(["auto", "micropython", "cpython"]), default="auto",
@@ -19,9 +30,12 @@ _SCALE = click.option(
     " so the day runs faster; 1 = real time.")
 
 
-def _start(scenario, cfg, folder, count, runtime, scale):
-    by_window = scenario.start_terminals(cfg, folder, count, engine="firmware", scale=scale,
-                                         runtime=None if runtime == "auto" else runtime)
+def _start(cfg: HallConfig, folder: str, count: int | None, runtime: str,
+           scale: int) -> ByWindow:
+    from haochaping.tools.sim import scenario
+    by_window: ByWindow = scenario.start_terminals(
+        cfg, folder, count, engine="firmware", scale=scale,
+        runtime=None if runtime == "auto" else runtime)
     host = next(iter(by_window.values()))[0].host
     click.echo("%d simulated terminal(s) running the firmware under %s in one process"
                " (pid %d), times / %d" % (sum(len(v) for v in by_window.values()), host.runtime,
@@ -39,7 +53,8 @@ def _start(scenario, cfg, folder, count, runtime, scale):
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed of the day.")
 @_RUNTIME
 @_SCALE
-def simulate(config_path, count, transactions, seed, runtime, scale):
+def simulate(config_path: str, count: int | None, transactions: int, seed: int, runtime: str,
+             scale: int) -> None:
     """Simulated terminals running the firmware, and citizens, against a running hall daemon.
 
     Every terminal runs the terminal firmware (firmware/: keys, journal, MQTT link), all in one
@@ -59,9 +74,9 @@ def simulate(config_path, count, transactions, seed, runtime, scale):
     folder = os.path.dirname(cfg.path)
     if not os.path.isdir(os.path.join(folder, "terminals")):
         raise HcpError("no terminals/ folder next to %s: provision terminals first" % config_path)
-    by_window = _start(scenario, cfg, folder, count, runtime, scale)
+    by_window = _start(cfg, folder, count, runtime, scale)
     try:
-        did, errors, confirmed = _day(scenario, cfg, by_window, transactions, seed)
+        did, errors, confirmed = _day(cfg, by_window, transactions, seed)
     finally:
         scenario.stop(by_window)
     _print_results(cfg, did, errors, confirmed)
@@ -69,11 +84,15 @@ def simulate(config_path, count, transactions, seed, runtime, scale):
         raise HcpError("the simulation saw %d problem(s), listed above" % len(errors))
 
 
-def _day(scenario, cfg, by_window, transactions, seed):
+def _day(cfg: HallConfig, by_window: ByWindow, transactions: int,
+         seed: int) -> tuple[dict[str, int], list[str], int]:
+    """Serve the citizens, wait for the acks, check what the terminals confirmed: (what the
+    citizens did, problems, ratings confirmed to citizens)."""
+    from haochaping.tools.sim import scenario
     with click.progressbar(length=transactions, label="citizens served") as bar:
         state = {"n": 0}
 
-        def progress(done):
+        def progress(done: int) -> None:
             bar.update(done - state["n"])
             state["n"] = done
         did, errors = scenario.run(cfg, by_window, transactions, seed, progress)
@@ -85,7 +104,8 @@ def _day(scenario, cfg, by_window, transactions, seed):
     return did, errors, n
 
 
-def _print_results(cfg, did, errors, confirmed):
+def _print_results(cfg: HallConfig, did: Mapping[str, int], errors: Sequence[str],
+                   confirmed: int) -> None:
     click.echo("citizens: %s" % ", ".join("%d %s" % (v, k) for k, v in did.items()))
     click.echo("terminals: %d rating(s) confirmed to citizens, %s" % (
         confirmed, "some not stored exactly once (below)" if any(
@@ -112,7 +132,8 @@ def _print_results(cfg, did, errors, confirmed):
 @_SCALE
 @click.option("--keep", is_flag=True,
               help="Keep the hall running after the day, to look at the console pages.")
-def demo(folder, windows, transactions, seed, runtime, scale, keep):
+def demo(folder: str, windows: int, transactions: int, seed: int, runtime: str, scale: int,
+         keep: bool) -> None:
     """Run a whole hall on this machine: broker, daemon, terminals, window system, citizens.
 
     Starts its own mosquitto (own config, free port, per-terminal passwords and ACL) and the
@@ -127,9 +148,7 @@ def demo(folder, windows, transactions, seed, runtime, scale, keep):
       hcp demo --runtime cpython --time-scale 1 --ratings 6
       hcp demo --keep     # then open the staff and manager pages it prints
     """
-    from haochaping.tools.sim import processes
-    from haochaping.tools.sim import hall_kit
-    from haochaping.tools.sim import scenario
+    from haochaping.tools.sim import hall_kit, processes, scenario
     folder = os.path.abspath(folder)
     if os.path.exists(folder):
         if not os.path.exists(os.path.join(folder, "hall.toml")):
@@ -140,7 +159,8 @@ def demo(folder, windows, transactions, seed, runtime, scale, keep):
     click.echo("hall H01 in %s: %d windows, %d terminals" % (folder, windows, windows))
     b = processes.Mosquitto(hall_kit.broker_conf(cfg), cfg.mqtt.port).start()
     click.echo("mosquitto on 127.0.0.1:%d (config %s)" % (cfg.mqtt.port, hall_kit.broker_conf(cfg)))
-    d = by_window = None
+    d: DaemonProcess | None = None
+    by_window: ByWindow | None = None
     try:
         d = processes.DaemonProcess(cfg).start()
         click.echo("hall daemon running (log %s), window API on %s" % (d.log_path, cfg.api.listen))
@@ -150,8 +170,8 @@ def demo(folder, windows, transactions, seed, runtime, scale, keep):
         conn.close()
         for line in console:
             click.echo(line)
-        by_window = _start(scenario, cfg, folder, None, runtime, scale)
-        did, errors, confirmed = _day(scenario, cfg, by_window, transactions, seed)
+        by_window = _start(cfg, folder, None, runtime, scale)
+        did, errors, confirmed = _day(cfg, by_window, transactions, seed)
         if keep:
             click.echo("\nThe hall keeps running; open the console pages above in a browser.")
             for line in console:

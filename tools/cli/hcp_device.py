@@ -1,17 +1,24 @@
 """hcp device: set up a terminal over USB serial (flash, install, provision) and replace one."""
-import click
+from __future__ import annotations
 
-from haochaping.tools.device import fleet
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import click
 
 from haochaping.tools.cli import cli
 from haochaping.tools.cli._options import ACTOR, CONFIG, hall_db
+from haochaping.tools.device import fleet
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 BROKER_DIR = click.option("--broker-dir", type=click.Path(file_okay=False),
                           help="The hall's broker folder [broker/ next to hall.toml].")
 
 
 @cli.group()
-def device():
+def device() -> None:
     """Set up terminals over USB serial: flash, install, provision; replace a broken one.
 
     \b
@@ -19,7 +26,7 @@ def device():
       hcp device flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC.bin
       hcp device install --port /dev/ttyUSB0
       hcp device provision --port /dev/ttyUSB0 --terminal T007 --window W03 --profile esp32-devkitc-buttons
-    """
+    """  # noqa: E501  (the example is one command line in --help)
 
 
 @device.command("replace")
@@ -28,7 +35,8 @@ def device():
 @click.option("--old", required=True, help="The terminal being taken away, e.g. T001.")
 @click.option("--new", required=True, help="The provisioned terminal taking its place, e.g. T031.")
 @ACTOR
-def replace(config_path, broker_dir, old, new, actor):
+def replace(config_path: str, broker_dir: str | None, old: str, new: str,
+            actor: str | None) -> None:
     """Move a terminal's window to a new board and revoke the old board at once.
 
     The old board's ratings are refused from then on (as from an unknown terminal) and its
@@ -49,22 +57,24 @@ def replace(config_path, broker_dir, old, new, actor):
 class _Bar:
     """A click progress bar fed with (done, total) pairs from the library, shown in percent."""
 
-    def __init__(self, label):
-        self.bar = click.progressbar(length=100, label=label, show_percent=True, show_eta=False)
-        self.shown = 0
+    def __init__(self, label: str) -> None:
+        self.bar: ProgressBar[int] = click.progressbar(length=100, label=label, show_percent=True,
+                                                       show_eta=False)
+        self.shown: int = 0              # the percentage shown so far
 
-    def __call__(self, done, total):
+    def __call__(self, done: int, total: int) -> None:
         pct = int(100 * done / total) if total else 100
         if pct > self.shown:
             self.bar.update(pct - self.shown)
             self.shown = pct
 
-    def __enter__(self):
+    def __enter__(self) -> _Bar:
         self.bar.__enter__()
         return self
 
-    def __exit__(self, *exc):
-        self.bar.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.bar.__exit__(exc_type, exc, tb)
 
 
 @device.command("flash")
@@ -72,7 +82,7 @@ class _Bar:
 @click.option("--firmware", "image", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The MicroPython image (.bin) for the board's chip.")
 @click.option("--baud", default=460800, show_default=True, help="Baud rate for the write.")
-def flash_cmd(port, image, baud):
+def flash_cmd(port: str, image: str, baud: int) -> None:
     """Write a MicroPython image to a board, after checking its chip matches the image.
 
     The board's file system (config, journal of undelivered ratings) is kept. Running it again
@@ -97,7 +107,7 @@ def flash_cmd(port, image, baud):
 @device.command("install")
 @click.option("--port", required=True, help="USB serial port of the board, e.g. /dev/ttyUSB0.")
 @click.option("--no-reset", is_flag=True, help="Do not restart the board afterwards.")
-def install_cmd(port, no_reset):
+def install_cmd(port: str, no_reset: bool) -> None:
     """Compile the terminal's files for the board's MicroPython and upload what changed.
 
     Files are compiled with mpy-cross, uploaded over the raw REPL (mpremote), each one written
@@ -129,19 +139,23 @@ def install_cmd(port, no_reset):
 @CONFIG
 @click.option("--terminal", required=True, help="The terminal's id in this hall, e.g. T007.")
 @click.option("--window", help="Pair it with this window, e.g. W03 (or later: `hcp pair`).")
-@click.option("--profile", required=True, help="Board profile: a name from `hcp hardware list`, or a .json path.")
+@click.option("--profile", required=True,
+              help="Board profile: a name from `hcp hardware list`, or a .json path.")
 @click.option("--wifi-ssid", help="The hall's WiFi for terminals [kept from the board's config].")
 @click.option("--wifi-password", envvar="HCP_WIFI_PASSWORD",
               help="Its password; better set HCP_WIFI_PASSWORD (not in the shell history).")
-@click.option("--broker-host", help="The broker's IP address as the terminals reach it, e.g. 10.0.0.2.")
+@click.option("--broker-host",
+              help="The broker's IP address as the terminals reach it, e.g. 10.0.0.2.")
 @click.option("--broker-port", type=int, help="The broker's port [hall.toml's].")
 @BROKER_DIR
 @click.option("--again", is_flag=True,
               help="Same board after its flash was wiped: new key and broker password.")
 @click.option("--no-reset", is_flag=True, help="Do not restart the board afterwards.")
 @ACTOR
-def provision_cmd(port, config_path, terminal, window, profile, wifi_ssid, wifi_password,
-                  broker_host, broker_port, broker_dir, again, no_reset, actor):
+def provision_cmd(port: str, config_path: str, terminal: str, window: str | None, profile: str,
+                  wifi_ssid: str | None, wifi_password: str | None, broker_host: str | None,
+                  broker_port: int | None, broker_dir: str | None, again: bool, no_reset: bool,
+                  actor: str | None) -> None:
     """Make a board a terminal of this hall: key, broker password, config, registration, pairing.
 
     Generates the terminal's signing key and broker password, writes the device config (WiFi,
@@ -160,7 +174,7 @@ def provision_cmd(port, config_path, terminal, window, profile, wifi_ssid, wifi_
     from haochaping.tools.device.provision import STEPS
     with click.progressbar(length=len(STEPS), label="provisioning %s" % terminal,
                            item_show_func=lambda s: s) as bar:
-        def on_step(i, what):
+        def on_step(i: int, what: str) -> None:
             bar.update(i - bar.pos, what)
 
         done = provision.provision(

@@ -1,22 +1,23 @@
 """hcp forward status: is the link to the municipal store working?"""
+from collections.abc import Callable
+
 import click
 
 from haochaping.daemon.hall import settings
-
 from haochaping.tools.cli import cli
 from haochaping.tools.cli.hcp_bench import bench
 from haochaping.tools.cli.hcp_hall import CONFIG
 
 
 @cli.group()
-def forward():
+def forward() -> None:
     """Forwarding to the municipal store ([forward] in hall.toml)."""
 
 
 @forward.command("status")
 @CONFIG
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of words.")
-def forward_status(config_path, as_json):
+def forward_status(config_path: str, as_json: bool) -> None:
     """Backlog, oldest waiting record, last success and last error, in words.
 
     Reads the hall database; works whether or not the daemon is running.
@@ -62,7 +63,8 @@ def forward_status(config_path, as_json):
               help="Rounds of (raw insert, forwarding), each into fresh databases; each side's"
               " best round counts, every round is listed.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON line.")
-def bench_forward(records, backend, batch_size, pg_url, repeat, as_json):
+def bench_forward(records: int, backend: str, batch_size: int, pg_url: str, repeat: int,
+                  as_json: bool) -> None:
     """Forwarding rate hall -> HTTPS -> store vs the raw bulk insert of the same backend.
 
     Prints one JSON line: raw_rows_per_s, forward_rows_per_s, ratio, lost, duplicated, and
@@ -73,7 +75,9 @@ def bench_forward(records, backend, batch_size, pg_url, repeat, as_json):
       hcp bench forward --records 200000 --backend sqlite --json
     """
     import json
+
     from haochaping.tools.bench import forward as b
-    say = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    say: Callable[[str], None] = ((lambda m: None) if as_json
+                                  else (lambda m: click.echo(m, err=True)))
     r = b.forward(records, backend, batch_size, pg_url, progress=say, repeat=repeat)
     click.echo(json.dumps(r, sort_keys=True))

@@ -1,27 +1,29 @@
 """hcp daemon / window / pair / unpair / terminal: run the hall and tell it what happens."""
+from __future__ import annotations
+
 import json
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
-from haochaping.daemon.hall import settings, db, registry, summary
 from haochaping.daemon.errors import HcpError
-
+from haochaping.daemon.hall import db, registry, settings, summary
 from haochaping.tools.cli import cli
 from haochaping.tools.cli._options import ACTOR, CONFIG, hall_db
 
-
-
+if TYPE_CHECKING:
+    from haochaping.daemon.hall.api_client import WindowApi
 
 
 @cli.group()
-def daemon():
+def daemon() -> None:
     """Run the hall daemon (MQTT ingest, prompts, window API)."""
 
 
 @daemon.command("run")
 @CONFIG
-def daemon_run(config_path):
+def daemon_run(config_path: str) -> None:
     """Run the hall daemon until SIGTERM or Ctrl-C.
 
     \b
@@ -48,16 +50,16 @@ def daemon_run(config_path):
     try:
         d = HallDaemon(cfg)
     except OSError as e:
-        raise HcpError("cannot start: %s" % e)
+        raise HcpError("cannot start: %s" % e) from None
     d.run()
 
 
 @cli.group()
-def window():
+def window() -> None:
     """What a queue system does: call a ticket, finish the service (opens the rating prompt)."""
 
 
-def _api(config_path):
+def _api(config_path: str) -> WindowApi:
     from haochaping.daemon.hall.api_client import WindowApi
     return WindowApi(settings.load(config_path))
 
@@ -68,7 +70,7 @@ def _api(config_path):
 @click.option("--ticket", required=True, help="Queue ticket or 办件编号 being served.")
 @click.option("--item", default="", help="事项编码 of the service item.")
 @click.option("--staff", default="", help="Staff number at the window.")
-def window_start(config_path, window_id, ticket, item, staff):
+def window_start(config_path: str, window_id: str, ticket: str, item: str, staff: str) -> None:
     """A ticket is called to a window (closes any prompt still open there).
 
     \b
@@ -76,13 +78,14 @@ def window_start(config_path, window_id, ticket, item, staff):
       hcp window start --config hall.toml --window W01 --ticket A017 --staff S08
     """
     r = _api(config_path).start(window_id, ticket, item, staff)
-    click.echo("window %s: serving ticket %s (transaction %d)" % (window_id, ticket, r["transaction"]))
+    click.echo("window %s: serving ticket %s (transaction %d)"
+               % (window_id, ticket, r["transaction"]))
 
 
 @window.command("finish")
 @CONFIG
 @click.option("--window", "window_id", required=True, help="Window id, e.g. W01.")
-def window_finish(config_path, window_id):
+def window_finish(config_path: str, window_id: str) -> None:
     """The service ends: the window's terminals ask the citizen to rate it.
 
     \b
@@ -91,7 +94,8 @@ def window_finish(config_path, window_id):
     """
     r = _api(config_path).finish(window_id)
     if not r["terminals"]:
-        click.echo("window %s: finished, but no terminal is paired with it (`hcp pair`)" % window_id)
+        click.echo("window %s: finished, but no terminal is paired with it (`hcp pair`)"
+                   % window_id)
     else:
         click.echo("window %s: rating prompt open on %s for %d s" % (
             window_id, ", ".join(r["terminals"]), r["prompt_timeout_s"]))
@@ -100,7 +104,7 @@ def window_finish(config_path, window_id):
 @window.command("state")
 @CONFIG
 @click.option("--window", "window_id", required=True, help="Window id, e.g. W01.")
-def window_state(config_path, window_id):
+def window_state(config_path: str, window_id: str) -> None:
     """Show what a window's current transaction is doing (JSON).
 
     \b
@@ -115,7 +119,7 @@ def window_state(config_path, window_id):
 @click.option("--window", "window_id", required=True, help="Window id, e.g. W01.")
 @click.option("--terminal", required=True, help="Terminal id, e.g. T001.")
 @ACTOR
-def pair(config_path, window_id, terminal, actor):
+def pair(config_path: str, window_id: str, terminal: str, actor: str | None) -> None:
     """Pair a terminal with a window (a window may have several terminals).
 
     \b
@@ -131,7 +135,7 @@ def pair(config_path, window_id, terminal, actor):
 @CONFIG
 @click.option("--terminal", required=True, help="Terminal id, e.g. T001.")
 @ACTOR
-def unpair(config_path, terminal, actor):
+def unpair(config_path: str, terminal: str, actor: str | None) -> None:
     """Take a terminal off its window.
 
     \b
@@ -145,7 +149,7 @@ def unpair(config_path, terminal, actor):
 
 @cli.command()
 @CONFIG
-def pairings(config_path):
+def pairings(config_path: str) -> None:
     """List which terminals rate which windows.
 
     \b
@@ -162,7 +166,7 @@ def pairings(config_path):
 @cli.command("summary")
 @CONFIG
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
-def summary_cmd(config_path, as_json):
+def summary_cmd(config_path: str, as_json: bool) -> None:
     """Per window: transactions, rated, and ratings by level.
 
     \b
@@ -179,7 +183,7 @@ def summary_cmd(config_path, as_json):
 
 
 @cli.group()
-def terminal():
+def terminal() -> None:
     """Register terminals with the hall daemon."""
 
 
@@ -189,19 +193,16 @@ def terminal():
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Where to write the terminal's secrets (JSON, mode 600) for provisioning.")
 @ACTOR
-def terminal_add(config_path, terminal_id, out, actor):
+def terminal_add(config_path: str, terminal_id: str, out: str, actor: str | None) -> None:
     """Register a terminal and generate its signing key (written to --out, never printed).
 
     \b
     Example:
       hcp terminal add --config hall.toml --terminal T001 --out T001.json
     """
-    import os
     cfg = settings.load(config_path)
-    from haochaping.tools.device.fleet import who
-    key = registry.add_terminal(db.connect(cfg.hall.database), terminal_id, actor=who(actor))
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"hall": cfg.hall.id, "terminal": terminal_id, "key": key.hex()}, f)
+    from haochaping.tools.device import fleet
+    fleet.add_terminal(db.connect(cfg.hall.database), cfg.hall.id, terminal_id, out,
+                       fleet.who(actor))
     click.echo("terminal %s registered; its key is in %s (keep it secret). Next: `hcp pair`."
                % (terminal_id, out))

@@ -3,12 +3,11 @@ import click
 
 from haochaping.daemon.errors import HcpError
 from haochaping.hardware import diagram, profile, validate
-
 from haochaping.tools.cli import cli
 
 
 @cli.group()
-def hardware():
+def hardware() -> None:
     """Board profiles: check their pins, draw wiring diagrams and parts lists.
 
     \b
@@ -19,7 +18,7 @@ def hardware():
 
 
 @hardware.command("list")
-def list_profiles():
+def list_profiles() -> None:
     """List the committed board profiles.
 
     \b
@@ -33,7 +32,7 @@ def list_profiles():
 
 @hardware.command("check")
 @click.argument("profiles", nargs=-1, metavar="[PROFILE]...")
-def check(profiles):
+def check(profiles: tuple[str, ...]) -> None:
     """Check board profiles against their chip's GPIO rules.
 
     PROFILE is the name of a committed profile or the path of a .json file; with none, every
@@ -45,7 +44,7 @@ def check(profiles):
       hcp hardware check esp32-devkitc-buttons my-board.json
     """
     names = list(profiles) or profile.committed_names()
-    refused = []
+    refused: list[str] = []
     for name in names:
         _path, _data, problems = validate.check(name)
         shown = str(name)
@@ -67,7 +66,7 @@ def check(profiles):
 @click.argument("profile_name", metavar="PROFILE")
 @click.option("--out", "out_dir", default=".", show_default=True,
               type=click.Path(file_okay=False), help="Folder to write the files into.")
-def draw(profile_name, out_dir):
+def draw(profile_name: str, out_dir: str) -> None:
     """Write a profile's wiring diagram (NAME.svg) and parts list (NAME-bom.csv).
 
     \b

@@ -9,7 +9,7 @@ from haochaping.tools.cli.hcp_store import DB, _open
 
 
 @cli.group()
-def report():
+def report() -> None:
     """Reports from the municipal store (第十一条): quarterly, internal or --public (no PII).
 
     \b
@@ -27,7 +27,7 @@ def report():
               help="The variant for publication: departments and windows only, no staff"
                    " scores (files named PERIOD-public.*). No report ever holds a rater's"
                    " identity.")
-def report_quarterly(db, period, out_dir, public):
+def report_quarterly(db: str, period: str, out_dir: str, public: bool) -> None:
     """Write the quarterly report: an HTML page with charts, and CSV and JSON of its figures.
 
     Run `hcp store run-defaults` first so that default ratings are in; a transaction still
@@ -58,7 +58,7 @@ def report_quarterly(db, period, out_dir, public):
               help="A department code (or hall id), window:HALL/WINDOW or staff:HALL/STAFF.")
 @click.option("--period", required=True, help="2026Q3 (also 2026-07 or 2026).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def rules_explain(db, unit, period, as_json):
+def rules_explain(db: str, unit: str, period: str, as_json: bool) -> None:
     """How a unit's 第十四条 score was reached from the store's data, step by step.
 
     Counts per level, default ratings, ratings excluded by upheld appeals, acceptance rate,

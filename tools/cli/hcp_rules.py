@@ -5,9 +5,7 @@ from fractions import Fraction
 
 import click
 
-from haochaping.daemon.rules import scoring
-from haochaping.daemon.rules import workdays
-
+from haochaping.daemon.rules import scoring, workdays
 from haochaping.tools.cli import cli
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -18,7 +16,7 @@ CALENDAR_FILE = click.option(
 
 
 @cli.group()
-def rules():
+def rules() -> None:
     """Check a 好差评 rule by hand: 第十四条 scores and working-day deadlines.
 
     \b
@@ -28,7 +26,7 @@ def rules():
     """
 
 
-def _average(_ctx, _param, value):
+def _average(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Fraction | None:
     if value is None:
         return None
     try:
@@ -45,7 +43,7 @@ def _average(_ctx, _param, value):
 @click.option("--average", callback=_average,
               help="Mean points of the counted ratings, defaults at 6 (needed unless --total 0).")
 @JSON
-def score(rated, total, average, as_json):
+def score(rated: int, total: int, average: Fraction | None, as_json: bool) -> None:
     """The 第十四条 final score from acceptance rate and average.
 
     Rate: ≥ 95% → 3, 80% to < 95% → 1, < 80% → 0. Average: ≥ 9.5 → 7, 8 to < 9.5 → 5,
@@ -68,7 +66,8 @@ def score(rated, total, average, as_json):
         click.echo(s.text())
 
 
-def parse_day(_ctx, _param, value):
+def parse_day(_ctx: click.Context, _param: click.Parameter,
+              value: str | None) -> datetime.date | None:
     """YYYY-MM-DD, or an ISO date-time with its offset (taken as its Asia/Shanghai day)."""
     if value is None:
         return None
@@ -91,7 +90,8 @@ def parse_day(_ctx, _param, value):
                    "15 rectification (第十二条).")
 @CALENDAR_FILE
 @JSON
-def deadline(closed, working_days, calendar_file, as_json):
+def deadline(closed: datetime.date, working_days: int, calendar_file: str | None,
+             as_json: bool) -> None:
     """The deadline N working days after a day, holidays and 调休 make-up days included.
 
     It is 23:59:59 Asia/Shanghai of the N-th working day after the day; the answer says where

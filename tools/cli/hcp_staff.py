@@ -5,10 +5,9 @@ import click
 
 from haochaping.daemon.hall.console import staff as staff_lib
 from haochaping.daemon.rules.workdays import SHANGHAI
-from haochaping.tools.device import fleet
-
 from haochaping.tools.cli import cli
 from haochaping.tools.cli._options import CONFIG, hall_db
+from haochaping.tools.device import fleet
 
 NUMBER = click.option("--number", required=True, help="Staff number (工号), e.g. S0101.")
 PIN = click.option("--pin", prompt="PIN", hide_input=True, confirmation_prompt=True,
@@ -19,12 +18,12 @@ PIN = click.option("--pin", prompt="PIN", hide_input=True, confirmation_prompt=T
 
 
 
-def _actor():
+def _actor() -> str:
     return fleet.who()
 
 
 @cli.group()
-def staff():
+def staff() -> None:
     """Console accounts: window staff (/window/<W>) and duty managers (/hall)."""
 
 
@@ -35,7 +34,7 @@ def staff():
 @click.option("--role", type=click.Choice(staff_lib.ROLES), default="staff", show_default=True,
               help="staff: signs in at a window page; manager: signs in at the hall page.")
 @PIN
-def staff_add(config_path, number, name, role, pin):
+def staff_add(config_path: str, number: str, name: str, role: str, pin: str) -> None:
     """Add a console account; its PIN is stored only as a scrypt hash.
 
     \b
@@ -51,7 +50,7 @@ def staff_add(config_path, number, name, role, pin):
 @staff.command("disable")
 @CONFIG
 @NUMBER
-def staff_disable(config_path, number):
+def staff_disable(config_path: str, number: str) -> None:
     """Stop an account signing in; a signed-in page of it is signed out at once.
 
     \b
@@ -65,7 +64,7 @@ def staff_disable(config_path, number):
 @staff.command("enable")
 @CONFIG
 @NUMBER
-def staff_enable(config_path, number):
+def staff_enable(config_path: str, number: str) -> None:
     """Let a disabled account sign in again.
 
     \b
@@ -80,7 +79,7 @@ def staff_enable(config_path, number):
 @CONFIG
 @NUMBER
 @PIN
-def staff_set_pin(config_path, number, pin):
+def staff_set_pin(config_path: str, number: str, pin: str) -> None:
     """Give an account a new PIN (its open sessions end).
 
     \b
@@ -93,7 +92,7 @@ def staff_set_pin(config_path, number, pin):
 
 @staff.command("list")
 @CONFIG
-def staff_list(config_path):
+def staff_list(config_path: str) -> None:
     """List console accounts (never PINs).
 
     \b
@@ -108,5 +107,5 @@ def staff_list(config_path):
         click.echo("no accounts yet: `hcp staff add --number S0101 --name 张三`")
 
 
-def _day(ts):
+def _day(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, SHANGHAI).strftime("%Y-%m-%d")

@@ -1,4 +1,6 @@
 """hcp store serve / add-hall / halls / ratings: the municipal store that every hall forwards to."""
+from __future__ import annotations
+
 import csv
 import datetime
 import json
@@ -7,36 +9,40 @@ import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from haochaping.daemon.errors import HcpError
-
 from haochaping.tools.cli import cli
 
-DB = click.option("--db", required=True, help="A SQLite file (store.sqlite) or a postgresql:// URL.")
+if TYPE_CHECKING:
+    from haochaping.daemon.store.backends import PostgresStore, SqliteStore
+
+DB = click.option("--db", required=True,
+                  help="A SQLite file (store.sqlite) or a postgresql:// URL.")
 _TZ = datetime.timezone(datetime.timedelta(hours=8))  # Asia/Shanghai, no DST
 
 
-def _open(db, identity_key=None, create_key=False):
-    from haochaping.daemon.store import backends
-    from haochaping.daemon.store import identity
+def _open(db: str, identity_key: str | None = None,
+          create_key: bool = False) -> SqliteStore | PostgresStore:
+    from haochaping.daemon.store import backends, identity
     ident = identity.IdentityKey.load(identity_key, create=create_key) if identity_key else None
     return backends.open_store(db, ident)
 
 
-def _when(t):
+def _when(t: float | None) -> str:
     if t is None:
         return ""
     return datetime.datetime.fromtimestamp(t, _TZ).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _interrupt(*_):
+def _interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
 @cli.group()
-def store():
+def store() -> None:
     """The municipal store: receives every hall's batches over HTTPS (SQLite or PostgreSQL)."""
 
 
@@ -59,7 +65,9 @@ def store():
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True,
               help="Processes that decode, check and write batches (one decodes while another"
                    " writes); 0: the serving process does it all itself.")
-def store_serve(db, cert, keyfile, listen, identity_key, insecure_http, rules_every, workers):
+def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
+                identity_key: str | None, insecure_http: bool, rules_every: int,
+                workers: int) -> None:
     """Serve the store's HTTPS API until SIGTERM or Ctrl-C.
 
     Creates or migrates the database at start.
@@ -80,7 +88,7 @@ def store_serve(db, cert, keyfile, listen, identity_key, insecure_http, rules_ev
     signal.signal(signal.SIGTERM, _interrupt)
     logging.getLogger(__name__).warning("store (%s) listening on %s", st.dialect, srv.address)
     stop = threading.Event()
-    jobs = None
+    jobs: threading.Thread | None = None
     if rules_every:
         from haochaping.daemon.store import jobs as jobs_lib
         jobs = threading.Thread(target=jobs_lib.every, args=(st, rules_every, stop),
@@ -103,7 +111,7 @@ def store_serve(db, cert, keyfile, listen, identity_key, insecure_http, rules_ev
 @store.command("run-defaults")
 @DB
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def store_run_defaults(db, as_json):
+def store_run_defaults(db: str, as_json: bool) -> None:
     """Give 基本满意 (default) to every transaction not rated within 5 working days (第七条).
 
     Also opens a rectification case for any bad review that has none (第十二条). Running it
@@ -135,7 +143,7 @@ def store_run_defaults(db, as_json):
 @click.option("--name", default="", help="A name people recognise, e.g. 五华区政务服务中心.")
 @click.option("--key-out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the hall's signing key (mode 600; copy it to the hall).")
-def store_add_hall(db, hall, name, key_out):
+def store_add_hall(db: str, hall: str, name: str, key_out: str) -> None:
     """Register a hall and write its signing key to a file (never printed).
 
     \b
@@ -160,7 +168,7 @@ def store_add_hall(db, hall, name, key_out):
 @store.command("revoke-hall")
 @DB
 @click.option("--hall", required=True, help="The hall's id.")
-def store_revoke_hall(db, hall):
+def store_revoke_hall(db: str, hall: str) -> None:
     """Refuse a hall's batches from now on (a lost or leaked key); its records stay.
 
     To give the hall a new key afterwards, register it under a new id.
@@ -180,7 +188,7 @@ def store_revoke_hall(db, hall):
 @store.command("halls")
 @DB
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def store_halls(db, as_json):
+def store_halls(db: str, as_json: bool) -> None:
     """List registered halls with what each has delivered.
 
     \b
@@ -215,7 +223,7 @@ def store_halls(db, as_json):
               help="From this date (Asia/Shanghai), e.g. 2026-11-01.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
               show_default=True, help="CSV with a header, or one JSON object per line.")
-def store_ratings(db, hall, since, fmt):
+def store_ratings(db: str, hall: str, since: datetime.datetime, fmt: str) -> None:
     """Print the ratings a hall delivered since a date, with their 办件 (CSV or JSON lines).
 
     \b

@@ -5,11 +5,9 @@ import time
 import click
 
 from haochaping.daemon.hall import audit as audit_log
-from haochaping.tools.device import fleet
-
 from haochaping.tools.cli import cli
 from haochaping.tools.cli._options import CONFIG, hall_db
-
+from haochaping.tools.device import fleet
 
 
 @cli.command()
@@ -17,7 +15,7 @@ from haochaping.tools.cli._options import CONFIG, hall_db
 @click.option("--offline-after", default=10, show_default=True, type=click.IntRange(min=0),
               help="Flag (!) terminals offline or never seen for longer than this (minutes).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
-def terminals(config_path, offline_after, as_json):
+def terminals(config_path: str, offline_after: int, as_json: bool) -> None:
     """List each terminal: window, online/offline, last seen, firmware, board, heap, backlog, WiFi.
 
     Online/offline comes from each terminal's retained status and its last will; a terminal
@@ -50,7 +48,7 @@ def terminals(config_path, offline_after, as_json):
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
               help="How many entries, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
-def audit(config_path, limit, as_json):
+def audit(config_path: str, limit: int, as_json: bool) -> None:
     """Show the audit log: who paired, unpaired, provisioned or replaced what, and when.
 
     \b

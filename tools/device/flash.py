@@ -7,10 +7,18 @@ Its first header says which chip it is for (the ESP image header's chip id, byte
 device's file system partition (config, journal, installed files) is not touched, so a firmware
 update keeps undelivered ratings.
 """
+from __future__ import annotations
+
 import logging
 import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypedDict
 
 from haochaping.daemon.errors import HcpError
+
+if TYPE_CHECKING:
+    from esp_pylib.logger import EspLogBase
+    from esptool.loader import ESPLoader
 
 log = logging.getLogger(__name__)
 
@@ -18,13 +26,26 @@ ESP_IMAGE_MAGIC = 0xE9
 PARTITION_TABLE_OFFSET = 0x8000
 PARTITION_MAGIC = b"\xaa\x50"
 
+# on_progress(done, total) of the write, in esptool's units
+Progress = Callable[[int, int], None]
 
-def _chip_classes():
+
+class FlashResult(TypedDict):
+    """What `flash()` did: the chip's name, where the image went, its size, and whether the
+    board already held it (then nothing was written)."""
+    chip: str
+    offset: int
+    bytes: int
+    skipped: bool
+
+
+def _chip_classes() -> dict[str, type[ESPLoader]]:
     from esptool.targets import CHIP_DEFS
-    return CHIP_DEFS
+    chips: dict[str, type[ESPLoader]] = CHIP_DEFS
+    return chips
 
 
-def image_chip(data, name="the image"):
+def image_chip(data: bytes, name: str = "the image") -> tuple[type[ESPLoader], int]:
     """(esptool chip class, flash offset) for a merged MicroPython image; HcpError otherwise."""
     if len(data) < 24 or data[0] != ESP_IMAGE_MAGIC:
         raise HcpError("%s is not an ESP firmware image (it does not start with 0xE9): use the "
@@ -32,7 +53,7 @@ def image_chip(data, name="the image"):
     chip_id = struct.unpack_from("<H", data, 12)[0]
     for cls in _chip_classes().values():
         if getattr(cls, "IMAGE_CHIP_ID", None) == chip_id and not getattr(cls, "IS_STUB", False):
-            offset = cls.BOOTLOADER_FLASH_OFFSET
+            offset: int = cls.BOOTLOADER_FLASH_OFFSET
             pt = PARTITION_TABLE_OFFSET - offset
             if data[pt:pt + 2] != PARTITION_MAGIC:
                 raise HcpError("%s is an %s image but not a whole MicroPython firmware (no "
@@ -42,54 +63,56 @@ def image_chip(data, name="the image"):
     raise HcpError("%s is for an unknown chip (id %d)" % (name, chip_id))
 
 
-def _esplog(on_progress):
+def _esplog(on_progress: Progress | None) -> EspLogBase:
     from esp_pylib.logger import EspLogBase
 
     class _Log(EspLogBase):
         """esptool's output goes to our log; its progress bars to our callback."""
 
-        def print(self, *args, **kwargs):
+        def print(self, *args: object, **kwargs: object) -> None:
             log.debug("esptool: %s", " ".join(str(a) for a in args))
 
-        def err(self, *args, suggestion=None):
+        def err(self, *args: object, suggestion: str | None = None) -> None:
             log.info("esptool error: %s", " ".join(str(a) for a in args))
 
-        def warn(self, *args, suggestion=None):
+        def warn(self, *args: object, suggestion: str | None = None) -> None:
             log.info("esptool warning: %s", " ".join(str(a) for a in args))
 
-        def note(self, *args):
+        def note(self, *args: object) -> None:
             log.debug("esptool note: %s", " ".join(str(a) for a in args))
 
-        def hint(self, *args):
+        def hint(self, *args: object) -> None:
             log.debug("esptool hint: %s", " ".join(str(a) for a in args))
 
-        def debug(self, *args):
+        def debug(self, *args: object) -> None:
             log.debug("esptool: %s", " ".join(str(a) for a in args))
 
-        def set_verbosity(self, mode):
+        def set_verbosity(self, mode: int | str) -> None:
             pass
 
-        def progress_bar(self, cur_iter, total_iters, prefix="", suffix="", bar_length=30):
+        def progress_bar(self, cur_iter: int, total_iters: int, prefix: str = "",
+                         suffix: str = "", bar_length: int = 30) -> None:
             if on_progress and total_iters:
                 on_progress(cur_iter, total_iters)
 
     return _Log()
 
 
-def flash(port, image_path, on_progress=None, baud=460800, connect_mode="default-reset"):
+def flash(port: str, image_path: str, on_progress: Progress | None = None, baud: int = 460800,
+          connect_mode: str = "default-reset") -> FlashResult:
     """Check the chip, write the image, verify it, reset the board. Return a dict saying what
     was done ({"chip", "offset", "bytes", "skipped"}). Every failure is an HcpError that says
     what to do; nothing is written when the chip does not match."""
+    import serial
     from esp_pylib.logger import EspLog
     from esptool import cmds
     from esptool.util import FatalError
-    import serial
 
     try:
         with open(image_path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise HcpError("cannot read %s: %s" % (image_path, e.strerror or e))
+        raise HcpError("cannot read %s: %s" % (image_path, e.strerror or e)) from None
     cls, offset = image_chip(data, image_path)
     previous = EspLog.instance
     EspLog.set_logger(_esplog(on_progress))
@@ -99,14 +122,15 @@ def flash(port, image_path, on_progress=None, baud=460800, connect_mode="default
             esp = cmds.detect_chip(port, connect_mode=connect_mode)
         except serial.SerialException as e:
             raise HcpError("cannot open %s: %s. Is the board plugged in, and is no serial monitor "
-                           "using the port?" % (port, e))
+                           "using the port?" % (port, e)) from None
         except FatalError as e:
             raise HcpError("no ESP bootloader answers on %s (%s). Hold BOOT, tap EN/RST, release "
-                           "BOOT, then run the same command again" % (port, str(e).splitlines()[0]))
+                           "BOOT, then run the same command again"
+                           % (port, str(e).splitlines()[0])) from None
         with esp:
             if esp.IMAGE_CHIP_ID != cls.IMAGE_CHIP_ID:
-                raise HcpError("the board on %s is an %s, but %s is MicroPython for %s: nothing was "
-                               "written. Use the image for %s" % (
+                raise HcpError("the board on %s is an %s, but %s is MicroPython for %s: nothing "
+                               "was written. Use the image for %s" % (
                                    port, esp.CHIP_NAME, image_path, cls.CHIP_NAME, esp.CHIP_NAME))
             stage = "write"
             esp = cmds.run_stub(esp)
@@ -127,10 +151,11 @@ def flash(port, image_path, on_progress=None, baud=460800, connect_mode="default
     except (FatalError, serial.SerialException, OSError, struct.error) as e:
         if stage == "reset":
             raise HcpError("the image is written and verified, but the board on %s did not take "
-                           "the reset (%s): press its EN/RST button" % (port, e))
+                           "the reset (%s): press its EN/RST button" % (port, e)) from None
         raise HcpError("the board on %s stopped answering during the %s (%s): it may not boot "
                        "until flashed. Plug it in again and run the same command" % (
-                           port, "write" if stage == "write" else "connection", str(e).strip() or type(e).__name__))
+                           port, "write" if stage == "write" else "connection",
+                           str(e).strip() or type(e).__name__)) from None
     finally:
         if previous is not None:
             EspLog.set_logger(previous)
@@ -138,10 +163,10 @@ def flash(port, image_path, on_progress=None, baud=460800, connect_mode="default
             EspLog._reset()
 
 
-def _already_there(esp, offset, data):
+def _already_there(esp: ESPLoader, offset: int, data: bytes) -> bool:
     """True when the flash already holds this image (MD5 by the stub): a rerun writes nothing."""
     import hashlib
     try:
         return esp.flash_md5sum(offset, len(data)) == hashlib.md5(data).hexdigest()
-    except Exception:  # noqa: BLE001  (any failure here only means: write it)
+    except Exception:  # any failure here only means: write it
         return False

@@ -3,17 +3,37 @@ database and at the broker at once, and the terminal list that `hcp terminals` s
 import getpass
 import json
 import os
+import sqlite3
 import time
+from collections.abc import Container, Sequence
+from typing import TypedDict
 
-from haochaping.daemon.hall import registry
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import registry
 from haochaping.protocol import topics
 from haochaping.tools.device import mosquitto_setup
 
 RESERVED = ("hall-daemon",)
 
 
-def who(actor=None):
+class TerminalRow(TypedDict):
+    """One active terminal as `hcp terminals` shows it (and prints with --json). `state` is
+    "online", "offline" or "never seen"; `last_seen` a Unix time; firmware to rssi are what its
+    last status said (None before the first)."""
+    terminal: str
+    window: str | None
+    state: str
+    last_seen: float | None
+    firmware: str | None
+    board: str | None
+    heap: int | None
+    backlog: int | None
+    rssi: int | None
+    flagged: bool
+    config_errors: list[str]
+
+
+def who(actor: str | None = None) -> str:
     """The person acting: --actor, else the user behind sudo, else the login user."""
     if actor:
         return actor
@@ -26,33 +46,53 @@ def who(actor=None):
         return "unknown"
 
 
-def broker_folder(config_path, broker_dir=None):
+def broker_folder(config_path: str, broker_dir: str | None = None) -> str:
     """The hall's broker folder: --broker-dir, else `broker/` next to hall.toml."""
     return broker_dir or os.path.join(os.path.dirname(os.path.abspath(config_path)), "broker")
 
 
-def check_terminal_id(terminal):
+def check_terminal_id(terminal: str) -> None:
     if not topics.valid_id(terminal):
         raise HcpError("terminal %r: use 1-32 of A-Z a-z 0-9 _ -" % terminal)
     if terminal in RESERVED:
         raise HcpError("terminal %r: that name is the daemon's broker user" % terminal)
 
 
-def replace(conn, broker_dir, old, new, actor):
+def add_terminal(conn: sqlite3.Connection, hall: str, terminal: str, out: str,
+                 actor: str) -> None:
+    """Register a terminal with a fresh signing key, and write its secrets for provisioning by
+    hand to `out` ({"hall", "terminal", "key"} as JSON, mode 600; never printed)."""
+    key = registry.add_terminal(conn, terminal, actor=actor)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"hall": hall, "terminal": terminal, "key": key.hex()}, f)
+
+
+def without_broker_password(conn: sqlite3.Connection, known: Container[str]) -> list[str]:
+    """The active terminals (sorted) that are not among `known`, the users of the hall broker's
+    password file: they cannot log in until provisioned again."""
+    return [r[0] for r in conn.execute("SELECT id FROM terminals WHERE revoked_at IS NULL"
+                                       " ORDER BY id") if r[0] not in known]
+
+
+def replace(conn: sqlite3.Connection, broker_dir: str, old: str, new: str,
+            actor: str) -> tuple[str | None, int | None]:
     """Move `old`'s pairing to `new` and revoke `old` at the daemon and at the broker: its
     ratings are refused as from an unknown terminal, its broker login is refused (the broker is
     reloaded). Safe to run again: a half-done replace (say, the broker folder was unwritable)
     is finished. Return (window or None, broker pid reloaded or None)."""
-    window = registry.replace(conn, old, new, actor)
+    window: str | None = registry.replace(conn, old, new, actor)
     try:
         mosquitto_setup.remove_users(broker_dir, [old])
     except OSError as e:
         raise HcpError("%s is revoked at the daemon, but its broker password could not be removed "
-                       "(%s): fix that and run the same command again" % (old, e.strerror or e))
+                       "(%s): fix that and run the same command again"
+                       % (old, e.strerror or e)) from None
     return window, mosquitto_setup.reload(broker_dir)
 
 
-def terminal_rows(conn, now=None, offline_after_s=600):
+def terminal_rows(conn: sqlite3.Connection, now: float | None = None,
+                  offline_after_s: float = 600) -> list[TerminalRow]:
     """Every active terminal: its window, online state, last seen, what its status said, and
     whether it is flagged (offline, or never seen, for longer than offline_after_s)."""
     now = now or time.time()
@@ -64,7 +104,7 @@ def terminal_rows(conn, now=None, offline_after_s=600):
         " LEFT JOIN pairings p ON p.terminal=t.id"
         " LEFT JOIN terminal_status s ON s.terminal=t.id"
         " WHERE t.revoked_at IS NULL ORDER BY p.window IS NULL, p.window, t.id").fetchall()
-    out = []
+    out: list[TerminalRow] = []
     for r in rows:
         seen = max([v for v in (r["last_seen"], last_rating.get(r["id"])) if v] or [0]) or None
         online = bool(r["online"]) if r["online"] is not None else False
@@ -81,7 +121,7 @@ def terminal_rows(conn, now=None, offline_after_s=600):
     return out
 
 
-def _ago(now, t):
+def _ago(now: float, t: float | None) -> str:
     if not t:
         return "-"
     s = max(0, int(now - t))
@@ -94,11 +134,11 @@ def _ago(now, t):
     return "%dd ago" % (s // 86400)
 
 
-def format_rows(rows, now=None):
+def format_rows(rows: Sequence[TerminalRow], now: float | None = None) -> str:
     now = now or time.time()
     head = ("", "TERMINAL", "WINDOW", "STATE", "LAST SEEN", "FIRMWARE", "BOARD", "HEAP",
             "BACKLOG", "RSSI")
-    table = [head]
+    table: list[tuple[str, ...]] = [head]
     for r in rows:
         table.append(("!" if r["flagged"] else "", r["terminal"], r["window"] or "-", r["state"],
                       _ago(now, r["last_seen"]), r["firmware"] or "-", r["board"] or "-",
@@ -106,7 +146,8 @@ def format_rows(rows, now=None):
                       "-" if r["backlog"] is None else str(r["backlog"]),
                       "-" if r["rssi"] is None else "%d dBm" % r["rssi"]))
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in table]
     for r in rows:
         if r["config_errors"]:
             lines.append("! %s cannot rate, its config is wrong: %s (fix it with `hcp device"

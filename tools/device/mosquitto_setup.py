@@ -11,23 +11,25 @@ hall's whole tree. Settings that matter for "nothing lost":
 """
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterable, Mapping
 
 from haochaping.daemon.errors import HcpError
 from haochaping.protocol import topics
 
 
-def mosquitto_binary():
+def mosquitto_binary() -> str:
     for c in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
         if c and os.path.exists(c):
             return c
     raise HcpError("mosquitto is not installed: `apt-get install mosquitto` (Debian/Ubuntu)")
 
 
-def acl_text(hall, daemon_user, extra_superusers=()):
+def acl_text(hall: str, daemon_user: str, extra_superusers: Iterable[str] = ()) -> str:
     lines = ["# hcp: terminals see only their own topics; the daemon sees the hall's tree",
              "user %s" % daemon_user, "topic readwrite %s/%s/#" % (topics.PREFIX, hall)]
     for u in extra_superusers:
@@ -39,11 +41,14 @@ def acl_text(hall, daemon_user, extra_superusers=()):
     return "\n".join(lines) + "\n"
 
 
-def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_superusers=(),
-                 listen="127.0.0.1", tls=None, run_as=None, keep_users=False):
+def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
+                 daemon_user: str = "hall-daemon", extra_superusers: Iterable[str] = (),
+                 listen: str = "127.0.0.1", tls: Mapping[str, str | None] | None = None,
+                 run_as: str | None = None, keep_users: bool = False) -> str:
     """Write mosquitto.conf, passwd (hashed) and acl into folder; return the conf path.
     users: {username: password}, including the daemon's. keep_users: keep the users already in
-    the folder's passwd (hall IT re-running `hcp broker config`); tls: {cafile, certfile, keyfile}."""
+    the folder's passwd (hall IT re-running `hcp broker config`); tls: {cafile, certfile,
+    keyfile}, each a PEM file or None."""
     os.makedirs(folder, exist_ok=True)
     passwd = os.path.join(folder, PASSWD)
     entries = read_passwd(passwd) if keep_users else {}
@@ -57,8 +62,9 @@ def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_sup
     conf = os.path.join(folder, CONF)
     listener = ["listener %d %s" % (port, listen)]
     for k in ("cafile", "certfile", "keyfile"):
-        if tls and tls.get(k):
-            listener.append("%s %s" % (k, os.path.abspath(tls[k])))
+        pem = tls.get(k) if tls else None
+        if pem:
+            listener.append("%s %s" % (k, os.path.abspath(pem)))
     with open(conf, "w") as f:
         f.write("\n".join([
             "# written by hcp: one hall's broker (reload after changes: kill -HUP $(cat %s))"
@@ -87,12 +93,12 @@ def write_config(folder, port, hall, users, daemon_user="hall-daemon", extra_sup
 PASSWD, ACL, CONF, PID = "passwd", "acl", "mosquitto.conf", "mosquitto.pid"
 
 
-def _check_user(user, password):
+def _check_user(user: str, password: str) -> None:
     if not user or ":" in user or "\n" in user + password or not password:
         raise HcpError("broker user %r: a name and a password, no ':' or newlines" % user)
 
 
-def _hash_users(folder, users):
+def _hash_users(folder: str, users: Mapping[str, str]) -> dict[str, str]:
     """{user: password} -> {user: hashed line}. mosquitto_passwd hashes a 0600 file of ours, so
     that no password is ever on a command line (where `ps` would show it)."""
     if not users:
@@ -112,7 +118,7 @@ def _hash_users(folder, users):
         os.unlink(tmp)
 
 
-def read_passwd(path):
+def read_passwd(path: str) -> dict[str, str]:
     """{user: hashed line} of a mosquitto password file ({} if there is none)."""
     try:
         with open(path) as f:
@@ -122,7 +128,7 @@ def read_passwd(path):
     return {ln.split(":", 1)[0]: ln for ln in lines}
 
 
-def _write_passwd(path, entries):
+def _write_passwd(path: str, entries: Mapping[str, str]) -> None:
     """Replace the password file atomically, keeping its owner (mosquitto must read it after a
     reload when hall IT edits it as root)."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".passwd-")
@@ -138,7 +144,7 @@ def _write_passwd(path, entries):
     os.replace(tmp, path)
 
 
-def _give_to(user, paths):
+def _give_to(user: str | None, paths: Iterable[str]) -> None:
     """As root, hand the broker's files to the user mosquitto runs as."""
     if not user or os.getuid() != 0:
         return
@@ -147,13 +153,25 @@ def _give_to(user, paths):
         os.chown(p, pw.pw_uid, pw.pw_gid)
 
 
-def require_folder(folder):
+def new_password_file(folder: str, user: str) -> tuple[str, str]:
+    """A new random password for broker user `user`, also written to <folder>/<user>.password
+    (mode 600; never printed) for hall IT to copy into hall.toml. Return (password, that file)."""
+    password = secrets.token_urlsafe(18)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, user + ".password")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password, path
+
+
+def require_folder(folder: str) -> None:
     if not os.path.exists(os.path.join(folder, CONF)):
         raise HcpError("no broker config in %s: write one with `hcp broker config --out %s`"
                        % (folder, folder))
 
 
-def set_users(folder, users):
+def set_users(folder: str, users: Mapping[str, str]) -> None:
     """Add or change users ({name: password}) in a hall's broker folder (reload to apply)."""
     require_folder(folder)
     path = os.path.join(folder, PASSWD)
@@ -162,7 +180,7 @@ def set_users(folder, users):
     _write_passwd(path, entries)
 
 
-def remove_users(folder, names):
+def remove_users(folder: str, names: Iterable[str]) -> list[str]:
     """Remove users from the password file; return those that were there (reload to apply)."""
     require_folder(folder)
     path = os.path.join(folder, PASSWD)
@@ -173,7 +191,7 @@ def remove_users(folder, names):
     return gone
 
 
-def reload(folder):
+def reload(folder: str) -> int | None:
     """SIGHUP the broker whose pid file is in folder: it re-reads passwords and ACL, and drops
     what they no longer allow. Return the pid, or None when no broker of this folder runs."""
     try:
@@ -188,5 +206,6 @@ def reload(folder):
     except ProcessLookupError:
         return None
     except PermissionError:
-        raise HcpError("not allowed to signal the broker (pid %d): run as its user or root" % pid)
+        raise HcpError("not allowed to signal the broker (pid %d): run as its user or root"
+                       % pid) from None
     return pid

@@ -12,16 +12,18 @@ Key, broker password and WiFi password are never printed or logged.
 """
 import json
 import secrets
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypedDict
 
-from haochaping.daemon.hall import audit, settings as hall_config, db, registry
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import audit, db, registry
+from haochaping.daemon.hall import settings as hall_config
+from haochaping.daemon.hall.settings import HallConfig
 from haochaping.firmware import config as device_config
 from haochaping.hardware import profile as hw_profile
 from haochaping.hardware import validate as hw_validate
-from haochaping.tools.device import mosquitto_setup
-
-from haochaping.tools.device import fleet
-from haochaping.tools.device import install
+from haochaping.tools.device import fleet, install, mosquitto_setup
 from haochaping.tools.device import serial_session as session_mod
 
 CONFIG_PATH = "/config.json"
@@ -29,8 +31,27 @@ STEPS = ("checking the board", "writing the device config", "registering with th
          "adding to the broker", "pairing")
 KEPT = ("keepalive", "journal", "journal_max")
 
+# The device config (/config.json), as JSON: firmware/config.py is its schema.
+DeviceConfig = dict[str, Any]
 
-def _seq_start(conn, terminal):
+
+class ProvisionResult(TypedDict):
+    """What `provision()` did (never a secret): the hall, the terminal, its window (None: not
+    paired), the board profile's name, whether new secrets were made, whether /config.json
+    changed, the broker's pid when it was reloaded, whether the board restarted, and the first
+    rating seq the terminal uses."""
+    hall: str
+    terminal: str
+    window: str | None
+    board: str
+    new_secrets: bool
+    config_written: bool
+    broker_reloaded: int | None
+    rebooted: bool
+    seq_start: int
+
+
+def _seq_start(conn: sqlite3.Connection, terminal: str) -> int:
     """Above every seq the daemon holds for this terminal (a board re-provisioned after a wipe
     must not reuse them: the daemon would take its ratings for duplicates)."""
     row = conn.execute("SELECT MAX(m) FROM (SELECT MAX(seq) m FROM ratings WHERE terminal=?"
@@ -39,7 +60,7 @@ def _seq_start(conn, terminal):
     return (row[0] or 0) + 1
 
 
-def _board_profile(name):
+def _board_profile(name: str) -> hw_profile.Profile:
     _path, board = hw_profile.load(name)
     hw_validate.require_valid(board, "board profile %s" % name)
     errs = device_config.board_errors(board)
@@ -48,9 +69,12 @@ def _board_profile(name):
     return board
 
 
-def provision(port, config_path, terminal, profile, window=None, wifi_ssid=None,
-              wifi_password=None, broker_host=None, broker_port=None, broker_dir=None,
-              actor=None, again=False, reset=True, on_step=None):
+def provision(port: str, config_path: str, terminal: str, profile: str,
+              window: str | None = None, wifi_ssid: str | None = None,
+              wifi_password: str | None = None, broker_host: str | None = None,
+              broker_port: int | None = None, broker_dir: str | None = None,
+              actor: str | None = None, again: bool = False, reset: bool = True,
+              on_step: Callable[[int, str], None] | None = None) -> ProvisionResult:
     """Provision the board on `port` as `terminal`. Return a summary (no secrets in it)."""
     cfg = hall_config.load(config_path)
     hall = cfg.hall.id
@@ -66,7 +90,7 @@ def provision(port, config_path, terminal, profile, window=None, wifi_ssid=None,
     if state == "revoked":
         raise HcpError("terminal %s was revoked (replaced); give this board a new id" % terminal)
 
-    def step(i):
+    def step(i: int) -> None:
         if on_step:
             on_step(i, STEPS[i])
 
@@ -115,7 +139,7 @@ def provision(port, config_path, terminal, profile, window=None, wifi_ssid=None,
             "rebooted": rebooted, "seq_start": conf.get("seq_start", 1)}
 
 
-def _parse(raw):
+def _parse(raw: bytes | None) -> DeviceConfig | None:
     if raw is None:
         return None
     try:
@@ -125,37 +149,50 @@ def _parse(raw):
     return old if isinstance(old, dict) else None
 
 
-def _secrets(conn, hall, terminal, state, old, again):
+def _own_secrets(old: DeviceConfig | None, hall: str, terminal: str) -> tuple[bytes, str] | None:
+    """(key, broker password) from the board's own config when it is this terminal's of this
+    hall; None when it is not, or they are missing or malformed."""
+    if old is None or old.get("hall") != hall or old.get("terminal") != terminal:
+        return None
+    password = old.get("password")
+    if not (isinstance(password, str) and password):
+        return None
+    try:
+        return bytes.fromhex(old["key"]), password
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _secrets(conn: sqlite3.Connection, hall: str, terminal: str, state: str | None,
+             old: DeviceConfig | None, again: bool) -> tuple[bytes, str, bool]:
     """(key bytes, broker password, fresh?) — reused from the board's own config when it is this
     terminal's and the hall agrees, new otherwise (and only where that breaks nothing)."""
-    mine = (old is not None and old.get("hall") == hall and old.get("terminal") == terminal
-            and isinstance(old.get("password"), str) and old.get("password"))
-    try:
-        old_key = bytes.fromhex(old["key"]) if mine else None
-    except (ValueError, TypeError, KeyError):
-        old_key, mine = None, False
+    mine = _own_secrets(old, hall, terminal)
     row = conn.execute("SELECT key FROM terminals WHERE id=?", (terminal,)).fetchone()
     db_key = bytes(row[0]) if row else None
     if state == "active":
-        if mine and old_key == db_key and not again:
-            return db_key, old["password"], False
+        if mine is not None and mine[0] == db_key and not again:
+            return mine[0], mine[1], False
         if not again:
             raise HcpError(
                 "terminal %s is already registered with another board's key. If this board "
                 "replaces it: provision it with a new id, then `hcp device replace --old %s "
                 "--new <new id>`. If it is the same board after its flash was wiped: add --again "
                 "(new key and broker password; the old ones stop working)" % (terminal, terminal))
-    elif mine and old_key is not None and not again:
-        return old_key, old["password"], False       # a rerun after the config was written
+    elif mine is not None and not again:
+        return mine[0], mine[1], False               # a rerun after the config was written
     return secrets.token_bytes(32), secrets.token_urlsafe(24), True
 
 
-def _device_config(cfg, hall, terminal, board, old, key, password, wifi_ssid, wifi_password,
-                   broker_host, broker_port, seq_start):
+def _device_config(cfg: HallConfig, hall: str, terminal: str, board: hw_profile.Profile,
+                   old: DeviceConfig | None, key: bytes, password: str, wifi_ssid: str | None,
+                   wifi_password: str | None, broker_host: str | None, broker_port: int | None,
+                   seq_start: int) -> DeviceConfig:
     old = old or {}
-    conf = {
+    conf: DeviceConfig = {
         "wifi_ssid": wifi_ssid or old.get("wifi_ssid"),
-        "wifi_password": wifi_password if wifi_password is not None else old.get("wifi_password", ""),
+        "wifi_password": (wifi_password if wifi_password is not None
+                          else old.get("wifi_password", "")),
         "broker": broker_host or old.get("broker"),
         "port": broker_port or old.get("port") or cfg.mqtt.port,
         "hall": hall, "terminal": terminal, "username": terminal, "password": password,
@@ -179,7 +216,8 @@ def _device_config(cfg, hall, terminal, board, old, key, password, wifi_ssid, wi
     return conf
 
 
-def _register(conn, terminal, key, state, fresh, actor):
+def _register(conn: sqlite3.Connection, terminal: str, key: bytes, state: str | None,
+              fresh: bool, actor: str) -> None:
     if state is None:
         registry.add_terminal(conn, terminal, key=key, actor=actor)
     elif fresh:

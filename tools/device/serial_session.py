@@ -5,11 +5,20 @@ board stopped answering (unplugged mid-way), its file system is full. Device-sid
 sent once per session; each chunk written feeds the firmware's watchdog when the firmware was
 running (it starts an 8 s WDT that keeps running after Ctrl-C interrupts it).
 """
+from __future__ import annotations
+
 import ast
+import contextlib
 import hashlib
 import logging
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from haochaping.daemon.errors import HcpError
+
+if TYPE_CHECKING:
+    from mpremote.transport_serial import SerialTransport
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +120,16 @@ def _info():
 """
 
 
+class BoardInfo(TypedDict, total=False):
+    """What a board says about its MicroPython (`_info()` above); any key may be missing when
+    the board is not running our helpers' MicroPython."""
+    name: str
+    version: list[int]
+    mpy: int
+    machine: str
+    platform: str
+
+
 class DeviceGone(HcpError):
     """The board stopped answering: unplugged, reset, or the port went away."""
 
@@ -122,16 +141,16 @@ class DeviceFull(HcpError):
 class Session:
     """One raw-REPL session with a board. Use as a context manager."""
 
-    def __init__(self, port):
-        self.port = port
-        self.t = None
-        self.info = None
+    def __init__(self, port: str) -> None:
+        self.port: str = port
+        self.t: SerialTransport | None = None
+        self.info: BoardInfo = {}            # what the board said when the session began
 
     # ---------------------------------------------------------------- connecting
-    def __enter__(self):
+    def __enter__(self) -> Session:
+        import serial
         from mpremote.transport import TransportError
         from mpremote.transport_serial import SerialTransport
-        import serial
         try:
             self.t = SerialTransport(self.port, baudrate=115200)
         except (TransportError, serial.SerialException, OSError) as e:
@@ -155,28 +174,26 @@ class Session:
         self.info = self.eval("_info()")
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         if self.t is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # the port may already be gone
             if self.t.in_raw_repl:
                 self.t.exit_raw_repl()
-        except Exception:  # noqa: BLE001  (the port may already be gone)
-            pass
-        try:
+        with contextlib.suppress(Exception):
             self.t.close()
-        except Exception:  # noqa: BLE001
-            pass
         self.t = None
 
     # ---------------------------------------------------------------- running code
-    def run(self, code):
+    def run(self, code: str) -> bytes:
         """Run code on the board; return its output (bytes). Errors become ours."""
-        from mpremote.transport import TransportError, TransportExecError
         import serial
+        from mpremote.transport import TransportError, TransportExecError
+        assert self.t is not None, "run() is for an open session (inside `with Session(...)`)"
         try:
             return self.t.exec(code)
         except TransportExecError as e:
@@ -189,25 +206,28 @@ class Session:
             raise DeviceGone("the board on %s stopped answering (%s)" % (
                 self.port, str(e) or type(e).__name__)) from None
 
-    def eval(self, expr_call):
-        """Run a helper that prints a repr; return the Python value."""
+    def eval(self, expr_call: str) -> Any:
+        """Run a helper that prints a repr; return the Python value (whatever the board sent)."""
         out = self.run(expr_call).decode("utf-8", "replace").strip()
         try:
             return ast.literal_eval(out)
         except (ValueError, SyntaxError):
-            raise HcpError("unexpected answer from the board on %s: %r" % (self.port, out[:80]))
+            raise HcpError("unexpected answer from the board on %s: %r"
+                           % (self.port, out[:80])) from None
 
     # ---------------------------------------------------------------- files
-    def hashes(self, paths=(), tops=()):
+    def hashes(self, paths: Iterable[str] = (), tops: Iterable[str] = ()) -> dict[str, str]:
         """{path: sha256 hex} of the given files (those that exist) and every file under tops."""
-        return self.eval("_hashes(%r, %r)" % (list(paths), list(tops)))
+        hashes: dict[str, str] = self.eval("_hashes(%r, %r)" % (list(paths), list(tops)))
+        return hashes
 
-    def free(self):
+    def free(self) -> tuple[int, int]:
         """Free bytes on the board's file system, and its block size."""
         bsize, bfree = self.eval("_free()")
         return bsize * bfree, bsize
 
-    def write(self, path, data, on_chunk=None):
+    def write(self, path: str, data: bytes,
+              on_chunk: Callable[[int], None] | None = None) -> None:
         """Write a file atomically (path.new, then rename over path)."""
         self.run("_open(%r)" % path)
         for i in range(0, len(data), CHUNK):
@@ -217,34 +237,34 @@ class Session:
                 on_chunk(len(chunk))
         self.run("_done(%r)" % path)
 
-    def read(self, path):
+    def read(self, path: str) -> bytes | None:
         """A file's bytes, or None if it is not there."""
         out = self.run("try:\n f=open(%r,'rb')\n print(repr(f.read()))\n f.close()\n"
                        "except OSError:\n print('None')" % path).decode().strip()
-        return ast.literal_eval(out)
+        data: bytes | None = ast.literal_eval(out)
+        return data
 
-    def remove(self, path):
+    def remove(self, path: str) -> None:
         self.run("_rm(%r)" % path)
 
-    def remove_empty_dirs(self, top):
+    def remove_empty_dirs(self, top: str) -> None:
         self.run("_rmdirs(%r)" % top)
 
-    def reset(self):
+    def reset(self) -> bool:
         """Restart the board (real boards only) so that it boots what was installed."""
         if "ESP32" not in str(self.info.get("machine", "")).upper():
             return False
-        try:
-            self.t.exec_raw_no_follow("import machine\nmachine.reset()")
-        except Exception:  # noqa: BLE001  (the board resets under our feet: expected)
-            pass
+        if self.t is not None:
+            with contextlib.suppress(Exception):  # the board resets under our feet: expected
+                self.t.exec_raw_no_follow("import machine\nmachine.reset()")
         return True
 
 
-def sha256(data):
+def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def chip_of(info):
+def chip_of(info: BoardInfo) -> str | None:
     """'esp32s3', 'esp32', or None (not an ESP32: e.g. the unix-port stand-in in tests)."""
     m = str(info.get("machine", "")).upper().replace("-", "")
     if "ESP32S3" in m:
