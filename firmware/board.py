@@ -16,6 +16,7 @@ The status LED is for staff: steady = online, slow blink = offline (ratings kept
 import machine
 
 from . import statemachine as sm
+from .clock import ticks_add, ticks_diff
 
 SCAN_MS = 10
 TOUCH_PCT = 15
@@ -65,7 +66,8 @@ class Board:
                 self.display = ssd1306.SSD1306_I2C(128, 64, i2c)
             except (ImportError, OSError):
                 self.display = None  # no driver installed or no display answering: lights only
-        self._tone_end = 0
+        self._tone_end = 0       # ticks when the current tone ends (while sounding)
+        self._sounding = False
         self._tones = []
         if self.touch:
             self.calibrate()
@@ -168,19 +170,20 @@ class Board:
             return
         self._tones = list(tones)
         self._tone_end = now
+        self._sounding = True
         self.tick(now)
 
     def tick(self, now):
-        if self.buzzer is None or now < self._tone_end:
+        if self.buzzer is None or not self._sounding or ticks_diff(now, self._tone_end) < 0:
             return
         if self._tones:
             f, ms = self._tones.pop(0)
             self.buzzer.freq(f)
             self.buzzer.duty_u16(32768)
-            self._tone_end = now + ms
+            self._tone_end = ticks_add(now, ms)
         else:
             self.buzzer.duty_u16(0)
-            self._tone_end = now + 1000000000
+            self._sounding = False
 
 
 PRESS_TONE = ((2400, 30),)

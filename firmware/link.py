@@ -18,6 +18,10 @@ Duplicates are expected; the daemon dedups by terminal + seq.
 
 `open_connection` is injectable (default asyncio.open_connection): tests put a socket-level
 stand-in there. The broker host should be an IP address: MicroPython resolves names blocking.
+
+Times are `app.ms()` ticks compared with `ticks_diff` (clock.py); waits are `sleep_ms` with whole
+milliseconds. `sleep_ms` is asyncio's own on MicroPython; CPython's asyncio lacks it, and the
+stand-in is defined here, the firmware's asyncio module, for main.py too.
 """
 try:
     import asyncio
@@ -25,6 +29,13 @@ except ImportError:  # pragma: no cover - older MicroPython
     import uasyncio as asyncio  # type: ignore
 
 from . import mqtt
+from .clock import ticks_diff
+
+try:
+    sleep_ms = asyncio.sleep_ms
+except AttributeError:  # CPython
+    def sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
 
 DOWN = 0
 NO_NETWORK = 1
@@ -74,7 +85,7 @@ class Link:
         while True:
             if self.net_ready is not None and not self.net_ready():
                 self.state = NO_NETWORK
-                await asyncio.sleep(1)
+                await sleep_ms(1000)
                 continue
             self.state = CONNECTING
             before = self.connects
@@ -87,7 +98,7 @@ class Link:
             if self.connects != before:
                 backoff = 1
             # jitter from the clock spreads a hall's terminals after a broker restart
-            await asyncio.sleep(backoff + (self.app.ms() % 1000) / 1000)
+            await sleep_ms(backoff * 1000 + self.app.ms() % 1000)
             backoff = min(backoff * 2, self.backoff_max)
 
     async def _connection(self):
@@ -188,9 +199,9 @@ class Link:
             now = app.ms()
             if self.net_ready is not None and not self.net_ready():
                 raise OSError("network lost")
-            if now - self._rx > self.keepalive * 1500:
+            if ticks_diff(now, self._rx) > self.keepalive * 1500:
                 raise OSError("broker silent for 1.5 keep-alive periods")
-            if now - self._tx >= half:
+            if ticks_diff(now, self._tx) >= half:
                 w.write(mqtt.PINGREQ)
                 await w.drain()
                 self._tx = now
@@ -199,10 +210,10 @@ class Link:
             if head != oldest:
                 oldest = head
                 oldest_since = now
-            elif head and now - oldest_since >= self.resend_ms:
+            elif head and ticks_diff(now, oldest_since) >= self.resend_ms:
                 after = 0           # the daemon has not acked: send everything pending again
                 oldest_since = now
-            if now - status_at >= self.status_ms:
+            if ticks_diff(now, status_at) >= self.status_ms:
                 status_at = now
                 await self._publish(w, app.t_status, app.status(), 0, 0, True)
         raise OSError("connection lost")

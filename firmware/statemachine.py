@@ -1,8 +1,8 @@
 """What the five keys do: the session/key state machine. Pure core, no hardware.
 
-Driven by events (`press`, `session`, `close`) and `tick`, each given the time `now` in
-milliseconds from a monotonic clock passed in by the caller. The clock never wraps (the shell
-accumulates `time.ticks_diff`), so plain subtraction is right here. Commits go through the `store`
+Driven by events (`press`, `session`, `close`) and `tick`, each given the time `now`, a
+`time.ticks_ms` value from the caller: it wraps, so intervals are taken with `ticks_diff` (every
+wait here is seconds, far below the half wrap). Commits go through the `store`
 object (the app): `store.rating(level, token)` and `store.reason(ref, reason)` return the seq
 once the record is durable, or None when the journal refused it (full). "Thank you" is shown
 only after that returned.
@@ -19,6 +19,8 @@ Modes (what the citizen sees; the board renders `mode` and `choice`):
           THANKS_MS. Nothing is stored, so nothing false is promised.
 """
 from haochaping.protocol import levels
+
+from .clock import ticks_diff
 
 IDLE = 0
 PROMPT = 1
@@ -88,7 +90,7 @@ class Panel:
                 self.choice = key
                 self.changes += 1
         elif mode == REASON:
-            if now - self._since < GUARD_MS:
+            if ticks_diff(now, self._since) < GUARD_MS:
                 pass
             elif key == SKIP_KEY:
                 self._to(THANKS, now)
@@ -99,12 +101,12 @@ class Panel:
 
     def tick(self, now):
         mode = self.mode
-        age = now - self._since
+        age = ticks_diff(now, self._since)
         if mode == CHOSEN:
             if age >= CORRECT_MS:
                 self._commit(now)
         elif mode == THANKS or mode == FULL:
-            if age >= THANKS_MS and now - self._last_press >= QUIET_MS:
+            if age >= THANKS_MS and ticks_diff(now, self._last_press) >= QUIET_MS:
                 self._to(PROMPT if self.token else IDLE, now)
         elif mode == REASON:
             if age >= REASON_MS:

@@ -38,7 +38,7 @@ import machine  # the stand-ins of this folder
 import network
 
 from haochaping.firmware import app as app_mod
-from haochaping.firmware import config
+from haochaping.firmware import clock, config
 from haochaping.firmware import link as link_mod
 from haochaping.firmware import main
 from haochaping.firmware import statemachine as sm
@@ -224,7 +224,7 @@ async def run(args):
         tasks.append(asyncio.create_task(main.serve(args[1], network.open_connection, True,
                                                     started)))
     else:
-        ms = main.Ms()
+        ms = clock.ticks_ms
         apps = []
         for path in args[1:]:
             cfg = load(path)
