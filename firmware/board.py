@@ -3,7 +3,7 @@
 Every pin comes from the profile (hardware/profiles/*.json schema); nothing here knows a board
 by name. Keys are read by polling (`scan`, every SCAN_MS from a task) through the Debounce
 filter of the core: buttons are inputs with pull-ups, pressed = 0; touch pads are calibrated at
-boot (a baseline per pad; touched = the reading moved by TOUCH_PCT from it, down on the ESP32,
+boot (a baseline per pad; touched = the reading moved by _TOUCH_PCT from it, down on the ESP32,
 up on the ESP32-S3, whose touch sensor counts the other way).
 
 What the lights say (mode and choice come from statemachine.Panel):
@@ -18,8 +18,14 @@ import machine
 from . import statemachine as sm
 from .clock import ticks_add, ticks_diff
 
-SCAN_MS = 10
-TOUCH_PCT = 15
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+SCAN_MS = const(10)
+_TOUCH_PCT = const(15)
 _TOUCH_FALLS = {"esp32": True, "esp32s3": False}
 # WS2812 colours for the five levels (green .. red) and the signs
 _LEVEL_RGB = ((0, 60, 0), (30, 60, 0), (60, 60, 0), (60, 25, 0), (60, 0, 0))
@@ -93,8 +99,8 @@ class Board:
             return self._pressed[i]
         base = self._base[i]
         if self._falls:
-            return v * 100 < base * (100 - TOUCH_PCT)
-        return v * 100 > base * (100 + TOUCH_PCT)
+            return v * 100 < base * (100 - _TOUCH_PCT)
+        return v * 100 > base * (100 + _TOUCH_PCT)
 
     def scan(self):
         """Sample the keys once; return the mask of keys that went down (bit 0 = key 1)."""

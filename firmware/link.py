@@ -8,8 +8,8 @@ flag). A reader task handles what the broker sends. On any failure both stop, th
 closed, and the supervisor backs off (1, 2, 4 ... 60 s, with jitter) and starts again.
 
 The keys never wait for the link: presses are handled by the app in another task, and the link
-learns of new records through `app.wake`. Outages are state, not exceptions: `state`,
-`last_error`, `connects`, `failures`.
+learns of new records through `app.wake`. Outages are state, not exceptions: `state` (0 down,
+1 no network, 2 connecting, UP = 3 online), `last_error`, `connects`, `failures`.
 
 The daemon's ack (by seq) frees the journal, not the broker's PUBACK: a PUBACK only means the
 broker has it. If the oldest pending record stays unacked for `resend_s` on a live connection
@@ -37,14 +37,20 @@ except AttributeError:  # CPython
     def sleep_ms(ms):
         return asyncio.sleep(ms / 1000)
 
-DOWN = 0
-NO_NETWORK = 1
-CONNECTING = 2
-UP = 3
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+_DOWN = const(0)
+_NO_NETWORK = const(1)
+_CONNECTING = const(2)
+UP = const(3)
 STATES = ("down", "no network", "connecting", "online")
 
-_TIMEOUT = 10       # s for connect and CONNACK
-_BATCH = 8          # records read from the journal per step
+_TIMEOUT = const(10)  # s for connect and CONNACK
+_BATCH = const(8)     # records read from the journal per step
 
 
 def pid_of(seq):
@@ -66,7 +72,7 @@ class Link:
         self.resend_ms = resend_s * 1000
         self.status_ms = status_s * 1000
         self.client_id = app.cfg["hall"] + "-" + app.term
-        self.state = DOWN
+        self.state = _DOWN
         self.connects = 0
         self.failures = 0
         self.sent = 0          # publishes written (ratings, reasons, status)
@@ -84,16 +90,16 @@ class Link:
         backoff = 1
         while True:
             if self.net_ready is not None and not self.net_ready():
-                self.state = NO_NETWORK
+                self.state = _NO_NETWORK
                 await sleep_ms(1000)
                 continue
-            self.state = CONNECTING
+            self.state = _CONNECTING
             before = self.connects
             try:
                 await self._connection()
             except (OSError, ValueError, EOFError, asyncio.TimeoutError) as e:
                 self.last_error = "%s: %s" % (type(e).__name__, e)
-            self.state = DOWN
+            self.state = _DOWN
             self.failures += 1
             if self.connects != before:
                 backoff = 1
@@ -129,7 +135,7 @@ class Link:
         finally:
             if reader is not None:
                 reader.cancel()
-            self.state = DOWN
+            self.state = _DOWN
             try:
                 w.close()
                 await w.wait_closed()

@@ -12,13 +12,14 @@ except ImportError:  # CPython
     def const(x):  # type: ignore[misc]
         return x
 
-CONNECT = const(1)
+# packet types: parse() returns them; the terminal's own packets are literal bytes
+_CONNECT = const(1)
 CONNACK = const(2)
 PUBLISH = const(3)
 PUBACK = const(4)
-SUBSCRIBE = const(8)
+_SUBSCRIBE = const(8)
 SUBACK = const(9)
-PINGREQ_T = const(12)
+_PINGREQ = const(12)
 PINGRESP = const(13)
 
 PINGREQ = b"\xc0\x00"

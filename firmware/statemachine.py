@@ -22,20 +22,28 @@ from haochaping.protocol import levels
 
 from .clock import ticks_diff
 
-IDLE = 0
-PROMPT = 1
-CHOSEN = 2
-THANKS = 3
-REASON = 4
-FULL = 5
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+IDLE = const(0)
+PROMPT = const(1)
+CHOSEN = const(2)
+THANKS = const(3)
+REASON = const(4)
+FULL = const(5)
 NAMES = ("idle", "prompt", "chosen", "thanks", "reason", "full")
 
+# Plain ints, not const: `hcp simulate` and the tests shorten them (a const is inlined where it is
+# used, so setting the module attribute would change nothing under MicroPython).
 CORRECT_MS = 3000
 THANKS_MS = 2500
 QUIET_MS = 1500
 REASON_MS = 10000
 GUARD_MS = 700     # presses this soon after the rating was stored: bounce or mashing, not a reason
-SKIP_KEY = 5
+_SKIP_KEY = const(5)
 
 
 class Panel:
@@ -92,7 +100,7 @@ class Panel:
         elif mode == REASON:
             if ticks_diff(now, self._since) < GUARD_MS:
                 pass
-            elif key == SKIP_KEY:
+            elif key == _SKIP_KEY:
                 self._to(THANKS, now)
             else:
                 self.store.reason(self.ref, levels.REASONS[key - 1][0])
