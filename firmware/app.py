@@ -32,7 +32,7 @@ _MAX_OPEN_S = const(86400)          # a prompt stays open at most this long on t
 
 
 class App:
-    def __init__(self, cfg, ms, journal=None):
+    def __init__(self, cfg, ms):
         self.cfg = cfg
         self.ms = ms                      # time.ticks_ms, or a stand-in: compare with ticks_diff
         self.key = cfg["key"]
@@ -42,13 +42,11 @@ class App:
         self.t_status = topics.topic(hall, self.term, topics.STATUS)
         self.t_session = topics.topic(hall, self.term, topics.SESSION)
         self.t_ack = topics.topic(hall, self.term, topics.ACK)
-        if journal is None:
-            # compact at 1/16 of the bound: littlefs copies a file's last block on every append,
-            # so a small file keeps the flash writes per rating low (docs/firmware.md)
-            jmax = cfg["journal_max"]
-            journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16, cfg["seq_start"])
-        self.journal = journal
-        self.panel = statemachine.Panel(self, journal.last_token)
+        # compact at 1/16 of the bound: littlefs copies a file's last block on every append, so
+        # a small file keeps the flash writes per rating low (docs/firmware.md)
+        jmax = cfg["journal_max"]
+        self.journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16, cfg["seq_start"])
+        self.panel = statemachine.Panel(self, self.journal.last_token)
         self.synced_s = 0                 # daemon time (Unix s) at ticks synced_ms; 0: unknown
         self.synced_ms = ms()
         self.exp_ms = self.synced_ms      # ticks at which the open session expires

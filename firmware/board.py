@@ -36,7 +36,6 @@ _OFF = (0, 0, 0)
 
 class Board:
     def __init__(self, profile):
-        self.profile = profile
         self.name = profile["name"]
         self.touch = profile["input"] == "touch"
         self.keys = []  # type: list

@@ -47,7 +47,6 @@ _DOWN = const(0)
 _NO_NETWORK = const(1)
 _CONNECTING = const(2)
 UP = const(3)
-STATES = ("down", "no network", "connecting", "online")
 
 _TIMEOUT = const(10)  # s for connect and CONNACK
 _BATCH = const(8)     # records read from the journal per step

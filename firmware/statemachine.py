@@ -34,7 +34,6 @@ CHOSEN = const(2)
 THANKS = const(3)
 REASON = const(4)
 FULL = const(5)
-NAMES = ("idle", "prompt", "chosen", "thanks", "reason", "full")
 
 # Plain ints, not const: `hcp simulate` and the tests shorten them (a const is inlined where it is
 # used, so setting the module attribute would change nothing under MicroPython).

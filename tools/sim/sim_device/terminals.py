@@ -44,6 +44,7 @@ from haochaping.firmware import main
 from haochaping.firmware import statemachine as sm
 
 MPY = sys.implementation.name == "micropython"
+MODES = ("idle", "prompt", "chosen", "thanks", "reason", "full")  # statemachine.IDLE .. FULL
 TERMS = {}      # terminal id -> Sim
 ORDER = []
 
@@ -116,7 +117,7 @@ class Sim:
         if p.mode != self.mode or token != self.token:
             self.mode = p.mode
             self.token = token
-            say("mode", self.term, sm.NAMES[p.mode], token or "-")
+            say("mode", self.term, MODES[p.mode], token or "-")
         self.report_pending()
         up = self.link.state == link_mod.UP
         if up != self.state:
