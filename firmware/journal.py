@@ -116,10 +116,7 @@ class Journal:
                 if not raw:
                     break
                 size += len(raw)
-                if raw[-1:] != b"\n":
-                    rec = None
-                else:
-                    rec = _check(raw[:-1])
+                rec = _check(raw[:-1]) if raw[-1:] == b"\n" else None
                 if rec is None:
                     self.dropped += 1
                     clean = False

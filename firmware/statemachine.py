@@ -88,7 +88,7 @@ class Panel:
         if not 1 <= key <= 5:
             return
         mode = self.mode
-        if mode == IDLE or mode == PROMPT:
+        if mode in (IDLE, PROMPT):
             self._token_at_press = self.token
             self.choice = key
             self._to(CHOSEN, now)
@@ -112,12 +112,11 @@ class Panel:
         if mode == CHOSEN:
             if age >= CORRECT_MS:
                 self._commit(now)
-        elif mode == THANKS or mode == FULL:
+        elif mode in (THANKS, FULL):
             if age >= THANKS_MS and ticks_diff(now, self._last_press) >= QUIET_MS:
                 self._to(PROMPT if self.token else IDLE, now)
-        elif mode == REASON:
-            if age >= REASON_MS:
-                self._to(THANKS, now)
+        elif mode == REASON and age >= REASON_MS:
+            self._to(THANKS, now)
 
     def _commit(self, now):
         token = self._token_at_press

@@ -31,10 +31,7 @@ def _token_ok(t):
         return True
     if len(t) != _TOKEN_LEN:
         return False
-    for c in t:
-        if c not in _HEX:
-            return False
-    return True
+    return all(c in _HEX for c in t)
 
 
 def _uint(v):
@@ -71,7 +68,7 @@ def _load(payload):
     try:
         msg = json.loads(payload)
     except Exception:  # ValueError on both runtimes; UnicodeError on bad bytes
-        raise ValueError("not JSON")
+        raise ValueError("not JSON") from None
     if type(msg) is not dict:
         raise ValueError("not a JSON object")
     if msg.get("v") != _VERSION:

@@ -24,10 +24,7 @@ def valid_id(s):
     """Hall, terminal and window ids: 1-32 of [A-Za-z0-9_-] (safe in topics and signatures)."""
     if type(s) is not str or not 0 < len(s) <= _MAX_ID:
         return False
-    for c in s:
-        if c not in _ID_CHARS:
-            return False
-    return True
+    return all(c in _ID_CHARS for c in s)
 
 
 def topic(hall, terminal, kind):

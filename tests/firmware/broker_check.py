@@ -11,12 +11,12 @@ try:
 except ImportError:
     import uasyncio as asyncio
 
-import machine  # noqa: E402  (stand-in)
-import network  # noqa: E402  (stand-in)
+import machine  # the stand-ins
+import network
 
-from haochaping.firmware import link as link_mod  # noqa: E402
-from haochaping.firmware import main  # noqa: E402
-from haochaping.firmware import statemachine as sm  # noqa: E402
+from haochaping.firmware import link as link_mod
+from haochaping.firmware import main
+from haochaping.firmware import statemachine as sm
 
 sm.CORRECT_MS = 300
 sm.THANKS_MS = 300

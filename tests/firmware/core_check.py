@@ -171,7 +171,7 @@ def check_a_full_journal_shows_full_and_stores_nothing(d):
     p = statemachine.Panel(st)
     t = 0
     shown_full = False
-    for i in range(40):
+    for _ in range(40):
         p.press(1, t + 100)
         for k in range(1, 80):
             p.tick(t + 100 + k * 100)
@@ -312,7 +312,7 @@ def check_a_full_journal_refuses_rather_than_overwrites(d):
         pass
     else:
         return "journal never became full"
-    if j.pending != seqs or list(r[0] for r in j.records()) != seqs:
+    if j.pending != seqs or [r[0] for r in j.records()] != seqs:
         return "full journal dropped undelivered ratings"
     j.ack(seqs[:3])
     s = j.add_rating(2, "", 1)
@@ -345,7 +345,8 @@ def check_config_names_every_bad_field_not_just_the_first(d):
         config.validate(bad)
     except config.ConfigError as e:
         errs = e.args[0]
-        want = ("hall:", "port:", "key:", "colour: unknown", "board.chip:", "board: GPIO 4 used twice")
+        want = ("hall:", "port:", "key:", "colour: unknown", "board.chip:",
+                "board: GPIO 4 used twice")
         for w in want:
             if not [x for x in errs if x.startswith(w)]:
                 return "bad field %r not named in %r" % (w, errs)

@@ -75,7 +75,8 @@ def check_puback_subscribe_ping_bytes(d):
 
 def check_packets_from_the_broker_parse_from_a_stream(d):
     s = io.BytesIO(b"\x20\x02\x00\x00" b"\x33\x0a\x00\x03a/b\x00\x07xyz" b"\x40\x02\x00\x07"
-                   b"\x90\x04\x00\x01\x01\x80" b"\xd0\x00" b"\x31\x07\x00\x05a/b/c" b"\x20\x02\x01\x05")
+                   b"\x90\x04\x00\x01\x01\x80" b"\xd0\x00" b"\x31\x07\x00\x05a/b/c"
+                   b"\x20\x02\x01\x05")
     want = [(mqtt.CONNACK, 0, False), (mqtt.PUBLISH, "a/b", b"xyz", 1, 7, True),
             (mqtt.PUBACK, 7), (mqtt.SUBACK, 1, b"\x01\x80"), (mqtt.PINGRESP,),
             (mqtt.PUBLISH, "a/b/c", b"", 0, 0, True), (mqtt.CONNACK, 5, True)]

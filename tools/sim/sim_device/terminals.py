@@ -38,9 +38,8 @@ import machine  # the stand-ins of this folder
 import network
 
 from haochaping.firmware import app as app_mod
-from haochaping.firmware import clock, config
+from haochaping.firmware import clock, config, main
 from haochaping.firmware import link as link_mod
-from haochaping.firmware import main
 from haochaping.firmware import statemachine as sm
 
 MPY = sys.implementation.name == "micropython"
@@ -195,7 +194,7 @@ def load(path):
     except config.ConfigError as e:
         for err in e.args[0]:
             say("error", "%s: %s" % (path, err))
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 async def ticker(apps):
