@@ -453,6 +453,29 @@ def check_rating_time_follows_the_daemon_clock_for_days_without_messages(d):
         return "rating time %d after 20 days, want %d" % (ts, want)
 
 
+def check_the_key_loop_tick_makes_no_heap_objects_with_a_prompt_open(d):
+    # 100 ticks a second: a float or a big int per tick would be garbage all day (MicroPython
+    # only: CPython has no gc.mem_alloc)
+    import gc
+    if not hasattr(gc, "mem_alloc"):
+        return None
+    app, clock = _app(d, "a4", 5000)
+    _session(app, TOK, 1764057600 + 600, 1764057600)
+    ticks = range(1000)
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    for _ in ticks:
+        clock.t += 10
+        app.tick()
+    used = gc.mem_alloc() - before
+    gc.enable()
+    if app.panel.mode != PROMPT:
+        return "the prompt closed early"
+    if used >= 1000:
+        return "1000 ticks made %d bytes of heap objects" % used
+
+
 def check(d):
     n = 0
     failures = []
