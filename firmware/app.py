@@ -1,26 +1,40 @@
 """The terminal's logic: state machine + journal + protocol. Pure core: no hardware, no asyncio.
 
-The shell (main.py) feeds it key presses and ticks with a monotonic millisecond clock, and the
+The shell (main.py) feeds it key presses and ticks with a `time.ticks_ms` clock, and the
 link feeds it MQTT messages. What goes out is read from the journal (`outbox`), so a rating is
 sent only after it is durable, and resent from the same record after any outage or reboot.
 
-Time: `ts` in a rating is daemon time (Unix seconds). The terminal has no trusted clock, so it
-learns an offset from the "now" field of every session and ack it receives. Until it has heard
-from the daemon once since boot, `ts` is 0, meaning "time unknown" (the daemon uses its own
-receive time); a retained session normally arrives right after connecting.
+Time: `ms` is a `time.ticks_ms` clock (clock.py): small ints that wrap, compared with
+`ticks_diff`. `ts` in a rating is daemon time (Unix seconds). The terminal has no trusted clock,
+so it keeps the "now" of the last session or ack it received with the ticks at that moment, and
+moves that pair forward an hour at a time (a ticks interval only spans about 6 days on the
+ESP32). Until it has heard from the daemon once since boot, `ts` is 0, meaning "time unknown"
+(the daemon uses its own receive time); a retained session normally arrives right after
+connecting. A session's expiry becomes a ticks deadline once, when the session arrives: the key
+loop compares small ints, never Unix seconds (over 2**30: a heap object on the ESP32).
 """
 from haochaping.protocol import messages, topics
 
 from . import journal as journal_mod
 from . import statemachine
+from .clock import ticks_add, ticks_diff
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
 
 VERSION = "0.1.0"
+_ANCHOR_S = const(3600)             # the daemon-time anchor moves forward by this much at a time
+_ANCHOR_MS = const(_ANCHOR_S * 1000)
+_MAX_OPEN_S = const(86400)          # a prompt stays open at most this long on the terminal
 
 
 class App:
-    def __init__(self, cfg, ms, journal=None):
+    def __init__(self, cfg, ms):
         self.cfg = cfg
-        self.ms = ms                      # monotonic milliseconds (never wraps in practice)
+        self.ms = ms                      # time.ticks_ms, or a stand-in: compare with ticks_diff
         self.key = cfg["key"]
         self.term = cfg["terminal"]
         hall = cfg["hall"]
@@ -28,15 +42,14 @@ class App:
         self.t_status = topics.topic(hall, self.term, topics.STATUS)
         self.t_session = topics.topic(hall, self.term, topics.SESSION)
         self.t_ack = topics.topic(hall, self.term, topics.ACK)
-        if journal is None:
-            # compact at 1/16 of the bound: littlefs copies a file's last block on every append,
-            # so a small file keeps the flash writes per rating low (docs/firmware.md)
-            jmax = cfg["journal_max"]
-            journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16, cfg["seq_start"])
-        self.journal = journal
-        self.panel = statemachine.Panel(self, journal.last_token)
-        self.offset = None                # daemon time - our seconds, once known
-        self.exp = 0                      # daemon time at which the open session expires
+        # compact at 1/16 of the bound: littlefs copies a file's last block on every append, so
+        # a small file keeps the flash writes per rating low (docs/firmware.md)
+        jmax = cfg["journal_max"]
+        self.journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16, cfg["seq_start"])
+        self.panel = statemachine.Panel(self, self.journal.last_token)
+        self.synced_s = 0                 # daemon time (Unix s) at ticks synced_ms; 0: unknown
+        self.synced_ms = ms()
+        self.exp_ms = self.synced_ms      # ticks at which the open session expires
         self.wake = None                  # set by the link: called when there is something to send
         self.rejected = 0                 # messages refused (bad signature, wrong terminal, ...)
         self.full = 0                     # ratings refused because the journal was full
@@ -47,12 +60,13 @@ class App:
     # ------------------------------------------------------------ time
 
     def daemon_now(self):
-        if self.offset is None:
+        if not self.synced_s:
             return 0
-        return self.ms() // 1000 + self.offset
+        return self.synced_s + ticks_diff(self.ms(), self.synced_ms) // 1000
 
-    def _learn_time(self, now):
-        self.offset = now - self.ms() // 1000
+    def _learn_time(self, now_s):
+        self.synced_s = now_s
+        self.synced_ms = self.ms()
 
     # ------------------------------------------------------------ inputs from the shell
 
@@ -60,9 +74,13 @@ class App:
         self.panel.press(key, self.ms())
 
     def tick(self):
-        if self.panel.token and self.offset is not None and self.daemon_now() >= self.exp:
-            self.panel.close(self.ms())
-        self.panel.tick(self.ms())
+        now = self.ms()
+        if self.synced_s and ticks_diff(now, self.synced_ms) >= _ANCHOR_MS:
+            self.synced_s += _ANCHOR_S    # once an hour: keeps the anchor within ticks_diff's span
+            self.synced_ms = ticks_add(self.synced_ms, _ANCHOR_MS)
+        if self.panel.token and ticks_diff(now, self.exp_ms) >= 0:
+            self.panel.close(now)
+        self.panel.tick(now)
 
     # ------------------------------------------------------------ the panel's store
 
@@ -129,10 +147,11 @@ class App:
                 if msg["term"] != self.term:
                     raise ValueError("session for another terminal")
                 self._learn_time(msg["now"])
-                if msg["exp"] <= msg["now"]:
+                left = msg["exp"] - msg["now"]
+                if left <= 0:
                     self.panel.close(now)
                     return
-                self.exp = msg["exp"]
+                self.exp_ms = ticks_add(now, min(left, _MAX_OPEN_S) * 1000)
                 self.panel.session(msg["token"], msg["window"], msg["staff"], now)
         except ValueError:
             self.rejected += 1

@@ -3,7 +3,7 @@
 Every pin comes from the profile (hardware/profiles/*.json schema); nothing here knows a board
 by name. Keys are read by polling (`scan`, every SCAN_MS from a task) through the Debounce
 filter of the core: buttons are inputs with pull-ups, pressed = 0; touch pads are calibrated at
-boot (a baseline per pad; touched = the reading moved by TOUCH_PCT from it, down on the ESP32,
+boot (a baseline per pad; touched = the reading moved by _TOUCH_PCT from it, down on the ESP32,
 up on the ESP32-S3, whose touch sensor counts the other way).
 
 What the lights say (mode and choice come from statemachine.Panel):
@@ -16,9 +16,16 @@ The status LED is for staff: steady = online, slow blink = offline (ratings kept
 import machine
 
 from . import statemachine as sm
+from .clock import ticks_add, ticks_diff
 
-SCAN_MS = 10
-TOUCH_PCT = 15
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+SCAN_MS = const(10)
+_TOUCH_PCT = const(15)
 _TOUCH_FALLS = {"esp32": True, "esp32s3": False}
 # WS2812 colours for the five levels (green .. red) and the signs
 _LEVEL_RGB = ((0, 60, 0), (30, 60, 0), (60, 60, 0), (60, 25, 0), (60, 0, 0))
@@ -29,7 +36,6 @@ _OFF = (0, 0, 0)
 
 class Board:
     def __init__(self, profile):
-        self.profile = profile
         self.name = profile["name"]
         self.touch = profile["input"] == "touch"
         self.keys = []  # type: list
@@ -65,7 +71,8 @@ class Board:
                 self.display = ssd1306.SSD1306_I2C(128, 64, i2c)
             except (ImportError, OSError):
                 self.display = None  # no driver installed or no display answering: lights only
-        self._tone_end = 0
+        self._tone_end = 0       # ticks when the current tone ends (while sounding)
+        self._sounding = False
         self._tones = []
         if self.touch:
             self.calibrate()
@@ -91,8 +98,8 @@ class Board:
             return self._pressed[i]
         base = self._base[i]
         if self._falls:
-            return v * 100 < base * (100 - TOUCH_PCT)
-        return v * 100 > base * (100 + TOUCH_PCT)
+            return v * 100 < base * (100 - _TOUCH_PCT)
+        return v * 100 > base * (100 + _TOUCH_PCT)
 
     def scan(self):
         """Sample the keys once; return the mask of keys that went down (bit 0 = key 1)."""
@@ -168,19 +175,20 @@ class Board:
             return
         self._tones = list(tones)
         self._tone_end = now
+        self._sounding = True
         self.tick(now)
 
     def tick(self, now):
-        if self.buzzer is None or now < self._tone_end:
+        if self.buzzer is None or not self._sounding or ticks_diff(now, self._tone_end) < 0:
             return
         if self._tones:
             f, ms = self._tones.pop(0)
             self.buzzer.freq(f)
             self.buzzer.duty_u16(32768)
-            self._tone_end = now + ms
+            self._tone_end = ticks_add(now, ms)
         else:
             self.buzzer.duty_u16(0)
-            self._tone_end = now + 1000000000
+            self._sounding = False
 
 
 PRESS_TONE = ((2400, 30),)

@@ -29,14 +29,19 @@ RAM: only the pending sequence numbers are kept in memory (a list of small ints)
 are read back from the file when they are (re)sent.
 """
 import os
-
 from binascii import crc32
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
 
 RATING = "r"
 REASON = "n"
 _ACK = "a"
 _HEAD = "h"
-_MAX_LINE = 120
+_MAX_LINE = const(120)
 
 
 class Full(Exception):
@@ -111,10 +116,7 @@ class Journal:
                 if not raw:
                     break
                 size += len(raw)
-                if raw[-1:] != b"\n":
-                    rec = None
-                else:
-                    rec = _check(raw[:-1])
+                rec = _check(raw[:-1]) if raw[-1:] == b"\n" else None
                 if rec is None:
                     self.dropped += 1
                     clean = False

@@ -8,8 +8,8 @@ flag). A reader task handles what the broker sends. On any failure both stop, th
 closed, and the supervisor backs off (1, 2, 4 ... 60 s, with jitter) and starts again.
 
 The keys never wait for the link: presses are handled by the app in another task, and the link
-learns of new records through `app.wake`. Outages are state, not exceptions: `state`,
-`last_error`, `connects`, `failures`.
+learns of new records through `app.wake`. Outages are state, not exceptions: `state` (0 down,
+1 no network, 2 connecting, UP = 3 online), `last_error`, `connects`, `failures`.
 
 The daemon's ack (by seq) frees the journal, not the broker's PUBACK: a PUBACK only means the
 broker has it. If the oldest pending record stays unacked for `resend_s` on a live connection
@@ -18,6 +18,10 @@ Duplicates are expected; the daemon dedups by terminal + seq.
 
 `open_connection` is injectable (default asyncio.open_connection): tests put a socket-level
 stand-in there. The broker host should be an IP address: MicroPython resolves names blocking.
+
+Times are `app.ms()` ticks compared with `ticks_diff` (clock.py); waits are `sleep_ms` with whole
+milliseconds. `sleep_ms` is asyncio's own on MicroPython; CPython's asyncio lacks it, and the
+stand-in is defined here, the firmware's asyncio module, for main.py too.
 """
 try:
     import asyncio
@@ -25,15 +29,27 @@ except ImportError:  # pragma: no cover - older MicroPython
     import uasyncio as asyncio  # type: ignore
 
 from . import mqtt
+from .clock import ticks_diff
 
-DOWN = 0
-NO_NETWORK = 1
-CONNECTING = 2
-UP = 3
-STATES = ("down", "no network", "connecting", "online")
+try:
+    sleep_ms = asyncio.sleep_ms
+except AttributeError:  # CPython
+    def sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
 
-_TIMEOUT = 10       # s for connect and CONNACK
-_BATCH = 8          # records read from the journal per step
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+_DOWN = const(0)
+_NO_NETWORK = const(1)
+_CONNECTING = const(2)
+UP = const(3)
+
+_TIMEOUT = const(10)  # s for connect and CONNACK
+_BATCH = const(8)     # records read from the journal per step
 
 
 def pid_of(seq):
@@ -55,7 +71,7 @@ class Link:
         self.resend_ms = resend_s * 1000
         self.status_ms = status_s * 1000
         self.client_id = app.cfg["hall"] + "-" + app.term
-        self.state = DOWN
+        self.state = _DOWN
         self.connects = 0
         self.failures = 0
         self.sent = 0          # publishes written (ratings, reasons, status)
@@ -73,21 +89,21 @@ class Link:
         backoff = 1
         while True:
             if self.net_ready is not None and not self.net_ready():
-                self.state = NO_NETWORK
-                await asyncio.sleep(1)
+                self.state = _NO_NETWORK
+                await sleep_ms(1000)
                 continue
-            self.state = CONNECTING
+            self.state = _CONNECTING
             before = self.connects
             try:
                 await self._connection()
             except (OSError, ValueError, EOFError, asyncio.TimeoutError) as e:
                 self.last_error = "%s: %s" % (type(e).__name__, e)
-            self.state = DOWN
+            self.state = _DOWN
             self.failures += 1
             if self.connects != before:
                 backoff = 1
             # jitter from the clock spreads a hall's terminals after a broker restart
-            await asyncio.sleep(backoff + (self.app.ms() % 1000) / 1000)
+            await sleep_ms(backoff * 1000 + self.app.ms() % 1000)
             backoff = min(backoff * 2, self.backoff_max)
 
     async def _connection(self):
@@ -118,7 +134,7 @@ class Link:
         finally:
             if reader is not None:
                 reader.cancel()
-            self.state = DOWN
+            self.state = _DOWN
             try:
                 w.close()
                 await w.wait_closed()
@@ -188,9 +204,9 @@ class Link:
             now = app.ms()
             if self.net_ready is not None and not self.net_ready():
                 raise OSError("network lost")
-            if now - self._rx > self.keepalive * 1500:
+            if ticks_diff(now, self._rx) > self.keepalive * 1500:
                 raise OSError("broker silent for 1.5 keep-alive periods")
-            if now - self._tx >= half:
+            if ticks_diff(now, self._tx) >= half:
                 w.write(mqtt.PINGREQ)
                 await w.drain()
                 self._tx = now
@@ -199,10 +215,10 @@ class Link:
             if head != oldest:
                 oldest = head
                 oldest_since = now
-            elif head and now - oldest_since >= self.resend_ms:
+            elif head and ticks_diff(now, oldest_since) >= self.resend_ms:
                 after = 0           # the daemon has not acked: send everything pending again
                 oldest_since = now
-            if now - status_at >= self.status_ms:
+            if ticks_diff(now, status_at) >= self.status_ms:
                 status_at = now
                 await self._publish(w, app.t_status, app.status(), 0, 0, True)
         raise OSError("connection lost")

@@ -15,7 +15,6 @@ with stand-ins for `machine`/`network` and an `open_connection` of its own.
 """
 import gc
 import json
-import time
 
 try:
     import asyncio
@@ -25,43 +24,32 @@ except ImportError:  # pragma: no cover
 import machine
 import network
 
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython, when `hcp simulate` runs the firmware without micropython
-    def ticks_ms():
-        return int(time.monotonic() * 1000)  # type: ignore[attr-defined]
+from haochaping.protocol import messages, topics
 
-    def ticks_diff(a, b):  # type: ignore[no-redef]
-        return a - b
+from . import app as app_mod
+from . import board as board_mod
+from . import config
+from . import link as link_mod
+from . import statemachine as sm
+from .clock import ticks_diff, ticks_ms
+from .link import sleep_ms
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+CONFIG = "/config.json"
+_WDT_MS = const(8000)
+_WIFI_RETRY_MS = const(10000)
+_STATUS_REFRESH_MS = const(10000)
+_ERROR_BLINK_MS = const(100)
 
 
 def _mem_free():
     f = getattr(gc, "mem_free", None)  # MicroPython only
     return f() if f is not None else 0
-
-from . import app as app_mod
-from . import board as board_mod
-from . import config, link as link_mod, statemachine as sm
-from haochaping.protocol import messages, topics
-
-CONFIG = "/config.json"
-WDT_MS = 8000
-WIFI_RETRY_MS = 10000
-STATUS_REFRESH_MS = 10000
-
-
-class Ms:
-    """Monotonic milliseconds that never wrap (time.ticks_ms wraps; this accumulates it)."""
-
-    def __init__(self):
-        self.last = ticks_ms()
-        self.total = 0
-
-    def __call__(self):
-        now = ticks_ms()
-        self.total += ticks_diff(now, self.last)
-        self.last = now
-        return self.total
 
 
 def load(path):
@@ -70,9 +58,9 @@ def load(path):
         with open(path) as f:
             raw = json.load(f)
     except OSError:
-        raise config.ConfigError(["%s: cannot read" % path])
+        raise config.ConfigError(["%s: cannot read" % path]) from None
     except ValueError:
-        raise config.ConfigError(["%s: not valid JSON" % path])
+        raise config.ConfigError(["%s: not valid JSON" % path]) from None
     return config.validate(raw)
 
 
@@ -137,7 +125,7 @@ async def _config_failed(path, err, ms, open_connection=None):
     while True:
         if b is not None:
             b.show_error(ms())
-        await asyncio.sleep(0.1)
+        await sleep_ms(_ERROR_BLINK_MS)
 
 
 class Terminal:
@@ -170,7 +158,7 @@ class Terminal:
         panel = app.panel
         seen = -1
         mode = sm.IDLE
-        refresh = 0
+        refresh = self.ms()  # serve() has just refreshed the status
         while True:
             now = self.ms()
             mask = b.scan()
@@ -195,12 +183,12 @@ class Terminal:
                 b.show(mode, panel.choice, now)
             b.tick(now)
             b.status(self.link.state == link_mod.UP, now)
-            if now - refresh >= STATUS_REFRESH_MS:
+            if ticks_diff(now, refresh) >= _STATUS_REFRESH_MS:
                 refresh = now
                 self._refresh_status()
             if self.wdt is not None:
                 self.wdt.feed()
-            await asyncio.sleep(board_mod.SCAN_MS / 1000)
+            await sleep_ms(board_mod.SCAN_MS)
 
     async def wifi(self):
         w = self.wlan
@@ -211,7 +199,7 @@ class Terminal:
                     w.connect(self.cfg["wifi_ssid"], self.cfg["wifi_password"])
                 except OSError:
                     pass  # the link shows "no network"; retried below
-            await asyncio.sleep(WIFI_RETRY_MS / 1000)
+            await sleep_ms(_WIFI_RETRY_MS)
 
     async def serve(self):
         self._refresh_status()
@@ -223,13 +211,13 @@ class Terminal:
 async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None):
     """Boot and run the terminal. A harness may pass `open_connection` (socket-level stand-in)
     and `on_start` (called with the Terminal once it is built)."""
-    ms = Ms()
+    ms = ticks_ms
     try:
         cfg = load(path)
     except config.ConfigError as e:
         await _config_failed(path, e, ms, open_connection)
         return
-    wdt = machine.WDT(timeout=WDT_MS) if watchdog else None
+    wdt = machine.WDT(timeout=_WDT_MS) if watchdog else None
     t = Terminal(cfg, ms, open_connection, wdt)
     gc.collect()
     print("haochaping %s: %s on %s, heap free %d, backlog %d" % (

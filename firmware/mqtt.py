@@ -1,8 +1,9 @@
 """MQTT 3.1.1 packets (OASIS mqtt-v3.1.1-os), the few this terminal needs. Pure core, no I/O.
 
-Build: connect, publish (header only: the payload is written after it, no copy), puback,
-subscribe, PINGREQ, DISCONNECT. Parse: `parse(first_byte, body)` for every packet a broker
-sends to a client; `read_packet(stream)` for blocking streams (tests, io.BytesIO).
+Build: connect, publish_header (the payload is written after it, no copy), puback, subscribe,
+PINGREQ. Parse: `parse(first_byte, body)` for every packet a broker sends to a client, fed by
+`length_done` one remaining-length byte at a time (the link reads them from its stream).
+`publish` (header and payload in one bytes) is used by the tests' broker stand-in only.
 """
 import struct
 
@@ -12,17 +13,17 @@ except ImportError:  # CPython
     def const(x):  # type: ignore[misc]
         return x
 
-CONNECT = const(1)
+# packet types: parse() returns them; the terminal's own packets are literal bytes
+_CONNECT = const(1)
 CONNACK = const(2)
 PUBLISH = const(3)
 PUBACK = const(4)
-SUBSCRIBE = const(8)
+_SUBSCRIBE = const(8)
 SUBACK = const(9)
-PINGREQ_T = const(12)
+_PINGREQ = const(12)
 PINGRESP = const(13)
 
 PINGREQ = b"\xc0\x00"
-DISCONNECT = b"\xe0\x00"
 MAX_IN = const(2048)   # larger incoming packets are refused: they cannot be ours
 
 CONNACK_REASONS = ("accepted", "bad protocol version", "client id rejected",
@@ -50,9 +51,10 @@ def _str(s):
     return struct.pack("!H", len(s)) + s
 
 
-def connect(client_id, keepalive, user=None, password=None, will=None, clean=True):
-    """CONNECT. `will` = (topic, message, qos, retain) or None."""
-    flags = 0x02 if clean else 0
+def connect(client_id, keepalive, user=None, password=None, will=None):
+    """CONNECT, always a clean session (the journal, not the broker, keeps what is unsent).
+    `will` = (topic, message, qos, retain) or None."""
+    flags = 0x02
     payload = _str(client_id)
     if will:
         topic, msg, qos, retain = will
@@ -141,23 +143,3 @@ def length_done(length, shift, byte):
     if shift > 21:
         raise ValueError("mqtt: bad remaining length")
     return length, shift + 7, not byte & 0x80
-
-
-def _exact(stream, n):
-    b = stream.read(n)
-    if b is None or len(b) != n:
-        raise OSError("mqtt: connection closed")
-    return b
-
-
-def read_packet(stream):
-    """Read one whole packet from a blocking stream and parse it."""
-    first = _exact(stream, 1)[0]
-    length = shift = 0
-    while True:
-        length, shift, done = length_done(length, shift, _exact(stream, 1)[0])
-        if done:
-            break
-    if length > MAX_IN:
-        raise ValueError("mqtt: packet too large")
-    return parse(first, _exact(stream, length) if length else b"")

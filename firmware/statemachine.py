@@ -1,8 +1,8 @@
 """What the five keys do: the session/key state machine. Pure core, no hardware.
 
-Driven by events (`press`, `session`, `close`) and `tick`, each given the time `now` in
-milliseconds from a monotonic clock passed in by the caller. The clock never wraps (the shell
-accumulates `time.ticks_diff`), so plain subtraction is right here. Commits go through the `store`
+Driven by events (`press`, `session`, `close`) and `tick`, each given the time `now`, a
+`time.ticks_ms` value from the caller: it wraps, so intervals are taken with `ticks_diff` (every
+wait here is seconds, far below the half wrap). Commits go through the `store`
 object (the app): `store.rating(level, token)` and `store.reason(ref, reason)` return the seq
 once the record is durable, or None when the journal refused it (full). "Thank you" is shown
 only after that returned.
@@ -20,20 +20,29 @@ Modes (what the citizen sees; the board renders `mode` and `choice`):
 """
 from haochaping.protocol import levels
 
-IDLE = 0
-PROMPT = 1
-CHOSEN = 2
-THANKS = 3
-REASON = 4
-FULL = 5
-NAMES = ("idle", "prompt", "chosen", "thanks", "reason", "full")
+from .clock import ticks_diff
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+IDLE = const(0)
+PROMPT = const(1)
+CHOSEN = const(2)
+THANKS = const(3)
+REASON = const(4)
+FULL = const(5)
+
+# Plain ints, not const: `hcp simulate` and the tests shorten them (a const is inlined where it is
+# used, so setting the module attribute would change nothing under MicroPython).
 CORRECT_MS = 3000
 THANKS_MS = 2500
 QUIET_MS = 1500
 REASON_MS = 10000
 GUARD_MS = 700     # presses this soon after the rating was stored: bounce or mashing, not a reason
-SKIP_KEY = 5
+_SKIP_KEY = const(5)
 
 
 class Panel:
@@ -79,7 +88,7 @@ class Panel:
         if not 1 <= key <= 5:
             return
         mode = self.mode
-        if mode == IDLE or mode == PROMPT:
+        if mode in (IDLE, PROMPT):
             self._token_at_press = self.token
             self.choice = key
             self._to(CHOSEN, now)
@@ -88,9 +97,9 @@ class Panel:
                 self.choice = key
                 self.changes += 1
         elif mode == REASON:
-            if now - self._since < GUARD_MS:
+            if ticks_diff(now, self._since) < GUARD_MS:
                 pass
-            elif key == SKIP_KEY:
+            elif key == _SKIP_KEY:
                 self._to(THANKS, now)
             else:
                 self.store.reason(self.ref, levels.REASONS[key - 1][0])
@@ -99,16 +108,15 @@ class Panel:
 
     def tick(self, now):
         mode = self.mode
-        age = now - self._since
+        age = ticks_diff(now, self._since)
         if mode == CHOSEN:
             if age >= CORRECT_MS:
                 self._commit(now)
-        elif mode == THANKS or mode == FULL:
-            if age >= THANKS_MS and now - self._last_press >= QUIET_MS:
+        elif mode in (THANKS, FULL):
+            if age >= THANKS_MS and ticks_diff(now, self._last_press) >= QUIET_MS:
                 self._to(PROMPT if self.token else IDLE, now)
-        elif mode == REASON:
-            if age >= REASON_MS:
-                self._to(THANKS, now)
+        elif mode == REASON and age >= REASON_MS:
+            self._to(THANKS, now)
 
     def _commit(self, now):
         token = self._token_at_press

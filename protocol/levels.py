@@ -37,7 +37,4 @@ def is_bad(code):
 
 
 def is_reason(code):
-    for r in REASONS:
-        if r[0] == code:
-            return True
-    return False
+    return any(r[0] == code for r in REASONS)

@@ -8,9 +8,15 @@ import json
 
 from . import levels, sign, topics
 
-VERSION = 1
-MAX_PAYLOAD = 512  # bytes; anything larger is refused before it is parsed
-TOKEN_LEN = 32     # session tokens: 16 random bytes as hex
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+_VERSION = const(1)
+_MAX_PAYLOAD = const(512)  # bytes; anything larger is refused before it is parsed
+_TOKEN_LEN = const(32)     # session tokens: 16 random bytes as hex
 _HEX = "0123456789abcdef"
 
 
@@ -23,12 +29,9 @@ def _token_ok(t):
         return False
     if t == "":
         return True
-    if len(t) != TOKEN_LEN:
+    if len(t) != _TOKEN_LEN:
         return False
-    for c in t:
-        if c not in _HEX:
-            return False
-    return True
+    return all(c in _HEX for c in t)
 
 
 def _uint(v):
@@ -60,15 +63,15 @@ def encode_reason(key, term, seq, ref, reason, ts):
 
 
 def _load(payload):
-    if len(payload) > MAX_PAYLOAD:
-        raise ValueError("payload too large (%d bytes, limit %d)" % (len(payload), MAX_PAYLOAD))
+    if len(payload) > _MAX_PAYLOAD:
+        raise ValueError("payload too large (%d bytes, limit %d)" % (len(payload), _MAX_PAYLOAD))
     try:
         msg = json.loads(payload)
     except Exception:  # ValueError on both runtimes; UnicodeError on bad bytes
-        raise ValueError("not JSON")
+        raise ValueError("not JSON") from None
     if type(msg) is not dict:
         raise ValueError("not a JSON object")
-    if msg.get("v") != VERSION:
+    if msg.get("v") != _VERSION:
         raise ValueError("unsupported version")
     return msg
 
@@ -111,7 +114,7 @@ def verify_uplink(key, msg):
     return sign.verify(key, msg["kind"], uplink_fields(msg), msg["sig"])
 
 
-MAX_ERRORS = 12  # config errors named in one status message (the payload stays small)
+_MAX_ERRORS = const(12)  # config errors named in one status message (the payload stays small)
 
 
 def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0, errors=None):
@@ -120,7 +123,7 @@ def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0, erro
         return ('{"v":1,"term":%s,"online":false}' % _q(term)).encode()
     extra = ""
     if errors:
-        extra = ',"errors":[%s]' % ",".join([_q(e[:40]) for e in errors[:MAX_ERRORS]])
+        extra = ',"errors":[%s]' % ",".join([_q(e[:40]) for e in errors[:_MAX_ERRORS]])
     return ('{"v":1,"term":%s,"online":true,"fw":%s,"board":%s,"heap":%d,"backlog":%d,"rssi":%d%s}'
             % (_q(term), _q(fw), _q(board), heap, backlog, rssi, extra)).encode()
 
@@ -132,7 +135,7 @@ def decode_status(payload):
     if type(msg.get("online")) is not bool:
         raise ValueError("bad online flag")
     errs = msg.get("errors", [])
-    if type(errs) is not list or len(errs) > MAX_ERRORS:
+    if type(errs) is not list or len(errs) > _MAX_ERRORS:
         raise ValueError("bad error list")
     for e in errs:
         if type(e) is not str:

@@ -7,12 +7,21 @@ Fields never contain "|" (ids and tokens are checked against a small alphabet fi
 import binascii
 import hashlib
 
-try:  # CPython (and boards with micropython-lib's hmac): the C implementation, same result
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
+try:  # CPython (and boards with micropython-lib's hmac): the standard module, same result
     import hmac as _hmac
 except ImportError:
     _hmac = None
 
-_BLOCK = 64
+_BLOCK = const(64)
+# The fallback's pads for the last key it was given: [key, inner pad, outer pad]. A terminal
+# signs and checks everything with its one key, so the pads are built once, not per message.
+_pads = [None, b"", b""]  # type: list
 
 
 def hmac_sha256(key, msg):
@@ -21,14 +30,25 @@ def hmac_sha256(key, msg):
     return _hmac_sha256(key, msg)
 
 
+def _key_pads(key):
+    """The (inner, outer) pads of `key`: built only when the key differs from the last one."""
+    p = _pads
+    if key != p[0]:
+        key = bytes(key)  # our own copy: a caller's bytearray changed later must not match
+        k = hashlib.sha256(key).digest() if len(key) > _BLOCK else key
+        k = k + bytes(_BLOCK - len(k))
+        p[1] = bytes(b ^ 0x36 for b in k)
+        p[2] = bytes(b ^ 0x5C for b in k)
+        p[0] = key
+    return p[1], p[2]
+
+
 def _hmac_sha256(key, msg):
     """HMAC-SHA256 (RFC 2104) from hashlib alone, for MicroPython."""
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key + bytes(_BLOCK - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    ipad, opad = _key_pads(key)
+    inner = hashlib.sha256(ipad)
     inner.update(msg)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    outer = hashlib.sha256(opad)
     outer.update(inner.digest())
     return outer.digest()
 

@@ -1,4 +1,10 @@
 """MQTT topic names: hcp/v1/<hall>/<terminal>/<kind>."""
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):  # type: ignore[misc]
+        return x
+
 
 PREFIX = "hcp/v1"
 # terminal -> daemon
@@ -11,17 +17,14 @@ CONFIG = "config"   # retained: settings pushed to the terminal
 
 KINDS = (RATING, STATUS, ACK, SESSION, CONFIG)
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
-MAX_ID = 32
+_MAX_ID = const(32)
 
 
 def valid_id(s):
     """Hall, terminal and window ids: 1-32 of [A-Za-z0-9_-] (safe in topics and signatures)."""
-    if type(s) is not str or not 0 < len(s) <= MAX_ID:
+    if type(s) is not str or not 0 < len(s) <= _MAX_ID:
         return False
-    for c in s:
-        if c not in _ID_CHARS:
-            return False
-    return True
+    return all(c in _ID_CHARS for c in s)
 
 
 def topic(hall, terminal, kind):

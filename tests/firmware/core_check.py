@@ -171,7 +171,7 @@ def check_a_full_journal_shows_full_and_stores_nothing(d):
     p = statemachine.Panel(st)
     t = 0
     shown_full = False
-    for i in range(40):
+    for _ in range(40):
         p.press(1, t + 100)
         for k in range(1, 80):
             p.tick(t + 100 + k * 100)
@@ -312,7 +312,7 @@ def check_a_full_journal_refuses_rather_than_overwrites(d):
         pass
     else:
         return "journal never became full"
-    if j.pending != seqs or list(r[0] for r in j.records()) != seqs:
+    if j.pending != seqs or [r[0] for r in j.records()] != seqs:
         return "full journal dropped undelivered ratings"
     j.ack(seqs[:3])
     s = j.add_rating(2, "", 1)
@@ -345,7 +345,8 @@ def check_config_names_every_bad_field_not_just_the_first(d):
         config.validate(bad)
     except config.ConfigError as e:
         errs = e.args[0]
-        want = ("hall:", "port:", "key:", "colour: unknown", "board.chip:", "board: GPIO 4 used twice")
+        want = ("hall:", "port:", "key:", "colour: unknown", "board.chip:",
+                "board: GPIO 4 used twice")
         for w in want:
             if not [x for x in errs if x.startswith(w)]:
                 return "bad field %r not named in %r" % (w, errs)
@@ -366,6 +367,113 @@ def check_debounce_turns_contact_bounce_and_a_held_key_into_one_press(d):
         presses += m >> 1 & 1
     if presses != 1:
         return "bounce and hold gave %d presses" % presses
+
+
+# ------------------------------------------------------------------ the app's clock
+
+
+class Clock:
+    """A ticks clock stand-in: the tests move it by hand."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def _app(d, name, start):
+    from haochaping.firmware import app as app_mod
+    _rm(d + "/" + name)
+    cfg = {}
+    for k in GOOD:
+        cfg[k] = GOOD[k]
+    cfg["journal"] = d + "/" + name
+    from haochaping.firmware import config
+    clock = Clock(start)
+    return app_mod.App(config.validate(cfg), clock), clock
+
+
+def _session(app, token, exp, now):
+    app.on_message(app.t_session, messages.encode_session(b"k" * 32, "T1", token, "W1", "S1",
+                                                          exp, now))
+
+
+def check_a_prompt_goes_dark_when_its_session_expires_by_the_terminal_clock(d):
+    app, clock = _app(d, "a1", 123456789)
+    _session(app, TOK, 1764057600 + 90, 1764057600)
+    if app.panel.mode != PROMPT:
+        return "keys did not light for the session"
+    clock.t += 89900
+    app.tick()
+    if app.panel.mode != PROMPT:
+        return "the prompt closed before its expiry"
+    clock.t += 100
+    app.tick()
+    if app.panel.mode != IDLE or app.panel.token:
+        return "the prompt stayed open after its expiry"
+    _session(app, TOK2, 1764057700, 1764057700)
+    if app.panel.mode != IDLE:
+        return "keys lit for a session that had already expired"
+
+
+def check_a_prompt_open_for_days_closes_after_one_day_on_the_terminal(d):
+    # a deadline beyond a day would not fit a ticks interval on the ESP32
+    app, clock = _app(d, "a2", 0)
+    _session(app, TOK, 1764057600 + 10 * 86400, 1764057600)
+    for _ in range(23):
+        clock.t += 3600000
+        app.tick()
+    if app.panel.mode != PROMPT:
+        return "the prompt closed before a day"
+    clock.t += 3600000
+    app.tick()
+    if app.panel.mode != IDLE:
+        return "the prompt stayed open over a day"
+
+
+def check_rating_time_follows_the_daemon_clock_for_days_without_messages(d):
+    app, clock = _app(d, "a3", 987654)
+    app.press(1)
+    clock.t += 3500
+    app.tick()
+    if app.journal.records()[-1][4] != 0:
+        return "a rating before the daemon was heard from is not marked time unknown (0)"
+    _session(app, TOK, 1764057600 + 60, 1764057600)
+    for _ in range(20 * 24 * 6):  # 20 days, the key loop ticking (every 10 min here)
+        clock.t += 600000
+        app.tick()
+    clock.t += 1500
+    app.press(2)
+    clock.t += 3500
+    app.tick()
+    ts = app.journal.records()[-1][4]
+    want = 1764057600 + 20 * 86400 + 5
+    if ts != want:
+        return "rating time %d after 20 days, want %d" % (ts, want)
+
+
+def check_the_key_loop_tick_makes_no_heap_objects_with_a_prompt_open(d):
+    # 100 ticks a second: a float or a big int per tick would be garbage all day (MicroPython
+    # only: CPython has no gc.mem_alloc)
+    import gc
+    if not hasattr(gc, "mem_alloc"):
+        return None
+    app, clock = _app(d, "a4", 5000)
+    _session(app, TOK, 1764057600 + 600, 1764057600)
+    ticks = range(1000)
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    for _ in ticks:
+        clock.t += 10
+        app.tick()
+    used = gc.mem_alloc() - before
+    gc.enable()
+    if app.panel.mode != PROMPT:
+        return "the prompt closed early"
+    if used >= 1000:
+        return "1000 ticks made %d bytes of heap objects" % used
 
 
 def check(d):

@@ -10,7 +10,9 @@ except ImportError:
     import uasyncio as asyncio
 
 from haochaping.firmware import app as app_mod
-from haochaping.firmware import config, link as link_mod, statemachine as sm
+from haochaping.firmware import config
+from haochaping.firmware import link as link_mod
+from haochaping.firmware import statemachine as sm
 
 KEY = b"k" * 32
 
@@ -163,6 +165,7 @@ async def link_lights_keys_for_the_retained_session_and_darkens_on_empty(d):
 
 async def link_status_is_retained_and_last_will_says_offline(d):
     import loopback
+
     from haochaping.firmware import mqtt
     b = loopback.Broker(KEY, "H1", "T1")
     app, link, clock = _setup(d, "l6", b)

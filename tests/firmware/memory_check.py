@@ -11,8 +11,10 @@ import sys
 gc.collect()
 _base = gc.mem_alloc()
 
-from haochaping.firmware import app as app_mod  # noqa: E402  (the boot imports being measured)
-from haochaping.firmware import config, link as link_mod, statemachine  # noqa: E402
+# the boot imports being measured
+from haochaping.firmware import app as app_mod
+from haochaping.firmware import config, statemachine
+from haochaping.firmware import link as link_mod
 
 gc.collect()
 BOOT = gc.mem_alloc()
@@ -23,7 +25,7 @@ except ImportError:
     import uasyncio as asyncio
 
 sys.path.append(sys.argv[2])
-import loopback  # noqa: E402
+import loopback
 
 KEY = b"k" * 32
 HEXKEY = "6b" * 32
@@ -93,7 +95,8 @@ async def drive():
     want = N + reasons
     fails = []
     if broker.stored != want or broker.top != app.journal.next_seq - 1:
-        fails.append("daemon stored %d records (top seq %d), want %d" % (broker.stored, broker.top, want))
+        fails.append("daemon stored %d records (top seq %d), want %d"
+                     % (broker.stored, broker.top, want))
     if broker.tokens != N - N // 5:
         fails.append("ratings bound to a session: %d" % broker.tokens)
     if app.rejected or app.full:

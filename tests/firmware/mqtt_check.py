@@ -7,6 +7,27 @@ import io
 from haochaping.firmware import mqtt
 
 
+def _exact(stream, n):
+    b = stream.read(n)
+    if b is None or len(b) != n:
+        raise OSError("mqtt: connection closed")
+    return b
+
+
+def read_packet(stream):
+    """Read one whole packet from a blocking stream and parse it, as the link does from its
+    asyncio stream (the terminal never reads a blocking stream: this lives with the tests)."""
+    first = _exact(stream, 1)[0]
+    length = shift = 0
+    while True:
+        length, shift, done = mqtt.length_done(length, shift, _exact(stream, 1)[0])
+        if done:
+            break
+    if length > mqtt.MAX_IN:
+        raise ValueError("mqtt: packet too large")
+    return mqtt.parse(first, _exact(stream, length) if length else b"")
+
+
 def check_remaining_length_uses_7_bits_per_byte(d):
     cases = ((0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"), (16383, b"\xff\x7f"),
              (16384, b"\x80\x80\x01"), (268435455, b"\xff\xff\xff\x7f"))
@@ -42,28 +63,29 @@ def check_publish_qos1_has_packet_id_and_dup_flag(d):
         return "PUBLISH with 2-byte length %r" % (big,)
 
 
-def check_puback_subscribe_ping_disconnect_bytes(d):
+def check_puback_subscribe_ping_bytes(d):
     if mqtt.puback(0x1234) != b"\x40\x02\x12\x34" or mqtt.puback(7) != b"\x40\x02\x00\x07":
         return "PUBACK bytes"
     got = mqtt.subscribe(1, [("a", 1), ("bc", 0)])
     if got != b"\x82\x0b\x00\x01\x00\x01a\x01\x00\x02bc\x00":
         return "SUBSCRIBE bytes %r" % (got,)
-    if mqtt.PINGREQ != b"\xc0\x00" or mqtt.DISCONNECT != b"\xe0\x00":
-        return "PINGREQ/DISCONNECT bytes"
+    if mqtt.PINGREQ != b"\xc0\x00":
+        return "PINGREQ bytes"
 
 
 def check_packets_from_the_broker_parse_from_a_stream(d):
     s = io.BytesIO(b"\x20\x02\x00\x00" b"\x33\x0a\x00\x03a/b\x00\x07xyz" b"\x40\x02\x00\x07"
-                   b"\x90\x04\x00\x01\x01\x80" b"\xd0\x00" b"\x31\x07\x00\x05a/b/c" b"\x20\x02\x01\x05")
+                   b"\x90\x04\x00\x01\x01\x80" b"\xd0\x00" b"\x31\x07\x00\x05a/b/c"
+                   b"\x20\x02\x01\x05")
     want = [(mqtt.CONNACK, 0, False), (mqtt.PUBLISH, "a/b", b"xyz", 1, 7, True),
             (mqtt.PUBACK, 7), (mqtt.SUBACK, 1, b"\x01\x80"), (mqtt.PINGRESP,),
             (mqtt.PUBLISH, "a/b/c", b"", 0, 0, True), (mqtt.CONNACK, 5, True)]
     for w in want:
-        got = mqtt.read_packet(s)
+        got = read_packet(s)
         if got != w:
             return "parsed %r, want %r" % (got, w)
     try:
-        mqtt.read_packet(s)
+        read_packet(s)
         return "end of stream not reported"
     except OSError:
         pass
@@ -73,7 +95,7 @@ def check_garbage_from_the_network_is_refused_not_crashing(d):
     for raw in (b"\x30\x05\x00\x09abc", b"\x36\x03\x00\x01a", b"\xf0\x00", b"\x20\x01\x00",
                 b"\x30\xff\xff\xff\x7f", b"\x30\xff\xff\xff\xff\x01"):
         try:
-            mqtt.read_packet(io.BytesIO(raw + b"\x00" * 8))
+            read_packet(io.BytesIO(raw + b"\x00" * 8))
             return "accepted garbage %r" % (raw,)
         except ValueError:
             pass

@@ -41,9 +41,7 @@ class RAMBlockDev:
         self.erases = 0
 
     def _power(self):
-        if self.limit >= 0 and self.writes + self.erases >= self.limit:
-            return False
-        return True
+        return not (self.limit >= 0 and self.writes + self.erases >= self.limit)
 
     def readblocks(self, n, buf, off=0):
         a = n * BLOCK + off
@@ -202,7 +200,7 @@ def check_after_cut(day, delivered):  # day: the Log
     lost = confirmed - have
     if lost:
         return "confirmed records lost: %r" % sorted(lost)
-    extra = have - confirmed - set([day.inflight])
+    extra = have - confirmed - {day.inflight}
     if extra:
         return "records never confirmed appeared: %r" % sorted(extra)
     back = set(pending) & set(delivered) - set(day.inflight_acks)
@@ -255,7 +253,7 @@ def main():
                  day.compactions, max(day.per_rating),
                  sum(day.per_rating) * 10 // len(day.per_rating), max(day.per_reason),
                  max(day.per_ack), len(day.per_ack), day.refused))
-        print("powercut ok 0" if not err else err)
+        print(err if err else "powercut ok 0")
         return
     lo, hi, step = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     n = 0

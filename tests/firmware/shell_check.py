@@ -16,11 +16,11 @@ except ImportError:
     import uasyncio as asyncio
 
 sys.path.append(sys.argv[2])
-import loopback  # noqa: E402
-import machine  # noqa: E402  (the stand-in)
+import loopback
+import machine  # the stand-in
 
-from haochaping.firmware import main  # noqa: E402
-from haochaping.firmware import statemachine as sm  # noqa: E402
+from haochaping.firmware import main
+from haochaping.firmware import statemachine as sm
 
 # shorter windows: the behaviour is the same, the test waits less in real time
 sm.CORRECT_MS = 300
@@ -118,10 +118,12 @@ async def buttons_board():
         FAILS.append("the corrected choice was not the one sent: %r" % (broker.levels,))
     if not machine.TONES:
         FAILS.append("no beep")
-    await until("keys dark after the rating", lambda: mode() == sm.IDLE and lit() == [0, 0, 0, 0, 0])
+    await until("keys dark after the rating",
+                lambda: mode() == sm.IDLE and lit() == [0, 0, 0, 0, 0])
     # a bad review, then a reason
     broker.open_session("cd" * 16)
-    await until("keys lit for the next session", lambda: mode() == sm.PROMPT and lit() == [1, 1, 1, 1, 1])
+    await until("keys lit for the next session",
+                lambda: mode() == sm.PROMPT and lit() == [1, 1, 1, 1, 1])
     await tap(KEYS[4])
     await until("bad review delivered before the reason", lambda: broker.stored == 2)
     await until("reason keys lit", lambda: mode() == sm.REASON and lit()[:4] == [1, 1, 1, 1])
@@ -173,7 +175,8 @@ async def bad_config():
                    "board": BUTTONS}, f)
     machine.LEVEL.clear()
     task = asyncio.create_task(main.serve(path))
-    await until("config error pattern on the keys", lambda: lit() in ([1, 0, 1, 0, 1], [0, 1, 0, 1, 0]))
+    await until("config error pattern on the keys",
+                lambda: lit() in ([1, 0, 1, 0, 1], [0, 1, 0, 1, 0]))
     task.cancel()
 
 

@@ -7,15 +7,16 @@ import subprocess
 
 from click.testing import CliRunner
 
-from haochaping.tools.sim import firmware_host, hall_kit
 from haochaping.tools.cli import _register, cli
+from haochaping.tools.sim import firmware_host, hall_kit
 from tests import mpy
 from tests.conftest import wait_until
 
 _register()
 
 
-def test_bad_config_fields_are_named_in_the_status_and_in_hcp_terminals(hall, daemon, hall_db, tmp_path):
+def test_bad_config_fields_are_named_in_the_status_and_in_hcp_terminals(hall, daemon, hall_db,
+                                                                        tmp_path):
     dev = [d for d in hall_kit.devices(hall.folder) if d["terminal"] == "T001"][0]
     cfg = firmware_host.device_config(dev, str(tmp_path / "T001.journal"))
     cfg["journal_max"] = 5          # out of range
@@ -30,7 +31,8 @@ def test_bad_config_fields_are_named_in_the_status_and_in_hcp_terminals(hall, da
     try:
         wait_until(lambda: hall_db("SELECT errors FROM terminal_status WHERE terminal='T001'")
                    not in ([], [(None,)]), what="the status naming the bad fields")
-        errors = json.loads(hall_db("SELECT errors FROM terminal_status WHERE terminal='T001'")[0][0])
+        errors = json.loads(
+            hall_db("SELECT errors FROM terminal_status WHERE terminal='T001'")[0][0])
         assert any(e.startswith("journal_max") for e in errors), errors
         assert any(e.startswith("colour") for e in errors), errors
         out = CliRunner().invoke(cli, ["terminals", "--config", hall.path]).output

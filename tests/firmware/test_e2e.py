@@ -23,9 +23,9 @@ import time
 import pytest
 
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import api_client
 from haochaping.firmware import app as fw_app
 from haochaping.protocol import levels
-from haochaping.daemon.hall import api_client
 from haochaping.tools.sim import firmware_host, hall_kit
 from tests.conftest import wait_until
 

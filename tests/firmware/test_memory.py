@@ -22,6 +22,6 @@ def test_heap_does_not_grow_over_10000_presses_with_acks_and_wifi_drops(tmp_path
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-1] == "memory ok", out.stdout
-    heap = dict(zip(*[iter(lines[1].split()[1:])] * 2))
+    heap = dict(zip(*[iter(lines[1].split()[1:])] * 2, strict=True))
     print("\n".join(lines))  # the figures, shown with `pytest -s`
     assert int(heap["growth"]) <= 1024, lines[1]

@@ -24,7 +24,7 @@ def _stats(tmp_path, *extra):
     lines = _run(tmp_path, "count", *extra) if extra else _run(tmp_path, "count", PRESSES)
     assert lines[-1] == "powercut ok 0", lines
     words = lines[0].split()
-    return dict(zip(words[0::2], [int(w) for w in words[1::2]]))
+    return dict(zip(words[0::2], [int(w) for w in words[1::2]], strict=True))
 
 
 def test_the_scripted_day_stores_acks_and_compacts_without_a_cut(tmp_path):

@@ -14,19 +14,24 @@ def test_levels_follow_the_regulation_article_14_points_and_article_7_bad_review
     assert levels.name(levels.DEFAULT_LEVEL) == "基本满意"
 
 
+SIG = b',"sig":"' + b"0" * 64 + b'"}'   # a well-formed (but wrong) signature, closing the object
+RATING = b'{"v":1,"kind":"rating",'
+
+
 @pytest.mark.parametrize("payload,reason", [
     (b"\xff\xfe garbage", "not JSON"),
     (b"[1,2]", "not a JSON object"),
     (b'{"v":2}', "unsupported version"),
     (b"x" * 600, "payload too large"),
-    (b'{"v":1,"kind":"rating","term":"T/1","seq":1,"ts":0,"sig":"' + b"0" * 64 + b'"}', "bad terminal id"),
-    (b'{"v":1,"kind":"rating","term":"T1","seq":0,"ts":0,"sig":"' + b"0" * 64 + b'"}', "bad sequence number"),
-    (b'{"v":1,"kind":"rating","term":"T1","seq":true,"ts":0,"sig":"' + b"0" * 64 + b'"}', "bad sequence number"),
-    (b'{"v":1,"kind":"rating","term":"T1","seq":1,"ts":0,"level":6,"token":"","sig":"' + b"0" * 64 + b'"}', "bad level"),
-    (b'{"v":1,"kind":"rating","term":"T1","seq":1,"ts":0,"level":1,"token":"zz","sig":"' + b"0" * 64 + b'"}', "bad session token"),
-    (b'{"v":1,"kind":"rating","term":"T1","seq":1,"ts":0,"level":1,"token":""}', "missing signature"),
-    (b'{"v":1,"kind":"bogus","term":"T1","seq":1,"ts":0,"sig":"' + b"0" * 64 + b'"}', "unknown message kind"),
-    (b'{"v":1,"kind":"reason","term":"T1","seq":2,"ref":1,"reason":"rude","ts":0,"sig":"' + b"0" * 64 + b'"}', "bad reason"),
+    (RATING + b'"term":"T/1","seq":1,"ts":0' + SIG, "bad terminal id"),
+    (RATING + b'"term":"T1","seq":0,"ts":0' + SIG, "bad sequence number"),
+    (RATING + b'"term":"T1","seq":true,"ts":0' + SIG, "bad sequence number"),
+    (RATING + b'"term":"T1","seq":1,"ts":0,"level":6,"token":""' + SIG, "bad level"),
+    (RATING + b'"term":"T1","seq":1,"ts":0,"level":1,"token":"zz"' + SIG, "bad session token"),
+    (RATING + b'"term":"T1","seq":1,"ts":0,"level":1,"token":""}', "missing signature"),
+    (b'{"v":1,"kind":"bogus","term":"T1","seq":1,"ts":0' + SIG, "unknown message kind"),
+    (b'{"v":1,"kind":"reason","term":"T1","seq":2,"ref":1,"reason":"rude","ts":0' + SIG,
+     "bad reason"),
 ])
 def test_malformed_uplinks_are_refused_with_a_reason(payload, reason):
     with pytest.raises(ValueError, match=reason):
@@ -58,5 +63,6 @@ def test_topics_parse_only_our_own_names():
     t = topics.topic("H1", "T01", topics.RATING)
     assert t == "hcp/v1/H1/T01/rating"
     assert topics.parse(t) == ("H1", "T01", "rating")
-    for bad in ("hcp/v1/H1/T01", "hcp/v2/H1/T01/rating", "hcp/v1/H1/T 1/rating", "hcp/v1/H1/T01/evil"):
+    for bad in ("hcp/v1/H1/T01", "hcp/v2/H1/T01/rating", "hcp/v1/H1/T 1/rating",
+                "hcp/v1/H1/T01/evil"):
         assert topics.parse(bad) is None

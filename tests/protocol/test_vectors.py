@@ -46,6 +46,14 @@ def test_the_hashlib_only_hmac_matches_the_standard_library_for_every_key_length
         assert sign._hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
 
 
+def test_the_hashlib_only_hmac_stays_right_when_keys_alternate():
+    # it keeps the pads of the last key: a stale pad would sign with the wrong key
+    keys = [b"a" * 32, b"b" * 16, b"a" * 32, b"c" * 100, b"", b"b" * 16]
+    for i, key in enumerate(keys):
+        msg = b"hcp/v1|ack|T01|%d" % i
+        assert sign._hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+
+
 def test_message_signatures_match_standard_hmac_over_the_canonical_bytes():
     v = json.loads(VECTORS.read_text())
     for m in v["messages"]:

@@ -11,6 +11,30 @@ def _unhex(s):
     return binascii.unhexlify(s)
 
 
+def _pad_cache_failures():
+    """The fallback HMAC builds a key's pads once and reuses them; another key (or the same
+    bytearray changed) gets its own, and the MACs stay those of RFC 2104."""
+    out = []
+    k1 = b"k" * 32
+    k2 = b"j" * 70  # longer than the block: hashed first
+    m = b"hcp/v1|rating|T01|1"
+    a = sign._hmac_sha256(k1, m)
+    pads = sign._key_pads(k1)
+    again = sign._key_pads(bytes(bytearray(k1)))  # equal bytes, another object
+    if again[0] is not pads[0] or again[1] is not pads[1]:
+        out.append("hmac pads rebuilt for the same key")
+    b = sign._hmac_sha256(k2, m)
+    if a == b or sign._hmac_sha256(k1, m) != a or sign._hmac_sha256(k2, m) != b:
+        out.append("hmac wrong after switching keys")
+    ka = bytearray(k1)
+    if sign._hmac_sha256(ka, m) != a:
+        out.append("hmac of a bytearray key differs")
+    ka[0] ^= 1
+    if sign._hmac_sha256(ka, m) == a:
+        out.append("hmac kept the pads of a key that changed")
+    return out
+
+
 def check(path):
     with open(path) as f:
         v = json.load(f)
@@ -22,6 +46,8 @@ def check(path):
             got = binascii.hexlify(fn(_unhex(h["key"]), _unhex(h["data"]))).decode()
             if got != h["mac"]:
                 failures.append("hmac %s: got %s" % (h["mac"][:8], got))
+    n += 1
+    failures += _pad_cache_failures()
     for c in v["canonical"]:
         n += 1
         got = sign.canonical(c["kind"], c["fields"]).decode()

@@ -38,12 +38,12 @@ import machine  # the stand-ins of this folder
 import network
 
 from haochaping.firmware import app as app_mod
-from haochaping.firmware import config
+from haochaping.firmware import clock, config, main
 from haochaping.firmware import link as link_mod
-from haochaping.firmware import main
 from haochaping.firmware import statemachine as sm
 
 MPY = sys.implementation.name == "micropython"
+MODES = ("idle", "prompt", "chosen", "thanks", "reason", "full")  # statemachine.IDLE .. FULL
 TERMS = {}      # terminal id -> Sim
 ORDER = []
 
@@ -116,7 +116,7 @@ class Sim:
         if p.mode != self.mode or token != self.token:
             self.mode = p.mode
             self.token = token
-            say("mode", self.term, sm.NAMES[p.mode], token or "-")
+            say("mode", self.term, MODES[p.mode], token or "-")
         self.report_pending()
         up = self.link.state == link_mod.UP
         if up != self.state:
@@ -194,7 +194,7 @@ def load(path):
     except config.ConfigError as e:
         for err in e.args[0]:
             say("error", "%s: %s" % (path, err))
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 async def ticker(apps):
@@ -224,7 +224,7 @@ async def run(args):
         tasks.append(asyncio.create_task(main.serve(args[1], network.open_connection, True,
                                                     started)))
     else:
-        ms = main.Ms()
+        ms = clock.ticks_ms
         apps = []
         for path in args[1:]:
             cfg = load(path)
