@@ -6,9 +6,8 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from haochaping.tools.sim import processes
-from haochaping.tools.sim import hall_kit
 from haochaping.daemon.hall import api_client
+from haochaping.tools.sim import hall_kit, processes
 from haochaping.tools.sim.terminal_sim import SimTerminal
 
 
@@ -86,7 +85,8 @@ def raw_client(hall, broker):
 
     def make(username):
         pw = hall_password(hall, username)
-        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="raw-%s-%d" % (username, len(clients)))
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                        client_id="raw-%s-%d" % (username, len(clients)))
         c.username_pw_set(username, pw)
         c.connect("127.0.0.1", hall.mqtt.port)
         c.loop_start()

@@ -7,7 +7,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from haochaping.tools.cli import cli, _register
+from haochaping.tools.cli import _register, cli
 
 _register()
 
@@ -40,7 +40,8 @@ def test_top_level_help_lists_every_command():
 @pytest.mark.parametrize("args,expect", [
     (["window", "start", "--ticket", "A1"], "Missing option '--window'"),
     (["daemon", "run", "--config", "/nonexistent/hall.toml"], "not found"),
-    (["pair", "--config", "/nonexistent/hall.toml", "--window", "W1", "--terminal", "T1"], "not found"),
+    (["pair", "--config", "/nonexistent/hall.toml", "--window", "W1", "--terminal", "T1"],
+     "not found"),
     (["no-such-command"], "No such command"),
 ])
 def test_bad_arguments_give_one_line_and_exit_non_zero(args, expect):
@@ -54,10 +55,12 @@ def test_bad_arguments_give_one_line_and_exit_non_zero(args, expect):
 def test_pairing_an_unregistered_terminal_says_what_to_do(tmp_path):
     from haochaping.tools.sim import hall_kit
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
-    r = CliRunner().invoke(cli, ["pair", "--config", cfg.path, "--window", "W01", "--terminal", "T404"])
+    r = CliRunner().invoke(cli, ["pair", "--config", cfg.path, "--window", "W01",
+                                 "--terminal", "T404"])
     assert r.exit_code == 1
     assert "hcp terminal add" in r.output
-    r = CliRunner().invoke(cli, ["pair", "--config", cfg.path, "--window", "W02", "--terminal", "T001"])
+    r = CliRunner().invoke(cli, ["pair", "--config", cfg.path, "--window", "W02",
+                                 "--terminal", "T001"])
     assert r.exit_code == 0
     r = CliRunner().invoke(cli, ["pairings", "--config", cfg.path])
     assert "W02        T001" in r.output
@@ -78,6 +81,7 @@ def test_window_commands_when_the_daemon_dies_mid_answer_say_so(tmp_path):
     import struct
     import threading
     import time
+
     from haochaping.tools.sim import hall_kit
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
     host, _, port = cfg.api.listen.rpartition(":")

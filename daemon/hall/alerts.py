@@ -4,6 +4,8 @@ and, if [alerts] webhook is set, by an HTTP POST (JSON) from a thread of its own
 dead webhook never holds up ratings. An alert carries the window, staff number, level and (in a
 second alert, when the citizen gives one) the reason; never anything about the rater.
 """
+from __future__ import annotations
+
 import json
 import logging
 import queue
@@ -11,14 +13,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from haochaping.daemon.hall.settings import AlertsSection
 from haochaping.protocol import levels, topics
 
 log = logging.getLogger(__name__)
 _RETRIES = 3
 
 
-def alert_for(hall, kind, data):
+def alert_for(hall: str, kind: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
     """Pure: the alert (dict) for a live event, or None if it is not a bad review."""
     if kind == "rating" and levels.is_level(data.get("level")) and levels.is_bad(data["level"]):
         return {"v": 1, "kind": "bad-review", "hall": hall, "window": data.get("window"),
@@ -34,16 +39,18 @@ def alert_for(hall, kind, data):
 
 
 class Alerter:
-    def __init__(self, hall, cfg, publish):
+    def __init__(self, hall: str, cfg: AlertsSection,
+                 publish: Callable[[str, bytes, int], None]) -> None:
         self.hall = hall
         self.cfg = cfg
         self.publish = publish  # publish(topic, payload, qos) on the daemon's MQTT link
         self.sent = 0
-        self._hooks = queue.Queue(10000) if cfg.webhook else None
+        self._hooks: queue.Queue[bytes] | None = queue.Queue(10000) if cfg.webhook else None
         if self._hooks is not None:
-            threading.Thread(target=self._webhook_loop, name="alerts-webhook", daemon=True).start()
+            threading.Thread(target=self._webhook_loop, args=(self._hooks,),
+                             name="alerts-webhook", daemon=True).start()
 
-    def on_event(self, kind, data):
+    def on_event(self, kind: str, data: Mapping[str, Any]) -> None:
         alert = alert_for(self.hall, kind, data)
         if alert is None:
             return
@@ -57,12 +64,12 @@ class Alerter:
                 log.error("alert webhook queue full: an alert was not posted")
         self.sent += 1
 
-    def _webhook_loop(self):
+    def _webhook_loop(self, hooks: queue.Queue[bytes]) -> None:
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if self.cfg.webhook_token:
             headers["Authorization"] = "Bearer " + self.cfg.webhook_token
         while True:
-            body = self._hooks.get()
+            body = hooks.get()
             for attempt in range(_RETRIES):
                 try:
                     req = urllib.request.Request(self.cfg.webhook, data=body, headers=headers,

@@ -8,43 +8,55 @@
 Every call needs `Authorization: Bearer <token>` with a token from [api.tokens] in hall.toml.
 Bound to 127.0.0.1 unless hall.toml says otherwise.
 """
+from __future__ import annotations
+
 import hmac
 import json
 import logging
+import sqlite3
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
 
-from haochaping.daemon.hall import windows
 from haochaping.daemon.errors import HcpError, InvalidInput
+from haochaping.daemon.hall import windows
+from haochaping.daemon.hall.settings import ApiSection
+from haochaping.daemon.hall.windows import Publish
+
+if TYPE_CHECKING:
+    from haochaping.daemon.hall.console.web import Console
+    from haochaping.daemon.hall.service import HallDaemon
 
 log = logging.getLogger(__name__)
 MAX_BODY = 4096
 
 
 class ApiServer:
-    def __init__(self, daemon, cfg):
+    def __init__(self, daemon: HallDaemon, cfg: ApiSection) -> None:
         host, _, port = cfg.listen.rpartition(":")
         self.daemon = daemon
         self.tokens = {name: tok.encode() for name, tok in cfg.tokens.items()}
-        self.console = None  # the hall web console gets every path outside /api/
+        self.console: Console | None = None  # the hall web console: every path outside /api/
         if daemon.cfg.console.enabled:
             from haochaping.daemon.hall.console.web import Console
             self.console = Console(daemon)
         handler = type("Handler", (_Handler,), {"api": self})
         self.httpd = ThreadingHTTPServer((host, int(port)), handler)
         self.httpd.daemon_threads = True
-        self.address = "http://%s:%d" % self.httpd.server_address[:2]
+        # the address bound (server_address, typed loosely: it may be given as bytes)
+        self.address = "http://%s:%d" % self.httpd.socket.getsockname()[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="api", daemon=True)
 
-    def start(self):
+    def start(self) -> None:
         self._thread.start()
         log.info("window API on %s", self.address)
 
-    def stop(self):
+    def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def caller(self, header):
+    def caller(self, header: str | None) -> str | None:
         if not header or not header.startswith("Bearer "):
             return None
         given = header[7:].strip().encode()
@@ -55,13 +67,14 @@ class ApiServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    api = None  # set per server
+    api: ApiServer  # set per server: ApiServer makes a subclass that has it
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, fmt, *args):
-        log.debug("%s " + fmt, self.address_string(), *args)
+    def log_message(self, fmt: str, *args: Any) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", self.address_string(), fmt % args)
 
-    def _send(self, status, body):
+    def _send(self, status: int, body: object) -> None:
         data = json.dumps(body, ensure_ascii=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -69,19 +82,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _route(self):
+    def _route(self) -> tuple[list[str], str] | tuple[None, None]:
         parts = [p for p in self.path.split("?")[0].split("/") if p]
         if parts[:2] != ["api", "v1"]:
             return None, None
         return parts[2:], self.command
 
-    def _authorised(self):
+    def _authorised(self) -> str | None:
         who = self.api.caller(self.headers.get("Authorization"))
         if who is None:
-            self._send(401, {"error": "missing or wrong bearer token (see [api.tokens] in hall.toml)"})
+            self._send(401, {"error": "missing or wrong bearer token"
+                                      " (see [api.tokens] in hall.toml)"})
         return who
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         if self.api.console and not self.path.startswith("/api/"):
             return self.api.console.handle(self)
         parts, _ = self._route()
@@ -97,7 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._call(lambda conn, now: (windows.window_state(conn, parts[1]), []))
         self._send(404, {"error": "not found"})
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         if self.api.console and not self.path.startswith("/api/"):
             return self.api.console.handle(self)
         parts, _ = self._route()
@@ -122,21 +136,23 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "start":
             ticket = body.get("ticket")
             item, staff = body.get("item", ""), body.get("staff", "")
-            if not all(isinstance(v, str) for v in (ticket, item, staff)):
-                return self._send(400, {"error": "ticket (required), item and staff must be strings"})
+            if not (isinstance(ticket, str) and isinstance(item, str) and isinstance(staff, str)):
+                return self._send(400, {"error": "ticket (required), item and staff must be"
+                                                 " strings"})
 
-            def fn(conn, now):
+            def fn(conn: sqlite3.Connection, now: float) -> tuple[dict[str, Any], list[Publish]]:
                 tx, pubs = windows.start(conn, window, ticket, item, staff, now)
                 return {"transaction": tx, "window": window, "ticket": ticket}, pubs
         else:
-            def fn(conn, now):
+            def fn(conn: sqlite3.Connection, now: float) -> tuple[dict[str, Any], list[Publish]]:
                 tx, terms, pubs = windows.finish(conn, window, now, timeout)
                 return {"transaction": tx, "window": window, "terminals": terms,
                         "prompt_timeout_s": timeout}, pubs
         log.info("%s: window %s %s", who, window, action)
         self._call(fn)
 
-    def _call(self, fn):
+    def _call(self, fn: Callable[[sqlite3.Connection, float],
+                                 tuple[dict[str, Any], list[Publish]]]) -> None:
         try:
             result = self.api.daemon.submit(fn)
         except InvalidInput as e:

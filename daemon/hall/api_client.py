@@ -1,16 +1,21 @@
 """A client of the hall daemon's window API (docs/console.md): what a queue system does, and
 what `hcp window` and the simulators use."""
+from __future__ import annotations
+
 import json
 import urllib.error
 import urllib.request
+from typing import Any
 
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall.settings import HallConfig
 
 
 class WindowApi:
-    """Client of the daemon's window API (what a queue system does)."""
+    """Client of the daemon's window API (what a queue system does). Every call returns the
+    daemon's JSON answer (an object: see daemon/hall/api.py)."""
 
-    def __init__(self, cfg, token=None):
+    def __init__(self, cfg: HallConfig, token: str | None = None) -> None:
         host, _, port = cfg.api.listen.rpartition(":")
         self.base = "http://%s:%s/api/v1" % (host, port)
         tokens = cfg.api.tokens
@@ -20,7 +25,7 @@ class WindowApi:
             token = next(iter(tokens.values()))
         self.token = token
 
-    def _call(self, method, path, body=None):
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method, headers={
             "Authorization": "Bearer " + self.token, "Content-Type": "application/json"})
@@ -40,15 +45,15 @@ class WindowApi:
             raise HcpError("the hall daemon at %s did not answer: %s (is `hcp daemon run`"
                            " running?)" % (self.base, e)) from None
 
-    def health(self):
+    def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
-    def start(self, window, ticket, item="", staff=""):
+    def start(self, window: str, ticket: str, item: str = "", staff: str = "") -> dict[str, Any]:
         return self._call("POST", "/windows/%s/start" % window,
                           {"ticket": ticket, "item": item, "staff": staff})
 
-    def finish(self, window):
+    def finish(self, window: str) -> dict[str, Any]:
         return self._call("POST", "/windows/%s/finish" % window, {})
 
-    def state(self, window):
+    def state(self, window: str) -> dict[str, Any]:
         return self._call("GET", "/windows/%s" % window)

@@ -7,7 +7,7 @@ import sqlite3
 
 # Named migrations, applied once each, in this order; `schema_migrations` records which ran.
 # To change the schema, APPEND a new (name, sql) entry; never edit one that has shipped.
-MIGRATIONS = [
+MIGRATIONS: list[tuple[str, str]] = [
     ("0001-hall-core", """
     CREATE TABLE terminals (
         id TEXT PRIMARY KEY,
@@ -147,7 +147,7 @@ MIGRATIONS = [
         INSERT INTO forward_outbox (kind, ref, terminal, queued_at)
             VALUES ('reason', NEW.seq, NEW.terminal, NEW.received_at);
     END;
-    """),
+    """),  # noqa: E501 (a shipped migration's text is never edited, not even re-wrapped)
     # errors: JSON list of the device config's bad fields, as the terminal's status named them
     ("0005-status-errors", """
     ALTER TABLE terminal_status ADD COLUMN errors TEXT
@@ -155,7 +155,7 @@ MIGRATIONS = [
 ]
 
 
-def connect(path):
+def connect(path: str) -> sqlite3.Connection:
     """Open (and create or migrate) the hall database."""
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -166,7 +166,7 @@ def connect(path):
     return conn
 
 
-def migrate(conn):
+def migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations"
                  " (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}

@@ -15,19 +15,25 @@ How delivery is tracked (migration 0002-forward-outbox in db.py):
 - Its own SQLite connection (WAL: readers never block the daemon's writer); its writes are a few
   rows, short, with a busy timeout; it never holds the writer up for long.
 """
+from __future__ import annotations
+
 import collections
 import json
 import logging
 import queue
 import random
 import secrets
+import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
-from haochaping.daemon.hall import db
-from haochaping.daemon.errors import HcpError
 from haochaping.daemon import batches
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import db
+from haochaping.daemon.hall.settings import ForwardSection, HallConfig
 from haochaping.daemon.hall.store_client import StoreClient, StoreRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -35,9 +41,14 @@ _POLL_S = 0.2      # how often an idle forwarder looks for new records
 _RETRY_MIN_S = 0.5
 IN_FLIGHT = 2      # batches posted and not yet answered, at most (one connection each)
 
+# A batch as built into forward_batches: (id, first outbox id, last outbox id, records, body)
+Batch = tuple[str, int, int, int, bytes]
+# A batch posted and not yet answered: (id, first, last, records, sent at, the store's answer)
+_InFlight = tuple[str, int, int, int, float, Future[dict[str, Any]]]
+
 
 class Forwarder:
-    def __init__(self, cfg, clock=time.time):
+    def __init__(self, cfg: HallConfig, clock: Callable[[], float] = time.time) -> None:
         f = cfg.forward
         self.f = f
         self.hall = f.hall_id or cfg.hall.id
@@ -48,34 +59,34 @@ class Forwarder:
         self.clients = [StoreClient(f.url, self.hall, self.key, ca=f.ca or None,
                                     timeout=f.timeout_s) for _ in range(IN_FLIGHT)]
         self.client = self.clients[0]
-        self._idle = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[StoreClient] = queue.SimpleQueue()
         for c in self.clients:
             self._idle.put(c)
         self.stopping = threading.Event()
         self._poster = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="forward-post")
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self.failures = 0  # consecutive, for the backoff
-        self._flight = collections.deque()  # (id, first, last, n, sent at, future), in order
+        self._flight: collections.deque[_InFlight] = collections.deque()  # in order
 
-    def start(self):
+    def start(self) -> Forwarder:
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
         self._thread.start()
         log.info("forwarding hall %s to %s", self.hall, self.f.url)
         return self
 
-    def stop(self, timeout=5):
+    def stop(self, timeout: float = 5) -> None:
         self.stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         self._poster.shutdown(wait=False)
         for c in self.clients:
             c.close()
 
     # ---------------------------------------------------------------- loop
-    def _run(self):
+    def _run(self) -> None:
         conn = open_conn(self.db_path)
         try:
             while not self.stopping.is_set():
@@ -89,7 +100,7 @@ class Forwarder:
         finally:
             conn.close()
 
-    def step(self, conn):
+    def step(self, conn: sqlite3.Connection) -> float:
         """Wait for the oldest batch in flight to be answered and mark it; return how long to
         wait before the next step (0: none).
 
@@ -120,7 +131,7 @@ class Forwarder:
         self._delivered(conn, bid, first, last, n, now, answer)
         return 0
 
-    def _fill(self, conn):
+    def _fill(self, conn: sqlite3.Connection) -> float | None:
         """Post built batches (building them if need be) until IN_FLIGHT are under way (one
         while failing). Returns None, or the seconds to wait for records to fill a batch."""
         while len(self._flight) < (IN_FLIGHT if self.failures == 0 else 1):
@@ -133,14 +144,14 @@ class Forwarder:
                                  self._poster.submit(self._post, bid, bytes(body))))
         return None
 
-    def _post(self, bid, body):
+    def _post(self, bid: str, body: bytes) -> dict[str, Any]:
         client = self._idle.get()
         try:
             return client.post_batch(bid, body)
         finally:
             self._idle.put(client)
 
-    def _drain(self, conn):
+    def _drain(self, conn: sqlite3.Connection) -> None:
         """After a failure: wait for the other batches in flight; mark those the store took."""
         while self._flight:
             bid, first, last, n, now, post = self._flight.popleft()
@@ -151,14 +162,16 @@ class Forwarder:
             else:
                 self._delivered(conn, bid, first, last, n, now, answer)
 
-    def _failed(self, conn, bid, n, now, e):
+    def _failed(self, conn: sqlite3.Connection, bid: str, n: int, now: float,
+                e: StoreRefused | StoreUnavailable) -> None:
         status = e.status if isinstance(e, StoreRefused) else 0
         _write(conn, "UPDATE forward_batches SET attempts=attempts+1, last_attempt_at=?,"
                " last_status=?, last_error=?, last_error_at=? WHERE id=?",
                (now, status, str(e), now, bid))
         log.warning("batch %s (%d records) not delivered: %s", bid, n, e)
 
-    def _delivered(self, conn, bid, first, last, n, now, answer):
+    def _delivered(self, conn: sqlite3.Connection, bid: str, first: int, last: int, n: int,
+                   now: float, answer: Mapping[str, Any]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM forward_outbox WHERE id BETWEEN ? AND ?", (first, last))
@@ -173,27 +186,28 @@ class Forwarder:
         log.info("batch %s delivered: %d records (%s, %d new)", bid, n, answer["status"],
                  answer.get("new", 0))
 
-    def _next_built(self, conn, after):
+    def _next_built(self, conn: sqlite3.Connection, after: int) -> Batch | None:
         """The oldest batch built (in forward_batches) for outbox ids after `after` and not yet
         delivered, as (id, first, last, records, body); or None."""
         r = conn.execute("SELECT id, first_id, last_id, records, body FROM forward_batches"
                          " WHERE delivered_at IS NULL AND first_id > ? ORDER BY first_id LIMIT 1",
                          (after,)).fetchone()
-        return None if r is None else tuple(r)
+        return None if r is None else _batch(r)
 
-    def _backoff(self):
+    def _backoff(self) -> float:
         """Exponential backoff with jitter: half fixed, half random, capped at retry_max_s."""
         self.failures += 1
         d = min(self.f.retry_max_s, _RETRY_MIN_S * 2 ** min(self.failures, 20))
         return d / 2 + random.uniform(0, d / 2)
 
-    def _build(self, conn, after=0):
+    def _build(self, conn: sqlite3.Connection, after: int = 0) -> Batch | float | None:
         """Write the next batch (outbox rows after `after`) to forward_batches; return it, None
         if nothing waits, or the seconds to wait for more records to fill it."""
         size = self.f.batch_size
         n, oldest, first, last = outbox_range(conn, size, after)
         if not n:
             return None
+        assert oldest is not None and first is not None and last is not None  # n rows: all set
         waited = self.clock() - oldest
         if n < size and waited < self.f.max_wait_s:
             return float(min(_POLL_S, self.f.max_wait_s - waited))
@@ -206,7 +220,13 @@ class Forwarder:
         return bid, first, last, n, body
 
 
-def _write(conn, sql, args):
+def _batch(r: Any) -> Batch:
+    """A forward_batches row (id, first_id, last_id, records, body) as a Batch."""
+    bid, first, last, n, body = r
+    return bid, first, last, n, body
+
+
+def _write(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(sql, args)
@@ -217,7 +237,7 @@ def _write(conn, sql, args):
         raise
 
 
-def open_conn(path):
+def open_conn(path: str) -> sqlite3.Connection:
     """The forwarder's own connection to the hall database. synchronous=NORMAL: a mark lost in
     a power cut only means the batch is posted again, and the store answers "duplicate"."""
     conn = db.connect(path)
@@ -226,23 +246,25 @@ def open_conn(path):
     return conn
 
 
-def pending_batch(conn):
+def pending_batch(conn: sqlite3.Connection) -> Batch | None:
     """The oldest batch built but not yet delivered (batches are delivered in order), or None."""
     r = conn.execute("SELECT id, first_id, last_id, records, body FROM forward_batches"
                      " WHERE delivered_at IS NULL ORDER BY first_id LIMIT 1").fetchone()
-    return None if r is None else tuple(r)
+    return None if r is None else _batch(r)
 
 
-def outbox_range(conn, size, after=0):
+def outbox_range(conn: sqlite3.Connection, size: int,
+                 after: int = 0) -> tuple[int, float | None, int | None, int | None]:
     """(count, oldest queued_at, first id, last id) of the oldest `size` outbox rows after
-    `after`: one query."""
-    return tuple(conn.execute(
+    `after`: one query. With no rows: (0, None, None, None)."""
+    n, oldest, first, last = conn.execute(
         "SELECT COUNT(*), MIN(queued_at), MIN(id), MAX(id) FROM (SELECT id, queued_at FROM"
-        " forward_outbox WHERE id > ? ORDER BY id LIMIT ?)", (after, size)).fetchone())
+        " forward_outbox WHERE id > ? ORDER BY id LIMIT ?)", (after, size)).fetchone()
+    return n, oldest, first, last
 
 
 # one query per kind and batch; the columns come out in the order of the batch body's fields
-_READ = {
+_READ: dict[str, tuple[tuple[str, ...], str]] = {
     "transactions": (
         ("tx", "window", "ticket", "item", "staff", "started_at", "finished_at"),
         "SELECT t.id, t.window, t.ticket, COALESCE(t.item, ''), COALESCE(t.staff, ''),"
@@ -261,7 +283,8 @@ _READ = {
 }
 
 
-def read_tables(conn, f, first, last):
+def read_tables(conn: sqlite3.Connection, f: ForwardSection, first: int,
+                last: int) -> dict[str, dict[str, list[Any]]]:
     """The outbox rows first..last as the tables of a version-2 batch body (batches.encode_columns):
     {"transactions"|"ratings"|"reasons": {field: [value, ...]}}, each in outbox order. The
     hall's department and region codes are the same for every transaction: they are added here,
@@ -269,11 +292,11 @@ def read_tables(conn, f, first, last):
     channel (always PJQ) are left to the store's defaults."""
     cur = conn.cursor()
     cur.row_factory = None  # plain tuples, transposed into columns below
-    out = {}
+    out: dict[str, dict[str, list[Any]]] = {}
     for name, (fields, sql) in _READ.items():
         rows = cur.execute(sql, (first, last)).fetchall()
         if rows:
-            out[name] = dict(zip(fields, map(list, zip(*rows))))
+            out[name] = dict(zip(fields, map(list, zip(*rows, strict=True)), strict=True))
     if "transactions" in out:
         n = len(out["transactions"]["tx"])
         out["transactions"]["department"] = [f.department] * n
@@ -283,7 +306,7 @@ def read_tables(conn, f, first, last):
     return out
 
 
-def status(conn, now=None):
+def status(conn: sqlite3.Connection, now: float | None = None) -> dict[str, Any]:
     """What hall IT needs to see at a glance: backlog, oldest age, last success, last error."""
     now = time.time() if now is None else now
     n, oldest = conn.execute("SELECT COUNT(*), MIN(queued_at) FROM forward_outbox").fetchone()
@@ -311,11 +334,11 @@ def status(conn, now=None):
     return out
 
 
-def describe(st, now=None):
+def describe(st: Mapping[str, Any], now: float | None = None) -> list[str]:
     """status() in words, one fact per line."""
     now = time.time() if now is None else now
 
-    def ago(t):
+    def ago(t: float) -> str:
         s = now - t
         if s < 120:
             return "%d s ago" % s
@@ -346,16 +369,16 @@ def describe(st, now=None):
     return lines
 
 
-def open_status(cfg):
+def open_status(cfg: HallConfig) -> dict[str, Any]:
     try:
         conn = db.connect(cfg.hall.database)
     except Exception as e:
-        raise HcpError("cannot open the hall database %s: %s" % (cfg.hall.database, e))
+        raise HcpError("cannot open the hall database %s: %s" % (cfg.hall.database, e)) from e
     try:
         return status(conn)
     finally:
         conn.close()
 
 
-def dumps(st):
+def dumps(st: Mapping[str, Any]) -> str:
     return json.dumps(st, sort_keys=True)

@@ -9,9 +9,13 @@ Outcomes of an authenticated rating (RULES.md 第五条: one rating per transact
 Everything else (wrong topic, unknown terminal, malformed, bad signature, oversized) goes to the
 `rejected` table with the reason, and is not acked: an ack says "your rating is stored".
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import logging
+import sqlite3
+from typing import Any
 
 from haochaping.protocol import messages, topics
 
@@ -19,8 +23,14 @@ log = logging.getLogger(__name__)
 
 COUNTED, DUPLICATE, UNSOLICITED, EXPIRED = "counted", "duplicate", "unsolicited", "expired"
 
+# (kind, data) for daemon.events (and alerts) once the batch is committed
+LiveEvent = tuple[str, dict[str, Any]]
+# terminal -> its key, or None if unknown or revoked: looked up once per batch
+KeyCache = dict[str, bytes | None]
 
-def bind_outcome(tx, shown_to_terminal, rated_at, now, grace):
+
+def bind_outcome(tx: sqlite3.Row | None, shown_to_terminal: bool, rated_at: float, now: float,
+                 grace: float) -> str:
     """Pure: the outcome of a rating given its transaction row (or None) and times."""
     if tx is None or not shown_to_terminal:
         return UNSOLICITED
@@ -34,7 +44,8 @@ def bind_outcome(tx, shown_to_terminal, rated_at, now, grace):
     return COUNTED
 
 
-def terminal_key(conn, terminal, cache=None):
+def terminal_key(conn: sqlite3.Connection, terminal: str,
+                 cache: KeyCache | None = None) -> bytes | None:
     """The terminal's key, or None if unknown or revoked. `cache`: a dict for one batch."""
     if cache is not None:
         if terminal not in cache:
@@ -45,7 +56,8 @@ def terminal_key(conn, terminal, cache=None):
     return None if row is None else bytes(row[0])
 
 
-def reject(conn, now, topic, terminal, reason, payload):
+def reject(conn: sqlite3.Connection, now: float, topic: str, terminal: str | None, reason: str,
+           payload: bytes | bytearray) -> None:
     sha = hashlib.sha256(topic.encode() + b"\0" + bytes(payload)).hexdigest()
     conn.execute("INSERT OR IGNORE INTO rejected (received_at, topic, terminal, reason, payload,"
                  " payload_sha) VALUES (?,?,?,?,?,?)",
@@ -57,7 +69,8 @@ class Result:
     """What to do after the commit: ack (terminal, seq), prompts to close, a live event."""
     __slots__ = ("ack", "closed_token", "event")
 
-    def __init__(self, ack=None, closed_token=None, event=None):
+    def __init__(self, ack: tuple[str, int] | None = None, closed_token: str | None = None,
+                 event: LiveEvent | None = None) -> None:
         self.ack = ack
         self.closed_token = closed_token
         self.event = event  # (kind, data) for daemon.events, or None
@@ -66,7 +79,8 @@ class Result:
 _NOTHING = Result()
 
 
-def handle(conn, hall, topic, payload, now, grace, keys=None):
+def handle(conn: sqlite3.Connection, hall: str, topic: str, payload: bytes | bytearray,
+           now: float, grace: float, keys: KeyCache | None = None) -> Result:
     """Store one message from a terminal topic; return a Result. `keys`: per-batch key cache."""
     where = topics.parse(topic)
     if where is None or where[0] != hall or where[2] not in (topics.RATING, topics.STATUS):
@@ -97,7 +111,8 @@ def handle(conn, hall, topic, payload, now, grace, keys=None):
     return _rating(conn, topic, terminal, msg, now, grace)
 
 
-def _rating(conn, topic, terminal, msg, now, grace):
+def _rating(conn: sqlite3.Connection, topic: str, terminal: str, msg: dict[str, Any], now: float,
+            grace: float) -> Result:
     seq = msg["seq"]
     token = msg["token"]
     rated_at = msg["ts"] or now
@@ -108,9 +123,9 @@ def _rating(conn, topic, terminal, msg, now, grace):
                           " FROM transactions t LEFT JOIN prompt_terminals p"
                           " ON p.token=t.token AND p.terminal=? WHERE t.token=?",
                           (terminal, token)).fetchone()
-    shown = tx is not None and bool(tx["shown"])
-    outcome = bind_outcome(tx, shown, rated_at, now, grace)
-    tx_id = tx["id"] if shown else None
+    bound = tx if tx is not None and tx["shown"] else None  # a prompt shown to this terminal
+    outcome = bind_outcome(tx, bound is not None, rated_at, now, grace)
+    tx_id = bound["id"] if bound is not None else None
     cur = conn.execute(
         "INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome,"
         " transaction_id, sig) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (terminal, seq) DO NOTHING",
@@ -128,24 +143,27 @@ def _rating(conn, topic, terminal, msg, now, grace):
         return _NOTHING
     closed = None
     if outcome == COUNTED:
+        assert bound is not None  # counted: bind_outcome saw the prompt shown here
         conn.execute("UPDATE transactions SET rating_id=?,"
                      " prompt_closed_by=COALESCE(prompt_closed_by, 'rated'),"
                      " prompt_closed_at=COALESCE(prompt_closed_at, ?) WHERE id=?",
                      (cur.lastrowid, now, tx_id))
-        if tx["prompt_closed_at"] is None:
+        if bound["prompt_closed_at"] is None:
             closed = token  # this rating closes the prompt; one closed earlier (next ticket)
             #                 must not be cleared again: that would wipe the newer prompt
+    window = staff = None
+    if bound is not None and tx_id:
+        window, staff = bound["window"], bound["staff"]
     event = ("rating", {"terminal": terminal, "seq": seq, "level": msg["level"], "outcome": outcome,
-                        "transaction": tx_id, "window": tx["window"] if tx_id else None,
-                        "staff": tx["staff"] if tx_id else None, "at": now})
+                        "transaction": tx_id, "window": window, "staff": staff, "at": now})
     return Result(ack=(terminal, seq), closed_token=closed, event=event)
 
 
-def _reason(conn, terminal, msg, now):
+def _reason(conn: sqlite3.Connection, terminal: str, msg: dict[str, Any], now: float) -> Result:
     cur = conn.execute("INSERT OR IGNORE INTO reasons (terminal, seq, ref, reason, rated_at,"
                        " received_at) VALUES (?,?,?,?,?,?)",
                        (terminal, msg["seq"], msg["ref"], msg["reason"], msg["ts"] or now, now))
-    event = None
+    event: LiveEvent | None = None
     if cur.rowcount:
         conn.execute("UPDATE ratings SET reason=? WHERE terminal=? AND seq=? AND reason IS NULL",
                      (msg["reason"], terminal, msg["ref"]))
@@ -154,7 +172,8 @@ def _reason(conn, terminal, msg, now):
     return Result(ack=(terminal, msg["seq"]), event=event)
 
 
-def _status(conn, terminal, topic, payload, now):
+def _status(conn: sqlite3.Connection, terminal: str, topic: str, payload: bytes | bytearray,
+            now: float) -> Result:
     if not payload:
         return _NOTHING  # a retained status being cleared
     try:
@@ -178,5 +197,5 @@ def _status(conn, terminal, topic, payload, now):
     return Result(event=("status", {"terminal": terminal, "online": st["online"], "at": now}))
 
 
-def _int(v):
+def _int(v: object) -> int | None:
     return v if type(v) is int else None

@@ -4,11 +4,17 @@ A persistent session (clean_session=False) with manual acks: the broker hands a 
 daemon again until the daemon has committed it and sent the PUBACK. Messages arrive on paho's
 network thread and are put on a queue; the daemon's writer thread does everything else.
 """
+from __future__ import annotations
+
 import logging
 import socket
 import threading
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +22,8 @@ log = logging.getLogger(__name__)
 class Incoming:
     __slots__ = ("topic", "payload", "mid", "qos", "generation")
 
-    def __init__(self, topic, payload, mid, qos, generation):
+    def __init__(self, topic: str, payload: bytes | bytearray, mid: int, qos: int,
+                 generation: int) -> None:
         self.topic = topic
         self.payload = payload
         self.mid = mid
@@ -25,11 +32,14 @@ class Incoming:
 
 
 class Link:
-    def __init__(self, host, port, client_id, username, password, keepalive, subscriptions,
-                 deliver, on_connected=None):
+    def __init__(self, host: str, port: int, client_id: str, username: str, password: str,
+                 keepalive: int, subscriptions: Sequence[str],
+                 deliver: Callable[[Incoming], None],
+                 on_connected: Callable[[], None] | None = None) -> None:
         self._subs = subscriptions
         self._deliver = deliver
         self._on_connected = on_connected
+        self._stopping = False
         self.generation = 0  # bumped on every (re)connect; PUBACKs only go to the current one
         self.connected = threading.Event()
         c = self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -44,23 +54,25 @@ class Link:
         c.on_message = self._message
         self._host, self._port, self._keepalive = host, port, keepalive
 
-    def start(self):
+    def start(self) -> None:
         # connect_async + loop_start: paho keeps reconnecting with backoff on its own thread
         self._client.connect_async(self._host, self._port, self._keepalive)
         self._client.loop_start()
 
-    def stop(self):
+    def stop(self) -> None:
         self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
-    def _connected(self, client, userdata, flags, reason, properties):
+    def _connected(self, client: paho.Client, userdata: Any, flags: paho.ConnectFlags,
+                   reason: ReasonCode, properties: Properties | None) -> None:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
         self.generation += 1
         sock = client.socket()
-        if sock is not None:  # acks leave at once instead of waiting for Nagle's algorithm
+        if isinstance(sock, socket.socket):  # TCP or TLS (paho's websocket wrapper is not one)
+            # acks leave at once instead of waiting for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([(t, 1) for t in self._subs])
         log.info("connected to broker %s:%s (session present: %s)", self._host, self._port,
@@ -69,19 +81,20 @@ class Link:
         if self._on_connected:
             self._on_connected()
 
-    def _disconnected(self, client, userdata, flags, reason, properties):
+    def _disconnected(self, client: paho.Client, userdata: Any, flags: paho.DisconnectFlags,
+                      reason: ReasonCode, properties: Properties | None) -> None:
         self.connected.clear()
-        if getattr(self, "_stopping", False):
+        if self._stopping:
             return
         log.warning("disconnected from broker: %s; reconnecting", reason)
 
-    def _message(self, client, userdata, msg):
+    def _message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._deliver(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, self.generation))
 
-    def ack(self, incoming):
+    def ack(self, incoming: Incoming) -> None:
         """PUBACK a message once it is durably stored (only on the connection it came on)."""
         if incoming.qos and incoming.generation == self.generation:
             self._client.ack(incoming.mid, incoming.qos)
 
-    def publish(self, topic, payload, qos=0, retain=False):
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         self._client.publish(topic, payload, qos=qos, retain=retain)

@@ -1,19 +1,30 @@
 """Terminals and their pairing with windows (hall IT's side of the hall database)."""
-import secrets
-import time
+from __future__ import annotations
 
+import secrets
+import sqlite3
+import time
+from typing import Literal, TypedDict
+
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import audit
 from haochaping.protocol import topics
 
-from haochaping.daemon.hall import audit
-from haochaping.daemon.errors import HcpError
+
+class Pairing(TypedDict):
+    """One row of `pairings` (and of `hcp pairings`)."""
+    window: str
+    terminal: str
+    paired_at: float
 
 
-def _check_id(what, value):
+def _check_id(what: str, value: str) -> None:
     if not topics.valid_id(value):
         raise HcpError("%s %r: use 1-32 of A-Z a-z 0-9 _ -" % (what, value))
 
 
-def add_terminal(conn, terminal, key=None, now=None, actor=None, **detail):
+def add_terminal(conn: sqlite3.Connection, terminal: str, key: bytes | None = None,
+                 now: float | None = None, actor: str | None = None, **detail: object) -> bytes:
     """Register a terminal with a fresh HMAC key (or the given one); return the key.
     With `actor`, an audit entry (action "register", with `detail`) in the same transaction."""
     _check_id("terminal", terminal)
@@ -31,7 +42,8 @@ def add_terminal(conn, terminal, key=None, now=None, actor=None, **detail):
     return key
 
 
-def pair(conn, window, terminal, now=None, actor=None):
+def pair(conn: sqlite3.Connection, window: str, terminal: str, now: float | None = None,
+         actor: str | None = None) -> None:
     _check_id("window", window)
     with conn:
         conn.execute("BEGIN IMMEDIATE")
@@ -46,7 +58,8 @@ def pair(conn, window, terminal, now=None, actor=None):
             audit.record(conn, actor, "pair", now, terminal=terminal, window=window)
 
 
-def unpair(conn, terminal, actor=None, now=None):
+def unpair(conn: sqlite3.Connection, terminal: str, actor: str | None = None,
+           now: float | None = None) -> None:
     with conn:
         conn.execute("BEGIN IMMEDIATE")
         row = conn.execute("SELECT window FROM pairings WHERE terminal=?", (terminal,)).fetchone()
@@ -57,7 +70,8 @@ def unpair(conn, terminal, actor=None, now=None):
             audit.record(conn, actor, "unpair", now, terminal=terminal, window=row[0])
 
 
-def replace(conn, old, new, actor, now=None):
+def replace(conn: sqlite3.Connection, old: str, new: str, actor: str,
+            now: float | None = None) -> str | None:
     """Move `old`'s pairing to `new` and revoke `old` (its ratings are then refused as from an
     unknown terminal), in one transaction with its audit entry. Return the window (or None).
     Running it again after it succeeded changes nothing and returns the window `new` has."""
@@ -89,7 +103,8 @@ def replace(conn, old, new, actor, now=None):
     return window[0] if window else None
 
 
-def terminal_state(conn, terminal):
+def terminal_state(conn: sqlite3.Connection,
+                   terminal: str) -> tuple[Literal["active", "revoked"] | None, bool]:
     """None (never registered), "active" or "revoked"; and whether it has sent ratings."""
     row = conn.execute("SELECT revoked_at FROM terminals WHERE id=?", (terminal,)).fetchone()
     if row is None:
@@ -98,12 +113,13 @@ def terminal_state(conn, terminal):
     return ("active" if row[0] is None else "revoked"), rated is not None
 
 
-def terminals_of(conn, window):
+def terminals_of(conn: sqlite3.Connection, window: str) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT p.terminal FROM pairings p JOIN terminals t ON t.id=p.terminal"
         " WHERE p.window=? AND t.revoked_at IS NULL ORDER BY p.terminal", (window,))]
 
 
-def pairings(conn):
-    return [dict(r) for r in conn.execute(
-        "SELECT window, terminal, paired_at FROM pairings ORDER BY window, terminal")]
+def pairings(conn: sqlite3.Connection) -> list[Pairing]:
+    return [{"window": r["window"], "terminal": r["terminal"], "paired_at": r["paired_at"]}
+            for r in conn.execute(
+                "SELECT window, terminal, paired_at FROM pairings ORDER BY window, terminal")]

@@ -6,53 +6,66 @@ for the whole batch: group commit), and only then publishes acks and prompts and
 broker. A crash before the commit loses nothing: nothing was acked, the broker and the terminals
 send again, and (terminal, seq) keeps a second copy out.
 """
+from __future__ import annotations
+
 import logging
 import queue
 import signal
+import sqlite3
 import threading
 import time
-
-from haochaping.protocol import messages, topics
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from haochaping.daemon.hall import db, ingest, windows
 from haochaping.daemon.hall.alerts import Alerter
 from haochaping.daemon.hall.api import ApiServer
 from haochaping.daemon.hall.events import Events
+from haochaping.daemon.hall.ingest import KeyCache, LiveEvent
 from haochaping.daemon.hall.mqtt_client import Incoming, Link
+from haochaping.daemon.hall.settings import HallConfig
+from haochaping.daemon.hall.windows import Publish
+from haochaping.protocol import messages, topics
+
+if TYPE_CHECKING:  # imported when forwarding is on (see run)
+    from haochaping.daemon.hall.forward import Forwarder
 
 log = logging.getLogger(__name__)
 _TICK = 0.5  # seconds between prompt-timeout checks when idle
 
+T = TypeVar("T")
+# What the writer runs for a caller: fn(conn, now) -> (result, publishes), in its transaction.
+WriterFn = Callable[[sqlite3.Connection, float], tuple[T, Sequence[Publish]]]
 
-class Command:
+
+class Command(Generic[T]):
     """A function to run in the writer's transaction; the caller waits for its result."""
     __slots__ = ("fn", "done", "result", "error")
 
-    def __init__(self, fn):
+    def __init__(self, fn: WriterFn[T]) -> None:
         self.fn = fn
         self.done = threading.Event()
-        self.result = None
-        self.error = None
+        self.result: T | None = None
+        self.error: Exception | None = None
 
-    def wait(self, timeout=10):
+    def wait(self, timeout: float = 10) -> T:
         if not self.done.wait(timeout):
             raise TimeoutError("the daemon did not answer in %s s" % timeout)
         if self.error is not None:
             raise self.error
-        return self.result
+        return cast(T, self.result)  # the writer sets it before `done`, unless it sets `error`
 
 
 class HallDaemon:
-    def __init__(self, cfg, clock=time.time):
+    def __init__(self, cfg: HallConfig, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.hall = cfg.hall.id
         self.clock = clock
         self.conn = db.connect(cfg.hall.database)
-        self.queue = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Incoming | Command[Any] | None] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.events = Events()  # live updates after each commit, for pages and alerts
-        self.alerter = Alerter(self.hall, cfg.alerts,
-                               lambda t, p, q: self.link.publish(t, p, qos=q))
+        self.alerter = Alerter(self.hall, cfg.alerts, self._publish_alert)
         m = cfg.mqtt
         self.link = Link(m.host, m.port, m.client_id, m.username, m.password,
                          m.keepalive,
@@ -65,16 +78,16 @@ class HallDaemon:
         self.commits = 0  # database commits since start: stored/commits = the group-commit size
 
     # ---------------------------------------------------------------- public
-    def submit(self, fn, timeout=10):
+    def submit(self, fn: WriterFn[T], timeout: float = 10) -> T:
         """Run fn(conn, now) -> (result, publishes) in the writer thread; return result."""
         cmd = Command(fn)
         self.queue.put(cmd)
         return cmd.wait(timeout)
 
-    def run(self):
+    def run(self) -> None:
         """Serve until SIGTERM/SIGINT or stop(); returns when everything stored is acked."""
         self._install_signals()
-        forwarder = None
+        forwarder: Forwarder | None = None
         if self.cfg.forward.url:  # to the municipal store: daemon/hall/forward.py
             from haochaping.daemon.hall.forward import Forwarder
             forwarder = Forwarder(self.cfg)
@@ -95,12 +108,12 @@ class HallDaemon:
             self.conn.close()
             log.info("hall %s: daemon stopped", self.hall)
 
-    def stop(self):
+    def stop(self) -> None:
         self.stopping.set()
         self.queue.put(None)
 
     # ---------------------------------------------------------------- writer
-    def _loop(self):
+    def _loop(self) -> None:
         batch_max = self.cfg.ingest.batch_max
         next_expiry = 0.0
         while not self.stopping.is_set():
@@ -108,7 +121,7 @@ class HallDaemon:
                 first = self.queue.get(timeout=_TICK)
             except queue.Empty:
                 first = None
-            batch = [] if first is None else [first]
+            batch: list[Incoming | Command[Any]] = [] if first is None else [first]
             while len(batch) < batch_max:
                 try:
                     item = self.queue.get_nowait()
@@ -123,14 +136,14 @@ class HallDaemon:
                 if expire:
                     next_expiry = now + _TICK
 
-    def _apply(self, batch, now, expire):
+    def _apply(self, batch: Sequence[Incoming | Command[Any]], now: float, expire: bool) -> None:
         grace = self.cfg.sessions.grace_s
-        acks = {}        # terminal -> [seq]
-        publishes = []   # (terminal, token or None, expires)
-        puback = []
-        done = []
-        keys = {}        # terminal keys, looked up once per batch
-        events = []
+        acks: dict[str, list[int]] = {}  # terminal -> [seq]
+        publishes: list[Publish] = []    # (terminal, token or None, expires)
+        puback: list[Incoming] = []
+        done: list[Command[Any]] = []
+        keys: KeyCache = {}              # terminal keys, looked up once per batch
+        events: list[LiveEvent] = []
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -139,7 +152,8 @@ class HallDaemon:
                     sp = "SAVEPOINT m"
                     conn.execute(sp)
                     try:
-                        res = ingest.handle(conn, self.hall, item.topic, item.payload, now, grace, keys)
+                        res = ingest.handle(conn, self.hall, item.topic, item.payload, now, grace,
+                                            keys)
                     except Exception:  # a bug must not lose the batch: keep the message aside
                         log.exception("failed to handle a message on %s", item.topic)
                         conn.execute("ROLLBACK TO m")
@@ -151,7 +165,8 @@ class HallDaemon:
                     if res.event:
                         events.append(res.event)
                     if res.closed_token:
-                        publishes += [(t, None, 0) for t in windows.shown_to(conn, res.closed_token)]
+                        publishes += [(t, None, 0)
+                                      for t in windows.shown_to(conn, res.closed_token)]
                     puback.append(item)
                 else:
                     conn.execute("SAVEPOINT c")
@@ -186,7 +201,7 @@ class HallDaemon:
         for cmd in done:
             cmd.done.set()
 
-    def _send_acks(self, acks, now, keys):
+    def _send_acks(self, acks: dict[str, list[int]], now: float, keys: KeyCache) -> None:
         qos = self.cfg.ingest.ack_qos
         for terminal, seqs in acks.items():
             key = ingest.terminal_key(self.conn, terminal, keys)
@@ -195,12 +210,12 @@ class HallDaemon:
             self.link.publish(topics.topic(self.hall, terminal, topics.ACK),
                               messages.encode_ack(key, terminal, seqs, int(now)), qos=qos)
 
-    def _send_sessions(self, publishes, now, keys):
+    def _send_sessions(self, publishes: Sequence[Publish], now: float, keys: KeyCache) -> None:
         """Retained prompts at QoS 0: over a live connection nothing is lost, and after any
         reconnect _resync publishes every terminal's prompt again. (QoS 1 would make paho scan
         its whole outgoing queue on every PUBACK: quadratic under load.) A retained message is
         a state, so only the last one per terminal in a batch is sent."""
-        last = {}
+        last: dict[str, Publish] = {}
         for p in publishes:
             last[p[0]] = p
         for terminal, token, expires in last.values():
@@ -217,11 +232,14 @@ class HallDaemon:
                                                          tx["staff"], int(expires), int(now)),
                               qos=0, retain=True)
 
-    def _resync(self):
+    def _resync(self) -> None:
         """On every (re)connect, publish every paired terminal's current prompt (or none)."""
         self.queue.put(Command(lambda conn, now: (None, windows.open_prompts(conn))))
 
-    def _install_signals(self):
+    def _publish_alert(self, topic: str, payload: bytes, qos: int) -> None:
+        self.link.publish(topic, payload, qos=qos)
+
+    def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGTERM, signal.SIGINT):

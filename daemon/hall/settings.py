@@ -26,7 +26,8 @@ Example (also written by `hcp demo` into its folder):
     session_max_s = 43200            # ... and at the latest this long after sign-in
     pin_failures = 5                 # wrong PINs in a row (per staff number and per PC) ...
     lockout_s = 300                  # ... before sign-in is refused for this long
-    language = "zh-CN"               # the pages' texts: daemon/hall/console/static/labels.<language>.json
+    language = "zh-CN"               # the pages' texts, in
+                                     # daemon/hall/console/static/labels.<language>.json
 """
 from __future__ import annotations
 
@@ -231,7 +232,8 @@ def _check_forward(f: dict[str, Any], errors: list[str]) -> None:
     if not 1 <= f["batch_size"] <= 10000:
         errors.append("[forward] batch_size: 1 to 10000")
     if len(f["region"]) > 12 or len(f["department"]) > 64:
-        errors.append("[forward] region: at most 12 characters (行政区划代码), department: at most 64")
+        errors.append("[forward] region: at most 12 characters (行政区划代码),"
+                      " department: at most 64")
     for key in ("max_wait_s", "timeout_s", "retry_max_s"):
         if f[key] < (0 if key == "max_wait_s" else 1):
             errors.append("[forward] %s: at least %d" % (key, 0 if key == "max_wait_s" else 1))
@@ -262,7 +264,8 @@ def _check_values(cfg: dict[str, dict[str, Any]], errors: list[str]) -> None:
     labels = os.path.join(os.path.dirname(os.path.abspath(__file__)), "console", "static",
                           "labels.%s.json" % os.path.basename(c["language"]))
     if not os.path.exists(labels):
-        errors.append("[console] language: no daemon/hall/console/static/labels.%s.json" % c["language"])
+        errors.append("[console] language: no daemon/hall/console/static/labels.%s.json"
+                      % c["language"])
     for name, token in cfg["api"]["tokens"].items():
         if not isinstance(token, str) or len(token) < 16:
             errors.append("[api.tokens] %s: a token of at least 16 characters" % name)

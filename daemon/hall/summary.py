@@ -1,9 +1,23 @@
 """Counts from the hall database: per window, transactions, rated, and ratings by level."""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import TypedDict
+
 from haochaping.protocol import levels
 
 
-def window_summary(conn):
-    rows = {}
+class WindowSummary(TypedDict):
+    """One window's counts (a row of `hcp summary`, an item of its --json "windows")."""
+    window: str
+    transactions: int
+    rated: int
+    levels: dict[int, int]  # level code -> ratings that count at that level
+
+
+def window_summary(conn: sqlite3.Connection) -> list[WindowSummary]:
+    rows: dict[str, WindowSummary] = {}
     for r in conn.execute("SELECT window, COUNT(*) AS transactions, COUNT(rating_id) AS rated"
                           " FROM transactions GROUP BY window ORDER BY window"):
         rows[r["window"]] = {"window": r["window"], "transactions": r["transactions"],
@@ -14,13 +28,14 @@ def window_summary(conn):
     return list(rows.values())
 
 
-def outcome_counts(conn):
-    out = {r[0]: r[1] for r in conn.execute("SELECT outcome, COUNT(*) FROM ratings GROUP BY outcome")}
+def outcome_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    out = {r[0]: r[1] for r in conn.execute(
+        "SELECT outcome, COUNT(*) FROM ratings GROUP BY outcome")}
     out["rejected"] = conn.execute("SELECT COUNT(*) FROM rejected").fetchone()[0]
     return out
 
 
-def format_summary(rows):
+def format_summary(rows: Iterable[WindowSummary]) -> str:
     head = "%-8s %12s %6s  " % ("window", "transactions", "rated") + "  ".join(
         "%s" % lv[1] for lv in levels.LEVELS)
     lines = [head]
@@ -30,5 +45,5 @@ def format_summary(rows):
     return "\n".join(lines)
 
 
-def _width(name):
+def _width(name: str) -> int:
     return len(name) * 2  # CJK characters take two columns in a terminal

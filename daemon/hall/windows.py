@@ -3,15 +3,21 @@
 caller's database transaction and returns what to publish once that transaction is committed:
 a list of (terminal, token-or-None, expires_at) — None clears the terminal's retained session.
 """
-import secrets
+from __future__ import annotations
 
+import secrets
+import sqlite3
+from typing import Any
+
+from haochaping.daemon.errors import HcpError, InvalidInput
+from haochaping.daemon.hall import registry
 from haochaping.protocol import topics
 
-from haochaping.daemon.hall import registry
-from haochaping.daemon.errors import HcpError, InvalidInput
+# What to publish once committed: (terminal, token or None, expires_at); None clears the prompt.
+Publish = tuple[str, str | None, float]
 
 
-def _check(window, ticket=None, item="", staff=""):
+def _check(window: str, ticket: str | None = None, item: str = "", staff: str = "") -> None:
     if not topics.valid_id(window):
         raise InvalidInput("window %r: use 1-32 of A-Z a-z 0-9 _ -" % window)
     if ticket is not None and not (0 < len(ticket) <= 64):
@@ -22,23 +28,26 @@ def _check(window, ticket=None, item="", staff=""):
         raise InvalidInput("staff %r: use 1-32 of A-Z a-z 0-9 _ -" % staff)
 
 
-def _close_open_prompts(conn, window, now, why):
+def _close_open_prompts(conn: sqlite3.Connection, window: str, now: float,
+                        why: str) -> list[Publish]:
     """Close the window's open prompt, if any; return the clears to publish."""
-    out = []
-    for row in conn.execute("SELECT id, token FROM transactions WHERE window=? AND token IS NOT NULL"
-                            " AND prompt_closed_at IS NULL", (window,)).fetchall():
+    out: list[Publish] = []
+    for row in conn.execute("SELECT id, token FROM transactions WHERE window=?"
+                            " AND token IS NOT NULL AND prompt_closed_at IS NULL",
+                            (window,)).fetchall():
         conn.execute("UPDATE transactions SET prompt_closed_at=?, prompt_closed_by=? WHERE id=?",
                      (now, why, row["id"]))
         out += [(t, None, 0) for t in shown_to(conn, row["token"])]
     return out
 
 
-def shown_to(conn, token):
+def shown_to(conn: sqlite3.Connection, token: str) -> list[str]:
     return [r[0] for r in conn.execute("SELECT terminal FROM prompt_terminals WHERE token=?",
                                        (token,))]
 
 
-def start(conn, window, ticket, item, staff, now):
+def start(conn: sqlite3.Connection, window: str, ticket: str, item: str, staff: str,
+          now: float) -> tuple[int, list[Publish]]:
     """A ticket is called to the window. Returns (transaction id, publishes)."""
     _check(window, ticket, item, staff)
     publishes = _close_open_prompts(conn, window, now, "next")
@@ -47,10 +56,12 @@ def start(conn, window, ticket, item, staff, now):
                  (now, window))
     cur = conn.execute("INSERT INTO transactions (window, ticket, item, staff, started_at)"
                        " VALUES (?,?,?,?,?)", (window, ticket, item, staff, now))
+    assert cur.lastrowid is not None  # set by every INSERT into a rowid table
     return cur.lastrowid, publishes
 
 
-def finish(conn, window, now, timeout):
+def finish(conn: sqlite3.Connection, window: str, now: float,
+           timeout: float) -> tuple[int, list[str], list[Publish]]:
     """The service ends: open the rating prompt on the window's terminals.
     Returns (transaction id, terminals prompted, publishes)."""
     _check(window)
@@ -73,9 +84,9 @@ def finish(conn, window, now, timeout):
     return tx["id"], terms, [(t, token, expires) for t in terms]
 
 
-def expire(conn, now):
+def expire(conn: sqlite3.Connection, now: float) -> list[Publish]:
     """Close prompts whose time is up; return the clears to publish."""
-    out = []
+    out: list[Publish] = []
     for row in conn.execute("SELECT id, token FROM transactions WHERE token IS NOT NULL"
                             " AND prompt_closed_at IS NULL AND prompt_expires_at <= ?",
                             (now,)).fetchall():
@@ -85,9 +96,9 @@ def expire(conn, now):
     return out
 
 
-def open_prompts(conn):
+def open_prompts(conn: sqlite3.Connection) -> list[Publish]:
     """Every paired terminal and what its retained session should be now (for a resync)."""
-    want = {}
+    want: dict[str, Publish] = {}
     for r in conn.execute("SELECT terminal FROM pairings"):
         want[r[0]] = (r[0], None, 0)
     for r in conn.execute("SELECT p.terminal, t.token, t.prompt_expires_at FROM transactions t"
@@ -97,8 +108,9 @@ def open_prompts(conn):
     return list(want.values())
 
 
-def window_state(conn, window):
-    """What the window's current transaction is doing, for the queue system and the console."""
+def window_state(conn: sqlite3.Connection, window: str) -> dict[str, Any]:
+    """What the window's current transaction is doing, for the queue system and the console
+    (JSON; the console adds its own keys to it)."""
     tx = conn.execute("SELECT * FROM transactions WHERE window=? ORDER BY id DESC LIMIT 1",
                       (window,)).fetchone()
     if tx is None:
@@ -107,7 +119,8 @@ def window_state(conn, window):
     level = None
     if tx["rating_id"] is not None:
         state = "rated"
-        level = conn.execute("SELECT level FROM ratings WHERE id=?", (tx["rating_id"],)).fetchone()[0]
+        level = conn.execute("SELECT level FROM ratings WHERE id=?",
+                             (tx["rating_id"],)).fetchone()[0]
     elif tx["token"] is not None:
         state = "prompting" if tx["prompt_closed_at"] is None else "not-rated"
     elif tx["finished_at"] is not None:

@@ -55,14 +55,15 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_the_webhook_gets_the_alert_and_a_dead_webhook_does_not_stop_ratings(hall, broker, terminals, hall_db):
+def test_the_webhook_gets_the_alert_and_a_dead_webhook_does_not_stop_ratings(
+        hall, broker, terminals, hall_db):
     # if this fails, a hall that uses a webhook (SMS gateway, IM bot) never hears of bad reviews,
     # or a broken gateway holds up every rating in the hall
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     with open(hall.path, "a") as f:
-        f.write('\n[alerts]\nwebhook = "http://127.0.0.1:%d/alert"\nwebhook_token = "t0k3n-for-the-hook"\n'
-                % srv.server_address[1])
+        f.write('\n[alerts]\nwebhook = "http://127.0.0.1:%d/alert"\n'
+                'webhook_token = "t0k3n-for-the-hook"\n' % srv.server_address[1])
     from haochaping.daemon.hall import settings
     cfg = settings.load(hall.path)
     d = processes.DaemonProcess(cfg).start()

