@@ -34,7 +34,7 @@ def bench_ingest(terminals: int, ratings: int, publishers: int, paced_rate: int,
     Example:
       hcp bench ingest --terminals 500 --ratings 50000 --json
     """
-    from haochaping.tools.bench import ingest as b
+    from haochaping.tools.bench import ingest_rate as b
     say: Callable[[str], None] = ((lambda m: None) if as_json
                                   else (lambda m: click.echo(m, err=True)))
     r = b.ingest(terminals, ratings, publishers, paced_rate, paced_seconds, progress=say)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -33,10 +33,12 @@ _SCALE = click.option(
 def _start(cfg: HallConfig, folder: str, count: int | None, runtime: str,
            scale: int) -> ByWindow:
     from haochaping.tools.sim import scenario
-    by_window: ByWindow = scenario.start_terminals(
+    # engine="firmware": every terminal is a FirmwareTerminal
+    by_window = cast(ByWindow, scenario.start_terminals(
         cfg, folder, count, engine="firmware", scale=scale,
-        runtime=None if runtime == "auto" else runtime)
+        runtime=None if runtime == "auto" else runtime))
     host = next(iter(by_window.values()))[0].host
+    assert host.proc is not None  # started by start_terminals
     click.echo("%d simulated terminal(s) running the firmware under %s in one process"
                " (pid %d), times / %d" % (sum(len(v) for v in by_window.values()), host.runtime,
                                           host.proc.pid, scale))

@@ -76,7 +76,7 @@ def bench_forward(records: int, backend: str, batch_size: int, pg_url: str, repe
     """
     import json
 
-    from haochaping.tools.bench import forward as b
+    from haochaping.tools.bench import forward_rate as b
     say: Callable[[str], None] = ((lambda m: None) if as_json
                                   else (lambda m: click.echo(m, err=True)))
     r = b.forward(records, backend, batch_size, pg_url, progress=say, repeat=repeat)

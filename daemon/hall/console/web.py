@@ -353,14 +353,17 @@ class _Request:
         self.json(200, {"csrf": self.fresh_session().csrf})
 
     def record(self, actor: str, action: str, **detail: Any) -> None:
-        self.c.daemon.submit(lambda conn, now: (audit.record(conn, actor, action, now=now,
-                                                             **detail), []))
+        def write(conn: sqlite3.Connection, now: float) -> tuple[None, list[Any]]:
+            audit.record(conn, actor, action, now=now, **detail)
+            return None, []
+        self.c.daemon.submit(write)
 
     # ------------------------------------------------------------ window actions
     def window_action(self, s: Session, window: str, action: str) -> None:
-        assert s.number is not None  # authorised() returns signed-in sessions only
+        number = s.number
+        assert number is not None  # authorised() returns signed-in sessions only
         body = self.body()
-        actor = "staff:" + s.number
+        actor = "staff:" + number
         if action == "start":
             ticket, item = body.get("ticket"), body.get("item", "")
             if not isinstance(ticket, str) or not isinstance(item, str):
@@ -370,7 +373,7 @@ class _Request:
                 raise Refused(400, "ticket-needed")
 
             def fn(conn: sqlite3.Connection, now: float) -> tuple[int, list[Any]]:
-                tx, pubs = windows.start(conn, window, ticket, item, s.number, now)
+                tx, pubs = windows.start(conn, window, ticket, item, number, now)
                 audit.record(conn, actor, "console.start", now=now, window=window, ticket=ticket,
                              item=item, transaction=tx)
                 return tx, pubs
