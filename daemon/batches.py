@@ -83,7 +83,7 @@ def parse_batch(body, hall_header, batch_header):
         # orjson: ~3 times json.loads' rate; strict (no NaN, no invalid UTF-8, nesting limited)
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
-        raise BadBatch("body is not JSON: %s" % e, 400)
+        raise BadBatch("body is not JSON: %s" % e, 400) from None
     if not isinstance(doc, dict):
         raise BadBatch("body must be an object with hall, batch and records (or v: 2 and"
                        " tables)", 400)
@@ -273,7 +273,7 @@ def _parse_v2(hall, doc):
                 cols[field] = check(col)
             except _Bad as e:
                 raise BadBatch("record %s: %s %s" % (_record_name(hall, kind, table, e.i),
-                                                     field, e.what))
+                                                     field, e.what)) from None
         out[kind] = _columns(hall, kind, cols, n)
     return out
 
@@ -285,7 +285,8 @@ def _columns(hall, kind, cols, n):
         if not all(ch):
             cols["channel"] = [v or CHANNEL for v in ch]
     else:
-        uid = list(map((_UID[kind] % hall).__mod__, zip(cols["terminal"], cols["seq"])))
+        uid = list(map((_UID[kind] % hall).__mod__,
+                       zip(cols["terminal"], cols["seq"], strict=True)))
     if kind == "rating":
         pre = hall + ":tx:"
         cols["transaction"] = [None if v is None else pre + str(v) for v in cols["transaction"]]
@@ -315,7 +316,8 @@ def _parse_v1(hall, recs):
         rows[kind].append(row)
     out = {}
     for kind, rs in rows.items():
-        cols = [list(c) for c in zip(*rs)] if rs else [[] for _ in range(len(FIELDS[kind]) + 1)]
+        cols = ([list(c) for c in zip(*rs, strict=True)] if rs
+                else [[] for _ in range(len(FIELDS[kind]) + 1)])
         del cols[1]  # the hall: one for the whole batch
         if kind == "transaction" and all(v is None for v in cols[-1]):
             cols[-1] = None
@@ -359,12 +361,11 @@ def _check_uid(hall, r, kind, *parts):
 def _transaction(hall, r):
     tx = _int(r, "tx", 1, 2 ** 62)
     rater = r.get("rater")
-    if rater is not None:
-        if not isinstance(rater, dict) or rater.get("consent") is not True \
-                or not isinstance(rater.get("identity"), dict):
-            # RULES.md 第六条: identity leaves the hall only with recorded consent
-            raise BadBatch("record %s: rater needs consent=true and an identity object"
-                           % r.get("id"))
+    if rater is not None and (not isinstance(rater, dict) or rater.get("consent") is not True
+                              or not isinstance(rater.get("identity"), dict)):
+        # RULES.md 第六条: identity leaves the hall only with recorded consent
+        raise BadBatch("record %s: rater needs consent=true and an identity object"
+                       % r.get("id"))
     channel = _str(r, "channel", 16) or CHANNEL
     return (_check_uid(hall, r, "tx", tx), hall, tx, _str(r, "window", 32, True),
             _str(r, "ticket", 64, True), _str(r, "item"), _str(r, "item_version", 16),
@@ -408,9 +409,10 @@ def read_key_file(path):
         with open(path) as f:
             key = bytes.fromhex(f.read().strip())
     except FileNotFoundError:
-        raise HcpError("key file %s not found (from `hcp store add-hall --key-out`)" % path)
+        raise HcpError("key file %s not found (from `hcp store add-hall --key-out`)"
+                       % path) from None
     except (ValueError, UnicodeDecodeError):
-        raise HcpError("key file %s: expected 64 hex characters" % path)
+        raise HcpError("key file %s: expected 64 hex characters" % path) from None
     if len(key) != 32:
         raise HcpError("key file %s: expected 64 hex characters" % path)
     return key
@@ -421,8 +423,9 @@ def write_key_file(path, key):
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise HcpError("%s exists already: choose another --key-out (or remove it)" % path)
+        raise HcpError("%s exists already: choose another --key-out (or remove it)"
+                       % path) from None
     except OSError as e:
-        raise HcpError("cannot write %s: %s" % (path, e.strerror))
+        raise HcpError("cannot write %s: %s" % (path, e.strerror)) from e
     with os.fdopen(fd, "w") as f:
         f.write(key.hex() + "\n")

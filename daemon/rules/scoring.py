@@ -14,9 +14,8 @@ import datetime
 import re
 from fractions import Fraction
 
-from haochaping.protocol import levels
-
 from haochaping.daemon.errors import HcpError
+from haochaping.protocol import levels
 
 FIRST_REPORT_PERIOD = (2020, 3)     # 第十一条: quarterly reports from 2020 Q3 on
 
@@ -210,9 +209,11 @@ def explain(ratings, pending=0, unit=None, period=None):
     t = tally(ratings, pending)
     s = score(ratings, pending)
     steps = []
-    head = "第十四条 score" + (" of %s" % unit if unit else "") + (" for %s" % period if period else "")
+    head = ("第十四条 score" + (" of %s" % unit if unit else "")
+            + (" for %s" % period if period else ""))
     lines = [head]
-    lines.append("1. ratings per level (citizen / default 第七条 / excluded by upheld appeal 第十条):")
+    lines.append("1. ratings per level (citizen / default 第七条 / excluded by upheld appeal"
+                 " 第十条):")
     for row in t["per_level"]:
         lines.append("   %s %s (%d points): %d citizen, %d default, %d excluded"
                      % (row["level"], row["name"], row["points"], row["citizen"], row["default"],

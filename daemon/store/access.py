@@ -50,9 +50,8 @@ def atomic(store, write=True):
                     c.execute("ROLLBACK")
                 raise
         return
-    with store.pool.connection() as c:
-        with c.transaction():
-            yield Tx(c, False)
+    with store.pool.connection() as c, c.transaction():
+        yield Tx(c, False)
 
 
 def query(store, sql, args=()):

@@ -13,11 +13,10 @@ import logging
 import secrets
 import time
 
-from haochaping.protocol import levels
-
-from haochaping.daemon.rules import deadlines, workdays
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.rules import deadlines, workdays
 from haochaping.daemon.store import access, cases
+from haochaping.protocol import levels
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def decide(store, aid, upheld, reason, now=None):
 
 
 def _row(r, today):
-    a = dict(zip(COLUMNS, r))
+    a = dict(zip(COLUMNS, r, strict=True))
     a["overdue"] = a["status"] == "pending" and a["decision_due"] < today.isoformat()
     return a
 

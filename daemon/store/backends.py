@@ -17,9 +17,9 @@ import threading
 import time
 from itertools import chain, islice, repeat
 
+from haochaping.daemon.batches import BadBatch
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.store import access, schema
-from haochaping.daemon.batches import BadBatch
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class _Store:
         if raters is None:
             return cols
         sealed = []
-        for uid, rater in zip(cols[0], raters):
+        for uid, rater in zip(cols[0], raters, strict=True):
             if rater is not None:
                 if self.identity is None:
                     raise BadBatch("record %s carries a rater identity, but this store has no"
@@ -188,7 +188,8 @@ class _Store:
             self._execute("INSERT INTO halls (id, key, name, added_at) VALUES (%s, %s, %s, %s)",
                           (hall, key, name, time.time()))
         except self._integrity_errors():
-            raise HcpError("hall %s is registered already (`hcp store halls`)" % hall)
+            raise HcpError("hall %s is registered already (`hcp store halls`)"
+                           % hall) from None
         return key
 
     def revoke_hall(self, hall):
@@ -204,10 +205,11 @@ class _Store:
         return bytes(rows[0][0]) if rows else None
 
     def halls(self):
-        return [dict(zip(HALLS_COLUMNS, r)) for r in self._query(HALLS_SQL, ())]
+        return [dict(zip(HALLS_COLUMNS, r, strict=True)) for r in self._query(HALLS_SQL, ())]
 
     def ratings(self, hall, since):
-        return [dict(zip(EXPORT_COLUMNS, r)) for r in self._query(EXPORT_SQL, (hall, since))]
+        return [dict(zip(EXPORT_COLUMNS, r, strict=True))
+                for r in self._query(EXPORT_SQL, (hall, since))]
 
     def uids(self, kind, hall):
         """Every record id of one kind for a hall, sorted (for checks and tests)."""
@@ -280,7 +282,7 @@ class SqliteStore(_Store):
                                         check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as e:
-            raise HcpError("cannot open the store database %s: %s" % (path, e))
+            raise HcpError("cannot open the store database %s: %s" % (path, e)) from e
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
         self._reader, self._rlock = None, threading.Lock()
@@ -392,20 +394,20 @@ class PostgresStore(_Store):
             self.pool.wait(timeout=10)
         except Exception as e:  # psycopg_pool.PoolTimeout and friends
             raise HcpError("cannot connect to PostgreSQL at %s: %s"
-                           % (_redact_url(url), str(e).splitlines()[0] if str(e) else e))
+                           % (_redact_url(url), str(e).splitlines()[0] if str(e) else e)
+                           ) from e
         self._migrate()
 
     def _integrity_errors(self):
         return self.psycopg.errors.UniqueViolation
 
     def _migrate(self):
-        with self.pool.connection() as c:
-            with c.transaction():
-                # one store at a time migrates; the others wait, then find it done
-                c.execute("SELECT pg_advisory_xact_lock(7406150)")
-                c.execute("CREATE TABLE IF NOT EXISTS store_migrations"
-                          " (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
-                _migrate(c, self.dialect, "INSERT INTO store_migrations VALUES (%s, %s)")
+        with self.pool.connection() as c, c.transaction():
+            # one store at a time migrates; the others wait, then find it done
+            c.execute("SELECT pg_advisory_xact_lock(7406150)")
+            c.execute("CREATE TABLE IF NOT EXISTS store_migrations"
+                      " (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
+            _migrate(c, self.dialect, "INSERT INTO store_migrations VALUES (%s, %s)")
 
     def _execute(self, sql, args):
         with self.pool.connection() as c:
@@ -418,26 +420,25 @@ class PostgresStore(_Store):
     def store_batch(self, hall, batch, sha, parsed, then=None):
         now = time.time()
         total = sum(len(cols[0]) for cols in parsed.values())
-        with self.pool.connection() as c:
-            with c.transaction():
-                got = c.execute("INSERT INTO batches VALUES (%s, %s, %s, %s, 0, %s)"
-                                " ON CONFLICT DO NOTHING RETURNING 1",
-                                (hall, batch, sha, total, now)).fetchone()
-                if got is None:
-                    old = c.execute("SELECT sha256, records, new_records FROM batches"
-                                    " WHERE hall=%s AND batch=%s", (hall, batch)).fetchone()
-                    return _replayed(batch, sha, old)
-                new = 0
-                for kind, cols in parsed.items():
-                    if not cols[0]:
-                        continue
-                    if kind == "transaction":
-                        cols = self._seal(cols)
-                    new += self._insert(c, kind, hall, cols, batch, now)
-                if new and then is not None:
-                    then(access.Tx(c, False), hall, batch)
-                c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",
-                          (new, hall, batch))
+        with self.pool.connection() as c, c.transaction():
+            got = c.execute("INSERT INTO batches VALUES (%s, %s, %s, %s, 0, %s)"
+                            " ON CONFLICT DO NOTHING RETURNING 1",
+                            (hall, batch, sha, total, now)).fetchone()
+            if got is None:
+                old = c.execute("SELECT sha256, records, new_records FROM batches"
+                                " WHERE hall=%s AND batch=%s", (hall, batch)).fetchone()
+                return _replayed(batch, sha, old)
+            new = 0
+            for kind, cols in parsed.items():
+                if not cols[0]:
+                    continue
+                if kind == "transaction":
+                    cols = self._seal(cols)
+                new += self._insert(c, kind, hall, cols, batch, now)
+            if new and then is not None:
+                then(access.Tx(c, False), hall, batch)
+            c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",
+                      (new, hall, batch))
         return {"status": "stored", "batch": batch, "records": total, "new": new}
 
     def _insert(self, c, kind, hall, cols, batch, now):
@@ -448,17 +449,17 @@ class PostgresStore(_Store):
         ON CONFLICT DO NOTHING stores those that are new."""
         table, names = _COLUMNS[kind]
         try:
-            with c.transaction():  # a savepoint
-                with c.cursor().copy(_PG_COPY[kind]) as cp:
-                    for row in zip(cols[0], repeat(hall), *[repeat(None) if col is None else col
-                                                            for col in cols[1:]],
-                                   repeat(batch), repeat(now)):
-                        cp.write_row(row)
+            # c.transaction() inside a transaction: a savepoint
+            with c.transaction(), c.cursor().copy(_PG_COPY[kind]) as cp:
+                for row in zip(cols[0], repeat(hall), *[repeat(None) if col is None else col
+                                                        for col in cols[1:]],
+                               repeat(batch), repeat(now)):
+                    cp.write_row(row)
             return len(cols[0])
         except self.psycopg.errors.UniqueViolation:
             pass
         # each column goes over as one array literal, parsed by the server (array_in, in C)
-        args = [hall] + [_pg_array(col, t) for col, t in zip(cols, _PG_ARRAYS[kind])]
+        args = [hall] + [_pg_array(col, t) for col, t in zip(cols, _PG_ARRAYS[kind], strict=True)]
         return c.execute(_PG_INSERT[kind], args + [batch, now]).rowcount
 
     def close(self):

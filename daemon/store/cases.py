@@ -4,8 +4,8 @@ A case opens for each counted citizen rating of level 4 or 5 (不满意, 非常�
 an upheld appeal: in the transaction that stores its batch (`open_in_batch`), else by the
 sweep that runs with the default ratings (`open_new`). It is due at the end of the 15th working
 day after the day the hall received the rating (docs/rules.md: the store takes every bad review
-as verified on receipt; an upheld appeal withdraws the case). The deadline moves only with a reason and a
-later date. Follow-ups (回访) by phone, SMS or online self-rating are recorded with the
+as verified on receipt; an upheld appeal withdraws the case). The deadline moves only with a
+reason and a later date. Follow-ups (回访) by phone, SMS or online self-rating are recorded with the
 citizen's feedback; a real-name case cannot close without one (实名差评回访整改率 100%).
 Every step is a row of case_events: the loop is auditable.
 
@@ -17,11 +17,10 @@ import hashlib
 import logging
 import time
 
-from haochaping.protocol import levels
-
-from haochaping.daemon.rules import deadlines, workdays
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.rules import deadlines, workdays
 from haochaping.daemon.store import access
+from haochaping.protocol import levels
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def _open(t, rows, dues, now, fresh=False):
     """Open the cases of rows (BAD_SQL's), due on dues. fresh: none of them can have a case yet
     (their ratings were inserted in this very transaction): each table takes one executemany."""
     new = [(case_id(uid), uid, tx_uid, hall, level, 1 if real_name else 0, now, due)
-           for (uid, tx_uid, hall, level, _received, real_name), due in zip(rows, dues)
+           for (uid, tx_uid, hall, level, _received, real_name), due in zip(rows, dues, strict=True)
            if due is not None]
     insert = ("INSERT INTO cases (id, rating_uid, tx_uid, hall, level, real_name, opened_at,"
               " due, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open')"
@@ -127,7 +126,7 @@ def open_new(store, now=None, calendar=None):
 
 
 def _row(r, today):
-    c = dict(zip(COLUMNS, r))
+    c = dict(zip(COLUMNS, r, strict=True))
     c["real_name"] = bool(c["real_name"])
     c["level_name"] = levels.name(c["level"])
     c["overdue"] = c["status"] == "open" and c["due"] < today.isoformat()
@@ -173,7 +172,7 @@ def get(store, cid, now=None):
 
 
 def events(store, cid):
-    return [dict(zip(("at", "kind", "channel", "feedback", "note", "due"), r))
+    return [dict(zip(("at", "kind", "channel", "feedback", "note", "due"), r, strict=True))
             for r in access.query(store, "SELECT at, kind, channel, feedback, note, due FROM"
                                          " case_events WHERE case_id = %s ORDER BY at", (cid,))]
 

@@ -12,10 +12,9 @@ A citizen's rating that the hall stored in time but that reaches the store after
 import logging
 import time
 
-from haochaping.protocol import levels
-
 from haochaping.daemon.rules import deadlines, workdays
 from haochaping.daemon.store import access
+from haochaping.protocol import levels
 
 log = logging.getLogger(__name__)
 

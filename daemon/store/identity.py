@@ -25,9 +25,9 @@ class IdentityKey:
             with open(path) as f:
                 key = bytes.fromhex(f.read().strip())
         except FileNotFoundError:
-            raise HcpError("identity key file %s not found" % path)
+            raise HcpError("identity key file %s not found" % path) from None
         except ValueError:
-            raise HcpError("identity key file %s: expected 64 hex characters" % path)
+            raise HcpError("identity key file %s: expected 64 hex characters" % path) from None
         if len(key) != 32:
             raise HcpError("identity key file %s: expected 64 hex characters" % path)
         return cls(key)

@@ -14,17 +14,15 @@ import json
 import os
 import time
 
-
-from haochaping.protocol import levels
-
 from haochaping.daemon.rules import scoring
 from haochaping.daemon.store import access, scores
+from haochaping.protocol import levels
 
 TREND_QUARTERS = 4
 REASON_NAMES = {code: "%s (%s)" % (name, code) for code, name in levels.REASONS}
 LEVEL_COLOURS = {1: "#1a7f37", 2: "#4ca34f", 3: "#c9a227", 4: "#e36b2c", 5: "#c0392b"}
-STATUS_NAMES = {"open": "整改中 (in time)", "overdue": "逾期 (overdue)", "closed": "已整改 (closed)",
-                "withdrawn": "复核撤销 (appeal upheld)"}
+STATUS_NAMES = {"open": "整改中 (in time)", "overdue": "逾期 (overdue)",
+                "closed": "已整改 (closed)", "withdrawn": "复核撤销 (appeal upheld)"}
 STATUS_COLOURS = {"open": "#2f6fb0", "overdue": "#c0392b", "closed": "#1a7f37",
                   "withdrawn": "#888888"}
 
@@ -110,7 +108,7 @@ def figures(store, period, public=False, now=None, calendar=None):
     reasons = [{"reason": r, "label": REASON_NAMES.get(r, r), "count": n}
                for r, n in access.query(store, REASONS_SQL, (start, end))]
     today = access.when(now).date().isoformat()
-    rect = {k: 0 for k in STATUS_NAMES}
+    rect = dict.fromkeys(STATUS_NAMES, 0)
     real_total = real_followed = 0
     for _cid, status, due, real, follow_ups in access.query(store, CASES_SQL, (start, end)):
         key = "overdue" if status == "open" and due < today else status
@@ -132,7 +130,8 @@ def figures(store, period, public=False, now=None, calendar=None):
         "title": "政务服务“好差评”季度通报 %s" % period, "period": period,
         "from": first.isoformat(), "to": last.isoformat(), "public": public,
         "generated_at": access.when(now).isoformat(timespec="seconds"),
-        "articles": "第十一条 (publication), 第十四条 (scores), 第十二条 (rectification), 第十条 (appeals)",
+        "articles": "第十一条 (publication), 第十四条 (scores), 第十二条 (rectification),"
+                    " 第十条 (appeals)",
         "overall": dict(overall.to_dict(), defaults=t_all["defaults"],
                         excluded=t_all["excluded"], pending=t_all["pending"]),
         "units": [_unit_row(u, names) for u in units.values() if u["kind"] in kinds],
@@ -160,7 +159,7 @@ def hbars(chart_id, title, rows, vmax, unit_text="", width=760):
     span = width - left - 80
     body = ['<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d" stroke="#444"/>'
             % (left, top - 4, left, height - 24)]
-    for i in range(0, 11):
+    for i in range(11):
         x = left + span * i / 10
         body.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>'
                     % (x, top - 4, x, height - 24))
@@ -196,7 +195,7 @@ def vbars(chart_id, title, groups, width=760, height=300):
     step = (width - left - 20) / max(1, len(groups))
     body = ['<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d" stroke="#444"/>'
             % (left, height - bottom, width - 10, height - bottom)]
-    for i in range(0, 6):
+    for i in range(6):
         y = height - bottom - span_h * i / 5
         body.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'
                     % (left, y, width - 10, y))
@@ -254,7 +253,7 @@ def lines(chart_id, title, periods, series, width=760, height=300):
                         ' points="%s"/>' % (colour, 3 if k == 0 else 2,
                                             ' stroke-dasharray="6 4"' if k == 0 else "",
                                             " ".join("%.1f,%.1f" % p for p in pts)))
-        for (x, y), v in zip(pts, [v for v in values if v is not None]):
+        for (x, y), v in zip(pts, [v for v in values if v is not None], strict=True):
             body.append('<circle class="point" cx="%.1f" cy="%.1f" r="4" fill="%s"><title>%s:'
                         ' %s</title></circle>' % (x, y, colour, _e(name), v))
         lx = left + 10 + (k % 4) * 170
@@ -314,11 +313,12 @@ def charts(fig):
 
 # --- files ------------------------------------------------------------------------------------
 
-CSS = """body{font-family:"Noto Sans CJK SC","Noto Sans SC","Microsoft YaHei",sans-serif;margin:24px;
-color:#222;max-width:1000px}h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px
-solid #ccc}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;
-text-align:right}td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:13px}
-.bad{color:#c0392b;font-weight:bold}"""
+CSS = ('body{font-family:"Noto Sans CJK SC","Noto Sans SC","Microsoft YaHei",sans-serif;'
+       'margin:24px;\ncolor:#222;max-width:1000px}h1{font-size:22px}h2{font-size:17px;'
+       'margin-top:28px;border-bottom:1px\nsolid #ccc}table{border-collapse:collapse;'
+       'font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;\ntext-align:right}'
+       'td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:13px}\n'
+       '.bad{color:#c0392b;font-weight:bold}')
 
 
 def _pct(x):

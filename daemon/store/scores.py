@@ -1,5 +1,6 @@
 """第十四条 on the store's data: one score per department, window and staff member and period.
-daemon/rules/scoring.py does the arithmetic; this module only decides what each transaction counts as:
+daemon/rules/scoring.py does the arithmetic; this module only decides what each transaction counts
+as:
 
   a citizen's counted rating      Rating(level), excluded if an appeal against it was upheld
   else a default 基本满意          Rating(3, is_default=True): written by run-defaults, or its
@@ -14,8 +15,8 @@ A transaction belongs to the period of the day it finished (Asia/Shanghai). Unit
 import datetime
 import time
 
-from haochaping.daemon.rules import deadlines, scoring, workdays
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.rules import deadlines, scoring, workdays
 from haochaping.daemon.store import access, defaults
 
 KINDS = ("department", "window", "staff")

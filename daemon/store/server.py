@@ -13,6 +13,7 @@ plain 400 saying "use https" instead of a TLS alert it cannot read.
     POST /v1/appeals   a rated unit's appeal (第十条), Authorization: Bearer <unit token>;
     GET  /v1/appeals/ID                                               see rules_api.py
 """
+import contextlib
 import json
 import logging
 import socket
@@ -20,10 +21,10 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from haochaping.daemon.errors import HcpError
 from haochaping.daemon import batches
-from haochaping.daemon.store import rules_api, workers
 from haochaping.daemon.batches import BadBatch
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.store import rules_api, workers
 
 log = logging.getLogger(__name__)
 _HANDSHAKE_S = 10
@@ -49,12 +50,13 @@ class StoreServer:
             try:
                 self.ctx.load_cert_chain(cert, key)
             except (OSError, ssl.SSLError) as e:
-                raise HcpError("cannot load the certificate %s / key %s: %s" % (cert, key, e))
+                raise HcpError("cannot load the certificate %s / key %s: %s"
+                               % (cert, key, e)) from e
         handler = type("Handler", (_Handler,), {"server_ref": self})
         try:
             self.httpd = _Server((host, int(port)), handler, self.ctx)
         except OSError as e:
-            raise HcpError("cannot listen on %s: %s" % (listen, e.strerror))
+            raise HcpError("cannot listen on %s: %s" % (listen, e.strerror)) from e
         scheme = "http" if insecure_http else "https"
         self.address = "%s://%s:%d" % ((scheme,) + self.httpd.server_address[:2])
         self._thread = None
@@ -95,10 +97,8 @@ class _Server(ThreadingHTTPServer):
             if first and first != b"\x16":  # not a TLS handshake: someone speaks plain HTTP
                 body = json.dumps({"error": "this store speaks HTTPS only: use https://"}).encode()
                 log.warning("refused plain HTTP from %s", client_address[0])
-                try:
+                with contextlib.suppress(OSError):
                     request.sendall(_PLAIN_REFUSAL % (len(body), body))
-                except OSError:
-                    pass
                 return
             try:
                 request = self.ctx.wrap_socket(request, server_side=True)
@@ -123,7 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120
 
     def log_message(self, fmt, *args):
-        log.debug("%s " + fmt, self.client_address[0], *args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", self.client_address[0], fmt % args)
 
     def _reply(self, status, doc, close=False):
         body = json.dumps(doc, ensure_ascii=False).encode()

@@ -22,10 +22,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from haochaping.daemon.store import backends, rules_api
 from haochaping.daemon import batches
-from haochaping.daemon.store import identity
 from haochaping.daemon.batches import BadBatch
+from haochaping.daemon.store import backends, identity, rules_api
 
 log = logging.getLogger(__name__)
 

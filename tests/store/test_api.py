@@ -89,6 +89,7 @@ def test_a_revoked_hall_is_refused_403_and_its_records_stay(store):
     # if this fails, a hall whose key leaked keeps posting in its name after revocation
     _post(store, "b1", _records(1))
     from click.testing import CliRunner
+
     from haochaping.tools.cli import _register, cli
     _register()
     r = CliRunner().invoke(cli, ["store", "revoke-hall", "--db", store.db, "--hall", "H01"])
@@ -195,7 +196,8 @@ def test_plain_http_is_refused_when_tls_is_on(store):
 def test_rater_identity_is_stored_only_with_consent_and_only_encrypted(store):
     # if this fails, a citizen's name and ID number lie readable in the city's database
     recs = _records(1)
-    recs[0]["rater"] = {"consent": False, "identity": {"name": "张三", "id_no": "530102199001011234"}}
+    recs[0]["rater"] = {"consent": False,
+                        "identity": {"name": "张三", "id_no": "530102199001011234"}}
     with pytest.raises(StoreRefused) as e:
         _post(store, "b1", recs)
     assert e.value.status == 422 and "consent" in e.value.reason
@@ -344,6 +346,7 @@ def test_a_copy_of_the_sqlite_file_alone_holds_a_batch_a_few_seconds_after_it_is
 def test_with_workers_0_the_serving_process_stores_batches_itself(store_db, certs, tmp_path):
     # if this fails, hall IT on a one-core box (`--workers 0`) gets a store that takes nothing
     import subprocess
+
     from .conftest import serve_store
     store = serve_store(store_db, certs, tmp_path / "store", ["--workers", "0"])
     try:
