@@ -19,6 +19,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from haochaping.daemon import batches
@@ -99,6 +100,7 @@ class _Server(ThreadingHTTPServer):
                 log.warning("refused plain HTTP from %s", client_address[0])
                 with contextlib.suppress(OSError):
                     request.sendall(_PLAIN_REFUSAL % (len(body), body))
+                    _drain(request)
                 return
             try:
                 request = self.ctx.wrap_socket(request, server_side=True)
@@ -112,6 +114,19 @@ class _Server(ThreadingHTTPServer):
                 request.close()
             return
         super().finish_request(request, client_address)
+
+
+def _drain(sock):
+    """After an answer sent before the request was read: say the answer is complete, then read
+    and drop what the client still sends until it closes (at most _HANDSHAKE_S seconds). A
+    socket closed with unread data resets the connection, and a client still sending its body
+    would get "broken pipe" instead of the answer."""
+    sock.shutdown(socket.SHUT_WR)
+    end = time.monotonic() + _HANDSHAKE_S
+    while (left := end - time.monotonic()) > 0:
+        sock.settimeout(left)
+        if not sock.recv(65536):
+            return
 
 
 class _Handler(BaseHTTPRequestHandler):
