@@ -189,7 +189,7 @@ def parse_override(text, path="<text>"):
                 p.add("[%s] holiday entries must be [[%s.holiday]] tables" % (key, key), header)
                 continue
             hline = p.line_of("[[%s.holiday]]" % key, hstart) or header
-            hstart = hline  # the next entry is found after this one
+            hstart = hline or hstart  # the next entry is found after this one
             _check_holiday(p, year, h, hline, days)
         notices[year] = (notice or "").strip()
     p.raise_if_any()

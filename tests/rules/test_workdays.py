@@ -272,6 +272,26 @@ def test_art7_a_new_years_holiday_may_start_in_december_of_the_old_year():
     assert cal.is_working_day(D(2029, 12, 31)) == (False, "override")
 
 
+def test_art7_a_year_the_file_writes_in_escapes_is_read_not_a_traceback():
+    # if this fails, `hcp calendar import` of a valid file whose year never appears as digits
+    # (a quoted key in escapes, every date in the old year's December) dies with a TypeError
+    # instead of installing it
+    year = '"\\u0032\\u0030\\u0032\\u0037"'  # "2027", spelt with escapes
+    o = workdays.parse_override(textwrap.dedent("""\
+        [%s]
+        notice = "test notice, invented dates"
+
+        [[%s.holiday]]
+        name = "元旦"
+        from = 2026-12-31
+
+        [[%s.holiday]]
+        name = "测试"
+        from = 2026-12-30
+        """) % (year, year, year))
+    assert o.years == [2027] and o.holidays(2026) == [D(2026, 12, 30), D(2026, 12, 31)]
+
+
 def test_art7_install_validates_then_replaces_atomically(tmp_path):
     src, bad, target = tmp_path / "in.toml", tmp_path / "bad.toml", tmp_path / "etc" / "cal.toml"
     src.write_text(OVERRIDE_2027, encoding="utf-8")
