@@ -11,11 +11,15 @@ stored once:
     rating       "H01:rating:T001:42"   one press, as the hall bound it (its `outcome`)
     reason       "H01:reason:T001:43"   a bad-review reason, pointing at its rating's seq
 """
+from __future__ import annotations
+
 import hashlib
 import hmac
 import json
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 
@@ -29,52 +33,61 @@ _BATCH = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 OUTCOMES = ("counted", "duplicate", "unsolicited", "expired")
 REASONS_MAX = 64
 
+# One field's values, one per record: str, int, float or None as docs/store.md gives each field,
+# and a transaction's raters are JSON objects (Any: the identity inside is whatever the hall sent).
+Column = list[Any]
+# The columns of one kind, in FIELDS[kind] order; only a transaction's last column (the raters)
+# may be None: no record has one.
+Columns = list[Column | None]
+
 
 class BadBatch(HcpError):
     """The batch is not what docs/store.md describes: HTTP 400 or 422 with this reason."""
 
-    def __init__(self, reason, status=422):
+    def __init__(self, reason: str, status: int = 422) -> None:
         super().__init__(reason)
         self.status = status
 
 
-def valid_id(s):
+def valid_id(s: object) -> bool:
     return isinstance(s, str) and _ID.match(s) is not None
 
 
-def valid_batch_id(s):
+def valid_batch_id(s: object) -> bool:
     return isinstance(s, str) and _BATCH.match(s) is not None
 
 
-def signature(key, hall, batch_id, body):
+def signature(key: bytes, hall: str, batch_id: str, body: bytes) -> str:
     """HMAC-SHA256 over hall, batch id and the exact body bytes (hex)."""
     msg = hall.encode() + b"\n" + batch_id.encode() + b"\n" + body
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
-def verify(key, hall, batch_id, body, sig):
+def verify(key: bytes, hall: str, batch_id: str, body: bytes, sig: str | None) -> bool:
     return isinstance(sig, str) and hmac.compare_digest(signature(key, hall, batch_id, body), sig)
 
 
-def encode_batch(hall, batch_id, records):
+def encode_batch(hall: str, batch_id: str, records: Sequence[Mapping[str, object]]) -> bytes:
     """A version-1 body (one object per record). The store still accepts it; halls now send
     version 2 (encode_columns). Kept for older halls and for tests that build records by hand."""
     return json.dumps({"hall": hall, "batch": batch_id, "records": records},
                       ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def encode_columns(hall, batch_id, tables):
+def encode_columns(hall: str, batch_id: str,
+                   tables: Mapping[str, Mapping[str, Sequence[object]]]) -> bytes:
     """The bytes a hall posts: a version-2 body, one array per field (docs/store.md).
     `tables`: {"transactions"|"ratings"|"reasons": {field: [value, ...]}}, empty tables left
     out. Built once per batch and kept by the hall (forward_batches), so a retry sends the same
     bytes without having to rebuild them."""
-    doc = {"v": VERSION, "hall": hall, "batch": batch_id}
+    doc: dict[str, object] = {"v": VERSION, "hall": hall, "batch": batch_id}
     doc.update((k, v) for k, v in tables.items() if v)
     # orjson: the same compact UTF-8 JSON as json.dumps(ensure_ascii=False), ~14 times faster
     return orjson.dumps(doc)
 
 
-def parse_batch(body, hall_header, batch_header):
+def parse_batch(body: bytes, hall_header: str,
+                batch_header: str) -> tuple[str, str, dict[str, Columns]]:
     """Decode and validate a batch body; return (hall, batch id, {kind: [column]}), the columns
     of each kind in the order of FIELDS[kind] (a transaction's last column: the raters, or None
     when no record has one). Raises BadBatch (400 for undecodable, 422 for a decodable batch
@@ -83,7 +96,7 @@ def parse_batch(body, hall_header, batch_header):
         # orjson: ~3 times json.loads' rate; strict (no NaN, no invalid UTF-8, nesting limited)
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
-        raise BadBatch("body is not JSON: %s" % e, 400)
+        raise BadBatch("body is not JSON: %s" % e, 400) from None
     if not isinstance(doc, dict):
         raise BadBatch("body must be an object with hall, batch and records (or v: 2 and"
                        " tables)", 400)
@@ -119,20 +132,24 @@ _NONE = type(None)
 class _Bad(Exception):
     """A column check failed at record index i."""
 
-    def __init__(self, i, what):
+    def __init__(self, i: int, what: str) -> None:
         super().__init__(what)
         self.i, self.what = i, what
 
 
-def _first(col, ok):
+# a column check: the column as stored (None: the raters, when no record has one), or _Bad
+_Check = Callable[[list[Any]], Column | None]
+
+
+def _first(col: Sequence[object], ok: Callable[[Any], object]) -> int:
     return next((i for i, v in enumerate(col) if not ok(v)), 0)
 
 
-def _c_int(lo, hi, nullable=False):
+def _c_int(lo: int, hi: int, nullable: bool = False) -> _Check:
     what = "must be an integer %d..%d%s" % (lo, hi, " or null" if nullable else "")
     allowed = {int, _NONE} if nullable else {int}
 
-    def check(col):
+    def check(col: list[Any]) -> Column:
         if set(map(type, col)) <= allowed:
             vals = [v for v in col if v is not None] if nullable else col
             if not vals or (lo <= min(vals) and max(vals) <= hi):
@@ -142,7 +159,7 @@ def _c_int(lo, hi, nullable=False):
     return check
 
 
-def _c_num(col):
+def _c_num(col: list[Any]) -> Column:
     types = set(map(type, col))
     if types <= {float}:
         return col
@@ -152,10 +169,10 @@ def _c_num(col):
                "must be a number (seconds since 1970)")
 
 
-def _c_str(maxlen, required=False):
+def _c_str(maxlen: int, required: bool = False) -> _Check:
     what = "must be a string of %s%d characters" % ("1 to " if required else "at most ", maxlen)
 
-    def check(col):
+    def check(col: list[Any]) -> Column:
         if set(map(type, col)) <= {str} and max(map(len, col), default=0) <= maxlen \
                 and (not required or all(col)):
             return col
@@ -164,7 +181,7 @@ def _c_str(maxlen, required=False):
     return check
 
 
-def _c_id(col):
+def _c_id(col: list[Any]) -> Column:
     if set(map(type, col)) <= {str}:
         bad = [v for v in set(col) if not valid_id(v)]  # few distinct terminals per batch
         if not bad:
@@ -172,20 +189,20 @@ def _c_id(col):
     raise _Bad(_first(col, valid_id), "must be an id")
 
 
-def _c_outcome(col):
+def _c_outcome(col: list[Any]) -> Column:
     if set(map(type, col)) <= {str} and set(col) <= _OUTCOMES:
         return col
     raise _Bad(_first(col, lambda v: v in OUTCOMES),
                "must be one of %s" % ", ".join(OUTCOMES))
 
 
-def _c_bool(col):
+def _c_bool(col: list[Any]) -> Column:
     if set(map(type, col)) <= {bool}:
         return list(map(int, col))
     raise _Bad(_first(col, lambda v: type(v) is bool), "must be true or false")
 
 
-def _c_rater(col):
+def _c_rater(col: list[Any]) -> Column | None:
     types = set(map(type, col))
     if types <= {_NONE}:
         return None  # no record has one (the usual case)
@@ -200,7 +217,7 @@ def _c_rater(col):
 _OUTCOMES = frozenset(OUTCOMES)
 # body field -> (check, the stored value for a column left out; _REQUIRED: it must be there)
 _REQUIRED = object()
-_V2 = {
+_V2: dict[str, dict[str, tuple[_Check, object]]] = {
     "transaction": {
         "tx": (_c_int(1, _SEQ), _REQUIRED), "window": (_c_str(32, True), _REQUIRED),
         "ticket": (_c_str(64, True), _REQUIRED), "item": (_c_str(64), ""),
@@ -223,7 +240,7 @@ _KEYS = {"transaction": ("tx",), "rating": ("terminal", "seq"), "reason": ("term
 _UID = {"transaction": "%s:tx:%%d", "rating": "%s:rating:%%s:%%d", "reason": "%s:reason:%%s:%%d"}
 
 
-def _record_name(hall, kind, table, i):
+def _record_name(hall: str, kind: str, table: Mapping[str, list[Any]], i: int) -> str:
     """How a refusal names record i of a table: its id when its key fields are sound."""
     try:
         key = tuple(table[k][i] for k in _KEYS[kind])
@@ -234,12 +251,13 @@ def _record_name(hall, kind, table, i):
     return "%s[%d]" % (kind + "s", i)
 
 
-def _parse_v2(hall, doc):
+def _parse_v2(hall: str, doc: dict[str, Any]) -> dict[str, Columns]:
     extra = set(doc) - {"v", "hall", "batch"} - set(TABLES)
     if extra:
         raise BadBatch("unknown fields in a version-%d body: %s" % (VERSION, ", ".join(
             sorted(map(str, extra)))))
-    out, total = {}, 0
+    out: dict[str, Columns] = {}
+    total = 0
     for name, kind in TABLES.items():
         table = doc.get(name)
         if table is None:
@@ -261,7 +279,7 @@ def _parse_v2(hall, doc):
         total += n
         if total > MAX_RECORDS:
             raise BadBatch("at most %d records per batch" % MAX_RECORDS, 413)
-        cols = {}
+        cols: dict[str, Column | None] = {}
         for field, (check, default) in spec.items():
             col = table.get(field)
             if col is None:
@@ -273,23 +291,31 @@ def _parse_v2(hall, doc):
                 cols[field] = check(col)
             except _Bad as e:
                 raise BadBatch("record %s: %s %s" % (_record_name(hall, kind, table, e.i),
-                                                     field, e.what))
+                                                     field, e.what)) from None
         out[kind] = _columns(hall, kind, cols, n)
     return out
 
 
-def _columns(hall, kind, cols, n):
+def _columns(hall: str, kind: str, cols: dict[str, Column | None], n: int) -> Columns:
+    """A kind's columns in FIELDS order, with their ids; cols: by field, as the checks left them
+    (only "rater" may be None)."""
+    uid: Column
     if kind == "transaction":
-        uid = list(map((_UID[kind] % hall).__mod__, cols["tx"]))
-        ch = cols["channel"]
+        tx, ch = cols["tx"], cols["channel"]
+        assert tx is not None and ch is not None
+        uid = list(map((_UID[kind] % hall).__mod__, tx))
         if not all(ch):
             cols["channel"] = [v or CHANNEL for v in ch]
     else:
-        uid = list(map((_UID[kind] % hall).__mod__, zip(cols["terminal"], cols["seq"])))
+        term, seq = cols["terminal"], cols["seq"]
+        assert term is not None and seq is not None
+        uid = list(map((_UID[kind] % hall).__mod__, zip(term, seq, strict=True)))
     if kind == "rating":
         pre = hall + ":tx:"
-        cols["transaction"] = [None if v is None else pre + str(v) for v in cols["transaction"]]
-    out = [uid] + [cols[f] for f in FIELDS[kind][1:]]
+        txs = cols["transaction"]
+        assert txs is not None
+        cols["transaction"] = [None if v is None else pre + str(v) for v in txs]
+    out: Columns = [uid, *[cols[f] for f in FIELDS[kind][1:]]]
     if len(set(uid)) != n:  # the same record twice in one batch: stored once (the first)
         keep = sorted({u: i for i, u in reversed(list(enumerate(uid)))}.values())
         out = [c if c is None else [c[i] for i in keep] for c in out]
@@ -297,10 +323,10 @@ def _columns(hall, kind, cols, n):
 
 
 # ------------------------------------------------------------------ version 1: one object each
-def _parse_v1(hall, recs):
+def _parse_v1(hall: str, recs: list[Any]) -> dict[str, Columns]:
     if len(recs) > MAX_RECORDS:
         raise BadBatch("at most %d records per batch" % MAX_RECORDS, 413)
-    rows = {"transaction": [], "rating": [], "reason": []}
+    rows: dict[str, list[tuple[object, ...]]] = {"transaction": [], "rating": [], "reason": []}
     seen = set()
     for r in recs:
         if not isinstance(r, dict):
@@ -313,17 +339,20 @@ def _parse_v1(hall, recs):
             continue  # the same record twice in one batch: stored once
         seen.add(row[0])
         rows[kind].append(row)
-    out = {}
+    out: dict[str, Columns] = {}
     for kind, rs in rows.items():
-        cols = [list(c) for c in zip(*rs)] if rs else [[] for _ in range(len(FIELDS[kind]) + 1)]
+        cols: Columns = ([list(c) for c in zip(*rs, strict=True)] if rs
+                         else [[] for _ in range(len(FIELDS[kind]) + 1)])
         del cols[1]  # the hall: one for the whole batch
-        if kind == "transaction" and all(v is None for v in cols[-1]):
+        raters = cols[-1]
+        assert raters is not None
+        if kind == "transaction" and all(v is None for v in raters):
             cols[-1] = None
         out[kind] = cols
     return out
 
 
-def _num(r, k):
+def _num(r: Mapping[str, Any], k: str) -> float:
     v = r.get(k)
     if type(v) is float:
         return v
@@ -332,7 +361,7 @@ def _num(r, k):
     return float(v)
 
 
-def _str(r, k, maxlen=64, required=False):
+def _str(r: Mapping[str, Any], k: str, maxlen: int = 64, required: bool = False) -> str:
     v = r.get(k)
     if v is None:
         v = ""
@@ -342,29 +371,28 @@ def _str(r, k, maxlen=64, required=False):
     return v
 
 
-def _int(r, k, lo, hi):
+def _int(r: Mapping[str, Any], k: str, lo: int, hi: int) -> int:
     v = r.get(k)
     if type(v) is not int or not lo <= v <= hi:
         raise BadBatch("record %s: %s must be an integer %d..%d" % (r.get("id"), k, lo, hi))
     return v
 
 
-def _check_uid(hall, r, kind, *parts):
+def _check_uid(hall: str, r: Mapping[str, Any], kind: str, *parts: object) -> str:
     want = "%s:%s:%s" % (hall, kind, ":".join(map(str, parts)))
     if r.get("id") != want:
         raise BadBatch("record id %r: expected %r" % (r.get("id"), want))
     return want
 
 
-def _transaction(hall, r):
+def _transaction(hall: str, r: Mapping[str, Any]) -> tuple[object, ...]:
     tx = _int(r, "tx", 1, 2 ** 62)
     rater = r.get("rater")
-    if rater is not None:
-        if not isinstance(rater, dict) or rater.get("consent") is not True \
-                or not isinstance(rater.get("identity"), dict):
-            # RULES.md 第六条: identity leaves the hall only with recorded consent
-            raise BadBatch("record %s: rater needs consent=true and an identity object"
-                           % r.get("id"))
+    if rater is not None and (not isinstance(rater, dict) or rater.get("consent") is not True
+                              or not isinstance(rater.get("identity"), dict)):
+        # RULES.md 第六条: identity leaves the hall only with recorded consent
+        raise BadBatch("record %s: rater needs consent=true and an identity object"
+                       % r.get("id"))
     channel = _str(r, "channel", 16) or CHANNEL
     return (_check_uid(hall, r, "tx", tx), hall, tx, _str(r, "window", 32, True),
             _str(r, "ticket", 64, True), _str(r, "item"), _str(r, "item_version", 16),
@@ -372,7 +400,7 @@ def _transaction(hall, r):
             _num(r, "started_at"), _num(r, "finished_at"), rater)
 
 
-def _rating(hall, r):
+def _rating(hall: str, r: Mapping[str, Any]) -> tuple[object, ...]:
     term = r.get("terminal")
     if not valid_id(term):
         raise BadBatch("record %s: terminal must be an id" % r.get("id"))
@@ -390,7 +418,7 @@ def _rating(hall, r):
             1 if r.get("default") else 0)
 
 
-def _reason(hall, r):
+def _reason(hall: str, r: Mapping[str, Any]) -> tuple[object, ...]:
     term = r.get("terminal")
     if not valid_id(term):
         raise BadBatch("record %s: terminal must be an id" % r.get("id"))
@@ -399,30 +427,34 @@ def _reason(hall, r):
             _str(r, "reason", REASONS_MAX, True), _num(r, "rated_at"))
 
 
-_RECORD = {"transaction": _transaction, "rating": _rating, "reason": _reason}
+# v1 records (JSON objects) -> one row each: its id, the hall, then FIELDS[kind][1:]
+_RECORD: dict[str, Callable[[str, Mapping[str, Any]], tuple[object, ...]]] = {
+    "transaction": _transaction, "rating": _rating, "reason": _reason}
 
 
-def read_key_file(path):
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
     """A hall's batch-signing key: a file of 64 hex characters."""
     try:
         with open(path) as f:
             key = bytes.fromhex(f.read().strip())
     except FileNotFoundError:
-        raise HcpError("key file %s not found (from `hcp store add-hall --key-out`)" % path)
+        raise HcpError("key file %s not found (from `hcp store add-hall --key-out`)"
+                       % path) from None
     except (ValueError, UnicodeDecodeError):
-        raise HcpError("key file %s: expected 64 hex characters" % path)
+        raise HcpError("key file %s: expected 64 hex characters" % path) from None
     if len(key) != 32:
         raise HcpError("key file %s: expected 64 hex characters" % path)
     return key
 
 
-def write_key_file(path, key):
+def write_key_file(path: str | os.PathLike[str], key: bytes) -> None:
     """Write a key with mode 600; refuse to overwrite one."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise HcpError("%s exists already: choose another --key-out (or remove it)" % path)
+        raise HcpError("%s exists already: choose another --key-out (or remove it)"
+                       % path) from None
     except OSError as e:
-        raise HcpError("cannot write %s: %s" % (path, e.strerror))
+        raise HcpError("cannot write %s: %s" % (path, e.strerror)) from e
     with os.fdopen(fd, "w") as f:
         f.write(key.hex() + "\n")

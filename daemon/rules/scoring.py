@@ -9,14 +9,18 @@ Scoring inputs, one record per transaction of the unit and period (``Rating``):
 Transactions not yet rated and not yet past their default-rating deadline are passed as
 ``pending``: they count as transactions, so the score is marked provisional.
 """
+from __future__ import annotations
+
 import dataclasses
 import datetime
 import re
+from collections.abc import Iterable
+from decimal import Decimal
 from fractions import Fraction
-
-from haochaping.protocol import levels
+from typing import TypedDict
 
 from haochaping.daemon.errors import HcpError
+from haochaping.protocol import levels
 
 FIRST_REPORT_PERIOD = (2020, 3)     # 第十一条: quarterly reports from 2020 Q3 on
 
@@ -38,8 +42,11 @@ AVERAGE_BANDS = (
 )
 POSSIBLE_FINALS = frozenset(r[1] + a[1] for r in RATE_BANDS for a in AVERAGE_BANDS)
 
+# a number as a caller gives it: exact (int, Fraction, Decimal), a float as typed, or its text
+Number = int | float | Fraction | Decimal | str
 
-def band(value, bands):
+
+def band(value: Fraction, bands: Iterable[tuple[Fraction, int, str]]) -> tuple[int, str]:
     """(points, label) of the band holding `value` (an exact Fraction)."""
     for lower, pts, label in bands:
         if value >= lower:
@@ -54,7 +61,7 @@ class Rating:
     is_default: bool = False
     excluded: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not levels.is_level(self.level):
             raise HcpError("rating level must be 1 to 5, not %r" % (self.level,))
         if self.is_default and self.level != levels.DEFAULT_LEVEL:
@@ -65,19 +72,19 @@ class Rating:
 @dataclasses.dataclass(frozen=True)
 class Score:
     """A 第十四条 score. `final` is None when there is nothing to score (`reason` says why)."""
-    final: int
-    rate_points: int
-    average_points: int
-    acceptance_rate: Fraction
-    average: Fraction
+    final: int | None
+    rate_points: int | None         # None with no transactions
+    average_points: int | None      # None with no counted rating
+    acceptance_rate: Fraction | None
+    average: Fraction | None
     rated: int
     total: int
-    rate_band: str = None
-    average_band: str = None
-    reason: str = None
+    rate_band: str | None = None
+    average_band: str | None = None
+    reason: str | None = None
     provisional: bool = False
 
-    def to_dict(self):
+    def to_dict(self) -> ScoreDict:
         return {
             "final": self.final, "rate_points": self.rate_points,
             "average_points": self.average_points,
@@ -87,9 +94,10 @@ class Score:
             "provisional": self.provisional,
         }
 
-    def text(self):
+    def text(self) -> str:
         if self.final is None:
             return "no score: %s (%d transactions)" % (self.reason, self.total)
+        assert self.rate_points is not None and self.average_points is not None  # set with final
         return "\n".join([
             "acceptance rate %d/%d = %s → %s → %d points"
             % (self.rated, self.total, percent(self.acceptance_rate), self.rate_band,
@@ -100,11 +108,26 @@ class Score:
         ])
 
 
-def _num(x):
+class ScoreDict(TypedDict):
+    """Score.to_dict(): a score as JSON."""
+    final: int | None
+    rate_points: int | None
+    average_points: int | None
+    acceptance_rate: float | None
+    average: float | None
+    rated: int
+    total: int
+    rate_band: str | None
+    average_band: str | None
+    reason: str | None
+    provisional: bool
+
+
+def _num(x: Fraction | None) -> float | None:
     return None if x is None else float(x)
 
 
-def percent(x):
+def percent(x: Fraction | None) -> str:
     """A rate as a percentage that never rounds across a band edge (94.999% stays below 95)."""
     if x is None:
         return "-"
@@ -112,7 +135,7 @@ def percent(x):
     return "%d.%02d%%" % divmod(hundredths, 100)
 
 
-def decimal(x):
+def decimal(x: Fraction | None) -> str:
     """An average with 3 decimals, truncated so that 9.4999 never prints as 9.500."""
     if x is None:
         return "-"
@@ -120,7 +143,7 @@ def decimal(x):
     return "%d.%03d" % divmod(thousandths, 1000)
 
 
-def _exact(value, what):
+def _exact(value: Number | None, what: str) -> Fraction:
     if isinstance(value, bool) or value is None:
         raise HcpError("%s must be a number, not %r" % (what, value))
     if isinstance(value, float):
@@ -131,7 +154,8 @@ def _exact(value, what):
         raise HcpError("%s must be a number, not %r" % (what, value)) from None
 
 
-def score_from(rated, total, average, provisional=False):
+def score_from(rated: int, total: int, average: Number | None,
+               provisional: bool = False) -> Score:
     """第十四条 from counts: `rated` transactions rated by the citizen (defaults excluded),
     `total` transactions, `average` the mean points of counted ratings. total 0 → no data."""
     for name, v in (("rated", rated), ("total", total)):
@@ -154,13 +178,36 @@ def score_from(rated, total, average, provisional=False):
                  rate_label, avg_label, provisional=provisional)
 
 
-def tally(ratings, pending=0):
+class LevelCount(TypedDict):
+    """One level's row of a tally."""
+    level: int
+    name: str
+    points: int
+    citizen: int
+    default: int
+    excluded: int
+
+
+class Tally(TypedDict):
+    """tally(): the counts a score is computed from."""
+    per_level: list[LevelCount]
+    transactions: int
+    accepted: int
+    defaults: int
+    excluded: int
+    pending: int
+    counted: int
+    points_sum: int
+
+
+def tally(ratings: Iterable[Rating], pending: int = 0) -> Tally:
     """Counts per level and kind, from Rating records: the data `score` and `explain` use."""
     if type(pending) is not int or pending < 0:
         raise HcpError("pending must be a whole number ≥ 0, not %r" % (pending,))
-    per_level = {code: {"level": code, "name": levels.name(code), "points": levels.points(code),
-                        "citizen": 0, "default": 0, "excluded": 0}
-                 for code, _n, _p, _b in levels.LEVELS}
+    per_level: dict[int, LevelCount] = {
+        code: {"level": code, "name": levels.name(code), "points": levels.points(code),
+               "citizen": 0, "default": 0, "excluded": 0}
+        for code, _n, _p, _b in levels.LEVELS}
     points_sum = counted = accepted = defaults = excluded = 0
     n = 0
     for r in ratings:
@@ -184,7 +231,7 @@ def tally(ratings, pending=0):
             "counted": counted, "points_sum": points_sum}
 
 
-def score(ratings, pending=0):
+def score(ratings: Iterable[Rating], pending: int = 0) -> Score:
     """第十四条 score of one unit and period from its transactions' Rating records.
     average: mean points of counted ratings (defaults at 6, excluded appeals left out);
     acceptance rate: citizen-rated transactions / all transactions (defaults not accepted)."""
@@ -197,22 +244,34 @@ def score(ratings, pending=0):
 class Explanation:
     """How a score was reached: `data` for machines, `text` for people."""
     score: Score
-    data: dict
+    data: ExplanationData
     text: str
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, object]:
         return dict(self.data, text=self.text)
 
 
-def explain(ratings, pending=0, unit=None, period=None):
+class ExplanationData(TypedDict):
+    """Explanation.data: the derivation as JSON."""
+    unit: str | None
+    period: str | None
+    tally: Tally
+    steps: list[dict[str, object]]      # one JSON object per step: {"step": name, ...}
+    score: ScoreDict
+
+
+def explain(ratings: Iterable[Rating], pending: int = 0, unit: str | None = None,
+            period: str | None = None) -> Explanation:
     """The step-by-step derivation of `score(ratings, pending)`."""
     ratings = list(ratings)
     t = tally(ratings, pending)
     s = score(ratings, pending)
-    steps = []
-    head = "第十四条 score" + (" of %s" % unit if unit else "") + (" for %s" % period if period else "")
+    steps: list[dict[str, object]] = []
+    head = ("第十四条 score" + (" of %s" % unit if unit else "")
+            + (" for %s" % period if period else ""))
     lines = [head]
-    lines.append("1. ratings per level (citizen / default 第七条 / excluded by upheld appeal 第十条):")
+    lines.append("1. ratings per level (citizen / default 第七条 / excluded by upheld appeal"
+                 " 第十条):")
     for row in t["per_level"]:
         lines.append("   %s %s (%d points): %d citizen, %d default, %d excluded"
                      % (row["level"], row["name"], row["points"], row["citizen"], row["default"],
@@ -225,6 +284,7 @@ def explain(ratings, pending=0, unit=None, period=None):
         lines.append("   no transactions in the period: no score (%s), not 0" % NO_DATA)
         steps.append({"step": "no data"})
     else:
+        assert s.rate_points is not None  # there are transactions: the rate has its points
         lines.append("3. acceptance rate = rated by the citizen / transactions = %d/%d = %s "
                      "(default ratings are not accepted evaluations; an excluded rating was "
                      "still given by the citizen) → band %s → %d points"
@@ -234,6 +294,7 @@ def explain(ratings, pending=0, unit=None, period=None):
                       "denominator": t["transactions"], "value": _num(s.acceptance_rate),
                       "band": s.rate_band, "points": s.rate_points})
         if t["counted"]:
+            assert s.average_points is not None and s.final is not None  # an average: a score
             lines.append("4. average = points of counted ratings / counted ratings = %d/%d = %s "
                          "(defaults at 6, %d excluded ratings left out) → band %s → %d points"
                          % (t["points_sum"], t["counted"], decimal(s.average), t["excluded"],
@@ -250,13 +311,14 @@ def explain(ratings, pending=0, unit=None, period=None):
             lines.append("4. no counted rating to average (all excluded or still open): no "
                          "score (%s)" % NO_COUNTED_RATINGS)
             steps.append({"step": NO_COUNTED_RATINGS})
-    data = {"unit": unit, "period": period, "tally": t, "steps": steps, "score": s.to_dict()}
+    data: ExplanationData = {"unit": unit, "period": period, "tally": t, "steps": steps,
+                             "score": s.to_dict()}
     return Explanation(s, data, "\n".join(lines))
 
 
 # --- report periods (第十一条, 第十四条) ---------------------------------------------------------
 
-def parse_period(text):
+def parse_period(text: str) -> tuple[datetime.date, datetime.date]:
     """'2026Q3' (quarter), '2026-07' (month) or '2026' (year, 第十四条 annual assessment) →
     (first day, last day), dates in Asia/Shanghai. Reports start with 2020Q3 (第十一条)."""
     m = re.fullmatch(r"(\d{4})(?:Q([1-4])|-(0[1-9]|1[0-2]))?", str(text).strip().upper())

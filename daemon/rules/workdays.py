@@ -27,6 +27,8 @@ The override file is TOML, one table per year (see ``docs/rules.md`` and ``EXAMP
     to = 2027-02-11
     makeup = [2027-02-01, 2027-02-20]   # 调休: weekend days that are working days
 """
+from __future__ import annotations
+
 import dataclasses
 import datetime
 import logging
@@ -35,6 +37,8 @@ import pathlib
 import re
 import tempfile
 import tomllib
+from collections.abc import Iterable
+from typing import Any, NotRequired, TypedDict
 
 import chinese_calendar
 
@@ -53,6 +57,8 @@ ENV_VAR = "HCP_CALENDAR_FILE"
 MAX_WORKING_DAYS = 1000          # a deadline further out is a typo, not a rule
 _MAX_HOLIDAY_SPAN = 31           # days; longer is a typo (e.g. month 12 for 02)
 _MIN_YEAR, _MAX_YEAR = 2004, 2100
+
+StrPath = str | os.PathLike[str]   # a file name, as text or a pathlib.Path
 
 PACKAGE = "chinesecalendar %s" % getattr(chinese_calendar, "__version__", "?")
 
@@ -84,7 +90,7 @@ makeup = [2027-01-31, 2027-02-20]   # 调休: weekend days that are working days
 """
 
 
-def default_path():
+def default_path() -> pathlib.Path:
     """Where the override file lives: $HCP_CALENDAR_FILE, else the user's config folder."""
     env = os.environ.get(ENV_VAR)
     if env:
@@ -99,43 +105,43 @@ def default_path():
 class Override:
     """A parsed, validated override file."""
     path: str
-    notices: dict       # year -> notice text
-    days: dict          # date -> (is_working_day, name)
+    notices: dict[int, str]                             # year -> notice text
+    days: dict[datetime.date, tuple[bool, str]]         # date -> (is_working_day, name)
 
     @property
-    def years(self):
+    def years(self) -> list[int]:
         return sorted(self.notices)
 
-    def holidays(self, year):
+    def holidays(self, year: int) -> list[datetime.date]:
         return sorted(d for d, (work, _) in self.days.items() if d.year == year and not work)
 
-    def makeup_days(self, year):
+    def makeup_days(self, year: int) -> list[datetime.date]:
         return sorted(d for d, (work, _) in self.days.items() if d.year == year and work)
 
 
 class _Problems:
     """Collects every problem in a file, each naming its line where it can be found."""
 
-    def __init__(self, path, text):
+    def __init__(self, path: StrPath, text: str) -> None:
         self.path = path
         self.lines = text.splitlines()
-        self.items = []
+        self.items: list[str] = []
 
-    def line_of(self, needle, start=0):
+    def line_of(self, needle: str, start: int = 0) -> int | None:
         for i in range(start, len(self.lines)):
             if needle in self.lines[i].split("#", 1)[0]:
                 return i + 1
         return None
 
-    def add(self, message, line=None):
+    def add(self, message: str, line: int | None = None) -> None:
         self.items.append("line %d: %s" % (line, message) if line else message)
 
-    def raise_if_any(self):
+    def raise_if_any(self) -> None:
         if self.items:
             raise HcpError("calendar file %s refused: %s" % (self.path, "; ".join(self.items)))
 
 
-def _as_date(value):
+def _as_date(value: object) -> datetime.date | None:
     if isinstance(value, datetime.datetime):
         return None
     if isinstance(value, datetime.date):
@@ -148,7 +154,7 @@ def _as_date(value):
     return None
 
 
-def parse_override(text, path="<text>"):
+def parse_override(text: str, path: StrPath = "<text>") -> Override:
     """Validate override file text and return an Override, or raise HcpError listing every
     problem with its line number and date."""
     try:
@@ -156,7 +162,8 @@ def parse_override(text, path="<text>"):
     except tomllib.TOMLDecodeError as e:
         raise HcpError("calendar file %s refused: not valid TOML: %s" % (path, e)) from None
     p = _Problems(path, text)
-    notices, days = {}, {}
+    notices: dict[int, str] = {}
+    days: dict[datetime.date, tuple[bool, str]] = {}
     if not data:
         p.add("no [YEAR] table: nothing to install")
     for key, table in data.items():
@@ -189,14 +196,16 @@ def parse_override(text, path="<text>"):
                 p.add("[%s] holiday entries must be [[%s.holiday]] tables" % (key, key), header)
                 continue
             hline = p.line_of("[[%s.holiday]]" % key, hstart) or header
-            hstart = hline  # the next entry is found after this one
+            hstart = hline or hstart  # the next entry is found after this one
             _check_holiday(p, year, h, hline, days)
         notices[year] = (notice or "").strip()
     p.raise_if_any()
     return Override(str(path), notices, days)
 
 
-def _check_holiday(p, year, h, hline, days):
+def _check_holiday(p: _Problems, year: int, h: dict[str, Any], hline: int | None,
+                   days: dict[datetime.date, tuple[bool, str]]) -> None:
+    """Check one [[YEAR.holiday]] table (TOML: its values may be anything) into `days`."""
     start = (hline or 1) - 1
     for extra in sorted(set(h) - {"name", "from", "to", "makeup"}):
         p.add("unknown key %r in a holiday (allowed: name, from, to, makeup)" % extra,
@@ -208,7 +217,7 @@ def _check_holiday(p, year, h, hline, days):
     first = _as_date(h.get("from"))
     last = _as_date(h.get("to", h.get("from")))
 
-    def where(value):
+    def where(value: object) -> int | None:
         return p.line_of(str(value), start) if value is not None else hline
 
     if first is None:
@@ -259,11 +268,11 @@ def _check_holiday(p, year, h, hline, days):
         days[m] = (True, name)
 
 
-def _in_notice_year(d, year):
+def _in_notice_year(d: datetime.date, year: int) -> bool:
     return d.year == year or (d.year == year - 1 and d.month == 12)
 
 
-def load_override(path):
+def load_override(path: StrPath) -> Override:
     path = pathlib.Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -274,12 +283,13 @@ def load_override(path):
     return parse_override(text, path)
 
 
-def install_override(source, target=None):
+def install_override(source: StrPath,
+                     target: StrPath | None = None) -> tuple[Override, list[int]]:
     """Validate `source` and install it at `target` (default: default_path()), atomically.
     Returns (new Override, years that the previously installed file had and this one drops)."""
     new = load_override(source)
     target = pathlib.Path(target) if target else default_path()
-    dropped = []
+    dropped: list[int] = []
     if target.exists():
         try:
             dropped = sorted(set(load_override(target).years) - set(new.years))
@@ -309,42 +319,42 @@ class Deadline:
     start: datetime.date
     working_days: int
     day: datetime.date
-    sources: tuple          # the sources used, e.g. ("official",) or ("official", "fallback")
-    fallback_years: tuple   # years counted Monday-Friday for lack of data
-    override_file: str = None
+    sources: tuple[str, ...]  # the sources used, e.g. ("official",) or ("official", "fallback")
+    fallback_years: tuple[int, ...]   # years counted Monday-Friday for lack of data
+    override_file: str | None = None
 
     @property
-    def at(self):
+    def at(self) -> datetime.datetime:
         """23:59:59 Asia/Shanghai of the last day (RULES.md 第七条 Decision)."""
         return datetime.datetime.combine(self.day, END_OF_DAY)
 
     @property
-    def fallback(self):
+    def fallback(self) -> bool:
         return bool(self.fallback_years)
 
     @property
-    def warning(self):
+    def warning(self) -> str | None:
         if not self.fallback:
             return None
         return FALLBACK_WARNING % ", ".join(str(y) for y in self.fallback_years)
 
-    def passed(self, when):
+    def passed(self, when: datetime.date) -> bool:
         """True once `when` (an aware datetime) is on or after the next day's 00:00 local time:
         anything during the last day, its last second included, is in time."""
         return local_day(when) > self.day
 
-    def calendar_info(self):
+    def calendar_info(self) -> dict[str, object]:
         return {"sources": list(self.sources), "fallback": self.fallback,
                 "fallback_years": list(self.fallback_years), "package": PACKAGE,
                 "override_file": self.override_file, "warning": self.warning}
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, object]:
         return {"start": self.start.isoformat(), "working_days": self.working_days,
                 "deadline": self.at.isoformat(), "deadline_day": self.day.isoformat(),
                 "calendar": self.calendar_info()}
 
 
-def local_day(when):
+def local_day(when: datetime.date) -> datetime.date:
     """The Asia/Shanghai calendar day of a date or an aware datetime. A naive datetime is
     refused: whether it is UTC or local time changes the day for 8 hours of every day."""
     if isinstance(when, datetime.datetime):
@@ -359,12 +369,12 @@ def local_day(when):
 class Calendar:
     """Working days from the override file (if any), the official package, or Monday-Friday."""
 
-    def __init__(self, override=None):
+    def __init__(self, override: Override | None = None) -> None:
         self.override = override
-        self._warned = set()
+        self._warned: set[int] = set()
 
     @classmethod
-    def load(cls, path=None):
+    def load(cls, path: StrPath | None = None) -> Calendar:
         """The calendar with the override file at `path`; with no path, $HCP_CALENDAR_FILE
         (which must exist) or the default location (used if present). A broken installed file
         is an error, never silently ignored."""
@@ -374,7 +384,7 @@ class Calendar:
                 return cls(None)
         return cls(load_override(path if path is not None else default_path()))
 
-    def official_year(self, year):
+    def official_year(self, year: int) -> bool:
         """True if the chinese-calendar package has data for `year`."""
         try:
             chinese_calendar.is_workday(datetime.date(year, 6, 1))
@@ -382,12 +392,12 @@ class Calendar:
             return False
         return True
 
-    def year_source(self, year):
+    def year_source(self, year: int) -> str:
         if self.override and year in self.override.notices:
             return OVERRIDE
         return OFFICIAL if self.official_year(year) else FALLBACK
 
-    def is_working_day(self, day):
+    def is_working_day(self, day: datetime.date) -> tuple[bool, str]:
         """(is a working day, source) with source one of official, override, fallback."""
         day = local_day(day)
         if self.override:
@@ -403,14 +413,15 @@ class Calendar:
                 log.warning(FALLBACK_WARNING, day.year)
             return day.weekday() < 5, FALLBACK
 
-    def add_working_days(self, day, n):
+    def add_working_days(self, day: datetime.date, n: int) -> Deadline:
         """The Deadline at the end of the n-th working day after `day` (a date, or an aware
         datetime taken as its Asia/Shanghai day). n = 0 is the end of that day itself."""
         start = local_day(day)
         if type(n) is not int or n < 0 or n > MAX_WORKING_DAYS:
             raise HcpError("working days must be a whole number from 0 to %d, not %r"
                            % (MAX_WORKING_DAYS, n))
-        sources, fallback_years = [], []
+        sources: list[str] = []
+        fallback_years: list[int] = []
         d, left = start, n
         while left:
             d += datetime.timedelta(days=1)
@@ -428,16 +439,17 @@ class Calendar:
         return Deadline(start, n, d, tuple(sources), tuple(fallback_years),
                         self.override.path if self.override else None)
 
-    def check(self, years):
+    def check(self, years: Iterable[int]) -> list[YearCheck]:
         """For `check`: one dict per year saying where its data comes from."""
         out = []
         for y in years:
             src = self.year_source(y)
-            row = {"year": y, "source": src, "official": self.official_year(y)}
-            if src == OVERRIDE:
-                row["notice"] = self.override.notices[y]
-                row["holidays"] = len(self.override.holidays(y))
-                row["makeup_days"] = [d.isoformat() for d in self.override.makeup_days(y)]
+            row: YearCheck = {"year": y, "source": src, "official": self.official_year(y)}
+            o = self.override
+            if src == OVERRIDE and o is not None:  # (year_source: OVERRIDE means an override)
+                row["notice"] = o.notices[y]
+                row["holidays"] = len(o.holidays(y))
+                row["makeup_days"] = [d.isoformat() for d in o.makeup_days(y)]
                 if row["official"]:
                     row["differs_from_official"] = [d.isoformat()
                                                     for d in self.differences(y)]
@@ -448,7 +460,7 @@ class Calendar:
             out.append(row)
         return out
 
-    def differences(self, year):
+    def differences(self, year: int) -> list[datetime.date]:
         """Dates of `year` where the override and the official package disagree."""
         out = []
         d = datetime.date(year, 1, 1)
@@ -459,14 +471,27 @@ class Calendar:
         return out
 
 
-def _official_makeup(year):
+class YearCheck(TypedDict):
+    """Calendar.check(): where one year's working days come from."""
+    year: int
+    source: str                                 # OFFICIAL, OVERRIDE or FALLBACK
+    official: bool                              # the package has data for the year
+    notice: NotRequired[str]                    # override: the State Council notice
+    holidays: NotRequired[int]                  # override: days off
+    makeup_days: NotRequired[list[str]]         # override or official: ISO dates
+    differs_from_official: NotRequired[list[str]]
+    warning: NotRequired[str]                   # fallback
+
+
+def _official_makeup(year: int) -> list[datetime.date]:
     return sorted(d for d in chinese_calendar.workdays if d.year == year and d.weekday() >= 5)
 
 
-_default = None   # (path, mtime of the override file or None, Calendar)
+# (path, mtime of the override file or None, Calendar)
+_default: tuple[pathlib.Path, int | None, Calendar] | None = None
 
 
-def default_calendar():
+def default_calendar() -> Calendar:
     """The calendar with the default override file; re-read when that file changes, so a
     long-running service picks up `hcp calendar import` without a restart."""
     global _default
@@ -480,11 +505,11 @@ def default_calendar():
     return _default[2]
 
 
-def is_working_day(day, calendar=None):
+def is_working_day(day: datetime.date, calendar: Calendar | None = None) -> tuple[bool, str]:
     """(bool, source): is `day` a working day, and where that answer came from."""
     return (calendar or default_calendar()).is_working_day(day)
 
 
-def add_working_days(day, n, calendar=None):
+def add_working_days(day: datetime.date, n: int, calendar: Calendar | None = None) -> Deadline:
     """The Deadline at 23:59:59 Asia/Shanghai of the n-th working day after `day`."""
     return (calendar or default_calendar()).add_working_days(day, n)

@@ -8,16 +8,23 @@ Who may appeal: the rating's unit, i.e. its transaction's hall id or department 
 HTTP (POST /v1/appeals) a unit authenticates with a bearer token of its own (`hcp appeal
 add-unit`); the store keeps only the token's SHA-256.
 """
+from __future__ import annotations
+
+import datetime
 import hashlib
 import logging
 import secrets
 import time
+from typing import TYPE_CHECKING
 
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.rules import deadlines, workdays
+from haochaping.daemon.store import access, cases
+from haochaping.daemon.store.access import Params, Record, Row
 from haochaping.protocol import levels
 
-from haochaping.daemon.rules import deadlines, workdays
-from haochaping.daemon.errors import HcpError
-from haochaping.daemon.store import access, cases
+if TYPE_CHECKING:
+    from haochaping.daemon.store.backends import Store
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +37,12 @@ APPEAL_SQL = "SELECT %s FROM appeals" % ", ".join(COLUMNS)
 class AppealRefused(HcpError):
     """The appeal cannot be filed or decided; `status` is the HTTP answer for the API."""
 
-    def __init__(self, message, status=422):
+    def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
 
 
-def _reason(text, what):
+def _reason(text: str | None, what: str) -> str:
     text = (text or "").strip()
     if not text:
         raise AppealRefused("%s is required (第十条: a written appeal)" % what)
@@ -44,7 +51,8 @@ def _reason(text, what):
     return text
 
 
-def file(store, rating_uid, unit, reason, now=None, via="cli", calendar=None):
+def file(store: Store, rating_uid: str, unit: str, reason: str, now: float | None = None,
+         via: str = "cli", calendar: workdays.Calendar | None = None) -> Record:
     """File an appeal; return it (a dict). Raises AppealRefused with the reason."""
     reason = _reason(reason, "the reason")
     now = time.time() if now is None else now
@@ -81,7 +89,8 @@ def file(store, rating_uid, unit, reason, now=None, via="cli", calendar=None):
     return get(store, aid)
 
 
-def decide(store, aid, upheld, reason, now=None):
+def decide(store: Store, aid: str, upheld: bool, reason: str,
+           now: float | None = None) -> Record:
     """The office's decision. Upheld: the rating leaves scoring, its case is withdrawn."""
     reason = _reason(reason, "the decision's reason")
     now = time.time() if now is None else now
@@ -100,22 +109,24 @@ def decide(store, aid, upheld, reason, now=None):
     return get(store, aid)
 
 
-def _row(r, today):
-    a = dict(zip(COLUMNS, r))
+def _row(r: Row, today: datetime.date) -> Record:
+    a = dict(zip(COLUMNS, r, strict=True))
     a["overdue"] = a["status"] == "pending" and a["decision_due"] < today.isoformat()
     return a
 
 
-def get(store, aid):
+def get(store: Store, aid: str) -> Record:
     rows = access.query(store, APPEAL_SQL + " WHERE id = %s", (aid,))
     if not rows:
         raise AppealRefused("no appeal %s (`hcp appeal list`)" % aid, 404)
     return _row(rows[0], access.when(time.time()).date())
 
 
-def list_appeals(store, status=None, now=None):
+def list_appeals(store: Store, status: str | None = None,
+                 now: float | None = None) -> list[Record]:
     """Appeals, oldest first; status: pending | upheld | rejected | overdue | None (all)."""
     today = access.when(time.time() if now is None else now).date()
+    args: Params
     if status == "overdue":
         sql, args = " WHERE status = 'pending' AND decision_due < %s", (today.isoformat(),)
     elif status in ("pending", "upheld", "rejected"):
@@ -128,18 +139,18 @@ def list_appeals(store, status=None, now=None):
                                                  args)]
 
 
-def overdue(store, now=None):
+def overdue(store: Store, now: float | None = None) -> list[Record]:
     """Pending appeals past their 10 working days (第十条)."""
     return list_appeals(store, "overdue", now)
 
 
 # --- unit tokens for POST /v1/appeals ------------------------------------------------------
 
-def _sha(token):
+def _sha(token: str) -> str:
     return hashlib.sha256(token.strip().encode()).hexdigest()
 
 
-def add_unit(store, unit):
+def add_unit(store: Store, unit: str) -> str:
     """A new bearer token for `unit` (replacing any earlier one); returned once, never stored."""
     token = secrets.token_hex(32)
     with access.atomic(store) as t:
@@ -149,7 +160,7 @@ def add_unit(store, unit):
     return token
 
 
-def unit_of(store, token):
+def unit_of(store: Store, token: str | None) -> str | None:
     """The unit a bearer token belongs to, or None."""
     if not token:
         return None

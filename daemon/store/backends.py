@@ -8,6 +8,9 @@ synchronous_commit), a record seen before is skipped, a batch seen before is ans
 Its `then(tx, hall, batch)` runs in that same transaction once the records are in (the server
 opens the batch's rectification cases there: cases.open_in_batch).
 """
+from __future__ import annotations
+
+import abc
 import functools
 import logging
 import os
@@ -15,13 +18,33 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice, repeat
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
+from haochaping.daemon.batches import BadBatch, Column, Columns
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.store import access, schema
-from haochaping.daemon.batches import BadBatch
+from haochaping.daemon.store.access import Params, Record, Row
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    from haochaping.daemon.store.identity import IdentityKey
 
 log = logging.getLogger(__name__)
+
+# store_batch's `then`: called with the batch's open transaction, the hall and the batch id
+Then = Callable[[access.Tx, str, str], object]
+
+
+class BatchAnswer(TypedDict):
+    """store_batch(): what the store answers a hall (docs/store.md)."""
+    status: str         # "stored" | "duplicate"
+    batch: str
+    records: int        # records in the batch
+    new: int            # of them not seen before
 
 _COLUMNS = {
     "transaction": ("transactions", ("uid", "hall", "tx", "window_id", "ticket", "item",
@@ -39,14 +62,14 @@ _PG_TYPES = {"uid": "text", "hall": "text", "tx": "bigint", "seq": "bigint", "re
              "hall_received_at": "float8", "received_at": "float8"}
 
 
-def _sqlite_insert(kind):
+def _sqlite_insert(kind: str) -> str:
     table, cols = _COLUMNS[kind]
     cols = cols + ("batch", "received_at")
     return "INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING" % (
         table, ", ".join(cols), ", ".join("?" * len(cols)))
 
 
-def _pg_insert(kind):
+def _pg_insert(kind: str) -> str:
     """INSERT … SELECT … FROM unnest(%s::type[], …) ON CONFLICT DO NOTHING; parameters: the
     hall, then parse_batch's columns (an array each; None for a transaction's rater column when
     no record has one), then the batch id and the time received."""
@@ -63,7 +86,7 @@ def _pg_insert(kind):
                                          ", ".join(arrays)))
 
 
-def _pg_array(col, typ):
+def _pg_array(col: Column | None, typ: str) -> str | Column | None:
     """A column as a PostgreSQL array literal ('{…}'), built with join/map rather than a Python
     step per value (psycopg's own list dumper is pure Python). None (a column of NULLs) and
     bytea columns are left to psycopg."""
@@ -89,7 +112,7 @@ SQLITE_CHUNK = 500  # rows per INSERT … VALUES (…), (…), …
 
 
 @functools.lru_cache(maxsize=32)
-def _sqlite_multi(kind, n, conflict):
+def _sqlite_multi(kind: str, n: int, conflict: bool) -> str:
     table, cols = _COLUMNS[kind]
     cols = cols + ("batch", "received_at")
     one = "(%s)" % ",".join("?" * len(cols))
@@ -97,7 +120,8 @@ def _sqlite_multi(kind, n, conflict):
                                                " ON CONFLICT DO NOTHING" if conflict else "")
 
 
-def sqlite_bulk_insert(c, kind, rows, conflict=True):
+def sqlite_bulk_insert(c: sqlite3.Connection, kind: str, rows: Iterable[Sequence[object]],
+                       conflict: bool = True) -> None:
     """Insert rows (tuples in _COLUMNS order, then batch and received_at) with multi-row
     INSERT … VALUES, SQLITE_CHUNK rows per statement: ~1.4 times executemany's rate here (one
     statement step per 500 rows instead of one per row, and the GIL given up as often)."""
@@ -139,7 +163,7 @@ HALLS_COLUMNS = ("hall", "name", "added_at", "revoked_at", "batches", "last_batc
                  "transactions", "ratings")
 
 
-def _migrate(c, dialect, mark):
+def _migrate(c: sqlite3.Connection | psycopg.Connection[Row], dialect: str, mark: str) -> None:
     """Apply the schema's migrations not yet recorded, inside the caller's transaction."""
     done = {r[0] for r in c.execute("SELECT name FROM store_migrations")}
     for name, sql in schema.MIGRATIONS:
@@ -151,27 +175,39 @@ def _migrate(c, dialect, mark):
         log.info("store: applied migration %s", name)
 
 
-def open_store(db, identity=None):
+def open_store(db: str, identity: IdentityKey | None = None) -> Store:
     """db: a SQLite path, or a postgresql:// URL. identity: an IdentityKey or None."""
     if db.startswith(("postgresql://", "postgres://")):
         return PostgresStore(db, identity)
     return SqliteStore(db, identity)
 
 
-class _Store:
-    dialect = ""
+class _Store(abc.ABC):
+    dialect: ClassVar[str] = ""
 
-    def __init__(self, identity):
+    def __init__(self, identity: IdentityKey | None) -> None:
         self.identity = identity
 
-    def _seal(self, cols):
+    @abc.abstractmethod
+    def _execute(self, sql: str, args: Params) -> None:
+        """Run one statement in a transaction of its own."""
+
+    @abc.abstractmethod
+    def _query(self, sql: str, args: Params) -> list[Row]:
+        """Rows of one query."""
+
+    @abc.abstractmethod
+    def _integrity_errors(self) -> type[Exception]:
+        """The driver's exception for a broken unique key."""
+
+    def _seal(self, cols: Columns) -> Columns:
         """The transactions' columns from parse_batch with the raters' identities sealed (the
         last column: a list, or None when no record has a rater)."""
         raters = cols[-1]
         if raters is None:
             return cols
         sealed = []
-        for uid, rater in zip(cols[0], raters):
+        for uid, rater in zip(_uids(cols), raters, strict=True):
             if rater is not None:
                 if self.identity is None:
                     raise BadBatch("record %s carries a rater identity, but this store has no"
@@ -181,45 +217,47 @@ class _Store:
         return cols[:-1] + [sealed]
 
     # ------------------------------------------------------------------ halls
-    def add_hall(self, hall, name=""):
+    def add_hall(self, hall: str, name: str = "") -> bytes:
         """Register a hall; return its new signing key (32 random bytes)."""
         key = secrets.token_bytes(32)
         try:
             self._execute("INSERT INTO halls (id, key, name, added_at) VALUES (%s, %s, %s, %s)",
                           (hall, key, name, time.time()))
         except self._integrity_errors():
-            raise HcpError("hall %s is registered already (`hcp store halls`)" % hall)
+            raise HcpError("hall %s is registered already (`hcp store halls`)"
+                           % hall) from None
         return key
 
-    def revoke_hall(self, hall):
+    def revoke_hall(self, hall: str) -> None:
         """From now on the hall's batches are refused (403); what it delivered stays."""
         if not self._query("SELECT 1 FROM halls WHERE id = %s AND revoked_at IS NULL", (hall,)):
             raise HcpError("hall %s is not registered, or revoked already (`hcp store halls`)"
                            % hall)
         self._execute("UPDATE halls SET revoked_at = %s WHERE id = %s", (time.time(), hall))
 
-    def hall_key(self, hall):
+    def hall_key(self, hall: str) -> bytes | None:
         """The hall's key, or None if unknown or revoked."""
         rows = self._query("SELECT key FROM halls WHERE id = %s AND revoked_at IS NULL", (hall,))
         return bytes(rows[0][0]) if rows else None
 
-    def halls(self):
-        return [dict(zip(HALLS_COLUMNS, r)) for r in self._query(HALLS_SQL, ())]
+    def halls(self) -> list[Record]:
+        return [dict(zip(HALLS_COLUMNS, r, strict=True)) for r in self._query(HALLS_SQL, ())]
 
-    def ratings(self, hall, since):
-        return [dict(zip(EXPORT_COLUMNS, r)) for r in self._query(EXPORT_SQL, (hall, since))]
+    def ratings(self, hall: str, since: float) -> list[Record]:
+        return [dict(zip(EXPORT_COLUMNS, r, strict=True))
+                for r in self._query(EXPORT_SQL, (hall, since))]
 
-    def uids(self, kind, hall):
+    def uids(self, kind: str, hall: str) -> list[str]:
         """Every record id of one kind for a hall, sorted (for checks and tests)."""
         table = _COLUMNS[kind][0]
         return [r[0] for r in self._query("SELECT uid FROM %s WHERE hall = %%s ORDER BY uid"
                                           % table, (hall,))]
 
-    def counts(self):
+    def counts(self) -> dict[str, int]:
         return {t: self._query("SELECT COUNT(*) FROM %s" % t, ())[0][0]
                 for t in ("batches", "transactions", "ratings", "reasons")}
 
-    def rater(self, uid):
+    def rater(self, uid: str) -> dict[str, Any] | None:
         """Decrypt a transaction's rater identity (None if it has none)."""
         rows = self._query("SELECT rater_enc FROM transactions WHERE uid = %s", (uid,))
         if not rows or rows[0][0] is None:
@@ -237,16 +275,16 @@ class _Checkpointer:
     PASSIVE checkpoint never blocks the writer. Should the WAL file still pass WAL_LIMIT
     (batches arriving without pause), a RESTART checkpoint holds new writes back until it is
     copied, and the WAL starts again from its beginning."""
-    EVERY_S = 1.0
-    WAL_LIMIT = 256 * 1024 * 1024
+    EVERY_S: ClassVar[float] = 1.0
+    WAL_LIMIT: ClassVar[int] = 256 * 1024 * 1024
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="store-checkpoint", daemon=True)
         self._thread.start()
 
-    def _run(self):
+    def _run(self) -> None:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA synchronous=FULL")
@@ -261,15 +299,15 @@ class _Checkpointer:
         finally:
             conn.close()
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(30)
 
 
 class SqliteStore(_Store):
-    dialect = "sqlite"
+    dialect: ClassVar[Literal["sqlite"]] = "sqlite"
 
-    def __init__(self, path, identity=None):
+    def __init__(self, path: str, identity: IdentityKey | None = None) -> None:
         super().__init__(identity)
         self.path = path
         d = os.path.dirname(os.path.abspath(path))
@@ -280,17 +318,18 @@ class SqliteStore(_Store):
                                         check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as e:
-            raise HcpError("cannot open the store database %s: %s" % (path, e))
+            raise HcpError("cannot open the store database %s: %s" % (path, e)) from e
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
-        self._reader, self._rlock = None, threading.Lock()
-        self._checkpointer = None  # started with the first batch: see _Checkpointer
+        self._reader: sqlite3.Connection | None = None
+        self._rlock = threading.Lock()
+        self._checkpointer: _Checkpointer | None = None  # started with the first batch
         self._migrate()
 
-    def _integrity_errors(self):
+    def _integrity_errors(self) -> type[Exception]:
         return sqlite3.IntegrityError
 
-    def hall_key(self, hall):
+    def hall_key(self, hall: str) -> bytes | None:
         """The hall's key, or None if unknown or revoked; read on a connection of its own (WAL:
         a reader never waits for the writer), so that one batch's signature is checked while
         another batch is being committed."""
@@ -302,7 +341,7 @@ class SqliteStore(_Store):
                                        (hall,)).fetchone()
         return bytes(row[0]) if row else None
 
-    def _migrate(self):
+    def _migrate(self) -> None:
         with self.lock:
             c = self.conn
             c.execute("CREATE TABLE IF NOT EXISTS store_migrations"
@@ -315,25 +354,26 @@ class SqliteStore(_Store):
                 c.execute("ROLLBACK")
                 raise
 
-    def _execute(self, sql, args):
+    def _execute(self, sql: str, args: Params) -> None:
         with self.lock:
             self.conn.execute(sql.replace("%s", "?"), args)
 
-    def _query(self, sql, args):
+    def _query(self, sql: str, args: Params) -> list[Row]:
         with self.lock:
             return self.conn.execute(sql.replace("%s", "?"), args).fetchall()
 
-    def store_batch(self, hall, batch, sha, parsed, then=None):
+    def store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
+                    then: Then | None = None) -> BatchAnswer:
         now = time.time()
-        total = sum(len(cols[0]) for cols in parsed.values())
+        total = sum(len(_uids(cols)) for cols in parsed.values())
         # rows straight from the columns (zip, repeat: no per-record Python code)
-        rows = {}
+        rows: dict[str, Iterator[tuple[Any, ...]]] = {}
         for kind, cols in parsed.items():
             if cols[0]:
                 if kind == "transaction":
                     cols = self._seal(cols)
-                rows[kind] = zip(cols[0], repeat(hall), *[repeat(None) if c is None else c
-                                                          for c in cols[1:]],
+                rows[kind] = zip(_uids(cols), repeat(hall),
+                                 *[repeat(None) if c is None else c for c in cols[1:]],
                                  repeat(batch), repeat(now))
         c = self.conn
         with self.lock:
@@ -362,7 +402,7 @@ class SqliteStore(_Store):
                 raise
         return {"status": "stored", "batch": batch, "records": total, "new": new}
 
-    def close(self):
+    def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
         if self._reader is not None:
@@ -370,7 +410,14 @@ class SqliteStore(_Store):
         self.conn.close()
 
 
-def _replayed(batch, sha, old):
+def _uids(cols: Columns) -> Column:
+    """A kind's first column, its records' ids (parse_batch: only the raters are ever None)."""
+    uids = cols[0]
+    assert uids is not None
+    return uids
+
+
+def _replayed(batch: str, sha: str, old: Row) -> BatchAnswer:
     if old[0] != sha:
         raise BadBatch("batch %s was stored before with other content: a batch id must never"
                        " be reused" % batch, 409)
@@ -378,94 +425,101 @@ def _replayed(batch, sha, old):
 
 
 class PostgresStore(_Store):
-    dialect = "postgres"
+    dialect: ClassVar[Literal["postgres"]] = "postgres"
 
-    def __init__(self, url, identity=None, max_size=8):
+    def __init__(self, url: str, identity: IdentityKey | None = None, max_size: int = 8) -> None:
         super().__init__(identity)
         import psycopg
         from psycopg_pool import ConnectionPool
         self.psycopg = psycopg
         self.url = url
         try:
-            self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True, timeout=30,
-                                       kwargs={"autocommit": False})
+            self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+                url, min_size=1, max_size=max_size, open=True, timeout=30,
+                kwargs={"autocommit": False})
             self.pool.wait(timeout=10)
         except Exception as e:  # psycopg_pool.PoolTimeout and friends
             raise HcpError("cannot connect to PostgreSQL at %s: %s"
-                           % (_redact_url(url), str(e).splitlines()[0] if str(e) else e))
+                           % (_redact_url(url), str(e).splitlines()[0] if str(e) else e)
+                           ) from e
         self._migrate()
 
-    def _integrity_errors(self):
+    def _integrity_errors(self) -> type[Exception]:
         return self.psycopg.errors.UniqueViolation
 
-    def _migrate(self):
-        with self.pool.connection() as c:
-            with c.transaction():
-                # one store at a time migrates; the others wait, then find it done
-                c.execute("SELECT pg_advisory_xact_lock(7406150)")
-                c.execute("CREATE TABLE IF NOT EXISTS store_migrations"
-                          " (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
-                _migrate(c, self.dialect, "INSERT INTO store_migrations VALUES (%s, %s)")
+    def _migrate(self) -> None:
+        with self.pool.connection() as c, c.transaction():
+            # one store at a time migrates; the others wait, then find it done
+            c.execute("SELECT pg_advisory_xact_lock(7406150)")
+            c.execute("CREATE TABLE IF NOT EXISTS store_migrations"
+                      " (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
+            _migrate(c, self.dialect, "INSERT INTO store_migrations VALUES (%s, %s)")
 
-    def _execute(self, sql, args):
+    def _execute(self, sql: str, args: Params) -> None:
         with self.pool.connection() as c:
             c.execute(sql, args)
 
-    def _query(self, sql, args):
+    def _query(self, sql: str, args: Params) -> list[Row]:
         with self.pool.connection() as c:
             return c.execute(sql, args).fetchall()
 
-    def store_batch(self, hall, batch, sha, parsed, then=None):
+    def store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
+                    then: Then | None = None) -> BatchAnswer:
         now = time.time()
-        total = sum(len(cols[0]) for cols in parsed.values())
-        with self.pool.connection() as c:
-            with c.transaction():
-                got = c.execute("INSERT INTO batches VALUES (%s, %s, %s, %s, 0, %s)"
-                                " ON CONFLICT DO NOTHING RETURNING 1",
-                                (hall, batch, sha, total, now)).fetchone()
-                if got is None:
-                    old = c.execute("SELECT sha256, records, new_records FROM batches"
-                                    " WHERE hall=%s AND batch=%s", (hall, batch)).fetchone()
-                    return _replayed(batch, sha, old)
-                new = 0
-                for kind, cols in parsed.items():
-                    if not cols[0]:
-                        continue
-                    if kind == "transaction":
-                        cols = self._seal(cols)
-                    new += self._insert(c, kind, hall, cols, batch, now)
-                if new and then is not None:
-                    then(access.Tx(c, False), hall, batch)
-                c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",
-                          (new, hall, batch))
+        total = sum(len(_uids(cols)) for cols in parsed.values())
+        with self.pool.connection() as c, c.transaction():
+            got = c.execute("INSERT INTO batches VALUES (%s, %s, %s, %s, 0, %s)"
+                            " ON CONFLICT DO NOTHING RETURNING 1",
+                            (hall, batch, sha, total, now)).fetchone()
+            if got is None:
+                old = c.execute("SELECT sha256, records, new_records FROM batches"
+                                " WHERE hall=%s AND batch=%s", (hall, batch)).fetchone()
+                assert old is not None  # the row the INSERT ran into
+                return _replayed(batch, sha, old)
+            new = 0
+            for kind, cols in parsed.items():
+                if not cols[0]:
+                    continue
+                if kind == "transaction":
+                    cols = self._seal(cols)
+                new += self._insert(c, kind, hall, cols, batch, now)
+            if new and then is not None:
+                then(access.Tx(c, False), hall, batch)
+            c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",
+                      (new, hall, batch))
         return {"status": "stored", "batch": batch, "records": total, "new": new}
 
-    def _insert(self, c, kind, hall, cols, batch, now):
+    def _insert(self, c: psycopg.Connection[Row], kind: str, hall: str, cols: Columns,
+                batch: str, now: float) -> int:
         """Insert one table's records; return how many were new. Usually none was seen before,
         and COPY straight into the table (the fastest way in) stores them all. If one was seen
         before (a hall re-sending after a crash), COPY fails on the unique key: it is rolled
         back to its savepoint, and one INSERT … SELECT FROM unnest(one array per column) …
         ON CONFLICT DO NOTHING stores those that are new."""
-        table, names = _COLUMNS[kind]
+        uids = _uids(cols)
         try:
-            with c.transaction():  # a savepoint
-                with c.cursor().copy(_PG_COPY[kind]) as cp:
-                    for row in zip(cols[0], repeat(hall), *[repeat(None) if col is None else col
-                                                            for col in cols[1:]],
-                                   repeat(batch), repeat(now)):
-                        cp.write_row(row)
-            return len(cols[0])
+            # c.transaction() inside a transaction: a savepoint
+            with c.transaction(), c.cursor().copy(_PG_COPY[kind]) as cp:
+                for row in zip(uids, repeat(hall), *[repeat(None) if col is None else col
+                                                     for col in cols[1:]],
+                               repeat(batch), repeat(now)):
+                    cp.write_row(row)
+            return len(uids)
         except self.psycopg.errors.UniqueViolation:
             pass
         # each column goes over as one array literal, parsed by the server (array_in, in C)
-        args = [hall] + [_pg_array(col, t) for col, t in zip(cols, _PG_ARRAYS[kind])]
+        args = [hall] + [_pg_array(col, t) for col, t in zip(cols, _PG_ARRAYS[kind], strict=True)]
         return c.execute(_PG_INSERT[kind], args + [batch, now]).rowcount
 
-    def close(self):
+    def close(self) -> None:
         self.pool.close()
 
 
-def _redact_url(url):
+# what open_store returns; `dialect` tells them apart
+Store = SqliteStore | PostgresStore
+
+
+def _redact_url(url: str) -> str:
     """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
     head, sep, tail = url.partition("@")
     if not sep or ":" not in head.split("//", 1)[-1]:

@@ -4,24 +4,31 @@ A case opens for each counted citizen rating of level 4 or 5 (不满意, 非常�
 an upheld appeal: in the transaction that stores its batch (`open_in_batch`), else by the
 sweep that runs with the default ratings (`open_new`). It is due at the end of the 15th working
 day after the day the hall received the rating (docs/rules.md: the store takes every bad review
-as verified on receipt; an upheld appeal withdraws the case). The deadline moves only with a reason and a
-later date. Follow-ups (回访) by phone, SMS or online self-rating are recorded with the
+as verified on receipt; an upheld appeal withdraws the case). The deadline moves only with a
+reason and a later date. Follow-ups (回访) by phone, SMS or online self-rating are recorded with the
 citizen's feedback; a real-name case cannot close without one (实名差评回访整改率 100%).
 Every step is a row of case_events: the loop is auditable.
 
 The rater's identity is decrypted only by `contact()` (for `hcp cases follow-up
 --show-contact` with the identity key) and never logged.
 """
+from __future__ import annotations
+
 import datetime
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.rules import deadlines, workdays
+from haochaping.daemon.store import access
+from haochaping.daemon.store.access import Record, Row
 from haochaping.protocol import levels
 
-from haochaping.daemon.rules import deadlines, workdays
-from haochaping.daemon.errors import HcpError
-from haochaping.daemon.store import access
+if TYPE_CHECKING:
+    from haochaping.daemon.store.backends import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +50,17 @@ COLUMNS = ("id", "rating_uid", "tx_uid", "hall", "level", "real_name", "opened_a
 CASE_SQL = "SELECT %s FROM cases" % ", ".join(COLUMNS)
 
 
-def case_id(rating_uid):
+def case_id(rating_uid: str) -> str:
     return "C" + hashlib.sha256(rating_uid.encode()).hexdigest()[:8]
 
 
-def _due_dates(rows, cal):
+def _due_dates(rows: Sequence[Row], cal: workdays.Calendar) -> list[str | None]:
     """Each bad review's deadline (ISO day); a batch's bad reviews share one or two days
     received, so the calendar is asked once per day. A review received at a time no calendar
     holds (a hall clock gone wild) gets None and a warning: no case, and no refused batch or
     failed sweep for the others; each sweep tries it again."""
-    due_of = {}
-    out = []
+    due_of: dict[datetime.date, str] = {}
+    out: list[str | None] = []
     for uid, _tx, _hall, _level, received, _real in rows:
         try:
             day = access.when(received).date()
@@ -68,11 +75,12 @@ def _due_dates(rows, cal):
     return out
 
 
-def _open(t, rows, dues, now, fresh=False):
+def _open(t: access.Tx, rows: Sequence[Row], dues: Sequence[str | None], now: float,
+          fresh: bool = False) -> int:
     """Open the cases of rows (BAD_SQL's), due on dues. fresh: none of them can have a case yet
     (their ratings were inserted in this very transaction): each table takes one executemany."""
     new = [(case_id(uid), uid, tx_uid, hall, level, 1 if real_name else 0, now, due)
-           for (uid, tx_uid, hall, level, _received, real_name), due in zip(rows, dues)
+           for (uid, tx_uid, hall, level, _received, real_name), due in zip(rows, dues, strict=True)
            if due is not None]
     insert = ("INSERT INTO cases (id, rating_uid, tx_uid, hall, level, real_name, opened_at,"
               " due, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open')"
@@ -90,7 +98,8 @@ def _open(t, rows, dues, now, fresh=False):
     return opened
 
 
-def open_in_batch(t, hall, batch, now=None, calendar=None):
+def open_in_batch(t: access.Tx, hall: str, batch: str, now: float | None = None,
+                  calendar: workdays.Calendar | None = None) -> int:
     """Open the cases of a batch's bad reviews inside the transaction that stores the batch
     (backends.store_batch): a bad review is never stored without its case. Only ratings this
     batch inserted carry its id, and no other transaction sees them yet, so none has a case.
@@ -110,7 +119,8 @@ def open_in_batch(t, hall, batch, now=None, calendar=None):
     return opened
 
 
-def open_new(store, now=None, calendar=None):
+def open_new(store: Store, now: float | None = None,
+             calendar: workdays.Calendar | None = None) -> int:
     """The sweep: open a case for every bad review that has none (a batch stored while its
     deadlines could not be computed, a rating whose transaction came in a later batch)."""
     now = time.time() if now is None else now
@@ -126,21 +136,23 @@ def open_new(store, now=None, calendar=None):
     return opened
 
 
-def _row(r, today):
-    c = dict(zip(COLUMNS, r))
+def _row(r: Row, today: datetime.date) -> Record:
+    c = dict(zip(COLUMNS, r, strict=True))
     c["real_name"] = bool(c["real_name"])
     c["level_name"] = levels.name(c["level"])
     c["overdue"] = c["status"] == "open" and c["due"] < today.isoformat()
     return c
 
 
-def _today(now):
+def _today(now: float | None) -> datetime.date:
     return access.when(time.time() if now is None else now).date()
 
 
-def list_cases(store, status=None, hall=None, now=None):
+def list_cases(store: Store, status: str | None = None, hall: str | None = None,
+               now: float | None = None) -> list[Record]:
     """Cases (dicts), oldest first; status: open | closed | withdrawn | overdue | None (all)."""
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     if status in ("open", "closed", "withdrawn"):
         where.append("status = %s")
         args.append(status)
@@ -158,27 +170,28 @@ def list_cases(store, status=None, hall=None, now=None):
     for c in rows:
         c["follow_ups"] = 0
     if rows:
-        counts = dict(access.query(store, "SELECT case_id, COUNT(*) FROM case_events WHERE"
-                                          " kind = 'follow-up' GROUP BY case_id"))
+        counts: dict[str, int] = dict(access.query(
+            store, "SELECT case_id, COUNT(*) FROM case_events WHERE kind = 'follow-up'"
+                   " GROUP BY case_id"))
         for c in rows:
             c["follow_ups"] = counts.get(c["id"], 0)
     return rows
 
 
-def get(store, cid, now=None):
+def get(store: Store, cid: str, now: float | None = None) -> Record:
     rows = access.query(store, CASE_SQL + " WHERE id = %s", (cid,))
     if not rows:
         raise HcpError("no case %s (`hcp cases list`)" % cid)
     return _row(rows[0], _today(now))
 
 
-def events(store, cid):
-    return [dict(zip(("at", "kind", "channel", "feedback", "note", "due"), r))
+def events(store: Store, cid: str) -> list[Record]:
+    return [dict(zip(("at", "kind", "channel", "feedback", "note", "due"), r, strict=True))
             for r in access.query(store, "SELECT at, kind, channel, feedback, note, due FROM"
                                          " case_events WHERE case_id = %s ORDER BY at", (cid,))]
 
 
-def _text(value, what, required=True):
+def _text(value: str | None, what: str, required: bool = True) -> str:
     value = (value or "").strip()
     if required and not value:
         raise HcpError("%s is required" % what)
@@ -187,7 +200,7 @@ def _text(value, what, required=True):
     return value
 
 
-def _open_case(t, cid):
+def _open_case(t: access.Tx, cid: str) -> None:
     rows = t.q("SELECT status FROM cases WHERE id = %s", (cid,))
     if not rows:
         raise HcpError("no case %s (`hcp cases list`)" % cid)
@@ -195,7 +208,8 @@ def _open_case(t, cid):
         raise HcpError("case %s is %s already" % (cid, rows[0][0]))
 
 
-def follow_up(store, cid, channel, feedback, note="", now=None):
+def follow_up(store: Store, cid: str, channel: str, feedback: str, note: str = "",
+              now: float | None = None) -> None:
     """第十二条 回访: record a follow-up and the citizen's feedback."""
     if channel not in CHANNELS:
         raise HcpError("channel must be one of %s, not %r" % (", ".join(CHANNELS), channel))
@@ -210,14 +224,15 @@ def follow_up(store, cid, channel, feedback, note="", now=None):
             " (%s, %s, 'follow-up', %s, %s, %s)", (cid, now, channel, feedback, note))
 
 
-def extend(store, cid, new_day, reason, now=None):
+def extend(store: Store, cid: str, new_day: datetime.date, reason: str,
+           now: float | None = None) -> datetime.date:
     """第十二条: a new deadline, only with a reason and a later day than the current one."""
     reason = _text(reason, "the reason for the extension (第十二条)")
     now = time.time() if now is None else now
     with access.atomic(store) as t:
         _open_case(t, cid)
-        due = t.q("SELECT due FROM cases WHERE id = %s", (cid,))[0][0]
-        current = workdays.Deadline(None, 0, datetime.date.fromisoformat(due), (), ())
+        due = datetime.date.fromisoformat(t.q("SELECT due FROM cases WHERE id = %s", (cid,))[0][0])
+        current = workdays.Deadline(due, 0, due, (), ())  # its day: all extend_rectification needs
         new_end = deadlines.extend_rectification(current, new_day, reason)
         t.x("UPDATE cases SET due = %s WHERE id = %s", (new_end.date().isoformat(), cid))
         t.x("INSERT INTO case_events (case_id, at, kind, note, due) VALUES"
@@ -225,7 +240,7 @@ def extend(store, cid, new_day, reason, now=None):
     return new_end.date()
 
 
-def close(store, cid, result, now=None):
+def close(store: Store, cid: str, result: str, now: float | None = None) -> None:
     """The rectification is done and the citizen told: close with its result. A real-name case
     needs a recorded follow-up first (第十二条: 实名差评回访整改率 100%)."""
     result = _text(result, "the result of the rectification")
@@ -244,7 +259,7 @@ def close(store, cid, result, now=None):
             (cid, now, result))
 
 
-def withdraw(t, rating_uid, appeal_id, now):
+def withdraw(t: access.Tx, rating_uid: str, appeal_id: str, now: float) -> None:
     """An upheld appeal (第十条) withdraws the bad review's case, if open (inside its tx)."""
     cid = case_id(rating_uid)
     if t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s, result = %s"
@@ -254,7 +269,7 @@ def withdraw(t, rating_uid, appeal_id, now):
             (cid, now, "appeal %s upheld" % appeal_id))
 
 
-def contact(store, cid):
+def contact(store: Store, cid: str) -> dict[str, Any]:
     """The rater's identity for an authorised follow-up (needs the store's identity key). The
     caller shows it to the person making the call and never logs it."""
     c = get(store, cid)

@@ -9,13 +9,19 @@ A citizen's rating that the hall stored in time but that reaches the store after
 (an outage of the hall's link) wins over it in the scores (scores.py): the hall's time decides
 (docs/rules.md decision 8).
 """
+from __future__ import annotations
+
+import datetime
 import logging
 import time
-
-from haochaping.protocol import levels
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from haochaping.daemon.rules import deadlines, workdays
 from haochaping.daemon.store import access
+from haochaping.protocol import levels
+
+if TYPE_CHECKING:
+    from haochaping.daemon.store.backends import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +44,32 @@ VALUES (%s, %s, '', 0, %s, 'counted', %s, %s, %s, 1, %s, %s) ON CONFLICT DO NOTH
 """
 
 
-def default_uid(tx_uid):
+class JobsRun(TypedDict):
+    """run_defaults() (and jobs.run_once, which adds cases_opened): what was done."""
+    given: int
+    checked: int
+    waiting: int
+    fallback_years: list[int]
+    warning: NotRequired[str]           # some deadline was counted Monday-Friday
+    cases_opened: NotRequired[int]
+
+
+def default_uid(tx_uid: str) -> str:
     """H01:tx:17 → H01:default:tx:17"""
     hall, _, rest = tx_uid.partition(":")
     return "%s:default:%s" % (hall, rest)
 
 
-def run_defaults(store, now=None, calendar=None):
+def run_defaults(store: Store, now: float | None = None,
+                 calendar: workdays.Calendar | None = None) -> JobsRun:
     """Give every overdue unrated transaction its default rating. Returns what was done:
     {"given": n, "checked": n, "waiting": n, "fallback_years": [...]}. Idempotent."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
     at_now = access.when(now)
     given = checked = waiting = 0
-    fallback = set()
-    due_by_day = {}
+    fallback: set[int] = set()
+    due_by_day: dict[datetime.date, workdays.Deadline] = {}
     due = []
     # read without the write lock (the halls' batches go on), then write only what is due;
     # a citizen rating committed in between is no harm: it wins in the scores (scores.py)
@@ -75,7 +92,7 @@ def run_defaults(store, now=None, calendar=None):
     if given:
         log.info("default ratings (第七条): %d given, %d transactions still within their 5 "
                  "working days", given, waiting)
-    result = {"given": given, "checked": checked, "waiting": waiting,
+    result: JobsRun = {"given": given, "checked": checked, "waiting": waiting,
               "fallback_years": sorted(fallback)}
     if fallback:
         result["warning"] = workdays.FALLBACK_WARNING % ", ".join(map(str, sorted(fallback)))

@@ -1,7 +1,11 @@
 """The rater's identity at rest in the store (RULES.md 第六条): sealed with a key that lives
 apart from the database."""
+from __future__ import annotations
+
 import json
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from haochaping.daemon.errors import HcpError
 
@@ -11,12 +15,12 @@ class IdentityKey:
     ciphertext cannot be moved to another record. The key is a file of 64 hex characters
     (mode 600) that lives apart from the database: a stolen database alone reveals nobody."""
 
-    def __init__(self, key):
+    def __init__(self, key: bytes) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         self._aead = AESGCM(key)
 
     @classmethod
-    def load(cls, path, create=False):
+    def load(cls, path: str | os.PathLike[str], create: bool = False) -> IdentityKey:
         if create and not os.path.exists(path):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -25,18 +29,20 @@ class IdentityKey:
             with open(path) as f:
                 key = bytes.fromhex(f.read().strip())
         except FileNotFoundError:
-            raise HcpError("identity key file %s not found" % path)
+            raise HcpError("identity key file %s not found" % path) from None
         except ValueError:
-            raise HcpError("identity key file %s: expected 64 hex characters" % path)
+            raise HcpError("identity key file %s: expected 64 hex characters" % path) from None
         if len(key) != 32:
             raise HcpError("identity key file %s: expected 64 hex characters" % path)
         return cls(key)
 
-    def seal(self, uid, identity):
+    def seal(self, uid: str, identity: Mapping[str, object]) -> bytes:
+        """The identity (a JSON object) encrypted for the record `uid`: nonce + ciphertext."""
         nonce = os.urandom(12)
         data = json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()
         return nonce + self._aead.encrypt(nonce, data, uid.encode())
 
-    def open(self, uid, blob):
+    def open(self, uid: str, blob: bytes | memoryview) -> dict[str, Any]:
+        """The identity sealed for `uid`: the JSON object the hall sent (so Any inside)."""
         blob = bytes(blob)
         return json.loads(self._aead.decrypt(blob[:12], blob[12:], uid.encode()))

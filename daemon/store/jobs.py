@@ -1,20 +1,29 @@
 """The store's rule jobs: default ratings (第七条) and the sweep that opens rectification cases
 for bad reviews (第十二条), once (`hcp store run-defaults`) or on a schedule (`hcp store serve`)."""
+from __future__ import annotations
+
 import logging
+import threading
+from typing import TYPE_CHECKING
 
 from haochaping.daemon.store import cases, defaults
+
+if TYPE_CHECKING:
+    from haochaping.daemon.rules.workdays import Calendar
+    from haochaping.daemon.store.backends import Store
 
 log = logging.getLogger(__name__)
 
 
-def run_once(store, now=None, calendar=None):
+def run_once(store: Store, now: float | None = None,
+             calendar: Calendar | None = None) -> defaults.JobsRun:
     """Defaults first (a default is never a bad review), then cases. Idempotent."""
     result = defaults.run_defaults(store, now, calendar)
     result["cases_opened"] = cases.open_new(store, now, calendar)
     return result
 
 
-def every(store, seconds, stop):
+def every(store: Store, seconds: float, stop: threading.Event) -> None:
     """Run the jobs now and then every `seconds` until `stop` is set; a failure is logged and
     tried again next time (the database may be away for a while)."""
     while not stop.is_set():

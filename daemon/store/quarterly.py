@@ -8,23 +8,30 @@ id. The internal report scores staff by staff number (工号, shown on every win
 store keeps no names); the public one (--public) has departments and windows only, as staff
 scores are personnel assessment (第十四条), not a publication.
 """
+from __future__ import annotations
+
 import csv
 import html
 import json
 import os
 import time
-
-
-from haochaping.protocol import levels
+from collections.abc import Iterable, Mapping, Sequence
+from fractions import Fraction
+from typing import TYPE_CHECKING, TypedDict
 
 from haochaping.daemon.rules import scoring
 from haochaping.daemon.store import access, scores
+from haochaping.protocol import levels
+
+if TYPE_CHECKING:
+    from haochaping.daemon.rules.workdays import Calendar
+    from haochaping.daemon.store.backends import Store
 
 TREND_QUARTERS = 4
 REASON_NAMES = {code: "%s (%s)" % (name, code) for code, name in levels.REASONS}
 LEVEL_COLOURS = {1: "#1a7f37", 2: "#4ca34f", 3: "#c9a227", 4: "#e36b2c", 5: "#c0392b"}
-STATUS_NAMES = {"open": "整改中 (in time)", "overdue": "逾期 (overdue)", "closed": "已整改 (closed)",
-                "withdrawn": "复核撤销 (appeal upheld)"}
+STATUS_NAMES = {"open": "整改中 (in time)", "overdue": "逾期 (overdue)",
+                "closed": "已整改 (closed)", "withdrawn": "复核撤销 (appeal upheld)"}
 STATUS_COLOURS = {"open": "#2f6fb0", "overdue": "#c0392b", "closed": "#1a7f37",
                   "withdrawn": "#888888"}
 
@@ -52,18 +59,78 @@ WHERE t.finished_at >= %s AND t.finished_at < %s
 
 # --- figures ----------------------------------------------------------------------------------
 
-def quarters_up_to(period, n=TREND_QUARTERS):
+class Overall(scoring.ScoreDict):
+    """The period's score over all its transactions, with their counts."""
+    defaults: int
+    excluded: int
+    pending: int
+
+
+class UnitRow(TypedDict):
+    """One unit's score (a row of PERIOD-scores.csv)."""
+    kind: str
+    unit: str
+    label: str                      # the unit, with the hall's name for a department
+    final: int | None
+    rate_points: int | None
+    average_points: int | None
+    acceptance_rate: float | None
+    average: float | None
+    rate_band: str | None
+    average_band: str | None
+    transactions: int
+    rated: int
+    defaults: int
+    excluded: int
+    pending: int
+    reason: str | None
+    provisional: bool
+
+
+class TrendRow(TypedDict):
+    period: str                     # 2026Q3
+    unit: str                       # a department, or "all"
+    final: int | None
+    average: float | None
+
+
+class ReasonRow(TypedDict):
+    reason: str
+    label: str
+    count: int
+
+
+class Rectification(TypedDict):
+    cases: int
+    by_status: dict[str, int]       # STATUS_NAMES' keys
+    real_name_cases: int
+    real_name_followed_up: int
+    real_name_follow_up_rate: float | None
+    target_rate: float
+
+
+# figures(): every figure of the report, what PERIOD.json holds ("from" is a keyword, hence
+# this form); "appeals": filed, pending, upheld, rejected, overdue
+Figures = TypedDict("Figures", {
+    "title": str, "period": str, "from": str, "to": str, "public": bool, "generated_at": str,
+    "articles": str, "overall": Overall, "units": list[UnitRow],
+    "levels": list[scoring.LevelCount], "trend": list[TrendRow], "reasons": list[ReasonRow],
+    "rectification": Rectification, "appeals": dict[str, int],
+})
+
+
+def quarters_up_to(period: str, n: int = TREND_QUARTERS) -> list[str]:
     """The quarter holding the period's last day and the n-1 before it (from 2020Q3 on)."""
     _first, last = scoring.parse_period(period)
     y, q = last.year, (last.month - 1) // 3 + 1
-    out = []
+    out: list[str] = []
     while len(out) < n and (y, q) >= scoring.FIRST_REPORT_PERIOD:
         out.append("%dQ%d" % (y, q))
         y, q = (y, q - 1) if q > 1 else (y - 1, 4)
     return out[::-1]
 
 
-def _unit_row(u, names):
+def _unit_row(u: scores.UnitScore, names: Mapping[str, str]) -> UnitRow:
     s = u["score"]
     t = scoring.tally(u["ratings"], u["pending"])
     label = u["unit"]
@@ -77,11 +144,12 @@ def _unit_row(u, names):
             "pending": t["pending"], "reason": s.reason, "provisional": s.provisional}
 
 
-def _f(x):
+def _f(x: Fraction | float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
-def figures(store, period, public=False, now=None, calendar=None):
+def figures(store: Store, period: str, public: bool = False, now: float | None = None,
+            calendar: Calendar | None = None) -> Figures:
     """Every figure of the report, as plain data (what the JSON file holds)."""
     now = time.time() if now is None else now
     first, last, start, end = scores.bounds(period)
@@ -93,10 +161,11 @@ def figures(store, period, public=False, now=None, calendar=None):
                           sum(1 for t in txs if t["rating"] is None))
     t_all = scoring.tally([t["rating"] for t in txs if t["rating"]],
                         sum(1 for t in txs if t["rating"] is None))
-    level_rows = [{"level": r["level"], "name": r["name"], "points": r["points"],
-                   "citizen": r["citizen"], "default": r["default"], "excluded": r["excluded"]}
-                  for r in t_all["per_level"]]
-    trend = []
+    level_rows: list[scoring.LevelCount] = [
+        {"level": r["level"], "name": r["name"], "points": r["points"], "citizen": r["citizen"],
+         "default": r["default"], "excluded": r["excluded"]}
+        for r in t_all["per_level"]]
+    trend: list[TrendRow] = []
     for q in quarters_up_to(period):
         q_units = units if q == period else scores.unit_scores(store, q, now, calendar)
         q_txs = [r for u in q_units.values() if u["kind"] == "department" for r in u["ratings"]]
@@ -107,10 +176,11 @@ def figures(store, period, public=False, now=None, calendar=None):
             if u["kind"] == "department":
                 trend.append({"period": q, "unit": u["unit"], "final": u["score"].final,
                               "average": _f(u["score"].average)})
-    reasons = [{"reason": r, "label": REASON_NAMES.get(r, r), "count": n}
-               for r, n in access.query(store, REASONS_SQL, (start, end))]
+    reason_counts: list[tuple[str, int]] = access.query(store, REASONS_SQL, (start, end))
+    reasons: list[ReasonRow] = [{"reason": r, "label": REASON_NAMES.get(r, r), "count": n}
+                                for r, n in reason_counts]
     today = access.when(now).date().isoformat()
-    rect = {k: 0 for k in STATUS_NAMES}
+    rect = dict.fromkeys(STATUS_NAMES, 0)
     real_total = real_followed = 0
     for _cid, status, due, real, follow_ups in access.query(store, CASES_SQL, (start, end)):
         key = "overdue" if status == "open" and due < today else status
@@ -118,11 +188,12 @@ def figures(store, period, public=False, now=None, calendar=None):
         if real and status != "withdrawn":
             real_total += 1
             real_followed += 1 if follow_ups else 0
-    rectification = {"cases": sum(rect.values()), "by_status": rect,
+    rectification: Rectification = {"cases": sum(rect.values()), "by_status": rect,
                      "real_name_cases": real_total, "real_name_followed_up": real_followed,
                      "real_name_follow_up_rate": _f(real_followed / real_total)
                      if real_total else None, "target_rate": 1.0}
-    appeal_counts = {"filed": 0, "pending": 0, "upheld": 0, "rejected": 0, "overdue": 0}
+    appeal_counts: dict[str, int] = {"filed": 0, "pending": 0, "upheld": 0, "rejected": 0,
+                                     "overdue": 0}
     for status, due in access.query(store, APPEALS_SQL, (start, end)):
         appeal_counts["filed"] += 1
         appeal_counts[status] += 1
@@ -132,9 +203,10 @@ def figures(store, period, public=False, now=None, calendar=None):
         "title": "政务服务“好差评”季度通报 %s" % period, "period": period,
         "from": first.isoformat(), "to": last.isoformat(), "public": public,
         "generated_at": access.when(now).isoformat(timespec="seconds"),
-        "articles": "第十一条 (publication), 第十四条 (scores), 第十二条 (rectification), 第十条 (appeals)",
-        "overall": dict(overall.to_dict(), defaults=t_all["defaults"],
-                        excluded=t_all["excluded"], pending=t_all["pending"]),
+        "articles": "第十一条 (publication), 第十四条 (scores), 第十二条 (rectification),"
+                    " 第十条 (appeals)",
+        "overall": {**overall.to_dict(), "defaults": t_all["defaults"],
+                    "excluded": t_all["excluded"], "pending": t_all["pending"]},
         "units": [_unit_row(u, names) for u in units.values() if u["kind"] in kinds],
         "levels": level_rows, "trend": trend, "reasons": reasons,
         "rectification": rectification, "appeals": appeal_counts,
@@ -143,24 +215,25 @@ def figures(store, period, public=False, now=None, calendar=None):
 
 # --- charts: inline SVG -----------------------------------------------------------------------
 
-def _e(s):
+def _e(s: object) -> str:
     return html.escape(str(s), quote=True)
 
 
-def _svg(chart_id, width, height, body, title):
+def _svg(chart_id: str, width: int, height: int, body: Iterable[str], title: str) -> str:
     return ('<svg id="%s" class="chart" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d"'
             ' viewBox="0 0 %d %d" role="img" aria-label="%s"><title>%s</title>%s</svg>'
             % (chart_id, width, height, width, height, _e(title), _e(title), "".join(body)))
 
 
-def hbars(chart_id, title, rows, vmax, unit_text="", width=760):
+def hbars(chart_id: str, title: str, rows: Sequence[tuple[str, float | None, str, str]],
+          vmax: float, unit_text: str = "", width: int = 760) -> str:
     """Horizontal bars: rows of (label, value or None, colour, text at the bar's end)."""
     bar_h, gap, left, top = 22, 8, 230, 10
     height = top + max(1, len(rows)) * (bar_h + gap) + 30
     span = width - left - 80
     body = ['<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d" stroke="#444"/>'
             % (left, top - 4, left, height - 24)]
-    for i in range(0, 11):
+    for i in range(11):
         x = left + span * i / 10
         body.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>'
                     % (x, top - 4, x, height - 24))
@@ -183,11 +256,12 @@ def hbars(chart_id, title, rows, vmax, unit_text="", width=760):
     return _svg(chart_id, width, height, body, title)
 
 
-def _tick(v):
+def _tick(v: float) -> str:
     return ("%d" % v) if float(v).is_integer() else ("%.1f" % v)
 
 
-def vbars(chart_id, title, groups, width=760, height=300):
+def vbars(chart_id: str, title: str, groups: Sequence[tuple[str, Sequence[tuple[int, str, str]]]],
+          width: int = 760, height: int = 300) -> str:
     """Stacked vertical bars: groups of (label, [(value, colour, series name)])."""
     left, bottom, top = 50, 50, 20
     vmax = max([sum(v for v, _c, _n in parts) for _l, parts in groups] + [1])
@@ -196,7 +270,7 @@ def vbars(chart_id, title, groups, width=760, height=300):
     step = (width - left - 20) / max(1, len(groups))
     body = ['<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d" stroke="#444"/>'
             % (left, height - bottom, width - 10, height - bottom)]
-    for i in range(0, 6):
+    for i in range(6):
         y = height - bottom - span_h * i / 5
         body.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'
                     % (left, y, width - 10, y))
@@ -221,14 +295,16 @@ def vbars(chart_id, title, groups, width=760, height=300):
     return _svg(chart_id, width, height, body, title)
 
 
-def _nice(v):
+def _nice(v: int) -> int:
     for n in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
         if v <= n:
             return n
     return v
 
 
-def lines(chart_id, title, periods, series, width=760, height=300):
+def lines(chart_id: str, title: str, periods: Sequence[str],
+          series: Sequence[tuple[str, str, Sequence[float | None]]], width: int = 760,
+          height: int = 300) -> str:
     """Scores over quarters: series of (name, colour, [value or None per period]), 0..10."""
     left, bottom, top, right = 50, 70, 20, 20
     span_w, span_h = width - left - right, height - top - bottom
@@ -241,7 +317,7 @@ def lines(chart_id, title, periods, series, width=760, height=300):
         body.append('<text x="%d" y="%.1f" font-size="10" text-anchor="end" fill="#555">%d'
                     '</text>' % (left - 5, y + 3, v))
 
-    def xy(i, v):
+    def xy(i: int, v: float) -> tuple[float, float]:
         x = left + (span_w * (i + 0.5) / max(1, len(periods)))
         return x, height - bottom - span_h * v / 10
     for i, p in enumerate(periods):
@@ -254,9 +330,9 @@ def lines(chart_id, title, periods, series, width=760, height=300):
                         ' points="%s"/>' % (colour, 3 if k == 0 else 2,
                                             ' stroke-dasharray="6 4"' if k == 0 else "",
                                             " ".join("%.1f,%.1f" % p for p in pts)))
-        for (x, y), v in zip(pts, [v for v in values if v is not None]):
+        for (x, y), value in zip(pts, [v for v in values if v is not None], strict=True):
             body.append('<circle class="point" cx="%.1f" cy="%.1f" r="4" fill="%s"><title>%s:'
-                        ' %s</title></circle>' % (x, y, colour, _e(name), v))
+                        ' %s</title></circle>' % (x, y, colour, _e(name), value))
         lx = left + 10 + (k % 4) * 170
         ly = height - 30 + (k // 4) * 14
         body.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d"'
@@ -271,12 +347,12 @@ PALETTE = ("#2f6fb0", "#e36b2c", "#1a7f37", "#8e44ad", "#c9a227", "#16a085", "#c
            "#7f8c8d")
 
 
-def charts(fig):
+def charts(fig: Figures) -> dict[str, str]:
     """The five charts of the report, as SVG strings keyed by chart id."""
     out = {}
     dept = [u for u in fig["units"] if u["kind"] == "department"]
     windows = [u for u in fig["units"] if u["kind"] == "window"]
-    rows = []
+    rows: list[tuple[str, float | None, str, str]] = []
     for u in dept + windows:
         text = ("%d / 10" % u["final"]) if u["final"] is not None else "无数据 (%s)" % u["reason"]
         if u["provisional"] and u["final"] is not None:
@@ -289,7 +365,7 @@ def charts(fig):
                      (r["default"], "#e8d27a", "默认好评"),
                      (r["excluded"], "#bbbbbb", "复核排除")])
         for r in fig["levels"]])
-    periods = []
+    periods: list[str] = []
     for t in fig["trend"]:
         if t["period"] not in periods:
             periods.append(t["period"])
@@ -314,18 +390,19 @@ def charts(fig):
 
 # --- files ------------------------------------------------------------------------------------
 
-CSS = """body{font-family:"Noto Sans CJK SC","Noto Sans SC","Microsoft YaHei",sans-serif;margin:24px;
-color:#222;max-width:1000px}h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px
-solid #ccc}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;
-text-align:right}td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:13px}
-.bad{color:#c0392b;font-weight:bold}"""
+CSS = ('body{font-family:"Noto Sans CJK SC","Noto Sans SC","Microsoft YaHei",sans-serif;'
+       'margin:24px;\ncolor:#222;max-width:1000px}h1{font-size:22px}h2{font-size:17px;'
+       'margin-top:28px;border-bottom:1px\nsolid #ccc}table{border-collapse:collapse;'
+       'font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;\ntext-align:right}'
+       'td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:13px}\n'
+       '.bad{color:#c0392b;font-weight:bold}')
 
 
-def _pct(x):
+def _pct(x: float | None) -> str:
     return "-" if x is None else scoring.percent(scoring._exact(x, "rate"))
 
 
-def _table(headers, rows):
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     out = ["<table><tr>%s</tr>" % "".join("<th>%s</th>" % _e(h) for h in headers)]
     for r in rows:
         out.append("<tr>%s</tr>" % "".join("<td>%s</td>" % _e("" if v is None else v)
@@ -334,7 +411,7 @@ def _table(headers, rows):
     return "".join(out)
 
 
-def html_page(fig):
+def html_page(fig: Figures) -> str:
     c = charts(fig)
     o = fig["overall"]
     rect = fig["rectification"]
@@ -384,7 +461,7 @@ CSV_FILES = {
 }
 
 
-def write(fig, out_dir):
+def write(fig: Figures, out_dir: str | os.PathLike[str]) -> dict[str, str]:
     """Write the HTML page, the JSON and the CSV files; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
     base = os.path.join(out_dir, fig["period"] + ("-public" if fig["public"] else ""))
@@ -393,8 +470,9 @@ def write(fig, out_dir):
         f.write(html_page(fig))
     with open(paths["json"], "w", encoding="utf-8") as f:
         json.dump(fig, f, ensure_ascii=False, indent=1)
-    rows = {"scores": fig["units"], "levels": fig["levels"], "trend": fig["trend"],
-            "reasons": fig["reasons"]}
+    rows: dict[str, Sequence[Mapping[str, object]]] = {
+        "scores": fig["units"], "levels": fig["levels"], "trend": fig["trend"],
+        "reasons": fig["reasons"]}
     for name, cols in CSV_FILES.items():
         paths[name] = "%s-%s.csv" % (base, name)
         _csv(paths[name], cols, rows[name])
@@ -409,13 +487,15 @@ def write(fig, out_dir):
     return paths
 
 
-def _csv(path, cols, rows):
+def _csv(path: str, cols: Sequence[str], rows: Iterable[Mapping[str, object]]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
 
 
-def quarterly(store, period, out_dir, public=False, now=None, calendar=None):
+def quarterly(store: Store, period: str, out_dir: str | os.PathLike[str], public: bool = False,
+              now: float | None = None,
+              calendar: Calendar | None = None) -> tuple[Figures, dict[str, str]]:
     fig = figures(store, period, public, now, calendar)
     return fig, write(fig, out_dir)

@@ -9,21 +9,33 @@
 
 In the transaction that stores a batch the server calls in_batch(): its bad reviews' cases open.
 """
+from __future__ import annotations
+
+import io
 import json
 import logging
+from email.message import Message
+from typing import TYPE_CHECKING
 
-from haochaping.daemon.store import appeals, cases
+from haochaping.daemon.store import access, appeals, cases
+from haochaping.daemon.store.access import Record
+
+if TYPE_CHECKING:
+    from haochaping.daemon.store.backends import Store
+
+# an answer: (HTTP status, the JSON document)
+Answer = tuple[int, dict[str, object]]
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 
 
-def in_batch(t, hall, batch):
+def in_batch(t: access.Tx, hall: str, batch: str) -> None:
     """backends.store_batch's `then`: the rules' part of storing a batch, in its transaction."""
     cases.open_in_batch(t, hall, batch)
 
 
-def _unit(store, headers):
+def _unit(store: Store, headers: Message) -> str | None:
     auth = headers.get("Authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -31,13 +43,13 @@ def _unit(store, headers):
     return appeals.unit_of(store, token.strip())
 
 
-def _public(a):
+def _public(a: Record) -> dict[str, object]:
     return {k: a[k] for k in ("id", "rating_uid", "unit", "status", "decision_due", "overdue",
                               "decision_reason")} | {
         "filed_at": a["filed_at"], "filing_deadline": a["filing_deadline"]}
 
 
-def post_appeal(store, headers, rfile):
+def post_appeal(store: Store, headers: Message, rfile: io.BufferedIOBase) -> Answer:
     """-> (HTTP status, JSON document)."""
     length = headers.get("Content-Length")
     if length is None or not length.isdigit():
@@ -68,7 +80,7 @@ def post_appeal(store, headers, rfile):
     return 201, _public(a)
 
 
-def get_appeal(store, headers, aid):
+def get_appeal(store: Store, headers: Message, aid: str) -> Answer:
     unit = _unit(store, headers)
     if unit is None:
         return 401, {"error": "Authorization: Bearer <unit token> required (hcp appeal add-unit)"}

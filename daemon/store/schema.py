@@ -5,12 +5,12 @@ One list for both backends: the SQL is plain, only three type names differ ({rea
 `store_migrations` records which ran. Times are seconds since 1970 (UTC), as the hall sends them.
 """
 
-TYPES = {
+TYPES: dict[str, dict[str, str]] = {
     "sqlite": {"real": "REAL", "blob": "BLOB", "bigint": "INTEGER"},
     "postgres": {"real": "DOUBLE PRECISION", "blob": "BYTEA", "bigint": "BIGINT"},
 }
 
-MIGRATIONS = [
+MIGRATIONS: list[tuple[str, str]] = [
     ("0001-store-core", """
     CREATE TABLE halls (
         id TEXT PRIMARY KEY,
@@ -125,7 +125,7 @@ MIGRATIONS = [
 ]
 
 
-def statements(dialect, sql):
+def statements(dialect: str, sql: str) -> list[str]:
     """Split a migration into statements, with the dialect's type names filled in."""
     sql = sql.format(**TYPES[dialect])
     lines = [ln.split("--", 1)[0].rstrip() for ln in sql.splitlines()]

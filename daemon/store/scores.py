@@ -1,5 +1,6 @@
 """第十四条 on the store's data: one score per department, window and staff member and period.
-daemon/rules/scoring.py does the arithmetic; this module only decides what each transaction counts as:
+daemon/rules/scoring.py does the arithmetic; this module only decides what each transaction counts
+as:
 
   a citizen's counted rating      Rating(level), excluded if an appeal against it was upheld
   else a default 基本满意          Rating(3, is_default=True): written by run-defaults, or its
@@ -11,12 +12,18 @@ A transaction belongs to the period of the day it finished (Asia/Shanghai). Unit
   window      window:HALL/WINDOW
   staff       staff:HALL/STAFF (the staff number, 工号; no names are kept in the store)
 """
+from __future__ import annotations
+
 import datetime
 import time
+from typing import TYPE_CHECKING, TypedDict
 
-from haochaping.daemon.rules import deadlines, scoring, workdays
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.rules import deadlines, scoring, workdays
 from haochaping.daemon.store import access, defaults
+
+if TYPE_CHECKING:
+    from haochaping.daemon.store.backends import Store
 
 KINDS = ("department", "window", "staff")
 
@@ -33,18 +40,44 @@ ORDER BY t.finished_at, t.uid
 """
 
 
-def bounds(period):
+class Transaction(TypedDict):
+    """transactions(): one transaction of the period and what it counts as."""
+    uid: str
+    hall: str
+    department: str
+    window: str
+    staff: str
+    finished_at: float
+    rating_uid: str | None          # the citizen's counted rating, if any
+    level: int | None               # its level, or 3 for a default; None while pending
+    rating: scoring.Rating | None   # None while pending
+
+
+class _Unit(TypedDict):
+    kind: str                       # one of KINDS
+    unit: str                       # its key, e.g. window:H01/W01
+    hall: str
+    ratings: list[scoring.Rating]
+    pending: int
+
+
+class UnitScore(_Unit):
+    """unit_scores(): one unit's transactions as the scoring sees them, and its score."""
+    score: scoring.Score
+
+
+def bounds(period: str) -> tuple[datetime.date, datetime.date, float, float]:
     """(first day, last day, start ts, end ts) of a period like 2026Q3."""
     first, last = scoring.parse_period(period)
     start = max(access.day_start(first), defaults.EPOCH)
     return first, last, start, access.day_start(last + datetime.timedelta(days=1))
 
 
-def department_of(hall, department):
+def department_of(hall: str, department: str) -> str:
     return department or hall
 
 
-def units_of(tx):
+def units_of(tx: Transaction) -> list[tuple[str, str]]:
     """The unit keys a transaction counts for."""
     out = [("department", department_of(tx["hall"], tx["department"])),
            ("window", "window:%s/%s" % (tx["hall"], tx["window"]))]
@@ -53,7 +86,8 @@ def units_of(tx):
     return out
 
 
-def transactions(store, period, now=None, calendar=None):
+def transactions(store: Store, period: str, now: float | None = None,
+                 calendar: workdays.Calendar | None = None) -> list[Transaction]:
     """Every transaction of the period with what it counts as (`rating`: a scoring.Rating, or
     None while pending)."""
     now = time.time() if now is None else now
@@ -62,30 +96,33 @@ def transactions(store, period, now=None, calendar=None):
     upheld = {r[0] for r in access.query(store, "SELECT rating_uid FROM appeals"
                                                 " WHERE status = 'upheld'")}
     at_now = access.when(now)
-    due_by_day = {}
-    out = []
+    due_by_day: dict[datetime.date, workdays.Deadline] = {}
+    out: list[Transaction] = []
     for uid, hall, dept, window, staff, finished, ruid, level, ndef in access.query(
             store, TX_SQL, (start, end)):
-        tx = {"uid": uid, "hall": hall, "department": dept, "window": window, "staff": staff,
-              "finished_at": finished, "rating_uid": ruid, "level": level}
+        rating: scoring.Rating | None
         if ruid is not None:
-            tx["rating"] = scoring.Rating(level, excluded=ruid in upheld)
+            rating = scoring.Rating(level, excluded=ruid in upheld)
         else:
             day = access.when(finished).date()
             if day not in due_by_day:
                 due_by_day[day] = deadlines.default_rating_deadline(day, cal)
             passed = due_by_day[day].passed(at_now)
-            tx["rating"] = scoring.Rating(3, is_default=True) if ndef or passed else None
-            if tx["rating"] is not None:
-                tx["level"] = 3
-        out.append(tx)
+            rating = scoring.Rating(3, is_default=True) if ndef or passed else None
+            if rating is not None:
+                level = 3
+        out.append({"uid": uid, "hall": hall, "department": dept, "window": window,
+                    "staff": staff, "finished_at": finished, "rating_uid": ruid, "level": level,
+                    "rating": rating})
     return out
 
 
-def unit_scores(store, period, now=None, calendar=None, txs=None):
+def unit_scores(store: Store, period: str, now: float | None = None,
+                calendar: workdays.Calendar | None = None,
+                txs: list[Transaction] | None = None) -> dict[str, UnitScore]:
     """{unit key: {"kind", "unit", "hall", "ratings": [...], "pending": n, "score": Score}}."""
     txs = transactions(store, period, now, calendar) if txs is None else txs
-    units = {}
+    units: dict[str, _Unit] = {}
     for tx in txs:
         for kind, key in units_of(tx):
             u = units.setdefault(key, {"kind": kind, "unit": key, "hall": tx["hall"],
@@ -94,12 +131,14 @@ def unit_scores(store, period, now=None, calendar=None, txs=None):
                 u["pending"] += 1
             else:
                 u["ratings"].append(tx["rating"])
-    for u in units.values():
-        u["score"] = scoring.score(u["ratings"], u["pending"])
-    return dict(sorted(units.items(), key=lambda kv: (KINDS.index(kv[1]["kind"]), kv[0])))
+    scored: dict[str, UnitScore] = {
+        key: {**u, "score": scoring.score(u["ratings"], u["pending"])}
+        for key, u in units.items()}
+    return dict(sorted(scored.items(), key=lambda kv: (KINDS.index(kv[1]["kind"]), kv[0])))
 
 
-def explain(store, unit, period, now=None, calendar=None):
+def explain(store: Store, unit: str, period: str, now: float | None = None,
+            calendar: workdays.Calendar | None = None) -> scoring.Explanation:
     """scoring.Explanation of one unit's score from the store's data. A unit with no transaction
     in the period gets the rules' "no data" answer, unless the store has never seen it at all."""
     units = unit_scores(store, period, now, calendar)
@@ -112,7 +151,7 @@ def explain(store, unit, period, now=None, calendar=None):
     return scoring.explain([], 0, unit, period)
 
 
-def _known(store, unit):
+def _known(store: Store, unit: str) -> bool:
     kind, _, rest = unit.partition(":")
     if kind in ("window", "staff") and "/" in rest:
         hall, _, ident = rest.partition("/")

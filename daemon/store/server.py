@@ -13,17 +13,28 @@ plain 400 saying "use https" instead of a TLS alert it cannot read.
     POST /v1/appeals   a rated unit's appeal (第十条), Authorization: Bearer <unit token>;
     GET  /v1/appeals/ID                                               see rules_api.py
 """
+from __future__ import annotations
+
+import contextlib
 import json
 import logging
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from haochaping.daemon.errors import HcpError
 from haochaping.daemon import batches
-from haochaping.daemon.store import rules_api, workers
 from haochaping.daemon.batches import BadBatch
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.store import rules_api, workers
+
+if TYPE_CHECKING:
+    from socketserver import _RequestType
+
+    from haochaping.daemon.store.backends import BatchAnswer, Store
 
 log = logging.getLogger(__name__)
 _HANDSHAKE_S = 10
@@ -32,14 +43,15 @@ _PLAIN_REFUSAL = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r
 
 
 class StoreServer:
-    def __init__(self, store, listen, cert=None, key=None, insecure_http=False, workers=None):
+    def __init__(self, store: Store, listen: str, cert: str | None = None, key: str | None = None,
+                 insecure_http: bool = False, workers: workers.Workers | None = None) -> None:
         """workers: a workers.Workers pool that stores the batches, or None to store them in
         the connections' own threads."""
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit():
             raise HcpError("--listen: HOST:PORT, got %r" % listen)
         self.store, self.workers = store, workers
-        self.ctx = None
+        self.ctx: ssl.SSLContext | None = None
         if not insecure_http:
             if not cert or not key:
                 raise HcpError("HTTPS needs --cert and --key (or, only behind a TLS proxy,"
@@ -49,30 +61,32 @@ class StoreServer:
             try:
                 self.ctx.load_cert_chain(cert, key)
             except (OSError, ssl.SSLError) as e:
-                raise HcpError("cannot load the certificate %s / key %s: %s" % (cert, key, e))
+                raise HcpError("cannot load the certificate %s / key %s: %s"
+                               % (cert, key, e)) from e
         handler = type("Handler", (_Handler,), {"server_ref": self})
         try:
             self.httpd = _Server((host, int(port)), handler, self.ctx)
         except OSError as e:
-            raise HcpError("cannot listen on %s: %s" % (listen, e.strerror))
+            raise HcpError("cannot listen on %s: %s" % (listen, e.strerror)) from e
         scheme = "http" if insecure_http else "https"
-        self.address = "%s://%s:%d" % ((scheme,) + self.httpd.server_address[:2])
-        self._thread = None
+        # the address the socket got (with port 0: the port the system chose)
+        self.address = "%s://%s:%d" % ((scheme,) + self.httpd.socket.getsockname()[:2])
+        self._thread: threading.Thread | None = None
 
-    def store_batch(self, hall, batch, body):
+    def store_batch(self, hall: str, batch: str, body: bytes) -> BatchAnswer:
         if self.workers is not None:
             return self.workers.store_batch(hall, batch, body)
         return workers.store_batch(self.store, hall, batch, body)
 
-    def serve_forever(self):
+    def serve_forever(self) -> None:
         self.httpd.serve_forever(poll_interval=0.2)
 
-    def start(self):
+    def start(self) -> StoreServer:
         self._thread = threading.Thread(target=self.serve_forever, name="store-http", daemon=True)
         self._thread.start()
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -81,12 +95,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, addr, handler, ctx):
+    def __init__(self, addr: tuple[str, int], handler: type[_Handler],
+                 ctx: ssl.SSLContext | None) -> None:
         self.ctx = ctx
         super().__init__(addr, handler)
 
-    def finish_request(self, request, client_address):
-        if self.ctx is not None:
+    def finish_request(self, request: _RequestType, client_address: Any) -> None:
+        if self.ctx is not None and isinstance(request, socket.socket):  # (TCP: a socket)
             request.settimeout(_HANDSHAKE_S)
             try:
                 first = request.recv(1, socket.MSG_PEEK)
@@ -95,10 +110,9 @@ class _Server(ThreadingHTTPServer):
             if first and first != b"\x16":  # not a TLS handshake: someone speaks plain HTTP
                 body = json.dumps({"error": "this store speaks HTTPS only: use https://"}).encode()
                 log.warning("refused plain HTTP from %s", client_address[0])
-                try:
+                with contextlib.suppress(OSError):
                     request.sendall(_PLAIN_REFUSAL % (len(body), body))
-                except OSError:
-                    pass
+                    _drain(request)
                 return
             try:
                 request = self.ctx.wrap_socket(request, server_side=True)
@@ -114,18 +128,38 @@ class _Server(ThreadingHTTPServer):
         super().finish_request(request, client_address)
 
 
+def _drain(sock: socket.socket) -> None:
+    """After an answer sent before the request was read: say the answer is complete, then read
+    and drop what the client still sends until it closes (at most _HANDSHAKE_S seconds). A
+    socket closed with unread data resets the connection, and a client still sending its body
+    would get "broken pipe" instead of the answer."""
+    sock.shutdown(socket.SHUT_WR)
+    end = time.monotonic() + _HANDSHAKE_S
+    while (left := end - time.monotonic()) > 0:
+        sock.settimeout(left)
+        if not sock.recv(65536):
+            return
+
+
 class _Handler(BaseHTTPRequestHandler):
-    server_ref = None
+    server_ref: ClassVar[StoreServer | None] = None     # set in StoreServer's subclass of it
     protocol_version = "HTTP/1.1"  # keep-alive: a hall posts batch after batch on one connection
     # TCP_NODELAY: the answer's headers and body are two writes; with Nagle's algorithm the
     # second waits for the hall's delayed ACK (40 ms per batch on Linux)
     disable_nagle_algorithm = True
     timeout = 120
 
-    def log_message(self, fmt, *args):
-        log.debug("%s " + fmt, self.client_address[0], *args)
+    def _server(self) -> StoreServer:
+        """The StoreServer this handler answers for."""
+        if self.server_ref is None:
+            raise RuntimeError("a _Handler answers only through the subclass StoreServer makes")
+        return self.server_ref
 
-    def _reply(self, status, doc, close=False):
+    def log_message(self, fmt: str, *args: Any) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", self.client_address[0], fmt % args)
+
+    def _reply(self, status: int, doc: Mapping[str, object], close: bool = False) -> None:
         body = json.dumps(doc, ensure_ascii=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -136,21 +170,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _refuse(self, status, reason, hall=None, batch=None, close=False):
+    def _refuse(self, status: int, reason: str, hall: str | None = None, batch: str | None = None,
+                close: bool = False) -> None:
         log.warning("refused batch %s from hall %s (%s): HTTP %d %s", batch, hall,
                     self.client_address[0], status, reason)
         self._reply(status, {"error": reason}, close)
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         if self.path.startswith("/v1/appeals/"):
-            self._reply(*rules_api.get_appeal(self.server_ref.store, self.headers,
+            self._reply(*rules_api.get_appeal(self._server().store, self.headers,
                                               self.path[len("/v1/appeals/"):]))
         elif self.path == "/v1/health":
-            self._reply(200, {"ok": True, "backend": self.server_ref.store.dialect})
+            self._reply(200, {"ok": True, "backend": self._server().store.dialect})
         else:
             self._reply(404, {"error": "no such path: POST /v1/batches, GET /v1/health"})
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         if self.path == "/v1/appeals":
             self._post_appeal()
             return
@@ -178,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not batches.valid_id(hall) or not batches.valid_batch_id(batch):
             self._refuse(400, "X-Hcp-Hall and X-Hcp-Batch headers required (ids)", hall, batch)
             return
-        store = self.server_ref.store
+        store = self._server().store
         try:
             key = store.hall_key(hall)
         except Exception as e:  # the database is away: the hall will retry
@@ -194,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
                          hall, batch)
             return
         try:
-            result = self.server_ref.store_batch(hall, batch, body)
+            result = self._server().store_batch(hall, batch, body)
         except BadBatch as e:
             self._refuse(e.status, str(e), hall, batch)
             return
@@ -207,6 +242,6 @@ class _Handler(BaseHTTPRequestHandler):
                  result["records"], result["new"])
         self._reply(200, result)
 
-    def _post_appeal(self):
-        status, doc = rules_api.post_appeal(self.server_ref.store, self.headers, self.rfile)
+    def _post_appeal(self) -> None:
+        status, doc = rules_api.post_appeal(self._server().store, self.headers, self.rfile)
         self._reply(status, doc, close=status >= 400)

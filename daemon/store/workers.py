@@ -12,6 +12,8 @@ still reads the body and checks the hall's signature before a batch goes to a wo
 SQLite: one worker writes at a time, under a lock the workers share (it wakes the next writer
 at once; SQLite's own busy wait sleeps). PostgreSQL: the workers write side by side.
 """
+from __future__ import annotations
+
 import hashlib
 import logging
 import multiprocessing
@@ -21,19 +23,25 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import AbstractContextManager
+from typing import Literal, NoReturn
 
-from haochaping.daemon.store import backends, rules_api
 from haochaping.daemon import batches
-from haochaping.daemon.store import identity
 from haochaping.daemon.batches import BadBatch
+from haochaping.daemon.store import backends, identity, rules_api
+from haochaping.daemon.store.backends import BatchAnswer, Store
 
 log = logging.getLogger(__name__)
 
-_store = None       # in a worker: its own connection(s) to the store database
-_write_lock = None  # in a worker, SQLite only: the lock the workers share
+# a lock the workers share (multiprocessing's), held while a batch is written
+WriteLock = AbstractContextManager[object]
+
+_store: Store | None = None             # in a worker: its own connection(s) to the store database
+_write_lock: WriteLock | None = None    # in a worker, SQLite only: the lock the workers share
 
 
-def _start(server, db, identity_key, write_lock, level):
+def _start(server: int, db: str, identity_key: str | None, write_lock: WriteLock | None,
+           level: int) -> None:
     global _store, _write_lock
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
     threading.Thread(target=_orphaned, args=(server,), daemon=True).start()
@@ -44,7 +52,7 @@ def _start(server, db, identity_key, write_lock, level):
     _write_lock = write_lock
 
 
-def _orphaned(server):
+def _orphaned(server: int) -> NoReturn:
     """A worker whose server is gone (killed: it had no time to stop us; perhaps even before
     this worker was up) stops too, rather than keep the database open with nobody to answer; a
     batch it was writing is rolled back."""
@@ -53,11 +61,12 @@ def _orphaned(server):
     os._exit(1)
 
 
-def _ready():
+def _ready() -> int:
     return os.getpid()
 
 
-def store_batch(store, hall, batch, body, write_lock=None):
+def store_batch(store: Store, hall: str, batch: str, body: bytes,
+                write_lock: WriteLock | None = None) -> BatchAnswer:
     """Decode, check and store one batch whose signature is checked: backends.store_batch's
     answer, or BadBatch. What a worker does; the server does it itself when it has none."""
     h, b, parsed = batches.parse_batch(body, hall, batch)
@@ -68,9 +77,12 @@ def store_batch(store, hall, batch, body, write_lock=None):
         return store.store_batch(h, b, sha, parsed, then=rules_api.in_batch)
 
 
-def _store_batch(hall, batch, body):
+def _store_batch(hall: str, batch: str, body: bytes
+                 ) -> tuple[Literal["stored"], BatchAnswer] | tuple[Literal["refused"], int, str]:
     """In a worker: ("stored", answer) or ("refused", HTTP status, reason). A BadBatch goes back
     as a value: an exception's extra fields do not survive the trip between processes."""
+    if _store is None:
+        raise RuntimeError("not in a batch worker: _start has not run")
     try:
         return ("stored", store_batch(_store, hall, batch, body, _write_lock))
     except BadBatch as e:
@@ -80,7 +92,7 @@ def _store_batch(hall, batch, body):
 class Workers:
     """A pool of `n` batch workers for the store at `db` (a SQLite path or a postgresql:// URL)."""
 
-    def __init__(self, db, n, identity_key=None):
+    def __init__(self, db: str, n: int, identity_key: str | None = None) -> None:
         self.db, self.n, self.identity_key = db, n, identity_key
         # spawn, not fork: the server has threads, and a forked child would inherit their locks
         self._ctx = multiprocessing.get_context("spawn")
@@ -88,7 +100,7 @@ class Workers:
         self._mutex = threading.Lock()
         self._pool = self._new_pool()
 
-    def _new_pool(self):
+    def _new_pool(self) -> ProcessPoolExecutor:
         """A pool with all its workers started (so the first batch does not wait for one), and
         a new write lock: a worker killed while it wrote never gave the old one back."""
         write_lock = self._ctx.Lock() if self._sqlite else None
@@ -100,7 +112,7 @@ class Workers:
             f.result()
         return pool
 
-    def store_batch(self, hall, batch, body):
+    def store_batch(self, hall: str, batch: str, body: bytes) -> BatchAnswer:
         """store_batch() in a worker. Any exception but BadBatch: the batch may not be stored (if
         a worker died, the pool is started again; the hall's retry finds out)."""
         pool = self._pool
@@ -116,5 +128,5 @@ class Workers:
             raise BadBatch(answer[2], answer[1])
         return answer[1]
 
-    def close(self):
+    def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

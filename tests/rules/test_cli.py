@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from haochaping.daemon.rules import workdays
-from haochaping.tools.cli import hcp_calendar as calendar_cli  # noqa: F401  (registers `calendar`)
 from haochaping.tools.cli import cli
+from haochaping.tools.cli import hcp_calendar as calendar_cli  # noqa: F401  (registers `calendar`)
 from haochaping.tools.cli import hcp_rules as rules_cli  # noqa: F401  (registers `rules`)
 
 OVERRIDE_2027 = textwrap.dedent("""\
@@ -193,8 +193,8 @@ def _commands(group, prefix):
             yield from _commands(cmd, prefix + [name])
 
 
-@pytest.mark.parametrize("path", [p for p, _ in _commands(cli, []) if p[0] in ("rules", "calendar")],
-                         ids=" ".join)
+@pytest.mark.parametrize("path", [p for p, _ in _commands(cli, [])
+                                  if p[0] in ("rules", "calendar")], ids=" ".join)
 def test_every_rules_and_calendar_command_has_a_summary_and_an_example(path):
     r = run(*path, "--help")
     assert r.exit_code == 0

@@ -5,8 +5,8 @@ import datetime
 
 import pytest
 
-from haochaping.daemon.rules import scoring, deadlines, workdays
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.rules import deadlines, scoring, workdays
 
 D = datetime.date
 SH = workdays.SHANGHAI
@@ -37,7 +37,7 @@ def test_art7_property_a_transaction_gets_at_most_one_default():
     # Running the default job many times: once a default is given the transaction is rated.
     closed = at(2026, 2, 12, 10)
     rated, given = False, 0
-    for day in range(0, 40):
+    for day in range(40):
         now = at(2026, 2, 12, 23) + datetime.timedelta(days=day)
         if deadlines.needs_default(closed, rated, now, CAL):
             given += 1

@@ -6,7 +6,8 @@ import datetime
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from haochaping.daemon.rules import scoring, workdays  # noqa: E402
 from haochaping.daemon.rules.scoring import Rating  # noqa: E402

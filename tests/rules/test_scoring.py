@@ -6,8 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from haochaping.daemon.rules import scoring
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.rules import scoring
 from haochaping.daemon.rules.scoring import Rating
 from haochaping.protocol import levels
 
@@ -170,7 +170,8 @@ def test_art14_explain_shows_every_step_as_data_and_text():
     t = e.data["tally"]
     assert (t["transactions"], t["accepted"], t["defaults"], t["excluded"]) == (20, 18, 2, 1)
     lv = {r["level"]: r for r in t["per_level"]}
-    assert (lv[1]["citizen"], lv[2]["citizen"], lv[3]["default"], lv[5]["excluded"]) == (16, 1, 2, 1)
+    assert ((lv[1]["citizen"], lv[2]["citizen"], lv[3]["default"], lv[5]["excluded"])
+            == (16, 1, 2, 1))
     assert [s["step"] for s in e.data["steps"]] == ["count", "rate", "average", "final"]
     assert e.data["score"]["final"] == 6
     assert "窗口 3" in e.text and "2026Q3" in e.text
@@ -191,7 +192,7 @@ def test_art14_percent_and_average_never_print_rounded_across_a_band_edge():
     assert scoring.decimal(Fraction(94999, 10000)) == "9.499"
 
 
-# --- properties, exhaustive over small units -------------------------------------------------------
+# --- properties, exhaustive over small units ------------------------------------------------
 
 def _units(max_n):
     kinds = [Rating(1), Rating(2), Rating(3), Rating(4), Rating(5), Rating(3, is_default=True),
@@ -201,7 +202,7 @@ def _units(max_n):
 
 
 def test_art14_property_the_final_score_is_always_a_possible_sum():
-    assert scoring.POSSIBLE_FINALS == {0, 1, 3, 4, 5, 6, 7, 8, 10}
+    assert {0, 1, 3, 4, 5, 6, 7, 8, 10} == scoring.POSSIBLE_FINALS
     for unit in _units(6):
         s = scoring.score(unit)
         assert s.final is None or s.final in scoring.POSSIBLE_FINALS

@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from haochaping.daemon.rules import workdays
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.rules import workdays
 
 D = datetime.date
 OFFICIAL = workdays.Calendar(None)
@@ -122,7 +122,7 @@ def test_art7_working_days_must_be_a_sane_whole_number(n):
 def test_art7_a_utc_close_time_counts_from_its_shanghai_day():
     # 16:30 UTC on Fri 9 Oct 2026 is 00:30 on Sat 10 Oct (调休) in the hall: counting from the
     # UTC day would end the citizen's time a day early (15 Oct instead of 16 Oct).
-    closed = datetime.datetime(2026, 10, 9, 16, 30, tzinfo=datetime.timezone.utc)
+    closed = datetime.datetime(2026, 10, 9, 16, 30, tzinfo=datetime.UTC)
     assert workdays.local_day(closed) == D(2026, 10, 10)
     assert OFFICIAL.add_working_days(closed, 5).day == D(2026, 10, 16)
     assert OFFICIAL.add_working_days(D(2026, 10, 9), 5).day == D(2026, 10, 15)
@@ -139,8 +139,8 @@ def test_art7_the_whole_last_day_is_in_time_and_the_next_day_is_not():
     sh = workdays.SHANGHAI
     assert not d.passed(datetime.datetime(2025, 10, 14, 23, 59, 59, 999999, tzinfo=sh))
     assert d.passed(datetime.datetime(2025, 10, 15, 0, 0, tzinfo=sh))
-    assert d.passed(datetime.datetime(2025, 10, 14, 16, 0, tzinfo=datetime.timezone.utc))
-    assert not d.passed(datetime.datetime(2025, 10, 14, 15, 59, tzinfo=datetime.timezone.utc))
+    assert d.passed(datetime.datetime(2025, 10, 14, 16, 0, tzinfo=datetime.UTC))
+    assert not d.passed(datetime.datetime(2025, 10, 14, 15, 59, tzinfo=datetime.UTC))
 
 
 # --- no data: the Monday-Friday fallback, flagged loudly ---------------------------------------
@@ -222,10 +222,12 @@ def test_art7_check_reports_each_years_source():
     (("from = 2027-01-01\nto = 2027-01-03", "from = 2028-01-01\nto = 2028-01-02"),
      "line 7: 元旦: 2028-01-01 is outside 2027"),
     (("to = 2027-01-03", "to = 2027-12-03"), "longer than 31 days"),
-    (("from = 2027-01-01", "from = \"2027-02-30\""), "line 7: 元旦: from = '2027-02-30' is not a date"),
+    (("from = 2027-01-01", "from = \"2027-02-30\""),
+     "line 7: 元旦: from = '2027-02-30' is not a date"),
     (("makeup = [2027-01-31, 2027-02-20]", "makeup = [2027-02-07]"),
      "makeup day 2027-02-07 is also a holiday"),
-    (('notice = "test notice, invented dates"', 'notes = "x"'), "line 3: [2027] has unknown key 'notes'"),
+    (('notice = "test notice, invented dates"', 'notes = "x"'),
+     "line 3: [2027] has unknown key 'notes'"),
     (('notice = "test notice, invented dates"', 'notice = ""'), "needs notice"),
     (("[2027]", "[27]"), "'27' is not a year table"),
     (("name = \"春节\"", "name = \"春节\"\nday = 2027-02-06"), "unknown key 'day' in a holiday"),
@@ -270,11 +272,32 @@ def test_art7_a_new_years_holiday_may_start_in_december_of_the_old_year():
     assert cal.is_working_day(D(2029, 12, 31)) == (False, "override")
 
 
+def test_art7_a_year_the_file_writes_in_escapes_is_read_not_a_traceback():
+    # if this fails, `hcp calendar import` of a valid file whose year never appears as digits
+    # (a quoted key in escapes, every date in the old year's December) dies with a TypeError
+    # instead of installing it
+    year = '"\\u0032\\u0030\\u0032\\u0037"'  # "2027", spelt with escapes
+    o = workdays.parse_override(textwrap.dedent("""\
+        [%s]
+        notice = "test notice, invented dates"
+
+        [[%s.holiday]]
+        name = "元旦"
+        from = 2026-12-31
+
+        [[%s.holiday]]
+        name = "测试"
+        from = 2026-12-30
+        """) % (year, year, year))
+    assert o.years == [2027] and o.holidays(2026) == [D(2026, 12, 30), D(2026, 12, 31)]
+
+
 def test_art7_install_validates_then_replaces_atomically(tmp_path):
     src, bad, target = tmp_path / "in.toml", tmp_path / "bad.toml", tmp_path / "etc" / "cal.toml"
     src.write_text(OVERRIDE_2027, encoding="utf-8")
     o, dropped = workdays.install_override(src, target)
-    assert o.years == [2027] and dropped == [] and target.read_text(encoding="utf-8") == OVERRIDE_2027
+    assert o.years == [2027] and dropped == []
+    assert target.read_text(encoding="utf-8") == OVERRIDE_2027
     bad.write_text(OVERRIDE_2027.replace("2027-01-31", "2027-02-01"), encoding="utf-8")
     with pytest.raises(HcpError, match="2027-02-01"):
         workdays.install_override(bad, target)

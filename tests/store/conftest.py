@@ -6,14 +6,12 @@ import secrets
 import pytest
 import trustme
 
-from haochaping.daemon.hall import settings
-from haochaping.daemon.store import backends
 from haochaping.daemon import batches
-from haochaping.daemon.store import identity
+from haochaping.daemon.hall import settings
 from haochaping.daemon.hall.store_client import StoreClient
+from haochaping.daemon.store import backends, identity
+from haochaping.tools.sim import hall_kit, processes
 from haochaping.tools.sim.processes import StoreProcess
-from haochaping.tools.sim import processes
-from haochaping.tools.sim import hall_kit
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ["sqlite", "postgres"]
@@ -39,8 +37,9 @@ def _pg_admin(sql):
             c.execute(sql)
     except psycopg.OperationalError as e:
         pytest.fail("the store tests need the machine's PostgreSQL on 127.0.0.1:5432 (user"
-                    " postgres, trust auth); start it, e.g. `pg_ctlcluster --skip-systemctl-redirect"
-                    " 15 main start`: %s" % str(e).splitlines()[0], pytrace=False)
+                    " postgres, trust auth); start it, e.g. `pg_ctlcluster"
+                    " --skip-systemctl-redirect 15 main start`: %s" % str(e).splitlines()[0],
+                    pytrace=False)
 
 
 @pytest.fixture(params=BACKENDS)

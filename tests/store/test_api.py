@@ -89,6 +89,7 @@ def test_a_revoked_hall_is_refused_403_and_its_records_stay(store):
     # if this fails, a hall whose key leaked keeps posting in its name after revocation
     _post(store, "b1", _records(1))
     from click.testing import CliRunner
+
     from haochaping.tools.cli import _register, cli
     _register()
     r = CliRunner().invoke(cli, ["store", "revoke-hall", "--db", store.db, "--hall", "H01"])
@@ -192,10 +193,29 @@ def test_plain_http_is_refused_when_tls_is_on(store):
     _serving(store)
 
 
+def test_a_plain_http_hall_reads_the_refusal_even_if_it_comes_before_the_body_is_sent(store):
+    # if this fails, a hall set up with http:// instead of https:// often sees "broken pipe" or
+    # "connection reset" instead of "this store speaks HTTPS only": the store answers at the
+    # first byte and used to close with the rest of the request unread, which resets it
+    host, _, port = store.url.split("//", 1)[1].rpartition(":")
+    body = b"x" * 1000000
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"POST /v1/batches HTTP/1.1\r\nHost: store\r\nContent-Length: %d\r\n\r\n"
+                  % len(body))
+        s.recv(1, socket.MSG_PEEK)  # the refusal has come, and the body is still to be sent
+        s.sendall(body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"HTTPS only" in answer
+    _serving(store)
+
+
 def test_rater_identity_is_stored_only_with_consent_and_only_encrypted(store):
     # if this fails, a citizen's name and ID number lie readable in the city's database
     recs = _records(1)
-    recs[0]["rater"] = {"consent": False, "identity": {"name": "张三", "id_no": "530102199001011234"}}
+    recs[0]["rater"] = {"consent": False,
+                        "identity": {"name": "张三", "id_no": "530102199001011234"}}
     with pytest.raises(StoreRefused) as e:
         _post(store, "b1", recs)
     assert e.value.status == 422 and "consent" in e.value.reason
@@ -344,6 +364,7 @@ def test_a_copy_of_the_sqlite_file_alone_holds_a_batch_a_few_seconds_after_it_is
 def test_with_workers_0_the_serving_process_stores_batches_itself(store_db, certs, tmp_path):
     # if this fails, hall IT on a one-core box (`--workers 0`) gets a store that takes nothing
     import subprocess
+
     from .conftest import serve_store
     store = serve_store(store_db, certs, tmp_path / "store", ["--workers", "0"])
     try:

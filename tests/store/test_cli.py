@@ -9,10 +9,10 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from haochaping.daemon.store import backends
 from haochaping.daemon import batches
-from haochaping.tools.sim import hall_kit
+from haochaping.daemon.store import backends
 from haochaping.tools.cli import _register, cli
+from haochaping.tools.sim import hall_kit
 
 from .conftest import BACKENDS, PG_ADMIN
 
@@ -28,7 +28,8 @@ def _run(*args):
 def test_add_hall_writes_the_key_to_a_600_file_and_never_prints_it(store_db, tmp_path):
     # if this fails, a hall's signing key ends up in a terminal scrollback or a world-readable file
     out = str(tmp_path / "H02.key")
-    r = _run("store", "add-hall", "--db", store_db, "--hall", "H02", "--name", "五华区", "--key-out", out)
+    r = _run("store", "add-hall", "--db", store_db, "--hall", "H02", "--name", "五华区",
+             "--key-out", out)
     assert r.exit_code == 0, r.output
     key = batches.read_key_file(out)
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
@@ -36,7 +37,8 @@ def test_add_hall_writes_the_key_to_a_600_file_and_never_prints_it(store_db, tmp
     s = backends.open_store(store_db)
     assert s.hall_key("H02") == key
     s.close()
-    r = _run("store", "add-hall", "--db", store_db, "--hall", "H02", "--key-out", str(tmp_path / "x"))
+    r = _run("store", "add-hall", "--db", store_db, "--hall", "H02",
+             "--key-out", str(tmp_path / "x"))
     assert r.exit_code == 1 and "registered already" in r.output
     r = _run("store", "add-hall", "--db", store_db, "--hall", "H03", "--key-out", out)
     assert r.exit_code == 1 and "exists already" in r.output
@@ -63,7 +65,8 @@ def test_ratings_come_out_as_csv_and_json_with_their_transaction(store_db, tmp_p
     r = _run("store", "ratings", "--db", store_db, "--hall", "H01", "--since", "2026-11-01")
     assert r.exit_code == 0, r.output
     row = next(csv.DictReader(io.StringIO(r.output)))
-    assert (row["ticket"], row["level"], row["reason"], row["channel"]) == ("BJ-0001", "5", "服务态度", "PJQ")
+    assert ((row["ticket"], row["level"], row["reason"], row["channel"])
+            == ("BJ-0001", "5", "服务态度", "PJQ"))
     assert row["rated_at"] == "2026-11-01 10:27:50"  # Asia/Shanghai
     r = _run("store", "ratings", "--db", store_db, "--hall", "H01", "--since", "2026-11-01",
              "--format", "json")
@@ -108,8 +111,9 @@ def test_a_forward_section_with_mistakes_lists_every_one(tmp_path):
 def test_a_forwarder_with_a_missing_key_or_ca_file_says_which(tmp_path):
     # if this fails, `hcp daemon run` dies with a traceback when a [forward] file is missing
     import pytest
-    from haochaping.daemon.hall import settings
+
     from haochaping.daemon.errors import HcpError
+    from haochaping.daemon.hall import settings
     from haochaping.daemon.hall.forward import Forwarder
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))
     with open(cfg.path, "a") as f:

@@ -5,8 +5,8 @@ import sqlite3
 
 import pytest
 
-from haochaping.daemon.hall import db, forward, settings
 from haochaping.daemon import batches
+from haochaping.daemon.hall import db, forward, settings
 
 yaml = pytest.importorskip("yaml")
 SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "store-openapi.yaml")
@@ -25,7 +25,8 @@ def test_every_field_the_forwarder_sends_is_in_the_openapi_spec(tmp_path):
     db.connect(path).close()
     c = sqlite3.connect(path, isolation_level=None)
     c.executescript("""
-        INSERT INTO transactions (window, ticket, started_at, finished_at) VALUES ('W01', 'A1', 1, 2);
+        INSERT INTO transactions (window, ticket, started_at, finished_at)
+            VALUES ('W01', 'A1', 1, 2);
         INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome,
             transaction_id) VALUES ('T001', 1, 4, 't', 3, 4, 'counted', 1);
         INSERT INTO reasons (terminal, seq, ref, reason, rated_at, received_at)

@@ -10,12 +10,11 @@ import time
 
 from click.testing import CliRunner
 
-from haochaping.daemon.hall import db, forward
-from haochaping.daemon.hall.forward import Forwarder
 from haochaping.daemon import batches
-from haochaping.tools.sim import hall_kit, processes
-from haochaping.daemon.hall import api_client
+from haochaping.daemon.hall import api_client, db, forward
+from haochaping.daemon.hall.forward import Forwarder
 from haochaping.tools.cli import _register, cli
+from haochaping.tools.sim import hall_kit, processes
 from tests.conftest import wait_until
 
 from .conftest import backlog, delivered, forwarding_hall, hall_day, hall_expected, store_has
@@ -69,9 +68,10 @@ def _hall_day_with_faults(store, hall, transactions, seed, fault):
         hall_day(hall, transactions, seed=seed)
         done.set()
     threading.Thread(target=day, daemon=True).start()
-    for i in range(3):
+    for _ in range(3):
         before = store.query(lambda s: s.counts()["ratings"])
-        wait_until(lambda: store.query(lambda s: s.counts()["ratings"]) > before or done.is_set(),
+        wait_until(lambda before=before: (store.query(lambda s: s.counts()["ratings"]) > before
+                                          or done.is_set()),
                    what="the store receiving")
         fault()
     assert done.wait(120)
@@ -110,7 +110,7 @@ def test_hall_daemon_killed_mid_forward_ends_with_every_record_once(store, daemo
     store.proc.start()
     wait_until(lambda: backlog(hall_db) < waiting, what="forwarding under way")
     daemon.kill()                         # mid-forward
-    assert 0 < backlog(hall_db) or store_has(store) == hall_expected(hall_db)
+    assert backlog(hall_db) > 0 or store_has(store) == hall_expected(hall_db)
     daemon.start()
     delivered(store, hall_db)
 
@@ -121,7 +121,8 @@ def test_a_batch_the_store_committed_but_the_hall_never_heard_of_is_sent_again_a
     # or give up on them (lost)
     conn = sqlite3.connect(hall.hall.database, isolation_level=None)
     conn.executescript("""
-        INSERT INTO transactions (window, ticket, started_at, finished_at) VALUES ('W01', 'A1', 1, 2);
+        INSERT INTO transactions (window, ticket, started_at, finished_at)
+            VALUES ('W01', 'A1', 1, 2);
         INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome)
             VALUES ('T001', 1, 2, '', 3, 4, 'unsolicited');""")
     conn.close()

@@ -12,10 +12,9 @@ import itertools
 import pytest
 from click.testing import CliRunner
 
-from haochaping.daemon.rules import workdays
-from haochaping.daemon.store import backends
 from haochaping.daemon import batches
-from haochaping.daemon.store import identity
+from haochaping.daemon.rules import workdays
+from haochaping.daemon.store import backends, identity
 from haochaping.tools.cli import _register, cli
 
 _register()

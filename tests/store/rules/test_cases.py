@@ -6,8 +6,8 @@ import json
 import pytest
 
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.store import cases, jobs, quarterly as report
-
+from haochaping.daemon.store import cases, jobs
+from haochaping.daemon.store import quarterly as report
 from tests.conftest import wait_until
 
 from .conftest import Data, at, hcp
@@ -61,7 +61,8 @@ def test_a_bad_review_whose_deadline_cannot_be_computed_is_stored_all_the_same(s
     # if this fails, one odd record (a hall clock gone wild) blocks its hall's forwarding for good:
     # the cases open in the batch's own transaction, and a rule must never refuse the batch
     c = store.client()
-    assert c.post_batch("x2", _one_bad_review("x2", received_at=1e15)) == {"status": "stored", "batch": "x2", "records": 2, "new": 2}
+    assert c.post_batch("x2", _one_bad_review("x2", received_at=1e15)) == {
+        "status": "stored", "batch": "x2", "records": 2, "new": 2}
     c.close()
     assert store.query(lambda s: s.uids("rating", "H01")) == ["H01:rating:T001:1"]
     assert store.query(lambda s: cases.list_cases(s)) == []

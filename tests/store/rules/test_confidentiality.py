@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from haochaping.daemon.store import cases
 from haochaping.daemon import batches
+from haochaping.daemon.store import cases
 
 from .conftest import at, recent
 
@@ -17,8 +17,8 @@ PHONE = "13987654321"
 
 def _hcp(*args):
     """`hcp -v …` as a real process (its log on stderr): (exit code, stdout, stderr)."""
-    r = subprocess.run([sys.executable, "-m", "haochaping.tools.cli", "-v"] + [str(a) for a in args],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "haochaping.tools.cli", "-v"]
+                       + [str(a) for a in args], capture_output=True, text=True, timeout=120)
     return r.returncode, r.stdout, r.stderr
 
 

@@ -1,8 +1,8 @@
 """第七条 in the store: 基本满意 by default after 5 working days, once, on both backends."""
 import json
 
-from haochaping.tools.sim import processes
 from haochaping.daemon.store import defaults, jobs, scores
+from haochaping.tools.sim import processes
 from tests.conftest import wait_until
 
 from .conftest import Data, at, hcp

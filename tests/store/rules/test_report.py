@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from haochaping.daemon.store import jobs, quarterly as report
+from haochaping.daemon.store import jobs
+from haochaping.daemon.store import quarterly as report
 from tests.hall.console.conftest import _playwright, browser, screenshot  # noqa: F401
-
 from tests.store.conftest import delivered, hall_day
 
 from .conftest import Data, at, hcp
@@ -124,7 +124,8 @@ def test_art11_a_quarter_with_no_transactions_still_renders_saying_no_data(st, t
     fig, paths = report.quarterly(st, "2026Q1", str(tmp_path), now=at("2026-05-01 00:00"))
     assert fig["units"] == [] and fig["overall"]["final"] is None
     assert fig["overall"]["reason"] == "no data"
-    assert open(paths["html"], encoding="utf-8").read().count("<svg") == len(CHARTS)
+    with open(paths["html"], encoding="utf-8") as f:
+        assert f.read().count("<svg") == len(CHARTS)
 
 
 def test_art11_report_periods_before_2020Q3_are_refused(st, store_db, tmp_path):
