@@ -122,13 +122,13 @@ def _raw_insert(dbarg: str, n: int) -> float:
             backends.sqlite_bulk_insert(c, "rating", ratings, conflict=False)
             c.execute("COMMIT")
             return n / (time.perf_counter() - t)
-        with st.pool.connection() as c:
+        with st.pool.connection() as pg:
             t = time.perf_counter()
-            with c.transaction():
-                with c.cursor().copy("COPY transactions (%s) FROM STDIN" % ",".join(tcols)) as cp:
+            with pg.transaction():
+                with pg.cursor().copy("COPY transactions (%s) FROM STDIN" % ",".join(tcols)) as cp:
                     for row in tx:
                         cp.write_row(row)
-                with c.cursor().copy("COPY ratings (%s) FROM STDIN" % ",".join(rcols)) as cp:
+                with pg.cursor().copy("COPY ratings (%s) FROM STDIN" % ",".join(rcols)) as cp:
                     for row in ratings:
                         cp.write_row(row)
             return n / (time.perf_counter() - t)

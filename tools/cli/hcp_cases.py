@@ -2,7 +2,7 @@
 closing."""
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -29,7 +29,7 @@ def _show(c: Case) -> str:
 
 
 def _list(db: str, status: str | None, hall: str | None, as_json: bool,
-          empty: str) -> list[Case]:
+          empty: str) -> Sequence[Case]:
     from haochaping.daemon.store import cases, jobs
     st = _open(db)
     try:

@@ -104,7 +104,7 @@ def deadline(closed: datetime.date, working_days: int, calendar_file: str | None
     """
     cal = workdays.Calendar.load(calendar_file)
     d = cal.add_working_days(closed, working_days)
-    if d.fallback:
+    if d.warning:
         click.echo("WARNING: " + d.warning, err=True)
     if as_json:
         click.echo(json.dumps(d.to_dict(), ensure_ascii=False))
