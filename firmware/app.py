@@ -14,16 +14,11 @@ connecting. A session's expiry becomes a ticks deadline once, when the session a
 loop compares small ints, never Unix seconds (over 2**30: a heap object on the ESP32).
 """
 from haochaping.protocol import messages, topics
+from haochaping.protocol.compat import const
 
 from . import journal as journal_mod
 from . import statemachine
 from .clock import ticks_add, ticks_diff
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
 
 VERSION = "0.1.0"
 _ANCHOR_S = const(3600)             # the daemon-time anchor moves forward by this much at a time

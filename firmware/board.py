@@ -15,14 +15,10 @@ The status LED is for staff: steady = online, slow blink = offline (ratings kept
 """
 import machine
 
+from haochaping.protocol.compat import const
+
 from . import statemachine as sm
 from .clock import ticks_add, ticks_diff
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
 
 SCAN_MS = const(10)
 _TOUCH_PCT = const(15)

@@ -31,11 +31,7 @@ are read back from the file when they are (re)sent.
 import os
 from binascii import crc32
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from haochaping.protocol.compat import const
 
 RATING = "r"
 REASON = "n"

@@ -37,11 +37,7 @@ except AttributeError:  # CPython
     def sleep_ms(ms):
         return asyncio.sleep(ms / 1000)
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from haochaping.protocol.compat import const
 
 _DOWN = const(0)
 _NO_NETWORK = const(1)

@@ -25,6 +25,7 @@ import machine
 import network
 
 from haochaping.protocol import messages, topics
+from haochaping.protocol.compat import const
 
 from . import app as app_mod
 from . import board as board_mod
@@ -33,12 +34,6 @@ from . import link as link_mod
 from . import statemachine as sm
 from .clock import ticks_diff, ticks_ms
 from .link import sleep_ms
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
 
 CONFIG = "/config.json"
 _WDT_MS = const(8000)

@@ -7,11 +7,7 @@ PINGREQ. Parse: `parse(first_byte, body)` for every packet a broker sends to a c
 """
 import struct
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from haochaping.protocol.compat import const
 
 # packet types: parse() returns them; the terminal's own packets are literal bytes
 _CONNECT = const(1)

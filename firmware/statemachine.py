@@ -19,14 +19,9 @@ Modes (what the citizen sees; the board renders `mode` and `choice`):
           THANKS_MS. Nothing is stored, so nothing false is promised.
 """
 from haochaping.protocol import levels
+from haochaping.protocol.compat import const
 
 from .clock import ticks_diff
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
 
 IDLE = const(0)
 PROMPT = const(1)

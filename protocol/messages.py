@@ -7,12 +7,7 @@ the daemon stores that reason with the rejected payload.
 import json
 
 from . import levels, sign, topics
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from .compat import const
 
 _VERSION = const(1)
 _MAX_PAYLOAD = const(512)  # bytes; anything larger is refused before it is parsed

@@ -7,11 +7,7 @@ Fields never contain "|" (ids and tokens are checked against a small alphabet fi
 import binascii
 import hashlib
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
+from .compat import const
 
 try:  # CPython (and boards with micropython-lib's hmac): the standard module, same result
     import hmac as _hmac

@@ -1,10 +1,5 @@
 """MQTT topic names: hcp/v1/<hall>/<terminal>/<kind>."""
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
-
+from .compat import const
 
 PREFIX = "hcp/v1"
 # terminal -> daemon
