@@ -29,7 +29,7 @@ CASES = {
         "T002", "hcp/v1/H01/T002/rating",
         lambda k: messages.encode_rating(k, "T001", 1, 1, "", 0), "does not match the topic"),
     "malformed status": ("T001", "hcp/v1/H01/T001/status", lambda k: b'{"v":1,"term":"T001"}',
-                         "malformed status: bad online flag"),
+                         "malformed status: online: must be true or false"),
 }
 
 
