@@ -133,8 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         timeout = self.api.daemon.cfg.sessions.timeout_s
         if action == "start":
             try:  # before anything is stored: 400 naming the field
-                windows.check(window, body.get("ticket"), body.get("item", ""),
-                              body.get("staff", ""))
+                windows.check_start(window, body.get("ticket"), body.get("item", ""),
+                                    body.get("staff", ""))
             except InvalidInput as e:
                 return self._send(400, {"error": str(e), "field": e.field})
             ticket, item, staff = body["ticket"], body.get("item", ""), body.get("staff", "")

@@ -52,7 +52,7 @@ class WindowApi:
     def start(self, window: str, ticket: str, item: str = "", staff: str = "") -> dict[str, Any]:
         """InvalidInput naming the field, before anything is sent, for what the daemon would
         refuse (the same rules: daemon/hall/windows.py)."""
-        windows.check(window, ticket, item, staff)
+        windows.check_start(window, ticket, item, staff)
         return self._call("POST", "/windows/%s/start" % window,
                           {"ticket": ticket, "item": item, "staff": staff})
 

@@ -20,15 +20,23 @@ TICKET_MAX = 64  # characters: queue tickets and 办件编号 (the store keeps a
 ITEM_MAX = 64    # characters: 事项编码
 
 
-def check(window: object, ticket: object = None, item: object = "", staff: object = "") -> None:
-    """The rules of protocol/fields.py for what a window call carries: InvalidInput naming the
-    first bad field. An id for the window, a staff number or "", a ticket of 1-64 and an item
-    code of 0-64 characters, neither with control characters or lone surrogates. Called before
-    anything is stored (and by the API client before anything is sent)."""
+def check(window: object) -> None:
+    """InvalidInput unless `window` is an id (protocol/fields.py)."""
     try:
         fields.ident("window", window)
-        if ticket is not None:
-            fields.text("ticket", ticket, TICKET_MAX, 1)
+    except ValueError as e:
+        raise InvalidInput(str(e), field="window") from None
+
+
+def check_start(window: object, ticket: object, item: object = "", staff: object = "") -> None:
+    """The rules of protocol/fields.py for what a ticket called to a window carries:
+    InvalidInput naming the first bad field. An id for the window, a staff number or "", a
+    ticket of 1-64 and an item code of 0-64 characters, neither with control characters or lone
+    surrogates. Called before anything is stored (and by the API client before anything is
+    sent)."""
+    check(window)
+    try:
+        fields.text("ticket", ticket, TICKET_MAX, 1)
         fields.text("item", item, ITEM_MAX)
         fields.ident("staff", staff, empty=True)
     except ValueError as e:  # fields' reasons start with the field's name
@@ -56,7 +64,7 @@ def shown_to(conn: sqlite3.Connection, token: str) -> list[str]:
 def start(conn: sqlite3.Connection, window: str, ticket: str, item: str, staff: str,
           now: float) -> tuple[int, list[Publish]]:
     """A ticket is called to the window. Returns (transaction id, publishes)."""
-    check(window, ticket, item, staff)
+    check_start(window, ticket, item, staff)
     publishes = _close_open_prompts(conn, window, now, "next")
     # a transaction that was never finished ends here, without a prompt
     conn.execute("UPDATE transactions SET finished_at=? WHERE window=? AND finished_at IS NULL",

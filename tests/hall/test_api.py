@@ -32,6 +32,8 @@ def test_a_caller_without_the_right_token_is_refused(api, token):
 def test_bad_requests_get_a_clear_error(api):
     assert _raw(api, "POST", "/windows/W01/start", b"not json")[0] == 400
     assert _raw(api, "POST", "/windows/W01/start", b'{"ticket": 5}')[0] == 400
+    assert _raw(api, "POST", "/windows/W01/start", b"{}") == (
+        400, {"error": "ticket: must be text", "field": "ticket"})
     assert _raw(api, "POST", "/windows/W01/explode", b"{}")[0] == 404
     status, body = _raw(api, "POST", "/windows/W!1/start", b'{"ticket":"A1"}')
     assert status == 400 and "window" in body["error"]

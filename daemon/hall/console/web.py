@@ -377,7 +377,7 @@ class _Request:
             if not ticket:
                 raise Refused(400, "ticket-needed")
             try:  # refused before anything is stored: the audit entry carries these too
-                windows.check(window, ticket, item, number)
+                windows.check_start(window, ticket, item, number)
             except InvalidInput as e:
                 raise Refused(400, "bad-input", detail=str(e), field=e.field) from None
 
