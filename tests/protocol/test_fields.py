@@ -79,4 +79,4 @@ def test_a_terminal_with_odd_characters_in_its_config_still_reports_its_errors()
 
 
 def test_the_reasons_a_terminal_may_send_are_the_regulations():
-    assert messages._REASONS == tuple(r[0] for r in levels.REASONS)
+    assert tuple(r[0] for r in levels.REASONS) == messages._REASONS
