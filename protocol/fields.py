@@ -19,17 +19,12 @@ stores that reason with a refused message, the API answers it with a 400.
 - Ids (hall, terminal, window, staff number): 1-32 of A-Z a-z 0-9 _ -, safe in MQTT topics,
   in the signed canonical bytes (no "|") and in file names.
 
-Common subset of CPython and MicroPython: this file runs on the terminal too.
+Common subset of CPython and MicroPython: this file runs on the terminal too. Its limits are
+plain names (no const): other modules read them.
 """
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):  # type: ignore[misc]
-        return x
-
 MAX_INT = 9007199254740991  # 2**53 - 1 (written out: the terminal's compiler need not fold it)
 MAX_TS = 253402214400       # 9999-12-31T00:00:00Z
-MAX_ID = const(32)
+MAX_ID = 32
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _HEX = "0123456789abcdef"
 
