@@ -11,4 +11,9 @@ class ConfigError(HcpError):
 
 
 class InvalidInput(HcpError):
-    """A value the caller sent is not acceptable (HTTP 400); the message names it."""
+    """A value the caller sent is not acceptable (HTTP 400); the message names it, and `field`
+    is its name when it is one field (the window API answers it as "field")."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

@@ -14,7 +14,7 @@ Unknown keys are refused, not ignored (a typo must not silently fall back to a d
 """
 import binascii
 
-from haochaping.protocol import topics
+from haochaping.protocol import fields, topics
 
 DEFAULTS = {
     "wifi_ssid": None,
@@ -137,8 +137,8 @@ def validate(raw):
     if type(jm) is not int or not 4096 <= jm <= 1048576:
         errs.append("journal_max: 4096..1048576 bytes")
     ss = cfg["seq_start"]
-    if type(ss) is not int or ss < 1:
-        errs.append("seq_start: a whole number >= 1")
+    if type(ss) is not int or not 1 <= ss <= fields.MAX_INT:  # the hall refuses more
+        errs.append("seq_start: a whole number 1..%d" % fields.MAX_INT)
     key = cfg["key"]
     try:
         if type(key) is not str or len(key) < 32 or len(key) % 2:

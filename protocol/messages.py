@@ -1,37 +1,29 @@
 """Encode and decode every message on the wire.
 
 Encodings are built field by field so that both runtimes give the same bytes (MicroPython
-dicts do not keep insertion order). decode_* raise ValueError with a short reason in words;
-the daemon stores that reason with the rejected payload.
+dicts do not keep insertion order). decode_* check every field they pass on against the rules
+of fields.py (bounds, characters, lengths) and raise ValueError with a short reason naming the
+field; the daemon stores that reason with the rejected payload.
 """
 import json
 
-from . import levels, sign, topics
+from . import fields, levels, sign
 from .compat import const
 
 _VERSION = const(1)
 _MAX_PAYLOAD = const(512)  # bytes; anything larger is refused before it is parsed
 _TOKEN_LEN = const(32)     # session tokens: 16 random bytes as hex
-_HEX = "0123456789abcdef"
+_SIG_LEN = const(64)       # HMAC-SHA256 as hex
+_SHORT = const(64)         # a status' firmware version and board name, in characters
+_ERROR_LEN = const(40)     # one config error in a status, in characters
+_RSSI_MIN = const(-128)    # dBm, as the radio reports it (a signed byte)
+_RSSI_MAX = const(127)
+_KINDS = ("rating", "reason")
+_REASONS = tuple([r[0] for r in levels.REASONS])
 
 
 def _q(s):
     return json.dumps(s)
-
-
-def _token_ok(t):
-    if type(t) is not str:
-        return False
-    if t == "":
-        return True
-    if len(t) != _TOKEN_LEN:
-        return False
-    return all(c in _HEX for c in t)
-
-
-def _uint(v):
-    # bool is an int subclass on CPython; refuse it explicitly
-    return type(v) is int and v >= 0
 
 
 # ---------------------------------------------------------------- terminal -> daemon
@@ -66,36 +58,26 @@ def _load(payload):
         raise ValueError("not JSON") from None
     if type(msg) is not dict:
         raise ValueError("not a JSON object")
-    if msg.get("v") != _VERSION:
-        raise ValueError("unsupported version")
+    v = msg.get("v")
+    if type(v) is not int or v != _VERSION:
+        raise ValueError("v: unsupported version (this side reads %d)" % _VERSION)
     return msg
 
 
 def decode_uplink(payload):
     """Parse a message from the rating topic (a rating or a reason). Signature not yet checked."""
     msg = _load(payload)
-    kind = msg.get("kind")
-    if not topics.valid_id(msg.get("term")):
-        raise ValueError("bad terminal id")
-    if not _uint(msg.get("seq")) or msg["seq"] < 1:
-        raise ValueError("bad sequence number")
-    if not _uint(msg.get("ts")):
-        raise ValueError("bad timestamp")
-    sig = msg.get("sig")
-    if type(sig) is not str or len(sig) != 64:
-        raise ValueError("missing signature")
+    kind = fields.choice("kind", msg.get("kind"), _KINDS)
+    fields.ident("term", msg.get("term"))
+    fields.whole("seq", msg.get("seq"), 1)
+    fields.timestamp("ts", msg.get("ts"))
+    fields.hex_text("sig", msg.get("sig"), _SIG_LEN)
     if kind == "rating":
-        if not levels.is_level(msg.get("level")):
-            raise ValueError("bad level")
-        if not _token_ok(msg.get("token")):
-            raise ValueError("bad session token")
-    elif kind == "reason":
-        if not _uint(msg.get("ref")) or msg["ref"] < 1:
-            raise ValueError("bad reference")
-        if not levels.is_reason(msg.get("reason")):
-            raise ValueError("bad reason")
+        fields.whole("level", msg.get("level"), 1, len(levels.LEVELS))
+        fields.hex_text("token", msg.get("token"), _TOKEN_LEN, empty=True)
     else:
-        raise ValueError("unknown message kind")
+        fields.whole("ref", msg.get("ref"), 1)
+        fields.choice("reason", msg.get("reason"), _REASONS)
     return msg
 
 
@@ -113,28 +95,40 @@ _MAX_ERRORS = const(12)  # config errors named in one status message (the payloa
 
 
 def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0, errors=None):
-    """The retained status. `errors`: the device config's bad fields, when it cannot rate."""
+    """The retained status. `errors`: the device config's bad fields, when it cannot rate.
+    Texts are cut to their limits and characters decode_status would refuse become "?", so a
+    terminal with a strange config still gets its status (and its errors) through."""
     if not online:
         return ('{"v":1,"term":%s,"online":false}' % _q(term)).encode()
     extra = ""
     if errors:
-        extra = ',"errors":[%s]' % ",".join([_q(e[:40]) for e in errors[:_MAX_ERRORS]])
+        extra = ',"errors":[%s]' % ",".join([_q(fields.clean(e, _ERROR_LEN))
+                                             for e in errors[:_MAX_ERRORS]])
+    rssi = max(_RSSI_MIN, min(_RSSI_MAX, rssi))
     return ('{"v":1,"term":%s,"online":true,"fw":%s,"board":%s,"heap":%d,"backlog":%d,"rssi":%d%s}'
-            % (_q(term), _q(fw), _q(board), heap, backlog, rssi, extra)).encode()
+            % (_q(term), _q(fields.clean(fw, _SHORT)), _q(fields.clean(board, _SHORT)), heap,
+               backlog, rssi, extra)).encode()
 
 
 def decode_status(payload):
+    """A terminal's status. fw, board, heap, backlog and rssi may be missing (or null): the
+    last will says only that the terminal is offline."""
     msg = _load(payload)
-    if not topics.valid_id(msg.get("term")):
-        raise ValueError("bad terminal id")
-    if type(msg.get("online")) is not bool:
-        raise ValueError("bad online flag")
+    fields.ident("term", msg.get("term"))
+    fields.flag("online", msg.get("online"))
+    for f in ("fw", "board"):
+        if msg.get(f) is not None:
+            fields.text(f, msg[f], _SHORT)
+    for f in ("heap", "backlog"):
+        if msg.get(f) is not None:
+            fields.whole(f, msg[f])
+    if msg.get("rssi") is not None:
+        fields.whole("rssi", msg["rssi"], _RSSI_MIN, _RSSI_MAX)
     errs = msg.get("errors", [])
     if type(errs) is not list or len(errs) > _MAX_ERRORS:
-        raise ValueError("bad error list")
+        raise ValueError("errors: must be a list of at most %d texts" % _MAX_ERRORS)
     for e in errs:
-        if type(e) is not str:
-            raise ValueError("bad error list")
+        fields.text("errors", e, _ERROR_LEN)
     return msg
 
 
@@ -150,15 +144,15 @@ def encode_ack(key, term, seqs, now):
 def decode_ack(key, payload):
     """Return the list of acknowledged sequence numbers; ValueError if forged or malformed."""
     msg = _load(payload)
+    fields.ident("term", msg.get("term"))
     seqs = msg.get("seqs")
     if type(seqs) is not list or not seqs:
-        raise ValueError("bad sequence list")
+        raise ValueError("seqs: must be a list of sequence numbers")
     for s in seqs:
-        if not _uint(s):
-            raise ValueError("bad sequence list")
-    if not _uint(msg.get("now")) or not topics.valid_id(msg.get("term")):
-        raise ValueError("bad ack")
-    if not sign.verify(key, "ack", [msg["term"], seqs, msg["now"]], msg.get("sig")):
+        fields.whole("seqs", s, 1)
+    fields.timestamp("now", msg.get("now"))
+    fields.hex_text("sig", msg.get("sig"), _SIG_LEN)
+    if not sign.verify(key, "ack", [msg["term"], seqs, msg["now"]], msg["sig"]):
         raise ValueError("bad signature")
     return msg
 
@@ -179,15 +173,15 @@ def decode_session(key, payload):
     if not payload:
         return None
     msg = _load(payload)
-    if not _token_ok(msg.get("token")) or not msg.get("token"):
-        raise ValueError("bad session token")
-    for f in ("term", "window"):
-        if not topics.valid_id(msg.get(f)):
-            raise ValueError("bad " + f)
-    if type(msg.get("staff")) is not str or not _uint(msg.get("exp")) or not _uint(msg.get("now")):
-        raise ValueError("bad session")
-    fields = session_fields(msg["term"], msg["token"], msg["window"], msg["staff"],
+    fields.hex_text("token", msg.get("token"), _TOKEN_LEN)
+    fields.ident("term", msg.get("term"))
+    fields.ident("window", msg.get("window"))
+    fields.ident("staff", msg.get("staff"), empty=True)
+    fields.timestamp("exp", msg.get("exp"))
+    fields.timestamp("now", msg.get("now"))
+    fields.hex_text("sig", msg.get("sig"), _SIG_LEN)
+    signed = session_fields(msg["term"], msg["token"], msg["window"], msg["staff"],
                             msg["exp"], msg["now"])
-    if not sign.verify(key, "session", fields, msg.get("sig")):
+    if not sign.verify(key, "session", signed, msg["sig"]):
         raise ValueError("bad signature")
     return msg

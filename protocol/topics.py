@@ -1,5 +1,5 @@
 """MQTT topic names: hcp/v1/<hall>/<terminal>/<kind>."""
-from .compat import const
+from . import fields
 
 PREFIX = "hcp/v1"
 # terminal -> daemon
@@ -11,15 +11,10 @@ SESSION = "session" # retained: the open rating prompt, or empty when none
 CONFIG = "config"   # retained: settings pushed to the terminal
 
 KINDS = (RATING, STATUS, ACK, SESSION, CONFIG)
-_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
-_MAX_ID = const(32)
 
-
-def valid_id(s):
-    """Hall, terminal and window ids: 1-32 of [A-Za-z0-9_-] (safe in topics and signatures)."""
-    if type(s) is not str or not 0 < len(s) <= _MAX_ID:
-        return False
-    return all(c in _ID_CHARS for c in s)
+# Hall, terminal and window ids: 1-32 of [A-Za-z0-9_-] (safe in topics and signatures); the
+# rule lives with the others in fields.py.
+valid_id = fields.is_id
 
 
 def topic(hall, terminal, kind):

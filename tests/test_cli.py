@@ -121,3 +121,14 @@ def test_generic_module_names_are_not_installed():
         assert r.returncode != 0, mod
     r = subprocess.run([sys.executable, "-c", "import haochaping.protocol.messages"], cwd="/")
     assert r.returncode == 0
+
+
+@pytest.mark.parametrize("ticket", ["A\x01B", "A\udcff"], ids=["control", "undecodable-byte"])
+def test_window_start_with_a_bad_ticket_says_which_field_in_one_line(hall, api, hall_db, ticket):
+    # "\udcff" is what Python makes of an argument byte that is not UTF-8. If this fails, the
+    # ticket is stored for a store that cannot take it, or the user sees "did not answer"
+    r = CliRunner().invoke(cli, ["window", "start", "--config", hall.path, "--window", "W01",
+                                 "--ticket", ticket])
+    assert r.exit_code != 0
+    assert r.output.startswith("Error: ticket: must not contain") and r.output.count("\n") == 1
+    assert hall_db("SELECT COUNT(*) FROM transactions") == [(0,)]

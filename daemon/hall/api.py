@@ -108,6 +108,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"ok": True, "broker": d.link.connected.is_set(),
                                     "messages": d.stored, "commits": d.commits})
         if len(parts) == 2 and parts[0] == "windows":
+            try:
+                windows.check(parts[1])
+            except InvalidInput as e:
+                return self._send(400, {"error": str(e), "field": e.field})
             return self._call(lambda conn, now: (windows.window_state(conn, parts[1]), []))
         self._send(404, {"error": "not found"})
 
@@ -120,25 +124,20 @@ class _Handler(BaseHTTPRequestHandler):
         who = self._authorised()
         if not who:
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            return self._send(413, {"error": "body too large"})
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError
-        except ValueError:
-            return self._send(400, {"error": "body must be a JSON object"})
+        body = self._body()
+        if body is None:
+            return
         if len(parts) != 3 or parts[0] != "windows" or parts[2] not in ("start", "finish"):
             return self._send(404, {"error": "not found"})
         window, action = parts[1], parts[2]
         timeout = self.api.daemon.cfg.sessions.timeout_s
         if action == "start":
-            ticket = body.get("ticket")
-            item, staff = body.get("item", ""), body.get("staff", "")
-            if not (isinstance(ticket, str) and isinstance(item, str) and isinstance(staff, str)):
-                return self._send(400, {"error": "ticket (required), item and staff must be"
-                                                 " strings"})
+            try:  # before anything is stored: 400 naming the field
+                windows.check_start(window, body.get("ticket"), body.get("item", ""),
+                                    body.get("staff", ""))
+            except InvalidInput as e:
+                return self._send(400, {"error": str(e), "field": e.field})
+            ticket, item, staff = body["ticket"], body.get("item", ""), body.get("staff", "")
 
             def fn(conn: sqlite3.Connection, now: float) -> tuple[dict[str, Any], list[Publish]]:
                 tx, pubs = windows.start(conn, window, ticket, item, staff, now)
@@ -151,12 +150,35 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("%s: window %s %s", who, window, action)
         self._call(fn)
 
+    def _body(self) -> dict[str, Any] | None:
+        """The request's JSON object, read whole; or None once a 400/413 is sent. A length that
+        is not a number, a body that is not UTF-8 JSON or not an object: 400, never a dropped
+        connection. After a refused length the connection is closed (the body was not read)."""
+        given = self.headers.get("Content-Length") or "0"
+        if not (given.isascii() and given.strip().isdigit()):
+            self.close_connection = True
+            self._send(400, {"error": "Content-Length must be a number of bytes"})
+            return None
+        length = int(given)
+        if length > MAX_BODY:
+            self.close_connection = True
+            self._send(413, {"error": "body too large (at most %d bytes)" % MAX_BODY})
+            return None
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            body = None
+        if not isinstance(body, dict):
+            self._send(400, {"error": "body must be a JSON object (UTF-8)"})
+            return None
+        return body
+
     def _call(self, fn: Callable[[sqlite3.Connection, float],
                                  tuple[dict[str, Any], list[Publish]]]) -> None:
         try:
             result = self.api.daemon.submit(fn)
         except InvalidInput as e:
-            return self._send(400, {"error": str(e)})
+            return self._send(400, {"error": str(e), "field": e.field})
         except HcpError as e:
             return self._send(409, {"error": str(e)})
         except TimeoutError as e:

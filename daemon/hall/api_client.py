@@ -8,6 +8,7 @@ import urllib.request
 from typing import Any
 
 from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import windows
 from haochaping.daemon.hall.settings import HallConfig
 
 
@@ -49,6 +50,9 @@ class WindowApi:
         return self._call("GET", "/health")
 
     def start(self, window: str, ticket: str, item: str = "", staff: str = "") -> dict[str, Any]:
+        """InvalidInput naming the field, before anything is sent, for what the daemon would
+        refuse (the same rules: daemon/hall/windows.py)."""
+        windows.check_start(window, ticket, item, staff)
         return self._call("POST", "/windows/%s/start" % window,
                           {"ticket": ticket, "item": item, "staff": staff})
 

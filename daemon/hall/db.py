@@ -152,6 +152,20 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0005-status-errors", """
     ALTER TABLE terminal_status ADD COLUMN errors TEXT
     """),
+    # every refused message counted; its payload kept in `rejected` only for the first few a
+    # minute (daemon/hall/ingest.py, reject), so that junk cannot fill the disk
+    ("0006-rejected-counts", """
+    CREATE TABLE rejected_counts (
+        terminal TEXT PRIMARY KEY,         -- a registered terminal; '' for every message that
+                                           -- names none (wrong topic, unknown or revoked id)
+        total INTEGER NOT NULL,            -- messages refused, since the first
+        dropped INTEGER NOT NULL,          -- of those, only counted (over the minute's limit)
+        minute INTEGER NOT NULL,           -- the minute in_minute counts (Unix time // 60)
+        in_minute INTEGER NOT NULL,        -- messages refused in that minute
+        last_at REAL NOT NULL,
+        last_reason TEXT NOT NULL
+    ) WITHOUT ROWID
+    """),
 ]
 
 

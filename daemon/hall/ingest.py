@@ -6,8 +6,13 @@ Outcomes of an authenticated rating (RULES.md 第五条: one rating per transact
 - duplicate    the transaction already has its rating (a second press, a second terminal)
 - unsolicited  no token (pressed with no prompt open) or a token this terminal was never shown
 - expired      pressed more than `grace` seconds after the prompt closed (timeout or next ticket)
-Everything else (wrong topic, unknown terminal, malformed, bad signature, oversized) goes to the
-`rejected` table with the reason, and is not acked: an ack says "your rating is stored".
+Everything else (wrong topic, unknown terminal, malformed, bad signature, oversized) is
+refused, and not acked: an ack says "your rating is stored". A refused message is counted for
+its terminal in `rejected_counts`; its payload (the first PAYLOAD_KEPT bytes) is kept with the
+reason in `rejected` for the first KEEP_PER_MINUTE refusals of that terminal in a minute, the
+rest are only counted, so that a terminal (or a client of the broker) sending junk cannot fill
+the disk. Every field is checked (protocol/fields.py) before anything is stored: whatever the
+payload, handle() stores a refusal with a reason in words, it never raises.
 """
 from __future__ import annotations
 
@@ -56,13 +61,39 @@ def terminal_key(conn: sqlite3.Connection, terminal: str,
     return None if row is None else bytes(row[0])
 
 
+KEEP_PER_MINUTE = 20  # refused payloads kept per terminal per minute; the rest only counted
+PAYLOAD_KEPT = 1024   # bytes of a refused payload kept (a good one is at most 512)
+TOPIC_KEPT = 256      # bytes of its topic kept
+
+
 def reject(conn: sqlite3.Connection, now: float, topic: str, terminal: str | None, reason: str,
-           payload: bytes | bytearray) -> None:
-    sha = hashlib.sha256(topic.encode() + b"\0" + bytes(payload)).hexdigest()
+           payload: bytes | bytearray, known: bool = True) -> None:
+    """Count a refused message for `terminal` (one counter for every message that names no
+    registered terminal: known=False or terminal None), and keep it with its reason unless
+    KEEP_PER_MINUTE were refused from there this minute. The same payload twice is kept once."""
+    bucket = terminal if known and terminal is not None else ""
+    minute = int(now // 60)
+    (in_minute,) = conn.execute(
+        "INSERT INTO rejected_counts (terminal, total, dropped, minute, in_minute, last_at,"
+        " last_reason) VALUES (?,1,0,?,1,?,?) ON CONFLICT (terminal) DO UPDATE SET"
+        " total=total+1, in_minute=CASE WHEN minute=excluded.minute THEN in_minute+1 ELSE 1 END,"
+        " minute=excluded.minute, last_at=excluded.last_at, last_reason=excluded.last_reason"
+        " RETURNING in_minute", (bucket, minute, now, reason)).fetchone()
+    where = terminal or "a topic of no terminal"
+    if in_minute > KEEP_PER_MINUTE:
+        conn.execute("UPDATE rejected_counts SET dropped=dropped+1 WHERE terminal=?", (bucket,))
+        if in_minute == KEEP_PER_MINUTE + 1:
+            log.warning("more than %d messages refused from %s this minute: the rest of the"
+                        " minute's are only counted (hcp terminals)", KEEP_PER_MINUTE, where)
+        return
+    # a topic is text from the broker (valid UTF-8), but keep whatever it is storable
+    raw_topic = topic.encode("utf-8", "backslashreplace")
+    sha = hashlib.sha256(raw_topic + b"\0" + bytes(payload)).hexdigest()
     conn.execute("INSERT OR IGNORE INTO rejected (received_at, topic, terminal, reason, payload,"
                  " payload_sha) VALUES (?,?,?,?,?,?)",
-                 (now, topic, terminal, reason, bytes(payload[:4096]), sha))
-    log.warning("rejected message on %s: %s", topic, reason)
+                 (now, raw_topic[:TOPIC_KEPT].decode("utf-8", "replace"), terminal, reason,
+                  bytes(payload[:PAYLOAD_KEPT]), sha))
+    log.warning("rejected message from %s: %s", where, reason)
 
 
 class Result:
@@ -89,7 +120,7 @@ def handle(conn: sqlite3.Connection, hall: str, topic: str, payload: bytes | byt
     terminal = where[1]
     key = terminal_key(conn, terminal, keys)
     if key is None:
-        reject(conn, now, topic, terminal, "unknown terminal", payload)
+        reject(conn, now, topic, terminal, "unknown terminal", payload, known=False)
         return _NOTHING
     if where[2] == topics.STATUS:
         return _status(conn, terminal, topic, payload, now)

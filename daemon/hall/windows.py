@@ -11,21 +11,36 @@ from typing import Any
 
 from haochaping.daemon.errors import HcpError, InvalidInput
 from haochaping.daemon.hall import registry
-from haochaping.protocol import topics
+from haochaping.protocol import fields
 
 # What to publish once committed: (terminal, token or None, expires_at); None clears the prompt.
 Publish = tuple[str, str | None, float]
 
+TICKET_MAX = 64  # characters: queue tickets and 办件编号 (the store keeps as many)
+ITEM_MAX = 64    # characters: 事项编码
 
-def _check(window: str, ticket: str | None = None, item: str = "", staff: str = "") -> None:
-    if not topics.valid_id(window):
-        raise InvalidInput("window %r: use 1-32 of A-Z a-z 0-9 _ -" % window)
-    if ticket is not None and not (0 < len(ticket) <= 64):
-        raise InvalidInput("ticket: 1 to 64 characters")
-    if len(item) > 64:
-        raise InvalidInput("item: at most 64 characters")
-    if staff and not topics.valid_id(staff):
-        raise InvalidInput("staff %r: use 1-32 of A-Z a-z 0-9 _ -" % staff)
+
+def check(window: object) -> None:
+    """InvalidInput unless `window` is an id (protocol/fields.py)."""
+    try:
+        fields.ident("window", window)
+    except ValueError as e:
+        raise InvalidInput(str(e), field="window") from None
+
+
+def check_start(window: object, ticket: object, item: object = "", staff: object = "") -> None:
+    """The rules of protocol/fields.py for what a ticket called to a window carries:
+    InvalidInput naming the first bad field. An id for the window, a staff number or "", a
+    ticket of 1-64 and an item code of 0-64 characters, neither with control characters or lone
+    surrogates. Called before anything is stored (and by the API client before anything is
+    sent)."""
+    check(window)
+    try:
+        fields.text("ticket", ticket, TICKET_MAX, 1)
+        fields.text("item", item, ITEM_MAX)
+        fields.ident("staff", staff, empty=True)
+    except ValueError as e:  # fields' reasons start with the field's name
+        raise InvalidInput(str(e), field=str(e).partition(":")[0]) from None
 
 
 def _close_open_prompts(conn: sqlite3.Connection, window: str, now: float,
@@ -49,7 +64,7 @@ def shown_to(conn: sqlite3.Connection, token: str) -> list[str]:
 def start(conn: sqlite3.Connection, window: str, ticket: str, item: str, staff: str,
           now: float) -> tuple[int, list[Publish]]:
     """A ticket is called to the window. Returns (transaction id, publishes)."""
-    _check(window, ticket, item, staff)
+    check_start(window, ticket, item, staff)
     publishes = _close_open_prompts(conn, window, now, "next")
     # a transaction that was never finished ends here, without a prompt
     conn.execute("UPDATE transactions SET finished_at=? WHERE window=? AND finished_at IS NULL",
@@ -64,7 +79,7 @@ def finish(conn: sqlite3.Connection, window: str, now: float,
            timeout: float) -> tuple[int, list[str], list[Publish]]:
     """The service ends: open the rating prompt on the window's terminals.
     Returns (transaction id, terminals prompted, publishes)."""
-    _check(window)
+    check(window)
     tx = conn.execute("SELECT id, staff FROM transactions WHERE window=? AND finished_at IS NULL"
                       " ORDER BY id DESC LIMIT 1", (window,)).fetchone()
     if tx is None:

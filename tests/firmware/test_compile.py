@@ -14,7 +14,7 @@ DEVICE_FILES = (sorted((mpy.ROOT / "firmware").rglob("*.py"))
 def test_there_are_device_files_to_compile():
     names = {p.name for p in DEVICE_FILES}
     assert {"app.py", "journal.py", "statemachine.py", "mqtt.py", "config.py", "link.py",
-            "board.py", "main.py", "clock.py", "messages.py"} <= names
+            "board.py", "main.py", "clock.py", "messages.py", "fields.py"} <= names
 
 
 @pytest.mark.parametrize("path", DEVICE_FILES,

@@ -32,6 +32,8 @@ def test_a_caller_without_the_right_token_is_refused(api, token):
 def test_bad_requests_get_a_clear_error(api):
     assert _raw(api, "POST", "/windows/W01/start", b"not json")[0] == 400
     assert _raw(api, "POST", "/windows/W01/start", b'{"ticket": 5}')[0] == 400
+    assert _raw(api, "POST", "/windows/W01/start", b"{}") == (
+        400, {"error": "ticket: must be text", "field": "ticket"})
     assert _raw(api, "POST", "/windows/W01/explode", b"{}")[0] == 404
     status, body = _raw(api, "POST", "/windows/W!1/start", b'{"ticket":"A1"}')
     assert status == 400 and "window" in body["error"]
@@ -57,3 +59,62 @@ def test_window_states_follow_the_service(api, terminals):
 def test_the_api_listens_on_localhost_only_by_default(hall):
     assert hall.api.listen.startswith("127.0.0.1:")
     assert isinstance(WindowApi(hall).base, str)
+
+
+def _raw_http(api, body, headers):
+    """One POST over a plain socket with exactly these headers (the client libraries would
+    correct a bad Content-Length); returns (status, JSON answer)."""
+    import http.client
+    host, port = api.base.split("//")[1].split("/")[0].split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        c.putrequest("POST", "/api/v1/windows/W02/start", skip_accept_encoding=True)
+        c.putheader("Authorization", "Bearer " + api.token)
+        for k, v in headers.items():
+            c.putheader(k, v)
+        c.endheaders(body)
+        r = c.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("field", ["ticket", "item", "staff"])
+def test_a_ticket_with_a_nul_is_refused_with_400_naming_the_field(api, hall_db, field):
+    # if this fails, the hall stores a transaction the store (PostgreSQL) can never take, and
+    # the hall's delivery to the city stops behind it for good
+    body = {"ticket": "A017", "item": "", "staff": "S01"}
+    body[field] = "A\u0000B"
+    status, answer = _raw(api, "POST", "/windows/W02/start", json.dumps(body).encode())
+    assert status == 400
+    assert answer["field"] == field and answer["error"].startswith(field + ": ")
+    assert hall_db("SELECT COUNT(*) FROM transactions") == [(0,)]
+
+
+def test_a_lone_surrogate_in_a_ticket_gets_400_not_a_dropped_connection(api, daemon, hall_db):
+    # "\ud800" is valid JSON but no UTF-8 text: the daemon dropped the connection with a
+    # traceback in its log, and the queue system saw no answer at all
+    status, answer = _raw(api, "POST", "/windows/W02/start", b'{"ticket": "A\\ud800"}')
+    assert status == 400 and answer["field"] == "ticket"
+    assert "lone surrogate" in answer["error"]
+    assert hall_db("SELECT COUNT(*) FROM transactions") == [(0,)]
+    with open(daemon.log_path, encoding="utf-8", errors="replace") as f:
+        assert "Traceback" not in f.read()
+
+
+@pytest.mark.parametrize("headers, body", [
+    ({"Content-Length": "abc"}, b'{"ticket": "A1"}'),
+    ({"Content-Length": "-5"}, b'{"ticket": "A1"}'),
+    ({"Content-Length": "4"}, b"\xff\xfe{}"),
+    ({"Content-Length": "4000"}, b"[" * 2000 + b"]" * 2000),
+], ids=["length-not-a-number", "negative-length", "not-utf8", "nested-too-deep"])
+def test_a_malformed_request_gets_400_not_a_dropped_connection(api, daemon, hall_db, headers,
+                                                              body):
+    # if this fails, a queue system that sends a bad header gets no answer (and the daemon's
+    # log a traceback) instead of a 400 saying what is wrong
+    status, answer = _raw_http(api, body, headers)
+    assert status == 400 and answer["error"]
+    assert hall_db("SELECT COUNT(*) FROM transactions") == [(0,)]
+    with open(daemon.log_path, encoding="utf-8", errors="replace") as f:
+        assert "Traceback" not in f.read()
+    assert api.start("W02", "A1")["transaction"] == 1  # and the API still serves

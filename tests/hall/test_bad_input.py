@@ -1,4 +1,6 @@
 """Bad input gets its documented outcome in the `rejected` table, and the daemon keeps serving."""
+import json
+
 import pytest
 
 from haochaping.protocol import messages
@@ -29,7 +31,7 @@ CASES = {
         "T002", "hcp/v1/H01/T002/rating",
         lambda k: messages.encode_rating(k, "T001", 1, 1, "", 0), "does not match the topic"),
     "malformed status": ("T001", "hcp/v1/H01/T001/status", lambda k: b'{"v":1,"term":"T001"}',
-                         "malformed status: bad online flag"),
+                         "malformed status: online: must be true or false"),
 }
 
 
@@ -111,3 +113,99 @@ def test_a_reused_sequence_number_with_other_content_is_kept_aside_not_dropped(
     wait_until(lambda: hall_db("SELECT COUNT(*) FROM rejected") == [(1,)], what="the rejection")
     assert "reused" in hall_db("SELECT reason FROM rejected")[0][0]
     assert hall_db("SELECT seq, level FROM ratings") == [(1, 1)]
+
+
+def _acks_seen(raw_client, user):
+    """Every sequence number the daemon acks to `user` from now on (its own ack topic)."""
+    seen = []
+    c = raw_client(user)
+    c.on_message = lambda cl, ud, msg: seen.extend(json.loads(msg.payload)["seqs"])
+    c.subscribe("hcp/v1/H01/%s/ack" % user, qos=1)
+    return c, seen
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda k: messages.encode_rating(k, "T001", 2 ** 62 + 1, 1, "", 0),
+     "malformed: seq: must be a whole number 1..9007199254740991"),
+    (lambda k: messages.encode_reason(k, "T001", 3, 2 ** 62 + 1, "attitude", 0),
+     "malformed: ref: must be a whole number 1..9007199254740991"),
+], ids=["seq", "ref"])
+def test_a_signed_rating_numbered_past_2_53_is_refused_not_stored_or_acked(
+        hall, daemon, raw_client, hall_db, terminals, make, reason):
+    # if this fails, the hall stores and acks what the store refuses (its numbers stop at what
+    # every backend and JSON reader keeps exact): the terminal forgets the rating, the store
+    # never takes it, and the hall's delivery stops behind it for good
+    c, acked = _acks_seen(raw_client, "T001")
+    bad = make(_key(hall, "T001"))
+    c.publish("hcp/v1/H01/T001/rating", bad, qos=1).wait_for_publish(5)
+    wait_until(lambda: hall_db("SELECT COUNT(*) FROM rejected") == [(1,)], what="the rejection")
+    assert hall_db("SELECT reason FROM rejected") == [(reason,)]
+    t = terminals()["T001"]
+    t.press(2)
+    wait_until(lambda: t.backlog() == 0, what="the good rating's ack")
+    assert hall_db("SELECT seq FROM ratings") == [(1,)]
+    assert hall_db("SELECT COUNT(*) FROM reasons") == [(0,)]
+    assert 2 ** 62 + 1 not in acked and 3 not in acked
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b'{"v":1,"kind":"rating","term":"T001","seq":9223372036854775808,"level":1,"token":"",'
+     b'"ts":0,"sig":"' + b"0" * 64 + b'"}', "malformed: seq: must be a whole number"),
+    (b'{"v":1,"term":"T001","online":true,"fw":["0.1.0"],"board":"b"}',
+     "malformed status: fw: must be text"),
+    (b'{"v":1,"term":"T001","online":true,"board":{"name":"b"}}',
+     "malformed status: board: must be text"),
+    (b'{"v":1,"term":"T001","online":true,"heap":18446744073709551616}',
+     "malformed status: heap: must be a whole number"),
+    (b'{"v":1,"term":"T001","online":true,"errors":["\\ud800"]}',
+     "malformed status: errors: must not contain a lone surrogate"),
+], ids=["seq-past-2-63", "fw-a-list", "board-an-object", "heap-past-2-64", "error-surrogate"])
+def test_a_malformed_message_is_refused_with_a_reason_not_an_internal_error(
+        hall, daemon, raw_client, hall_db, payload, reason):
+    # if this fails, the message escaped the checks: stored as "internal error" with a
+    # traceback in the log, instead of a reason the hall's IT can act on
+    topic = "hcp/v1/H01/T001/%s" % ("status" if b'"online"' in payload else "rating")
+    raw_client("T001").publish(topic, payload, qos=1).wait_for_publish(5)
+    wait_until(lambda: hall_db("SELECT COUNT(*) FROM rejected") == [(1,)], what="the rejection")
+    (got,) = hall_db("SELECT reason FROM rejected")
+    assert got[0].startswith(reason)
+    assert hall_db("SELECT COUNT(*) FROM ratings") == [(0,)]
+    assert hall_db("SELECT firmware, board FROM terminal_status WHERE terminal='T001'") == []
+    with open(daemon.log_path, encoding="utf-8", errors="replace") as f:
+        assert "Traceback" not in f.read()
+
+
+def test_a_flood_of_junk_is_counted_but_cannot_fill_the_disk(hall, daemon, raw_client, hall_db,
+                                                            terminals):
+    # 3,000 different junk messages in a second grew hall.sqlite by 5.5 MB: a terminal (or any
+    # client of the broker) could fill the hall server's disk. Now each is counted, and only
+    # KEEP_PER_MINUTE a minute per terminal are kept with their payload.
+    import time
+
+    from haochaping.daemon.hall import ingest
+    n = 3000
+    c = raw_client("T001")
+    first = time.time()
+    infos = [c.publish("hcp/v1/H01/T001/rating", b"junk %d " % i + b"x" * 400, qos=1)
+             for i in range(n)]
+    for info in infos:
+        info.wait_for_publish(30)
+    wait_until(lambda: hall_db("SELECT total FROM rejected_counts WHERE terminal='T001'")
+               == [(n,)], timeout=60, what="every junk message counted")
+    minutes = int(time.time() // 60) - int(first // 60) + 1  # the flood may straddle a minute
+    kept = hall_db("SELECT COUNT(*) FROM rejected")[0][0]
+    assert 0 < kept <= ingest.KEEP_PER_MINUTE * minutes
+    assert hall_db("SELECT dropped FROM rejected_counts WHERE terminal='T001'") == [(n - kept,)]
+    assert max(len(p) for (p,) in hall_db("SELECT payload FROM rejected")) <= ingest.PAYLOAD_KEPT
+    # hall IT sees the count in `hcp terminals`
+    from click.testing import CliRunner
+
+    from haochaping.tools.cli import _register, cli
+    _register()
+    out = CliRunner().invoke(cli, ["terminals", "--config", hall.path, "--json"]).output
+    row = [r for r in json.loads(out)["terminals"] if r["terminal"] == "T001"][0]
+    assert (row["rejected"], row["last_rejected"]) == (n, "malformed: not JSON")
+    t = terminals()["T001"]  # and the terminal's own ratings still get through
+    t.press(4)
+    wait_until(lambda: t.backlog() == 0, what="the good rating's ack")
+    assert hall_db("SELECT level FROM ratings") == [(4,)]

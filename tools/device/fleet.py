@@ -10,6 +10,7 @@ from typing import TypedDict
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import registry
+from haochaping.daemon.hall.ingest import KEEP_PER_MINUTE
 from haochaping.protocol import topics
 from haochaping.tools.device import mosquitto_setup
 
@@ -31,6 +32,8 @@ class TerminalRow(TypedDict):
     rssi: int | None
     flagged: bool
     config_errors: list[str]
+    rejected: int               # messages from it the daemon refused (rejected_counts)
+    last_rejected: str | None   # the reason of the last one
 
 
 def who(actor: str | None = None) -> str:
@@ -98,6 +101,8 @@ def terminal_rows(conn: sqlite3.Connection, now: float | None = None,
     now = now or time.time()
     last_rating = dict(conn.execute(
         "SELECT terminal, MAX(received_at) FROM ratings GROUP BY terminal").fetchall())
+    refused = {r[0]: (r[1], r[2]) for r in conn.execute(
+        "SELECT terminal, total, last_reason FROM rejected_counts")}
     rows = conn.execute(
         "SELECT t.id, t.added_at, p.window, s.online, s.firmware, s.board, s.heap, s.backlog,"
         " s.rssi, s.last_seen, s.errors FROM terminals t"
@@ -117,6 +122,8 @@ def terminal_rows(conn: sqlite3.Connection, now: float | None = None,
             "heap": r["heap"], "backlog": r["backlog"], "rssi": r["rssi"],
             "flagged": flagged or bool(r["errors"]),
             "config_errors": json.loads(r["errors"]) if r["errors"] else [],
+            "rejected": refused.get(r["id"], (0, None))[0],
+            "last_rejected": refused.get(r["id"], (0, None))[1],
         })
     return out
 
@@ -152,4 +159,9 @@ def format_rows(rows: Sequence[TerminalRow], now: float | None = None) -> str:
         if r["config_errors"]:
             lines.append("! %s cannot rate, its config is wrong: %s (fix it with `hcp device"
                          " provision`)" % (r["terminal"], "; ".join(r["config_errors"])))
+    for r in rows:
+        if r["rejected"]:
+            lines.append("  %s: %d message(s) refused, the last: %s (table `rejected` keeps"
+                         " the first %d a minute)" % (r["terminal"], r["rejected"],
+                                                      r["last_rejected"], KEEP_PER_MINUTE))
     return "\n".join(lines)

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
-from haochaping.daemon.errors import HcpError
+from haochaping.daemon.errors import HcpError, InvalidInput
 from haochaping.daemon.hall import audit, windows
 from haochaping.daemon.hall.console import staff, views
 from haochaping.daemon.hall.console.sessions import PinLimiter, Session, Sessions
-from haochaping.protocol import topics
+from haochaping.protocol import fields, topics
 
 if TYPE_CHECKING:
     from haochaping.daemon.hall.service import HallDaemon
@@ -205,11 +205,12 @@ class _Request:
 
     def read_body(self) -> None:
         """Read the whole body first, so that a refused request leaves the connection clean."""
-        try:
-            length = int(self.h.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY:
+        given = self.h.headers.get("Content-Length") or "0"
+        if not (given.isascii() and given.strip().isdigit()):
+            self.h.close_connection = True
+            raise Refused(400, "bad-input", detail="Content-Length")
+        length = int(given)
+        if length > MAX_BODY:
             self.h.close_connection = True
             raise Refused(413, "bad-input", detail="body too large")
         self._raw = self.h.rfile.read(length)
@@ -217,7 +218,7 @@ class _Request:
     def body(self) -> JsonObject:
         try:
             data = json.loads(self._raw or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             data = None
         if not isinstance(data, dict):
             raise Refused(400, "bad-input", detail="JSON object")
@@ -318,8 +319,12 @@ class _Request:
         self.check_csrf()
         body = self.body()
         number, pin = body.get("number"), body.get("pin")
-        if not isinstance(number, str) or not isinstance(pin, str) or len(pin) > 64:
-            raise Refused(400, "bad-input", detail="number, pin")
+        try:  # text a staff number or PIN could be: anything else is refused before it is used
+            number = fields.text("number", number, 64)
+            pin = fields.text("pin", pin, 64)
+        except ValueError as e:  # fields' reasons start with the field's name
+            field = str(e).partition(":")[0]
+            raise Refused(400, "bad-input", detail=str(e), field=field) from None
         number = number.strip()
         addr = self.address()
         wait = max(self.c.pins_by_number.wait_s(number), self.c.pins_by_address.wait_s(addr))
@@ -371,6 +376,10 @@ class _Request:
             ticket, item = ticket.strip(), item.strip()
             if not ticket:
                 raise Refused(400, "ticket-needed")
+            try:  # refused before anything is stored: the audit entry carries these too
+                windows.check_start(window, ticket, item, number)
+            except InvalidInput as e:
+                raise Refused(400, "bad-input", detail=str(e), field=e.field) from None
 
             def fn(conn: sqlite3.Connection, now: float) -> tuple[int, list[Any]]:
                 tx, pubs = windows.start(conn, window, ticket, item, number, now)
@@ -391,6 +400,8 @@ class _Request:
                 return tx, pubs
         try:
             tx = self.c.daemon.submit(fn)
+        except InvalidInput as e:  # a field the rules refuse: its name in "field"
+            raise Refused(400, "bad-input", detail=str(e), field=e.field) from e
         except HcpError as e:
             raise Refused(400, "bad-input", detail=str(e)) from e
         except TimeoutError as e:

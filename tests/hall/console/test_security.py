@@ -245,6 +245,34 @@ def test_request_rating_with_no_ticket_says_to_start_one_first(client):
     assert (r.status, r.error) == (400, "ticket-needed")
 
 
+@pytest.mark.parametrize("ticket, item, field", [
+    ("A\u0000B", "", "ticket"), ("A\ud800", "", "ticket"), ("A1", "530100\u0000", "item"),
+    ("A\u001b[2J", "", "ticket")], ids=["nul", "lone-surrogate", "nul-in-item", "escape"])
+def test_a_ticket_with_a_nul_is_refused_at_the_console_with_400_naming_the_field(
+        client, hall_db, daemon, ticket, item, field):
+    # if this fails, the hall stores a transaction the store can never take (and its delivery
+    # to the city stops behind it), or the staff's click gets no answer at all
+    c = client()
+    c.sign_in("/window/W01", "S0101")
+    r = c.post("/window/W01/start", {"ticket": ticket, "item": item})
+    assert (r.status, r.error) == (400, "bad-input")
+    assert r.json["field"] == field and r.json["detail"].startswith(field + ": ")
+    assert _transactions(hall_db, "W01") == []
+    assert c.post("/window/W01/start", {"ticket": "A1"}).status == 200
+    with open(daemon.log_path, encoding="utf-8", errors="replace") as f:
+        assert "Traceback" not in f.read()
+
+
+def test_a_sign_in_with_a_lone_surrogate_gets_400_not_a_dropped_connection(client, daemon):
+    # if this fails, the sign-in page gets no answer and the daemon's log a traceback
+    c = client()
+    r = c.sign_in("/window/W01", "S\ud801", pin="123456")
+    assert (r.status, r.error, r.json["field"]) == (400, "bad-input", "number")
+    assert c.sign_in("/window/W01", "S0101").status == 200
+    with open(daemon.log_path, encoding="utf-8", errors="replace") as f:
+        assert "Traceback" not in f.read()
+
+
 def test_the_console_and_the_window_api_drive_the_same_transactions(client, api, hall_db):
     # if this fails, a hall mixing a queue system and the console counts windows twice
     c = client()
