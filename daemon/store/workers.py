@@ -14,6 +14,7 @@ at once; SQLite's own busy wait sleeps). PostgreSQL: the workers write side by s
 """
 from __future__ import annotations
 
+import concurrent.futures.process
 import hashlib
 import logging
 import multiprocessing
@@ -152,7 +153,9 @@ class Workers:
             with self._mutex:
                 pool, procs = self._pool, self._procs
             multiprocessing.connection.wait([p.sentinel for p in procs] + [self._wake_r])
-            if self._closing.is_set():
+            # the interpreter is exiting (without close(): a failed start of `hcp store serve`):
+            # concurrent.futures stops every pool's workers then, after setting this flag
+            if self._closing.is_set() or concurrent.futures.process._global_shutdown:
                 return
             try:
                 self._restart(pool)
