@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
 from haochaping.daemon.batches import BadBatch, Column, Columns
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.store import access, schema
+from haochaping.daemon.store import access, defaults, schema
 from haochaping.daemon.store.access import Params, Record, Row
 
 if TYPE_CHECKING:
@@ -391,6 +391,8 @@ class SqliteStore(_Store):
                 for kind, values in rows.items():
                     sqlite_bulk_insert(c, kind, values)
                 new = c.total_changes - before
+                if new:
+                    _late_ratings(access.Tx(c, True), parsed, now)
                 if new and then is not None:
                     then(access.Tx(c, True), hall, batch)
                 c.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
@@ -408,6 +410,14 @@ class SqliteStore(_Store):
         if self._reader is not None:
             self._reader.close()
         self.conn.close()
+
+
+def _late_ratings(t: access.Tx, parsed: dict[str, Columns], now: float) -> None:
+    """第七条, in the batch's transaction before `then`: a citizen's rating received after its
+    transaction's 5 working days is kept as `late` and does not count (defaults.late_in_batch).
+    Here rather than in `then` because it must hold whoever stores a batch, and it needs the
+    batch's columns."""
+    defaults.late_in_batch(t, parsed, now)
 
 
 def _uids(cols: Columns) -> Column:
@@ -483,6 +493,8 @@ class PostgresStore(_Store):
                 if kind == "transaction":
                     cols = self._seal(cols)
                 new += self._insert(c, kind, hall, cols, batch, now)
+            if new:
+                _late_ratings(access.Tx(c, False), parsed, now)
             if new and then is not None:
                 then(access.Tx(c, False), hall, batch)
             c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",

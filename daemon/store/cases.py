@@ -269,6 +269,19 @@ def withdraw(t: access.Tx, rating_uid: str, appeal_id: str, now: float) -> None:
             (cid, now, "appeal %s upheld" % appeal_id))
 
 
+def withdraw_late(t: access.Tx, rating_uids: Sequence[str], now: float) -> None:
+    """Ratings found late (第七条: received after their transaction's 5 working days) do not
+    count, so their cases, if open, are withdrawn (inside the caller's transaction). Only a
+    store that opened them before it applied the rule has any."""
+    note = "rating received after its transaction's 5 working days (第七条): it does not count"
+    for uid in rating_uids:
+        cid = case_id(uid)
+        if t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s, result = %s"
+               " WHERE id = %s AND status = 'open'", (now, note, cid)):
+            t.x("INSERT INTO case_events (case_id, at, kind, note) VALUES"
+                " (%s, %s, 'withdrawn', %s)", (cid, now, note))
+
+
 def contact(store: Store, cid: str) -> dict[str, Any]:
     """The rater's identity for an authorised follow-up (needs the store's identity key). The
     caller shows it to the person making the call and never logs it."""

@@ -1,6 +1,7 @@
 """第七条 in the store: a transaction with no counted rating by the end of the 5th working day
 after the day it finished gets 基本满意, flagged default (`hcp store run-defaults`, and on a
-schedule inside `hcp store serve`).
+schedule inside `hcp store serve`); a citizen's rating received after that deadline is kept, as
+`late`, and does not count.
 
 The default is an ordinary row of `ratings` with is_default=1, outcome counted, and the id
 `HALL:default:tx:N` (one per transaction, whatever runs the job and however often: the id is the
@@ -8,19 +9,33 @@ primary key and the insert is ON CONFLICT DO NOTHING). Its rated_at is the deadl
 A citizen's rating that the hall stored in time but that reaches the store after the default
 (an outage of the hall's link) wins over it in the scores (scores.py): the hall's time decides
 (docs/rules.md decision 8).
+
+A late rating (docs/rules.md decision 22): a counted citizen rating received after its
+transaction's deadline gets the outcome `late` (the hall counted it, the store found it too
+late), so that every query of counted ratings (defaults, scores, cases, appeals, reports) leaves
+it out, and the transaction is rated by default as if unrated. "Received" is the hall's time
+(decision 8), but never later than the store's own time of receipt. The store decides it in the
+transaction that stores a batch (late_in_batch, from backends.store_batch: whichever of rating
+and transaction comes second), and the job's sweep (mark_late) catches what a batch could not
+judge (no calendar) and what a store stored before this rule.
 """
 from __future__ import annotations
 
 import datetime
 import logging
 import time
-from typing import TYPE_CHECKING, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+from haochaping.daemon import batches
+from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, workdays
-from haochaping.daemon.store import access
+from haochaping.daemon.store import access, cases
 from haochaping.protocol import levels
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from haochaping.daemon.batches import Columns
     from haochaping.daemon.store.backends import Store
 
 log = logging.getLogger(__name__)
@@ -30,6 +45,10 @@ log = logging.getLogger(__name__)
 EPOCH = 1593532800.0
 BATCH = "store:defaults"
 _MIN_WAIT_S = 5 * 86400   # 5 working days are at least 5 calendar days: a cheap first filter
+LATE = "late"             # a rating's outcome: received after its transaction's 第七条 deadline
+LATE_LOCK = 7406151       # PostgreSQL advisory lock: batches holding the two halves of a late pair
+_SKEW_S = 86400           # a batch stored alongside this one may carry a slightly later time
+_CHUNK = 500              # ids per IN (…)
 
 UNRATED_SQL = """
 SELECT t.uid, t.hall, t.finished_at FROM transactions t
@@ -43,12 +62,36 @@ INSERT INTO ratings (uid, hall, terminal, seq, level, outcome, tx_uid, rated_at,
 VALUES (%s, %s, '', 0, %s, 'counted', %s, %s, %s, 1, %s, %s) ON CONFLICT DO NOTHING
 """
 
+# counted citizen ratings of some transactions, with the times that decide whether they are late
+STORED_SQL = """
+SELECT r.uid, r.tx_uid, r.hall_received_at, r.received_at, t.finished_at FROM ratings r
+JOIN transactions t ON t.uid = r.tx_uid
+WHERE r.tx_uid IN (%s) AND r.outcome = 'counted' AND r.is_default = 0
+"""
+# the sweep: every counted citizen rating received more than 5 days after its transaction
+MAYBE_LATE_SQL = """
+SELECT r.uid, r.tx_uid, r.hall_received_at, r.received_at, t.finished_at FROM ratings r
+JOIN transactions t ON t.uid = r.tx_uid
+WHERE r.outcome = 'counted' AND r.is_default = 0 AND t.finished_at >= %s
+  AND r.hall_received_at > t.finished_at + %s AND r.received_at > t.finished_at + %s
+"""
+MARK_SQL = "UPDATE ratings SET outcome = 'late' WHERE uid = %s AND outcome = 'counted'"
+
+# a batch's columns (batches.FIELDS order)
+_TX_FINISHED = batches.FIELDS["transaction"].index("finished_at")
+_R_OUTCOME, _R_TX, _R_RECEIVED, _R_DEFAULT = (batches.FIELDS["rating"].index(f) for f in
+                                              ("outcome", "transaction", "received_at",
+                                               "default"))
+# (rating uid, tx uid, hall's time of receipt, store's time of receipt, tx finished_at)
+Stored = tuple[str, str, float, float, float]
+
 
 class JobsRun(TypedDict):
     """run_defaults() (and jobs.run_once, which adds cases_opened): what was done."""
     given: int
     checked: int
     waiting: int
+    late: int                           # ratings found late by the sweep (mark_late)
     fallback_years: list[int]
     warning: NotRequired[str]           # some deadline was counted Monday-Friday
     cases_opened: NotRequired[int]
@@ -62,14 +105,16 @@ def default_uid(tx_uid: str) -> str:
 
 def run_defaults(store: Store, now: float | None = None,
                  calendar: workdays.Calendar | None = None) -> JobsRun:
-    """Give every overdue unrated transaction its default rating. Returns what was done:
-    {"given": n, "checked": n, "waiting": n, "fallback_years": [...]}. Idempotent."""
+    """Mark late ratings (mark_late), then give every overdue unrated transaction its default
+    rating. Returns what was done: {"given": n, "checked": n, "waiting": n, "late": n,
+    "fallback_years": [...]}. Idempotent."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
     at_now = access.when(now)
     given = checked = waiting = 0
-    fallback: set[int] = set()
     due_by_day: dict[datetime.date, workdays.Deadline] = {}
+    # late ratings first: the transactions they were bound to are unrated
+    late, fallback = mark_late(store, now, cal, due_by_day)
     due = []
     # read without the write lock (the halls' batches go on), then write only what is due;
     # a citizen rating committed in between is no harm: it wins in the scores (scores.py)
@@ -92,8 +137,147 @@ def run_defaults(store: Store, now: float | None = None,
     if given:
         log.info("default ratings (第七条): %d given, %d transactions still within their 5 "
                  "working days", given, waiting)
-    result: JobsRun = {"given": given, "checked": checked, "waiting": waiting,
-              "fallback_years": sorted(fallback)}
+    result: JobsRun = {"given": given, "checked": checked, "waiting": waiting, "late": late,
+                       "fallback_years": sorted(fallback)}
     if fallback:
         result["warning"] = workdays.FALLBACK_WARNING % ", ".join(map(str, sorted(fallback)))
     return result
+
+
+# --- late ratings ------------------------------------------------------------------------------
+
+def late_in_batch(t: access.Tx, parsed: Mapping[str, Columns], now: float,
+                  calendar: workdays.Calendar | None = None) -> int:
+    """In the transaction that stores a batch (backends.store_batch), once its records are in:
+    mark `late` every counted citizen rating that this batch completes, i.e. its ratings (their
+    transaction stored before, or in this batch) and the ratings stored before for its
+    transactions. Returns how many were marked. A rating whose transaction is still missing is
+    judged by the batch that brings it.
+
+    Cheap in the usual case: a rating pressed minutes after its transaction, both in the batch,
+    is cleared by the batch's own columns without a query; the store looks up only ratings
+    whose transaction came earlier, and earlier ratings only of transactions over 4 days old
+    (none, when a hall forwards as it goes). PostgreSQL stores batches side by side: a batch
+    holding one half of a pair whose other half may be in a batch not yet committed takes
+    LATE_LOCK, held until it commits, before it looks (it has an old transaction) or before
+    it looks again (it did not find a rating's transaction), so that of two such batches the
+    second sees the first."""
+    txs = parsed.get("transaction")
+    tx_uids: Sequence[str] = _col(txs, 0) if txs and txs[0] else []
+    tx_finished: Sequence[float] = _col(txs, _TX_FINISHED) if tx_uids and txs else []
+    look: set[str] = set()          # transactions whose counted ratings are judged from the db
+    missing: set[str] = set()       # transactions of this batch's ratings, not in this batch
+    rs = parsed.get("rating")
+    if rs and rs[0]:
+        # set and min/max run in C: a batch of 10,000 records takes well under a millisecond
+        # unless a rating was received more than 5 days after some transaction of the batch
+        missing = set(_col(rs, _R_TX)) - set(tx_uids)
+        missing.discard(None)  # a rating bound to no transaction
+        received = _col(rs, _R_RECEIVED)
+        if tx_uids and min(max(received), now) > min(tx_finished) + _MIN_WAIT_S:
+            finished = dict(zip(tx_uids, tx_finished, strict=True))
+            for outcome, tx, got, default in zip(_col(rs, _R_OUTCOME), _col(rs, _R_TX),
+                                                 received, _col(rs, _R_DEFAULT), strict=True):
+                f = finished.get(tx) if outcome == "counted" and not default else None
+                if f is not None and min(got, now) > f + _MIN_WAIT_S:  # perhaps late
+                    look.add(tx)
+    # a rating stored before counts as received no later than the store got it, so only a
+    # transaction whose 5 working days may be over can have a late one waiting
+    old: set[str] = set()
+    if tx_uids and min(tx_finished) + _MIN_WAIT_S < now + _SKEW_S:
+        old = {tx for tx, f in zip(tx_uids, tx_finished, strict=True)
+               if f + _MIN_WAIT_S < now + _SKEW_S}
+    serialise = not t.sqlite        # SQLite: one writer at a time, nothing to wait for
+    locked = False
+    if old and serialise:
+        t.x("SELECT pg_advisory_xact_lock(%s)", (LATE_LOCK,))
+        locked = True
+    rows = _stored(t, look | old | missing)
+    missing -= {r[1] for r in rows}
+    if missing and serialise and not locked:
+        # their transactions may be in a batch being stored right now: wait for it, look again
+        t.x("SELECT pg_advisory_xact_lock(%s)", (LATE_LOCK,))
+        rows += _stored(t, missing)
+    if not rows:
+        return _mark(t, [], now)
+    try:
+        cal = calendar or workdays.default_calendar()
+    except HcpError as e:   # a broken calendar override file must not stop the halls' batches
+        log.error("no calendar (%s): late ratings (第七条) wait for the job's sweep", e)
+        return _mark(t, [], now)
+    late, _fallback = _judge(rows, cal, {})
+    return _mark(t, late, now)
+
+
+def mark_late(store: Store, now: float | None = None,
+              calendar: workdays.Calendar | None = None,
+              due_by_day: dict[datetime.date, workdays.Deadline] | None = None
+              ) -> tuple[int, set[int]]:
+    """The sweep (run by run_defaults): mark `late` every counted citizen rating received after
+    its transaction's deadline that no batch marked (stored before this rule, or while the
+    calendar could not be read). Returns (how many, the years counted Monday-Friday)."""
+    now = time.time() if now is None else now
+    cal = calendar or workdays.default_calendar()
+    rows: list[Stored] = [tuple(r) for r in access.query(
+        store, MAYBE_LATE_SQL, (EPOCH, _MIN_WAIT_S, _MIN_WAIT_S))]
+    if not rows:
+        return 0, set()
+    late, fallback = _judge(rows, cal, {} if due_by_day is None else due_by_day)
+    if not late:
+        return 0, fallback
+    with access.atomic(store) as t:
+        n = _mark(t, late, now)
+    return n, fallback
+
+
+def _col(cols: Columns, i: int) -> list[Any]:
+    """One column of a batch's parsed records (parse_batch: only the raters are ever None)."""
+    col = cols[i]
+    assert col is not None
+    return col
+
+
+def _stored(t: access.Tx, txs: Iterable[str]) -> list[Stored]:
+    """The counted citizen ratings of these transactions (those stored), with their times."""
+    keys = sorted(txs)
+    out: list[Stored] = []
+    for i in range(0, len(keys), _CHUNK):
+        part = keys[i:i + _CHUNK]
+        out += [tuple(r) for r in t.q(STORED_SQL % ", ".join(["%s"] * len(part)), part)]
+    return out
+
+
+def _judge(rows: Sequence[Stored], cal: workdays.Calendar,
+           due_by_day: dict[datetime.date, workdays.Deadline]) -> tuple[list[str], set[int]]:
+    """The ids of the late ratings among rows, and the years counted Monday-Friday. Received:
+    the hall's time, but no later than the store's. A rating whose deadline cannot be computed
+    (a transaction's time no calendar holds) is left as it is, with a warning."""
+    late: list[str] = []
+    fallback: set[int] = set()
+    for uid, _tx, hall_received, store_received, finished in rows:
+        received = min(hall_received, store_received)
+        if finished < EPOCH or received <= finished + _MIN_WAIT_S:
+            continue
+        try:
+            day = access.when(finished).date()
+            if day not in due_by_day:
+                due_by_day[day] = deadlines.default_rating_deadline(day, cal)
+            d = due_by_day[day]
+            if d.passed(access.when(received)):
+                late.append(uid)
+            fallback.update(d.fallback_years)
+        except Exception as e:  # nothing in the rules may keep a batch from being stored
+            log.warning("rating %s: cannot tell whether it is late (%s); the job tries again",
+                        uid, e)
+    return sorted(set(late)), fallback
+
+
+def _mark(t: access.Tx, uids: Sequence[str], now: float) -> int:
+    """Give these ratings the outcome `late` (those still counted), and withdraw their
+    rectification cases if any were opened (a store before this rule). Returns how many."""
+    marked = [uid for uid in uids if t.x(MARK_SQL, (uid,))]
+    if marked:
+        cases.withdraw_late(t, marked, now)
+        log.info("late ratings (第七条): %d received after their transaction's 5 working days:"
+                 " kept as late, not counted; the transaction is rated by default", len(marked))
+    return len(marked)

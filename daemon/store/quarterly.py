@@ -31,7 +31,7 @@ TREND_QUARTERS = 4
 REASON_NAMES = {code: "%s (%s)" % (name, code) for code, name in levels.REASONS}
 LEVEL_COLOURS = {1: "#1a7f37", 2: "#4ca34f", 3: "#c9a227", 4: "#e36b2c", 5: "#c0392b"}
 STATUS_NAMES = {"open": "整改中 (in time)", "overdue": "逾期 (overdue)",
-                "closed": "已整改 (closed)", "withdrawn": "复核撤销 (appeal upheld)"}
+                "closed": "已整改 (closed)", "withdrawn": "撤销 (withdrawn)"}
 STATUS_COLOURS = {"open": "#2f6fb0", "overdue": "#c0392b", "closed": "#1a7f37",
                   "withdrawn": "#888888"}
 

@@ -3,6 +3,8 @@
 One list for both backends: the SQL is plain, only three type names differ ({real}, {blob},
 {bigint}). To change the schema APPEND an entry; never edit one that has shipped.
 `store_migrations` records which ran. Times are seconds since 1970 (UTC), as the hall sends them.
+ratings.outcome (free text) also takes `late`, which only the store sets (第七条, defaults.py):
+no migration was needed for it.
 """
 
 TYPES: dict[str, dict[str, str]] = {

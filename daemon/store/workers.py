@@ -14,9 +14,11 @@ at once; SQLite's own busy wait sleeps). PostgreSQL: the workers write side by s
 """
 from __future__ import annotations
 
+import concurrent.futures.process
 import hashlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -24,7 +26,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager
-from typing import Literal, NoReturn
+from multiprocessing.process import BaseProcess
+from typing import ClassVar, Literal, NoReturn
 
 from haochaping.daemon import batches
 from haochaping.daemon.batches import BadBatch
@@ -90,7 +93,15 @@ def _store_batch(hall: str, batch: str, body: bytes
 
 
 class Workers:
-    """A pool of `n` batch workers for the store at `db` (a SQLite path or a postgresql:// URL)."""
+    """A pool of `n` batch workers for the store at `db` (a SQLite path or a postgresql:// URL).
+
+    A worker that dies (killed, out of memory) breaks the whole pool: the executor fails what
+    was given to it and stops the other workers. A watcher thread waits on the workers' process
+    sentinels and starts a new pool as soon as one ends, so the store is back at full strength
+    whether or not a batch comes (a batch that meets the broken pool first starts it itself;
+    whichever comes first does it, once)."""
+
+    RETRY_S: ClassVar[float] = 1.0  # after a pool that could not be started (database away)
 
     def __init__(self, db: str, n: int, identity_key: str | None = None) -> None:
         self.db, self.n, self.identity_key = db, n, identity_key
@@ -98,35 +109,92 @@ class Workers:
         self._ctx = multiprocessing.get_context("spawn")
         self._sqlite = not db.startswith(("postgresql://", "postgres://"))
         self._mutex = threading.Lock()
-        self._pool = self._new_pool()
+        self._closing = threading.Event()
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)  # close() wakes the watcher
+        self._pool, self._procs = self._new_pool()
+        self._watcher = threading.Thread(target=self._watch, name="store-workers-watch",
+                                         daemon=True)
+        self._watcher.start()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _new_pool(self) -> tuple[ProcessPoolExecutor, list[BaseProcess]]:
         """A pool with all its workers started (so the first batch does not wait for one), and
-        a new write lock: a worker killed while it wrote never gave the old one back."""
+        a new write lock: a worker killed while it wrote never gave the old one back. Also its
+        worker processes, for their sentinels."""
         write_lock = self._ctx.Lock() if self._sqlite else None
         pool = ProcessPoolExecutor(
             self.n, mp_context=self._ctx, initializer=_start,
             initargs=(os.getpid(), self.db, self.identity_key, write_lock,
                       logging.getLogger().getEffectiveLevel()))
-        for f in [pool.submit(_ready) for _ in range(self.n)]:  # each submit starts a process
-            f.result()
-        return pool
+        try:
+            for f in [pool.submit(_ready) for _ in range(self.n)]:  # each submit starts one
+                f.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        # all n are started and a pool never starts more (none can end without breaking it)
+        return pool, list(pool._processes.values())
+
+    def _restart(self, pool: ProcessPoolExecutor) -> None:
+        """Replace `pool`, broken by a worker that died, unless that was done already."""
+        with self._mutex:
+            if self._pool is not pool or self._closing.is_set():
+                return
+            log.error("a batch worker died; starting the workers again")
+            # the others go (as the executor itself stops them once it sees the pool broken):
+            # the dead one may have held the lock of the queue they read their batches from,
+            # and they would never read again, nor stop when asked to
+            for p in self._procs:
+                p.terminate()
+            self._pool, self._procs = self._new_pool()
+
+    def _watch(self) -> None:
+        """The watcher thread: wait until a worker ends (or close()), then start a new pool."""
+        while not self._closing.is_set():
+            with self._mutex:
+                pool, procs = self._pool, self._procs
+            multiprocessing.connection.wait([p.sentinel for p in procs] + [self._wake_r])
+            # the interpreter is exiting (without close(): a failed start of `hcp store serve`):
+            # concurrent.futures stops every pool's workers then, after setting this flag
+            if self._closing.is_set() or concurrent.futures.process._global_shutdown:
+                return
+            try:
+                self._restart(pool)
+            except Exception:  # e.g. the database is away: the new workers could not open it
+                log.exception("the batch workers could not be started; trying again in %g s",
+                              self.RETRY_S)
+                self._closing.wait(self.RETRY_S)
+
+    def _current(self) -> ProcessPoolExecutor:
+        """The pool to use (while it is being started again: the new one, once it is up)."""
+        with self._mutex:
+            return self._pool
 
     def store_batch(self, hall: str, batch: str, body: bytes) -> BatchAnswer:
         """store_batch() in a worker. Any exception but BadBatch: the batch may not be stored (if
-        a worker died, the pool is started again; the hall's retry finds out)."""
-        pool = self._pool
+        a worker died under it, the pool is started again; the hall's retry finds out)."""
+        pool = self._current()
         try:
-            answer = pool.submit(_store_batch, hall, batch, body).result()
+            future = pool.submit(_store_batch, hall, batch, body)
         except BrokenProcessPool:
-            with self._mutex:
-                if self._pool is pool:
-                    log.error("a batch worker died; starting the workers again")
-                    self._pool = self._new_pool()
+            # a worker died while idle and the watcher has not yet replaced the pool: the batch
+            # was never given to it, so it waits for the new pool rather than be refused
+            self._restart(pool)
+            pool = self._current()
+            future = pool.submit(_store_batch, hall, batch, body)
+        try:
+            answer = future.result()
+        except BrokenProcessPool:
+            self._restart(pool)
             raise
         if answer[0] == "refused":
             raise BadBatch(answer[2], answer[1])
         return answer[1]
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._closing.set()
+        self._wake_w.send_bytes(b"")
+        self._watcher.join()
+        with self._mutex:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._wake_r.close()
+        self._wake_w.close()

@@ -48,22 +48,14 @@ class Data:
                     reason=None, rated=None):
         """One 办件 finished at `finished` ('2026-09-01 09:05'), optionally rated (counted) at
         `rated` (default: a minute later) with a bad-review reason. Returns (tx id, rating id)."""
-        self.tx += 1
-        tx = {"type": "transaction", "id": "%s:tx:%d" % (self.hall, self.tx), "tx": self.tx,
-              "window": window, "ticket": "A%04d" % self.tx, "staff": staff,
-              "department": self.department, "region": "530102",
-              "started_at": at(finished) - 300, "finished_at": at(finished)}
-        if rater is not None:
-            tx["rater"] = {"consent": True, "identity": rater}
+        tx = self.transaction_record(finished, window, staff, rater)
         recs = [tx]
         rating_uid = None
         if level is not None:
-            self.seq += 1
             t = at(rated) if rated else at(finished) + 60
-            rating_uid = "%s:rating:T001:%d" % (self.hall, self.seq)
-            recs.append({"type": "rating", "id": rating_uid, "terminal": "T001", "seq": self.seq,
-                         "level": level, "outcome": "counted", "transaction": tx["id"],
-                         "rated_at": t, "received_at": t})
+            rating = self.rating_record(tx["id"], level, t)
+            rating_uid = rating["id"]
+            recs.append(rating)
             if reason:
                 self.seq += 1
                 recs.append({"type": "reason", "id": "%s:reason:T001:%d" % (self.hall, self.seq),
@@ -71,6 +63,32 @@ class Data:
                              "reason": reason, "rated_at": t + 5})
         self.put(recs)
         return tx["id"], rating_uid
+
+    def transaction_record(self, finished, window="W01", staff="S0101", rater=None):
+        """The record of the next 办件, finished at `finished`, not stored yet (put() it)."""
+        self.tx += 1
+        tx = {"type": "transaction", "id": "%s:tx:%d" % (self.hall, self.tx), "tx": self.tx,
+              "window": window, "ticket": "A%04d" % self.tx, "staff": staff,
+              "department": self.department, "region": "530102",
+              "started_at": at(finished) - 300, "finished_at": at(finished)}
+        if rater is not None:
+            tx["rater"] = {"consent": True, "identity": rater}
+        return tx
+
+    def rating(self, tx, level, received, outcome="counted"):
+        """A citizen's rating of transaction `tx` ("H01:tx:1"), received by the hall at
+        `received` ('2026-10-14 09:00', or seconds), in a batch of its own. Returns its id."""
+        rec = self.rating_record(tx, level, received, outcome)
+        self.put([rec])
+        return rec["id"]
+
+    def rating_record(self, tx, level, received, outcome="counted"):
+        """The record of the next rating (pressed and received at `received`), not stored yet."""
+        self.seq += 1
+        t = received if isinstance(received, (int, float)) else at(received)
+        return {"type": "rating", "id": "%s:rating:T001:%d" % (self.hall, self.seq),
+                "terminal": "T001", "seq": self.seq, "level": level, "outcome": outcome,
+                "transaction": tx, "rated_at": t, "received_at": t}
 
     def put(self, recs):
         batch = "b%d" % next(_batches)

@@ -2,6 +2,7 @@
 days, extendable only with a reason and a later date; follow-ups recorded; real-name cases
 followed up before they close."""
 import json
+import time
 
 import pytest
 
@@ -34,10 +35,11 @@ def test_art12_every_counted_bad_review_opens_one_case_due_in_15_working_days(st
     assert len(cases.list_cases(st, "overdue", now=at("2026-10-23 00:00"))) == 2
 
 
-def _one_bad_review(batch, received_at=None):
-    """The body of a batch with one transaction and its 非常不满意, Mon 2 Nov 2026 10:00."""
+def _one_bad_review(batch, received_at=None, finished=None):
+    """The body of a batch with one transaction and its 非常不满意, Mon 2 Nov 2026 10:00 (or
+    at `finished`, seconds)."""
     from haochaping.daemon import batches
-    t = at("2026-11-02 10:00")
+    t = at("2026-11-02 10:00") if finished is None else finished
     return batches.encode_batch("H01", batch, [
         {"type": "transaction", "id": "H01:tx:1", "tx": 1, "window": "W01", "ticket": "A1",
          "started_at": t, "finished_at": t},
@@ -61,7 +63,10 @@ def test_a_bad_review_whose_deadline_cannot_be_computed_is_stored_all_the_same(s
     # if this fails, one odd record (a hall clock gone wild) blocks its hall's forwarding for good:
     # the cases open in the batch's own transaction, and a rule must never refuse the batch
     c = store.client()
-    assert c.post_batch("x2", _one_bad_review("x2", received_at=1e15)) == {
+    # a transaction of today's: the hall's time is no use, and the store's own time of receipt
+    # (decision 22) keeps the review within its 5 working days (第七条), so it counts
+    body = _one_bad_review("x2", received_at=1e15, finished=time.time() - 60)
+    assert c.post_batch("x2", body) == {
         "status": "stored", "batch": "x2", "records": 2, "new": 2}
     c.close()
     assert store.query(lambda s: s.uids("rating", "H01")) == ["H01:rating:T001:1"]
