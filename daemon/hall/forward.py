@@ -127,15 +127,20 @@ class Forwarder:
             return self._backoff()
         self._flight.popleft()
         self.failures = 0
-        self._fill(conn)  # the store gets the next batch before this one is marked
+        # the store gets the next batch before this one is marked; `last` as the floor, or
+        # the batch just answered (not yet marked) would be taken for the next one, and posted
+        # again when nothing else is in flight
+        self._fill(conn, floor=last)
         self._delivered(conn, bid, first, last, n, now, answer)
         return 0
 
-    def _fill(self, conn: sqlite3.Connection) -> float | None:
+    def _fill(self, conn: sqlite3.Connection, floor: int = 0) -> float | None:
         """Post built batches (building them if need be) until IN_FLIGHT are under way (one
-        while failing). Returns None, or the seconds to wait for records to fill a batch."""
+        while failing): those after the last one in flight, or, with none in flight, after
+        outbox id `floor` (0: from the oldest undelivered). Returns None, or the seconds to wait
+        for records to fill a batch."""
         while len(self._flight) < (IN_FLIGHT if self.failures == 0 else 1):
-            after = self._flight[-1][2] if self._flight else 0
+            after = self._flight[-1][2] if self._flight else floor
             batch = self._next_built(conn, after) or self._build(conn, after)
             if batch is None or isinstance(batch, float):
                 return batch

@@ -223,6 +223,36 @@ def test_a_record_the_store_refuses_stays_in_the_hall_with_the_reason(store, hal
     assert hall_db("SELECT body IS NOT NULL FROM forward_batches") == [(1,)]
 
 
+def test_every_batch_is_posted_once_when_nothing_fails(store, hall, hall_db):
+    # if this fails, the hall posts each batch twice (the second answered "duplicate"): twice
+    # the traffic and the store's work for nothing
+    conn = sqlite3.connect(hall.hall.database, isolation_level=None)
+    for i in range(1, 111):                        # 220 records: 5 batches of 50
+        conn.execute("INSERT INTO transactions (id, window, ticket, started_at, finished_at)"
+                     " VALUES (?, 'W01', ?, ?, ?)", (i, "A%03d" % i, 1790000000.0 + i,
+                                                     1790000060.0 + i))
+        conn.execute("INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at,"
+                     " outcome, transaction_id) VALUES ('T001', ?, ?, '', ?, ?, 'counted', ?)",
+                     (i, i % 5 + 1, 1790000070.0 + i, 1790000071.0 + i, i))
+    conn.close()
+    fw = Forwarder(hall)
+    hconn = forward.open_conn(hall.hall.database)
+    try:
+        for _ in range(100):                       # one answer a step: more than enough
+            if backlog(hall_db) == 0:
+                break
+            fw.step(hconn)
+    finally:
+        hconn.close()
+        fw.close()
+    assert backlog(hall_db) == 0
+    assert store_has(store) == hall_expected(hall_db)
+    assert hall_db("SELECT COUNT(*), SUM(attempts), COUNT(delivered_at) FROM forward_batches"
+                   ) == [(5, 5, 5)]
+    assert store.query(lambda s: s.counts()["batches"]) == 5
+    assert "duplicate" not in store.proc.log_text()
+
+
 def test_a_store_that_never_answers_does_not_hold_up_ratings(certs, tmp_path):
     # if this fails, a hung city link stops citizens' ratings from being stored and acked
     import socket
