@@ -206,6 +206,7 @@ def test_an_unknown_hall_is_refused_and_keeps_its_records(store, tmp_path):
 
 def test_a_record_the_store_refuses_stays_in_the_hall_with_the_reason(store, hall, hall_db):
     # if this fails, one bad row (a corrupted level) is deleted unseen instead of shown to IT
+    # (or, kept at the head of the queue, holds up every record behind it)
     conn = sqlite3.connect(hall.hall.database, isolation_level=None)
     conn.execute("INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome)"
                  " VALUES ('T001', 1, 9, '', 3, 4, 'unsolicited')")
@@ -213,14 +214,17 @@ def test_a_record_the_store_refuses_stays_in_the_hall_with_the_reason(store, hal
     fw = Forwarder(hall)
     hconn = db.connect(hall.hall.database)
     try:
-        assert fw.step(hconn) > 0                  # refused: wait and retry
+        assert fw.step(hconn) == 0                 # refused alone: set apart, on at once
     finally:
         hconn.close()
         fw.close()
     out = _status(hall)
     assert "HTTP 422" in out and "level must be an integer 1..5" in out
-    assert backlog(hall_db) == 1
-    assert hall_db("SELECT body IS NOT NULL FROM forward_batches") == [(1,)]
+    assert "quarantined: 1 record(s)" in out
+    assert backlog(hall_db) == 0                   # nothing behind it waits
+    assert hall_db("SELECT record, reason, state FROM forward_quarantine") == [
+        ("H01:rating:T001:1", "record H01:rating:T001:1: level must be an integer 1..5", "held")]
+    assert hall_db("SELECT COUNT(*) FROM ratings") == [(1,)]   # the record itself is kept
 
 
 def test_every_batch_is_posted_once_when_nothing_fails(store, hall, hall_db):
