@@ -104,8 +104,8 @@ def quarantine_list(config_path: str, every: bool, as_json: bool) -> None:
 @click.argument("qid", metavar="ID", type=int)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of words.")
 def quarantine_show(config_path: str, qid: int, as_json: bool) -> None:
-    """One record: why the store refused it, and its fields as the hall holds them (a text
-    with a control character in it shows it escaped, e.g. \\u0000).
+    """One record: why the store refused it, and its fields as the hall holds them (control
+    characters escaped, as \\u0000 for a NUL).
 
     \b
     Example:
