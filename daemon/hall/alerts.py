@@ -3,6 +3,10 @@ the citizen is still in the hall — on the MQTT topic hcp/v1/<hall>/alerts (QoS
 and, if [alerts] webhook is set, by an HTTP POST (JSON) from a thread of its own, so a slow or
 dead webhook never holds up ratings. An alert carries the window, staff number, level and (in a
 second alert, when the citizen gives one) the reason; never anything about the rater.
+
+The same way, for hall IT: a record the municipal store refused and the forwarder set apart in
+its quarantine (forward.py) raises a "forward-quarantine" alert with the record's id, its hall
+table, the store's reason and how many records are held (never the record's content).
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ _RETRIES = 3
 
 
 def alert_for(hall: str, kind: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Pure: the alert (dict) for a live event, or None if it is not a bad review."""
+    """Pure: the alert (dict) for a live event, or None if it is not a bad review (or a record
+    set apart by the forwarder)."""
     if kind == "rating" and levels.is_level(data.get("level")) and levels.is_bad(data["level"]):
         return {"v": 1, "kind": "bad-review", "hall": hall, "window": data.get("window"),
                 "staff": data.get("staff"), "terminal": data["terminal"], "seq": data["seq"],
@@ -35,6 +40,11 @@ def alert_for(hall: str, kind: str, data: Mapping[str, Any]) -> dict[str, Any] |
         return {"v": 1, "kind": "bad-review-reason", "hall": hall, "terminal": data["terminal"],
                 "seq": data["ref"], "reason": data["reason"],
                 "reason_name": dict(levels.REASONS).get(data["reason"], ""), "at": data["at"]}
+    if kind == "quarantine":
+        return {"v": 1, "kind": "forward-quarantine", "hall": hall, "id": data["id"],
+                "record": data["record"], "table": data["table"], "status": data["status"],
+                "reason": data["reason"], "attempts": data["attempts"],
+                "quarantined": data["quarantined"], "at": data["at"]}
     return None
 
 

@@ -3,7 +3,7 @@
     POST /api/v1/windows/<W>/start   {"ticket": "A017", "item": "事项编码", "staff": "S01"}
     POST /api/v1/windows/<W>/finish  {}
     GET  /api/v1/windows/<W>         -> {"state": "idle|serving|prompting|rated|not-rated", ...}
-    GET  /api/v1/health              -> {"ok": true, "broker": true}
+    GET  /api/v1/health              -> {"ok": true, "broker": true, "quarantined": 0, ...}
 
 Every call needs `Authorization: Bearer <token>` with a token from [api.tokens] in hall.toml.
 Bound to 127.0.0.1 unless hall.toml says otherwise.
@@ -105,8 +105,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         d = self.api.daemon
         if parts == ["health"]:
+            # quarantined: records the store refused, held for hall IT (hcp forward quarantine)
+            from haochaping.daemon.hall import forward
             return self._send(200, {"ok": True, "broker": d.link.connected.is_set(),
-                                    "messages": d.stored, "commits": d.commits})
+                                    "messages": d.stored, "commits": d.commits,
+                                    "quarantined": forward.quarantined_at(d.cfg.hall.database)})
         if len(parts) == 2 and parts[0] == "windows":
             try:
                 windows.check(parts[1])

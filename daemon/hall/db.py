@@ -166,6 +166,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         last_reason TEXT NOT NULL
     ) WITHOUT ROWID
     """),
+    # A batch the store refuses for its content (422) is split until the refused records are
+    # alone; they are set apart here, for hall IT to fix and retry or to drop (daemon/hall/
+    # forward.py, docs/store.md "A record the store refuses"). Nothing is dropped unasked.
+    ("0007-forward-quarantine", """
+    ALTER TABLE forward_batches ADD COLUMN refused_at REAL;  -- 422: its records went on split
+    CREATE INDEX forward_batches_last ON forward_batches(last_id);
+    CREATE TABLE forward_quarantine (      -- records the store refused, one row per record
+        id INTEGER PRIMARY KEY,            -- what `hcp forward quarantine show|retry|drop` take
+        record TEXT NOT NULL,              -- the record id the store sees (H01:tx:17)
+        hall_table TEXT NOT NULL,          -- transactions | ratings | reasons
+        ref INTEGER NOT NULL,              -- as forward_outbox.ref
+        terminal TEXT,                     -- as forward_outbox.terminal (reasons only)
+        queued_at REAL NOT NULL,           -- when it was first queued for the store
+        batch TEXT NOT NULL,               -- the batch of this record alone that was refused
+        status INTEGER NOT NULL,           -- the store's HTTP status (422)
+        reason TEXT NOT NULL,              -- the store's reason, in words
+        quarantined_at REAL NOT NULL,      -- when it was last refused
+        attempts INTEGER NOT NULL DEFAULT 1,  -- times the store refused it alone
+        state TEXT NOT NULL DEFAULT 'held'
+            CHECK (state IN ('held', 'retried', 'delivered', 'dropped')),
+        outbox_id INTEGER,                 -- its forward_outbox row while retried
+        decided_at REAL,                   -- the last retry or drop: when, who, why
+        decided_by TEXT,
+        note TEXT
+    );
+    CREATE INDEX forward_quarantine_record ON forward_quarantine(hall_table, ref);
+    CREATE INDEX forward_quarantine_retried ON forward_quarantine(outbox_id)
+        WHERE state = 'retried';
+    """),
 ]
 
 

@@ -10,8 +10,15 @@ How delivery is tracked (migration 0002-forward-outbox in db.py):
   200 ("stored" or "duplicate": durably committed); only then are the outbox rows deleted and
   the batch marked delivered. A crash anywhere in between re-posts the same batch; the store
   answers "duplicate".
-- A refused batch (4xx: bad signature, unknown hall, …) stays at the head of the line with its
-  reason, retried with backoff, never deleted: `hcp forward status` shows it in words.
+- A batch the store refuses for its records (422: a value it will not take) never blocks the
+  queue: it is split in two new batches (new ids: a batch id is the store's idempotency key),
+  halves again and again, until each refused record is alone; the others are delivered, and a
+  record refused alone is set apart in `forward_quarantine` (migration 0007) with the store's
+  reason, an alert is raised, and the queue moves on. Hall IT fixes and retries it, or drops it
+  with a reason (`hcp forward quarantine`); nothing is dropped unasked.
+- A batch refused for anything else (4xx: bad signature, unknown hall, …) stays at the head of
+  the line with its reason, retried with backoff, never deleted: `hcp forward status` shows it
+  in words.
 - Its own SQLite connection (WAL: readers never block the daemon's writer); its writes are a few
   rows, short, with a busy timeout; it never holds the writer up for long.
 """
@@ -32,7 +39,7 @@ from typing import Any
 
 from haochaping.daemon import batches
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.hall import db
+from haochaping.daemon.hall import audit, db
 from haochaping.daemon.hall.settings import ForwardSection, HallConfig
 from haochaping.daemon.hall.store_client import StoreClient, StoreRefused, StoreUnavailable
 
@@ -47,13 +54,23 @@ Batch = tuple[str, int, int, int, bytes]
 _InFlight = tuple[str, int, int, int, float, Future[dict[str, Any]]]
 
 
+# alert(kind, data): the daemon's Alerter.on_event (alerts.py); called with ("quarantine", …)
+Alert = Callable[[str, Mapping[str, Any]], None]
+# the hall table behind each kind of outbox row
+TABLES = {"transaction": "transactions", "rating": "ratings", "reason": "reasons"}
+KINDS = {t: k for k, t in TABLES.items()}
+
+
 class Forwarder:
-    def __init__(self, cfg: HallConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: HallConfig, clock: Callable[[], float] = time.time,
+                 alert: Alert | None = None) -> None:
+        """alert: told of every record set apart (see _refused), or None."""
         f = cfg.forward
         self.f = f
         self.hall = f.hall_id or cfg.hall.id
         self.db_path = cfg.hall.database
         self.clock = clock
+        self.alert = alert
         self.key = batches.read_key_file(f.key_file)
         # one keep-alive connection per batch in flight
         self.clients = [StoreClient(f.url, self.hall, self.key, ca=f.ca or None,
@@ -108,7 +125,8 @@ class Forwarder:
         parses one while it commits another, and the hall's own work hides behind them: while
         they travel the next batch is built (read, encoded, written to forward_batches); as soon
         as one is answered the next is posted, and only then is the answered one marked
-        delivered. After a failure only the oldest undelivered batch is retried, alone."""
+        delivered. After a failure only the oldest undelivered batch is retried, alone. A batch
+        refused for its records is split (or its one record set apart) at once, no backoff."""
         wait = self._fill(conn)
         if not self._flight:
             return _POLL_S if wait is None else wait
@@ -122,20 +140,34 @@ class Forwarder:
             answer = post.result()
         except (StoreRefused, StoreUnavailable) as e:
             self._flight.popleft()
+            if _about_records(e):
+                assert isinstance(e, StoreRefused)
+                # the batches behind it first: its parts are older, and go next (from after=0)
+                if self._drain(conn):
+                    self._refused(conn, bid, first, last, n, now, e)
+                    return self._backoff()
+                self._refused(conn, bid, first, last, n, now, e)
+                self.failures = 0  # the store answers: on at full speed
+                return 0
             self._failed(conn, bid, n, now, e)
             self._drain(conn)
             return self._backoff()
         self._flight.popleft()
         self.failures = 0
-        self._fill(conn)  # the store gets the next batch before this one is marked
+        # the store gets the next batch before this one is marked; `last` as the floor, or
+        # the batch just answered (not yet marked) would be taken for the next one, and posted
+        # again when nothing else is in flight
+        self._fill(conn, floor=last)
         self._delivered(conn, bid, first, last, n, now, answer)
         return 0
 
-    def _fill(self, conn: sqlite3.Connection) -> float | None:
+    def _fill(self, conn: sqlite3.Connection, floor: int = 0) -> float | None:
         """Post built batches (building them if need be) until IN_FLIGHT are under way (one
-        while failing). Returns None, or the seconds to wait for records to fill a batch."""
+        while failing): those after the last one in flight, or, with none in flight, after
+        outbox id `floor` (0: from the oldest undelivered). Returns None, or the seconds to wait
+        for records to fill a batch."""
         while len(self._flight) < (IN_FLIGHT if self.failures == 0 else 1):
-            after = self._flight[-1][2] if self._flight else 0
+            after = self._flight[-1][2] if self._flight else floor
             batch = self._next_built(conn, after) or self._build(conn, after)
             if batch is None or isinstance(batch, float):
                 return batch
@@ -151,16 +183,24 @@ class Forwarder:
         finally:
             self._idle.put(client)
 
-    def _drain(self, conn: sqlite3.Connection) -> None:
-        """After a failure: wait for the other batches in flight; mark those the store took."""
+    def _drain(self, conn: sqlite3.Connection) -> bool:
+        """After a failure or a refusal: wait for the other batches in flight; mark those the
+        store took, split those it refused for their records. True if one of them failed."""
+        failed = False
         while self._flight:
             bid, first, last, n, now, post = self._flight.popleft()
             try:
                 answer = post.result()
             except (StoreRefused, StoreUnavailable) as e:
-                self._failed(conn, bid, n, now, e)
+                if _about_records(e):
+                    assert isinstance(e, StoreRefused)
+                    self._refused(conn, bid, first, last, n, now, e)
+                else:
+                    self._failed(conn, bid, n, now, e)
+                    failed = True
             else:
                 self._delivered(conn, bid, first, last, n, now, answer)
+        return failed
 
     def _failed(self, conn: sqlite3.Connection, bid: str, n: int, now: float,
                 e: StoreRefused | StoreUnavailable) -> None:
@@ -170,6 +210,46 @@ class Forwarder:
                (now, status, str(e), now, bid))
         log.warning("batch %s (%d records) not delivered: %s", bid, n, e)
 
+    def _refused(self, conn: sqlite3.Connection, bid: str, first: int, last: int, n: int,
+                 now: float, e: StoreRefused) -> None:
+        """The store refused batch `bid` for its records (422): in one transaction, mark it
+        refused and split its outbox rows into two new batches (new ids, each its own body),
+        which _next_built finds next; or, with one row left, set that record apart in
+        forward_quarantine (and tell the duty manager). The records behind move on either way;
+        a crash before the commit only means the batch is posted and refused again."""
+        held: dict[str, Any] | None = None
+        parts: list[Batch] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [r[0] for r in conn.execute("SELECT id FROM forward_outbox WHERE id BETWEEN"
+                                              " ? AND ? ORDER BY id", (first, last))]
+            conn.execute("UPDATE forward_batches SET attempts=attempts+1, last_attempt_at=?,"
+                         " last_status=?, last_error=?, last_error_at=?, refused_at=?, body=NULL"
+                         " WHERE id=?", (now, e.status, str(e), now, self.clock(), bid))
+            if len(ids) > 1:
+                half = len(ids) // 2
+                parts = [self._insert_batch(conn, ids[0], ids[half - 1]),
+                         self._insert_batch(conn, ids[half], ids[-1])]
+            elif ids:
+                held = _quarantine(conn, self.hall, ids[0], bid, e, self.clock())
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if parts:
+            log.warning("batch %s (%d records) refused for its records, split in %s (%d) and"
+                        " %s (%d): %s", bid, n, parts[0][0], parts[0][3], parts[1][0],
+                        parts[1][3], e)
+        elif held is not None:
+            log.error("record %s set apart in the quarantine (id %d, %d held): %s",
+                      held["record"], held["id"], held["quarantined"], e.reason)
+            if self.alert is not None:
+                try:
+                    self.alert("quarantine", held)
+                except Exception:  # an alert that cannot go out must not stop forwarding
+                    log.exception("the quarantine alert failed")
+
     def _delivered(self, conn: sqlite3.Connection, bid: str, first: int, last: int, n: int,
                    now: float, answer: Mapping[str, Any]) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -178,6 +258,9 @@ class Forwarder:
             conn.execute("UPDATE forward_batches SET attempts=attempts+1, last_attempt_at=?,"
                          " last_status=200, delivered_at=?, body=NULL WHERE id=?",
                          (now, self.clock(), bid))
+            # a record retried out of the quarantine (hcp forward quarantine retry) got through
+            conn.execute("UPDATE forward_quarantine SET state='delivered', outbox_id=NULL"
+                         " WHERE state='retried' AND outbox_id BETWEEN ? AND ?", (first, last))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -190,8 +273,8 @@ class Forwarder:
         """The oldest batch built (in forward_batches) for outbox ids after `after` and not yet
         delivered, as (id, first, last, records, body); or None."""
         r = conn.execute("SELECT id, first_id, last_id, records, body FROM forward_batches"
-                         " WHERE delivered_at IS NULL AND first_id > ? ORDER BY first_id LIMIT 1",
-                         (after,)).fetchone()
+                         " WHERE delivered_at IS NULL AND refused_at IS NULL AND first_id > ?"
+                         " ORDER BY first_id LIMIT 1", (after,)).fetchone()
         return None if r is None else _batch(r)
 
     def _backoff(self) -> float:
@@ -211,13 +294,33 @@ class Forwarder:
         waited = self.clock() - oldest
         if n < size and waited < self.f.max_wait_s:
             return float(min(_POLL_S, self.f.max_wait_s - waited))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            batch = self._insert_batch(conn, first, last)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return batch
+
+    def _insert_batch(self, conn: sqlite3.Connection, first: int, last: int) -> Batch:
+        """Build the batch of outbox rows first..last (a new id, its body) and write it to
+        forward_batches, inside the caller's transaction."""
         bid = "%s-%d-%d-%s" % (self.hall, first, last, secrets.token_hex(4))
         tables = read_tables(conn, self.f, first, last)
         n = sum(len(t["seq"] if "seq" in t else t["tx"]) for t in tables.values())
         body = batches.encode_columns(self.hall, bid, tables)
-        _write(conn, "INSERT INTO forward_batches (id, first_id, last_id, records, body,"
-               " created_at) VALUES (?,?,?,?,?,?)", (bid, first, last, n, body, self.clock()))
+        conn.execute("INSERT INTO forward_batches (id, first_id, last_id, records, body,"
+                     " created_at) VALUES (?,?,?,?,?,?)", (bid, first, last, n, body,
+                                                           self.clock()))
         return bid, first, last, n, body
+
+
+def _about_records(e: StoreRefused | StoreUnavailable) -> bool:
+    """Did the store refuse the batch for its records (422: a value it will not take), so that
+    the batch is split rather than sent again as it is?"""
+    return isinstance(e, StoreRefused) and e.status == 422
 
 
 def _batch(r: Any) -> Batch:
@@ -247,9 +350,11 @@ def open_conn(path: str) -> sqlite3.Connection:
 
 
 def pending_batch(conn: sqlite3.Connection) -> Batch | None:
-    """The oldest batch built but not yet delivered (batches are delivered in order), or None."""
+    """The oldest batch built but not yet delivered (batches are delivered in order) nor
+    refused for its records (split since), or None."""
     r = conn.execute("SELECT id, first_id, last_id, records, body FROM forward_batches"
-                     " WHERE delivered_at IS NULL ORDER BY first_id LIMIT 1").fetchone()
+                     " WHERE delivered_at IS NULL AND refused_at IS NULL ORDER BY first_id"
+                     " LIMIT 1").fetchone()
     return None if r is None else _batch(r)
 
 
@@ -306,8 +411,163 @@ def read_tables(conn: sqlite3.Connection, f: ForwardSection, first: int,
     return out
 
 
+# ------------------------------------------------------------------ the quarantine
+# a hall record's fields as `hcp forward quarantine show` prints them (what is forwarded)
+_SHOW = {
+    "transactions": ("SELECT id AS tx, window, ticket, item, staff, started_at, finished_at"
+                     " FROM transactions WHERE id = ?"),
+    "ratings": ("SELECT terminal, seq, level, outcome, transaction_id AS \"transaction\","
+                " rated_at, received_at FROM ratings WHERE id = ?"),
+    "reasons": "SELECT terminal, seq, ref, reason, rated_at FROM reasons WHERE seq = ?",
+}
+_QCOLS = ("id", "record", "hall_table", "ref", "terminal", "queued_at", "batch", "status",
+          "reason", "quarantined_at", "attempts", "state", "decided_at", "decided_by", "note")
+
+
+def record_id(conn: sqlite3.Connection, hall: str, kind: str, ref: int,
+              terminal: str | None) -> str:
+    """The id the store gives the record an outbox row stands for (daemon/batches.py)."""
+    if kind == "transaction":
+        return "%s:tx:%d" % (hall, ref)
+    if kind == "reason":
+        return "%s:reason:%s:%d" % (hall, terminal, ref)
+    r = conn.execute("SELECT terminal, seq FROM ratings WHERE id = ?", (ref,)).fetchone()
+    return "%s:rating:%s:%s" % (hall, r[0], r[1]) if r else "%s:rating:#%d" % (hall, ref)
+
+
+def _quarantine(conn: sqlite3.Connection, hall: str, outbox_id: int, bid: str, e: StoreRefused,
+                now: float) -> dict[str, Any]:
+    """Inside the caller's transaction: move outbox row `outbox_id`, refused alone in batch
+    `bid`, into forward_quarantine (a record refused again after a retry keeps its row, one
+    more attempt). Returns what the alert says."""
+    kind, ref, terminal, queued = conn.execute(
+        "SELECT kind, ref, terminal, queued_at FROM forward_outbox WHERE id = ?",
+        (outbox_id,)).fetchone()
+    table, record = TABLES[kind], record_id(conn, hall, kind, ref, terminal)
+    old = conn.execute("SELECT id FROM forward_quarantine WHERE hall_table = ? AND ref = ?"
+                       " AND terminal IS ?", (table, ref, terminal)).fetchone()
+    if old is None:
+        qid = conn.execute(
+            "INSERT INTO forward_quarantine (record, hall_table, ref, terminal, queued_at, batch,"
+            " status, reason, quarantined_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (record, table, ref, terminal, queued, bid, e.status, e.reason, now)).lastrowid
+        assert qid is not None
+    else:
+        qid = old[0]
+        conn.execute("UPDATE forward_quarantine SET record=?, batch=?, status=?, reason=?,"
+                     " quarantined_at=?, attempts=attempts+1, state='held', outbox_id=NULL"
+                     " WHERE id=?", (record, bid, e.status, e.reason, now, qid))
+    conn.execute("DELETE FROM forward_outbox WHERE id = ?", (outbox_id,))
+    attempts = conn.execute("SELECT attempts FROM forward_quarantine WHERE id = ?",
+                            (qid,)).fetchone()[0]
+    return {"id": qid, "record": record, "table": table, "status": e.status,
+            "reason": e.reason, "attempts": attempts, "quarantined": quarantined(conn),
+            "at": now}
+
+
+def quarantined(conn: sqlite3.Connection) -> int:
+    """How many records the store refused are held, waiting for hall IT."""
+    return int(conn.execute("SELECT COUNT(*) FROM forward_quarantine WHERE state = 'held'")
+               .fetchone()[0])
+
+
+def quarantined_at(path: str) -> int | None:
+    """quarantined() on a connection of its own to the hall database at `path` (for the window
+    API's health answer, which must not use the writer's); None if it cannot be read."""
+    try:
+        conn = sqlite3.connect(path, timeout=5)
+        try:
+            return quarantined(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        log.warning("cannot count the quarantined records: %s", e)
+        return None
+
+
+def quarantine_list(conn: sqlite3.Connection, every: bool = False) -> list[dict[str, Any]]:
+    """The records held in the quarantine, oldest first (every: also those retried, delivered
+    after a retry, or dropped)."""
+    rows = conn.execute("SELECT %s FROM forward_quarantine%s ORDER BY id" % (
+        ", ".join(_QCOLS), "" if every else " WHERE state = 'held'")).fetchall()
+    return [dict(zip(_QCOLS, tuple(r), strict=True)) for r in rows]
+
+
+def quarantine_show(conn: sqlite3.Connection, qid: int) -> dict[str, Any]:
+    """One quarantined record: why and when it was refused, and its fields as the hall holds
+    them (`fields`; None if the hall no longer has the row)."""
+    q = _quarantined_row(conn, qid)
+    sql = _SHOW[q["hall_table"]]
+    args: tuple[object, ...] = (q["ref"],)
+    if q["hall_table"] == "reasons":
+        sql, args = sql + " AND terminal = ?", (q["ref"], q["terminal"])
+    cur = conn.execute(sql, args)
+    row = cur.fetchone()
+    q["fields"] = (None if row is None else
+                   dict(zip([d[0] for d in cur.description], tuple(row), strict=True)))
+    return q
+
+
+def _quarantined_row(conn: sqlite3.Connection, qid: int) -> dict[str, Any]:
+    r = conn.execute("SELECT %s FROM forward_quarantine WHERE id = ?" % ", ".join(_QCOLS),
+                     (qid,)).fetchone()
+    if r is None:
+        raise HcpError("no record %d in the quarantine (hcp forward quarantine list)" % qid)
+    return dict(zip(_QCOLS, tuple(r), strict=True))
+
+
+def _decide(conn: sqlite3.Connection, qid: int, actor: str, action: str,
+            fn: Callable[[dict[str, Any]], None], now: float,
+            **detail: object) -> dict[str, Any]:
+    """Retry or drop held record `qid` (fn does it) in one transaction with its audit entry."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        q = _quarantined_row(conn, qid)
+        if q["state"] != "held":
+            raise HcpError("record %d (%s) is not held in the quarantine: it is %s"
+                           % (qid, q["record"], q["state"]))
+        fn(q)
+        audit.record(conn, actor, action, now, id=qid, record=q["record"], **detail)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return _quarantined_row(conn, qid)
+
+
+def quarantine_retry(conn: sqlite3.Connection, qid: int, actor: str,
+                     now: float | None = None) -> dict[str, Any]:
+    """Put held record `qid` back in the outbox (after its cause is fixed): the forwarder sends
+    it with the next batch; refused again, it comes back here with one more attempt."""
+    when = time.time() if now is None else now
+
+    def retry(q: dict[str, Any]) -> None:
+        oid = conn.execute("INSERT INTO forward_outbox (kind, ref, terminal, queued_at)"
+                           " VALUES (?,?,?,?)", (KINDS[q["hall_table"]], q["ref"],
+                                                 q["terminal"], q["queued_at"])).lastrowid
+        conn.execute("UPDATE forward_quarantine SET state='retried', outbox_id=?, decided_at=?,"
+                     " decided_by=?, note=NULL WHERE id=?", (oid, when, actor, qid))
+    return _decide(conn, qid, actor, "forward.quarantine.retry", retry, when)
+
+
+def quarantine_drop(conn: sqlite3.Connection, qid: int, actor: str, reason: str,
+                    now: float | None = None) -> dict[str, Any]:
+    """Give up forwarding held record `qid`, for `reason` (required: a person decides). The
+    record stays in the hall's own tables; the store never gets it."""
+    if not reason.strip():
+        raise HcpError("dropping a record needs a reason (--reason)")
+    when = time.time() if now is None else now
+
+    def drop(q: dict[str, Any]) -> None:
+        conn.execute("UPDATE forward_quarantine SET state='dropped', decided_at=?, decided_by=?,"
+                     " note=? WHERE id=?", (when, actor, reason, qid))
+    return _decide(conn, qid, actor, "forward.quarantine.drop", drop, when, reason=reason)
+
+
 def status(conn: sqlite3.Connection, now: float | None = None) -> dict[str, Any]:
-    """What hall IT needs to see at a glance: backlog, oldest age, last success, last error."""
+    """What hall IT needs to see at a glance: backlog, oldest age, last success, last error,
+    records set apart in the quarantine."""
     now = time.time() if now is None else now
     n, oldest = conn.execute("SELECT COUNT(*), MIN(queued_at) FROM forward_outbox").fetchone()
     last_ok = conn.execute("SELECT MAX(delivered_at) FROM forward_batches").fetchone()[0]
@@ -322,6 +582,7 @@ def status(conn: sqlite3.Connection, now: float | None = None) -> dict[str, Any]
         "last_success_at": last_ok, "delivered_records": delivered[0],
         "delivered_batches": delivered[1],
         "pending_batch": None, "last_error": None, "last_error_at": None,
+        "quarantined": quarantined(conn),
     }
     if pend is not None:
         row = conn.execute("SELECT attempts FROM forward_batches WHERE id=?", (pend[0],)).fetchone()
@@ -366,6 +627,11 @@ def describe(st: Mapping[str, Any], now: float | None = None) -> list[str]:
         p = st["pending_batch"]
         lines.append("in flight: batch %s, %d records, %d attempt(s)" % (p["id"], p["records"],
                                                                          p["attempts"]))
+    if st.get("quarantined"):
+        lines.append("quarantined: %d record(s) the store refused, set apart for hall IT"
+                     " (hcp forward quarantine list)" % st["quarantined"])
+    else:
+        lines.append("quarantined: none")
     return lines
 
 

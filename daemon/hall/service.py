@@ -90,7 +90,7 @@ class HallDaemon:
         forwarder: Forwarder | None = None
         if self.cfg.forward.url:  # to the municipal store: daemon/hall/forward.py
             from haochaping.daemon.hall.forward import Forwarder
-            forwarder = Forwarder(self.cfg)
+            forwarder = Forwarder(self.cfg, alert=self.alerter.on_event)
         if self.api:
             self.api.start()
         self.link.start()

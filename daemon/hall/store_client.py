@@ -14,12 +14,17 @@ from haochaping.daemon.errors import HcpError
 
 
 class StoreRefused(HcpError):
-    """The store answered and said no (4xx): retrying the same bytes will not help by itself."""
+    """The store answered and said no (4xx): retrying the same bytes will not help by itself.
+    A 422 is about the records (a value the store will not take); the store names the first
+    refused record and its field when it can (`record`, `field`; None otherwise)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, record: str | None = None,
+                 field: str | None = None) -> None:
         super().__init__("store refused the batch: HTTP %d %s" % (status, reason))
         self.status = status
         self.reason = reason
+        self.record = record
+        self.field = field
 
 
 class StoreUnavailable(HcpError):
@@ -95,7 +100,9 @@ class StoreClient:
             return doc
         reason = doc.get("error", "no reason given")
         if 400 <= status < 500:
-            raise StoreRefused(status, reason)
+            record, field = doc.get("record"), doc.get("field")
+            raise StoreRefused(status, reason, record if isinstance(record, str) else None,
+                               field if isinstance(field, str) else None)
         raise StoreUnavailable("store answered HTTP %d: %s" % (status, reason))
 
     def health(self) -> dict[str, Any]:

@@ -6,7 +6,9 @@ store_batch() is the whole contract: the batch and its records are committed in 
 transaction (durable when it returns: SQLite synchronous=FULL, PostgreSQL's default
 synchronous_commit), a record seen before is skipped, a batch seen before is answered again.
 Its `then(tx, hall, batch)` runs in that same transaction once the records are in (the server
-opens the batch's rectification cases there: cases.open_in_batch).
+opens the batch's rectification cases there: cases.open_in_batch). A database error caused by
+the batch's own values (_Store.store_batch, the one place they are told apart) is a refusal,
+BadBatch 422 naming the record; only the database being away goes on up (503, retry later).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice, repeat
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
-from haochaping.daemon.batches import BadBatch, Column, Columns
+from haochaping.daemon.batches import FIELDS, BadBatch, Column, Columns
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.store import access, defaults, schema
 from haochaping.daemon.store.access import Params, Record, Row
@@ -200,6 +202,29 @@ class _Store(abc.ABC):
     def _integrity_errors(self) -> type[Exception]:
         """The driver's exception for a broken unique key."""
 
+    @abc.abstractmethod
+    def _store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
+                     then: Then | None) -> BatchAnswer:
+        """store_batch's work in this backend: one transaction, rolled back on any error."""
+
+    @abc.abstractmethod
+    def _data_error(self, e: Exception) -> bool:
+        """Is `e` the database refusing a value (rather than being away)?"""
+
+    def store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
+                    then: Then | None = None) -> BatchAnswer:
+        """Store one batch as parse_batch gave it (hall, batch id, sha256 of its body) in ONE
+        transaction; the module's docstring has the contract. An error of the database caused
+        by the batch's values (a value it cannot hold: NUL in a PostgreSQL text, an integer out
+        of its range; a NOT NULL or CHECK broken) is BadBatch 422 naming the first such record
+        and its field, and nothing of the batch is stored. Any other error goes on up."""
+        try:
+            return self._store_batch(hall, batch, sha, parsed, then)
+        except Exception as e:
+            if isinstance(e, BadBatch) or not self._data_error(e):
+                raise
+            raise _refusal(parsed, e) from e
+
     def _seal(self, cols: Columns) -> Columns:
         """The transactions' columns from parse_batch with the raters' identities sealed (the
         last column: a list, or None when no record has a rater)."""
@@ -329,6 +354,12 @@ class SqliteStore(_Store):
     def _integrity_errors(self) -> type[Exception]:
         return sqlite3.IntegrityError
 
+    def _data_error(self, e: Exception) -> bool:
+        # OverflowError: an integer over 64 bits, refused by the sqlite3 module as it binds it
+        return isinstance(e, (sqlite3.DataError, OverflowError)) or (
+            isinstance(e, sqlite3.IntegrityError) and getattr(e, "sqlite_errorname", "") in (
+                "SQLITE_CONSTRAINT_NOTNULL", "SQLITE_CONSTRAINT_CHECK"))
+
     def hall_key(self, hall: str) -> bytes | None:
         """The hall's key, or None if unknown or revoked; read on a connection of its own (WAL:
         a reader never waits for the writer), so that one batch's signature is checked while
@@ -362,8 +393,8 @@ class SqliteStore(_Store):
         with self.lock:
             return self.conn.execute(sql.replace("%s", "?"), args).fetchall()
 
-    def store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
-                    then: Then | None = None) -> BatchAnswer:
+    def _store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
+                     then: Then | None) -> BatchAnswer:
         now = time.time()
         total = sum(len(_uids(cols)) for cols in parsed.values())
         # rows straight from the columns (zip, repeat: no per-record Python code)
@@ -420,6 +451,36 @@ def _late_ratings(t: access.Tx, parsed: dict[str, Columns], now: float) -> None:
     defaults.late_in_batch(t, parsed, now)
 
 
+_INT64 = 2 ** 63
+
+
+def _unholdable(parsed: dict[str, Columns]) -> Iterator[tuple[str, str]]:
+    """(record id, field) of each value that no database here holds: a text with NUL in it
+    (PostgreSQL), an integer beyond 64 bits. Only looked for once the database has refused."""
+    for kind, cols in parsed.items():
+        uids = _uids(cols)
+        for field, col in zip(FIELDS[kind][1:], cols[1:], strict=True):
+            for uid, v in zip(uids, col or (), strict=False):
+                if (type(v) is str and "\x00" in v) or (type(v) is int
+                                                          and not -_INT64 <= v < _INT64):
+                    yield uid, field
+
+
+def _refusal(parsed: dict[str, Columns], e: Exception) -> BadBatch:
+    """The 422 for a batch whose values the database refused (`e`), worded as parse_batch
+    words its refusals ("record H01:tx:3: ticket …"), so that the server names the record."""
+    what = (str(e).splitlines() or [type(e).__name__])[0]
+    found = list(_unholdable(parsed))
+    if found:
+        uid, field = found[0]
+        more = "" if len(found) == 1 else " (and %d more value(s) alike)" % (len(found) - 1)
+        return BadBatch("record %s: %s cannot be stored: %s%s" % (uid, field, what, more))
+    uids = [u for cols in parsed.values() for u in _uids(cols)]
+    if len(uids) == 1:
+        return BadBatch("record %s cannot be stored: %s" % (uids[0], what))
+    return BadBatch("a record of this batch cannot be stored: %s" % what)
+
+
 def _uids(cols: Columns) -> Column:
     """A kind's first column, its records' ids (parse_batch: only the raters are ever None)."""
     uids = cols[0]
@@ -457,6 +518,13 @@ class PostgresStore(_Store):
     def _integrity_errors(self) -> type[Exception]:
         return self.psycopg.errors.UniqueViolation
 
+    def _data_error(self, e: Exception) -> bool:
+        # DataError: SQLSTATE class 22 (numeric out of range, …) and psycopg's own refusals as
+        # it sends a value (NUL in a text); a connection lost is OperationalError: not ours
+        errors = self.psycopg.errors
+        return isinstance(e, (self.psycopg.DataError, errors.NotNullViolation,
+                              errors.CheckViolation))
+
     def _migrate(self) -> None:
         with self.pool.connection() as c, c.transaction():
             # one store at a time migrates; the others wait, then find it done
@@ -473,8 +541,8 @@ class PostgresStore(_Store):
         with self.pool.connection() as c:
             return c.execute(sql, args).fetchall()
 
-    def store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
-                    then: Then | None = None) -> BatchAnswer:
+    def _store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
+                     then: Then | None) -> BatchAnswer:
         now = time.time()
         total = sum(len(_uids(cols)) for cols in parsed.values())
         with self.pool.connection() as c, c.transaction():

@@ -8,7 +8,8 @@ plain 400 saying "use https" instead of a TLS alert it cannot read.
     POST /v1/batches   headers X-Hcp-Hall, X-Hcp-Batch, X-Hcp-Signature (hex HMAC-SHA256)
                        200 {"status": "stored"|"duplicate", "batch", "records", "new"}
                        400 malformed · 401 bad signature · 403 unknown hall · 409 batch id reused
-                       411/413 length · 422 rules broken · 503 database unavailable
+                       411/413 length · 422 a record refused (a rule broken, or a value the
+                       database cannot hold): {"error", "record", "field"} · 503 database away
     GET  /v1/health    200 {"ok": true, "backend": "sqlite"|"postgres"}
     POST /v1/appeals   a rated unit's appeal (第十条), Authorization: Bearer <unit token>;
     GET  /v1/appeals/ID                                               see rules_api.py
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -40,6 +42,22 @@ log = logging.getLogger(__name__)
 _HANDSHAKE_S = 10
 _PLAIN_REFUSAL = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
                   b"Connection: close\r\nContent-Length: %d\r\n\r\n%s")
+# a refusal that names its record, as docs/store.md words them: "record H01:tx:3: ticket …"
+# (the field: a word the batch body knows), or "record H01:tx:3 cannot be stored: …"
+_NAMED = re.compile(r"record (\S+?)(?:: (\w+) | )")
+_UID = re.compile(r"[A-Za-z0-9_-]{1,32}:(?:tx|rating|reason):")  # batches.py's record ids
+_FIELDS = frozenset(f for fields in batches.FIELDS.values() for f in fields[1:])
+
+
+def refusal(status: int, reason: str) -> dict[str, object]:
+    """The body of a refusal: the reason in words; for a 422 also the refused record's id and
+    field (each None when the reason names none), so that a hall or a person can find it."""
+    doc: dict[str, object] = {"error": reason}
+    if status == 422:
+        m = _NAMED.match(reason)
+        doc["record"] = m.group(1) if m and _UID.match(m.group(1)) else None
+        doc["field"] = m.group(2) if m and m.group(2) in _FIELDS else None
+    return doc
 
 
 class StoreServer:
@@ -174,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
                 close: bool = False) -> None:
         log.warning("refused batch %s from hall %s (%s): HTTP %d %s", batch, hall,
                     self.client_address[0], status, reason)
-        self._reply(status, {"error": reason}, close)
+        self._reply(status, refusal(status, reason), close)
 
     def do_GET(self) -> None:
         if self.path.startswith("/v1/appeals/"):

@@ -376,3 +376,88 @@ def test_with_workers_0_the_serving_process_stores_batches_itself(store_db, cert
     finally:
         store.proc.kill()
     assert _counts(store)["ratings"] == 4
+
+
+def _post_raw(store, batch_id, body):
+    """Post a body as a hall would; (HTTP status, the answer's JSON)."""
+    c = store.client()
+    try:
+        sig = batches.signature(batches.read_key_file(store.key_file), "H01", batch_id, body)
+        return c.request("POST", "/v1/batches", body, {
+            "Content-Type": "application/json", "X-Hcp-Hall": "H01", "X-Hcp-Batch": batch_id,
+            "X-Hcp-Signature": sig})
+    finally:
+        c.close()
+
+
+def test_a_record_out_of_the_stores_range_is_refused_422_naming_the_record_and_field(store):
+    # if this fails, a hall (or hall IT) told "422" cannot tell which record to set apart or fix
+    t = _tables(_records(3))
+    t["ratings"]["seq"][1] = 2 ** 62 + 1
+    status, doc = _post_raw(store, "r1", batches.encode_columns("H01", "r1", t))
+    assert status == 422, doc
+    assert doc["record"] == "H01:rating:T001:%d" % (2 ** 62 + 1) and doc["field"] == "seq"
+    assert "seq must be an integer" in doc["error"]
+    assert _counts(store)["ratings"] == 0 and _counts(store)["batches"] == 0
+    _serving(store)
+
+
+def test_a_nul_in_a_ticket_is_refused_422_naming_the_record_not_503(store):
+    # if this fails, one NUL character in a ticket makes a PostgreSQL store answer "database
+    # unavailable, retry later" for ever: the hall retries the same batch and everything waits
+    if not store.db.startswith("postgresql://"):
+        pytest.skip("SQLite holds a NUL in a text: nothing to refuse")
+    t = _tables(_records(3))
+    t["transactions"]["ticket"][1] = "A\x00002"
+    status, doc = _post_raw(store, "n1", batches.encode_columns("H01", "n1", t))
+    assert status == 422, doc
+    assert doc["record"] == "H01:tx:2" and doc["field"] == "ticket"
+    assert "NUL" in doc["error"]
+    c = _counts(store)
+    assert (c["transactions"], c["ratings"], c["batches"]) == (0, 0, 0)  # nothing of it
+    # the same record seen before: the other way in (INSERT … unnest) refuses it alike
+    assert _post_v2(store, "n0", _tables(_records(1, start=1)))["new"] == 2
+    status, doc = _post_raw(store, "n2", batches.encode_columns("H01", "n2", t))
+    assert (status, doc["record"], doc["field"]) == (422, "H01:tx:2", "ticket")
+    assert _counts(store)["transactions"] == 1
+    _serving(store)
+
+
+def test_the_store_answers_503_only_while_its_database_is_away(store):
+    # if this fails, a store that lost its database connections either refuses the hall's
+    # records for good (a 4xx: the hall would set them apart) or stores them twice
+    if not store.db.startswith("postgresql://"):
+        pytest.skip("a SQLite file cannot be taken away from a running store here")
+    import psycopg
+
+    from tests.conftest import wait_until
+
+    from .conftest import PG_ADMIN
+    _post(store, "p0", _records(1))
+    name = store.db.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:   # every connection of the store cut
+        # (found first, then cut one by one: only this test's own database is touched)
+        cut = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                                       " AND pid <> pg_backend_pid()", (name,))]
+        assert cut
+        for pid in cut:
+            c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_until(lambda: not c.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                         (cut,)).fetchall(), what="the connections gone")
+    body = batches.encode_batch("H01", "p1", _records(2, start=2))
+
+    def until_answered():
+        """Post until the store answers 200 (each process of it finds its connection cut
+        once); every other answer must be 503: retry later."""
+        answers = []
+        while not answers or answers[-1][0] != 200:
+            assert len(answers) < 10, answers
+            answers.append(_post_raw(store, "p1", body))
+        assert {a[0] for a in answers[:-1]} <= {503}, answers
+        return answers
+    answers = until_answered()
+    assert answers[0][0] == 503 and answers[-1][1]["status"] == "stored"
+    assert "unavailable" in answers[0][1]["error"]
+    assert until_answered()[-1][1] == {"status": "duplicate", "batch": "p1", "records": 4,
+                                       "new": 0}
+    assert _counts(store)["ratings"] == 3

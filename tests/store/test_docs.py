@@ -58,3 +58,51 @@ def test_the_openapi_spec_and_the_store_agree_on_every_column():
         assert set(schema["properties"]) == set(spec), name
         assert set(schema["required"]) == {f for f, (_, d) in spec.items()
                                            if d is batches._REQUIRED}, name
+
+
+class _Strict(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently; OpenAPI tools refuse the file)."""
+
+
+def _each_key_once(loader, node, deep=False):
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise yaml.constructor.ConstructorError(None, None, "keys given twice: %s" % twice,
+                                                node.start_mark)
+    return loader.construct_mapping(node, deep)
+
+
+_Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _each_key_once)
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref":
+                yield v
+            else:
+                yield from _refs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _refs(v)
+
+
+def test_the_openapi_spec_loads_whole_with_each_key_once_and_every_ref_found():
+    # if this fails, an integrator's OpenAPI tool refuses the spec, or a loader that keeps the
+    # last of two `responses:` loses the other's definitions (a $ref to nothing)
+    with open(SPEC, encoding="utf-8") as f:
+        spec = yaml.load(f, Loader=_Strict)  # a SafeLoader that refuses a key twice
+    assert set(spec["components"]["responses"]) >= {"Refused", "AppealRefused", "RecordRefused"}
+    for ref in set(_refs(spec)):
+        assert ref.startswith("#/"), ref
+        node = spec
+        for part in ref[2:].split("/"):
+            assert isinstance(node, dict) and part in node, "%s: %s not found" % (ref, part)
+            node = node[part]
+    # a 422 names the refused record and its field (docs/store.md, "A record the store refuses")
+    answers = spec["paths"]["/v1/batches"]["post"]["responses"]
+    assert answers["422"] == {"$ref": "#/components/responses/RecordRefused"}
+    body = spec["components"]["responses"]["RecordRefused"]["content"]["application/json"]
+    assert {"error", "record", "field"} <= set(body["schema"]["properties"])

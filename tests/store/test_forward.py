@@ -206,6 +206,7 @@ def test_an_unknown_hall_is_refused_and_keeps_its_records(store, tmp_path):
 
 def test_a_record_the_store_refuses_stays_in_the_hall_with_the_reason(store, hall, hall_db):
     # if this fails, one bad row (a corrupted level) is deleted unseen instead of shown to IT
+    # (or, kept at the head of the queue, holds up every record behind it)
     conn = sqlite3.connect(hall.hall.database, isolation_level=None)
     conn.execute("INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome)"
                  " VALUES ('T001', 1, 9, '', 3, 4, 'unsolicited')")
@@ -213,14 +214,47 @@ def test_a_record_the_store_refuses_stays_in_the_hall_with_the_reason(store, hal
     fw = Forwarder(hall)
     hconn = db.connect(hall.hall.database)
     try:
-        assert fw.step(hconn) > 0                  # refused: wait and retry
+        assert fw.step(hconn) == 0                 # refused alone: set apart, on at once
     finally:
         hconn.close()
         fw.close()
     out = _status(hall)
     assert "HTTP 422" in out and "level must be an integer 1..5" in out
-    assert backlog(hall_db) == 1
-    assert hall_db("SELECT body IS NOT NULL FROM forward_batches") == [(1,)]
+    assert "quarantined: 1 record(s)" in out
+    assert backlog(hall_db) == 0                   # nothing behind it waits
+    assert hall_db("SELECT record, reason, state FROM forward_quarantine") == [
+        ("H01:rating:T001:1", "record H01:rating:T001:1: level must be an integer 1..5", "held")]
+    assert hall_db("SELECT COUNT(*) FROM ratings") == [(1,)]   # the record itself is kept
+
+
+def test_every_batch_is_posted_once_when_nothing_fails(store, hall, hall_db):
+    # if this fails, the hall posts each batch twice (the second answered "duplicate"): twice
+    # the traffic and the store's work for nothing
+    conn = sqlite3.connect(hall.hall.database, isolation_level=None)
+    for i in range(1, 111):                        # 220 records: 5 batches of 50
+        conn.execute("INSERT INTO transactions (id, window, ticket, started_at, finished_at)"
+                     " VALUES (?, 'W01', ?, ?, ?)", (i, "A%03d" % i, 1790000000.0 + i,
+                                                     1790000060.0 + i))
+        conn.execute("INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at,"
+                     " outcome, transaction_id) VALUES ('T001', ?, ?, '', ?, ?, 'counted', ?)",
+                     (i, i % 5 + 1, 1790000070.0 + i, 1790000071.0 + i, i))
+    conn.close()
+    fw = Forwarder(hall)
+    hconn = forward.open_conn(hall.hall.database)
+    try:
+        for _ in range(100):                       # one answer a step: more than enough
+            if backlog(hall_db) == 0:
+                break
+            fw.step(hconn)
+    finally:
+        hconn.close()
+        fw.close()
+    assert backlog(hall_db) == 0
+    assert store_has(store) == hall_expected(hall_db)
+    assert hall_db("SELECT COUNT(*), SUM(attempts), COUNT(delivered_at) FROM forward_batches"
+                   ) == [(5, 5, 5)]
+    assert store.query(lambda s: s.counts()["batches"]) == 5
+    assert "duplicate" not in store.proc.log_text()
 
 
 def test_a_store_that_never_answers_does_not_hold_up_ratings(certs, tmp_path):
