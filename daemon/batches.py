@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -65,13 +64,6 @@ def signature(key: bytes, hall: str, batch_id: str, body: bytes) -> str:
 
 def verify(key: bytes, hall: str, batch_id: str, body: bytes, sig: str | None) -> bool:
     return isinstance(sig, str) and hmac.compare_digest(signature(key, hall, batch_id, body), sig)
-
-
-def encode_batch(hall: str, batch_id: str, records: Sequence[Mapping[str, object]]) -> bytes:
-    """A version-1 body (one object per record). The store still accepts it; halls now send
-    version 2 (encode_columns). Kept for older halls and for tests that build records by hand."""
-    return json.dumps({"hall": hall, "batch": batch_id, "records": records},
-                      ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def encode_columns(hall: str, batch_id: str,

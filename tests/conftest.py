@@ -67,8 +67,8 @@ def terminals(hall, broker):
         t.stop()
 
 
-@pytest.fixture
-def hall_db(hall):
+def hall_query(hall):
+    """A function that runs one query on the hall's database (its own connection each time)."""
     def query(sql, *args):
         c = sqlite3.connect(hall.hall.database, timeout=30)
         try:
@@ -76,6 +76,11 @@ def hall_db(hall):
         finally:
             c.close()
     return query
+
+
+@pytest.fixture
+def hall_db(hall):
+    return hall_query(hall)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Device code is laid out as on the terminal: a folder with `haochaping/protocol` 
 `machine`/`network` live in tools/sim/sim_device (host tools, also used by `hcp simulate`) and are
 added only when a test asks for them.
 """
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -47,3 +48,13 @@ def run(script, tmp, args=(), heapsize=None, stubs=False, timeout=120, cwd=None)
         cmd += ["-X", "heapsize=" + heapsize]
     cmd += [str(script)] + [str(a) for a in args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def load_check(path):
+    """A *_check.py script (written for MicroPython) loaded as a module under CPython."""
+    path = pathlib.Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, path
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,7 +1,6 @@
 """The field rules (protocol/fields.py) give the same answers on CPython (the hall) and on real
 MicroPython (the terminal): if not, a terminal would send what the hall refuses, or the hall
 would store and ack what the store later refuses, and the hall's delivery would stop for good."""
-import importlib.util
 import pathlib
 
 import pytest
@@ -14,15 +13,9 @@ KEY = b"0123456789abcdef0123456789abcdef"
 TOK = "ab" * 16
 
 
-def _load_check():
-    spec = importlib.util.spec_from_file_location("fields_check", CHECK)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_the_field_rules_hold_on_cpython():
-    n, failures = _load_check().check()
+    n, failures = mpy.load_check(CHECK).check()
     assert failures == []
     assert n >= 40
 

@@ -2,7 +2,6 @@
 are refused by the daemon as forged, or the terminal drops acks as forged."""
 import hashlib
 import hmac
-import importlib.util
 import json
 import pathlib
 
@@ -15,15 +14,9 @@ VECTORS = mpy.ROOT / "protocol" / "vectors.json"
 CHECK = pathlib.Path(__file__).with_name("vector_check.py")
 
 
-def _load_check():
-    spec = importlib.util.spec_from_file_location("vector_check", CHECK)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_vectors_hold_on_cpython():
-    n, failures = _load_check().check(str(VECTORS))
+    n, failures = mpy.load_check(CHECK).check(str(VECTORS))
     assert failures == []
     assert n >= 10
 

@@ -1,6 +1,7 @@
 """Real parts for the store: certificates from a test CA (trustme), the store as a real HTTPS
 process on a real SQLite file or in a PostgreSQL database of its own (created and dropped here),
 and a hall whose hall.toml forwards to it."""
+import json
 import secrets
 
 import pytest
@@ -175,3 +176,10 @@ def delivered(store, hall_db, timeout=60):
     wait_until(lambda: backlog(hall_db) == 0 and store_has(store) == hall_expected(hall_db),
                timeout=timeout, what="every record delivered to the store")
     assert store_has(store) == hall_expected(hall_db)
+
+
+def encode_v1(hall, batch_id, records):
+    """A version-1 batch body (one object per record), as halls sent before version 2: the store
+    still reads it (batches.parse_batch), and tests build records by hand with it."""
+    return json.dumps({"hall": hall, "batch": batch_id, "records": records},
+                      ensure_ascii=False, separators=(",", ":")).encode()

@@ -11,6 +11,8 @@ import pytest
 from haochaping.daemon import batches
 from haochaping.daemon.hall.store_client import StoreRefused
 
+from .conftest import encode_v1
+
 
 def _records(n=3, hall="H01", start=1):
     out = []
@@ -29,7 +31,7 @@ def _post(store, batch_id, recs, hall="H01", key=None, body=None):
     c = store.client(hall, key)
     try:
         return c.post_batch(batch_id, body if body is not None else
-                            batches.encode_batch(hall, batch_id, recs))
+                            encode_v1(hall, batch_id, recs))
     finally:
         c.close()
 
@@ -56,7 +58,7 @@ def test_a_batch_is_stored_and_a_replay_is_acked_but_stored_once(store):
 
 def test_a_batch_with_one_byte_changed_is_refused_401(store):
     # if this fails, anyone on the path can alter a citizen's rating on its way to the city
-    body = batches.encode_batch("H01", "b1", _records(2))
+    body = encode_v1("H01", "b1", _records(2))
     sig = batches.signature(batches.read_key_file(store.key_file), "H01", "b1", body)
     forged = body.replace(b'"level":2', b'"level":5')
     assert forged != body
@@ -153,7 +155,7 @@ def _read_status(sock):
 
 def test_a_truncated_body_is_refused_and_nothing_is_stored(store):
     # if this fails, a connection cut mid-upload stores half a batch or hangs the store
-    body = batches.encode_batch("H01", "b1", _records(3))
+    body = encode_v1("H01", "b1", _records(3))
     sig = batches.signature(batches.read_key_file(store.key_file), "H01", "b1", body)
     s = _raw_tls(store)
     s.sendall(_head("H01", "b1", len(body), sig) + body[:len(body) // 2])
@@ -182,7 +184,7 @@ def test_a_50_mb_body_is_refused_413_without_being_read(store):
 def test_plain_http_is_refused_when_tls_is_on(store):
     # if this fails, ratings and hall signatures could cross the city network in clear
     plain = store.url.replace("https://", "http://") + "/v1/batches"
-    body = batches.encode_batch("H01", "b1", _records(1))
+    body = encode_v1("H01", "b1", _records(1))
     req = urllib.request.Request(plain, data=body, method="POST",
                                  headers={"X-Hcp-Hall": "H01", "X-Hcp-Batch": "b1"})
     with pytest.raises(urllib.error.HTTPError) as e:
@@ -444,7 +446,7 @@ def test_the_store_answers_503_only_while_its_database_is_away(store):
             c.execute("SELECT pg_terminate_backend(%s)", (pid,))
         wait_until(lambda: not c.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)",
                                          (cut,)).fetchall(), what="the connections gone")
-    body = batches.encode_batch("H01", "p1", _records(2, start=2))
+    body = encode_v1("H01", "p1", _records(2, start=2))
 
     def until_answered():
         """Post until the store answers 200 (each process of it finds its connection cut

@@ -14,7 +14,7 @@ from haochaping.daemon.store import backends
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.sim import hall_kit
 
-from .conftest import BACKENDS, PG_ADMIN
+from .conftest import BACKENDS, PG_ADMIN, encode_v1
 
 _register()
 
@@ -58,7 +58,7 @@ def test_ratings_come_out_as_csv_and_json_with_their_transaction(store_db, tmp_p
              "received_at": 1793500071.0},
             {"type": "reason", "id": "H01:reason:T001:2", "terminal": "T001", "seq": 2, "ref": 1,
              "reason": "服务态度", "rated_at": 1793500075.0}]
-    body = batches.encode_batch("H01", "b1", recs)
+    body = encode_v1("H01", "b1", recs)
     hall, batch, parsed = batches.parse_batch(body, "H01", "b1")
     s.store_batch(hall, batch, "sha", parsed)
     s.close()

@@ -15,7 +15,7 @@ from haochaping.daemon.hall import api_client, db, forward
 from haochaping.daemon.hall.forward import Forwarder
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.sim import hall_kit, processes
-from tests.conftest import wait_until
+from tests.conftest import hall_query, wait_until
 
 from .conftest import backlog, delivered, forwarding_hall, hall_day, hall_expected, store_has
 
@@ -141,19 +141,9 @@ def test_a_batch_the_store_committed_but_the_hall_never_heard_of_is_sent_again_a
                                                  "reasons": 0}
 
 
-def _query(hall):
-    def q(sql, *args):
-        c = sqlite3.connect(hall.hall.database, timeout=30)
-        try:
-            return c.execute(sql, args).fetchall()
-        finally:
-            c.close()
-    return q
-
-
 def _refused_then_fixed(store, hall, words, fix, hall_id="H01"):
     """The hall forwards one transaction; the store refuses it; `fix()` mends hall.toml."""
-    hall_db = _query(hall)
+    hall_db = hall_query(hall)
     b = processes.Mosquitto(hall_kit.broker_conf(hall), hall.mqtt.port).start()
     d = processes.DaemonProcess(hall).start()
     try:
@@ -269,7 +259,7 @@ def test_a_store_that_never_answers_does_not_hold_up_ratings(certs, tmp_path):
     batches.write_key_file(key, b"k" * 32)
     hall = forwarding_hall(str(tmp_path / "h"), types.SimpleNamespace(
         url=url, ca=certs["ca"], key_file=key))
-    hall_db = _query(hall)
+    hall_db = hall_query(hall)
     b = processes.Mosquitto(hall_kit.broker_conf(hall), hall.mqtt.port).start()
     d = processes.DaemonProcess(hall).start()
     try:

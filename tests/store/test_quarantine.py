@@ -16,7 +16,7 @@ from haochaping.daemon.hall.forward import Forwarder
 from haochaping.protocol import topics
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.sim import hall_kit, processes
-from tests.conftest import wait_until
+from tests.conftest import hall_query, wait_until
 
 from .conftest import backlog, forwarding_hall, hall_expected, store_has
 
@@ -246,7 +246,7 @@ def test_a_quarantined_record_raises_an_alert_and_shows_in_the_hall_health(store
         wait_until(watcher.is_connected, what="the alert watcher connected")
         watcher.subscribe(topics.alerts("H01"), qos=1)
         d = processes.DaemonProcess(hall).start()
-        hall_db = _query(hall)
+        hall_db = hall_query(hall)
         wait_until(lambda: backlog(hall_db) == 0, what="everything forwarded or set apart")
         assert _held(hall_db) == refused
         wait_until(lambda: _Webhook.got and seen, what="the alert by webhook and MQTT")
@@ -265,11 +265,3 @@ def test_a_quarantined_record_raises_an_alert_and_shows_in_the_hall_health(store
         hook.shutdown()
 
 
-def _query(hall):
-    def q(sql, *args):
-        c = sqlite3.connect(hall.hall.database, timeout=30)
-        try:
-            return c.execute(sql, args).fetchall()
-        finally:
-            c.close()
-    return q

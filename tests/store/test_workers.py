@@ -5,9 +5,10 @@ import os
 import signal
 import subprocess
 
-from haochaping.daemon import batches
 from haochaping.daemon.hall.store_client import StoreUnavailable
 from tests.conftest import wait_until
+
+from .conftest import encode_v1
 
 
 def _batch_workers(store):
@@ -27,7 +28,7 @@ def _body(batch, first, n):
         recs.append({"type": "rating", "id": "H01:rating:T001:%d" % i, "terminal": "T001",
                      "seq": i, "level": 1 + i % 5, "outcome": "counted",
                      "transaction": "H01:tx:%d" % i, "rated_at": t + 70, "received_at": t + 71})
-    return batches.encode_batch("H01", batch, recs)
+    return encode_v1("H01", batch, recs)
 
 
 def _post_until_answered(client, batch, body):

@@ -16,6 +16,7 @@ from haochaping.daemon import batches
 from haochaping.daemon.rules import workdays
 from haochaping.daemon.store import backends, identity
 from haochaping.tools.cli import _register, cli
+from tests.store.conftest import encode_v1
 
 _register()
 _batches = itertools.count(1)
@@ -92,7 +93,7 @@ class Data:
 
     def put(self, recs):
         batch = "b%d" % next(_batches)
-        body = batches.encode_batch(self.hall, batch, recs)
+        body = encode_v1(self.hall, batch, recs)
         h, b, parsed = batches.parse_batch(body, self.hall, batch)
         return self.st.store_batch(h, b, hashlib.sha256(body).hexdigest(), parsed)
 

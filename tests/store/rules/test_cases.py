@@ -10,6 +10,7 @@ from haochaping.daemon.errors import HcpError
 from haochaping.daemon.store import cases, jobs
 from haochaping.daemon.store import quarterly as report
 from tests.conftest import wait_until
+from tests.store.conftest import encode_v1
 
 from .conftest import Data, at, hcp
 
@@ -38,9 +39,8 @@ def test_art12_every_counted_bad_review_opens_one_case_due_in_15_working_days(st
 def _one_bad_review(batch, received_at=None, finished=None):
     """The body of a batch with one transaction and its 非常不满意, Mon 2 Nov 2026 10:00 (or
     at `finished`, seconds)."""
-    from haochaping.daemon import batches
     t = at("2026-11-02 10:00") if finished is None else finished
-    return batches.encode_batch("H01", batch, [
+    return encode_v1("H01", batch, [
         {"type": "transaction", "id": "H01:tx:1", "tx": 1, "window": "W01", "ticket": "A1",
          "started_at": t, "finished_at": t},
         {"type": "rating", "id": "H01:rating:T001:1", "terminal": "T001", "seq": 1, "level": 5,

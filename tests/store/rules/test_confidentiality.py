@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from haochaping.daemon import batches
 from haochaping.daemon.store import cases
+from tests.store.conftest import encode_v1
 
 from .conftest import at, recent
 
@@ -39,7 +39,7 @@ def _batch(rater):
             recs.append({"type": "reason", "id": "H01:reason:T001:%d" % (10 * n + 1),
                          "terminal": "T001", "seq": 10 * n + 1, "ref": 10 * n,
                          "reason": reason, "rated_at": t + 35})
-    return batches.encode_batch("H01", "real-name-1", recs)
+    return encode_v1("H01", "real-name-1", recs)
 
 
 def test_art6_a_known_name_and_phone_appear_in_no_output_log_export_or_report(store, tmp_path):

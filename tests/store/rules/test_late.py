@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from haochaping.daemon import batches
 from haochaping.daemon.store import appeals, cases, defaults, jobs, scores
 from haochaping.daemon.store import quarterly as report
 from tests.conftest import wait_until
+from tests.store.conftest import encode_v1
 
 from .conftest import at, recent
 
@@ -208,11 +208,11 @@ def test_art7_the_store_marks_a_late_rating_posted_through_its_api(store):
     # channels post over HTTPS (the batch workers)
     closed, late = at(CLOSED), at("2026-10-16 10:00")
     c = store.client()
-    c.post_batch("late-1", batches.encode_batch("H01", "late-1", [
+    c.post_batch("late-1", encode_v1("H01", "late-1", [
         {"type": "rating", "id": "H01:rating:T001:1", "terminal": "T001", "seq": 1, "level": 5,
          "outcome": "counted", "transaction": "H01:tx:1", "rated_at": late,
          "received_at": late}]))
-    c.post_batch("late-2", batches.encode_batch("H01", "late-2", [
+    c.post_batch("late-2", encode_v1("H01", "late-2", [
         {"type": "transaction", "id": "H01:tx:1", "tx": 1, "window": "W01", "ticket": "A1",
          "started_at": closed - 300, "finished_at": closed},
         {"type": "transaction", "id": "H01:tx:2", "tx": 2, "window": "W01", "ticket": "A2",
