@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from haochaping.daemon.errors import HcpError
+from haochaping.protocol import fields
 
 CHANNEL = "PJQ"  # 评价渠道: 实体大厅 评价器 (the provincial interfaces' code)
 MAX_BODY = 16 * 1024 * 1024  # bytes; a batch of 5,000 records is about 2 MB
@@ -117,7 +118,7 @@ FIELDS = {
     "reason": ("uid", "terminal", "seq", "ref", "reason", "rated_at"),
 }
 TABLES = {"transactions": "transaction", "ratings": "rating", "reasons": "reason"}
-_SEQ = 2 ** 62
+_SEQ = fields.MAX_INT  # the terminal's, the hall's and the store's bound (protocol/fields.py)
 _NONE = type(None)
 
 
@@ -161,13 +162,31 @@ def _c_num(col: list[Any]) -> Column:
                "must be a number (seconds since 1970)")
 
 
+def _text_ok(v: str) -> bool:
+    """protocol/fields.py's rule for text (no control character, no lone surrogate), with
+    str.isprintable as the fast path: what it passes, the rule passes too."""
+    return v.isprintable() or fields.bad_char(v) is None
+
+
+def _refused_char(code: int) -> str:
+    if code == 0:
+        return "a NUL character"
+    return "a lone surrogate" if 0xD800 <= code < 0xE000 else "a control character"
+
+
 def _c_str(maxlen: int, required: bool = False) -> _Check:
     what = "must be a string of %s%d characters" % ("1 to " if required else "at most ", maxlen)
 
     def check(col: list[Any]) -> Column:
         if set(map(type, col)) <= {str} and max(map(len, col), default=0) <= maxlen \
                 and (not required or all(col)):
-            return col
+            if all(map(_text_ok, col)):
+                return col
+            i = _first(col, _text_ok)
+            found = fields.bad_char(col[i])
+            assert found is not None  # _first found the value _text_ok refused
+            raise _Bad(i, "must not contain %s (U+%04X at character %d)"
+                       % (_refused_char(found[1]), found[1], found[0] + 1))
         raise _Bad(_first(col, lambda v: type(v) is str and len(v) <= maxlen
                           and (v or not required)), what)
     return check
@@ -360,6 +379,9 @@ def _str(r: Mapping[str, Any], k: str, maxlen: int = 64, required: bool = False)
     if type(v) is not str or len(v) > maxlen or (required and not v):
         raise BadBatch("record %s: %s must be a string of %s%d characters"
                        % (r.get("id"), k, "1 to " if required else "at most ", maxlen))
+    if not _text_ok(v):
+        raise BadBatch("record %s: %s must not contain a control character or a lone surrogate"
+                       % (r.get("id"), k))
     return v
 
 

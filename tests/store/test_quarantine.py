@@ -113,7 +113,7 @@ def test_a_record_the_store_refuses_is_quarantined_and_every_other_record_is_del
         store, hall, hall_db):
     # if this fails, one bad record (a NUL in a ticket, a seq out of range) stops a hall's whole
     # forwarding for good: everything behind it waits, and the city's reports go stale
-    nul = (40,) if _postgres(store) else ()   # SQLite holds a NUL; PostgreSQL cannot
+    nul = (40,)   # refused on both backends by the field rules (protocol/fields.py)
     refused = _served(hall, 60, bad_seq_at=(15, 52), nul_ticket_at=nul)  # batches of 50
     _forward(hall, hall_db)
     assert backlog(hall_db) == 0                       # the queue moved on
@@ -123,8 +123,7 @@ def test_a_record_the_store_refuses_is_quarantined_and_every_other_record_is_del
     _posted_once(store, hall_db)
     reasons = dict(hall_db("SELECT record, reason FROM forward_quarantine"))
     assert "seq must be an integer" in reasons["H01:rating:T001:%d" % (OUT_OF_RANGE + 15)]
-    if nul:
-        assert "NUL" in reasons["H01:tx:40"] and "ticket" in reasons["H01:tx:40"]
+    assert "NUL" in reasons["H01:tx:40"] and "ticket" in reasons["H01:tx:40"]
     # hall IT sees it: status counts them, list names them with the store's reason
     r = _run("forward", "status", "--config", hall.path)
     assert "quarantined: %d record(s)" % len(refused) in r.output, r.output
@@ -138,7 +137,7 @@ def test_a_record_the_store_refuses_is_quarantined_and_every_other_record_is_del
 def test_a_quarantined_record_is_delivered_once_retried_after_its_fix(store, hall, hall_db):
     # if this fails, hall IT can see a refused record but never get it to the city, even after
     # fixing it (or a retry before the fix loses it)
-    nul = (3,) if _postgres(store) else ()
+    nul = (3,)   # refused on both backends by the field rules (protocol/fields.py)
     refused = _served(hall, 6, bad_seq_at=(5,), nul_ticket_at=nul)
     _forward(hall, hall_db)
     assert _held(hall_db) == refused
