@@ -8,6 +8,10 @@ hall's whole tree. Settings that matter for "nothing lost":
 - max_inflight_messages 1000: the daemon acks after a group commit, so it must be allowed to
   hold many unacknowledged messages at once (the default of 20 would cap each batch at 20);
 - max_queued_messages 1000000: ratings queued for the daemon while it is down are kept.
+Settings that keep one terminal's credentials (they sit on a board in the public hall) from
+harming the rest of the hall:
+- use_username_as_clientid: a client's id IS its broker user, so no one can connect under the
+  daemon's id (or another terminal's) and knock it off or wipe its persistent session.
 """
 import os
 import pwd
@@ -41,6 +45,36 @@ def acl_text(hall: str, daemon_user: str, extra_superusers: Iterable[str] = ()) 
     return "\n".join(lines) + "\n"
 
 
+CLIENT_ID_NOTE = (
+    "A client's id is its broker user name, whatever id it sends. The daemon's persistent "
+    "session is therefore named after its user (hall.toml [mqtt] username); hall.toml's [mqtt] "
+    "client_id no longer matters to this broker. A terminal's is its terminal id. So whoever "
+    "has a terminal's password (it sits on a board in the public hall) can only ever be that "
+    "terminal: not the daemon (knocking it off and wiping the ratings queued for it) nor "
+    "another terminal. One connection per user: a second login with the same user replaces "
+    "the first.")
+
+# (option, value, why): written into mosquitto.conf with their reasons.
+LIMITS: tuple[tuple[str, int, str], ...] = (
+    ("max_inflight_messages", 1000,
+     "The daemon acks after a group commit, so it must be allowed to hold many unacknowledged "
+     "messages at once (the default of 20 would cap each commit at 20)."),
+    ("max_queued_messages", 1000000,
+     "Messages kept per client beyond those in flight, while it is offline or behind: ratings "
+     "queued for the daemon while it is down are kept, up to a million."),
+)
+
+
+def _comment(text: str, width: int = 96) -> list[str]:
+    lines, line = [], "#"
+    for word in text.split():
+        if len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = "#"
+        line += " " + word
+    return lines + [line]
+
+
 def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
                  daemon_user: str = "hall-daemon", extra_superusers: Iterable[str] = (),
                  listen: str = "127.0.0.1", tls: Mapping[str, str | None] | None = None,
@@ -67,8 +101,10 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
             listener.append("%s %s" % (k, os.path.abspath(pem)))
     with open(conf, "w") as f:
         f.write("\n".join([
-            "# written by hcp: one hall's broker (reload after changes: kill -HUP $(cat %s))"
-            % os.path.join(folder, PID)] + listener + [
+            "# written by hcp: one hall's broker. Reload after changes (kill -HUP $(cat %s));"
+            % os.path.join(folder, PID),
+            "# the listener lines and use_username_as_clientid are read at start only: restart.",
+            ""] + listener + _comment(CLIENT_ID_NOTE) + ["use_username_as_clientid true", "",
             # run as whoever starts it (as root, mosquitto would switch to its own user and
             # could no longer read these files)
             "user %s" % (run_as or pwd.getpwuid(os.getuid()).pw_name),
@@ -79,9 +115,9 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
             "persistence true",
             "persistence_location %s/" % data,
             "autosave_interval 60",
-            "max_inflight_messages 1000",
             "set_tcp_nodelay true",  # no Nagle delay on acks and prompts (latency)
-            "max_queued_messages 1000000",
+            ""] + [ln for option, value, why in LIMITS
+                   for ln in _comment(why) + ["%s %d" % (option, value), ""]] + [
             "log_dest file %s" % os.path.join(folder, "mosquitto.log"),
             "log_type error", "log_type warning", "log_type notice",
             ""]))
