@@ -70,6 +70,37 @@ def test_a_stolen_terminal_password_cannot_wipe_the_ratings_queued_for_the_daemo
                what="the rating the broker kept while the daemon was down")
 
 
+def test_a_megabyte_from_a_terminal_is_cut_off_before_the_broker_holds_it(
+        hall, broker, daemon, terminals, hall_db):
+    # if this fails, one terminal's password can make the broker hold message after message of
+    # a megabyte (209 MB after 200 of them, kept after draining) until the hall server runs out
+    size, rounds = 1024 * 1024, 10
+    peak_before = _peak_kb(broker)
+    for _ in range(rounds):
+        c = _connect(hall, "T001", "junk")
+        info = c.publish(topics.topic("H01", "T001", topics.RATING), b"x" * size, qos=1)
+        deadline = time.time() + 10
+        while c.is_connected() and time.time() < deadline:
+            c.loop(0.05)
+        assert not c.is_connected()        # the broker dropped the sender
+        assert not info.is_published()     # and never took the message
+    assert (_peak_kb(broker) - peak_before) * 1024 < size   # it never held even one of them
+    # and the terminal's real ratings still go through afterwards
+    t = terminals()["T001"]
+    t.press(3)
+    wait_until(lambda: t.backlog() == 0, what="a real rating acked after the flood")
+    assert hall_db("SELECT COUNT(*) FROM rejected") == [(0,)]  # no junk reached the daemon
+
+
 def _devices(hall):
     from haochaping.tools.sim import hall_kit
     return hall_kit.devices(hall.folder)
+
+
+def _peak_kb(service):
+    """The broker process's peak resident memory so far (VmHWM, kB)."""
+    with open("/proc/%d/status" % service.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for pid %d" % service.proc.pid)
