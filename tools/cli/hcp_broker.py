@@ -5,7 +5,7 @@ import pwd
 import click
 
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.hall import db, settings
+from haochaping.daemon.hall import db, registry, settings
 from haochaping.daemon.hall.settings import HallConfig
 from haochaping.tools.cli import cli
 from haochaping.tools.device import fleet, mosquitto_setup
@@ -66,6 +66,10 @@ def config_cmd(out: str, config_path: str | None, hall: str | None, port: int | 
             users[daemon_user] = cfg.mqtt.password
     if not hall:
         raise HcpError("give --hall H01, or --config hall.toml")
+    conn = db.connect(cfg.hall.database) if cfg is not None else None
+    if conn is not None and registry.terminal_state(conn, daemon_user)[0] is not None:
+        raise HcpError("%s is a terminal of this hall: the daemon needs a broker user of its own "
+                       "([mqtt] username in %s)" % (daemon_user, config_path))
     if bool(tls_cert) != bool(tls_key):
         raise HcpError("TLS needs both --tls-cert and --tls-key")
     port = port or (8883 if tls_cert else 1883)
@@ -90,8 +94,8 @@ def config_cmd(out: str, config_path: str | None, hall: str | None, port: int | 
     if secret_note:
         click.echo("the daemon's broker password is in %s: put it in hall.toml [mqtt] password"
                    % secret_note)
-    if cfg is not None:
-        missing = fleet.without_broker_password(db.connect(cfg.hall.database), known)
+    if conn is not None:
+        missing = fleet.without_broker_password(conn, known)
         if missing:
             click.echo("no broker password for %s: provision them again (`hcp device provision`)"
                        % ", ".join(missing))

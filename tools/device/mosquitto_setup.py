@@ -116,9 +116,18 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
     users: {username: password}, including the daemon's. keep_users: keep the users already in
     the folder's passwd (hall IT re-running `hcp broker config`); tls: {cafile, certfile,
     keyfile}, each a PEM file or None."""
+    extra_superusers = tuple(extra_superusers)
+    for u in (daemon_user, *extra_superusers):
+        _check_user(u, "-")
     os.makedirs(folder, exist_ok=True)
     passwd = os.path.join(folder, PASSWD)
     entries = read_passwd(passwd) if keep_users else {}
+    if keep_users and os.path.exists(os.path.join(folder, ACL)):
+        terminals = set(entries) - set(superusers(folder))
+        for u in (daemon_user, *extra_superusers):
+            if u in terminals:
+                raise HcpError("broker user %s is a terminal's: the daemon needs a user of its own"
+                               " ([mqtt] username in hall.toml)" % u)
     entries.update(_hash_users(folder, users))
     _write_passwd(passwd, entries)
     acl = os.path.join(folder, ACL)
@@ -164,8 +173,9 @@ PASSWD, ACL, CONF, PID = "passwd", "acl", "mosquitto.conf", "mosquitto.pid"
 
 
 def _check_user(user: str, password: str) -> None:
-    if not user or ":" in user or "\n" in user + password or not password:
-        raise HcpError("broker user %r: a name and a password, no ':' or newlines" % user)
+    if (not user or ":" in user or any(c.isspace() for c in user) or "\n" in password
+            or not password):
+        raise HcpError("broker user %r: a name and a password, no ':', spaces or newlines" % user)
 
 
 def _hash_users(folder: str, users: Mapping[str, str]) -> dict[str, str]:
@@ -241,9 +251,26 @@ def require_folder(folder: str) -> None:
                        % (folder, folder))
 
 
+def superusers(folder: str) -> list[str]:
+    """The users the folder's ACL gives the hall's whole tree: the daemon's (and, in the demo
+    and benchmarks, the harness's)."""
+    try:
+        with open(os.path.join(folder, ACL)) as f:
+            return [ln.split(None, 1)[1].strip() for ln in f if ln.startswith("user ")]
+    except FileNotFoundError:
+        return []
+
+
 def set_users(folder: str, users: Mapping[str, str]) -> None:
-    """Add or change users ({name: password}) in a hall's broker folder (reload to apply)."""
+    """Add or change terminals' users ({terminal id: password}) in a hall's broker folder
+    (reload to apply). The daemon's user is refused: a terminal named like it would get the
+    daemon's rights (and its password would be on a board in the public hall); `hcp broker
+    config` sets the daemon's."""
     require_folder(folder)
+    taken = sorted(set(users) & set(superusers(folder)))
+    if taken:
+        raise HcpError("broker user %s is the daemon's (it reads and writes the whole hall): a "
+                       "terminal cannot have that name" % ", ".join(taken))
     path = os.path.join(folder, PASSWD)
     entries = read_passwd(path)
     entries.update(_hash_users(folder, users))
