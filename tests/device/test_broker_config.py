@@ -2,7 +2,9 @@
 import os
 import pathlib
 import stat
+import threading
 
+import paho.mqtt.client as paho
 import pytest
 from click.testing import CliRunner
 
@@ -150,3 +152,34 @@ def test_a_terminal_cannot_get_the_daemons_broker_user(tmp_path):
     r = CliRunner().invoke(cli, ["broker", "config", "--config", hall.path,
                                  "--out", str(tmp_path / "hall" / "broker")])
     assert r.exit_code == 1 and "T001 is a terminal of this hall" in r.output
+
+
+def test_rewriting_a_config_from_before_client_ids_were_tied_says_to_restart_and_clean_up(
+        tmp_path, run_broker):
+    # if this fails, hall IT reloads instead of restarting (the broker keeps letting anyone take
+    # the daemon's client id), and the daemon's old session keeps collecting every rating
+    port = processes.free_port()
+    out, _ = _config(tmp_path, port)
+    conf = out / "mosquitto.conf"
+    old = conf.read_text().replace("use_username_as_clientid true\n", "")   # as hcp wrote it
+    conf.write_text(old)
+    daemon_pw = (out / "hall-daemon.password").read_text().strip()
+    b = run_broker(str(conf), port)
+    subscribed = threading.Event()
+    daemon = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="hcp-daemon-H9",
+                         clean_session=False)      # the daemon's session, as it was named
+    daemon.username_pw_set("hall-daemon", daemon_pw)
+    daemon.on_connect = lambda c, *_: c.subscribe("hcp/v1/H9/+/rating", qos=1)
+    daemon.on_subscribe = lambda *_: subscribed.set()
+    daemon.connect("127.0.0.1", port)
+    daemon.loop_start()
+    assert subscribed.wait(10)
+    daemon.disconnect()
+    daemon.loop_stop()
+    b.stop()                                       # writes the old session to data/mosquitto.db
+    run_broker(str(conf), port)
+    _, output = _config(tmp_path, port)
+    assert "restart it" in output and "use_username_as_clientid true" in output
+    assert "mv %s" % (out / "data" / "mosquitto.db") in output
+    _, output = _config(tmp_path, port)          # once tied, nothing more to say
+    assert "restart it" not in output and "mosquitto.db" not in output

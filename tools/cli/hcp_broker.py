@@ -21,6 +21,17 @@ def broker() -> None:
     """
 
 
+UPGRADE_NOTE = (
+    "client ids are now tied to user names: the daemon's session on the broker is named "
+    "%(user)s from now on (hall.toml's [mqtt] client_id no longer matters to the broker). Its "
+    "old session (%(old)s) would stay in %(data)s and collect every rating for no one, so set "
+    "that file aside once, with the broker stopped:\n"
+    "  systemctl stop haochaping-broker && mv %(data)s %(data)s.old && "
+    "systemctl start haochaping-broker\n"
+    "Nothing is lost: the terminals send their unacked ratings again and republish their "
+    "status, and the daemon publishes every open prompt again when it reconnects.")
+
+
 @broker.command("config")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for mosquitto.conf, passwd, acl (and data/, the pid file, the log).")
@@ -82,6 +93,7 @@ def config_cmd(out: str, config_path: str | None, hall: str | None, port: int | 
     existing = mosquitto_setup.read_passwd(os.path.join(out, mosquitto_setup.PASSWD))
     if daemon_user not in users and daemon_user not in existing:
         users[daemon_user], secret_note = mosquitto_setup.new_password_file(out, daemon_user)
+    old_conf = mosquitto_setup.read_conf(out)
     try:
         conf = mosquitto_setup.write_config(
             out, port, hall, users, daemon_user=daemon_user, listen=listen, run_as=run_as,
@@ -100,8 +112,19 @@ def config_cmd(out: str, config_path: str | None, hall: str | None, port: int | 
             click.echo("no broker password for %s: provision them again (`hcp device provision`)"
                        % ", ".join(missing))
     pid = mosquitto_setup.reload(out)
-    click.echo("broker (pid %d) reloaded" % pid if pid else
-               "start it with: mosquitto -c %s" % conf)
+    new_conf = mosquitto_setup.read_conf(out)
+    restart = mosquitto_setup.start_only_changes(old_conf, new_conf)
+    if pid is None:
+        click.echo("start it with: mosquitto -c %s" % conf)
+    elif restart:
+        click.echo("broker (pid %d) reloaded; restart it (systemctl restart haochaping-broker) to "
+                   "apply: %s" % (pid, "; ".join(restart)))
+    else:
+        click.echo("broker (pid %d) reloaded" % pid)
+    data = os.path.join(out, "data", "mosquitto.db")
+    if mosquitto_setup.ties_client_ids_anew(old_conf, new_conf) and (pid or os.path.exists(data)):
+        click.echo(UPGRADE_NOTE % {"user": daemon_user, "data": data,
+                                   "old": cfg.mqtt.client_id if cfg else "hcp-daemon-<hall>"})
 
 
 @broker.command("reload")

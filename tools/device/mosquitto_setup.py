@@ -288,6 +288,41 @@ def remove_users(folder: str, names: Iterable[str]) -> list[str]:
     return gone
 
 
+# what a SIGHUP does not apply (mosquitto.conf(5): "Not reloaded on reload signal")
+START_ONLY = ("listener", "cafile", "certfile", "keyfile", "use_username_as_clientid", "user",
+              "pid_file")
+
+
+def read_conf(folder: str) -> str:
+    """The folder's mosquitto.conf as it is now ("" when there is none)."""
+    try:
+        with open(os.path.join(folder, CONF)) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def start_only_changes(old: str, new: str) -> list[str]:
+    """The lines a reload would not apply that differ between two configs (new ones first, then
+    "no longer: <line>"): a running broker needs a restart for them. [] without an old one."""
+    if not old:
+        return []
+
+    def pick(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if ln.split(" ", 1)[0] in START_ONLY]
+    before, after = pick(old), pick(new)
+    return ([ln for ln in after if ln not in before]
+            + ["no longer: " + ln for ln in before if ln not in after])
+
+
+def ties_client_ids_anew(old: str, new: str) -> bool:
+    """True when `new` starts tying client ids to user names and `old` (a config in use) did
+    not: the daemon's session on the broker gets a new name, and the old one is left behind."""
+    def tied(text: str) -> bool:
+        return "use_username_as_clientid true" in text.splitlines()
+    return bool(old) and tied(new) and not tied(old)
+
+
 def reload(folder: str) -> int | None:
     """SIGHUP the broker whose pid file is in folder: it re-reads passwords and ACL, and drops
     what they no longer allow. Return the pid, or None when no broker of this folder runs."""
