@@ -1,9 +1,14 @@
 """`hcp broker config` writes a config that a real mosquitto runs, with the ACL enforced."""
 import os
+import pathlib
 import stat
+import threading
 
+import paho.mqtt.client as paho
+import pytest
 from click.testing import CliRunner
 
+from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import db, registry
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.device import mosquitto_setup
@@ -127,3 +132,54 @@ def test_config_from_hall_toml_names_the_terminals_that_have_no_broker_password(
     r = CliRunner().invoke(cli, ["broker", "config", "--config", hall.path, "--hall", "H02",
                                  "--out", out])
     assert r.exit_code == 1 and "differs from" in r.output
+
+
+def test_a_terminal_cannot_get_the_daemons_broker_user(tmp_path):
+    # if this fails, a terminal provisioned under the daemon's user name gets the daemon's rights
+    # over the whole hall, with the password for them on a board in the public hall
+    out, _ = _config(tmp_path, processes.free_port())
+    before = mosquitto_setup.read_passwd(str(out / "passwd"))
+    with pytest.raises(HcpError, match="is the daemon's"):
+        mosquitto_setup.set_users(str(out), {"hall-daemon": "pw-thief-xxxxxxx"})
+    assert mosquitto_setup.read_passwd(str(out / "passwd")) == before
+    # nor the other way round: a daemon user that is a terminal's already
+    mosquitto_setup.set_users(str(out), {"T7": "pw-seven-xxxxxxx"})
+    with pytest.raises(HcpError, match="is a terminal's"):
+        mosquitto_setup.write_config(str(out), 1883, "H9", {}, daemon_user="T7", keep_users=True)
+    hall = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
+    toml = pathlib.Path(hall.path)
+    toml.write_text(toml.read_text().replace('username = "hall-daemon"', 'username = "T001"'))
+    r = CliRunner().invoke(cli, ["broker", "config", "--config", hall.path,
+                                 "--out", str(tmp_path / "hall" / "broker")])
+    assert r.exit_code == 1 and "T001 is a terminal of this hall" in r.output
+
+
+def test_rewriting_a_config_from_before_client_ids_were_tied_says_to_restart_and_clean_up(
+        tmp_path, run_broker):
+    # if this fails, hall IT reloads instead of restarting (the broker keeps letting anyone take
+    # the daemon's client id), and the daemon's old session keeps collecting every rating
+    port = processes.free_port()
+    out, _ = _config(tmp_path, port)
+    conf = out / "mosquitto.conf"
+    old = conf.read_text().replace("use_username_as_clientid true\n", "")   # as hcp wrote it
+    conf.write_text(old)
+    daemon_pw = (out / "hall-daemon.password").read_text().strip()
+    b = run_broker(str(conf), port)
+    subscribed = threading.Event()
+    daemon = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="hcp-daemon-H9",
+                         clean_session=False)      # the daemon's session, as it was named
+    daemon.username_pw_set("hall-daemon", daemon_pw)
+    daemon.on_connect = lambda c, *_: c.subscribe("hcp/v1/H9/+/rating", qos=1)
+    daemon.on_subscribe = lambda *_: subscribed.set()
+    daemon.connect("127.0.0.1", port)
+    daemon.loop_start()
+    assert subscribed.wait(10)
+    daemon.disconnect()
+    daemon.loop_stop()
+    b.stop()                                       # writes the old session to data/mosquitto.db
+    run_broker(str(conf), port)
+    _, output = _config(tmp_path, port)
+    assert "restart it" in output and "use_username_as_clientid true" in output
+    assert "mv %s" % (out / "data" / "mosquitto.db") in output
+    _, output = _config(tmp_path, port)          # once tied, nothing more to say
+    assert "restart it" not in output and "mosquitto.db" not in output

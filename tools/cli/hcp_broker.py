@@ -5,7 +5,7 @@ import pwd
 import click
 
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.hall import db, settings
+from haochaping.daemon.hall import db, registry, settings
 from haochaping.daemon.hall.settings import HallConfig
 from haochaping.tools.cli import cli
 from haochaping.tools.device import fleet, mosquitto_setup
@@ -19,6 +19,17 @@ def broker() -> None:
     Example:
       hcp broker config --config hall.toml --out broker/
     """
+
+
+UPGRADE_NOTE = (
+    "client ids are now tied to user names: the daemon's session on the broker is named "
+    "%(user)s from now on (hall.toml's [mqtt] client_id no longer matters to the broker). Its "
+    "old session (%(old)s) would stay in %(data)s and collect every rating for no one, so set "
+    "that file aside once, with the broker stopped:\n"
+    "  systemctl stop haochaping-broker && mv %(data)s %(data)s.old && "
+    "systemctl start haochaping-broker\n"
+    "Nothing is lost: the terminals send their unacked ratings again and republish their "
+    "status, and the daemon publishes every open prompt again when it reconnects.")
 
 
 @broker.command("config")
@@ -66,6 +77,10 @@ def config_cmd(out: str, config_path: str | None, hall: str | None, port: int | 
             users[daemon_user] = cfg.mqtt.password
     if not hall:
         raise HcpError("give --hall H01, or --config hall.toml")
+    conn = db.connect(cfg.hall.database) if cfg is not None else None
+    if conn is not None and registry.terminal_state(conn, daemon_user)[0] is not None:
+        raise HcpError("%s is a terminal of this hall: the daemon needs a broker user of its own "
+                       "([mqtt] username in %s)" % (daemon_user, config_path))
     if bool(tls_cert) != bool(tls_key):
         raise HcpError("TLS needs both --tls-cert and --tls-key")
     port = port or (8883 if tls_cert else 1883)
@@ -78,6 +93,7 @@ def config_cmd(out: str, config_path: str | None, hall: str | None, port: int | 
     existing = mosquitto_setup.read_passwd(os.path.join(out, mosquitto_setup.PASSWD))
     if daemon_user not in users and daemon_user not in existing:
         users[daemon_user], secret_note = mosquitto_setup.new_password_file(out, daemon_user)
+    old_conf = mosquitto_setup.read_conf(out)
     try:
         conf = mosquitto_setup.write_config(
             out, port, hall, users, daemon_user=daemon_user, listen=listen, run_as=run_as,
@@ -90,14 +106,25 @@ def config_cmd(out: str, config_path: str | None, hall: str | None, port: int | 
     if secret_note:
         click.echo("the daemon's broker password is in %s: put it in hall.toml [mqtt] password"
                    % secret_note)
-    if cfg is not None:
-        missing = fleet.without_broker_password(db.connect(cfg.hall.database), known)
+    if conn is not None:
+        missing = fleet.without_broker_password(conn, known)
         if missing:
             click.echo("no broker password for %s: provision them again (`hcp device provision`)"
                        % ", ".join(missing))
     pid = mosquitto_setup.reload(out)
-    click.echo("broker (pid %d) reloaded" % pid if pid else
-               "start it with: mosquitto -c %s" % conf)
+    new_conf = mosquitto_setup.read_conf(out)
+    restart = mosquitto_setup.start_only_changes(old_conf, new_conf)
+    if pid is None:
+        click.echo("start it with: mosquitto -c %s" % conf)
+    elif restart:
+        click.echo("broker (pid %d) reloaded; restart it (systemctl restart haochaping-broker) to "
+                   "apply: %s" % (pid, "; ".join(restart)))
+    else:
+        click.echo("broker (pid %d) reloaded" % pid)
+    data = os.path.join(out, "data", "mosquitto.db")
+    if mosquitto_setup.ties_client_ids_anew(old_conf, new_conf) and (pid or os.path.exists(data)):
+        click.echo(UPGRADE_NOTE % {"user": daemon_user, "data": data,
+                                   "old": cfg.mqtt.client_id if cfg else "hcp-daemon-<hall>"})
 
 
 @broker.command("reload")

@@ -7,7 +7,14 @@ hall's whole tree. Settings that matter for "nothing lost":
   a restart; what a crash loses since the last save, the terminals send again from their journal;
 - max_inflight_messages 1000: the daemon acks after a group commit, so it must be allowed to
   hold many unacknowledged messages at once (the default of 20 would cap each batch at 20);
-- max_queued_messages 1000000: ratings queued for the daemon while it is down are kept.
+- max_queued_messages / max_queued_bytes: ratings queued for the daemon while it is down are
+  kept, up to a bound (LIMITS below says which and why).
+Settings that keep one terminal's credentials (they sit on a board in the public hall) from
+harming the rest of the hall:
+- use_username_as_clientid: a client's id IS its broker user, so no one can connect under the
+  daemon's id (or another terminal's) and knock it off or wipe its persistent session;
+- max_packet_size and max_queued_bytes: no message of a megabyte, and no flood, can fill the
+  broker's memory or the hall's disk (NOT_SET says why memory_limit and others are not used).
 """
 import os
 import pwd
@@ -41,6 +48,66 @@ def acl_text(hall: str, daemon_user: str, extra_superusers: Iterable[str] = ()) 
     return "\n".join(lines) + "\n"
 
 
+CLIENT_ID_NOTE = (
+    "A client's id is its broker user name, whatever id it sends. The daemon's persistent "
+    "session is therefore named after its user (hall.toml [mqtt] username); hall.toml's [mqtt] "
+    "client_id no longer matters to this broker. A terminal's is its terminal id. So whoever "
+    "has a terminal's password (it sits on a board in the public hall) can only ever be that "
+    "terminal: not the daemon (knocking it off and wiping the ratings queued for it) nor "
+    "another terminal. One connection per user: a second login with the same user replaces "
+    "the first.")
+
+_MB = 1024 * 1024
+# (option, value, why): bounds that keep one terminal's credentials from filling the broker's
+# memory and the hall's disk, each chosen so that the hall's own traffic never meets it.
+# Written into mosquitto.conf with their reasons.
+LIMITS: tuple[tuple[str, int, str], ...] = (
+    ("max_packet_size", 64 * 1024,
+     "The largest MQTT packet anyone may send, in bytes: a bigger one disconnects its sender "
+     "before the broker reads it into memory. Every message of the protocol is at most 512 "
+     "bytes (protocol/messages.py refuses more); the largest packet in real use is the "
+     "daemon's ack, about 7 bytes per rating acked at once (at most [ingest] batch_max, 1000 by "
+     "default: about 7 KB). 64 KiB leaves room for both; a megabyte is cut off at once."),
+    ("max_inflight_messages", 1000,
+     "The daemon acks after a group commit, so it must be allowed to hold many unacknowledged "
+     "messages at once (the default of 20 would cap each commit at 20)."),
+    ("max_queued_messages", 1000000,
+     "Messages kept per client beyond those in flight, while it is offline or behind: ratings "
+     "queued for the daemon while it is down are kept, up to a million. (Each terminal's journal "
+     "keeps its unacked ratings, about 500 at its default size, and sends them again until the "
+     "daemon acks: a full queue is mostly resends, and what it drops is still on the "
+     "terminals.) When full, "
+     "the broker drops new messages for that client and logs 'Outgoing messages are being "
+     "dropped'. Measured on mosquitto "
+     "2.0.11: 100,000 queued ratings take 53 MB of broker memory and 28 MB in "
+     "data/mosquitto.db; a full queue ten times that."),
+    ("max_queued_bytes", 256 * _MB,
+     "The same bound in payload bytes, so that a flood of large messages (a terminal's "
+     "password, the daemon down) stops where a full queue of real ratings would: a million "
+     "ratings of about 200 bytes fit, and a flood of 64 KiB junk stops at 256 MiB. Both bounds "
+     "are per client; only the daemon has a real backlog (a terminal's own queue holds its "
+     "acks and prompts)."),
+)
+# Not set, on purpose (say why here, so that nobody adds them back):
+NOT_SET = (
+    "memory_limit: once reached, mosquitto 2.0 refuses the daemon the memory to receive its "
+    "queue (disconnected due to out of memory) and then exits; the bounds above already cap "
+    "what any one client can hold. max_inflight_bytes: in mosquitto 2.0.11 it did not bound "
+    "what a client holds in flight (199 messages of 60 KB reached an unacking daemon with a "
+    "1 MB setting); max_queued_bytes does. persistent_client_expiration: mosquitto 2.0 never "
+    "expires a session loaded from data/mosquitto.db, so it would not clear an abandoned one.")
+
+
+def _comment(text: str, width: int = 96) -> list[str]:
+    lines, line = [], "#"
+    for word in text.split():
+        if len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = "#"
+        line += " " + word
+    return lines + [line]
+
+
 def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
                  daemon_user: str = "hall-daemon", extra_superusers: Iterable[str] = (),
                  listen: str = "127.0.0.1", tls: Mapping[str, str | None] | None = None,
@@ -49,9 +116,18 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
     users: {username: password}, including the daemon's. keep_users: keep the users already in
     the folder's passwd (hall IT re-running `hcp broker config`); tls: {cafile, certfile,
     keyfile}, each a PEM file or None."""
+    extra_superusers = tuple(extra_superusers)
+    for u in (daemon_user, *extra_superusers):
+        _check_user(u, "-")
     os.makedirs(folder, exist_ok=True)
     passwd = os.path.join(folder, PASSWD)
     entries = read_passwd(passwd) if keep_users else {}
+    if keep_users and os.path.exists(os.path.join(folder, ACL)):
+        terminals = set(entries) - set(superusers(folder))
+        for u in (daemon_user, *extra_superusers):
+            if u in terminals:
+                raise HcpError("broker user %s is a terminal's: the daemon needs a user of its own"
+                               " ([mqtt] username in hall.toml)" % u)
     entries.update(_hash_users(folder, users))
     _write_passwd(passwd, entries)
     acl = os.path.join(folder, ACL)
@@ -67,8 +143,10 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
             listener.append("%s %s" % (k, os.path.abspath(pem)))
     with open(conf, "w") as f:
         f.write("\n".join([
-            "# written by hcp: one hall's broker (reload after changes: kill -HUP $(cat %s))"
-            % os.path.join(folder, PID)] + listener + [
+            "# written by hcp: one hall's broker. Reload after changes (kill -HUP $(cat %s));"
+            % os.path.join(folder, PID),
+            "# the listener lines and use_username_as_clientid are read at start only: restart.",
+            ""] + listener + _comment(CLIENT_ID_NOTE) + ["use_username_as_clientid true", "",
             # run as whoever starts it (as root, mosquitto would switch to its own user and
             # could no longer read these files)
             "user %s" % (run_as or pwd.getpwuid(os.getuid()).pw_name),
@@ -79,9 +157,10 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
             "persistence true",
             "persistence_location %s/" % data,
             "autosave_interval 60",
-            "max_inflight_messages 1000",
             "set_tcp_nodelay true",  # no Nagle delay on acks and prompts (latency)
-            "max_queued_messages 1000000",
+            ""] + [ln for option, value, why in LIMITS
+                   for ln in _comment(why) + ["%s %d" % (option, value), ""]]
+            + _comment("Not set: " + NOT_SET) + ["",
             "log_dest file %s" % os.path.join(folder, "mosquitto.log"),
             "log_type error", "log_type warning", "log_type notice",
             ""]))
@@ -94,8 +173,9 @@ PASSWD, ACL, CONF, PID = "passwd", "acl", "mosquitto.conf", "mosquitto.pid"
 
 
 def _check_user(user: str, password: str) -> None:
-    if not user or ":" in user or "\n" in user + password or not password:
-        raise HcpError("broker user %r: a name and a password, no ':' or newlines" % user)
+    if (not user or ":" in user or any(c.isspace() for c in user) or "\n" in password
+            or not password):
+        raise HcpError("broker user %r: a name and a password, no ':', spaces or newlines" % user)
 
 
 def _hash_users(folder: str, users: Mapping[str, str]) -> dict[str, str]:
@@ -171,9 +251,26 @@ def require_folder(folder: str) -> None:
                        % (folder, folder))
 
 
+def superusers(folder: str) -> list[str]:
+    """The users the folder's ACL gives the hall's whole tree: the daemon's (and, in the demo
+    and benchmarks, the harness's)."""
+    try:
+        with open(os.path.join(folder, ACL)) as f:
+            return [ln.split(None, 1)[1].strip() for ln in f if ln.startswith("user ")]
+    except FileNotFoundError:
+        return []
+
+
 def set_users(folder: str, users: Mapping[str, str]) -> None:
-    """Add or change users ({name: password}) in a hall's broker folder (reload to apply)."""
+    """Add or change terminals' users ({terminal id: password}) in a hall's broker folder
+    (reload to apply). The daemon's user is refused: a terminal named like it would get the
+    daemon's rights (and its password would be on a board in the public hall); `hcp broker
+    config` sets the daemon's."""
     require_folder(folder)
+    taken = sorted(set(users) & set(superusers(folder)))
+    if taken:
+        raise HcpError("broker user %s is the daemon's (it reads and writes the whole hall): a "
+                       "terminal cannot have that name" % ", ".join(taken))
     path = os.path.join(folder, PASSWD)
     entries = read_passwd(path)
     entries.update(_hash_users(folder, users))
@@ -189,6 +286,41 @@ def remove_users(folder: str, names: Iterable[str]) -> list[str]:
     if gone:
         _write_passwd(path, entries)
     return gone
+
+
+# what a SIGHUP does not apply (mosquitto.conf(5): "Not reloaded on reload signal")
+START_ONLY = ("listener", "cafile", "certfile", "keyfile", "use_username_as_clientid", "user",
+              "pid_file")
+
+
+def read_conf(folder: str) -> str:
+    """The folder's mosquitto.conf as it is now ("" when there is none)."""
+    try:
+        with open(os.path.join(folder, CONF)) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def start_only_changes(old: str, new: str) -> list[str]:
+    """The lines a reload would not apply that differ between two configs (new ones first, then
+    "no longer: <line>"): a running broker needs a restart for them. [] without an old one."""
+    if not old:
+        return []
+
+    def pick(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if ln.split(" ", 1)[0] in START_ONLY]
+    before, after = pick(old), pick(new)
+    return ([ln for ln in after if ln not in before]
+            + ["no longer: " + ln for ln in before if ln not in after])
+
+
+def ties_client_ids_anew(old: str, new: str) -> bool:
+    """True when `new` starts tying client ids to user names and `old` (a config in use) did
+    not: the daemon's session on the broker gets a new name, and the old one is left behind."""
+    def tied(text: str) -> bool:
+        return "use_username_as_clientid true" in text.splitlines()
+    return bool(old) and tied(new) and not tied(old)
 
 
 def reload(folder: str) -> int | None:
