@@ -115,7 +115,8 @@ retry_max_s = 1
 
 def forwarding_hall(folder, store, batch_size=50, hall_id=None, key_file=None):
     """A hallkit hall whose hall.toml forwards to `store`."""
-    cfg = hall_kit.create(folder, windows=("W01", "W02"), timeout_s=30)
+    cfg = hall_kit.create(folder, windows=("W01", "W02"), timeout_s=30,
+                          extra_superusers=("observer",))
     with open(cfg.path, "a") as f:
         f.write(FORWARD_TOML % {"url": store.url, "ca": store.ca,
                                 "key": key_file or store.key_file, "batch": batch_size})

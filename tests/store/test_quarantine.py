@@ -236,7 +236,9 @@ def test_a_quarantined_record_raises_an_alert_and_shows_in_the_hall_health(store
     b = processes.Mosquitto(hall_kit.broker_conf(hall), hall.mqtt.port).start()
     seen = []
     watcher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="alert-watcher")
-    watcher.username_pw_set(hall.mqtt.username, hall.mqtt.password)
+    # its own broker user: the broker names a session after its user, so the daemon's user
+    # here would take the daemon's own session away
+    watcher.username_pw_set("observer", hall.mqtt.password)
     watcher.on_message = lambda c, u, m: seen.append(json.loads(m.payload))
     watcher.connect("127.0.0.1", hall.mqtt.port)
     watcher.loop_start()

@@ -34,7 +34,11 @@ if TYPE_CHECKING:
     from multiprocessing.synchronize import Event
 
 HALL = "H01"
-BENCH_USER = "bench"
+BENCH_RAW = "bench-raw"  # one broker user per connection: the broker names a session after its user
+
+
+def _pub_user(idx: int) -> str:
+    return "bench-pub-%d" % idx
 
 # One pre-signed rating: (terminal, seq, payload)
 Item = tuple[str, int, bytes]
@@ -53,9 +57,9 @@ class _Count:
 
 
 # ---------------------------------------------------------------- processes
-def _client(port: int, password: str, cid: str, clean: bool = True) -> paho.Client:
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=clean)
-    c.username_pw_set(BENCH_USER, password)
+def _client(port: int, password: str, user: str, clean: bool = True) -> paho.Client:
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=user, clean_session=clean)
+    c.username_pw_set(user, password)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     return c
@@ -73,7 +77,7 @@ def _counter(port: int, password: str, expected: int, out: Queue[RawResult],
         state.n += 1
         state.last = now
 
-    c = _client(port, password, "bench-raw", clean=False)
+    c = _client(port, password, BENCH_RAW, clean=False)
     c.on_message = on_message
     c.on_connect = lambda cl, u, f, r, p: cl.subscribe(topics.wildcard(HALL, topics.RATING), 1)
     c.on_subscribe = lambda cl, u, mid, codes, p: ready.set()
@@ -107,7 +111,7 @@ def _publisher(idx: int, port: int, password: str, items: Sequence[Item], rate: 
             if k in sent_at and k not in acked:
                 acked[k] = now
 
-    c = _client(port, password, "bench-pub-%d-%s" % (idx, secrets.token_hex(3)))
+    c = _client(port, password, _pub_user(idx))
     c.on_message = on_message
     c.connect("127.0.0.1", port)
     c.loop_start()
@@ -158,10 +162,11 @@ def _run_publishers(port: int, password: str, items: Sequence[Item], procs: int,
 
 
 # ---------------------------------------------------------------- setup
-def _prepare(folder: str, terminals: int, n_burst: int,
-             n_paced: int) -> tuple[HallConfig, list[Item], list[Item]]:
+def _prepare(folder: str, terminals: int, n_burst: int, n_paced: int,
+             procs: int) -> tuple[HallConfig, list[Item], list[Item]]:
     cfg = hall_kit.create(folder, windows=tuple("W%03d" % i for i in range(terminals)),
-                         timeout_s=3600, extra_superusers=(BENCH_USER,))
+                         timeout_s=3600,
+                         extra_superusers=(BENCH_RAW, *(_pub_user(i) for i in range(procs))))
     conn = sqlite3.connect(cfg.hall.database)
     keys = {r[0]: bytes(r[1]) for r in conn.execute("SELECT id, key FROM terminals")}
     window_of = dict(conn.execute("SELECT terminal, window FROM pairings"))
@@ -210,7 +215,7 @@ def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rat
     n_paced = int(paced_rate * paced_seconds)
     progress("preparing %d terminals and %d signed ratings in %s"
              % (terminals, ratings + n_paced, folder))
-    cfg, burst, paced = _prepare(folder, terminals, ratings, n_paced)
+    cfg, burst, paced = _prepare(folder, terminals, ratings, n_paced, procs)
     pw = cfg.mqtt.password
     port = cfg.mqtt.port
     b = processes.Mosquitto(hall_kit.broker_conf(cfg), port).start()
@@ -232,7 +237,7 @@ def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rat
         raw_rate = round(n / (last - t0), 1) if n and last is not None else 0.0
         result["raw_msgs_per_s"] = raw_rate
         # forget the raw subscriber's persistent session so it does not queue during (b)
-        c = _client(port, pw, "bench-raw", clean=True)
+        c = _client(port, pw, BENCH_RAW, clean=True)
         c.connect("127.0.0.1", port)
         c.disconnect()
 

@@ -83,6 +83,8 @@ def provision(port: str, config_path: str, terminal: str, profile: str,
         registry._check_id("window", window)
     bdir = fleet.broker_folder(config_path, broker_dir)
     mosquitto_setup.require_folder(bdir)
+    if terminal in mosquitto_setup.superusers(bdir):  # before anything is written to the board
+        raise HcpError("%s is the daemon's broker user: choose another terminal id" % terminal)
     board = _board_profile(profile)
     actor = fleet.who(actor)
     conn = db.connect(cfg.hall.database)
