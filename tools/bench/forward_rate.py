@@ -80,16 +80,20 @@ def _fill_hall(path: str, n: int) -> tuple[int, int, int]:
     levels = rnd.choices(range(1, 6), LEVEL_WEIGHTS, k=n - ntx)
     t0 = time.time() - 3600
     conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO transactions (id, window, ticket, item, staff, started_at, finished_at)"
-        " VALUES (?,?,?,?,?,?,?)",
-        ((i, "W%02d" % (i % 20), "BJ%08d" % i, "530100-%03d" % (i % 40), "S%03d" % (i % 60),
-          t0 + i * 0.01, t0 + i * 0.01 + 0.005) for i in range(1, ntx + 1)))
-    conn.executemany(
-        "INSERT INTO ratings (id, terminal, seq, level, token, rated_at, received_at, outcome,"
-        " transaction_id) VALUES (?,?,?,?,?,?,?,?,?)",
-        ((i, "T%03d" % (i % 20), i, levels[i - 1], "tok%d" % i, t0 + i * 0.01 + 0.006,
-          t0 + i * 0.01 + 0.007, "counted", i) for i in range(1, n - ntx + 1)))
+    # in a hall's order: each transaction, then its rating (the outbox follows the inserts), so
+    # that a batch carries the ratings of its own transactions, as a hall's batches do
+    for i in range(1, ntx + 1):
+        conn.execute(
+            "INSERT INTO transactions (id, window, ticket, item, staff, started_at, finished_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (i, "W%02d" % (i % 20), "BJ%08d" % i, "530100-%03d" % (i % 40), "S%03d" % (i % 60),
+             t0 + i * 0.01, t0 + i * 0.01 + 0.005))
+        if i <= n - ntx:
+            conn.execute(
+                "INSERT INTO ratings (id, terminal, seq, level, token, rated_at, received_at,"
+                " outcome, transaction_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                (i, "T%03d" % (i % 20), i, levels[i - 1], "tok%d" % i, t0 + i * 0.01 + 0.006,
+                 t0 + i * 0.01 + 0.007, "counted", i))
     conn.execute("COMMIT")
     conn.close()
     return ntx, n - ntx, sum(1 for v in levels if v >= 4)
