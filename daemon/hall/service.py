@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # imported when forwarding is on (see run)
 
 log = logging.getLogger(__name__)
 _TICK = 0.5  # seconds between prompt-timeout checks when idle
+# sequence numbers per ack: 16 of the largest (2^53 - 1) for the longest terminal id stay under
+# the 512 bytes a terminal accepts (protocol/messages.py); a flushed backlog gets several acks
+ACK_SEQS = 16
 
 T = TypeVar("T")
 # What the writer runs for a caller: fn(conn, now) -> (result, publishes), in its transaction.
@@ -207,8 +210,10 @@ class HallDaemon:
             key = ingest.terminal_key(self.conn, terminal, keys)
             if key is None:
                 continue
-            self.link.publish(topics.topic(self.hall, terminal, topics.ACK),
-                              messages.encode_ack(key, terminal, seqs, int(now)), qos=qos)
+            for i in range(0, len(seqs), ACK_SEQS):  # each ack small enough for the terminal
+                self.link.publish(topics.topic(self.hall, terminal, topics.ACK),
+                                  messages.encode_ack(key, terminal, seqs[i:i + ACK_SEQS],
+                                                      int(now)), qos=qos)
 
     def _send_sessions(self, publishes: Sequence[Publish], now: float, keys: KeyCache) -> None:
         """Retained prompts at QoS 0: over a live connection nothing is lost, and after any

@@ -2,6 +2,7 @@
 import threading
 import time
 
+from haochaping.tools.sim import processes
 from tests.conftest import wait_until
 
 N = 300  # presses per terminal
@@ -78,3 +79,32 @@ def test_under_load_many_ratings_share_one_commit(api, terminals, hall_db):
     h = api.health()
     assert hall_db("SELECT COUNT(*) FROM ratings") == [(600,)]
     assert h["commits"] < h["messages"] / 2, h
+
+
+def test_a_terminal_flushing_a_long_backlog_can_read_every_ack(hall, broker, terminals, hall_db):
+    # if this fails, a terminal back from an outage with a long backlog gets acks larger than it
+    # accepts (512 bytes), keeps every rating in its journal and re-sends it again and again
+    d = processes.DaemonProcess(hall).start()
+    d.kill()                         # its session stays: the broker queues for it meanwhile
+    ts = terminals(resend_s=60.0)    # no resend during the test: the first acks must do
+    for t in ts.values():
+        for i in range(200):
+            t.press(i % 5 + 1)
+    d.start()
+    try:
+        wait_until(lambda: all(t.backlog() == 0 for t in ts.values()), timeout=60,
+                   what="every rating acked at once")
+        assert {name: t.errors for name, t in ts.items()} == {name: [] for name in ts}
+        assert hall_db("SELECT COUNT(*) FROM ratings") == [(200 * len(ts),)]
+    finally:
+        d.kill()
+
+
+def test_the_largest_ack_the_daemon_sends_fits_what_a_terminal_accepts():
+    # if this fails, terminals with long ids and large sequence numbers refuse every full ack
+    from haochaping.daemon.hall.service import ACK_SEQS
+    from haochaping.protocol import fields, messages
+    key, term = b"k" * 32, "T" * 32
+    seqs = [fields.MAX_INT - i for i in range(ACK_SEQS)]
+    payload = messages.encode_ack(key, term, seqs, fields.MAX_TS)
+    assert messages.decode_ack(key, payload)["seqs"] == seqs
