@@ -62,3 +62,37 @@ def bench_fuzz(inputs: int, seed: int, as_json: bool) -> None:
                                   else (lambda m: click.echo(m, err=True)))
     r = b.fuzz(inputs, seed, progress=say)
     click.echo(json.dumps(r, sort_keys=True, ensure_ascii=False))
+
+
+@bench.command("chaos")
+@click.option("--seconds", type=click.FloatRange(5), default=60, show_default=True,
+              help="How long faults are injected (then everything is drained and checked).")
+@click.option("--backend", type=click.Choice(["sqlite", "postgres"]), default="sqlite",
+              show_default=True, help="The store's database.")
+@click.option("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+              show_default=True, help="With --backend postgres: where a scratch database is made.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="The same seed, the same order of faults and poison.")
+@click.option("--scale", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="The terminals' waiting times are divided by this.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the JSON line.")
+def bench_chaos(seconds: float, backend: str, pg_url: str, seed: int, scale: int,
+                as_json: bool) -> None:
+    """Kill -9 the daemon, the broker and the store at random while firmware terminals rate and
+    poison is sent; then check every confirmed rating reached the store exactly once.
+
+    Prints one JSON line: faults, poison_sent, ratings_confirmed, lost, doubled, rejected,
+    quarantined, ok. Exits 1 when anything was lost or doubled or poison got through.
+
+    \b
+    Example:
+      hcp bench chaos --seconds 300 --backend postgres --json
+    """
+    from haochaping.tools.bench import chaos as b
+    say: Callable[[str], None] = ((lambda m: None) if as_json
+                                  else (lambda m: click.echo(m, err=True)))
+    r = b.run(seconds, backend, seed, scale, pg_url if backend == "postgres" else None,
+              progress=say)
+    click.echo(json.dumps(r, sort_keys=True, ensure_ascii=False))
+    if not r["ok"]:
+        raise SystemExit(1)

@@ -77,6 +77,16 @@ def broker_conf(cfg: HallConfig) -> str:
     return os.path.join(cfg.folder, "broker", mosquitto_setup.CONF)
 
 
+def forward_to(cfg: HallConfig, url: str, ca: str, key_file: str, batch_size: int = 50,
+               retry_max_s: int = 1) -> HallConfig:
+    """Make the kit's hall forward to the store at `url` (its CA, the hall's key file): a
+    [forward] section in hall.toml, sending at once and retrying quickly. Returns the config."""
+    with open(cfg.path, "a") as f:
+        f.write(FORWARD_TOML % {"url": url, "ca": ca, "key": key_file, "batch": batch_size,
+                                "retry": retry_max_s})
+    return settings.load(cfg.path)
+
+
 def write_device(folder: str, hall: str, terminal: str, window: str, key: bytes, host: str,
                  port: int, password: str) -> str:
     path = os.path.join(folder, "terminals", terminal + ".json")
@@ -123,4 +133,14 @@ listen = "127.0.0.1:%(api_port)d"
 
 [api.tokens]
 window-system = "%(token)s"
+"""
+
+FORWARD_TOML = """
+[forward]
+url = "%(url)s"
+ca = "%(ca)s"
+key_file = "%(key)s"
+batch_size = %(batch)d
+max_wait_s = 0
+retry_max_s = %(retry)d
 """
