@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
+_REPEAT_S = 60  # while the broker stays away, say so again this often
 
 
 class Incoming:
@@ -42,6 +44,8 @@ class Link:
         self._stopping = False
         self.generation = 0  # bumped on every (re)connect; PUBACKs only go to the current one
         self.connected = threading.Event()
+        self.last_error: str | None = None  # why the broker is not connected, in words
+        self._said_at = 0.0                 # when last_error was last logged
         c = self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
                                        clean_session=False, manual_ack=True)
         if username:
@@ -51,6 +55,7 @@ class Link:
         c.reconnect_delay_set(min_delay=1, max_delay=10)
         c.on_connect = self._connected
         c.on_disconnect = self._disconnected
+        c.on_connect_fail = self._connect_failed
         c.on_message = self._message
         self._host, self._port, self._keepalive = host, port, keepalive
 
@@ -67,8 +72,11 @@ class Link:
     def _connected(self, client: paho.Client, userdata: Any, flags: paho.ConnectFlags,
                    reason: ReasonCode, properties: Properties | None) -> None:
         if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
+            self._failed("the broker at %s:%s refused the connection: %s (check [mqtt] username"
+                         " and password in hall.toml and the broker's password file)"
+                         % (self._host, self._port, reason), logging.ERROR)
             return
+        self.last_error, self._said_at = None, 0.0
         self.generation += 1
         sock = client.socket()
         if isinstance(sock, socket.socket):  # TCP or TLS (paho's websocket wrapper is not one)
@@ -87,6 +95,18 @@ class Link:
         if self._stopping:
             return
         log.warning("disconnected from broker: %s; reconnecting", reason)
+
+    def _connect_failed(self, client: paho.Client, userdata: Any) -> None:
+        self._failed("cannot reach the broker at %s:%s (is mosquitto running there? check"
+                     " [mqtt] host and port in hall.toml); retrying" % (self._host, self._port))
+
+    def _failed(self, why: str, level: int = logging.WARNING) -> None:
+        """Say why there is no broker: at once the first time, then once a minute."""
+        now = time.monotonic()
+        if why != self.last_error or now - self._said_at >= _REPEAT_S:
+            log.log(level, "%s", why)
+            self._said_at = now
+        self.last_error = why
 
     def _message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._deliver(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, self.generation))

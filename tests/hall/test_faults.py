@@ -1,4 +1,5 @@
 """Crash things mid-flight: every rating a terminal sent is stored exactly once and acked."""
+import sys
 import threading
 import time
 
@@ -108,3 +109,18 @@ def test_the_largest_ack_the_daemon_sends_fits_what_a_terminal_accepts():
     seqs = [fields.MAX_INT - i for i in range(ACK_SEQS)]
     payload = messages.encode_ack(key, term, seqs, fields.MAX_TS)
     assert messages.decode_ack(key, payload)["seqs"] == seqs
+
+
+def test_a_daemon_that_cannot_reach_its_broker_says_so_in_its_log(hall, tmp_path):
+    # if this fails, hall IT with a wrong [mqtt] port or a stopped mosquitto sees "daemon
+    # running" and then nothing for minutes
+    d = processes.DaemonProcess(hall, log_path=str(tmp_path / "daemon.log"))
+    d._spawn([sys.executable, "-m", "haochaping.tools.cli", "daemon", "run",
+              "--config", hall.path])
+    try:
+        wait_until(lambda: "cannot reach the broker" in d.log_text(), timeout=20,
+                   what="the daemon to say it cannot reach its broker")
+        assert "127.0.0.1:%d" % hall.mqtt.port in d.log_text()
+        assert "[mqtt] host and port" in d.log_text()
+    finally:
+        d.kill()
