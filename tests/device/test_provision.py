@@ -155,6 +155,12 @@ def test_refusals_that_change_nothing(hall, new_board, tmp_path):
     b = new_board()
     r = _provision(hall, b, "T020", ok=False)
     assert r.exit_code == 1 and "--wifi-ssid and --broker-host" in r.output
+    # no WiFi password given and none on the board: refused, not an empty one written
+    r = CliRunner().invoke(cli, ["device", "provision", "--port", b.port, "--config", hall.path,
+                                 "--terminal", "T020", "--profile", PROFILE, "--wifi-ssid", "x",
+                                 "--broker-host", "10.0.0.2"], env={"HCP_WIFI_PASSWORD": None})
+    assert r.exit_code == 1 and "HCP_WIFI_PASSWORD" in r.output and "--open-wifi" in r.output
+    assert "/config.json" not in b.files()
     r = CliRunner().invoke(cli, ["device", "provision", "--port", b.port, "--config", hall.path,
                                  "--terminal", "T020", "--profile", "no-such-board"])
     assert r.exit_code == 1 and "no profile named" in r.output
@@ -171,14 +177,16 @@ def test_the_port_vanishing_mid_provision_and_a_rerun(hall, new_board, tmp_path)
 
     with pytest.raises(HcpError) as e:
         provision.provision(b.port, hall.path, "T030", PROFILE, window="W02",
-                            wifi_ssid="hall-iot", broker_host="10.0.0.2", on_step=unplug)
+                            wifi_ssid="hall-iot", wifi_password=WIFI_PW, broker_host="10.0.0.2",
+                            on_step=unplug)
     assert "stopped answering" in str(e.value) and "run the same command" in str(e.value)
     conn = db.connect(hall.hall.database)
     assert registry.terminal_state(conn, "T030") == (None, False)   # nothing half-registered
     again = Board(tmp_path, root=tmp_path / "b1")
     try:
         done = provision.provision(again.port, hall.path, "T030", PROFILE, window="W02",
-                                   wifi_ssid="hall-iot", broker_host="10.0.0.2")
+                                   wifi_ssid="hall-iot", wifi_password=WIFI_PW,
+                                   broker_host="10.0.0.2")
     finally:
         again.unplug()
     assert done["terminal"] == "T030"

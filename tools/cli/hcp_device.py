@@ -144,6 +144,7 @@ def install_cmd(port: str, no_reset: bool) -> None:
 @click.option("--wifi-ssid", help="The hall's WiFi for terminals [kept from the board's config].")
 @click.option("--wifi-password", envvar="HCP_WIFI_PASSWORD",
               help="Its password; better set HCP_WIFI_PASSWORD (not in the shell history).")
+@click.option("--open-wifi", is_flag=True, help="The hall's WiFi has no password.")
 @click.option("--broker-host",
               help="The broker's IP address as the terminals reach it, e.g. 10.0.0.2.")
 @click.option("--broker-port", type=int, help="The broker's port [hall.toml's].")
@@ -153,9 +154,9 @@ def install_cmd(port: str, no_reset: bool) -> None:
 @click.option("--no-reset", is_flag=True, help="Do not restart the board afterwards.")
 @ACTOR
 def provision_cmd(port: str, config_path: str, terminal: str, window: str | None, profile: str,
-                  wifi_ssid: str | None, wifi_password: str | None, broker_host: str | None,
-                  broker_port: int | None, broker_dir: str | None, again: bool, no_reset: bool,
-                  actor: str | None) -> None:
+                  wifi_ssid: str | None, wifi_password: str | None, open_wifi: bool,
+                  broker_host: str | None, broker_port: int | None, broker_dir: str | None,
+                  again: bool, no_reset: bool, actor: str | None) -> None:
     """Make a board a terminal of this hall: key, broker password, config, registration, pairing.
 
     Generates the terminal's signing key and broker password, writes the device config (WiFi,
@@ -180,7 +181,8 @@ def provision_cmd(port: str, config_path: str, terminal: str, window: str | None
         done = provision.provision(
             port, config_path, terminal, profile, window=window, wifi_ssid=wifi_ssid,
             wifi_password=wifi_password, broker_host=broker_host, broker_port=broker_port,
-            broker_dir=broker_dir, actor=actor, again=again, reset=not no_reset, on_step=on_step)
+            broker_dir=broker_dir, actor=actor, again=again, reset=not no_reset, on_step=on_step,
+            open_wifi=open_wifi)
         bar.update(len(STEPS) - bar.pos, "done")
     click.echo("%s is terminal %s of hall %s (%s)%s; %s%s" % (
         port, terminal, done["hall"], done["board"],

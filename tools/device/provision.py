@@ -74,8 +74,14 @@ def provision(port: str, config_path: str, terminal: str, profile: str,
               wifi_password: str | None = None, broker_host: str | None = None,
               broker_port: int | None = None, broker_dir: str | None = None,
               actor: str | None = None, again: bool = False, reset: bool = True,
-              on_step: Callable[[int, str], None] | None = None) -> ProvisionResult:
-    """Provision the board on `port` as `terminal`. Return a summary (no secrets in it)."""
+              on_step: Callable[[int, str], None] | None = None,
+              open_wifi: bool = False) -> ProvisionResult:
+    """Provision the board on `port` as `terminal`. Return a summary (no secrets in it).
+    open_wifi: the hall's WiFi has no password (else one must be given or be on the board)."""
+    if open_wifi:
+        if wifi_password:
+            raise HcpError("--open-wifi means the WiFi has no password: give one or the other")
+        wifi_password = ""
     cfg = hall_config.load(config_path)
     hall = cfg.hall.id
     fleet.check_terminal_id(terminal)
@@ -208,6 +214,9 @@ def _device_config(cfg: HallConfig, hall: str, terminal: str, board: hw_profile.
             old.get("seq_start"), int) else 1)
     missing = [o for k, o in (("wifi_ssid", "--wifi-ssid"), ("broker", "--broker-host"))
                if not conf[k]]
+    if wifi_password is None and "wifi_password" not in old:
+        missing.append("the WiFi password (HCP_WIFI_PASSWORD=..., or --open-wifi for a WiFi"
+                       " without one)")
     if missing:
         raise HcpError("give %s (the board has no earlier config to take them from)"
                        % " and ".join(missing))
