@@ -46,7 +46,7 @@ def test_new_board_to_first_rating(tmp_path, run_broker):
         _hcp("device", "install", "--port", board.port)
         _hcp("device", "provision", "--port", board.port, "--config", hall.path,
              "--terminal", "T050", "--window", "W01", "--profile", PROFILE,
-             "--wifi-ssid", "hall-iot", "--open-wifi", "--broker-host", "127.0.0.1")
+             "--wifi-ssid", "hall-iot", "--broker-host", "127.0.0.1")
         board.unplug()                                   # off the bench, onto the counter
         key1 = hw_profile.load(PROFILE)[1]["keys"][0]
         proc = subprocess.Popen(
