@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
@@ -123,6 +125,19 @@ def _print_results(cfg: HallConfig, did: Mapping[str, int], errors: Sequence[str
     conn.close()
 
 
+def _wait_for_stop() -> None:
+    """Block until Ctrl-C or SIGTERM, whatever stdin and stdout are (a pipe, a file, none)."""
+    stop = threading.Event()
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        while not stop.wait(1):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 @cli.command()
 @click.option("--dir", "folder", default="demo-hall", show_default=True,
               type=click.Path(file_okay=False), help="Where the demo hall lives (recreated).")
@@ -133,7 +148,8 @@ def _print_results(cfg: HallConfig, did: Mapping[str, int], errors: Sequence[str
 @_RUNTIME
 @_SCALE
 @click.option("--keep", is_flag=True,
-              help="Keep the hall running after the day, to look at the console pages.")
+              help="Keep the hall running after the day, to look at the console pages, until"
+                   " Ctrl-C or SIGTERM.")
 def demo(folder: str, windows: int, transactions: int, seed: int, runtime: str, scale: int,
          keep: bool) -> None:
     """Run a whole hall on this machine: broker, daemon, terminals, window system, citizens.
@@ -178,7 +194,8 @@ def demo(folder: str, windows: int, transactions: int, seed: int, runtime: str, 
             click.echo("\nThe hall keeps running; open the console pages above in a browser.")
             for line in console:
                 click.echo("  " + line)
-            click.pause("Press any key to stop everything ...")
+            click.echo("Stop everything with Ctrl-C (or SIGTERM, as a service manager does).")
+            _wait_for_stop()
     finally:
         if by_window:
             scenario.stop(by_window)

@@ -1,0 +1,48 @@
+"""`hcp demo`, as a new user runs it: a whole hall on this machine, its output piped to a file."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import wait_until
+
+
+def _demo(tmp_path, *extra):
+    out = open(tmp_path / "demo.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "haochaping.tools.cli", "demo", "--dir", str(tmp_path / "hall"),
+         "--windows", "2", "--ratings", "4", "--time-scale", "10"] + list(extra),
+        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        env=dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/sbin"))
+    return proc, lambda: (tmp_path / "demo.log").read_text(errors="replace")
+
+
+def test_a_kept_demo_keeps_running_with_its_output_in_a_file_until_sigterm(tmp_path):
+    # if this fails, `hcp demo --keep > log` or under a service manager stops at once, and the
+    # new user's console pages go dead before they open them
+    proc, text = _demo(tmp_path, "--keep")
+    try:
+        wait_until(lambda: "keeps running" in text() or proc.poll() is not None, timeout=120,
+                   what="the demo's day to end")
+        assert "keeps running" in text(), text()
+        time.sleep(1.5)
+        assert proc.poll() is None, text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopped the daemon and mosquitto" in text()
+    assert "each in the hall database exactly once" in text()
+
+
+def test_the_demo_piped_into_a_file_runs_the_day_and_ends_by_itself(tmp_path):
+    # if this fails, README's `make demo > log` hangs or fails for a new user
+    proc, text = _demo(tmp_path)
+    try:
+        assert proc.wait(180) == 0, text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "each in the hall database exactly once" in text()
