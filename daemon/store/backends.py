@@ -278,6 +278,12 @@ class _Store(abc.ABC):
         return [r[0] for r in self._query("SELECT uid FROM %s WHERE hall = %%s ORDER BY uid"
                                           % table, (hall,))]
 
+    def span(self) -> tuple[float, float] | None:
+        """When the first and the last transaction the store holds were handled (None: none)."""
+        first, last = self._query("SELECT MIN(finished_at), MAX(finished_at) FROM transactions",
+                                  ())[0]
+        return None if first is None else (float(first), float(last))
+
     def counts(self) -> dict[str, int]:
         return {t: self._query("SELECT COUNT(*) FROM %s" % t, ())[0][0]
                 for t in ("batches", "transactions", "ratings", "reasons")}

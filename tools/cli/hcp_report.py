@@ -1,11 +1,34 @@
 """`hcp report quarterly` (第十一条) and `hcp rules explain` (第十四条) on the store's data."""
+import datetime
 import json
+import os
 
 import click
 
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.store.backends import PostgresStore, SqliteStore
 from haochaping.tools.cli import cli
 from haochaping.tools.cli.hcp_rules import rules
 from haochaping.tools.cli.hcp_store import DB, _open
+
+_TZ = datetime.timezone(datetime.timedelta(hours=8))
+
+
+def _open_existing(db: str) -> SqliteStore | PostgresStore:
+    """The store at `db`; a SQLite file must exist (a report of an empty new file helps no one)."""
+    if not db.startswith(("postgresql://", "postgres://")) and not os.path.isfile(db):
+        raise HcpError("no store database at %s: give the file `hcp store serve --db` uses, or"
+                       " a postgresql:// URL" % db)
+    return _open(db)
+
+
+def _no_data_hint(st: SqliteStore | PostgresStore, period: str) -> str:
+    span = st.span()
+    if span is None:
+        return "the store holds no transactions yet: halls forward them (`hcp forward status`)"
+    first, last = (datetime.datetime.fromtimestamp(t, _TZ).date() for t in span)
+    return ("nothing in %s: the store's transactions run from %s to %s; choose --period there"
+            " (e.g. %dQ%d)" % (period, first, last, last.year, (last.month - 1) // 3 + 1))
 
 
 @cli.group()
@@ -39,9 +62,10 @@ def report_quarterly(db: str, period: str, out_dir: str, public: bool) -> None:
       hcp report quarterly --db store.sqlite --period 2026Q3 --out reports/ --public
     """
     from haochaping.daemon.store import quarterly as report_lib
-    st = _open(db)
+    st = _open_existing(db)
     try:
         fig, paths = report_lib.quarterly(st, period, out_dir, public)
+        hint = _no_data_hint(st, fig["period"]) if not fig["overall"]["total"] else None
     finally:
         st.close()
     click.echo("%s report %s: %d units, %d transactions" % (
@@ -50,6 +74,8 @@ def report_quarterly(db: str, period: str, out_dir: str, public: bool) -> None:
     for kind in ("html", "json"):
         click.echo("  %s" % paths[kind])
     click.echo("  %d CSV files next to them" % (len(paths) - 2))
+    if hint:
+        click.echo("note: " + hint, err=True)
 
 
 @rules.command("explain")
@@ -70,7 +96,7 @@ def rules_explain(db: str, unit: str, period: str, as_json: bool) -> None:
       hcp rules explain --db store.sqlite --unit window:H01/W01 --period 2026Q3 --json
     """
     from haochaping.daemon.store import scores
-    st = _open(db)
+    st = _open_existing(db)
     try:
         e = scores.explain(st, unit, period)
     finally:
