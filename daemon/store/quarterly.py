@@ -28,10 +28,11 @@ if TYPE_CHECKING:
     from haochaping.daemon.store.backends import Store
 
 TREND_QUARTERS = 4
-REASON_NAMES = {code: "%s (%s)" % (name, code) for code, name in levels.REASONS}
+REASON_NAMES = dict(levels.REASONS)
 LEVEL_COLOURS = {1: "#1a7f37", 2: "#4ca34f", 3: "#c9a227", 4: "#e36b2c", 5: "#c0392b"}
-STATUS_NAMES = {"open": "整改中 (in time)", "overdue": "逾期 (overdue)",
-                "closed": "已整改 (closed)", "withdrawn": "撤销 (withdrawn)"}
+STATUS_NAMES = {"open": "整改中", "overdue": "逾期未整改", "closed": "已整改", "withdrawn": "已撤销"}
+# why a unit has no score, as scoring.Score.reason gives it
+NO_SCORE = {scoring.NO_DATA: "无办件", scoring.NO_COUNTED_RATINGS: "无有效评价"}
 STATUS_COLOURS = {"open": "#2f6fb0", "overdue": "#c0392b", "closed": "#1a7f37",
                   "withdrawn": "#888888"}
 
@@ -130,12 +131,20 @@ def quarters_up_to(period: str, n: int = TREND_QUARTERS) -> list[str]:
     return out[::-1]
 
 
+def unit_label(kind: str, unit: str, names: Mapping[str, str]) -> str:
+    """A unit as a reader of the report knows it: the hall's name rather than its code, 窗口
+    and 工号 in words (the store keeps no staff names: 第六条 keeps it to what it needs)."""
+    if kind == "department":
+        return names.get(unit) or unit
+    hall, _, rest = unit.partition(":")[2].partition("/")
+    where = names.get(hall) or hall
+    return "%s %s窗口" % (where, rest) if kind == "window" else "%s 工号%s" % (where, rest)
+
+
 def _unit_row(u: scores.UnitScore, names: Mapping[str, str]) -> UnitRow:
     s = u["score"]
     t = scoring.tally(u["ratings"], u["pending"])
-    label = u["unit"]
-    if u["kind"] == "department" and names.get(u["unit"]):
-        label = "%s %s" % (u["unit"], names[u["unit"]])
+    label = unit_label(u["kind"], u["unit"], names)
     return {"kind": u["kind"], "unit": u["unit"], "label": label, "final": s.final,
             "rate_points": s.rate_points, "average_points": s.average_points,
             "acceptance_rate": _f(s.acceptance_rate), "average": _f(s.average),
@@ -203,8 +212,7 @@ def figures(store: Store, period: str, public: bool = False, now: float | None =
         "title": "政务服务“好差评”季度通报 %s" % period, "period": period,
         "from": first.isoformat(), "to": last.isoformat(), "public": public,
         "generated_at": access.when(now).isoformat(timespec="seconds"),
-        "articles": "第十一条 (publication), 第十四条 (scores), 第十二条 (rectification),"
-                    " 第十条 (appeals)",
+        "articles": "依据: 第十一条 (通报), 第十四条 (得分), 第十二条 (整改), 第十条 (复核)",
         "overall": {**overall.to_dict(), "defaults": t_all["defaults"],
                     "excluded": t_all["excluded"], "pending": t_all["pending"]},
         "units": [_unit_row(u, names) for u in units.values() if u["kind"] in kinds],
@@ -233,14 +241,15 @@ def hbars(chart_id: str, title: str, rows: Sequence[tuple[str, float | None, str
     span = width - left - 80
     body = ['<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d" stroke="#444"/>'
             % (left, top - 4, left, height - 24)]
-    for i in range(11):
-        x = left + span * i / 10
+    n = _divisions(vmax, 10)
+    for i in range(n + 1):
+        x = left + span * i / n
         body.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>'
                     % (x, top - 4, x, height - 24))
         body.append('<text x="%.1f" y="%d" font-size="10" text-anchor="middle" fill="#555">'
-                    '%s</text>' % (x, height - 10, _tick(vmax * i / 10)))
+                    '%s</text>' % (x, height - 10, _tick(vmax * i / n)))
     if not rows:
-        body.append('<text x="%d" y="%d" font-size="13" fill="#555">无数据 (no data)</text>'
+        body.append('<text x="%d" y="%d" font-size="13" fill="#555">无数据</text>'
                     % (left + 10, top + 16))
     for i, (label, value, colour, text) in enumerate(rows):
         y = top + i * (bar_h + gap)
@@ -254,6 +263,14 @@ def hbars(chart_id: str, title: str, rows: Sequence[tuple[str, float | None, str
         body.append('<text x="%.1f" y="%d" font-size="12" fill="#222">%s</text>'
                     % (left + w + 5, y + 15, _e(text)))
     return _svg(chart_id, width, height, body, title)
+
+
+def _divisions(vmax: float, most: int) -> int:
+    """Grid lines for an axis from 0 to vmax: at most `most`, and for a whole vmax (counts,
+    scores) a number that divides it, so that every tick is a whole number."""
+    if not float(vmax).is_integer() or vmax <= 0:
+        return most
+    return max(d for d in range(1, most + 1) if int(vmax) % d == 0)
 
 
 def _tick(v: float) -> str:
@@ -270,12 +287,13 @@ def vbars(chart_id: str, title: str, groups: Sequence[tuple[str, Sequence[tuple[
     step = (width - left - 20) / max(1, len(groups))
     body = ['<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d" stroke="#444"/>'
             % (left, height - bottom, width - 10, height - bottom)]
-    for i in range(6):
-        y = height - bottom - span_h * i / 5
+    n = _divisions(vmax, 5)
+    for i in range(n + 1):
+        y = height - bottom - span_h * i / n
         body.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'
                     % (left, y, width - 10, y))
         body.append('<text x="%d" y="%.1f" font-size="10" text-anchor="end" fill="#555">%s'
-                    '</text>' % (left - 5, y + 3, _tick(vmax * i / 5)))
+                    '</text>' % (left - 5, y + 3, _tick(vmax * i / n)))
     for i, (label, parts) in enumerate(groups):
         x = left + i * step + step * 0.2
         y = height - bottom
@@ -338,7 +356,7 @@ def lines(chart_id: str, title: str, periods: Sequence[str],
         body.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d"'
                     ' font-size="11">%s</text>' % (lx, ly - 9, colour, lx + 14, ly, _e(name)))
     if not any(v is not None for _n, _c, vals in series for v in vals):
-        body.append('<text x="%d" y="%d" font-size="13" fill="#555">无数据 (no data)</text>'
+        body.append('<text x="%d" y="%d" font-size="13" fill="#555">无数据</text>'
                     % (left + 10, top + 20))
     return _svg(chart_id, width, height, body, title)
 
@@ -354,9 +372,10 @@ def charts(fig: Figures) -> dict[str, str]:
     windows = [u for u in fig["units"] if u["kind"] == "window"]
     rows: list[tuple[str, float | None, str, str]] = []
     for u in dept + windows:
-        text = ("%d / 10" % u["final"]) if u["final"] is not None else "无数据 (%s)" % u["reason"]
+        text = (("%d / 10" % u["final"]) if u["final"] is not None
+                else "无数据 (%s)" % NO_SCORE.get(u["reason"] or "", u["reason"]))
         if u["provisional"] and u["final"] is not None:
-            text += " (provisional)"
+            text += " (暂定: 尚有办件在评价期内)"
         rows.append((u["label"], u["final"], "#2f6fb0" if u["kind"] == "department"
                      else "#6fa8dc", text))
     out["chart-scores"] = hbars("chart-scores", "得分 (第十四条): 部门与窗口", rows, 10)
@@ -370,10 +389,11 @@ def charts(fig: Figures) -> dict[str, str]:
         if t["period"] not in periods:
             periods.append(t["period"])
     names = ["all"] + sorted({t["unit"] for t in fig["trend"] if t["unit"] != "all"})
+    labels = {u["unit"]: u["label"] for u in fig["units"]}
     series = []
     for k, n in enumerate(names):
         vals = {t["period"]: t["final"] for t in fig["trend"] if t["unit"] == n}
-        series.append(("全部 (all)" if n == "all" else n, PALETTE[k % len(PALETTE)],
+        series.append(("全部" if n == "all" else labels.get(n, n), PALETTE[k % len(PALETTE)],
                        [vals.get(p) for p in periods]))
     out["chart-trend"] = lines("chart-trend", "季度得分走势", periods, series)
     vmax = max([r["count"] for r in fig["reasons"]] + [1])
@@ -416,18 +436,19 @@ def html_page(fig: Figures) -> str:
     o = fig["overall"]
     rect = fig["rectification"]
     rate = rect["real_name_follow_up_rate"]
-    rate_text = "无实名差评 (no real-name bad reviews)" if rate is None else _pct(rate)
+    rate_text = "无实名差评" if rate is None else _pct(rate)
     parts = [
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">",
         "<title>%s</title><style>%s</style></head><body>" % (_e(fig["title"]), CSS),
         "<h1>%s%s</h1>" % (_e(fig["title"]), " (公开版)" if fig["public"] else " (内部版)"),
         "<p class=\"note\">%s 至 %s · 生成于 %s · %s</p>" % (
-            _e(fig["from"]), _e(fig["to"]), _e(fig["generated_at"]), _e(fig["articles"])),
+            _e(fig["from"]), _e(fig["to"]),
+            _e(fig["generated_at"].replace("T", " ").partition("+")[0]), _e(fig["articles"])),
         "<p>全部办件 %d, 群众评价 %d, 默认好评 %d, 复核排除 %d, 尚在评价期 %d; 得分 %s</p>" % (
             o["total"], o["rated"], o["defaults"], o["excluded"], o["pending"],
             "无数据" if o["final"] is None else "%d / 10" % o["final"]),
         "<h2>得分 (第十四条)</h2>", c["chart-scores"],
-        _table(("单位 unit", "得分", "接受评价率", "平均分", "办件", "群众评价", "默认", "排除",
+        _table(("单位", "得分", "接受评价率", "平均分", "办件", "群众评价", "默认", "排除",
                 "评价期内"),
                [(u["label"], "无数据" if u["final"] is None else u["final"],
                  _pct(u["acceptance_rate"]),
@@ -441,7 +462,7 @@ def html_page(fig: Figures) -> str:
             "bad" if rate is not None and rate < 1 else "", _e(rate_text),
             rect["real_name_followed_up"], rect["real_name_cases"]),
         "<h2>复核 (第十条)</h2>",
-        _table(("申请", "待复核", "撤销差评 upheld", "驳回 rejected", "逾期未复核"),
+        _table(("申请", "待复核", "撤销差评", "驳回", "逾期未复核"),
                [(fig["appeals"]["filed"], fig["appeals"]["pending"], fig["appeals"]["upheld"],
                  fig["appeals"]["rejected"], fig["appeals"]["overdue"])]),
         "<p class=\"note\">不含评价人信息 (第六条)%s。</p>" % (

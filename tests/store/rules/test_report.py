@@ -149,6 +149,6 @@ def test_art11_json_and_csv_hold_the_same_figures(st, tmp_path, public):
         1, 0, 0, 1, 0]
     with open(paths["reasons"], encoding="utf-8") as f:
         assert list(csv.DictReader(f)) == [
-            {"reason": "efficiency", "label": "服务效率 (efficiency)", "count": "1"}]
+            {"reason": "efficiency", "label": "服务效率", "count": "1"}]
     kinds = {u["kind"] for u in fig["units"]}
     assert kinds == ({"department", "window"} if public else {"department", "window", "staff"})

@@ -22,3 +22,26 @@ def test_a_report_of_a_quarter_without_data_says_where_the_data_is(st, store_db,
     Data(st).transaction("2026-11-03 10:00", level=1)
     r = hcp("report", "quarterly", "--db", store_db, "--period", "2026Q3", "--out", tmp_path)
     assert "2026-11-03" in r.output and "2026Q4" in r.output
+
+
+def test_the_report_is_in_chinese_names_its_units_and_counts_in_whole_numbers(st, tmp_path):
+    # if this fails, the official 通报 mixes English into Chinese, names units by internal codes
+    # (staff:H01/S0101) and puts 0.2 steps on the axes of things that are counted
+    import re
+
+    from haochaping.daemon.store import quarterly as report
+    from .conftest import at
+    d = Data(st)
+    d.transaction("2026-08-03 10:00", level=1)
+    d.transaction("2026-08-03 10:05", level=4, reason="efficiency", staff="S0102")
+    _fig, paths = report.quarterly(st, "2026Q3", str(tmp_path), now=at("2026-08-04 00:00"))
+    with open(paths["html"], encoding="utf-8") as f:
+        page = f.read()
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", " ", page, flags=re.S))
+    assert re.findall(r"[A-Za-z]{3,}", text.replace("PJQ", "")) == []
+    assert "staff:" not in page and "window:" not in page
+    assert "五华区政务服务中心 W01窗口" in page and "五华区政务服务中心 工号S0102" in page
+    for chart in ("chart-levels", "chart-reasons", "chart-rectification"):
+        svg = re.search(r'<svg id="%s".*?</svg>' % chart, page, flags=re.S).group(0)
+        ticks = re.findall(r'font-size="10"[^>]*>([^<]*)</text>', svg)
+        assert ticks and all(t.isdigit() for t in ticks), (chart, ticks)
