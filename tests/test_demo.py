@@ -9,12 +9,13 @@ from tests.conftest import wait_until
 
 
 def _demo(tmp_path, *extra):
-    out = open(tmp_path / "demo.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "haochaping.tools.cli", "demo", "--dir", str(tmp_path / "hall"),
-         "--windows", "2", "--ratings", "4", "--time-scale", "10"] + list(extra),
-        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        env=dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/sbin"))
+    with open(tmp_path / "demo.log", "wb") as out:   # the child keeps its own copy
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "haochaping.tools.cli", "demo", "--dir",
+             str(tmp_path / "hall"), "--windows", "2", "--ratings", "4", "--time-scale", "10"]
+            + list(extra),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PATH=os.environ.get("PATH", "") + ":/usr/sbin"))
     return proc, lambda: (tmp_path / "demo.log").read_text(errors="replace")
 
 

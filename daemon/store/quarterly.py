@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 TREND_QUARTERS = 4
 REASON_NAMES = dict(levels.REASONS)
 LEVEL_COLOURS = {1: "#1a7f37", 2: "#4ca34f", 3: "#c9a227", 4: "#e36b2c", 5: "#c0392b"}
-STATUS_NAMES = {"open": "整改中", "overdue": "逾期未整改", "closed": "已整改", "withdrawn": "已撤销"}
+STATUS_NAMES = {"open": "整改中", "overdue": "逾期未整改", "closed": "已整改",
+                "withdrawn": "已撤销"}
 # why a unit has no score, as scoring.Score.reason gives it
 NO_SCORE = {scoring.NO_DATA: "无办件", scoring.NO_COUNTED_RATINGS: "无有效评价"}
 STATUS_COLOURS = {"open": "#2f6fb0", "overdue": "#c0392b", "closed": "#1a7f37",

@@ -100,6 +100,8 @@ def staff_list(config_path: str) -> None:
       hcp staff list --config hall.toml
     """
     rows = staff_lib.listing(hall_db(config_path))
+    if rows:
+        click.echo("%-12s %-8s %-9s %s" % ("NUMBER", "ROLE", "STATE", "NAME"))
     for r in rows:
         state = "enabled" if r["disabled_at"] is None else "disabled " + _day(r["disabled_at"])
         click.echo("%-12s %-8s %-9s %s" % (r["number"], r["role"], state, r["name"]))

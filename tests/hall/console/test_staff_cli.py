@@ -29,6 +29,7 @@ def test_add_list_disable_enable_and_set_pin(cfg):
     r = _run(cfg, "add", "--number", "M01", "--role", "manager", env={"HCP_STAFF_PIN": "135790"})
     assert r.exit_code == 0, r.output
     out = _run(cfg, "list").output
+    assert out.split()[:4] == ["NUMBER", "ROLE", "STATE", "NAME"]   # a header, as a table has
     assert "S0101" in out and "张三" in out and "manager" in out and "scrypt" not in out
     conn = db.connect(cfg.hall.database)
     assert staff.verify(conn, "S0101", "246810")["name"] == "张三"

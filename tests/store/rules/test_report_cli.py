@@ -1,7 +1,10 @@
 """`hcp report quarterly` and `hcp rules explain` as the municipal office first runs them."""
 import os
+import re
 
-from .conftest import Data, hcp
+from haochaping.daemon.store import quarterly as report
+
+from .conftest import Data, at, hcp
 
 
 def test_a_report_of_a_store_file_that_does_not_exist_is_refused_without_creating_it(tmp_path):
@@ -27,10 +30,6 @@ def test_a_report_of_a_quarter_without_data_says_where_the_data_is(st, store_db,
 def test_the_report_is_in_chinese_names_its_units_and_counts_in_whole_numbers(st, tmp_path):
     # if this fails, the official 通报 mixes English into Chinese, names units by internal codes
     # (staff:H01/S0101) and puts 0.2 steps on the axes of things that are counted
-    import re
-
-    from haochaping.daemon.store import quarterly as report
-    from .conftest import at
     d = Data(st)
     d.transaction("2026-08-03 10:00", level=1)
     d.transaction("2026-08-03 10:05", level=4, reason="efficiency", staff="S0102")
