@@ -159,16 +159,41 @@ def _schema(section: type) -> dict[str, tuple[type, Any]]:
 SCHEMA = {name: _schema(cls) for name, cls in SECTIONS.items()}
 
 
-def load(path: str) -> HallConfig:
-    """Read and validate a config file; raise ConfigError naming every problem."""
+# values from the README's example and common stand-ins: a hall that starts with one of these
+# has a broker password or API token that anyone who read the README knows
+PLACEHOLDERS = frozenset({"...", "…", "a-long-random-token", "changeme", "change-me",
+                          "password", "secret", "token", "xxx", "todo"})
+
+
+def parse_toml(text: str, path: str) -> dict[str, Any]:
+    """hall.toml's text as tables; ConfigError (with the line) when it is not TOML."""
     try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError("config file %s not found (see `hcp daemon run --help` for an example)"
-                          % path) from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("%s is not valid TOML: %s" % (path, e)) from None
+
+
+def read_text(path: str) -> str:
+    """A config file's text: UTF-8, with or without the byte-order mark Windows editors add;
+    a file saved in another encoding (GBK) is refused with what to do."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ConfigError("config file %s not found (see `hcp daemon run --help` for an example,"
+                          " or `hcp init` to write one)" % path) from None
+    except OSError as e:
+        raise ConfigError("cannot read %s: %s" % (path, e.strerror)) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError("%s is not UTF-8 text (byte %d; saved as GBK?): save it as UTF-8"
+                          % (path, e.start)) from None
+
+
+def load(path: str) -> HallConfig:
+    """Read and validate a config file; raise ConfigError naming every problem."""
+    raw = parse_toml(read_text(path), path)
     base = os.path.dirname(os.path.abspath(path))
     cfg = validate(raw)
     fwd = cfg.forward
@@ -269,6 +294,16 @@ def _check_values(cfg: dict[str, dict[str, Any]], errors: list[str]) -> None:
     for name, token in cfg["api"]["tokens"].items():
         if not isinstance(token, str) or len(token) < 16:
             errors.append("[api.tokens] %s: a token of at least 16 characters" % name)
+        elif _placeholder(token):
+            errors.append("[api.tokens] %s: the README's placeholder, not a secret: put a random"
+                          " one (`hcp init` writes a hall.toml with random secrets)" % name)
+    if _placeholder(cfg["mqtt"]["password"]):
+        errors.append("[mqtt] password: a placeholder, not a secret: put the daemon's broker"
+                      " password (`hcp init` writes a hall.toml with random secrets)")
+
+
+def _placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDERS or "..." in secret or "…" in secret
 
 
 def _redact(section: str, key: str, value: object) -> object:

@@ -119,6 +119,7 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
     extra_superusers = tuple(extra_superusers)
     for u in (daemon_user, *extra_superusers):
         _check_user(u, "-")
+    folder = os.path.abspath(folder)  # mosquitto may be started from anywhere
     os.makedirs(folder, exist_ok=True)
     passwd = os.path.join(folder, PASSWD)
     entries = read_passwd(passwd) if keep_users else {}
@@ -162,6 +163,7 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
                    for ln in _comment(why) + ["%s %d" % (option, value), ""]]
             + _comment("Not set: " + NOT_SET) + ["",
             "log_dest file %s" % os.path.join(folder, "mosquitto.log"),
+            "log_dest stderr",  # and to whoever started it: the journal, under systemd
             "log_type error", "log_type warning", "log_type notice",
             ""]))
     _give_to(run_as, [folder, passwd, acl, data])

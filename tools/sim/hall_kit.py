@@ -14,7 +14,7 @@ from typing import TypedDict
 
 from haochaping.daemon.hall import db, registry, settings
 from haochaping.daemon.hall.settings import HallConfig
-from haochaping.tools.device import mosquitto_setup
+from haochaping.tools.device import hall_init, mosquitto_setup
 from haochaping.tools.sim import processes
 
 
@@ -39,23 +39,17 @@ def create(folder: str, hall: str = "H01", windows: Sequence[str] = ("W01", "W02
            terminals_per_window: int = 1, mqtt_port: int | None = None,
            api_port: int | None = None, timeout_s: int = 120,
            extra_superusers: Sequence[str] = (), batch_max: int = 1000) -> HallConfig:
-    """Write everything; return the loaded config (its folder is `folder`)."""
-    os.makedirs(os.path.join(folder, "terminals"), exist_ok=True)
+    """Write everything (the hall as `hcp init` writes one, on free ports, with its terminals
+    registered and paired); return the loaded config (its folder is `folder`)."""
     mqtt_port = mqtt_port or processes.free_port()
     api_port = api_port or processes.free_port()
-    daemon_pw = secrets.token_urlsafe(18)
-    api_token = secrets.token_urlsafe(24)
-    users = {"hall-daemon": daemon_pw}
-    for u in extra_superusers:
-        users[u] = daemon_pw
-    conf_path = os.path.join(folder, "hall.toml")
-    with open(conf_path, "w") as f:
-        f.write(HALL_TOML % {"hall": hall, "port": mqtt_port, "pw": daemon_pw,
-                             "api_port": api_port, "token": api_token, "timeout": timeout_s,
-                             "batch": batch_max})
-    os.chmod(conf_path, 0o600)
-    cfg = settings.load(conf_path)
+    cfg = hall_init.write_hall(folder, hall, mqtt_port, "127.0.0.1:%d" % api_port,
+                               broker_listen="127.0.0.1", timeout_s=timeout_s,
+                               batch_max=batch_max, caller="window-system",
+                               extra_superusers=extra_superusers)
+    os.makedirs(os.path.join(folder, "terminals"), exist_ok=True)
     conn = db.connect(cfg.hall.database)
+    users: dict[str, str] = {}
     n = 0
     for w in windows:
         for _ in range(terminals_per_window):
@@ -67,8 +61,7 @@ def create(folder: str, hall: str = "H01", windows: Sequence[str] = ("W01", "W02
             users[term] = pw
             write_device(folder, hall, term, w, key, "127.0.0.1", mqtt_port, pw)
     conn.close()
-    mosquitto_setup.write_config(os.path.join(folder, "broker"), mqtt_port, hall, users,
-                                 extra_superusers=extra_superusers)
+    mosquitto_setup.set_users(os.path.join(folder, "broker"), users)
     return cfg
 
 
@@ -110,30 +103,6 @@ def devices(folder: str) -> list[DeviceFile]:
     return out
 
 
-HALL_TOML = """\
-# hall daemon configuration (written by hcp)
-[hall]
-id = "%(hall)s"
-database = "hall.sqlite"
-
-[mqtt]
-host = "127.0.0.1"
-port = %(port)d
-username = "hall-daemon"
-password = "%(pw)s"
-
-[sessions]
-timeout_s = %(timeout)d
-
-[ingest]
-batch_max = %(batch)d
-
-[api]
-listen = "127.0.0.1:%(api_port)d"
-
-[api.tokens]
-window-system = "%(token)s"
-"""
 
 FORWARD_TOML = """
 [forward]

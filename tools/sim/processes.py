@@ -78,7 +78,7 @@ class Mosquitto(Service):
     """A broker of our own on `port`, with the config at `conf`. Stop, kill and restart at will."""
 
     def __init__(self, conf: str, port: int, log_path: str | None = None) -> None:
-        super().__init__(log_path or os.path.join(os.path.dirname(conf), "mosquitto.log"))
+        super().__init__(log_path or os.path.join(os.path.dirname(conf), "mosquitto.out"))
         self.conf = conf
         self.port = port
 
