@@ -97,15 +97,19 @@ def test_a_wrong_chip_is_refused_before_anything_is_written(tmp_path, board):
 
 
 def test_not_an_image_and_no_board(tmp_path):
+    # if this fails, hall IT reads "flashing …" before a refusal, or is told to hold BOOT on a
+    # board that is not even plugged in
     junk = tmp_path / "notes.bin"
     junk.write_bytes(b"hello" * 100)
     r = CliRunner().invoke(cli, ["device", "flash", "--port", "/dev/null", "--firmware", str(junk)])
     assert r.exit_code == 1 and "not an ESP firmware image" in r.output
+    assert "flashing" not in r.output
     img = make_image(tmp_path / "ESP32_GENERIC.bin")
     r = CliRunner().invoke(cli, ["device", "flash", "--port", str(tmp_path / "ttyUSB9"),
                                  "--firmware", img])
     assert r.exit_code == 1 and "Traceback" not in r.output
-    assert "cannot open" in r.output or "no ESP bootloader answers" in r.output
+    assert "cannot open" in r.output and "plugged in" in r.output
+    assert "hold BOOT" not in r.output and "flashing" not in r.output
 
 
 def test_the_port_vanishing_mid_write_says_so_and_a_rerun_fixes_it(tmp_path, board):

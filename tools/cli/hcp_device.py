@@ -93,6 +93,8 @@ def flash_cmd(port: str, image: str, baud: int) -> None:
       hcp device flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.24.1.bin
     """
     from haochaping.tools.device import flash
+    flash.load_image(image)   # a bad image or a missing port: refused before "flashing"
+    flash.check_port(port)
     with _Bar("flashing %s" % port) as bar:
         done = flash.flash(port, image, on_progress=bar, baud=baud)
         bar(1, 1)

@@ -10,6 +10,7 @@ update keeps undelivered ratings.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict
@@ -98,6 +99,32 @@ def _esplog(on_progress: Progress | None) -> EspLogBase:
     return _Log()
 
 
+def load_image(image_path: str) -> tuple[bytes, type[ESPLoader], int]:
+    """(image, esptool chip class, flash offset); HcpError when it cannot be read or is not a
+    whole MicroPython image. Checked before anything touches the board."""
+    try:
+        with open(image_path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise HcpError("cannot read %s: %s" % (image_path, e.strerror or e)) from None
+    cls, offset = image_chip(data, image_path)
+    return data, cls, offset
+
+
+def check_port(port: str) -> None:
+    """HcpError saying what to do when a local serial port is missing or not ours to open
+    (URLs such as rfc2217:// are left to pyserial)."""
+    if "://" in port:
+        return
+    if not os.path.exists(port):
+        raise HcpError("cannot open %s: no such port. Is the board plugged in (and its cable one "
+                       "that carries data)? `ls /dev/ttyUSB* /dev/ttyACM*` lists the ports"
+                       % port)
+    if not os.access(port, os.R_OK | os.W_OK):
+        raise HcpError("cannot open %s: permission denied. Add yourself to the dialout group "
+                       "(sudo usermod -aG dialout $USER, then log in again)" % port)
+
+
 def flash(port: str, image_path: str, on_progress: Progress | None = None, baud: int = 460800,
           connect_mode: str = "default-reset") -> FlashResult:
     """Check the chip, write the image, verify it, reset the board. Return a dict saying what
@@ -108,12 +135,8 @@ def flash(port: str, image_path: str, on_progress: Progress | None = None, baud:
     from esptool import cmds
     from esptool.util import FatalError
 
-    try:
-        with open(image_path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise HcpError("cannot read %s: %s" % (image_path, e.strerror or e)) from None
-    cls, offset = image_chip(data, image_path)
+    data, cls, offset = load_image(image_path)
+    check_port(port)
     previous = EspLog.instance
     EspLog.set_logger(_esplog(on_progress))
     stage = "connect"
@@ -124,6 +147,9 @@ def flash(port: str, image_path: str, on_progress: Progress | None = None, baud:
             raise HcpError("cannot open %s: %s. Is the board plugged in, and is no serial monitor "
                            "using the port?" % (port, e)) from None
         except FatalError as e:
+            if "could not open" in str(e).lower():   # esptool's words for a port it cannot open
+                raise HcpError("cannot open %s: %s. Is the board plugged in, and is no serial "
+                               "monitor using the port?" % (port, str(e).splitlines()[0])) from None
             raise HcpError("no ESP bootloader answers on %s (%s). Hold BOOT, tap EN/RST, release "
                            "BOOT, then run the same command again"
                            % (port, str(e).splitlines()[0])) from None
