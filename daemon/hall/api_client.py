@@ -57,7 +57,9 @@ class WindowApi:
                           {"ticket": ticket, "item": item, "staff": staff})
 
     def finish(self, window: str) -> dict[str, Any]:
+        windows.check(window)   # InvalidInput naming the field, not a bad URL
         return self._call("POST", "/windows/%s/finish" % window, {})
 
     def state(self, window: str) -> dict[str, Any]:
+        windows.check(window)
         return self._call("GET", "/windows/%s" % window)

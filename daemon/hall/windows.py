@@ -61,10 +61,30 @@ def shown_to(conn: sqlite3.Connection, token: str) -> list[str]:
                                        (token,))]
 
 
+def known(conn: sqlite3.Connection, window: str) -> bool:
+    """A window of this hall: a terminal is paired with it, or it has served before."""
+    return conn.execute("SELECT 1 FROM pairings WHERE window=? UNION ALL"
+                        " SELECT 1 FROM transactions WHERE window=? LIMIT 1",
+                        (window, window)).fetchone() is not None
+
+
+def _unknown(conn: sqlite3.Connection, window: str) -> InvalidInput:
+    names = [r[0] for r in conn.execute("SELECT DISTINCT window FROM pairings ORDER BY window")]
+    alike = [w for w in names if w.lower() == window.lower()]
+    hint = ("did you mean %s?" % alike[0] if alike else
+            "this hall's windows: %s" % (", ".join(names) if names else "none yet"))
+    return InvalidInput("window %s is not a window of this hall (%s); a new window needs a"
+                        " terminal first: `hcp pair --window %s --terminal T...`"
+                        % (window, hint, window), field="window")
+
+
 def start(conn: sqlite3.Connection, window: str, ticket: str, item: str, staff: str,
           now: float) -> tuple[int, list[Publish]]:
-    """A ticket is called to the window. Returns (transaction id, publishes)."""
+    """A ticket is called to the window. Returns (transaction id, publishes). A window that is
+    neither paired nor has served before is refused: a typo would become a new window."""
     check_start(window, ticket, item, staff)
+    if not known(conn, window):
+        raise _unknown(conn, window)
     publishes = _close_open_prompts(conn, window, now, "next")
     # a transaction that was never finished ends here, without a prompt
     conn.execute("UPDATE transactions SET finished_at=? WHERE window=? AND finished_at IS NULL",

@@ -65,9 +65,17 @@ def add_terminal(conn: sqlite3.Connection, hall: str, terminal: str, out: str,
                  actor: str) -> None:
     """Register a terminal with a fresh signing key, and write its secrets for provisioning by
     hand to `out` ({"hall", "terminal", "key"} as JSON, mode 600; never printed)."""
-    key = registry.add_terminal(conn, terminal, actor=actor)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:  # the file first: a key registered but written nowhere would be lost
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as e:
+        raise HcpError("cannot write %s: %s; nothing was registered" % (out, e.strerror or e)
+                       ) from None
     with os.fdopen(fd, "w") as f:
+        try:
+            key = registry.add_terminal(conn, terminal, actor=actor)
+        except BaseException:
+            os.unlink(out)
+            raise
         json.dump({"hall": hall, "terminal": terminal, "key": key.hex()}, f)
 
 
