@@ -266,3 +266,25 @@ def test_a_quarantined_record_raises_an_alert_and_shows_in_the_hall_health(store
         hook.shutdown()
 
 
+
+
+def test_every_held_record_is_retried_at_once_after_a_fix_that_covers_them_all(store, hall,
+                                                                               hall_db):
+    # if this fails, after a store-wide refusal is fixed hall IT must retry hundreds of records
+    # one ID at a time
+    refused = _served(hall, 6, bad_seq_at=(2, 4, 6))
+    _forward(hall, hall_db)
+    assert _held(hall_db) == refused
+    for i in (2, 4, 6):
+        _write(hall, "UPDATE ratings SET seq = ? WHERE seq = ?", i, OUT_OF_RANGE + i)
+    r = _run("forward", "quarantine", "retry", "--config", hall.path)
+    assert r.exit_code == 1 and "--all" in r.output
+    r = _run("forward", "quarantine", "retry", "--config", hall.path, "--all", "--actor", "it-li")
+    assert r.exit_code == 0 and "3 held record(s)" in r.output, r.output
+    _forward(hall, hall_db)
+    assert backlog(hall_db) == 0 and _held(hall_db) == []
+    assert store_has(store) == hall_expected(hall_db)
+    conn = db.connect(hall.hall.database)
+    retries = [e for e in audit.entries(conn) if e["action"] == "forward.quarantine.retry"]
+    conn.close()
+    assert len(retries) == 3

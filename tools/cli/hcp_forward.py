@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import settings
 from haochaping.tools.cli import cli
 from haochaping.tools.cli._options import ACTOR, hall_db
@@ -134,20 +135,31 @@ def quarantine_show(config_path: str, qid: int, as_json: bool) -> None:
 
 @quarantine.command("retry")
 @CONFIG
-@click.argument("qid", metavar="ID", type=int)
+@click.argument("qid", metavar="[ID]", type=int, required=False)
+@click.option("--all", "every", is_flag=True,
+              help="Every held record (after a fix at the store that refused them all).")
 @ACTOR
-def quarantine_retry(config_path: str, qid: int, actor: str | None) -> None:
-    """Put a held record back in the queue, once its cause is fixed (audited). Refused again,
-    it comes back to the quarantine with one more attempt.
+def quarantine_retry(config_path: str, qid: int | None, every: bool, actor: str | None) -> None:
+    """Put a held record (or --all) back in the queue, once its cause is fixed (audited, one
+    entry per record). Refused again, it comes back to the quarantine with one more attempt.
 
     \b
     Example:
       hcp forward quarantine retry --config hall.toml 3
+      hcp forward quarantine retry --config hall.toml --all
     """
     from haochaping.daemon.hall import forward as fw
     from haochaping.tools.device.fleet import who
-    q = fw.quarantine_retry(hall_db(config_path), qid, who(actor))
-    click.echo("record %s is back in the queue for the store" % q["record"])
+    if (qid is None) == (not every):
+        raise HcpError("give the ID of one held record (`hcp forward quarantine list`) or --all")
+    conn = hall_db(config_path)
+    ids: list[int] = [q["id"] for q in fw.quarantine_list(conn)] if qid is None else [qid]
+    for i in ids:
+        q = fw.quarantine_retry(conn, i, who(actor))
+        if not every:
+            click.echo("record %s is back in the queue for the store" % q["record"])
+    if every:
+        click.echo("%d held record(s) back in the queue for the store" % len(ids))
 
 
 @quarantine.command("drop")
