@@ -5,7 +5,17 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import wait_until
+from click.testing import CliRunner
+
+from haochaping.daemon.hall import settings
+from haochaping.tools.cli import _register, cli
+from tests.conftest import hall_query, wait_until
+
+_register()
+
+
+def hall_query_at(path):
+    return hall_query(settings.load(path))
 
 
 def _demo(tmp_path, *extra):
@@ -29,6 +39,20 @@ def test_a_kept_demo_keeps_running_with_its_output_in_a_file_until_sigterm(tmp_p
         assert "keeps running" in text(), text()
         time.sleep(1.5)
         assert proc.poll() is None, text()
+        # a new user plays the citizen on the virtual keypad: 不满意, reason 服务态度
+        hall_toml = str(tmp_path / "hall" / "hall.toml")
+        r = CliRunner().invoke(cli, ["terminal", "press", "--config", hall_toml,
+                                     "--terminal", "T001", "--level", "4",
+                                     "--reason", "attitude"])
+        assert r.exit_code == 0 and "不满意 confirmed" in r.output, r.output
+        assert "reason attitude stored" in r.output, r.output
+        query = hall_query_at(hall_toml)
+        wait_until(lambda: (4, "attitude") in query(
+            "SELECT r.level, s.reason FROM ratings r JOIN reasons s ON s.terminal = r.terminal"
+            " AND s.ref = r.seq"), what="the keypad's rating and reason at the daemon")
+        r = CliRunner().invoke(cli, ["terminal", "press", "--config", hall_toml,
+                                     "--terminal", "T009", "--level", "1"])
+        assert r.exit_code == 1 and "T001, T002" in r.output
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, text()
     finally:
@@ -36,6 +60,10 @@ def test_a_kept_demo_keeps_running_with_its_output_in_a_file_until_sigterm(tmp_p
             proc.kill()
     assert "stopped the daemon and mosquitto" in text()
     assert "each in the hall database exactly once" in text()
+    # once the demo is gone, the keypad says so
+    r = CliRunner().invoke(cli, ["terminal", "press", "--config", hall_toml, "--terminal",
+                                 "T001", "--level", "1"])
+    assert r.exit_code == 1 and "hcp demo --keep" in r.output
 
 
 def test_the_demo_piped_into_a_file_runs_the_day_and_ends_by_itself(tmp_path):

@@ -13,7 +13,9 @@ import click
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import db, settings, summary
 from haochaping.daemon.hall.settings import HallConfig
+from haochaping.protocol import levels
 from haochaping.tools.cli import cli
+from haochaping.tools.cli.hcp_hall import terminal
 
 if TYPE_CHECKING:
     from haochaping.tools.sim.firmware_host import FirmwareTerminal
@@ -191,11 +193,20 @@ def demo(folder: str, windows: int, transactions: int, seed: int, runtime: str, 
         by_window = _start(cfg, folder, None, runtime, scale)
         did, errors, confirmed = _day(cfg, by_window, transactions, seed)
         if keep:
+            from haochaping.tools.sim.keypad import KeypadServer
+            keypad = KeypadServer(folder, {t.terminal: t for ts in by_window.values()
+                                           for t in ts}).start()
             click.echo("\nThe hall keeps running; open the console pages above in a browser.")
             for line in console:
                 click.echo("  " + line)
+            click.echo("Play the citizen on a terminal (levels 1 非常满意 … 5 非常不满意):")
+            click.echo("  hcp terminal press --config %s --terminal T001 --level 4"
+                       " --reason attitude" % cfg.path)
             click.echo("Stop everything with Ctrl-C (or SIGTERM, as a service manager does).")
-            _wait_for_stop()
+            try:
+                _wait_for_stop()
+            finally:
+                keypad.stop()
     finally:
         if by_window:
             scenario.stop(by_window)
@@ -211,3 +222,29 @@ def demo(folder: str, windows: int, transactions: int, seed: int, runtime: str, 
     click.echo("  datasette %s   (pip install datasette)" % dbp)
     if errors:
         raise HcpError("the demo saw %d problem(s), listed above" % len(errors))
+
+
+@terminal.command("press")
+@click.option("--config", "config_path", default="hall.toml", show_default=True,
+              type=click.Path(dir_okay=False), help="The kept demo's hall.toml.")
+@click.option("--terminal", "terminal_id", required=True, help="A simulated terminal, e.g. T001.")
+@click.option("--level", type=click.IntRange(1, 5), required=True,
+              help="The key: 1 非常满意, 2 满意, 3 基本满意, 4 不满意, 5 非常不满意.")
+@click.option("--reason", type=click.Choice([r for r, _ in levels.REASONS]),
+              help="After 不满意 or 非常不满意: the reason key the citizen presses.")
+def terminal_press(config_path: str, terminal_id: str, level: int, reason: str | None) -> None:
+    """Press a simulated terminal's keys as a citizen would (a kept `hcp demo` only).
+
+    Answers once the terminal has confirmed the rating (and stored the reason).
+
+    \b
+    Example:
+      hcp terminal press --config demo-hall/hall.toml --terminal T001 --level 4 --reason attitude
+    """
+    from haochaping.tools.sim import keypad
+    cfg = settings.load(config_path)
+    r = keypad.press(os.path.dirname(cfg.path), terminal_id, level, reason)
+    click.echo("%s: %s confirmed (seq %d)%s" % (
+        terminal_id, levels.name(level), r["seq"],
+        "; reason %s stored (seq %d)" % (reason, r["reason_seq"]) if r.get("reason_seq")
+        else "; the reason keys went dark before the reason was pressed" if reason else ""))
