@@ -7,7 +7,7 @@ import time
 
 from click.testing import CliRunner
 
-from haochaping.daemon.hall import settings
+from haochaping.daemon.hall import api_client, settings
 from haochaping.tools.cli import _register, cli
 from tests.conftest import hall_query, wait_until
 
@@ -53,6 +53,9 @@ def test_a_kept_demo_keeps_running_with_its_output_in_a_file_until_sigterm(tmp_p
         r = CliRunner().invoke(cli, ["terminal", "press", "--config", hall_toml,
                                      "--terminal", "T009", "--level", "1"])
         assert r.exit_code == 1 and "T001, T002" in r.output
+        # a second set of the same terminals would throw the demo's off the broker
+        r = CliRunner().invoke(cli, ["simulate", "--config", hall_toml, "--ratings", "2"])
+        assert r.exit_code == 1 and "hcp terminal press" in r.output, r.output
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, text()
     finally:
@@ -75,3 +78,21 @@ def test_the_demo_piped_into_a_file_runs_the_day_and_ends_by_itself(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert "each in the hall database exactly once" in text()
+
+
+def test_simulate_leaves_a_staff_members_ticket_alone_and_counts_only_its_own_run(
+        hall, daemon, hall_db):
+    # if this fails, `hcp simulate` replaces the ticket a signed-in staff member is serving,
+    # reuses the day's ticket numbers and reports the whole hall's figures as its own
+    api = api_client.WindowApi(hall)
+    api.start("W01", "A017", staff="S0101")
+    for run in range(2):
+        r = CliRunner().invoke(cli, ["simulate", "--config", hall.path, "--ratings", "3",
+                                     "--seed", str(run)])
+        assert r.exit_code == 0, r.output
+        assert "window W01 is serving ticket A017: left to its staff" in r.output
+        rows = [ln.split() for ln in r.output.splitlines() if ln.startswith("W0")]
+        assert [(w[0], w[1]) for w in rows] == [("W02", "3")], r.output   # this run's only
+    assert api.state("W01")["ticket"] == "A017" and api.state("W01")["state"] == "serving"
+    tickets = [t for (t,) in hall_db("SELECT ticket FROM transactions WHERE window = 'W02'")]
+    assert len(tickets) == 6 and len(set(tickets)) == 6

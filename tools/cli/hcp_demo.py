@@ -4,14 +4,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
 import click
 
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.hall import db, settings, summary
+from haochaping.daemon.hall import db, registry, settings, summary
 from haochaping.daemon.hall.settings import HallConfig
 from haochaping.protocol import levels
 from haochaping.tools.cli import cli
@@ -75,19 +77,39 @@ def simulate(config_path: str, count: int | None, transactions: int, seed: int, 
     Example:
       hcp simulate --config demo-hall/hall.toml --terminals 3 --ratings 30
     """
-    from haochaping.tools.sim import scenario
+    from haochaping.daemon.hall.api_client import WindowApi
+    from haochaping.tools.sim import keypad, scenario
     cfg = settings.load(config_path)
     folder = os.path.dirname(cfg.path)
     if not os.path.isdir(os.path.join(folder, "terminals")):
         raise HcpError("no terminals/ folder next to %s: provision terminals first" % config_path)
+    if keypad.running(folder):
+        raise HcpError("a kept `hcp demo` runs this hall's terminals: play the citizen there"
+                       " with `hcp terminal press --config %s ...`" % config_path)
+    api = WindowApi(cfg)
+    conn = db.connect(cfg.hall.database)
+    busy = {w: st for w in registry_windows(conn)
+            if (st := api.state(w))["state"] in ("serving", "prompting")}
+    since_tx, since = summary.last_transaction(conn), time.time()
+    conn.close()
     by_window = _start(cfg, folder, count, runtime, scale)
+    for w, st in sorted(busy.items()):
+        click.echo("window %s is %s ticket %s: left to its staff" % (
+            w, "serving" if st["state"] == "serving" else "asking a rating for", st["ticket"]))
     try:
-        did, errors, confirmed = _day(cfg, by_window, transactions, seed)
+        mine = {w: ts for w, ts in by_window.items() if w not in busy}
+        if not mine:
+            raise HcpError("every window is busy with its staff's tickets: nothing to simulate")
+        did, errors, confirmed = _day(cfg, mine, transactions, seed)
     finally:
         scenario.stop(by_window)
-    _print_results(cfg, did, errors, confirmed)
+    _print_results(cfg, did, errors, confirmed, since_tx, since)
     if errors:
         raise HcpError("the simulation saw %d problem(s), listed above" % len(errors))
+
+
+def registry_windows(conn: sqlite3.Connection) -> list[str]:
+    return sorted({p["window"] for p in registry.pairings(conn)})
 
 
 def _day(cfg: HallConfig, by_window: ByWindow, transactions: int,
@@ -111,7 +133,7 @@ def _day(cfg: HallConfig, by_window: ByWindow, transactions: int,
 
 
 def _print_results(cfg: HallConfig, did: Mapping[str, int], errors: Sequence[str],
-                   confirmed: int) -> None:
+                   confirmed: int, since_tx: int = 0, since: float = 0) -> None:
     click.echo("citizens: %s" % ", ".join("%d %s" % (v, k) for k, v in did.items()))
     click.echo("terminals: %d rating(s) confirmed to citizens, %s" % (
         confirmed, "some not stored exactly once (below)" if any(
@@ -121,8 +143,8 @@ def _print_results(cfg: HallConfig, did: Mapping[str, int], errors: Sequence[str
         click.echo("problem: %s" % e, err=True)
     conn = db.connect(cfg.hall.database)
     click.echo()
-    click.echo(summary.format_summary(summary.window_summary(conn)))
-    oc = summary.outcome_counts(conn)
+    click.echo(summary.format_summary(summary.window_summary(conn, since_tx)))
+    oc = summary.outcome_counts(conn, since)
     click.echo("\nratings by outcome: %s" % ", ".join("%s %d" % kv for kv in sorted(oc.items())))
     conn.close()
 

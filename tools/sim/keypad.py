@@ -46,8 +46,11 @@ class KeypadServer:
 
             def handle(self) -> None:
                 line = self.rfile.readline(_MAX_LINE)
+                if not line:
+                    return   # a probe (`running`): connected and gone
                 answer = keypad.answer(line)
-                self.wfile.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
+                with contextlib.suppress(OSError):   # the caller gave up waiting
+                    self.wfile.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
 
         old = os.umask(0o177)
         try:
@@ -96,6 +99,16 @@ class KeypadServer:
         if seq is None:
             return {"ok": False, "error": "the terminal refused the press (its journal is full)"}
         return {"ok": True, "seq": seq, "reason_seq": reason_seq}
+
+
+def running(folder: str) -> bool:
+    """Whether a kept demo serves the keypad of the hall in `folder` right now."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(socket_path(folder))
+        except OSError:
+            return False
+    return True
 
 
 def press(folder: str, terminal: str, level: int, reason: str | None = None,

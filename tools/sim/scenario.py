@@ -96,6 +96,7 @@ def run(cfg: HallConfig, by_window: Mapping[str, Sequence[Terminal]], transactio
     ({what: how many citizens}) and the problems seen."""
     api = WindowApi(cfg)
     rnd = random.Random(seed)
+    run_tag = time.strftime("%H%M%S")   # tickets of this run differ from the day's others
     windows = sorted(by_window)
     plan: dict[str, list[float]] = {w: [] for w in windows}
     for i in range(transactions):
@@ -114,7 +115,7 @@ def run(cfg: HallConfig, by_window: Mapping[str, Sequence[Terminal]], transactio
         r = random.Random("%s-%s" % (seed, window))  # str seeds are reproducible
         last_token = None
         for n, roll in enumerate(plan[window]):
-            ticket = "%s-%04d" % (window, n + 1)
+            ticket = "%s-%s-%04d" % (window, run_tag, n + 1)
             # staff call the next ticket once the last rating is in (acked): a rating still on
             # its way when the next prompt opens makes the daemon clear that new prompt (it
             # sends "no prompt" for the rated token's terminals without checking for a newer one)
