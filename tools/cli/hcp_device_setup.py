@@ -2,6 +2,7 @@
 what is on them, and a terminal's console."""
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -41,10 +42,8 @@ def log_cmd(port: str, seconds: float | None) -> None:
     """
     from haochaping.tools.device import ports
     click.echo("console of %s (Ctrl-C stops):" % port, err=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):   # Ctrl-C is how it ends
         ports.follow(port, click.echo, seconds)
-    except KeyboardInterrupt:
-        pass
 
 
 @device.command("setup")
