@@ -52,6 +52,7 @@ def follow(port: str, out: Callable[[str], object], seconds: float | None = None
     pass (None: until Ctrl-C). Returns the lines seen. A port that cannot be opened or goes
     away is an HcpError saying so."""
     import serial
+
     from haochaping.tools.device.flash import check_port
     check_port(port)
     try:
