@@ -33,8 +33,9 @@ Example (also written by `hcp demo` into its folder):
     session_max_s = 43200            # ... and at the latest this long after sign-in
     pin_failures = 5                 # wrong PINs in a row (per staff number and per PC) ...
     lockout_s = 300                  # ... before sign-in is refused for this long
-    pin_checks = 2                   # PINs checked at once (16 MiB of scrypt each); a sign-in
-                                     # beyond that is answered 429 at once, not queued
+    pin_checks = 1                   # PINs checked at once (16 MiB and a core's tens of ms of
+                                     # scrypt each); a sign-in beyond that is answered 429
+                                     # at once, not queued
     max_streams = 100                # live pages (event streams) at once; more get 503
     language = "zh-CN"               # the pages' texts, in
                                      # daemon/hall/console/static/labels.<language>.json
@@ -111,7 +112,7 @@ class ConsoleSection:
     pin_failures: int = 5
     lockout_s: int = 300
     language: str = "zh-CN"
-    pin_checks: int = 2
+    pin_checks: int = 1
     max_streams: int = 100
 
 

@@ -157,6 +157,8 @@ def test_122_idle_and_half_sent_connections_neither_block_the_api_nor_the_broker
         assert got == b"" or got.startswith(b"HTTP/1.1 408 "), got
         s.close()
     wait_until(lambda: _fds(daemon) <= fds_before + 2, what="the daemon's sockets closed")
+    with open(daemon.log_path, encoding="utf-8", errors="replace") as f:
+        assert "Traceback" not in f.read()
 
 
 @pytest.mark.parametrize("bounds", [({"read_timeout_s": 2}, {})])
@@ -203,6 +205,8 @@ def test_a_client_trickling_its_request_a_byte_at_a_time_is_cut_off(hall, api, d
         assert b"".join(answer).startswith(b"HTTP/1.1 408 ")
     assert api.health()["ok"] is True
     assert api.state("W01")["state"] == "idle"  # the trickled start never happened
+    with open(daemon.log_path, encoding="utf-8", errors="replace") as f:
+        assert "Traceback" not in f.read()
 
 
 @pytest.mark.parametrize("bounds", [({"max_connections": 20, "read_timeout_s": 3}, {})])

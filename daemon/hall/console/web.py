@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -121,6 +122,9 @@ class Console:
         self.pins = PinLimiter(cfg.lockout_s)
         self.pin_failures = cfg.pin_failures
         self.pin_checks = threading.BoundedSemaphore(cfg.pin_checks)  # scrypt: 16 MiB each
+        # ... in threads of their own: each thread's malloc arena keeps the 16 MiB it once
+        # had, so scrypt in any of the 40 request threads grew the daemon by 40 x 16 MiB
+        self.pin_threads = ThreadPoolExecutor(cfg.pin_checks, thread_name_prefix="pin-check")
         self.max_streams = cfg.max_streams
         self.streams = 0  # live event streams (changed on the event loop only)
         self._stream_threads: anyio.CapacityLimiter | None = None
@@ -416,7 +420,7 @@ class _Request:
             wait = c.pins.attempt(keys)
             if wait:
                 raise Refused(429, "locked", wait=wait)
-            acct = staff.verify(self.conn(), number, pin)
+            acct = c.pin_threads.submit(staff.verify, self.conn(), number, pin).result()
         finally:
             c.pin_checks.release()
         if acct is None:
