@@ -6,7 +6,9 @@
     GET  /api/v1/health              -> {"ok": true, "broker": true, "quarantined": 0, ...}
 
 Every call needs `Authorization: Bearer <token>` with a token from [api.tokens] in hall.toml.
-Bound to 127.0.0.1 unless hall.toml says otherwise.
+Bound to 127.0.0.1 unless hall.toml says otherwise. The routes, their models and the bearer scheme
+are the OpenAPI document a vendor integrates with: served at /openapi.json, committed as
+docs/window-openapi.json (`hcp daemon openapi`). Served by daemon/hall/listener.py.
 """
 from __future__ import annotations
 
@@ -14,176 +16,273 @@ import hmac
 import json
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
 
 from haochaping.daemon.errors import HcpError, InvalidInput
 from haochaping.daemon.hall import windows
-from haochaping.daemon.hall.settings import ApiSection
 from haochaping.daemon.hall.windows import Publish
 
 if TYPE_CHECKING:
-    from haochaping.daemon.hall.console.web import Console
     from haochaping.daemon.hall.service import HallDaemon
 
 log = logging.getLogger(__name__)
-MAX_BODY = 4096
+TITLE = "haochaping hall daemon: window API"
+VERSION = "1"
+_DESCRIPTION = (
+    "What a queue system calls at a government service hall: a ticket is called to a window"
+    " (start), the service ends and the window's rating terminals ask the citizen to rate it"
+    " (finish), and what the window is doing now. Every error is a JSON object with `error`"
+    " (one line saying what is wrong) and, for a refused field, `field` naming it.")
+_ID = "1-32 of A-Z a-z 0-9 _ -"
+
+WriterResult = tuple[dict[str, Any], list[Publish]]
 
 
-class ApiServer:
-    def __init__(self, daemon: HallDaemon, cfg: ApiSection) -> None:
-        host, _, port = cfg.listen.rpartition(":")
-        self.daemon = daemon
-        self.tokens = {name: tok.encode() for name, tok in cfg.tokens.items()}
-        self.console: Console | None = None  # the hall web console: every path outside /api/
-        if daemon.cfg.console.enabled:
-            from haochaping.daemon.hall.console.web import Console
-            self.console = Console(daemon)
-        handler = type("Handler", (_Handler,), {"api": self})
-        self.httpd = ThreadingHTTPServer((host, int(port)), handler)
-        self.httpd.daemon_threads = True
-        # the address bound (server_address, typed loosely: it may be given as bytes)
-        self.address = "http://%s:%d" % self.httpd.socket.getsockname()[:2]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="api", daemon=True)
+# ------------------------------------------------------------------ models (the documentation)
+class ApiError(BaseModel):
+    error: str = Field(description="What is wrong, in one line.")
+    field: str | None = Field(None, description="The request field that was refused, if one.")
 
-    def start(self) -> None:
-        self._thread.start()
-        log.info("window API on %s", self.address)
 
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+class StartRequest(BaseModel):
+    ticket: str = Field(min_length=1, max_length=windows.TICKET_MAX,
+                        description="The queue ticket or 办件编号 being served (no control"
+                                    " characters).")
+    item: str = Field("", max_length=windows.ITEM_MAX, description="事项编码 of the service item.")
+    staff: str = Field("", max_length=32, pattern=r"^[A-Za-z0-9_-]*$",
+                       description="Staff number at the window (%s), or empty." % _ID)
 
-    def caller(self, header: str | None) -> str | None:
-        if not header or not header.startswith("Bearer "):
-            return None
-        given = header[7:].strip().encode()
-        for name, tok in self.tokens.items():
-            if hmac.compare_digest(given, tok):
-                return name
+
+class Started(BaseModel):
+    transaction: int
+    window: str
+    ticket: str
+
+
+class Finished(BaseModel):
+    transaction: int
+    window: str
+    terminals: list[str] = Field(description="The terminals now asking the citizen to rate.")
+    prompt_timeout_s: int = Field(description="The prompt closes after this many seconds.")
+
+
+class WindowState(BaseModel):
+    window: str
+    state: Literal["idle", "serving", "prompting", "rated", "not-rated"]
+    transaction: int | None = Field(None, description="Absent while the window is idle.")
+    ticket: str | None = Field(None, description="Absent while the window is idle.")
+    level: int | None = Field(None, description="1 (非常满意) to 5 (非常不满意), once rated.")
+    terminals: list[str]
+
+
+class Health(BaseModel):
+    ok: bool
+    broker: bool = Field(description="Connected to the hall's MQTT broker.")
+    messages: int = Field(description="Messages handled since the daemon started.")
+    commits: int = Field(description="Database commits since the daemon started.")
+    quarantined: int = Field(description="Records the municipal store refused, held for hall IT"
+                                         " (`hcp forward quarantine`).")
+
+
+class Refused(Exception):
+    """A request the window API turns down: HTTP status and the JSON answer."""
+
+    def __init__(self, status: int, error: str, field: str | None = None,
+                 close: bool = False) -> None:
+        super().__init__(error)
+        self.status, self.body, self.close = status, {"error": error}, close
+        if field is not None:
+            self.body["field"] = field
+
+
+def _refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Refused)  # registered for Refused only
+    return JSONResponse(exc.body, status_code=exc.status,
+                        headers={"Connection": "close"} if exc.close else None)
+
+
+def install(app: FastAPI) -> None:
+    """Answer the API's refusals, and serve its OpenAPI document at /openapi.json."""
+    app.add_exception_handler(Refused, _refused)
+    document = spec()
+    app.add_api_route("/openapi.json", lambda: JSONResponse(document), methods=["GET"],
+                      include_in_schema=False)
+
+
+def spec() -> dict[str, Any]:
+    """The window API's OpenAPI document, from the routes and models below."""
+    doc = get_openapi(title=TITLE, version=VERSION, description=_DESCRIPTION,
+                      routes=router.routes)
+    # FastAPI documents a 422 for any route with parameters; these never answer one (a bad
+    # field is a 400 naming it), so a client generated from the document expects none
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            op["responses"].pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        doc["components"]["schemas"].pop(name, None)
+    return doc
+
+
+# ------------------------------------------------------------------ requests
+_bearer = HTTPBearer(auto_error=False, description="A token from [api.tokens] in hall.toml.")
+
+
+def caller(request: Request,
+           cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    """The caller's name in [api.tokens], or 401."""
+    if cred is not None:
+        given = cred.credentials.encode()
+        for name, tok in request.app.state.daemon.cfg.api.tokens.items():
+            if hmac.compare_digest(given, tok.encode()):
+                return str(name)
+    raise Refused(401, "missing or wrong bearer token (see [api.tokens] in hall.toml)")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, at most `limit` bytes; a larger one is refused unread (and the
+    connection closed). The server has checked Content-Length is a number."""
+    given = request.headers.get("content-length")
+    if given is not None and int(given) > limit:
+        raise Refused(413, "body too large (at most %d bytes)" % limit, close=True)
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise Refused(413, "body too large (at most %d bytes)" % limit, close=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_object(raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None if it is not one (not JSON, not UTF-8, too deep)."""
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
+    return body if isinstance(body, dict) else None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    api: ApiServer  # set per server: ApiServer makes a subclass that has it
-    protocol_version = "HTTP/1.1"
+async def _body(request: Request) -> dict[str, Any]:
+    body = json_object(await read_body(request, _daemon(request).cfg.api.max_body_bytes))
+    if body is None:
+        raise Refused(400, "body must be a JSON object (UTF-8)")
+    return body
 
-    def log_message(self, fmt: str, *args: Any) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s", self.address_string(), fmt % args)
 
-    def _send(self, status: int, body: object) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _daemon(request: Request) -> HallDaemon:
+    d: HallDaemon = request.app.state.daemon
+    return d
 
-    def _route(self) -> tuple[list[str], str] | tuple[None, None]:
-        parts = [p for p in self.path.split("?")[0].split("/") if p]
-        if parts[:2] != ["api", "v1"]:
-            return None, None
-        return parts[2:], self.command
 
-    def _authorised(self) -> str | None:
-        who = self.api.caller(self.headers.get("Authorization"))
-        if who is None:
-            self._send(401, {"error": "missing or wrong bearer token"
-                                      " (see [api.tokens] in hall.toml)"})
-        return who
+def _window(window: str) -> str:
+    try:
+        windows.check(window)
+    except InvalidInput as e:
+        raise Refused(400, str(e), e.field) from None
+    return window
 
-    def do_GET(self) -> None:
-        if self.api.console and not self.path.startswith("/api/"):
-            return self.api.console.handle(self)
-        parts, _ = self._route()
-        if parts is None or not self._authorised():
-            if parts is None:
-                self._send(404, {"error": "not found"})
-            return
-        d = self.api.daemon
-        if parts == ["health"]:
-            # quarantined: records the store refused, held for hall IT (hcp forward quarantine)
-            from haochaping.daemon.hall import forward
-            return self._send(200, {"ok": True, "broker": d.link.connected.is_set(),
-                                    "messages": d.stored, "commits": d.commits,
-                                    "quarantined": forward.quarantined_at(d.cfg.hall.database)})
-        if len(parts) == 2 and parts[0] == "windows":
-            try:
-                windows.check(parts[1])
-            except InvalidInput as e:
-                return self._send(400, {"error": str(e), "field": e.field})
-            return self._call(lambda conn, now: (windows.window_state(conn, parts[1]), []))
-        self._send(404, {"error": "not found"})
 
-    def do_POST(self) -> None:
-        if self.api.console and not self.path.startswith("/api/"):
-            return self.api.console.handle(self)
-        parts, _ = self._route()
-        if parts is None:
-            return self._send(404, {"error": "not found"})
-        who = self._authorised()
-        if not who:
-            return
-        body = self._body()
-        if body is None:
-            return
-        if len(parts) != 3 or parts[0] != "windows" or parts[2] not in ("start", "finish"):
-            return self._send(404, {"error": "not found"})
-        window, action = parts[1], parts[2]
-        timeout = self.api.daemon.cfg.sessions.timeout_s
-        if action == "start":
-            try:  # before anything is stored: 400 naming the field
-                windows.check_start(window, body.get("ticket"), body.get("item", ""),
-                                    body.get("staff", ""))
-            except InvalidInput as e:
-                return self._send(400, {"error": str(e), "field": e.field})
-            ticket, item, staff = body["ticket"], body.get("item", ""), body.get("staff", "")
+async def _call(request: Request, fn: Callable[[sqlite3.Connection, float], WriterResult]
+                ) -> JSONResponse:
+    try:
+        result = await run_in_threadpool(_daemon(request).submit, fn)
+    except InvalidInput as e:
+        raise Refused(400, str(e), e.field) from None
+    except HcpError as e:
+        raise Refused(409, str(e)) from None
+    except TimeoutError as e:
+        raise Refused(503, str(e)) from None
+    return JSONResponse(result)
 
-            def fn(conn: sqlite3.Connection, now: float) -> tuple[dict[str, Any], list[Publish]]:
-                tx, pubs = windows.start(conn, window, ticket, item, staff, now)
-                return {"transaction": tx, "window": window, "ticket": ticket}, pubs
-        else:
-            def fn(conn: sqlite3.Connection, now: float) -> tuple[dict[str, Any], list[Publish]]:
-                tx, terms, pubs = windows.finish(conn, window, now, timeout)
-                return {"transaction": tx, "window": window, "terminals": terms,
-                        "prompt_timeout_s": timeout}, pubs
-        log.info("%s: window %s %s", who, window, action)
-        self._call(fn)
 
-    def _body(self) -> dict[str, Any] | None:
-        """The request's JSON object, read whole; or None once a 400/413 is sent. A length that
-        is not a number, a body that is not UTF-8 JSON or not an object: 400, never a dropped
-        connection. After a refused length the connection is closed (the body was not read)."""
-        given = self.headers.get("Content-Length") or "0"
-        if not (given.isascii() and given.strip().isdigit()):
-            self.close_connection = True
-            self._send(400, {"error": "Content-Length must be a number of bytes"})
-            return None
-        length = int(given)
-        if length > MAX_BODY:
-            self.close_connection = True
-            self._send(413, {"error": "body too large (at most %d bytes)" % MAX_BODY})
-            return None
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            body = None
-        if not isinstance(body, dict):
-            self._send(400, {"error": "body must be a JSON object (UTF-8)"})
-            return None
-        return body
 
-    def _call(self, fn: Callable[[sqlite3.Connection, float],
-                                 tuple[dict[str, Any], list[Publish]]]) -> None:
-        try:
-            result = self.api.daemon.submit(fn)
-        except InvalidInput as e:
-            return self._send(400, {"error": str(e), "field": e.field})
-        except HcpError as e:
-            return self._send(409, {"error": str(e)})
-        except TimeoutError as e:
-            return self._send(503, {"error": str(e)})
-        self._send(200, result)
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ApiError, "description": description}
+
+
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: _error("No bearer token, or not one in [api.tokens]."),
+}
+_READ: dict[int | str, dict[str, Any]] = {
+    **_AUTH,
+    400: _error("A refused field, named in `field`."),
+    503: _error("The daemon did not answer in time."),
+}
+_WRITE: dict[int | str, dict[str, Any]] = {
+    **_READ,
+    400: _error("A refused field (named in `field`), or a body that is not a JSON object."),
+    409: _error("Refused by the hall's rules."),
+    413: _error("Body larger than [api] max_body_bytes."),
+}
+Window = Annotated[str, Path(description="The window id (%s)." % _ID, examples=["W01"])]
+Caller = Annotated[str, Depends(caller)]
+_START_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": StartRequest.model_json_schema()}}}}
+_EMPTY_BODY = {"requestBody": {"required": False, "content": {
+    "application/json": {"schema": {"type": "object", "maxProperties": 0}}}}}
+
+router = APIRouter(prefix="/api/v1", tags=["window"])
+
+
+@router.get("/health", operation_id="health",
+            responses={200: {"model": Health}, **_AUTH},
+            summary="Whether the daemon is up and connected to its broker")
+def health(request: Request, who: Caller) -> JSONResponse:
+    from haochaping.daemon.hall import forward
+    d = _daemon(request)
+    return JSONResponse({"ok": True, "broker": d.link.connected.is_set(), "messages": d.stored,
+                         "commits": d.commits,
+                         "quarantined": forward.quarantined_at(d.cfg.hall.database)})
+
+
+@router.get("/windows/{window}", operation_id="windowState",
+            responses={200: {"model": WindowState}, **_READ},
+            summary="What the window's current transaction is doing")
+async def state(request: Request, window: Window, who: Caller) -> JSONResponse:
+    w = _window(window)
+    return await _call(request, lambda conn, now: (windows.window_state(conn, w), []))
+
+
+@router.post("/windows/{window}/start", operation_id="startService",
+             responses={200: {"model": Started}, **_WRITE},
+             openapi_extra=_START_BODY,
+             summary="A ticket is called to the window (closes any prompt still open there)")
+async def start(request: Request, window: Window, who: Caller) -> JSONResponse:
+    body = await _body(request)
+    ticket, item, staff = body.get("ticket"), body.get("item", ""), body.get("staff", "")
+    try:  # before anything is stored: 400 naming the field
+        windows.check_start(window, ticket, item, staff)
+    except InvalidInput as e:
+        raise Refused(400, str(e), e.field) from None
+    ticket, item, staff = str(ticket), str(item), str(staff)  # text: check_start says so
+
+    def fn(conn: sqlite3.Connection, now: float) -> WriterResult:
+        tx, pubs = windows.start(conn, window, ticket, item, staff, now)
+        return {"transaction": tx, "window": window, "ticket": ticket}, pubs
+    log.info("%s: window %s start", who, window)
+    return await _call(request, fn)
+
+
+@router.post("/windows/{window}/finish", operation_id="finishService",
+             responses={200: {"model": Finished}, **_WRITE},
+             openapi_extra=_EMPTY_BODY,
+             summary="The service ends: the window's terminals ask the citizen to rate it")
+async def finish(request: Request, window: Window, who: Caller) -> JSONResponse:
+    await _body(request)
+    w = _window(window)
+    timeout = _daemon(request).cfg.sessions.timeout_s
+
+    def fn(conn: sqlite3.Connection, now: float) -> WriterResult:
+        tx, terms, pubs = windows.finish(conn, w, now, timeout)
+        return {"transaction": tx, "window": w, "terminals": terms,
+                "prompt_timeout_s": timeout}, pubs
+    log.info("%s: window %s finish", who, w)
+    return await _call(request, fn)

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from haochaping.daemon.hall import db, ingest, windows
 from haochaping.daemon.hall.alerts import Alerter
-from haochaping.daemon.hall.api import ApiServer
 from haochaping.daemon.hall.events import Events
 from haochaping.daemon.hall.ingest import KeyCache, LiveEvent
+from haochaping.daemon.hall.listener import ApiServer
 from haochaping.daemon.hall.mqtt_client import Incoming, Link
 from haochaping.daemon.hall.settings import HallConfig
 from haochaping.daemon.hall.windows import Publish

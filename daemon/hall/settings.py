@@ -17,6 +17,13 @@ Example (also written by `hcp demo` into its folder):
 
     [api]
     listen = "127.0.0.1:8780"        # the window-system HTTP API; localhost by default
+    max_connections = 500            # open connections at once; more are closed at once
+                                     # (the last one answered 503): keep it under `ulimit -n`
+    worker_threads = 40              # requests worked on at once (the rest wait their turn)
+    keepalive_s = 5                  # an idle connection is closed after this long
+    read_timeout_s = 10              # a request's head and body must arrive within this, in
+                                     # total: a client sending a byte at a time is cut off
+    max_body_bytes = 4096            # a larger request body is answered 413
     [api.tokens]                     # one bearer token per caller
     queue-system = "..."
 
@@ -26,6 +33,10 @@ Example (also written by `hcp demo` into its folder):
     session_max_s = 43200            # ... and at the latest this long after sign-in
     pin_failures = 5                 # wrong PINs in a row (per staff number and per PC) ...
     lockout_s = 300                  # ... before sign-in is refused for this long
+    pin_checks = 1                   # PINs checked at once (16 MiB and a core's tens of ms of
+                                     # scrypt each); a sign-in beyond that is answered 429
+                                     # at once, not queued
+    max_streams = 100                # live pages (event streams) at once; more get 503
     language = "zh-CN"               # the pages' texts, in
                                      # daemon/hall/console/static/labels.<language>.json
 """
@@ -77,6 +88,11 @@ class IngestSection:
 class ApiSection:
     listen: str = "127.0.0.1:8780"
     tokens: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    max_connections: int = 500
+    worker_threads: int = 40
+    keepalive_s: int = 5
+    read_timeout_s: int = 10
+    max_body_bytes: int = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +112,8 @@ class ConsoleSection:
     pin_failures: int = 5
     lockout_s: int = 300
     language: str = "zh-CN"
+    pin_checks: int = 1
+    max_streams: int = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,8 +300,14 @@ def _check_values(cfg: dict[str, dict[str, Any]], errors: list[str]) -> None:
     host, _, port = cfg["api"]["listen"].rpartition(":")
     if not host or not port.isdigit():
         errors.append("[api] listen: HOST:PORT, got %r" % cfg["api"]["listen"])
+    for key in ("max_connections", "worker_threads", "keepalive_s", "read_timeout_s"):
+        if cfg["api"][key] < 1:
+            errors.append("[api] %s: at least 1" % key)
+    if not 256 <= cfg["api"]["max_body_bytes"] <= 1024 * 1024:
+        errors.append("[api] max_body_bytes: 256 to 1048576")
     c = cfg["console"]
-    for key in ("session_idle_s", "session_max_s", "pin_failures", "lockout_s"):
+    for key in ("session_idle_s", "session_max_s", "pin_failures", "lockout_s", "pin_checks",
+                "max_streams"):
         if c[key] < 1:
             errors.append("[console] %s: at least 1" % key)
     labels = os.path.join(os.path.dirname(os.path.abspath(__file__)), "console", "static",

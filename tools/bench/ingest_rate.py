@@ -4,12 +4,17 @@ One run, one broker of our own, the same pre-signed ratings from publisher proce
   raw     a bare paho subscriber (own process, QoS 1, persistent session) that only counts;
   daemon  the hall daemon (own process): verify, bind to an open prompt, group-commit to SQLite
           (WAL, synchronous=FULL), then ack; rate = ratings acked / (last ack - first send);
-  paced   press -> ack latency at a steady rate (default 200 ratings/s) from all terminals.
+  paced   press -> ack latency at a steady rate (default 200 ratings/s) from all terminals;
+          with sign_in_flood=N, while N clients (own process, own sessions and CSRF tokens) send
+          wrong-PIN sign-ins to the console without pause (the hall's lockout set out of reach,
+          so every one costs what it can: the worst case of the PIN-check bound); the daemon's
+          peak resident memory is reported.
 lost / duplicated are counted from the hall database against what the publishers sent.
 """
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import multiprocessing as mp
 import os
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 
-from haochaping.daemon.hall import api_client
+from haochaping.daemon.hall import api_client, settings
 from haochaping.daemon.hall.settings import HallConfig
 from haochaping.protocol import messages, topics
 from haochaping.tools.sim import hall_kit, processes
@@ -161,12 +166,67 @@ def _run_publishers(port: int, password: str, items: Sequence[Item], procs: int,
     return results
 
 
+def _sign_in_flood(address: str, clients: int, stop: Event, out: Queue[dict[str, int]]) -> None:
+    """`clients` browsers, each with its own session and CSRF token and one connection, sending
+    wrong-PIN sign-ins one after another until `stop`; reports how many got each status."""
+    import re
+    import threading
+    host, _, port = address.rpartition(":")
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.request("GET", "/window/W000")
+        r = conn.getresponse()
+        page = r.read()
+        cookie = (r.getheader("Set-Cookie") or "").split(";")[0]
+        m = re.search(rb'"csrf": "([^"]+)"', page)
+        csrf = m.group(1).decode() if m else ""
+        body = json.dumps({"number": "S%04d" % i, "pin": "000000"})
+        while not stop.is_set():
+            try:
+                conn.request("POST", "/window/W000/sign-in", body, {
+                    "Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": "application/json"})
+                r = conn.getresponse()
+                r.read()
+                key = str(r.status)
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=60)
+                key = "error"
+            with lock:
+                counts[key] = counts.get(key, 0) + 1
+        conn.close()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put(counts)
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 # ---------------------------------------------------------------- setup
 def _prepare(folder: str, terminals: int, n_burst: int, n_paced: int,
-             procs: int) -> tuple[HallConfig, list[Item], list[Item]]:
+             procs: int, flood: bool = False) -> tuple[HallConfig, list[Item], list[Item]]:
     cfg = hall_kit.create(folder, windows=tuple("W%03d" % i for i in range(terminals)),
                          timeout_s=3600,
                          extra_superusers=(BENCH_RAW, *(_pub_user(i) for i in range(procs))))
+    if flood:  # the lockout out of reach: every wrong PIN is worth checking
+        with open(cfg.path, "a", encoding="utf-8") as f:
+            f.write("\n[console]\npin_failures = 1000000000\n")
+        cfg = settings.load(cfg.path)
     conn = sqlite3.connect(cfg.hall.database)
     keys = {r[0]: bytes(r[1]) for r in conn.execute("SELECT id, key FROM terminals")}
     window_of = dict(conn.execute("SELECT terminal, window FROM pairings"))
@@ -209,13 +269,14 @@ def _ms(seconds: float | None) -> float | None:
 
 def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rate: int = 200,
            paced_seconds: int = 10, folder: str | None = None,
-           progress: Callable[[str], object] = print) -> dict[str, object]:
+           progress: Callable[[str], object] = print,
+           sign_in_flood: int = 0) -> dict[str, object]:
     """Run the benchmark; return the result dict (`hcp bench ingest` prints it as JSON)."""
     folder = folder or tempfile.mkdtemp(prefix="hcp-bench-")
     n_paced = int(paced_rate * paced_seconds)
     progress("preparing %d terminals and %d signed ratings in %s"
              % (terminals, ratings + n_paced, folder))
-    cfg, burst, paced = _prepare(folder, terminals, ratings, n_paced, procs)
+    cfg, burst, paced = _prepare(folder, terminals, ratings, n_paced, procs, sign_in_flood > 0)
     pw = cfg.mqtt.password
     port = cfg.mqtt.port
     b = processes.Mosquitto(hall_kit.broker_conf(cfg), port).start()
@@ -255,10 +316,27 @@ def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rat
             h = api_client.WindowApi(cfg).health()
             result["daemon_commits"] = h["commits"]
             result["ratings_per_commit"] = round(h["messages"] / max(1, h["commits"]), 1)
-            # (c) paced latency
+            # (c) paced latency, under a flood of wrong-PIN sign-ins if asked
+            flood: mp.Process | None = None
+            if sign_in_flood:
+                progress("sign-in flood: %d clients sending wrong PINs to the console"
+                         % sign_in_flood)
+                stop = mp.Event()
+                fq: Queue[dict[str, int]] = mp.Queue()
+                flood = mp.Process(target=_sign_in_flood,
+                                   args=(cfg.api.listen, sign_in_flood, stop, fq))
+                flood.start()
+                time.sleep(2)  # every client signing in before the paced phase starts
             progress("paced: %d ratings/s for %d s, press -> ack latency"
                      % (paced_rate, paced_seconds))
             pubs = _run_publishers(port, pw, paced, procs, paced_rate, True)
+            if flood is not None:
+                stop.set()
+                result["sign_in_flood_clients"] = sign_in_flood
+                result["sign_in_answers"] = fq.get(timeout=120)
+                flood.join()
+            if d.proc is not None:
+                result["daemon_peak_rss_mb"] = _peak_rss_mb(d.proc.pid)
             lat = [x for r in pubs for x in r[5]]
             result["paced_rate_per_s"] = paced_rate
             result["paced_acked"] = len(lat)

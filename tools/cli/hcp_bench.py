@@ -22,22 +22,26 @@ def bench() -> None:
 @click.option("--paced-rate", type=click.IntRange(1), default=200, show_default=True,
               help="Ratings per second for the latency phase.")
 @click.option("--paced-seconds", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--sign-in-flood", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Clients sending wrong-PIN sign-ins to the console during the paced phase.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON line.")
 def bench_ingest(terminals: int, ratings: int, publishers: int, paced_rate: int,
-                 paced_seconds: int, as_json: bool) -> None:
+                 paced_seconds: int, sign_in_flood: int, as_json: bool) -> None:
     """Daemon ingest rate vs raw paho-mqtt on the same broker, and press -> ack latency.
 
     Prints one JSON line: raw_msgs_per_s, daemon_ratings_per_s, ratio, p50_ms, p99_ms,
-    lost, duplicated.
+    lost, duplicated, daemon_peak_rss_mb (and sign_in_answers with --sign-in-flood).
 
     \b
     Example:
       hcp bench ingest --terminals 500 --ratings 50000 --json
+      hcp bench ingest --sign-in-flood 100 --json
     """
     from haochaping.tools.bench import ingest_rate as b
     say: Callable[[str], None] = ((lambda m: None) if as_json
                                   else (lambda m: click.echo(m, err=True)))
-    r = b.ingest(terminals, ratings, publishers, paced_rate, paced_seconds, progress=say)
+    r = b.ingest(terminals, ratings, publishers, paced_rate, paced_seconds, progress=say,
+                 sign_in_flood=sign_in_flood)
     click.echo(json.dumps(r, sort_keys=True))
 
 

@@ -54,6 +54,43 @@ def daemon_run(config_path: str) -> None:
     d.run()
 
 
+@daemon.command("openapi")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the document to this file (default: print it).")
+@click.option("--check", is_flag=True,
+              help="Exit non-zero if --out differs from what the code says (for CI).")
+def daemon_openapi(out: str | None, check: bool) -> None:
+    """The window API's OpenAPI document, generated from the code (what a queue-system vendor
+    integrates with; the daemon also serves it at /openapi.json).
+
+    \b
+    Example:
+      hcp daemon openapi --out docs/window-openapi.json
+      hcp daemon openapi --out docs/window-openapi.json --check
+    """
+    from haochaping.daemon.hall import api
+    text = json.dumps(api.spec(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    if out is None:
+        if check:
+            raise HcpError("--check needs --out FILE: the file to compare with the code")
+        click.echo(text, nl=False)
+        return
+    if check:
+        try:
+            with open(out, encoding="utf-8") as f:
+                same = f.read() == text
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise HcpError("%s is not what the code says: run `hcp daemon openapi --out %s`"
+                           " and commit it" % (out, out))
+        click.echo("%s matches the code" % out)
+        return
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    click.echo("wrote %s" % out)
+
+
 @cli.group()
 def window() -> None:
     """What a queue system does: call a ticket, finish the service (opens the rating prompt)."""

@@ -120,36 +120,46 @@ class Sessions:
 
 
 class PinLimiter:
-    """After `failures` wrong PINs in a row for one staff number, or from one client address,
-    sign-in is refused for `lockout_s` seconds, even with the right PIN."""
+    """Wrong PINs in a row, per key (a staff number, a client address). A sign-in is counted
+    as a wrong PIN when it begins, before its PIN is checked, in one step with the check that
+    the keys are not locked: so parallel sign-ins cannot all pass the check before any of them
+    is counted. A right PIN clears its keys. After `limit` counted sign-ins for a key, sign-in
+    with it is refused for `lockout_s` seconds, even with the right PIN."""
 
-    def __init__(self, failures: int, lockout_s: float, clock: Clock = time.time) -> None:
-        self.failures, self.lockout_s = failures, lockout_s
+    def __init__(self, lockout_s: float, clock: Clock = time.time) -> None:
+        self.lockout_s = lockout_s
         self.clock = clock
-        self._fails: dict[str, tuple[int, float]] = {}   # key -> (count, last failure time)
+        self._fails: dict[str, tuple[int, float]] = {}   # key -> (count, last attempt time)
         self._lock = threading.Lock()
 
-    def wait_s(self, *keys: str) -> int:
-        """Seconds until a sign-in may be tried for these keys (0: now)."""
-        now = self.clock()
-        wait = 0
-        with self._lock:
-            for k in keys:
-                count, last = self._fails.get(k, (0, 0))
-                if now - last >= self.lockout_s:
-                    self._fails.pop(k, None)
-                elif count >= self.failures:
-                    wait = max(wait, int(last + self.lockout_s - now) + 1)
-        return wait
+    def _wait(self, key: str, limit: int, now: float) -> int:
+        count, last = self._fails.get(key, (0, 0))
+        if now - last >= self.lockout_s:
+            self._fails.pop(key, None)
+        elif count >= limit:
+            return int(last + self.lockout_s - now) + 1
+        return 0
 
-    def failed(self, *keys: str) -> None:
+    def wait_s(self, limits: Mapping[str, int]) -> int:
+        """Seconds until a sign-in may be tried with these keys ({key: limit}); 0: now."""
         now = self.clock()
         with self._lock:
+            return max([self._wait(k, n, now) for k, n in limits.items()], default=0)
+
+    def attempt(self, limits: Mapping[str, int]) -> int:
+        """Begin a sign-in with these keys ({key: limit}): 0 if it may go on, and then it is
+        counted as a wrong PIN until succeeded(); else the seconds until one may (not counted)."""
+        now = self.clock()
+        with self._lock:
+            wait = max([self._wait(k, n, now) for k, n in limits.items()], default=0)
+            if wait:
+                return wait
             if len(self._fails) > 100000:
                 self._fails.clear()  # a flood of made-up numbers: start over rather than grow
-            for k in keys:
+            for k in limits:
                 count, _ = self._fails.get(k, (0, 0))
                 self._fails[k] = (count + 1, now)
+            return 0
 
     def succeeded(self, *keys: str) -> None:
         with self._lock:

@@ -1,5 +1,5 @@
-"""The console's HTTP side, mounted on the daemon's API server (daemon/hall/api.py hands it every
-path outside /api/): pages, their JSON calls, Server-Sent Events, static files.
+"""The console's HTTP side: routes of the daemon's one app (daemon/hall/listener.py; the window
+API has /api/), for pages, their JSON calls, Server-Sent Events, static files.
 
     GET  /                        index: links to every window page and the hall page
     GET  /window/<W>              the window staff page           (role staff, signed in at W)
@@ -14,10 +14,13 @@ path outside /api/): pages, their JSON calls, Server-Sent Events, static files.
 Rules: the session cookie is HttpOnly and SameSite=Strict; every POST carries the session's CSRF
 token in `X-CSRF-Token` (and a cross-site Origin is refused); staff act only on the window they
 signed in at, managers only on /hall; the account is re-read on every request, so disabling it or
-changing its PIN ends its sessions; wrong PINs are limited per staff number and per address.
+changing its PIN ends its sessions; sign-ins are counted per staff number and per address before
+the PIN is checked, and at most [console] pin_checks PINs are checked at once (the others are
+answered 429 at once); at most [console] max_streams pages are live at once.
 
 Pages are Jinja2 templates (templates/: base.html, which every page extends), autoescaped, with
-every text from static/labels.<lang>.json as `L`.
+every text from static/labels.<lang>.json as `L`. The work of a request (database reads, the
+writer, scrypt) runs in the app's worker threads; the event loop only routes.
 """
 from __future__ import annotations
 
@@ -27,18 +30,24 @@ import mimetypes
 import os
 import queue
 import sqlite3
+import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
-from http.cookies import CookieError, SimpleCookie
-from http.server import BaseHTTPRequestHandler
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.to_thread
 import jinja2
+from fastapi import APIRouter
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from haochaping.daemon.errors import HcpError, InvalidInput
-from haochaping.daemon.hall import audit, windows
+from haochaping.daemon.hall import api, audit, windows
 from haochaping.daemon.hall.console import staff, views
 from haochaping.daemon.hall.console.sessions import PinLimiter, Session, Sessions
 from haochaping.protocol import fields, topics
@@ -50,22 +59,22 @@ Labels = dict[str, Any]  # labels.<lang>.json: texts, and tables of texts (level
 JsonObject = dict[str, Any]
 
 COOKIE = "hcp_console"
-MAX_BODY = 4096
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _KEEPALIVE_S = 15
 _COALESCE_S = 0.1  # events that come together make one redraw
 _REFRESH_S = {"window": 10.0, "hall": 5.0}  # also redraw this often without events
 _MIN_GAP_S = {"window": 0.1, "hall": 0.3}    # at most this often under a flood of events
 _PAGES = ("index.html", "window.html", "hall.html", "error.html")
-_SECURITY_HEADERS = (
-    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self';"
-     " connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none';"
-     " frame-ancestors 'none'"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
-    ("Cache-Control", "no-store"),
-)
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self';"
+    " connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none';"
+    " frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_JSON = "application/json; charset=utf-8"
 
 
 def load_labels(lang: str = "zh-CN") -> Labels:
@@ -96,23 +105,30 @@ def load_templates() -> dict[str, jinja2.Template]:
 class Refused(Exception):
     """A request the console turns down: HTTP status, error code (a key of labels.errors)."""
 
-    def __init__(self, status: int, code: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, close: bool = False, **extra: Any) -> None:
         super().__init__(code)
-        self.status, self.code = status, code
+        self.status, self.code, self.close = status, code, close
         self.extra: JsonObject = extra
 
 
 class Console:
     def __init__(self, daemon: HallDaemon) -> None:
         cfg = daemon.cfg.console
-        lang = cfg.language
         self.daemon = daemon
         self.db_path: str = daemon.cfg.hall.database
         self.prompt_timeout: int = daemon.cfg.sessions.timeout_s
+        self.max_body: int = daemon.cfg.api.max_body_bytes
         self.sessions = Sessions(cfg.session_idle_s, cfg.session_max_s)
-        self.pins_by_number = PinLimiter(cfg.pin_failures, cfg.lockout_s)
-        self.pins_by_address = PinLimiter(4 * cfg.pin_failures, cfg.lockout_s)
-        self.labels = load_labels(lang)
+        self.pins = PinLimiter(cfg.lockout_s)
+        self.pin_failures = cfg.pin_failures
+        self.pin_checks = threading.BoundedSemaphore(cfg.pin_checks)  # scrypt: 16 MiB each
+        # ... in threads of their own: each thread's malloc arena keeps the 16 MiB it once
+        # had, so scrypt in any of the 40 request threads grew the daemon by 40 x 16 MiB
+        self.pin_threads = ThreadPoolExecutor(cfg.pin_checks, thread_name_prefix="pin-check")
+        self.max_streams = cfg.max_streams
+        self.streams = 0  # live event streams (changed on the event loop only)
+        self._stream_threads: anyio.CapacityLimiter | None = None
+        self.labels = load_labels(cfg.language)
         self.static: dict[str, tuple[bytes, str]] = {}  # name -> (content, Content-Type)
         folder = os.path.join(_HERE, "static")
         for name in os.listdir(folder):
@@ -123,70 +139,163 @@ class Console:
                 self.static[name] = (f.read(), ctype)
         self.templates = load_templates()
 
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
-        """Serve one request on the API server's handler `h` (a BaseHTTPRequestHandler)."""
-        req = _Request(self, h)
+    # ------------------------------------------------------------ routes
+    def router(self) -> APIRouter:
+        r = APIRouter(include_in_schema=False)
+        r.add_api_route("/", self._index, methods=["GET"])
+        r.add_api_route("/static/{name}", self._static, methods=["GET"])
+        r.add_api_route("/window/{window}", self._window_page, methods=["GET"])
+        r.add_api_route("/window/{window}/{action}", self._window_get, methods=["GET"])
+        r.add_api_route("/window/{window}/{action}", self._window_post, methods=["POST"])
+        r.add_api_route("/hall", self._hall_page, methods=["GET"])
+        r.add_api_route("/hall/{action}", self._hall_get, methods=["GET"])
+        r.add_api_route("/hall/{action}", self._hall_post, methods=["POST"])
+        return r
+
+    def refused_response(self, status: int, detail: str) -> Response:
+        """The console's answer to a path or method no route has."""
+        return _Request(self, None).refuse(Refused(status, "bad-input", detail=detail))
+
+    async def _index(self, request: Request) -> Response:
+        return await self._serve(request, lambda r: r.index())
+
+    async def _static(self, request: Request, name: str) -> Response:
+        return await self._serve(request, lambda r: r.static_file(name), threaded=False)
+
+    async def _window_page(self, request: Request, window: str) -> Response:
+        return await self._serve(request, lambda r: r.window(window, ""))
+
+    async def _window_get(self, request: Request, window: str, action: str) -> Response:
+        if action == "events":
+            return await self._events(request, lambda r: r.window(window, action))
+        return await self._serve(request, lambda r: r.window(window, action))
+
+    async def _window_post(self, request: Request, window: str, action: str) -> Response:
+        return await self._serve(request, lambda r: r.window(window, action), post=True)
+
+    async def _hall_page(self, request: Request) -> Response:
+        return await self._serve(request, lambda r: r.place("hall", "manager", ""))
+
+    async def _hall_get(self, request: Request, action: str) -> Response:
+        if action == "events":
+            return await self._events(request, lambda r: r.place("hall", "manager", action))
+        return await self._serve(request, lambda r: r.place("hall", "manager", action))
+
+    async def _hall_post(self, request: Request, action: str) -> Response:
+        return await self._serve(request, lambda r: r.place("hall", "manager", action),
+                                 post=True)
+
+    async def _serve(self, request: Request, fn: Callable[[_Request], Response],
+                     post: bool = False, threaded: bool = True) -> Response:
+        """One request: its body read first (so a refused one leaves the connection clean), the
+        Origin checked for a write, then `fn` in a worker thread (it reads the database)."""
+        r = _Request(self, request)
         try:
-            req.dispatch()
+            if post:
+                try:
+                    r.raw = await api.read_body(request, self.max_body)
+                except api.Refused:
+                    raise Refused(413, "bad-input", close=True, detail="body too large") from None
+                r.check_origin()
+            if not threaded:
+                return r.run(fn)
+            return await run_in_threadpool(r.run, fn)
         except Refused as e:
-            req.refuse(e)
-        except TimeoutError as e:  # the writer thread did not answer in time
-            req.refuse(Refused(503, "daemon", detail=str(e)))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+            return r.refuse(e)
+
+    # ------------------------------------------------------------ live updates
+    async def _events(self, request: Request, authorise: Callable[[_Request], Response]
+                      ) -> Response:
+        """Server-Sent Events (see _Stream); `authorise` answers the refusal, or raises
+        _Go with the session and place when the stream may start."""
+        r = _Request(self, request)
+        try:
+            answer = await run_in_threadpool(r.run, authorise)
+        except _Go as go:
+            if self.streams >= self.max_streams:
+                return r.refuse(Refused(503, "busy"))
+            stream = _Stream(r, go.place, go.session)
+            return StreamingResponse(self._stream(stream), status_code=200, headers={
+                **_SECURITY_HEADERS, "X-Accel-Buffering": "no", "Connection": "close"},
+                media_type="text/event-stream; charset=utf-8")
+        return answer
+
+    async def _stream(self, stream: _Stream) -> AsyncIterator[bytes]:
+        if self._stream_threads is None:  # created on the event loop, where it is used
+            self._stream_threads = anyio.CapacityLimiter(self.max_streams)
+        threads = self._stream_threads
+        self.streams += 1
+        try:
+            yield b"retry: 2000\n\n"
+            yield await anyio.to_thread.run_sync(stream.first, limiter=threads)
+            while not self.daemon.stopping.is_set():
+                chunk, more = await anyio.to_thread.run_sync(stream.step, limiter=threads)
+                if chunk:
+                    yield chunk
+                if not more:
+                    return
+        finally:
+            self.streams -= 1
+            stream.close()
+
+
+class _Go(Exception):
+    """An event stream may start, for this signed-in session at this place."""
+
+    def __init__(self, session: Session, place: str) -> None:
+        super().__init__(place)
+        self.session, self.place = session, place
 
 
 class _Request:
-    def __init__(self, console: Console, h: BaseHTTPRequestHandler) -> None:
-        self.c, self.h = console, h
-        parsed = urllib.parse.urlsplit(h.path)
-        self.parts = [urllib.parse.unquote(p) for p in parsed.path.split("/") if p]
-        self.method = h.command
-        self.session: Session | None = console.sessions.get(self._cookie())
+    def __init__(self, console: Console, request: Request | None) -> None:
+        self.c, self.request = console, request
+        self.cookie = request.cookies.get(COOKIE) if request is not None else None
+        self.session: Session | None = console.sessions.get(self.cookie)
         self.new_cookie: str | None = None
+        self.raw = b""
+        self.action = ""
         self._conn: sqlite3.Connection | None = None
-        self._raw = b""
 
     # ------------------------------------------------------------ plumbing
-    def _cookie(self) -> str | None:
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name) if self.request is not None else None
+
+    def run(self, fn: Callable[[_Request], Response]) -> Response:
+        """fn(self), its refusal as the answer, and this request's read connection closed."""
         try:
-            jar = SimpleCookie(self.h.headers.get("Cookie") or "")
-        except CookieError:
-            return None
-        m = jar.get(COOKIE)
-        return m.value if m else None
+            return fn(self)
+        except Refused as e:
+            return self.refuse(e)
+        except TimeoutError as e:  # the writer thread did not answer in time
+            return self.refuse(Refused(503, "daemon", detail=str(e)))
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = views.reader(self.c.db_path)
         return self._conn
 
-    def _headers(self, status: int, ctype: str, length: int | None = None,
-                 extra: Iterable[tuple[str, str]] = ()) -> None:
-        h = self.h
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        if length is not None:
-            h.send_header("Content-Length", str(length))
-        for k, v in _SECURITY_HEADERS:
-            h.send_header(k, v)
+    def headers(self, extra: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+        h = dict(_SECURITY_HEADERS)
         if self.new_cookie is not None:
-            h.send_header("Set-Cookie", "%s=%s; Path=/; HttpOnly; SameSite=Strict"
-                          % (COOKIE, self.new_cookie))
-        for k, v in extra:
-            h.send_header(k, v)
-        h.end_headers()
+            h["Set-Cookie"] = ("%s=%s; Path=/; HttpOnly; SameSite=Strict"
+                               % (COOKIE, self.new_cookie))
+        h.update(extra)
+        return h
 
     def send(self, status: int, body: bytes, ctype: str,
-             extra: Iterable[tuple[str, str]] = ()) -> None:
-        self._headers(status, ctype, len(body), extra)
-        self.h.wfile.write(body)
+             extra: Iterable[tuple[str, str]] = ()) -> Response:
+        return Response(body, status_code=status, headers=self.headers(extra), media_type=ctype)
 
-    def json(self, status: int, obj: JsonObject) -> None:
-        self.send(status, json.dumps(obj, ensure_ascii=False).encode(),
-                  "application/json; charset=utf-8")
+    def json(self, status: int, obj: JsonObject, close: bool = False) -> Response:
+        return self.send(status, json.dumps(obj, ensure_ascii=False).encode(), _JSON,
+                         (("Connection", "close"),) if close else ())
 
-    def refuse(self, e: Refused) -> None:
+    def refuse(self, e: Refused) -> Response:
         body: JsonObject = {"error_code": e.code,
                             "error": self.c.labels["errors"].get(e.code, e.code)}
         body.update(e.extra)
@@ -196,78 +305,47 @@ class _Request:
                 s = self.fresh_session()
             if not s.signed_in:
                 body["csrf"] = s.csrf  # so the page can sign in again without a reload
-        self.json(e.status, body)
+        return self.json(e.status, body, close=e.close)
 
     def fresh_session(self) -> Session:
         self.session = self.c.sessions.new()
         self.new_cookie = self.session.sid
         return self.session
 
-    def read_body(self) -> None:
-        """Read the whole body first, so that a refused request leaves the connection clean."""
-        given = self.h.headers.get("Content-Length") or "0"
-        if not (given.isascii() and given.strip().isdigit()):
-            self.h.close_connection = True
-            raise Refused(400, "bad-input", detail="Content-Length")
-        length = int(given)
-        if length > MAX_BODY:
-            self.h.close_connection = True
-            raise Refused(413, "bad-input", detail="body too large")
-        self._raw = self.h.rfile.read(length)
-
     def body(self) -> JsonObject:
-        try:
-            data = json.loads(self._raw or b"{}")
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            data = None
-        if not isinstance(data, dict):
+        data = api.json_object(self.raw)
+        if data is None:
             raise Refused(400, "bad-input", detail="JSON object")
         return data
 
     def address(self) -> str:
-        return self.h.client_address[0]
+        client = self.request.client if self.request is not None else None
+        return client.host if client is not None else ""
+
+    def is_post(self) -> bool:
+        return self.request is not None and self.request.method == "POST"
 
     # ------------------------------------------------------------ routing
-    def dispatch(self) -> None:
-        try:
-            self._dispatch()
-        finally:
-            if self._conn is not None:
-                self._conn.close()
-
-    def _dispatch(self) -> None:
-        p, m = self.parts, self.method
-        if m not in ("GET", "POST"):
-            raise Refused(405, "bad-input", detail="method")
-        if m == "POST":
-            self.read_body()
-            self.check_origin()
-        if not p:
-            if m == "POST":
-                raise Refused(404, "bad-input", detail="no such action")
-            return self.index()
-        if len(p) == 2 and p[0] == "static" and m != "POST":
-            return self.static_file(p[1])
-        if p[0] == "window" and len(p) in (2, 3) and topics.valid_id(p[1]):
-            place, role = p[1], "staff"
-            if not views.known_window(self.conn(), place):
-                if m == "GET" and len(p) == 2:
-                    return self.render("error.html", self.c.labels["app"], {}, status=404,
-                                       message=self.c.labels["errors"]["unknown-window"])
-                raise Refused(404, "unknown-window")
-        elif p[0] == "hall" and len(p) in (1, 2):
-            place, role = "hall", "manager"
-        else:
+    def window(self, window: str, action: str) -> Response:
+        if not topics.valid_id(window):
             raise Refused(404, "bad-input", detail="no such page")
-        action = p[-1] if len(p) == (3 if role == "staff" else 2) else ""
-        if m != "POST":
+        if not views.known_window(self.conn(), window):
+            if not self.is_post() and action == "":
+                return self.render("error.html", self.c.labels["app"], {}, status=404,
+                                   message=self.c.labels["errors"]["unknown-window"])
+            raise Refused(404, "unknown-window")
+        return self.place(window, "staff", action)
+
+    def place(self, place: str, role: str, action: str) -> Response:
+        self.action = action
+        if not self.is_post():
             if action == "":
                 return self.page(place, role)
             if action in ("state", "events"):
                 s = self.authorised(place, role, write=False)
-                if action == "state":
-                    return self.json(200, self.view(place, time.time()))
-                return self.stream(place, s)
+                if action == "events":
+                    raise _Go(s, place)
+                return self.json(200, self.view(place, time.time()))
             raise Refused(404, "bad-input", detail="no such page")
         if action == "sign-in":
             return self.sign_in(place, role)
@@ -278,14 +356,19 @@ class _Request:
             return self.window_action(s, place, action)
         raise Refused(404, "bad-input", detail="no such action")
 
+    def index(self) -> Response:
+        L = self.c.labels
+        return self.render("index.html", L["index_title"], {"labels": L},
+                           windows=views.all_windows(self.conn()))
+
     def check_origin(self) -> None:
-        origin = self.h.headers.get("Origin")
-        if origin and urllib.parse.urlsplit(origin).netloc != self.h.headers.get("Host"):
+        origin = self.header("Origin")
+        if origin and urllib.parse.urlsplit(origin).netloc != self.header("Host"):
             raise Refused(403, "csrf")
 
     # ------------------------------------------------------------ security
     def check_csrf(self) -> None:
-        given = self.h.headers.get("X-CSRF-Token") or ""
+        given = self.header("X-CSRF-Token") or ""
         if self.session is None or not hmac.compare_digest(given.encode(),
                                                            self.session.csrf.encode()):
             raise Refused(403, "csrf")
@@ -294,7 +377,7 @@ class _Request:
         """The signed-in session allowed to act on `place`, or Refused."""
         s = self.session
         if s is None or not s.signed_in:
-            raise Refused(401, "expired" if s is None and self._cookie() else "signed-out")
+            raise Refused(401, "expired" if s is None and self.cookie else "signed-out")
         if write:
             self.check_csrf()
         if s.role != role:
@@ -304,7 +387,7 @@ class _Request:
         if not self.account_ok(self.conn(), s):
             self.c.sessions.end(s)
             raise Refused(401, "signed-out")
-        if write or self.method != "GET" or self.parts[-1] not in ("events", "state"):
+        if write or self.action not in ("events", "state"):
             self.c.sessions.touch(s)
         return s
 
@@ -315,7 +398,7 @@ class _Request:
         return (acct is not None and acct["disabled_at"] is None and acct["role"] == s.role
                 and acct["pin_changed_at"] <= s.created)
 
-    def sign_in(self, place: str, role: str) -> None:
+    def sign_in(self, place: str, role: str) -> Response:
         self.check_csrf()
         body = self.body()
         number, pin = body.get("number"), body.get("pin")
@@ -327,35 +410,39 @@ class _Request:
             raise Refused(400, "bad-input", detail=str(e), field=field) from None
         number = number.strip()
         addr = self.address()
-        wait = max(self.c.pins_by_number.wait_s(number), self.c.pins_by_address.wait_s(addr))
-        if wait:
-            raise Refused(429, "locked", wait=wait)
-        acct = staff.verify(self.conn(), number, pin)
+        c = self.c
+        if not c.pin_checks.acquire(blocking=False):  # a few scrypt checks at once, no queue
+            raise Refused(429, "busy", wait=1)
+        try:
+            # counted as a wrong PIN now, in one step with the lockout check: parallel sign-ins
+            # cannot all pass the check before the first of them is counted
+            keys = {"number:" + number: c.pin_failures, "address:" + addr: 4 * c.pin_failures}
+            wait = c.pins.attempt(keys)
+            if wait:
+                raise Refused(429, "locked", wait=wait)
+            acct = c.pin_threads.submit(staff.verify, self.conn(), number, pin).result()
+        finally:
+            c.pin_checks.release()
         if acct is None:
-            self.c.pins_by_number.failed(number)
-            self.c.pins_by_address.failed(addr)
-            locked = max(self.c.pins_by_number.wait_s(number),
-                         self.c.pins_by_address.wait_s(addr))
             self.record("console:" + addr, "console.sign-in-failed", staff=number, at=place,
-                        address=addr, locked=bool(locked))
+                        address=addr, locked=bool(c.pins.wait_s(keys)))
             raise Refused(401, "bad-pin")
         if acct["role"] != role:
             self.record("staff:" + number, "console.sign-in-refused", staff=number, at=place,
                         address=addr, reason="role %s" % acct["role"])
             raise Refused(403, "wrong-role")
-        self.c.pins_by_number.succeeded(number)
-        self.c.pins_by_address.succeeded(addr)
-        s = self.c.sessions.sign_in(self.session, acct, place)
+        c.pins.succeeded(*keys)
+        s = c.sessions.sign_in(self.session, acct, place)
         self.session, self.new_cookie = s, s.sid
         self.record("staff:" + number, "console.sign-in", staff=number, at=place, address=addr)
-        self.json(200, {"csrf": s.csrf, "number": s.number, "name": s.name,
-                        "state": self.view(place, time.time())})
+        return self.json(200, {"csrf": s.csrf, "number": s.number, "name": s.name,
+                               "state": self.view(place, time.time())})
 
-    def sign_out(self, s: Session, place: str) -> None:
+    def sign_out(self, s: Session, place: str) -> Response:
         assert s.number is not None  # authorised() returns signed-in sessions only
         self.c.sessions.end(s)
         self.record("staff:" + s.number, "console.sign-out", staff=s.number, at=place)
-        self.json(200, {"csrf": self.fresh_session().csrf})
+        return self.json(200, {"csrf": self.fresh_session().csrf})
 
     def record(self, actor: str, action: str, **detail: Any) -> None:
         def write(conn: sqlite3.Connection, now: float) -> tuple[None, list[Any]]:
@@ -364,7 +451,7 @@ class _Request:
         self.c.daemon.submit(write)
 
     # ------------------------------------------------------------ window actions
-    def window_action(self, s: Session, window: str, action: str) -> None:
+    def window_action(self, s: Session, window: str, action: str) -> Response:
         number = s.number
         assert number is not None  # authorised() returns signed-in sessions only
         body = self.body()
@@ -406,7 +493,7 @@ class _Request:
             raise Refused(400, "bad-input", detail=str(e)) from e
         except TimeoutError as e:
             raise Refused(503, "daemon", detail=str(e)) from e
-        self.json(200, {"transaction": tx, "state": self.view(window, time.time())})
+        return self.json(200, {"transaction": tx, "state": self.view(window, time.time())})
 
     # ------------------------------------------------------------ pages
     def view(self, place: str, now: float,
@@ -416,7 +503,7 @@ class _Request:
             return views.hall_view(conn, now, self.c.sessions.signed_in_at())
         return views.window_view(conn, place, now)
 
-    def page(self, place: str, role: str) -> None:
+    def page(self, place: str, role: str) -> Response:
         s = self.session
         if s is None:
             s = self.fresh_session()
@@ -428,78 +515,74 @@ class _Request:
         L = self.c.labels
         title = L["hall_title"] if place == "hall" else L["window_title"].format(window=place)
         boot = {"place": place, "csrf": s.csrf, "me": me, "labels": L}
-        self.render("hall.html" if place == "hall" else "window.html", title, boot)
-
-    def index(self) -> None:
-        L = self.c.labels
-        self.render("index.html", L["index_title"], {"labels": L},
-                    windows=views.all_windows(self.conn()))
+        return self.render("hall.html" if place == "hall" else "window.html", title, boot)
 
     def render(self, template: str, title: str, boot: JsonObject, status: int = 200,
-               **more: Any) -> None:
+               **more: Any) -> Response:
         """A page: templates/<template> (which extends base.html) with the labels as `L`."""
         body = self.c.templates[template].render(L=self.c.labels, title=title, boot=boot, **more)
-        self.send(status, body.encode(), "text/html; charset=utf-8")
+        return self.send(status, body.encode(), "text/html; charset=utf-8")
 
-    def static_file(self, name: str) -> None:
+    def static_file(self, name: str) -> Response:
         found = self.c.static.get(name)
         if found is None:
             raise Refused(404, "bad-input", detail="no such file")
-        self.send(200, found[0], found[1])
+        return self.send(200, found[0], found[1])
 
-    # ------------------------------------------------------------ live updates
-    def stream(self, place: str, s: Session) -> None:
-        """Server-Sent Events: the whole view at once, again after every event that concerns it
-        (bursts coalesced), a fresh one every few seconds anyway, and a comment to keep the
-        connection open. Ends when the session does (a `signed-out` event) or the client goes."""
-        d = self.c.daemon
-        q = d.events.subscribe()
-        conn = self.conn()
+
+class _Stream:
+    """One page's Server-Sent Events: the whole view at once, again after every event that
+    concerns it (bursts coalesced), a fresh one every few seconds anyway, and a comment to keep
+    the connection open. Ends when the session does (a `signed-out` event). Each step runs in a
+    worker thread of the streams' own (it waits up to a second for an event)."""
+
+    def __init__(self, r: _Request, place: str, s: Session) -> None:
+        self.r, self.place, self.s = r, place, s
+        self.c = r.c
+        self.q = self.c.daemon.events.subscribe()
+        self.conn = views.reader(self.c.db_path)
+        self.kind = "hall" if place == "hall" else "window"
+        self.terms: set[str] | None = None
+        self.last_state = self.last_write = time.monotonic()
+
+    def close(self) -> None:
+        self.c.daemon.events.unsubscribe(self.q)
+        self.conn.close()
+
+    def _state(self) -> bytes:
+        view = self.r.view(self.place, time.time(), self.conn)
+        self.terms = self._terminals(self.place, view)
+        self.last_state = self.last_write = time.monotonic()
+        return _event("state", view)
+
+    def first(self) -> bytes:
+        return self._state()
+
+    def step(self) -> tuple[bytes, bool]:
+        """Wait up to a second for an event: (what to send, whether to go on)."""
+        c = self.c
         try:
-            self.h.close_connection = True
-            self._headers(200, "text/event-stream; charset=utf-8",
-                          extra=(("X-Accel-Buffering", "no"), ("Connection", "close")))
-            self.h.wfile.write(b"retry: 2000\n\n")
-            view = self.view(place, time.time(), conn)
-            self.event("state", view)
-            terms = self._terminals(place, view)
-            kind = "hall" if place == "hall" else "window"
-            refresh, gap = _REFRESH_S[kind], _MIN_GAP_S[kind]
-            last_state = last_write = time.monotonic()
-            while not d.stopping.is_set():
+            ev = self.q.get(timeout=1.0)
+        except queue.Empty:
+            ev = None
+        if not (c.sessions.alive(self.s) and self.r.account_ok(self.conn, self.s)):
+            return _event("signed-out", {"error_code": "expired",
+                                         "error": c.labels["errors"]["expired"]}), False
+        now = time.monotonic()
+        due = ev is not None and self._concerns(self.place, self.terms, ev)
+        if due:
+            end = max(now + _COALESCE_S, self.last_state + _MIN_GAP_S[self.kind])
+            while time.monotonic() < end:
                 try:
-                    ev = q.get(timeout=1.0)
+                    self.q.get(timeout=max(0.0, end - time.monotonic()))
                 except queue.Empty:
-                    ev = None
-                if not (self.c.sessions.alive(s) and self.account_ok(conn, s)):
-                    self.event("signed-out", {"error_code": "expired",
-                                              "error": self.c.labels["errors"]["expired"]})
-                    return
-                now = time.monotonic()
-                due = ev is not None and self._concerns(place, terms, ev)
-                if due:
-                    end = max(now + _COALESCE_S, last_state + gap)
-                    while time.monotonic() < end:
-                        try:
-                            q.get(timeout=max(0.0, end - time.monotonic()))
-                        except queue.Empty:
-                            break
-                if due or now - last_state >= refresh:
-                    view = self.view(place, time.time(), conn)
-                    terms = self._terminals(place, view)
-                    self.event("state", view)
-                    last_state = last_write = time.monotonic()
-                elif now - last_write >= _KEEPALIVE_S:
-                    self.h.wfile.write(b": keepalive\n\n")
-                    last_write = now
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        finally:
-            d.events.unsubscribe(q)
-
-    def event(self, kind: str, data: JsonObject) -> None:
-        self.h.wfile.write(("event: %s\ndata: %s\n\n" % (
-            kind, json.dumps(data, ensure_ascii=False))).encode())
+                    break
+        if due or now - self.last_state >= _REFRESH_S[self.kind]:
+            return self._state(), True
+        if now - self.last_write >= _KEEPALIVE_S:
+            self.last_write = now
+            return b": keepalive\n\n", True
+        return b"", True
 
     @staticmethod
     def _terminals(place: str, view: JsonObject) -> set[str] | None:
@@ -512,3 +595,7 @@ class _Request:
         if place == "hall" or terms is None:  # terms is None for the hall only
             return True
         return ev.get("window") == place or ev.get("terminal") in terms
+
+
+def _event(kind: str, data: JsonObject) -> bytes:
+    return ("event: %s\ndata: %s\n\n" % (kind, json.dumps(data, ensure_ascii=False))).encode()
