@@ -93,9 +93,10 @@ def test_forty_parallel_sign_ins_check_no_more_pins_than_the_lockout_allows(base
     pins = ["%06d" % i for i in range(39)] + [ACCOUNTS["S0101"][0]]
     answers = _parallel_sign_ins(base, pins)
     statuses = [a.status for a in answers]
-    checked = [a for a in answers if a.status != 429]
-    assert len(checked) <= 5, statuses
-    assert statuses.count(429) >= 35 and {a.error for a in answers if a.status == 429} == {
+    # at most 5 wrong PINs checked (the right one, once it succeeds, clears the count: a
+    # guess racing it may still be checked, but the PIN is then found anyway)
+    assert statuses.count(401) <= 5, statuses
+    assert statuses.count(429) >= 34 and {a.error for a in answers if a.status == 429} == {
         "locked"}
     failed = hall_db("SELECT COUNT(*) FROM audit WHERE action='console.sign-in-failed'")[0][0]
     assert failed == statuses.count(401) <= 5
