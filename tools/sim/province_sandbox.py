@@ -26,6 +26,8 @@ import urllib.request
 from typing import Any
 
 import orjson
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from haochaping.daemon.store.province import mapping
 from haochaping.daemon.store.province.profiles import Profile
@@ -59,7 +61,7 @@ class Sandbox:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
         self.faults: dict[str, Any] = {"fail_5xx": 0, "hang": 0, "hang_s": 60.0,
-                                       "refuse": [], "garbage": 0}
+                                       "refuse": [], "refuse_words": "", "garbage": 0}
 
     def _count(self, name: str, n: int = 1) -> None:
         self.conn.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
@@ -88,7 +90,8 @@ class Sandbox:
             return "; ".join(errors), None, False
         k = mapping.key(self.p, kind, rec)
         if k[0] in self.faults["refuse"]:
-            return "办件编号 %s: refused by the sandbox (fault injected)" % k[0], None, False
+            return ("办件编号 %s: refused by the sandbox (fault injected)%s"
+                    % (k[0], self.faults["refuse_words"])), None, False
         text = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS).decode()
         row = self.conn.execute("SELECT record FROM accepted WHERE kind = ? AND project_no = ?"
                                 " AND assess_number = ?", (kind, *k)).fetchone()
@@ -187,9 +190,6 @@ class Sandbox:
 
 def app(sandbox: Sandbox) -> Any:
     """The FastAPI application: the profile's endpoints, its reconcile, the test hooks."""
-    from fastapi import FastAPI, Request, Response
-    from starlette.concurrency import run_in_threadpool
-
     api = FastAPI(title="hcp province sandbox (%s)" % sandbox.p.name, docs_url=None,
                   redoc_url=None, openapi_url=None)
 
