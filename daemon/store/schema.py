@@ -131,8 +131,8 @@ MIGRATIONS: list[tuple[str, str]] = [
         target TEXT NOT NULL,              -- the delivery profile's name (one province, one target)
         n {bigint} NOT NULL,               -- the order of delivery, from 1
         kind TEXT NOT NULL,                -- service | evaluation | correction
-        uid TEXT NOT NULL,                 -- service, evaluation: the transaction; correction: its id
-        ref TEXT NOT NULL,                 -- evaluation: the rating sent; correction: the appeal
+        uid TEXT NOT NULL,                 -- the transaction; a correction: its appeal
+        ref TEXT NOT NULL,                 -- the rating sent (evaluation) or corrected
         project_no TEXT NOT NULL,          -- 办件编号, as the profile builds it
         assess_number INTEGER NOT NULL,    -- 评价次数 (0 for service data)
         day TEXT NOT NULL,                 -- YYYY-MM-DD (Asia/Shanghai) of the fact, for reconcile

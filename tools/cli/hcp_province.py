@@ -1,5 +1,5 @@
 """hcp province: delivering every result to the provincial 好差评 system (第十五条) through a
-delivery profile; its quarantine; reconcile; and a reference provincial endpoint to rehearse with."""
+delivery profile; its quarantine; reconcile; a reference provincial endpoint to rehearse with."""
 from __future__ import annotations
 
 import json

@@ -42,7 +42,7 @@ def fill(store: Store, quarter: str = "2026Q3", per_day: int = 8, hall: str = "H
     cal = workdays.default_calendar()
     tx = seq = 0
     bad: list[tuple[str, float]] = []
-    made = {"transactions": 0, "ratings": 0, "reasons": 0, "unrated": 0}
+    made: dict[str, Any] = {"transactions": 0, "ratings": 0, "reasons": 0, "unrated": 0}
     day = first
     while day <= last:
         if cal.is_working_day(day)[0]:

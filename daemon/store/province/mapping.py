@@ -83,7 +83,7 @@ def _value(profile: Profile, kind: str, source: str, fact: Fact) -> Value:
     if source == "writing":
         return ""
     if source == "assess_number":
-        return int(v)
+        return int(v or 0)
     return "" if v is None else v if isinstance(v, int) else str(v)
 
 

@@ -167,7 +167,7 @@ class _Checker:
 
     def __init__(self, path: str, data: dict[str, Any], key_file: str | None,
                  url: str | None) -> None:
-        self.path, self.data, self.problems = path, data, []
+        self.path, self.data = path, data
         self.key_override, self.url_override = key_file, url
         self.problems: list[str] = []
 

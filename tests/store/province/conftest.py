@@ -1,5 +1,7 @@
 """The province's side as real parts: a sandbox process (FastAPI on uvicorn) with its own SQLite
 file, a store (both backends) holding a quarter of a hall, profiles and their keys."""
+import re
+
 import pytest
 
 from haochaping.daemon.store import backends
@@ -21,9 +23,9 @@ def key_file(tmp_path):
 
 def profile_file(tmp_path, name, **delivery):
     """A shipped profile with some [delivery] values changed, as a file of its own."""
-    text = open(profiles.resolve(name), encoding="utf-8").read()
+    with open(profiles.resolve(name), encoding="utf-8") as f:
+        text = f.read()
     for k, v in delivery.items():
-        import re
         text = re.sub(r"(?m)^%s = .*$" % k, "%s = %s" % (k, v), text)
     path = tmp_path / ("%s.toml" % name)
     path.write_text(text, encoding="utf-8")
