@@ -50,6 +50,7 @@ LEASE_S = 30.0
 SCAN_MARGIN_S = 300.0    # a batch committed late (PostgreSQL) is still found by the next scans
 FULL_SCAN_S = 3600.0     # and a full scan every hour finds anything else
 POLL_S = 1.0
+ANALYZE_AFTER = 1000     # rows queued at once (PostgreSQL)
 MAX_ANSWER = 4 * 1024 * 1024
 MAX_REASON = 500
 _CHUNK = 500
@@ -225,6 +226,18 @@ class Poster:
         self.conn: http.client.HTTPConnection | None = None
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """One request; a kept-alive connection the server closed meanwhile (uvicorn: after 5 s
+        idle) is opened again once, at once: the records are keyed, a repeat does no harm."""
+        reused = self.conn is not None
+        try:
+            return self._request(method, path, body)
+        except Transient as e:
+            if not reused or not isinstance(e.__context__, (ConnectionError,
+                                                            http.client.RemoteDisconnected)):
+                raise
+        return self._request(method, path, body)
+
+    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
         if self.conn is None:
             if self.https:
                 self.conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx,
@@ -243,7 +256,7 @@ class Poster:
         except (OSError, http.client.HTTPException) as e:
             self.close()
             raise Transient("cannot reach the province at %s:%s: %s"
-                            % (self.host, self.port, e or type(e).__name__)) from None
+                            % (self.host, self.port, e or type(e).__name__)) from e
         except Transient:
             self.close()
             raise
@@ -394,15 +407,22 @@ class Deliverer:
             n = int(top[0][0] or 0)
             t.xmany(INSERT_ITEM, [(self.target, n + i + 1, *r, now)
                                   for i, r in enumerate(rows)])
+            if not t.sqlite and len(rows) >= ANALYZE_AFTER:
+                # without fresh statistics PostgreSQL picks the next batch with a nested loop
+                # over the whole outbox (measured: 0.45 s a pick at 4,000 items, 0.013 s after)
+                t.x("ANALYZE province_items")
         return len(rows)
 
     # --- one batch ------------------------------------------------------------------------------
     def pick(self, now: float) -> list[tuple[Any, ...]]:
         """The next batch: items of one kind, in order, whose prerequisite the province has."""
         with access.atomic(self.store) as t:
-            for kind, sql in HOLD_SQL.items():
-                if kind in self.p.kinds:
-                    t.x(sql, (now, self.target))
+            # only when something is held or dropped (rare): the usual pick stays one query
+            if t.q("SELECT 1 FROM province_items WHERE target = %s AND state IN"
+                   " ('quarantined', 'dropped') LIMIT 1", (self.target,)):
+                for kind, sql in HOLD_SQL.items():
+                    if kind in self.p.kinds:
+                        t.x(sql, (now, self.target))
         for kind in self.p.kinds:
             cond = ""
             if kind == "evaluation" and self.p.service_first:
