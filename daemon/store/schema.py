@@ -124,6 +124,56 @@ MIGRATIONS: list[tuple[str, str]] = [
         revoked_at {real}
     );
     """),
+    ("0003-province-delivery", """
+    CREATE INDEX transactions_received ON transactions (received_at);
+    CREATE INDEX ratings_received ON ratings (received_at);
+    CREATE TABLE province_items (          -- 第十五条: every fact the store owes a province, once
+        target TEXT NOT NULL,              -- the delivery profile's name (one province, one target)
+        n {bigint} NOT NULL,               -- the order of delivery, from 1
+        kind TEXT NOT NULL,                -- service | evaluation | correction
+        uid TEXT NOT NULL,                 -- the transaction; a correction: its appeal
+        ref TEXT NOT NULL,                 -- the rating sent (evaluation) or corrected
+        project_no TEXT NOT NULL,          -- 办件编号, as the profile builds it
+        assess_number INTEGER NOT NULL,    -- 评价次数 (0 for service data)
+        day TEXT NOT NULL,                 -- YYYY-MM-DD (Asia/Shanghai) of the fact, for reconcile
+        state TEXT NOT NULL,               -- waiting | sent | quarantined | dropped
+        attempts INTEGER NOT NULL,         -- posts that carried it and were refused or unanswered
+        queued_at {real} NOT NULL,
+        sent_at {real},                    -- acknowledged by the province
+        batch TEXT,                        -- the post that was acknowledged (or refused)
+        code TEXT,                         -- the province's code for a refusal
+        reason TEXT,                       -- the province's words for a refusal (checked, cleaned)
+        quarantined_at {real},
+        decided_at {real},                 -- retry / drop by a person (province_audit)
+        decided_by TEXT,
+        note TEXT,
+        PRIMARY KEY (target, n)
+    );
+    CREATE UNIQUE INDEX province_items_key ON province_items (target, kind, uid);
+    CREATE INDEX province_items_state ON province_items (target, state, kind, n);
+    CREATE INDEX province_items_day ON province_items (target, day);
+    CREATE TABLE province_state (          -- one row per target: who delivers, how it goes
+        target TEXT PRIMARY KEY,
+        owner TEXT,                        -- host:pid of the deliverer holding the lease
+        lease_until {real},
+        scanned_at {real},                 -- the last scan for new facts started then
+        full_scan_at {real},
+        last_success_at {real},
+        last_error TEXT,
+        last_error_at {real},
+        failures INTEGER NOT NULL,         -- posts failed in a row (back-off)
+        posts INTEGER NOT NULL,
+        sent INTEGER NOT NULL
+    );
+    CREATE TABLE province_audit (          -- quarantine retry/drop: who, when, why
+        at {real} NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        n {bigint} NOT NULL,
+        detail TEXT NOT NULL
+    );
+    """),
 ]
 
 
