@@ -14,7 +14,7 @@ from typing import Any
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import audit
-from haochaping.protocol import topics
+from haochaping.protocol import fields, topics
 
 ROLES = ("staff", "manager")
 PIN_MIN, PIN_MAX = 6, 32
@@ -65,8 +65,10 @@ def add(conn: sqlite3.Connection, number: str, pin: str, role: str = "staff", na
     _check_pin(pin)
     if role not in ROLES:
         raise HcpError("role %r: one of %s" % (role, ", ".join(ROLES)))
-    if len(name) > 64:
-        raise HcpError("name: at most 64 characters")
+    try:  # the console shows it on every page: the field rules of everything else
+        fields.text("name", name, 64)
+    except ValueError as e:
+        raise HcpError(str(e)) from None
     now = now or time.time()
     pin_hash = hash_pin(pin)
     with conn:

@@ -92,3 +92,12 @@ def test_demo_accounts_sign_in_with_the_printed_pins(cfg):
         number, pin = re.search(r"staff number (\w+), PIN (\d{6})", line).groups()
         assert staff.verify(conn, number, pin) is not None
     assert staff.get(conn, "M01")["role"] == "manager"
+
+
+def test_a_staff_name_with_a_control_character_is_refused(cfg):
+    # if this fails, a name pasted with a NUL or an escape sequence reaches every console page
+    # and the audit log
+    r = _run(cfg, "add", "--number", "S0109", "--name", "张\x1b[2J三",
+             env={"HCP_STAFF_PIN": "135790"})
+    assert r.exit_code == 1 and "name" in r.output and "control character" in r.output
+    assert "S0109" not in _run(cfg, "list").output
