@@ -38,7 +38,9 @@ EPOCH_S = 1700000000                # daemon time is kept relative to this (not 
 UNKNOWN = const(0)
 ESTIMATED = const(1)
 LIVE = const(2)
-_STEP_MS = const(40)                # at most one compaction step per this many ms of key loop
+_STEP_MS = const(40)                # at most one flash write per this many ms of key loop
+_ACKS_AT_ONCE = const(12)           # acks written together (one journal line)
+_ACKS_WAIT_MS = const(1000)         # ... or after this long
 _ANCHOR_S = const(3600)             # the daemon-time anchor moves forward by this much at a time
 _ANCHOR_MS = const(_ANCHOR_S * 1000)
 _MAX_OPEN_S = const(86400)          # a prompt stays open at most this long on the terminal
@@ -77,6 +79,7 @@ class App:
         self.rssi = 0                     # filled by the shell for the status message
         self.heap = 0
         self._step_at = self.synced_ms
+        self._wrote = False               # a rating or reason was stored in this tick
 
     # ------------------------------------------------------------ time
 
@@ -128,15 +131,30 @@ class App:
         if self.panel.token and ticks_diff(now, self.exp_ms) >= 0:
             self.panel.close(now)
         self.panel.tick(now)
+        self._housekeeping(now)
+
+    def _housekeeping(self, now):
+        """At most one flash write per _STEP_MS of key loop, and none in a tick that stored a
+        rating: acks (a dozen at a time, or after a second), else a compaction step. On the
+        ESP32 a flash erase stalls the CPU (~45 ms): one per scan is the key loop's budget."""
         j = self.journal
-        if ticks_diff(now, self._step_at) >= _STEP_MS and j.compact_due():
-            # compaction in small steps between key scans, never while a citizen is choosing
+        if self._wrote:
+            self._wrote = False
             self._step_at = now
-            if self.panel.mode != statemachine.CHOSEN:
-                try:
-                    j.compact_step()
-                except OSError as e:
-                    self._flash_failed(e)
+            return
+        if ticks_diff(now, self._step_at) < _STEP_MS:
+            return
+        late = ticks_diff(now, self._step_at) >= _ACKS_WAIT_MS
+        try:
+            if j.acks_due(1 if late else _ACKS_AT_ONCE):
+                self._step_at = now
+                j.write_acks()
+            elif j.compact_due() and self.panel.mode != statemachine.CHOSEN:
+                self._step_at = now
+                j.compact_step()
+        except OSError as e:
+            self._step_at = now
+            self._flash_failed(e)
 
     # ------------------------------------------------------------ the panel's store
 
@@ -149,6 +167,7 @@ class App:
         except OSError as e:
             self._flash_failed(e)
             return None
+        self._wrote = True
         self._kick()
         return seq
 
@@ -161,6 +180,7 @@ class App:
         except OSError as e:
             self._flash_failed(e)
             return None
+        self._wrote = True
         self._kick()
         return seq
 
@@ -205,10 +225,7 @@ class App:
                 if msg["term"] != self.term:
                     raise ValueError("ack for another terminal")
                 self._learn_time(msg["now"], not retained)
-                try:
-                    self.journal.ack(msg["seqs"], msg["now"])
-                except OSError as e:
-                    self._flash_failed(e)
+                self.journal.ack(msg["seqs"], msg["now"])
             elif topic == self.t_session:
                 msg = messages.decode_session(self.key, payload)
                 now = self.ms()

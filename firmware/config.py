@@ -161,10 +161,7 @@ def _ipv4(s):
     parts = s.split(".") if type(s) is str else []
     if len(parts) != 4:
         return False
-    for x in parts:
-        if not x or len(x) > 3 or not x.isdigit() or int(x) > 255:
-            return False
-    return True
+    return all(x and len(x) <= 3 and x.isdigit() and int(x) <= 255 for x in parts)
 
 
 def validate(raw):

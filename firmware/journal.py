@@ -124,6 +124,8 @@ class Journal:
         self._tight = False    # True after a compaction, until the next ack
         self._torn = False     # a write failed: the file may end in a torn line
         self._job = None       # a compaction in progress: [file, last seq copied, seqs, ats, size]
+        self._acks = []        # acked seqs not yet written (write_acks)
+        self._acks_now = 0
         self._recover()
         # a terminal whose flash was wiped and re-provisioned must not reuse seqs the daemon
         # already has (it would drop the new ratings as duplicates): provisioning sets the floor
@@ -175,7 +177,7 @@ class Journal:
                                 clock = max(clock, int(s[1:]))
                             else:
                                 acked.append(int(s))
-                    elif kind == RATING or kind == REASON:
+                    elif kind in (RATING, REASON):
                         seq = int(rec[1])
                         clock = max(clock, int(rec[4]))
                         top = max(top, seq)
@@ -257,7 +259,7 @@ class Journal:
 
     def ack(self, seqs, now=0):
         """Mark seqs delivered (the daemon stored them at daemon time `now`). Return how many
-        were pending. One short line per ack: the file is compacted later, by `compact_step`."""
+        were pending. RAM only: `write_acks` stores them, `compact_step` drops the records."""
         pending = self.pending
         hit = []
         for s in seqs:
@@ -272,8 +274,28 @@ class Journal:
         self._tight = False
         if now > self.clock_s:
             self.clock_s = now
-        self._write_acks(hit, now, None)
+        self._acks += hit
+        self._acks_now = now
         return len(hit)
+
+    def acks_due(self, full=_ACKS_PER_LINE):
+        """Acked seqs waiting to be written: at least `full` of them, or any when full=1."""
+        return len(self._acks) >= full
+
+    def write_acks(self):
+        """Store the acks received since the last call, in one write. Until then an ack lives
+        in RAM only: after a power cut those records are sent again (the daemon dedups), so the
+        key loop pays one flash write per dozen acks, not one per ack."""
+        hit = self._acks
+        if not hit:
+            return
+        self._acks = []
+        hit.sort()
+        try:
+            self._write_acks(hit, self._acks_now, None)
+        except OSError:
+            self._acks = hit + self._acks
+            raise
 
     def _write_acks(self, hit, now, job):
         """Ack lines: appended to the journal, or (job) written into a compaction's new file."""
@@ -306,7 +328,8 @@ class Journal:
         if self._job is None:
             if not self.compact_due():
                 return False
-            self._job = [open(self.path + ".new", "wb"), 0, [], [], 0]
+            # kept open across steps: closed at the switch or by _abandon
+            self._job = [open(self.path + ".new", "wb"), 0, [], [], 0]  # noqa: SIM115
         job = self._job
         try:
             return self._copy(job, budget)
@@ -360,6 +383,7 @@ class Journal:
         self.size = job[4]
         self._job = None
         self._torn = False
+        self._acks = []        # every ack is in the new file: acked records were left out
         self.compactions += 1
         self._tight = True
         return False
@@ -378,7 +402,7 @@ class Journal:
         """Rewrite the journal with only the pending records, at once (boot recovery, a full
         journal, a failed write)."""
         self._abandon()
-        self._job = [open(self.path + ".new", "wb"), 0, [], [], 0]
+        self._job = [open(self.path + ".new", "wb"), 0, [], [], 0]  # noqa: SIM115
         try:
             self._copy(self._job, 1 << 30)
         except OSError:

@@ -374,7 +374,7 @@ def check_a_half_open_socket_or_a_blocked_send_takes_the_link_down():
             if not await _until(lambda: lk.state != link_mod.UP, 5):
                 fails.append("the link still says online 5 s into a %s" % what)
             on(False)
-            if not await _until(lambda: broker.stored == n + 1, 10):
+            if not await _until(lambda n=n: broker.stored == n + 1, 10):
                 fails.append("the rating made during a %s was not delivered after it" % what)
         for t in tasks:
             t.cancel()

@@ -3,8 +3,9 @@
 #
 # On the ESP32 an erase or a program stalls the CPU that asked for it (the flash cache is off
 # meanwhile): the key loop waits. So does this stand-in: it busy-sleeps ERASE_MS per 4 KB block
-# erase and PROG_US per 256-byte page programmed, READ_US per 4 KB read. Typical SPI NOR figures
-# (W25Q32JV datasheet: sector erase 45 ms typical, 400 ms max; page program 0.4 ms typical).
+# erase, PROG_US per 256 bytes programmed (at least 50 us a call), READ_US per 4 KB read. Typical
+# SPI NOR figures (W25Q32JV datasheet: sector erase 45 ms typical, 400 ms max; page program
+# 0.4 ms typical).
 #
 #   dev = SlowFlash(blocks=64, erase_ms=45); dev.mount("/flash")
 #   dev.fail(2)      # the next 2 writes or erases fail with EIO (OSError 5)
@@ -54,7 +55,7 @@ class SlowFlash:
         a = n * BLOCK + (off or 0)
         self.data[a:a + len(buf)] = buf
         self.writes += 1
-        self._stall_us(self.prog_us * ((len(buf) + 255) // 256))
+        self._stall_us(max(50, self.prog_us * len(buf) // 256))
         return 0
 
     def ioctl(self, op, arg):
