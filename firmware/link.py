@@ -183,13 +183,12 @@ class Link:
             raise OSError("send blocked for %d s" % SEND_TIMEOUT_S) from None
 
     async def _publish(self, w, topic, payload, qos, pid, retain=False, dup=False):
+        if qos and not self._asked:
+            self._asked = self.app.ms() | 1   # before the await: the answer may come during it
         w.write(mqtt.publish_header(topic, len(payload), qos, pid, retain, dup))
         w.write(payload)
         await self._drain(w)
-        now = self.app.ms()
-        self._tx = now
-        if qos and not self._asked:
-            self._asked = now | 1         # never 0 ("nothing asked")
+        self._tx = self.app.ms()
         self.sent += 1
 
     async def _reader(self, r, w):
@@ -242,11 +241,11 @@ class Link:
                 if self._asked and ticks_diff(app.ms(), self._asked) > ANSWER_S * 1000:
                     raise OSError("no answer from the broker for %d s (half-open?)" % ANSWER_S)
             if ticks_diff(now, self._tx) >= half:
+                if not self._asked:
+                    self._asked = now | 1
                 w.write(mqtt.PINGREQ)
                 await self._drain(w)
                 self._tx = now
-                if not self._asked:
-                    self._asked = now | 1
             pending = app.journal.pending
             head = pending[0] if pending else 0
             if head != oldest:
