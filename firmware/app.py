@@ -6,12 +6,25 @@ sent only after it is durable, and resent from the same record after any outage 
 
 Time: `ms` is a `time.ticks_ms` clock (clock.py): small ints that wrap, compared with
 `ticks_diff`. `ts` in a rating is daemon time (Unix seconds). The terminal has no trusted clock,
-so it keeps the "now" of the last session or ack it received with the ticks at that moment, and
-moves that pair forward an hour at a time (a ticks interval only spans about 6 days on the
-ESP32). Until it has heard from the daemon once since boot, `ts` is 0, meaning "time unknown"
-(the daemon uses its own receive time); a retained session normally arrives right after
-connecting. A session's expiry becomes a ticks deadline once, when the session arrives: the key
-loop compares small ints, never Unix seconds (over 2**30: a heap object on the ESP32).
+so it keeps a daemon time with the ticks at that moment, and moves that pair forward an hour at
+a time (a ticks interval only spans about 6 days on the ESP32). The daemon time is kept relative
+to EPOCH_S (2023-11-14), a small int on the ESP32 until 2057: the key loop never makes a heap int.
+
+Where that daemon time comes from, best first:
+  LIVE       the `now` of an ack, or of a session published while we were connected (not a
+             retained copy): exact, it may move the clock either way.
+  ESTIMATED  a lower bound: the latest daemon time in the journal at boot (acks, headers and
+             records carry it, so it survives a power cut: ratings made during an outage are
+             stamped at least that late, not with the daemon's receive time maybe a day later),
+             or the `now` of a retained session, which was signed some time ago. A lower bound
+             only ever moves the clock forward: a stale retained session does not move it back.
+  UNKNOWN    never heard from the daemon, nothing in the journal: `ts` is 0 ("time unknown", the
+             daemon uses its receive time).
+A session's expiry becomes a ticks deadline once, when the session arrives, against this clock:
+a stale retained session whose expiry is past does not light the keys.
+
+Faults (`faults()`): what keeps the terminal from working fully but not from rating (a touch pad
+that reads 0 and is disabled, a flash error). They go into the retained status for hall IT.
 """
 from haochaping.protocol import messages, topics
 from haochaping.protocol.compat import const
@@ -20,7 +33,14 @@ from . import journal as journal_mod
 from . import statemachine
 from .clock import ticks_add, ticks_diff
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
+EPOCH_S = 1700000000                # daemon time is kept relative to this (not a const: a big int)
+UNKNOWN = const(0)
+ESTIMATED = const(1)
+LIVE = const(2)
+_STEP_MS = const(40)                # at most one flash write per this many ms of key loop
+_ACKS_AT_ONCE = const(12)           # acks written together (one journal line)
+_ACKS_WAIT_MS = const(1000)         # ... or after this long
 _ANCHOR_S = const(3600)             # the daemon-time anchor moves forward by this much at a time
 _ANCHOR_MS = const(_ANCHOR_S * 1000)
 _MAX_OPEN_S = const(86400)          # a prompt stays open at most this long on the terminal
@@ -42,40 +62,99 @@ class App:
         jmax = cfg["journal_max"]
         self.journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16, cfg["seq_start"])
         self.panel = statemachine.Panel(self, self.journal.last_token)
-        self.synced_s = 0                 # daemon time (Unix s) at ticks synced_ms; 0: unknown
+        self.clock = UNKNOWN
+        self.synced_rel = 0               # daemon time - EPOCH_S (s) at ticks synced_ms
         self.synced_ms = ms()
+        if self.journal.clock_s:          # the last daemon time stored before a power cut
+            self.clock = ESTIMATED
+            self.synced_rel = self.journal.clock_s - EPOCH_S
         self.exp_ms = self.synced_ms      # ticks at which the open session expires
         self.wake = None                  # set by the link: called when there is something to send
         self.rejected = 0                 # messages refused (bad signature, wrong terminal, ...)
         self.full = 0                     # ratings refused because the journal was full
+        self.flash_errors = 0             # flash writes or reads that failed (OSError)
+        self.flash_error = ""             # the last one, for the status
+        self.board_faults = []            # type: list
         self.board = ""
         self.rssi = 0                     # filled by the shell for the status message
         self.heap = 0
+        self._step_at = self.synced_ms
+        self._wrote = False               # a rating or reason was stored in this tick
 
     # ------------------------------------------------------------ time
 
     def daemon_now(self):
-        if not self.synced_s:
+        """Daemon time now (Unix s), or 0 when unknown. Makes a heap int on the ESP32: called
+        per rating, never per key scan."""
+        if not self.clock:
             return 0
-        return self.synced_s + ticks_diff(self.ms(), self.synced_ms) // 1000
+        return EPOCH_S + self._rel_now()
 
-    def _learn_time(self, now_s):
-        self.synced_s = now_s
+    def _rel_now(self):
+        return self.synced_rel + ticks_diff(self.ms(), self.synced_ms) // 1000
+
+    def _learn_time(self, now_s, live):
+        rel = now_s - EPOCH_S
+        if not live and self.clock and rel <= self._rel_now():
+            return                        # an older lower bound: what we have is better
+        if not live and self.clock == LIVE:
+            return                        # a retained message never overrides a live clock
+        self.synced_rel = rel
         self.synced_ms = self.ms()
+        self.clock = LIVE if live else ESTIMATED
+
+    def faults(self):
+        """Texts for the status (at most 40 characters each): what hall IT should look at."""
+        out = list(self.board_faults)
+        if self.flash_errors:
+            out.append("flash: %d errors, last %s" % (self.flash_errors, self.flash_error))
+        return out
+
+    def _flash_failed(self, e):
+        self.flash_errors += 1
+        self.flash_error = str(e)[:16]
 
     # ------------------------------------------------------------ inputs from the shell
 
     def press(self, key):
         self.panel.press(key, self.ms())
 
+    def cancel(self):
+        """Several keys down at once (a palm, a cloth, a wipe): drop a choice not yet stored."""
+        self.panel.cancel(self.ms())
+
     def tick(self):
         now = self.ms()
-        if self.synced_s and ticks_diff(now, self.synced_ms) >= _ANCHOR_MS:
-            self.synced_s += _ANCHOR_S    # once an hour: keeps the anchor within ticks_diff's span
+        if self.clock and ticks_diff(now, self.synced_ms) >= _ANCHOR_MS:
+            self.synced_rel += _ANCHOR_S  # once an hour: keeps the anchor within ticks_diff's span
             self.synced_ms = ticks_add(self.synced_ms, _ANCHOR_MS)
         if self.panel.token and ticks_diff(now, self.exp_ms) >= 0:
             self.panel.close(now)
         self.panel.tick(now)
+        self._housekeeping(now)
+
+    def _housekeeping(self, now):
+        """At most one flash write per _STEP_MS of key loop, and none in a tick that stored a
+        rating: acks (a dozen at a time, or after a second), else a compaction step. On the
+        ESP32 a flash erase stalls the CPU (~45 ms): one per scan is the key loop's budget."""
+        j = self.journal
+        if self._wrote:
+            self._wrote = False
+            self._step_at = now
+            return
+        if ticks_diff(now, self._step_at) < _STEP_MS:
+            return
+        late = ticks_diff(now, self._step_at) >= _ACKS_WAIT_MS
+        try:
+            if j.acks_due(1 if late else _ACKS_AT_ONCE):
+                self._step_at = now
+                j.write_acks()
+            elif j.compact_due() and self.panel.mode != statemachine.CHOSEN:
+                self._step_at = now
+                j.compact_step()
+        except OSError as e:
+            self._step_at = now
+            self._flash_failed(e)
 
     # ------------------------------------------------------------ the panel's store
 
@@ -85,6 +164,10 @@ class App:
         except journal_mod.Full:
             self.full += 1
             return None
+        except OSError as e:
+            self._flash_failed(e)
+            return None
+        self._wrote = True
         self._kick()
         return seq
 
@@ -94,6 +177,10 @@ class App:
         except journal_mod.Full:
             self.full += 1
             return None
+        except OSError as e:
+            self._flash_failed(e)
+            return None
+        self._wrote = True
         self._kick()
         return seq
 
@@ -111,12 +198,17 @@ class App:
 
     def status(self):
         return messages.encode_status(self.term, True, VERSION, self.board, self.heap,
-                                      len(self.journal.pending), self.rssi)
+                                      len(self.journal.pending), self.rssi, None, self.faults())
 
     def outbox(self, after, limit):
         """Up to `limit` (seq, payload) of pending records with seq > after, oldest first."""
-        out = []
-        for seq, kind, a, b, ts in self.journal.records(after, limit):
+        out = []  # type: list
+        try:
+            recs = self.journal.records(after, limit)
+        except OSError as e:
+            self._flash_failed(e)
+            return out
+        for seq, kind, a, b, ts in recs:
             if kind == journal_mod.RATING:
                 payload = messages.encode_rating(self.key, self.term, seq, a, b, ts)
             else:
@@ -124,15 +216,16 @@ class App:
             out.append((seq, payload))
         return out
 
-    def on_message(self, topic, payload):
-        """A PUBLISH from the broker. Bad input is counted and dropped, never raised."""
+    def on_message(self, topic, payload, retained=False):
+        """A PUBLISH from the broker (`retained`: sent because we subscribed, so maybe old).
+        Bad input is counted and dropped, never raised."""
         try:
             if topic == self.t_ack:
                 msg = messages.decode_ack(self.key, payload)
                 if msg["term"] != self.term:
                     raise ValueError("ack for another terminal")
-                self._learn_time(msg["now"])
-                self.journal.ack(msg["seqs"])
+                self._learn_time(msg["now"], not retained)
+                self.journal.ack(msg["seqs"], msg["now"])
             elif topic == self.t_session:
                 msg = messages.decode_session(self.key, payload)
                 now = self.ms()
@@ -141,8 +234,8 @@ class App:
                     return
                 if msg["term"] != self.term:
                     raise ValueError("session for another terminal")
-                self._learn_time(msg["now"])
-                left = msg["exp"] - msg["now"]
+                self._learn_time(msg["now"], not retained)
+                left = msg["exp"] - self.daemon_now()
                 if left <= 0:
                     self.panel.close(now)
                     return

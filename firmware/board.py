@@ -1,10 +1,21 @@
-"""The thin hardware shell: keys, lights, buzzer, display, from the board profile. No logic.
+"""The thin hardware shell: keys, lights, buzzer, from the board profile. No logic.
 
 Every pin comes from the profile (hardware/profiles/*.json schema); nothing here knows a board
 by name. Keys are read by polling (`scan`, every SCAN_MS from a task) through the Debounce
-filter of the core: buttons are inputs with pull-ups, pressed = 0; touch pads are calibrated at
-boot (a baseline per pad; touched = the reading moved by _TOUCH_PCT from it, down on the ESP32,
-up on the ESP32-S3, whose touch sensor counts the other way).
+filter of the core: buttons are inputs with pull-ups, pressed = 0.
+
+Touch pads (machine.TouchPad): the ESP32's driver measures a pad on a timer, about every 30 ms,
+and a read returns the last measurement; the ESP32 counts fall on touch, the ESP32-S3's rise.
+- Calibration takes CAL_MS of real time (a dozen measurements) from the first scan, not 16 reads
+  in a row (one measurement); no key counts meanwhile.
+- The baseline follows slow drift (temperature, humidity): while a pad is untouched it moves
+  1/64 of the way to the reading every 16 scans (a time constant of about 10 s).
+- A reading on the untouched side of the baseline pulls it there at once (1/4 per scan): a hand
+  on a pad at boot makes a touched baseline, which comes right as soon as the hand goes.
+- A pad "touched" for STUCK_MS is re-baselined (water, a sticker): the key comes back by itself.
+- A pad that reads 0 (broken trace, no pad) through calibration, or for ZERO_MS later, is
+  disabled: it never counts as pressed, and `faults` says so for the status. A single 0 read (or
+  a ValueError) keeps the pad's previous state.
 
 What the lights say (mode and choice come from statemachine.Panel):
   idle: dark. prompt: all keys lit. chosen: the chosen key lit.
@@ -21,7 +32,13 @@ from . import statemachine as sm
 from .clock import ticks_add, ticks_diff
 
 SCAN_MS = const(10)
+CAL_MS = const(400)        # touch calibration: about 13 measurements of the ESP32 driver
+STUCK_MS = const(60000)    # a pad touched this long is re-baselined
+ZERO_MS = const(5000)      # a pad reading 0 this long (after calibration) is disabled
 _TOUCH_PCT = const(15)
+_FAST = const(2)           # baseline step towards an untouched reading: 1/4
+_SLOW = const(6)           # drift tracking: 1/64 ...
+_SLOW_EVERY = const(15)    # ... every 16 scans
 _TOUCH_FALLS = {"esp32": True, "esp32s3": False}
 # WS2812 colours for the five levels (green .. red) and the signs
 _LEVEL_RGB = ((0, 60, 0), (30, 60, 0), (60, 60, 0), (60, 25, 0), (60, 0, 0))
@@ -35,14 +52,26 @@ class Board:
         self.name = profile["name"]
         self.touch = profile["input"] == "touch"
         self.keys = []  # type: list
-        self._base = []  # type: list
-        self._falls = _TOUCH_FALLS.get(profile["chip"], True)
+        self.faults = []  # type: list
+        self._rises = not _TOUCH_FALLS.get(profile["chip"], True)
         for n in profile["keys"]:
             if self.touch:
                 self.keys.append(machine.TouchPad(machine.Pin(n)))
             else:
                 self.keys.append(machine.Pin(n, machine.Pin.IN, machine.Pin.PULL_UP))
         self._pressed = [False] * 5
+        # touch state per pad: baseline * 16, calibration sums, when touched / reading 0 began
+        self._base = [0] * 5
+        self._sum = [0] * 5
+        self._count = [0] * 5
+        self._since = [0] * 5
+        self._zero_since = [0] * 5
+        self._zero = [False] * 5
+        self.disabled = [False] * 5
+        self._cal_until = 0
+        self.calibrating = self.touch
+        self._started = False
+        self._scans = 0
         self.debounce = sm.Debounce()
         self.leds = None
         if profile.get("leds"):
@@ -58,50 +87,88 @@ class Board:
         self.status_led = None
         if profile.get("status_led") is not None:
             self.status_led = machine.Pin(profile["status_led"], machine.Pin.OUT, value=0)
-        self.display = None
-        d = profile.get("display")
-        if d:
-            try:
-                import ssd1306  # micropython-lib driver, optional on the device
-                i2c = machine.SoftI2C(scl=machine.Pin(d["scl"]), sda=machine.Pin(d["sda"]))
-                self.display = ssd1306.SSD1306_I2C(128, 64, i2c)
-            except (ImportError, OSError):
-                self.display = None  # no driver installed or no display answering: lights only
         self._tone_end = 0       # ticks when the current tone ends (while sounding)
         self._sounding = False
         self._tones = []
-        if self.touch:
-            self.calibrate()
 
     # ------------------------------------------------------------ keys
 
-    def calibrate(self, samples=16):
-        """Touch boards: read each pad untouched at boot and keep the mean as its baseline."""
-        self._base = []
-        for pad in self.keys:
-            total = 0
-            for _ in range(samples):
-                total += pad.read()
-            self._base.append(total // samples)
-
-    def _is_pressed(self, i):
-        k = self.keys[i]
-        if not self.touch:
-            return k.value() == 0
+    def _read(self, i):
+        """A touch reading, or 0 when the driver gives none (ValueError)."""
         try:
-            v = k.read()
-        except ValueError:  # a touch read can fail transiently
-            return self._pressed[i]
-        base = self._base[i]
-        if self._falls:
-            return v * 100 < base * (100 - _TOUCH_PCT)
-        return v * 100 > base * (100 + _TOUCH_PCT)
+            return self.keys[i].read()
+        except (ValueError, OSError):
+            return 0
 
-    def scan(self):
-        """Sample the keys once; return the mask of keys that went down (bit 0 = key 1)."""
-        p = self._pressed
+    def _calibrate(self, now):
+        if not self._started:
+            self._started = True
+            self._cal_until = ticks_add(now, CAL_MS)
         for i in range(5):
-            p[i] = self._is_pressed(i)
+            v = self._read(i)
+            if v:
+                self._sum[i] += v
+                self._count[i] += 1
+        if ticks_diff(now, self._cal_until) < 0:
+            return
+        self.calibrating = False
+        for i in range(5):
+            if self._count[i]:
+                self._base[i] = (self._sum[i] << 4) // self._count[i]
+            else:
+                self._disable(i)
+
+    def _disable(self, i):
+        self.disabled[i] = True
+        self._pressed[i] = False
+        self.faults.append("key %d: touch pad reads 0, disabled" % (i + 1))
+
+    def _touched(self, i, now, track):
+        if self.disabled[i]:
+            return False
+        v = self._read(i)
+        was = self._pressed[i]
+        if not v:
+            if not self._zero[i]:
+                self._zero[i] = True
+                self._zero_since[i] = now
+            elif ticks_diff(now, self._zero_since[i]) >= ZERO_MS:
+                self._disable(i)
+                return False
+            return was
+        self._zero[i] = False
+        base = self._base[i]
+        v16 = v << 4
+        d = v16 - base if self._rises else base - v16   # > 0: more touched than the baseline
+        if d < 0:
+            self._base[i] = base + ((v16 - base) >> _FAST)
+            return False
+        if d * 100 > base * _TOUCH_PCT:
+            if not was:
+                self._since[i] = now
+            elif ticks_diff(now, self._since[i]) >= STUCK_MS:
+                self._base[i] = v16        # not a finger: the pad's surroundings changed
+                return False
+            return True
+        if track:
+            self._base[i] = base + ((v16 - base) >> _SLOW)
+        return False
+
+    def scan(self, now=0):
+        """Sample the keys once; return the mask of keys that went down (bit 0 = key 1), with
+        statemachine.PALM when several keys are down at once. `now`: ticks (touch boards)."""
+        p = self._pressed
+        if self.touch:
+            if self.calibrating:
+                self._calibrate(now)
+                return 0
+            self._scans += 1
+            track = not self._scans & _SLOW_EVERY
+            for i in range(5):
+                p[i] = self._touched(i, now, track)
+        else:
+            for i in range(5):
+                p[i] = self.keys[i].value() == 0
         return self.debounce.feed(p)
 
     # ------------------------------------------------------------ lights
@@ -155,13 +222,6 @@ class Board:
     def status(self, online, now):
         if self.status_led is not None:
             self.status_led.value(1 if online or (now // 1000) % 2 else 0)
-
-    def text(self, line1, line2):
-        if self.display is not None:
-            self.display.fill(0)
-            self.display.text(line1, 0, 16)
-            self.display.text(line2, 0, 32)
-            self.display.show()
 
     # ------------------------------------------------------------ sound
 

@@ -6,7 +6,10 @@
      "key": "<64 hex digits: the terminal's HMAC key>",
      "board": {<board profile, hardware/profiles/*.json schema>}}
 
-Optional: "keepalive" (s, 60), "journal" ("/journal.log"), "journal_max" (bytes, 32768),
+"broker" is an IPv4 address: resolving a name on MicroPython blocks every task, the keys too.
+Pins must exist on the chip and suit their use (flash pins, input-only pins, touch channels).
+Optional: "keepalive" (s, 60), "journal" ("/journal.log"), "journal_max" (bytes, 32768, at most
+131072: the journal's index of pending records lives in RAM),
 "seq_start" (1): the lowest sequence number to use. When a terminal's flash is wiped and it is
 provisioned again, set it above the last seq the daemon holds for this terminal, or the daemon
 would take the new ratings for duplicates of old ones.
@@ -15,6 +18,7 @@ Unknown keys are refused, not ignored (a typo must not silently fall back to a d
 import binascii
 
 from haochaping.protocol import fields, topics
+from haochaping.protocol.compat import const
 
 DEFAULTS = {
     "wifi_ssid": None,
@@ -34,7 +38,8 @@ DEFAULTS = {
 }
 
 _BOARD_KEYS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "buzzer",
-               "status_led", "display")
+               "status_led")
+JOURNAL_MAX = const(131072)
 
 
 # what the terminal needs to reach the broker and say what is wrong with the rest
@@ -64,44 +69,99 @@ def _gpio(v):
     return type(v) is int and 0 <= v <= 48
 
 
+# The chips' GPIOs (hardware/pins.py has the sources): what exists, what is wired to the
+# module's flash, what is input-only, which pads touch-sense.
+_ESP32_TOUCH = (0, 2, 4, 12, 13, 14, 15, 27, 32, 33)
+
+
+def _pin_error(chip, p, use):
+    """Why GPIO `p` cannot serve `use` ("key", "touch", "button", "out") on `chip`, or None."""
+    if not _gpio(p):
+        return "not a GPIO number"
+    if chip == "esp32":
+        if p == 20 or p == 24 or 28 <= p <= 31 or p > 39:
+            return "the ESP32 has no GPIO %d" % p
+        if 6 <= p <= 11:
+            return "GPIO %d is wired to the flash" % p
+        if use == "touch" and p not in _ESP32_TOUCH:
+            return "GPIO %d cannot touch-sense" % p
+        if p >= 34 and use == "button":
+            return "GPIO %d has no pull-up" % p
+        if p >= 34 and use == "out":
+            return "GPIO %d is input-only" % p
+    elif chip == "esp32s3":
+        if 22 <= p <= 25 or p > 48:
+            return "the ESP32-S3 has no GPIO %d" % p
+        if 26 <= p <= 32:
+            return "GPIO %d is wired to the flash" % p
+        if use == "touch" and not 1 <= p <= 14:
+            return "GPIO %d cannot touch-sense" % p
+    return None
+
+
 def board_errors(b):
     """Errors in a board profile dict (pins only; the host validator checks more)."""
     if type(b) is not dict:
         return ["board: not an object"]
     errs = []
     for k in b:
-        if k not in _BOARD_KEYS:
+        if k == "display":
+            errs.append("board.display: not supported (no driver)")
+        elif k not in _BOARD_KEYS:
             errs.append("board.%s: unknown field" % k)
     if type(b.get("name")) is not str or not b.get("name"):
         errs.append("board.name: missing")
-    if b.get("chip") not in ("esp32", "esp32s3"):
+    chip = b.get("chip")
+    if chip not in ("esp32", "esp32s3"):
         errs.append("board.chip: must be esp32 or esp32s3")
     if b.get("input") not in ("buttons", "touch"):
         errs.append("board.input: must be buttons or touch")
     keys = b.get("keys")
     if type(keys) is not list or len(keys) != 5 or not all(_gpio(p) for p in keys):
         errs.append("board.keys: must be 5 GPIO numbers, level 1..5 order")
+        keys = None
     leds = b.get("leds")
     if leds is not None and (type(leds) is not list or len(leds) != 5
                              or not all(_gpio(p) for p in leds)):
         errs.append("board.leds: must be 5 GPIO numbers")
+        leds = None
     ws = b.get("ws2812")
     if ws is not None and (type(ws) is not dict or not _gpio(ws.get("pin"))
                            or type(ws.get("count")) is not int or ws.get("count", 0) < 5):
         errs.append("board.ws2812: needs pin and count >= 5")
+        ws = None
     for k in ("buzzer", "status_led"):
         if b.get(k) is not None and not _gpio(b.get(k)):
             errs.append("board.%s: not a GPIO number" % k)
-    d = b.get("display")
-    if d is not None and (type(d) is not dict or d.get("kind") != "ssd1306"
-                          or not _gpio(d.get("sda")) or not _gpio(d.get("scl"))):
-        errs.append("board.display: needs kind ssd1306, sda, scl")
+    if chip in ("esp32", "esp32s3"):
+        uses = []
+        kuse = "touch" if b.get("input") == "touch" else "button"
+        for p in keys or []:
+            uses.append(("keys", p, kuse))
+        for p in leds or []:
+            uses.append(("leds", p, "out"))
+        if ws:
+            uses.append(("ws2812", ws["pin"], "out"))
+        for k in ("buzzer", "status_led"):
+            if _gpio(b.get(k)):
+                uses.append((k, b[k], "out"))
+        for k, p, use in uses:
+            why = _pin_error(chip, p, use)
+            if why:
+                errs.append("board.%s: %s" % (k, why))
     used = []
-    for p in (keys if type(keys) is list else []) + (leds if type(leds) is list else []):
+    for p in (keys or []) + (leds or []):
         if p in used:
             errs.append("board: GPIO %s used twice" % p)
         used.append(p)
     return errs
+
+
+def _ipv4(s):
+    parts = s.split(".") if type(s) is str else []
+    if len(parts) != 4:
+        return False
+    return all(x and len(x) <= 3 and x.isdigit() and int(x) <= 255 for x in parts)
 
 
 def validate(raw):
@@ -120,6 +180,8 @@ def validate(raw):
     for k in ("wifi_ssid", "broker", "username", "password"):
         if type(cfg[k]) is not str or not cfg[k]:
             errs.append("%s: missing" % k)
+    if type(cfg["broker"]) is str and cfg["broker"] and not _ipv4(cfg["broker"]):
+        errs.append("broker: an IPv4 address like 10.0.0.2 (a name would block the keys)")
     if type(cfg["wifi_password"]) is not str:
         errs.append("wifi_password: not text")
     for k in ("hall", "terminal"):
@@ -134,8 +196,8 @@ def validate(raw):
     if type(cfg["journal"]) is not str or not cfg["journal"].startswith("/"):
         errs.append("journal: absolute path")
     jm = cfg["journal_max"]
-    if type(jm) is not int or not 4096 <= jm <= 1048576:
-        errs.append("journal_max: 4096..1048576 bytes")
+    if type(jm) is not int or not 4096 <= jm <= JOURNAL_MAX:
+        errs.append("journal_max: 4096..%d bytes" % JOURNAL_MAX)
     ss = cfg["seq_start"]
     if type(ss) is not int or not 1 <= ss <= fields.MAX_INT:  # the hall refuses more
         errs.append("seq_start: a whole number 1..%d" % fields.MAX_INT)

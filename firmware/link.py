@@ -16,8 +16,18 @@ broker has it. If the oldest pending record stays unacked for `resend_s` on a li
 (daemon down, restarted without a persistent session), every pending record is sent again.
 Duplicates are expected; the daemon dedups by terminal + seq.
 
+A dead connection is found quickly, not when lwIP gives up minutes later: every send (drain) has
+SEND_TIMEOUT_S, and whatever expects an answer (a QoS 1 publish, a PINGREQ) must get some packet
+back within ANSWER_S, or the connection is closed: the link says DOWN and the status light
+offline while the journal keeps the ratings (a half-open socket takes writes and answers
+nothing).
+
+Packet ids: a rating's is derived from its seq in 1..65534; 65535 is the SUBSCRIBE's alone.
+Reconnect jitter comes from os.urandom: terminals that boot together after a power cut spread.
+
 `open_connection` is injectable (default asyncio.open_connection): tests put a socket-level
-stand-in there. The broker host should be an IP address: MicroPython resolves names blocking.
+stand-in there. The broker host is an IP address (config.py): MicroPython resolves names
+blocking.
 
 Times are `app.ms()` ticks compared with `ticks_diff` (clock.py); waits are `sleep_ms` with whole
 milliseconds. `sleep_ms` is asyncio's own on MicroPython; CPython's asyncio lacks it, and the
@@ -27,6 +37,8 @@ try:
     import asyncio
 except ImportError:  # pragma: no cover - older MicroPython
     import uasyncio as asyncio  # type: ignore
+
+import os
 
 from . import mqtt
 from .clock import ticks_diff
@@ -45,11 +57,21 @@ _CONNECTING = const(2)
 UP = const(3)
 
 _TIMEOUT = const(10)  # s for connect and CONNACK
+SEND_TIMEOUT_S = 10   # s for one send to leave (drain); plain int: tests shorten it
+ANSWER_S = 15         # s for the broker to answer a publish or a ping
 _BATCH = const(8)     # records read from the journal per step
+SUBSCRIBE_PID = const(65535)
 
 
 def pid_of(seq):
-    return (seq - 1) % 65535 + 1
+    """The packet id of a record: 1..65534, never the SUBSCRIBE's."""
+    return (seq - 1) % 65534 + 1
+
+
+def jitter_ms():
+    """0..999 ms from the hardware random source (the same on no two terminals)."""
+    b = os.urandom(2)
+    return ((b[0] << 8) | b[1]) % 1000
 
 
 class Link:
@@ -77,6 +99,7 @@ class Link:
         self._high = 0         # highest seq ever sent since boot: a resend gets the DUP flag
         self._rx = 0
         self._tx = 0
+        self._asked = 0        # ticks of the oldest send still waiting for an answer; 0: none
         app.wake = self._wake.set
 
     # ------------------------------------------------------------ supervisor
@@ -99,7 +122,7 @@ class Link:
             if self.connects != before:
                 backoff = 1
             # jitter from the clock spreads a hall's terminals after a broker restart
-            await sleep_ms(backoff * 1000 + self.app.ms() % 1000)
+            await sleep_ms(backoff * 1000 + jitter_ms())
             backoff = min(backoff * 2, self.backoff_max)
 
     async def _connection(self):
@@ -110,7 +133,7 @@ class Link:
             app = self.app
             w.write(mqtt.connect(self.client_id, self.keepalive, self.user, self.password,
                                  app.will()))
-            await w.drain()
+            await self._drain(w)
             pkt = await asyncio.wait_for(self._read(r), _TIMEOUT)  # type: tuple
             if pkt[0] != mqtt.CONNACK:
                 raise ValueError("no CONNACK")
@@ -118,9 +141,10 @@ class Link:
                 rc = pkt[1]
                 why = mqtt.CONNACK_REASONS[rc] if rc < 6 else str(rc)
                 raise ValueError("broker refused: " + why)
-            w.write(mqtt.subscribe(1, app.subscriptions()))
-            await self._publish(w, app.t_status, app.status(), 0, 0, True)
+            w.write(mqtt.subscribe(SUBSCRIBE_PID, app.subscriptions()))
             self._rx = self._tx = app.ms()
+            self._asked = self._tx | 1    # the SUBACK answers
+            await self._publish(w, app.t_status, app.status(), 0, 0, True)
             self._dead = False
             self.state = UP
             self.connects += 1
@@ -151,10 +175,19 @@ class Link:
         body = await r.readexactly(length) if length else b""
         return mqtt.parse(first, body)
 
+    async def _drain(self, w):
+        """Wait for the bytes to leave, at most SEND_TIMEOUT_S (a dead link blocks sends)."""
+        try:
+            await asyncio.wait_for(w.drain(), SEND_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise OSError("send blocked for %d s" % SEND_TIMEOUT_S) from None
+
     async def _publish(self, w, topic, payload, qos, pid, retain=False, dup=False):
+        if qos and not self._asked:
+            self._asked = self.app.ms() | 1   # before the await: the answer may come during it
         w.write(mqtt.publish_header(topic, len(payload), qos, pid, retain, dup))
         w.write(payload)
-        await w.drain()
+        await self._drain(w)
         self._tx = self.app.ms()
         self.sent += 1
 
@@ -163,10 +196,11 @@ class Link:
             while True:
                 pkt = await self._read(r)
                 self._rx = self.app.ms()
+                self._asked = 0
                 if pkt[0] == mqtt.PUBLISH:
                     if pkt[3] == 1:
                         w.write(mqtt.puback(pkt[4]))
-                    self.app.on_message(pkt[1], pkt[2])
+                    self.app.on_message(pkt[1], pkt[2], pkt[5])
                 elif pkt[0] == mqtt.SUBACK and b"\x80" in pkt[2]:
                     raise ValueError("broker refused a subscription (ACL?)")
         except (OSError, ValueError, EOFError) as e:
@@ -202,9 +236,15 @@ class Link:
                 raise OSError("network lost")
             if ticks_diff(now, self._rx) > self.keepalive * 1500:
                 raise OSError("broker silent for 1.5 keep-alive periods")
+            if self._asked and ticks_diff(now, self._asked) > ANSWER_S * 1000:
+                await sleep_ms(50)  # let the reader take what has arrived meanwhile
+                if self._asked and ticks_diff(app.ms(), self._asked) > ANSWER_S * 1000:
+                    raise OSError("no answer from the broker for %d s (half-open?)" % ANSWER_S)
             if ticks_diff(now, self._tx) >= half:
+                if not self._asked:
+                    self._asked = now | 1
                 w.write(mqtt.PINGREQ)
-                await w.drain()
+                await self._drain(w)
                 self._tx = now
             pending = app.journal.pending
             head = pending[0] if pending else 0

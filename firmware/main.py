@@ -5,10 +5,11 @@
 
 Order at boot: read and validate /config.json (every bad field printed on the USB console and
 a distinct light pattern on the keys; the terminal then waits, it cannot report what it cannot
-reach), watchdog on, board (touch pads calibrated), journal recovered, WiFi started, heap
-collected after the imports, then three tasks: keys (every 10 ms: scan, state machine, lights,
-feeds the watchdog), WiFi (reconnects), and the MQTT link (status published on connect with
-firmware version, board, free heap, journal backlog and RSSI).
+reach), board, journal recovered (however long a large journal takes), then the watchdog, WiFi
+started, heap collected after the imports, then three tasks: keys (every 10 ms: scan, state
+machine, a compaction step now and then, lights, feeds the watchdog), WiFi (associates; never
+restarts an association in progress), and the MQTT link (status published on connect with
+firmware version, board, free heap, journal backlog, RSSI and faults).
 
 `serve()` is the coroutine, so that a test harness can run the whole firmware under MicroPython
 with stand-ins for `machine`/`network` and an `open_connection` of its own.
@@ -38,6 +39,7 @@ from .link import sleep_ms
 CONFIG = "/config.json"
 _WDT_MS = const(8000)
 _WIFI_RETRY_MS = const(10000)
+_WIFI_CHECK_MS = const(1000)
 _STATUS_REFRESH_MS = const(10000)
 _ERROR_BLINK_MS = const(100)
 
@@ -85,7 +87,7 @@ class _Broken:
         return messages.encode_status(self.term, True, app_mod.VERSION, "", _mem_free(), 0, 0,
                                       self.errors)
 
-    def on_message(self, topic, payload):
+    def on_message(self, topic, payload, retained=False):
         pass
 
     def outbox(self, after, limit):
@@ -134,10 +136,12 @@ class Terminal:
         self.wlan = network.WLAN(network.STA_IF)
         self.app = app_mod.App(cfg, ms)
         self.app.board = self.board.name
+        self.app.board_faults = self.board.faults
         self.link = link_mod.Link(self.app, cfg["broker"], cfg["port"], cfg["username"],
                                   cfg["password"], cfg["keepalive"], self.wlan.isconnected,
                                   open_connection)
         self.tasks = []
+        self.wifi_connects = 0
 
     def _refresh_status(self):
         gc.collect()
@@ -156,8 +160,10 @@ class Terminal:
         refresh = self.ms()  # serve() has just refreshed the status
         while True:
             now = self.ms()
-            mask = b.scan()
-            if mask:
+            mask = b.scan(now)
+            if mask & sm.PALM:
+                app.cancel()              # a palm or a wipe: nobody chose anything
+            elif mask:
                 for k in range(1, 6):
                     if mask & (1 << (k - 1)):
                         app.press(k)
@@ -169,10 +175,6 @@ class Terminal:
                     b.beep(board_mod.THANKS_TONE, now)
                 elif mode == sm.FULL:
                     b.beep(board_mod.FULL_TONE, now)
-                if mode == sm.PROMPT:
-                    b.text("Window " + panel.window, "Staff " + panel.staff)
-                elif mode == sm.IDLE:
-                    b.text("", "")
             if panel.changes != seen or mode in (sm.THANKS, sm.REASON, sm.FULL):
                 seen = panel.changes
                 b.show(mode, panel.choice, now)
@@ -186,15 +188,29 @@ class Terminal:
             await sleep_ms(board_mod.SCAN_MS)
 
     async def wifi(self):
+        """Associate, and again only when the radio has given up: MicroPython (>= 1.23) retries
+        a lost association itself, and connect() during one in progress restarts it. Modem
+        sleep off: it would add up to a DTIM interval to every prompt's arrival."""
         w = self.wlan
         w.active(True)
+        try:
+            w.config(pm=w.PM_NONE)
+        except (AttributeError, ValueError, OSError):
+            pass  # a port without power management
+        tried = None
         while True:
-            if not w.isconnected():
+            now = self.ms()
+            st = w.status()
+            if w.isconnected() or st == network.STAT_CONNECTING:
+                pass
+            elif tried is None or ticks_diff(now, tried) >= _WIFI_RETRY_MS:
+                tried = now
+                self.wifi_connects += 1
                 try:
                     w.connect(self.cfg["wifi_ssid"], self.cfg["wifi_password"])
                 except OSError:
-                    pass  # the link shows "no network"; retried below
-            await sleep_ms(_WIFI_RETRY_MS)
+                    pass  # the link shows "no network"; retried later
+            await sleep_ms(_WIFI_CHECK_MS)
 
     async def serve(self):
         self._refresh_status()
@@ -212,8 +228,11 @@ async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None)
     except config.ConfigError as e:
         await _config_failed(path, e, ms, open_connection)
         return
-    wdt = machine.WDT(timeout=_WDT_MS) if watchdog else None
-    t = Terminal(cfg, ms, open_connection, wdt)
+    # the watchdog starts after the journal is recovered: a large journal on slow flash takes
+    # seconds to read, and nothing would feed the watchdog meanwhile (a reboot loop)
+    t = Terminal(cfg, ms, open_connection)
+    if watchdog:
+        t.wdt = machine.WDT(timeout=_WDT_MS)
     gc.collect()
     print("haochaping %s: %s on %s, heap free %d, backlog %d" % (
         app_mod.VERSION, cfg["terminal"], t.board.name, _mem_free(),

@@ -78,6 +78,13 @@ class Panel:
         if self.mode == PROMPT:
             self._to(IDLE, now)
 
+    def cancel(self, now):
+        """Several keys went down together (a palm, a wet cloth, a wipe of the panel): that is
+        no citizen's choice. A choice not yet stored is dropped; back to the prompt (or dark)."""
+        if self.mode == CHOSEN:
+            self.choice = 0
+            self._to(PROMPT if self.token else IDLE, now)
+
     def press(self, key, now):
         """Key 1..5 went down (already debounced by the board)."""
         if not 1 <= key <= 5:
@@ -131,6 +138,9 @@ class Panel:
             self._to(THANKS, now)
 
 
+PALM = const(32)   # Debounce.feed: several keys down at once (bit 5 of the mask)
+
+
 class Debounce:
     """Key bounce filter for five keys, sampled every few ms by the board (pure logic).
 
@@ -138,16 +148,52 @@ class Debounce:
     ones; `feed` returns a bit mask of the keys that went down in this sample (bit 0 = key 1;
     no allocation per sample). A held key gives one press. With 10 ms sampling and n=3, a
     contact must settle for 30 ms.
+
+    The first sample is the keys' real state, not "all up": a key held (or a pad covered) at boot
+    is not a press; it counts once it has been released and pressed again.
+
+    Several keys down at once (raw samples, before debouncing) is a palm, a cloth or a wipe, not
+    a choice: the mask has the PALM bit and no key bits, and no key counts as pressed again until
+    every key has been up for `n` samples.
     """
 
     def __init__(self, n=3):
         self.n = n
         self.down = [False] * 5
         self._run = [0] * 5
+        self._started = False
+        self._palm = False
+        self._quiet = 0
 
     def feed(self, pressed):
-        """pressed: 5 booleans (level 1..5 order). Returns the mask of keys that went down."""
+        """pressed: 5 booleans (level 1..5 order). Returns the mask of keys that went down, or
+        PALM when two or more keys are down in this sample."""
+        if not self._started:
+            self._started = True
+            for i in range(5):
+                self.down[i] = pressed[i]
+            return 0
+        many = 0
+        for i in range(5):
+            if pressed[i]:
+                many += 1
         out = 0
+        if many >= 2:
+            palm = not self._palm
+            self._palm = True
+            self._quiet = 0
+            for i in range(5):
+                self.down[i] = pressed[i]
+                self._run[i] = 0
+            return PALM if palm else 0
+        if self._palm:
+            self._quiet = self._quiet + 1 if many == 0 else 0
+            if self._quiet >= self.n:
+                self._palm = False
+            for i in range(5):
+                self.down[i] = pressed[i]
+                self._run[i] = 0
+            return 0
         for i in range(5):
             if pressed[i] != self.down[i]:
                 self._run[i] += 1

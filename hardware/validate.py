@@ -20,7 +20,6 @@ _FIELDS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "bu
            "status_led", "display")
 _REQUIRED = ("name", "chip", "description", "input", "keys")
 _INPUTS = ("buttons", "touch")
-_DISPLAYS = ("ssd1306",)
 _MAX_STRIP = 256
 
 
@@ -95,22 +94,12 @@ def _schema(profile: Profile) -> list[Problem]:
             if not (_is_int(count) and len(LEVELS) <= count <= _MAX_STRIP):
                 bad("ws2812.count", "must be the number of LEDs on the strip, %d (one per "
                     "level) to %d" % (len(LEVELS), _MAX_STRIP))
-    display = profile.get("display")
     if "display" in profile:
-        if not isinstance(display, dict):
-            bad("display", 'must be an object like {"kind": "ssd1306", "sda": 21, "scl": 22}')
-        else:
-            for key in display:
-                if key not in ("kind", "sda", "scl"):
-                    bad("display." + key, "unknown field (known: kind, sda, scl)")
-            if display.get("kind") not in _DISPLAYS:
-                bad("display.kind", "must be one of %s" % ", ".join(_DISPLAYS))
-            for line in ("sda", "scl"):
-                if line not in display:
-                    bad("display." + line, "missing")
-    if not any(f in profile for f in ("leds", "ws2812", "display")):
+        bad("display", "not supported: the firmware has no display driver on a stock install "
+                       "and cannot draw Chinese; show the rating with leds or ws2812")
+    if not any(f in profile for f in ("leds", "ws2812")):
         bad("feedback", "a terminal must show the citizen that the rating was recorded: give it "
-                        "leds, ws2812 or display")
+                        "leds or ws2812")
     return found
 
 

@@ -94,16 +94,25 @@ def verify_uplink(key, msg):
 _MAX_ERRORS = const(12)  # config errors named in one status message (the payload stays small)
 
 
-def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0, errors=None):
+def _texts(name, items):
+    return ',"%s":[%s]' % (name, ",".join([_q(fields.clean(e, _ERROR_LEN))
+                                            for e in items[:_MAX_ERRORS]]))
+
+
+def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0, errors=None,
+                  faults=None):
     """The retained status. `errors`: the device config's bad fields, when it cannot rate.
-    Texts are cut to their limits and characters decode_status would refuse become "?", so a
-    terminal with a strange config still gets its status (and its errors) through."""
+    `faults`: what a terminal that still rates wants hall IT to look at (a disabled touch key,
+    flash errors). Texts are cut to their limits and characters decode_status would refuse
+    become "?", so a terminal with a strange config still gets its status (and its errors)
+    through."""
     if not online:
         return ('{"v":1,"term":%s,"online":false}' % _q(term)).encode()
     extra = ""
     if errors:
-        extra = ',"errors":[%s]' % ",".join([_q(fields.clean(e, _ERROR_LEN))
-                                             for e in errors[:_MAX_ERRORS]])
+        extra = _texts("errors", errors)
+    if faults:
+        extra += _texts("faults", faults)
     rssi = max(_RSSI_MIN, min(_RSSI_MAX, rssi))
     return ('{"v":1,"term":%s,"online":true,"fw":%s,"board":%s,"heap":%d,"backlog":%d,"rssi":%d%s}'
             % (_q(term), _q(fields.clean(fw, _SHORT)), _q(fields.clean(board, _SHORT)), heap,
@@ -112,7 +121,7 @@ def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0, erro
 
 def decode_status(payload):
     """A terminal's status. fw, board, heap, backlog and rssi may be missing (or null): the
-    last will says only that the terminal is offline."""
+    last will says only that the terminal is offline. errors and faults: lists of short texts."""
     msg = _load(payload)
     fields.ident("term", msg.get("term"))
     fields.flag("online", msg.get("online"))
@@ -124,11 +133,12 @@ def decode_status(payload):
             fields.whole(f, msg[f])
     if msg.get("rssi") is not None:
         fields.whole("rssi", msg["rssi"], _RSSI_MIN, _RSSI_MAX)
-    errs = msg.get("errors", [])
-    if type(errs) is not list or len(errs) > _MAX_ERRORS:
-        raise ValueError("errors: must be a list of at most %d texts" % _MAX_ERRORS)
-    for e in errs:
-        fields.text("errors", e, _ERROR_LEN)
+    for name in ("errors", "faults"):
+        items = msg.get(name, [])
+        if type(items) is not list or len(items) > _MAX_ERRORS:
+            raise ValueError("%s: must be a list of at most %d texts" % (name, _MAX_ERRORS))
+        for e in items:
+            fields.text(name, e, _ERROR_LEN)
     return msg
 
 

@@ -225,6 +225,8 @@ def _status(conn: sqlite3.Connection, terminal: str, topic: str, payload: bytes 
          _int(st.get("backlog")), _int(st.get("rssi")), now, errors))
     if errors:
         log.error("terminal %s cannot rate: its config is wrong: %s", terminal, errors)
+    if st.get("faults"):
+        log.warning("terminal %s reports faults: %s", terminal, "; ".join(st["faults"]))
     return Result(event=("status", {"terminal": terminal, "online": st["online"], "at": now}))
 
 

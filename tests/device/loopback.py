@@ -80,6 +80,7 @@ class Broker:
         self.forge = False      # True: acks signed with a wrong key
         self.seen = None        # a list to log (seq, packet id, dup) of every rating publish
         self.status = None
+        self.subscribe_pid = None
         self._down = None       # broker -> client pipe of the live connection
         self._up = None
 
@@ -104,11 +105,11 @@ class Broker:
     def open_session(self, token, exp_in=600):
         self.session = messages.encode_session(self.key, self.term, token, "W1", "S1",
                                                self.now + exp_in, self.now)
-        self._send(self.t_session, self.session, 1, True)
+        self._send(self.t_session, self.session, 1)  # live: RETAIN clear on delivery
 
     def close_session(self):
         self.session = b""
-        self._send(self.t_session, b"", 1, True)
+        self._send(self.t_session, b"", 1)
 
     async def _packet(self, up):
         first = (await up.readexactly(1))[0]
@@ -131,8 +132,9 @@ class Broker:
                     self.connects += 1
                     down.put(b"\x20\x02\x00\x00")
                 elif kind == 8:
+                    self.subscribe_pid = (body[0] << 8) | body[1]
                     down.put(b"\x90\x04" + body[:2] + b"\x01\x01")
-                    if self.session:
+                    if self.session:  # the retained copy: RETAIN set, as a broker does
                         self._send(self.t_session, self.session, 1, True)
                 elif kind == 12:
                     down.put(b"\xd0\x00")

@@ -39,6 +39,7 @@ class RAMBlockDev:
         self.torn = torn      # the write hit by the cut lands half
         self.writes = 0
         self.erases = 0
+        self.refused = False  # a write or erase was refused: the firmware has met the cut
 
     def _power(self):
         return not (self.limit >= 0 and self.writes + self.erases >= self.limit)
@@ -50,6 +51,7 @@ class RAMBlockDev:
     def writeblocks(self, n, buf, off=None):
         a = n * BLOCK + (off or 0)
         if not self._power():
+            self.refused = True
             if self.torn and self.limit >= 0:
                 half = len(buf) // 2
                 self.data[a:a + half] = buf[:half]
@@ -66,6 +68,7 @@ class RAMBlockDev:
             return BLOCK
         if op == 6:
             if not self._power():
+                self.refused = True
                 return EIO
             self.erases += 1
             return 0
@@ -93,6 +96,7 @@ class Log:
         self.per_ack = []
         self.compactions = 0
         self.refused = 0
+        self.unwritten = []  # acks held in RAM, not yet written, when the power went
 
     def count(self):
         return self.dev.writes + self.dev.erases
@@ -105,11 +109,27 @@ class Day(app_mod.App):
         self.log = log
         app_mod.App.__init__(self, CFG, clock)
 
+    def _power(self):
+        """The app keeps going after a flash error (it refuses the rating and says so in its
+        status); when the error is the power cut, the day ends here."""
+        if self.log.dev.refused:
+            self.log.unwritten = list(self.journal._acks)
+            raise OSError("power cut")
+
+    def tick(self):
+        app_mod.App.tick(self)
+        self._power()
+
+    def on_message(self, topic, payload, retained=False):
+        app_mod.App.on_message(self, topic, payload, retained)
+        self._power()
+
     def rating(self, level, token):
         log = self.log
         log.inflight = self.journal.next_seq
         w = log.count()
         seq = app_mod.App.rating(self, level, token)
+        self._power()
         log.per_rating.append(log.count() - w)
         log.inflight = 0
         log.compactions = self.journal.compactions
@@ -124,6 +144,7 @@ class Day(app_mod.App):
         log.inflight = self.journal.next_seq
         w = log.count()
         seq = app_mod.App.reason(self, ref, reason)
+        self._power()
         log.per_reason.append(log.count() - w)
         log.inflight = 0
         if seq is not None:
@@ -182,6 +203,7 @@ def run_day(log, clock, delivered, presses):
                 log.per_ack.append(log.count() - w)
                 log.inflight_acks = []
                 delivered.extend(got)
+    log.unwritten = list(day.journal._acks)  # the day ends (power off) with these in RAM
 
 
 def check_after_cut(day, delivered):  # day: the Log
@@ -196,14 +218,17 @@ def check_after_cut(day, delivered):  # day: the Log
     if j.dropped:
         return "recovery dropped %d damaged records on littlefs" % j.dropped
     confirmed = set(day.confirmed)
-    have = set(pending) | set(delivered)
+    # an ack cut halfway may be stored in part (one line per 12 seqs): the daemon has them all
+    have = set(pending) | set(delivered) | set(day.inflight_acks)
     lost = confirmed - have
     if lost:
         return "confirmed records lost: %r" % sorted(lost)
     extra = have - confirmed - {day.inflight}
     if extra:
         return "records never confirmed appeared: %r" % sorted(extra)
-    back = set(pending) & set(delivered) - set(day.inflight_acks)
+    # acks are written a dozen at a time: those still in RAM at the cut come back (resent, the
+    # daemon dedups); a written ack never does
+    back = set(pending) & set(delivered) - set(day.inflight_acks) - set(day.unwritten)
     if back:
         return "records whose ack was stored came back: %r" % sorted(back)
     top = max(list(confirmed) + list(delivered) + [0])

@@ -155,6 +155,8 @@ async def touch_board():
     task = asyncio.create_task(main.serve(write_config("t", TOUCH, "T2"), broker.open_connection,
                                           on_start=started))
     await until("touch terminal connected", lambda: broker.status is not None)
+    await until("touch pads calibrated (0.4 s of real time)",
+                lambda: not STATE["t"].board.calibrating)
     broker.open_session("ef" * 16)
     await until("touch keys lit", lambda: STATE["t"].board.np.shown[0] != (0, 0, 0))
     machine.TOUCH[6] = 30000
