@@ -29,11 +29,12 @@ import json
 import mimetypes
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,12 @@ def script_json(value: object) -> Markup:
     return Markup(json.dumps(value, ensure_ascii=False).replace("<", "\\u003c"))
 
 
+def fill(text: str, values: Mapping[str, Any]) -> str:
+    """A label with its {placeholders} filled from `values`; one without a value is left out
+    (never shown as `{detail}`)."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), "")), text)
+
+
 def load_templates() -> dict[str, jinja2.Template]:
     """The pages, compiled once: autoescaped ({{ }} is text), and an unknown name (a label that
     is not in the labels file) is an error rather than an empty string."""
@@ -118,7 +125,12 @@ class Console:
         self.db_path: str = daemon.cfg.hall.database
         self.prompt_timeout: int = daemon.cfg.sessions.timeout_s
         self.max_body: int = daemon.cfg.api.max_body_bytes
-        self.sessions = Sessions(cfg.session_idle_s, cfg.session_max_s)
+        self.sessions = Sessions(cfg.session_idle_s, cfg.session_max_s, write=self._write)
+        conn = views.reader(self.db_path)  # the sessions a previous run kept
+        try:
+            self.sessions.load(conn)
+        finally:
+            conn.close()
         self.pins = PinLimiter(cfg.lockout_s)
         self.pin_failures = cfg.pin_failures
         self.pin_checks = threading.BoundedSemaphore(cfg.pin_checks)  # scrypt: 16 MiB each
@@ -138,6 +150,23 @@ class Console:
                     ctype += "; charset=utf-8"
                 self.static[name] = (f.read(), ctype)
         self.templates = load_templates()
+
+    def _write(self, fn: Callable[[sqlite3.Connection], None], wait: bool) -> None:
+        """fn(conn) in the daemon's writer transaction (sessions.Write)."""
+        def run(conn: sqlite3.Connection, now: float) -> tuple[None, list[Any]]:
+            fn(conn)
+            return None, []
+        if wait:
+            self.daemon.submit(run)
+        else:
+            self.daemon.post(run)
+
+    def place_name(self, place: str | None) -> str:
+        """A place as the pages name it: 大厅值班, or 窗口 W02."""
+        if place is None:
+            return ""
+        return self.labels["hall"] if place == "hall" else "%s %s" % (self.labels["window"],
+                                                                       place)
 
     # ------------------------------------------------------------ routes
     def router(self) -> APIRouter:
@@ -297,7 +326,7 @@ class _Request:
 
     def refuse(self, e: Refused) -> Response:
         body: JsonObject = {"error_code": e.code,
-                            "error": self.c.labels["errors"].get(e.code, e.code)}
+                            "error": fill(self.c.labels["errors"].get(e.code, e.code), e.extra)}
         body.update(e.extra)
         if e.status in (401, 403):
             s = self.session
@@ -354,6 +383,8 @@ class _Request:
             return self.sign_out(s, place)
         if role == "staff" and action in ("start", "finish"):
             return self.window_action(s, place, action)
+        if role == "manager" and action == "ack":
+            return self.ack_alert(s)
         raise Refused(404, "bad-input", detail="no such action")
 
     def index(self) -> Response:
@@ -377,6 +408,10 @@ class _Request:
         """The signed-in session allowed to act on `place`, or Refused."""
         s = self.session
         if s is None or not s.signed_in:
+            ended = self.c.sessions.why_ended(self.cookie) if s is None else None
+            if ended is not None:
+                raise Refused(401, ended[0], signed_in_at=ended[1],
+                              where=self.c.place_name(ended[1]))
             raise Refused(401, "expired" if s is None and self.cookie else "signed-out")
         if write:
             self.check_csrf()
@@ -432,9 +467,13 @@ class _Request:
                         address=addr, reason="role %s" % acct["role"])
             raise Refused(403, "wrong-role")
         c.pins.succeeded(*keys)
+        was_at = [p for p, who in c.sessions.signed_in_at().items()
+                  if any(n == acct["number"] for n, _ in who)]
         s = c.sessions.sign_in(self.session, acct, place)
         self.session, self.new_cookie = s, s.sid
         self.record("staff:" + number, "console.sign-in", staff=number, at=place, address=addr)
+        for p in {place, *was_at}:  # the pages there: who is signed in now
+            c.daemon.events.publish("console", window=p)
         return self.json(200, {"csrf": s.csrf, "number": s.number, "name": s.name,
                                "state": self.view(place, time.time())})
 
@@ -442,6 +481,7 @@ class _Request:
         assert s.number is not None  # authorised() returns signed-in sessions only
         self.c.sessions.end(s)
         self.record("staff:" + s.number, "console.sign-out", staff=s.number, at=place)
+        self.c.daemon.events.publish("console", window=place)
         return self.json(200, {"csrf": self.fresh_session().csrf})
 
     def record(self, actor: str, action: str, **detail: Any) -> None:
@@ -495,13 +535,49 @@ class _Request:
             raise Refused(503, "daemon", detail=str(e)) from e
         return self.json(200, {"transaction": tx, "state": self.view(window, time.time())})
 
+    def ack_alert(self, s: Session) -> Response:
+        """The duty manager acknowledges a bad-review alert: who and when, kept with it and in
+        the audit log. Acknowledging one already acknowledged keeps the first."""
+        number = s.number
+        assert number is not None  # authorised() returns signed-in sessions only
+        rating = self.body().get("id")
+        if type(rating) is not int:
+            raise Refused(400, "bad-input", detail="id", field="id")
+
+        def fn(conn: sqlite3.Connection, now: float) -> tuple[None, list[Any]]:
+            r = views.bad_rating(conn, rating)
+            if r is None:
+                raise Refused(404, "no-alert")
+            done = conn.execute("INSERT OR IGNORE INTO console_alert_acks (rating, acked_by,"
+                                " acked_at) VALUES (?,?,?)", (rating, number, now)).rowcount
+            if done:
+                audit.record(conn, "staff:" + number, "console.alert-ack", now=now,
+                             rating=rating, window=r["window"], staff=r["staff"],
+                             level=r["level"], ticket=r["ticket"])
+            return None, []
+        try:
+            self.c.daemon.submit(fn)
+        except TimeoutError as e:
+            raise Refused(503, "daemon", detail=str(e)) from e
+        self.c.daemon.events.publish("console", window="hall")
+        return self.json(200, {"state": self.view("hall", time.time())})
+
     # ------------------------------------------------------------ pages
     def view(self, place: str, now: float,
              conn: sqlite3.Connection | None = None) -> JsonObject:
         conn = conn or self.conn()
         if place == "hall":
-            return views.hall_view(conn, now, self.c.sessions.signed_in_at())
-        return views.window_view(conn, place, now)
+            v = views.hall_view(conn, now, self.c.sessions.signed_in_at())
+            link = self.c.daemon.link
+            connected = link.connected.is_set()
+            v["broker"] = {"connected": connected, "error": None if connected
+                           else link.last_error}
+            return v
+        st = views.window_view(conn, place, now)
+        # who is signed in here: a page tells its staff when someone else is too
+        st["signed_in"] = [{"number": n, "name": nm}
+                           for n, nm in self.c.sessions.signed_in_at().get(place, [])]
+        return st
 
     def page(self, place: str, role: str) -> Response:
         s = self.session
@@ -566,8 +642,10 @@ class _Stream:
         except queue.Empty:
             ev = None
         if not (c.sessions.alive(self.s) and self.r.account_ok(self.conn, self.s)):
-            return _event("signed-out", {"error_code": "expired",
-                                         "error": c.labels["errors"]["expired"]}), False
+            code, where = c.sessions.why_ended(self.r.cookie) or ("expired", None)
+            return _event("signed-out", {"error_code": code, "signed_in_at": where,
+                                         "error": fill(c.labels["errors"][code],
+                                                       {"where": c.place_name(where)})}), False
         now = time.monotonic()
         due = ev is not None and self._concerns(self.place, self.terms, ev)
         if due:
