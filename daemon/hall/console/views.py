@@ -27,11 +27,10 @@ def day_start(now: float) -> float:
     return datetime.datetime(d.year, d.month, d.day, tzinfo=SHANGHAI).timestamp()
 
 
-def known_window(conn: sqlite3.Connection, window: str) -> bool:
-    """A window the console serves: one with a terminal paired, or with transactions."""
-    return conn.execute("SELECT 1 FROM pairings WHERE window=? UNION ALL"
-                        " SELECT 1 FROM transactions WHERE window=? LIMIT 1",
-                        (window, window)).fetchone() is not None
+def same_window(conn: sqlite3.Connection, window: str) -> str | None:
+    """The hall's window that `window` names but for upper and lower case (w01: W01), if one."""
+    alike = [w for w in all_windows(conn) if w.lower() == window.lower()]
+    return alike[0] if len(alike) == 1 else None
 
 
 def all_windows(conn: sqlite3.Connection) -> list[str]:

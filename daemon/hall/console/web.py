@@ -181,9 +181,10 @@ class Console:
         r.add_api_route("/hall/{action}", self._hall_post, methods=["POST"])
         return r
 
-    def refused_response(self, status: int, detail: str) -> Response:
-        """The console's answer to a path or method no route has."""
-        return _Request(self, None).refuse(Refused(status, "bad-input", detail=detail))
+    def refused_response(self, request: Request, status: int, detail: str) -> Response:
+        """The console's answer to a path or method no route has: a page in the console's
+        language for a browser's address bar, JSON for a page's script."""
+        return _Request(self, request).refuse(Refused(status, "no-page", detail=detail))
 
     async def _index(self, request: Request) -> Response:
         return await self._serve(request, lambda r: r.index())
@@ -324,7 +325,14 @@ class _Request:
         return self.send(status, json.dumps(obj, ensure_ascii=False).encode(), _JSON,
                          (("Connection", "close"),) if close else ())
 
+    def wants_page(self) -> bool:
+        """A browser's own navigation (address bar, link), not a page's script: it asks for HTML."""
+        return (self.request is not None and self.request.method == "GET"
+                and "text/html" in (self.header("Accept") or ""))
+
     def refuse(self, e: Refused) -> Response:
+        if e.status == 404 and self.wants_page():
+            return self.error_page(404, self.c.labels["errors"]["no-page"])
         body: JsonObject = {"error_code": e.code,
                             "error": fill(self.c.labels["errors"].get(e.code, e.code), e.extra)}
         body.update(e.extra)
@@ -356,14 +364,23 @@ class _Request:
 
     # ------------------------------------------------------------ routing
     def window(self, window: str, action: str) -> Response:
-        if not topics.valid_id(window):
-            raise Refused(404, "bad-input", detail="no such page")
-        if not views.known_window(self.conn(), window):
-            if not self.is_post() and action == "":
-                return self.render("error.html", self.c.labels["app"], {}, status=404,
-                                   message=self.c.labels["errors"]["unknown-window"])
+        page = not self.is_post() and action == ""
+        if not topics.valid_id(window) or not windows.known(self.conn(), window):
+            same = views.same_window(self.conn(), window)
+            if same is not None and page:  # w01: the hall's W01
+                return self.send(308, b"", "text/plain; charset=utf-8",
+                                 (("Location", "/window/" + urllib.parse.quote(same)),))
+            if page:
+                return self.error_page(404, self.c.labels["errors"]["unknown-window"],
+                                       windows=views.all_windows(self.conn()))
             raise Refused(404, "unknown-window")
         return self.place(window, "staff", action)
+
+    def error_page(self, status: int, message: str, windows: list[str] | None = None
+                   ) -> Response:
+        """A page that says what went wrong, with links to the console's pages."""
+        return self.render("error.html", self.c.labels["app"], {}, status=status,
+                           message=message, windows=windows or [])
 
     def place(self, place: str, role: str, action: str) -> Response:
         self.action = action
@@ -375,7 +392,7 @@ class _Request:
                 if action == "events":
                     raise _Go(s, place)
                 return self.json(200, self.view(place, time.time()))
-            raise Refused(404, "bad-input", detail="no such page")
+            raise Refused(404, "no-page", detail="no such page")
         if action == "sign-in":
             return self.sign_in(place, role)
         s = self.authorised(place, role, write=True)
@@ -385,7 +402,7 @@ class _Request:
             return self.window_action(s, place, action)
         if role == "manager" and action == "ack":
             return self.ack_alert(s)
-        raise Refused(404, "bad-input", detail="no such action")
+        raise Refused(404, "no-page", detail="no such action")
 
     def index(self) -> Response:
         L = self.c.labels
@@ -602,7 +619,7 @@ class _Request:
     def static_file(self, name: str) -> Response:
         found = self.c.static.get(name)
         if found is None:
-            raise Refused(404, "bad-input", detail="no such file")
+            raise Refused(404, "no-page", detail="no such file")
         return self.send(200, found[0], found[1])
 
 

@@ -177,10 +177,49 @@ def test_an_expired_session_shows_the_sign_in_form_and_signing_in_again_works(ba
 
 
 def test_an_unknown_window_address_says_so_in_chinese(base, browser):
-    # if this fails, a mistyped window address shows raw JSON or an empty page
+    # if this fails, a mistyped window address shows raw JSON or an empty page, and no way on
     page = browser()
     page.goto(base + "/window/W99")
     expect(page.locator(".error")).to_have_text("没有这个窗口")
+    expect(page.locator("a.big-link", has_text="窗口 W02")).to_have_attribute("href", "/window/W02")
+
+
+def test_a_window_address_in_lower_case_opens_the_windows_page(base, browser):
+    # if this fails, staff who type /window/w01 get a second, empty window W01 or an error
+    page = browser()
+    page.goto(base + "/window/w01")
+    assert page.url == base + "/window/W01"
+    expect(page.locator("#heading")).to_have_text("窗口 W01 · 好差评")
+
+
+@pytest.mark.parametrize("path", ["/hal", "/hall/stat", "/window/W01/x/y", "/static/nope.css"])
+def test_a_mistyped_console_address_shows_a_chinese_page_not_raw_json(base, browser, path):
+    # if this fails, a typo in the address bar shows {"error": "输入有误：{detail}"}
+    page = browser()
+    r = page.goto(base + path)
+    assert r.status == 404
+    expect(page.locator(".error")).to_have_text("没有这个页面，请检查地址")
+    assert "{" not in page.content().split("<main>")[1]
+
+
+def test_empty_fields_are_told_in_chinese_by_the_page_not_the_browsers_bubble(base, browser):
+    # if this fails, staff pressing Enter on an empty field read Chromium's English "Please
+    # fill out this field", or nothing at all
+    page = browser()
+    page.goto(base + "/window/W01")
+    page.locator("#number").fill("S0101")
+    page.keyboard.press("Enter")
+    expect(page.locator("#sign-in-error")).to_have_text("请输入工号和 PIN 密码")
+    expect(page.locator("#pin")).to_be_focused()
+    page.locator("#pin").fill("123456")
+    page.keyboard.press("Enter")
+    expect(page.locator("#work")).to_be_visible()
+    expect(page.locator("#ticket")).to_be_focused()
+    page.keyboard.press("Enter")  # to 事项
+    page.keyboard.press("Enter")  # 「开始办理」 with no ticket
+    expect(page.locator("#work-error")).to_have_text("请输入或扫描票号 / 办件编号")
+    assert page.evaluate("document.getElementById('start-form').checkValidity()") is False
+    assert page.evaluate("document.getElementById('start-form').noValidate") is True
 
 
 def test_after_a_daemon_restart_the_page_stays_signed_in_and_works(base, browser, daemon,

@@ -123,9 +123,16 @@ var Console = (function () {
 
   function start(render, onSignedIn) {
     onState = render;
+    // a missing field is told in the page's language by the page, not in the browser's bubble
+    Array.prototype.forEach.call(document.forms, function (f) { f.noValidate = true; });
     $("sign-in-form").addEventListener("submit", async function (e) {
       e.preventDefault();
-      var creds = { number: $("number").value, pin: $("pin").value };
+      var creds = { number: $("number").value.trim(), pin: $("pin").value };
+      if (!creds.number || !creds.pin) {
+        $("sign-in-error").textContent = L.errors["empty-sign-in"];
+        (creds.number ? $("pin") : $("number")).focus();
+        return;
+      }
       var r = await post("sign-in", creds);
       if (r.status === 403 && r.data.error_code === "csrf" && r.data.csrf) {
         r = await post("sign-in", creds); // the page's session had ended: once more, new token
