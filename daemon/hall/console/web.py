@@ -49,7 +49,7 @@ from starlette.responses import Response, StreamingResponse
 
 from haochaping.daemon.errors import HcpError, InvalidInput
 from haochaping.daemon.hall import api, audit, windows
-from haochaping.daemon.hall.console import staff, views
+from haochaping.daemon.hall.console import keypad_link, staff, views
 from haochaping.daemon.hall.console.sessions import PinLimiter, Session, Sessions
 from haochaping.protocol import fields, topics
 
@@ -150,6 +150,9 @@ class Console:
                     ctype += "; charset=utf-8"
                 self.static[name] = (f.read(), ctype)
         self.templates = load_templates()
+        # a kept demo's keypad socket ([console] demo_keypad), or None
+        self.demo_keypad: str | None = (keypad_link.socket_path(daemon.cfg.path)
+                                        if cfg.demo_keypad and daemon.cfg.path else None)
 
     def _write(self, fn: Callable[[sqlite3.Connection], None], wait: bool) -> None:
         """fn(conn) in the daemon's writer transaction (sessions.Write)."""
@@ -179,7 +182,12 @@ class Console:
         r.add_api_route("/hall", self._hall_page, methods=["GET"])
         r.add_api_route("/hall/{action}", self._hall_get, methods=["GET"])
         r.add_api_route("/hall/{action}", self._hall_post, methods=["POST"])
+        if self.demo_keypad is not None:
+            r.add_api_route("/demo/press", self._demo_press, methods=["POST"])
         return r
+
+    async def _demo_press(self, request: Request) -> Response:
+        return await self._serve(request, lambda r: r.demo_press(), post=True)
 
     def refused_response(self, request: Request, status: int, detail: str) -> Response:
         """The console's answer to a path or method no route has: a page in the console's
@@ -406,8 +414,34 @@ class _Request:
 
     def index(self) -> Response:
         L = self.c.labels
-        return self.render("index.html", L["index_title"], {"labels": L},
-                           windows=views.all_windows(self.conn()))
+        boot: JsonObject = {"labels": L}
+        terminals: list[str] = []
+        if self.c.demo_keypad is not None:  # the panel's presses are writes: CSRF as any other
+            s = self.session or self.fresh_session()
+            boot["csrf"] = s.csrf
+            terminals = [r[0] for r in self.conn().execute(
+                "SELECT terminal FROM pairings ORDER BY terminal")]
+        return self.render("index.html", L["index_title"], boot,
+                           windows=views.all_windows(self.conn()),
+                           demo=self.c.demo_keypad is not None, terminals=terminals)
+
+    def demo_press(self) -> Response:
+        """The demo panel's key press, passed on to the kept demo's keypad (keypad_link)."""
+        self.check_csrf()
+        body = self.body()
+        terminal, level, reason = body.get("terminal"), body.get("level"), body.get("reason")
+        if not isinstance(terminal, str) or not topics.valid_id(terminal) or type(level) is not int:
+            raise Refused(400, "bad-input", detail="terminal, level")
+        if reason is not None and not isinstance(reason, str):
+            raise Refused(400, "bad-input", detail="reason")
+        assert self.c.demo_keypad is not None  # the route exists only then
+        try:
+            answer = keypad_link.press(self.c.demo_keypad, terminal, level, reason or None)
+        except HcpError as e:
+            raise Refused(503, "daemon", detail=str(e)) from None
+        if not answer.get("ok"):
+            raise Refused(400, "bad-input", detail=str(answer.get("error")))
+        return self.json(200, answer)
 
     def check_origin(self) -> None:
         origin = self.header("Origin")
