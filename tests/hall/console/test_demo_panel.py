@@ -1,5 +1,6 @@
-"""A kept demo's "simulated terminal" panel on the console's index page ([console] demo_keypad),
-pressing keys through the demo's keypad socket (tools/sim/keypad.py) on a real simulated terminal."""
+"""A kept demo's "simulated terminal" panel on the console's index page ([console]
+demo_keypad), pressing keys through the demo's keypad socket (tools/sim/keypad.py) on a real
+simulated terminal."""
 import pytest
 from playwright.sync_api import expect
 
