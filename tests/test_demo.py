@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from haochaping.daemon.hall import api_client, settings
 from haochaping.tools.cli import _register, cli
 from tests.conftest import hall_query, wait_until
+from tests.hall.console.conftest import Client
 
 _register()
 
@@ -53,6 +54,13 @@ def test_a_kept_demo_keeps_running_with_its_output_in_a_file_until_sigterm(tmp_p
         r = CliRunner().invoke(cli, ["terminal", "press", "--config", hall_toml,
                                      "--terminal", "T009", "--level", "1"])
         assert r.exit_code == 1 and "T001, T002" in r.output
+        # ... and on the console's index page, the simulated-terminal panel's keys
+        cfg = settings.load(hall_toml)
+        assert cfg.console.demo_keypad is True
+        page = Client("http://" + cfg.api.listen)
+        assert b'id="demo-keys"' in page.get("/").body
+        r = page.post("/demo/press", {"terminal": "T002", "level": 2})
+        assert r.status == 200 and r.json["ok"] is True, r.json
         # a second set of the same terminals would throw the demo's off the broker
         r = CliRunner().invoke(cli, ["simulate", "--config", hall_toml, "--ratings", "2"])
         assert r.exit_code == 1 and "hcp terminal press" in r.output, r.output

@@ -3,7 +3,7 @@
     POST /api/v1/windows/<W>/start   {"ticket": "A017", "item": "事项编码", "staff": "S01"}
     POST /api/v1/windows/<W>/finish  {}
     GET  /api/v1/windows/<W>         -> {"state": "idle|serving|prompting|rated|not-rated", ...}
-    GET  /api/v1/health              -> {"ok": true, "broker": true, "quarantined": 0, ...}
+    GET  /api/v1/health              -> {"ok": true, "broker": true, "broker_error": null, ...}
 
 Every call needs `Authorization: Bearer <token>` with a token from [api.tokens] in hall.toml.
 Bound to 127.0.0.1 unless hall.toml says otherwise. The routes, their models and the bearer scheme
@@ -86,6 +86,10 @@ class WindowState(BaseModel):
 class Health(BaseModel):
     ok: bool
     broker: bool = Field(description="Connected to the hall's MQTT broker.")
+    broker_error: str | None = Field(
+        description="Why the daemon is not connected to its broker, in words (unreachable,"
+                    " refused its password, ...); null while connected or before a first"
+                    " attempt has failed.")
     messages: int = Field(description="Messages handled since the daemon started.")
     commits: int = Field(description="Database commits since the daemon started.")
     quarantined: int = Field(description="Records the municipal store refused, held for hall IT"
@@ -238,7 +242,10 @@ router = APIRouter(prefix="/api/v1", tags=["window"])
 def health(request: Request, who: Caller) -> JSONResponse:
     from haochaping.daemon.hall import forward
     d = _daemon(request)
-    return JSONResponse({"ok": True, "broker": d.link.connected.is_set(), "messages": d.stored,
+    connected = d.link.connected.is_set()
+    return JSONResponse({"ok": True, "broker": connected,
+                         "broker_error": None if connected else d.link.last_error,
+                         "messages": d.stored,
                          "commits": d.commits,
                          "quarantined": forward.quarantined_at(d.cfg.hall.database)})
 

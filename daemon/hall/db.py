@@ -195,6 +195,25 @@ MIGRATIONS: list[tuple[str, str]] = [
     CREATE INDEX forward_quarantine_retried ON forward_quarantine(outbox_id)
         WHERE state = 'retried';
     """),
+    # the console's signed-in sessions (a daemon restart signs nobody out) and the duty
+    # manager's acknowledgements of bad-review alerts (daemon/hall/console/, docs/console.md)
+    ("0008-console-sessions", """
+    CREATE TABLE console_sessions (        -- signed-in console sessions
+        key TEXT PRIMARY KEY,              -- SHA-256 of the cookie's session id, never the id
+        csrf TEXT NOT NULL,                -- the token writes echo (useless without the cookie)
+        number TEXT NOT NULL,              -- console_staff.number
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        place TEXT NOT NULL,               -- the window signed in at, or "hall"
+        created REAL NOT NULL,             -- sign-in time (session_max_s counts from here)
+        seen REAL NOT NULL                 -- last click, written at most every few seconds
+    ) WITHOUT ROWID;
+    CREATE TABLE console_alert_acks (      -- bad-review alerts acknowledged on /hall
+        rating INTEGER PRIMARY KEY REFERENCES ratings(id),
+        acked_by TEXT NOT NULL,            -- the manager's staff number
+        acked_at REAL NOT NULL
+    );
+    """),
 ]
 
 

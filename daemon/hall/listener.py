@@ -100,7 +100,8 @@ def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     console = getattr(request.app.state, "console", None)
     if console is not None and not request.url.path.startswith("/api/"):
-        return console.refused_response(status, "method" if status == 405 else "no such page")
+        return console.refused_response(request, status,
+                                        "method" if status == 405 else "no such page")
     return JSONResponse({"error": "not found" if status == 404 else "method not allowed"},
                         status_code=status)
 

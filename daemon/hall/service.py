@@ -87,6 +87,11 @@ class HallDaemon:
         self.queue.put(cmd)
         return cmd.wait(timeout)
 
+    def post(self, fn: WriterFn[Any]) -> None:
+        """Run fn(conn, now) in the writer thread later, without waiting (a write that may be
+        lost in a crash: a console session's last click)."""
+        self.queue.put(Command(fn))
+
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT or stop(); returns when everything stored is acked."""
         self._install_signals()

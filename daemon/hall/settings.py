@@ -39,6 +39,9 @@ Example (also written by `hcp demo` into its folder):
     max_streams = 100                # live pages (event streams) at once; more get 503
     language = "zh-CN"               # the pages' texts, in
                                      # daemon/hall/console/static/labels.<language>.json
+    demo_keypad = false              # true (`hcp demo --keep` sets it): the index page shows
+                                     # a "simulated terminal" panel that presses keys through
+                                     # the demo's keypad (keypad.sock beside hall.toml)
 """
 from __future__ import annotations
 
@@ -114,6 +117,7 @@ class ConsoleSection:
     language: str = "zh-CN"
     pin_checks: int = 1
     max_streams: int = 100
+    demo_keypad: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

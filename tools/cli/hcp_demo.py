@@ -149,6 +149,19 @@ def _print_results(cfg: HallConfig, did: Mapping[str, int], errors: Sequence[str
     conn.close()
 
 
+def _demo_keypad_on(cfg: HallConfig) -> HallConfig:
+    """[console] demo_keypad = true in the demo's hall.toml: the console shows the keypad panel."""
+    with open(cfg.path, encoding="utf-8") as f:
+        text = f.read()
+    if "\n[console]\n" in text:
+        text = text.replace("\n[console]\n", "\n[console]\ndemo_keypad = true\n", 1)
+    else:
+        text += "\n[console]\ndemo_keypad = true\n"
+    with open(cfg.path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return settings.load(cfg.path)
+
+
 def _wait_for_stop() -> None:
     """Block until Ctrl-C or SIGTERM, whatever stdin and stdout are (a pipe, a file, none)."""
     stop = threading.Event()
@@ -198,6 +211,8 @@ def demo(folder: str, windows: int, transactions: int, seed: int, runtime: str, 
         shutil.rmtree(folder)
     ids = tuple("W%02d" % (i + 1) for i in range(windows))
     cfg = hall_kit.create(folder, windows=ids)
+    if keep:  # the index page's "simulated terminal" panel, through the keypad served below
+        cfg = _demo_keypad_on(cfg)
     click.echo("hall H01 in %s: %d windows, %d terminals" % (folder, windows, windows))
     b = processes.Mosquitto(hall_kit.broker_conf(cfg), cfg.mqtt.port).start()
     click.echo("mosquitto on 127.0.0.1:%d (config %s)" % (cfg.mqtt.port, hall_kit.broker_conf(cfg)))

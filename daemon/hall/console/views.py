@@ -9,7 +9,7 @@ from haochaping.daemon.hall import registry, windows
 from haochaping.daemon.rules.workdays import SHANGHAI
 from haochaping.protocol import levels
 
-ALERTS_SHOWN = 50
+ALERTS_SHOWN = 12  # today's newest bad reviews on the manager page; the rest are counted
 View = dict[str, Any]  # what a page's state call and event stream send, as JSON
 
 
@@ -27,11 +27,10 @@ def day_start(now: float) -> float:
     return datetime.datetime(d.year, d.month, d.day, tzinfo=SHANGHAI).timestamp()
 
 
-def known_window(conn: sqlite3.Connection, window: str) -> bool:
-    """A window the console serves: one with a terminal paired, or with transactions."""
-    return conn.execute("SELECT 1 FROM pairings WHERE window=? UNION ALL"
-                        " SELECT 1 FROM transactions WHERE window=? LIMIT 1",
-                        (window, window)).fetchone() is not None
+def same_window(conn: sqlite3.Connection, window: str) -> str | None:
+    """The hall's window that `window` names but for upper and lower case (w01: W01), if one."""
+    alike = [w for w in all_windows(conn) if w.lower() == window.lower()]
+    return alike[0] if len(alike) == 1 else None
 
 
 def all_windows(conn: sqlite3.Connection) -> list[str]:
@@ -96,18 +95,36 @@ def hall_view(conn: sqlite3.Connection, now: float,
     finished, rated = conn.execute(
         "SELECT COUNT(*), COUNT(rating_id) FROM transactions WHERE finished_at >= ?"
         " AND (prompt_closed_at IS NOT NULL OR rating_id IS NOT NULL)", (since,)).fetchone()
-    bad = tuple(lv[0] for lv in levels.LEVELS if lv[3])
     alerts = []
+    where = _BAD_TODAY % ",".join("?" * len(_BAD))
     for r in conn.execute(
-            "SELECT r.id, r.level, r.reason, r.received_at, t.window, t.staff, t.ticket"
-            " FROM ratings r JOIN transactions t ON t.id=r.transaction_id"
-            " WHERE r.outcome='counted' AND r.received_at >= ? AND r.level IN (%s)"
-            " ORDER BY r.id DESC LIMIT ?" % ",".join("?" * len(bad)),
-            (since,) + bad + (ALERTS_SHOWN,)):
+            "SELECT r.id, r.level, r.reason, r.received_at, t.window, t.staff, t.ticket,"
+            " a.acked_by, a.acked_at FROM ratings r JOIN transactions t ON t.id=r.transaction_id"
+            " LEFT JOIN console_alert_acks a ON a.rating=r.id WHERE " + where +
+            " ORDER BY r.id DESC LIMIT ?", (since,) + _BAD + (ALERTS_SHOWN,)):
         alerts.append({"id": r["id"], "level": r["level"], "level_name": levels.name(r["level"]),
                        "reason": r["reason"], "at": r["received_at"], "window": r["window"],
                        "staff": r["staff"], "staff_name": names.get(r["staff"], ""),
-                       "ticket": r["ticket"]})
+                       "ticket": r["ticket"], "acked_by": r["acked_by"],
+                       "acked_by_name": names.get(r["acked_by"], "") if r["acked_by"] else "",
+                       "acked_at": r["acked_at"]})
+    total, open_ = conn.execute(
+        "SELECT COUNT(*), COUNT(*) - COUNT(a.rating) FROM ratings r"
+        " LEFT JOIN console_alert_acks a ON a.rating=r.id WHERE " + where,
+        (since,) + _BAD).fetchone()
     return {"now": now, "day_start": since, "windows": rows, "counts": counts,
             "finished": finished, "rated": rated,
-            "rate": (rated / finished) if finished else None, "alerts": alerts}
+            "rate": (rated / finished) if finished else None, "alerts": alerts,
+            "alerts_total": total, "alerts_open": open_}
+
+
+_BAD = tuple(lv[0] for lv in levels.LEVELS if lv[3])  # the levels that make an alert
+_BAD_TODAY = "r.outcome='counted' AND r.received_at >= ? AND r.level IN (%s)"
+
+
+def bad_rating(conn: sqlite3.Connection, rating: int) -> sqlite3.Row | None:
+    """A counted bad rating (what the manager page alerts on): its window, staff, level."""
+    return conn.execute(
+        "SELECT r.id, r.level, t.window, t.staff, t.ticket FROM ratings r JOIN transactions t"
+        " ON t.id=r.transaction_id WHERE r.id=? AND r.outcome='counted' AND r.level IN (%s)"
+        % ",".join("?" * len(_BAD)), (rating,) + _BAD).fetchone()

@@ -29,11 +29,12 @@ import json
 import mimetypes
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,7 @@ from starlette.responses import Response, StreamingResponse
 
 from haochaping.daemon.errors import HcpError, InvalidInput
 from haochaping.daemon.hall import api, audit, windows
-from haochaping.daemon.hall.console import staff, views
+from haochaping.daemon.hall.console import keypad_link, staff, views
 from haochaping.daemon.hall.console.sessions import PinLimiter, Session, Sessions
 from haochaping.protocol import fields, topics
 
@@ -91,6 +92,12 @@ def script_json(value: object) -> Markup:
     return Markup(json.dumps(value, ensure_ascii=False).replace("<", "\\u003c"))
 
 
+def fill(text: str, values: Mapping[str, Any]) -> str:
+    """A label with its {placeholders} filled from `values`; one without a value is left out
+    (never shown as `{detail}`)."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), "")), text)
+
+
 def load_templates() -> dict[str, jinja2.Template]:
     """The pages, compiled once: autoescaped ({{ }} is text), and an unknown name (a label that
     is not in the labels file) is an error rather than an empty string."""
@@ -118,7 +125,12 @@ class Console:
         self.db_path: str = daemon.cfg.hall.database
         self.prompt_timeout: int = daemon.cfg.sessions.timeout_s
         self.max_body: int = daemon.cfg.api.max_body_bytes
-        self.sessions = Sessions(cfg.session_idle_s, cfg.session_max_s)
+        self.sessions = Sessions(cfg.session_idle_s, cfg.session_max_s, write=self._write)
+        conn = views.reader(self.db_path)  # the sessions a previous run kept
+        try:
+            self.sessions.load(conn)
+        finally:
+            conn.close()
         self.pins = PinLimiter(cfg.lockout_s)
         self.pin_failures = cfg.pin_failures
         self.pin_checks = threading.BoundedSemaphore(cfg.pin_checks)  # scrypt: 16 MiB each
@@ -138,6 +150,26 @@ class Console:
                     ctype += "; charset=utf-8"
                 self.static[name] = (f.read(), ctype)
         self.templates = load_templates()
+        # a kept demo's keypad socket ([console] demo_keypad), or None
+        self.demo_keypad: str | None = (keypad_link.socket_path(daemon.cfg.path)
+                                        if cfg.demo_keypad and daemon.cfg.path else None)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], None], wait: bool) -> None:
+        """fn(conn) in the daemon's writer transaction (sessions.Write)."""
+        def run(conn: sqlite3.Connection, now: float) -> tuple[None, list[Any]]:
+            fn(conn)
+            return None, []
+        if wait:
+            self.daemon.submit(run)
+        else:
+            self.daemon.post(run)
+
+    def place_name(self, place: str | None) -> str:
+        """A place as the pages name it: 大厅值班, or 窗口 W02."""
+        if place is None:
+            return ""
+        return self.labels["hall"] if place == "hall" else "%s %s" % (self.labels["window"],
+                                                                       place)
 
     # ------------------------------------------------------------ routes
     def router(self) -> APIRouter:
@@ -150,11 +182,17 @@ class Console:
         r.add_api_route("/hall", self._hall_page, methods=["GET"])
         r.add_api_route("/hall/{action}", self._hall_get, methods=["GET"])
         r.add_api_route("/hall/{action}", self._hall_post, methods=["POST"])
+        if self.demo_keypad is not None:
+            r.add_api_route("/demo/press", self._demo_press, methods=["POST"])
         return r
 
-    def refused_response(self, status: int, detail: str) -> Response:
-        """The console's answer to a path or method no route has."""
-        return _Request(self, None).refuse(Refused(status, "bad-input", detail=detail))
+    async def _demo_press(self, request: Request) -> Response:
+        return await self._serve(request, lambda r: r.demo_press(), post=True)
+
+    def refused_response(self, request: Request, status: int, detail: str) -> Response:
+        """The console's answer to a path or method no route has: a page in the console's
+        language for a browser's address bar, JSON for a page's script."""
+        return _Request(self, request).refuse(Refused(status, "no-page", detail=detail))
 
     async def _index(self, request: Request) -> Response:
         return await self._serve(request, lambda r: r.index())
@@ -295,9 +333,16 @@ class _Request:
         return self.send(status, json.dumps(obj, ensure_ascii=False).encode(), _JSON,
                          (("Connection", "close"),) if close else ())
 
+    def wants_page(self) -> bool:
+        """A browser's own navigation (address bar, link), not a page's script: it asks for HTML."""
+        return (self.request is not None and self.request.method == "GET"
+                and "text/html" in (self.header("Accept") or ""))
+
     def refuse(self, e: Refused) -> Response:
+        if e.status == 404 and self.wants_page():
+            return self.error_page(404, self.c.labels["errors"]["no-page"])
         body: JsonObject = {"error_code": e.code,
-                            "error": self.c.labels["errors"].get(e.code, e.code)}
+                            "error": fill(self.c.labels["errors"].get(e.code, e.code), e.extra)}
         body.update(e.extra)
         if e.status in (401, 403):
             s = self.session
@@ -327,14 +372,23 @@ class _Request:
 
     # ------------------------------------------------------------ routing
     def window(self, window: str, action: str) -> Response:
-        if not topics.valid_id(window):
-            raise Refused(404, "bad-input", detail="no such page")
-        if not views.known_window(self.conn(), window):
-            if not self.is_post() and action == "":
-                return self.render("error.html", self.c.labels["app"], {}, status=404,
-                                   message=self.c.labels["errors"]["unknown-window"])
+        page = not self.is_post() and action == ""
+        if not topics.valid_id(window) or not windows.known(self.conn(), window):
+            same = views.same_window(self.conn(), window)
+            if same is not None and page:  # w01: the hall's W01
+                return self.send(308, b"", "text/plain; charset=utf-8",
+                                 (("Location", "/window/" + urllib.parse.quote(same)),))
+            if page:
+                return self.error_page(404, self.c.labels["errors"]["unknown-window"],
+                                       windows=views.all_windows(self.conn()))
             raise Refused(404, "unknown-window")
         return self.place(window, "staff", action)
+
+    def error_page(self, status: int, message: str, windows: list[str] | None = None
+                   ) -> Response:
+        """A page that says what went wrong, with links to the console's pages."""
+        return self.render("error.html", self.c.labels["app"], {}, status=status,
+                           message=message, windows=windows or [])
 
     def place(self, place: str, role: str, action: str) -> Response:
         self.action = action
@@ -346,7 +400,7 @@ class _Request:
                 if action == "events":
                     raise _Go(s, place)
                 return self.json(200, self.view(place, time.time()))
-            raise Refused(404, "bad-input", detail="no such page")
+            raise Refused(404, "no-page", detail="no such page")
         if action == "sign-in":
             return self.sign_in(place, role)
         s = self.authorised(place, role, write=True)
@@ -354,12 +408,40 @@ class _Request:
             return self.sign_out(s, place)
         if role == "staff" and action in ("start", "finish"):
             return self.window_action(s, place, action)
-        raise Refused(404, "bad-input", detail="no such action")
+        if role == "manager" and action == "ack":
+            return self.ack_alert(s)
+        raise Refused(404, "no-page", detail="no such action")
 
     def index(self) -> Response:
         L = self.c.labels
-        return self.render("index.html", L["index_title"], {"labels": L},
-                           windows=views.all_windows(self.conn()))
+        boot: JsonObject = {"labels": L}
+        terminals: list[str] = []
+        if self.c.demo_keypad is not None:  # the panel's presses are writes: CSRF as any other
+            s = self.session or self.fresh_session()
+            boot["csrf"] = s.csrf
+            terminals = [r[0] for r in self.conn().execute(
+                "SELECT terminal FROM pairings ORDER BY terminal")]
+        return self.render("index.html", L["index_title"], boot,
+                           windows=views.all_windows(self.conn()),
+                           demo=self.c.demo_keypad is not None, terminals=terminals)
+
+    def demo_press(self) -> Response:
+        """The demo panel's key press, passed on to the kept demo's keypad (keypad_link)."""
+        self.check_csrf()
+        body = self.body()
+        terminal, level, reason = body.get("terminal"), body.get("level"), body.get("reason")
+        if not isinstance(terminal, str) or not topics.valid_id(terminal) or type(level) is not int:
+            raise Refused(400, "bad-input", detail="terminal, level")
+        if reason is not None and not isinstance(reason, str):
+            raise Refused(400, "bad-input", detail="reason")
+        assert self.c.demo_keypad is not None  # the route exists only then
+        try:
+            answer = keypad_link.press(self.c.demo_keypad, terminal, level, reason or None)
+        except HcpError as e:
+            raise Refused(503, "daemon", detail=str(e)) from None
+        if not answer.get("ok"):
+            raise Refused(400, "bad-input", detail=str(answer.get("error")))
+        return self.json(200, answer)
 
     def check_origin(self) -> None:
         origin = self.header("Origin")
@@ -377,6 +459,10 @@ class _Request:
         """The signed-in session allowed to act on `place`, or Refused."""
         s = self.session
         if s is None or not s.signed_in:
+            ended = self.c.sessions.why_ended(self.cookie) if s is None else None
+            if ended is not None:
+                raise Refused(401, ended[0], signed_in_at=ended[1],
+                              where=self.c.place_name(ended[1]))
             raise Refused(401, "expired" if s is None and self.cookie else "signed-out")
         if write:
             self.check_csrf()
@@ -432,9 +518,13 @@ class _Request:
                         address=addr, reason="role %s" % acct["role"])
             raise Refused(403, "wrong-role")
         c.pins.succeeded(*keys)
+        was_at = [p for p, who in c.sessions.signed_in_at().items()
+                  if any(n == acct["number"] for n, _ in who)]
         s = c.sessions.sign_in(self.session, acct, place)
         self.session, self.new_cookie = s, s.sid
         self.record("staff:" + number, "console.sign-in", staff=number, at=place, address=addr)
+        for p in {place, *was_at}:  # the pages there: who is signed in now
+            c.daemon.events.publish("console", window=p)
         return self.json(200, {"csrf": s.csrf, "number": s.number, "name": s.name,
                                "state": self.view(place, time.time())})
 
@@ -442,6 +532,7 @@ class _Request:
         assert s.number is not None  # authorised() returns signed-in sessions only
         self.c.sessions.end(s)
         self.record("staff:" + s.number, "console.sign-out", staff=s.number, at=place)
+        self.c.daemon.events.publish("console", window=place)
         return self.json(200, {"csrf": self.fresh_session().csrf})
 
     def record(self, actor: str, action: str, **detail: Any) -> None:
@@ -495,13 +586,49 @@ class _Request:
             raise Refused(503, "daemon", detail=str(e)) from e
         return self.json(200, {"transaction": tx, "state": self.view(window, time.time())})
 
+    def ack_alert(self, s: Session) -> Response:
+        """The duty manager acknowledges a bad-review alert: who and when, kept with it and in
+        the audit log. Acknowledging one already acknowledged keeps the first."""
+        number = s.number
+        assert number is not None  # authorised() returns signed-in sessions only
+        rating = self.body().get("id")
+        if type(rating) is not int:
+            raise Refused(400, "bad-input", detail="id", field="id")
+
+        def fn(conn: sqlite3.Connection, now: float) -> tuple[None, list[Any]]:
+            r = views.bad_rating(conn, rating)
+            if r is None:
+                raise Refused(404, "no-alert")
+            done = conn.execute("INSERT OR IGNORE INTO console_alert_acks (rating, acked_by,"
+                                " acked_at) VALUES (?,?,?)", (rating, number, now)).rowcount
+            if done:
+                audit.record(conn, "staff:" + number, "console.alert-ack", now=now,
+                             rating=rating, window=r["window"], staff=r["staff"],
+                             level=r["level"], ticket=r["ticket"])
+            return None, []
+        try:
+            self.c.daemon.submit(fn)
+        except TimeoutError as e:
+            raise Refused(503, "daemon", detail=str(e)) from e
+        self.c.daemon.events.publish("console", window="hall")
+        return self.json(200, {"state": self.view("hall", time.time())})
+
     # ------------------------------------------------------------ pages
     def view(self, place: str, now: float,
              conn: sqlite3.Connection | None = None) -> JsonObject:
         conn = conn or self.conn()
         if place == "hall":
-            return views.hall_view(conn, now, self.c.sessions.signed_in_at())
-        return views.window_view(conn, place, now)
+            v = views.hall_view(conn, now, self.c.sessions.signed_in_at())
+            link = self.c.daemon.link
+            connected = link.connected.is_set()
+            v["broker"] = {"connected": connected, "error": None if connected
+                           else link.last_error}
+            return v
+        st = views.window_view(conn, place, now)
+        # who is signed in here: a page tells its staff when someone else is too
+        st["signed_in"] = [{"number": n, "name": nm}
+                           for n, nm in self.c.sessions.signed_in_at().get(place, [])]
+        return st
 
     def page(self, place: str, role: str) -> Response:
         s = self.session
@@ -526,7 +653,7 @@ class _Request:
     def static_file(self, name: str) -> Response:
         found = self.c.static.get(name)
         if found is None:
-            raise Refused(404, "bad-input", detail="no such file")
+            raise Refused(404, "no-page", detail="no such file")
         return self.send(200, found[0], found[1])
 
 
@@ -566,8 +693,10 @@ class _Stream:
         except queue.Empty:
             ev = None
         if not (c.sessions.alive(self.s) and self.r.account_ok(self.conn, self.s)):
-            return _event("signed-out", {"error_code": "expired",
-                                         "error": c.labels["errors"]["expired"]}), False
+            code, where = c.sessions.why_ended(self.r.cookie) or ("expired", None)
+            return _event("signed-out", {"error_code": code, "signed_in_at": where,
+                                         "error": fill(c.labels["errors"][code],
+                                                       {"where": c.place_name(where)})}), False
         now = time.monotonic()
         due = ev is not None and self._concerns(self.place, self.terms, ev)
         if due:

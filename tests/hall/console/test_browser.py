@@ -96,7 +96,7 @@ def test_staff_see_not_rated_in_time_and_terminal_offline_live(
 
 
 def test_manager_sees_a_very_dissatisfied_rating_as_an_alert_live(
-        base, browser, sim, hall_db, client, api, tmp_path):
+        base, browser, sim, hall_db, client, api):
     # if this fails, the duty manager does not learn of a 非常不满意 while the citizen is still
     # in the hall, or not at which window, from whom, or why
     terms = sim("T001", "T002")
@@ -126,7 +126,7 @@ def test_manager_sees_a_very_dissatisfied_rating_as_an_alert_live(
     assert staff_pc.post("/window/W01/finish").status == 200
     assert terms["T001"].wait_session(timeout=10) is not None
     seq = terms["T001"].press(5)
-    alert = page.locator("#alerts tr.alert").first
+    alert = page.locator("#alerts .alert").first
     expect(alert).to_contain_text("非常不满意", timeout=LIVE)
     expect(alert).to_contain_text("W01")
     expect(alert).to_contain_text("张三（S0101）")
@@ -137,7 +137,6 @@ def test_manager_sees_a_very_dissatisfied_rating_as_an_alert_live(
     expect(page.locator("#rate")).to_have_text("80.0%")  # 3 of 4 closed W02 tickets, and A020
     expect(page.locator("#windows")).to_contain_text("张三（S0101）")
     assert page.evaluate("window.__notReloaded") is True
-    screenshot(page, "console-hall.png", tmp_path)
 
 
 @pytest.mark.parametrize("console_settings", [{"pin_failures": 3}])
@@ -177,23 +176,86 @@ def test_an_expired_session_shows_the_sign_in_form_and_signing_in_again_works(ba
 
 
 def test_an_unknown_window_address_says_so_in_chinese(base, browser):
-    # if this fails, a mistyped window address shows raw JSON or an empty page
+    # if this fails, a mistyped window address shows raw JSON or an empty page, and no way on
     page = browser()
     page.goto(base + "/window/W99")
     expect(page.locator(".error")).to_have_text("没有这个窗口")
+    expect(page.locator("a.big-link", has_text="窗口 W02")).to_have_attribute("href", "/window/W02")
 
 
-def test_after_a_daemon_restart_the_page_says_so_and_asks_to_sign_in_again(base, browser, daemon):
-    # if this fails, after the hall server restarts, staff look at a page that seems alive but
-    # shows nothing new and whose buttons do nothing
+def test_a_window_address_in_lower_case_opens_the_windows_page(base, browser):
+    # if this fails, staff who type /window/w01 get a second, empty window W01 or an error
     page = browser()
-    _sign_in(page, base, "/window/W01", "S0101", "123456")
-    expect(page.locator("#work")).to_be_visible()
-    daemon.terminate()
-    expect(page.locator("#reconnecting")).to_be_visible(timeout=LIVE)
-    daemon.start()  # sessions live in the daemon's memory: everyone signs in again
-    expect(page.locator("#sign-in-error")).to_contain_text("请重新登录", timeout=LIVE)
-    expect(page.locator("#reconnecting")).to_be_hidden()
+    page.goto(base + "/window/w01")
+    assert page.url == base + "/window/W01"
+    expect(page.locator("#heading")).to_have_text("窗口 W01 · 好差评")
+
+
+@pytest.mark.parametrize("path", ["/hal", "/hall/stat", "/window/W01/x/y", "/static/nope.css"])
+def test_a_mistyped_console_address_shows_a_chinese_page_not_raw_json(base, browser, path):
+    # if this fails, a typo in the address bar shows {"error": "输入有误：{detail}"}
+    page = browser()
+    r = page.goto(base + path)
+    assert r.status == 404
+    expect(page.locator(".error")).to_have_text("没有这个页面，请检查地址")
+    assert "{" not in page.content().split("<main>")[1]
+
+
+def test_empty_fields_are_told_in_chinese_by_the_page_not_the_browsers_bubble(base, browser):
+    # if this fails, staff pressing Enter on an empty field read Chromium's English "Please
+    # fill out this field", or nothing at all
+    page = browser()
+    page.goto(base + "/window/W01")
+    page.locator("#number").fill("S0101")
+    page.keyboard.press("Enter")
+    expect(page.locator("#sign-in-error")).to_have_text("请输入工号和 PIN 密码")
+    expect(page.locator("#pin")).to_be_focused()
     page.locator("#pin").fill("123456")
     page.keyboard.press("Enter")
     expect(page.locator("#work")).to_be_visible()
+    expect(page.locator("#ticket")).to_be_focused()
+    page.keyboard.press("Enter")  # to 事项
+    page.keyboard.press("Enter")  # 「开始办理」 with no ticket
+    expect(page.locator("#work-error")).to_have_text("请输入或扫描票号 / 办件编号")
+    assert page.evaluate("document.getElementById('start-form').checkValidity()") is False
+    assert page.evaluate("document.getElementById('start-form').noValidate") is True
+
+
+def test_after_a_daemon_restart_the_page_stays_signed_in_and_works(base, browser, daemon,
+                                                                   hall_db):
+    # if this fails, every restart of the hall server drops the staff PCs (and the manager's
+    # wall screen) to the sign-in form, or leaves a page that seems alive but does nothing
+    page = browser()
+    _sign_in(page, base, "/window/W01", "S0101", "123456")
+    expect(page.locator("#work")).to_be_visible()
+    daemon.kill()
+    expect(page.locator("#reconnecting")).to_be_visible(timeout=LIVE)
+    daemon.start()
+    expect(page.locator("#reconnecting")).to_be_hidden(timeout=LIVE)
+    expect(page.locator("#work")).to_be_visible()
+    expect(page.locator("#sign-in")).to_be_hidden()
+    page.locator("#ticket").fill("A021")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status-sub")).to_have_text("正在办理：A021")
+    assert hall_db("SELECT ticket, staff FROM transactions") == [("A021", "S0101")]
+
+
+def test_signing_in_at_another_window_signs_the_first_page_out_saying_where(base, browser):
+    # if this fails, staff who moved to another window read 登录已过期 on the first and think
+    # the system is broken; or two people at one window do not know of each other
+    first = browser()
+    _sign_in(first, base, "/window/W01", "S0101", "123456")
+    expect(first.locator("#work")).to_be_visible()
+    colleague = browser()
+    _sign_in(colleague, base, "/window/W01", "S0201", "234567")
+    expect(colleague.locator("#others")).to_have_text("注意：本窗口另有 张三（S0101） 已登录")
+    expect(first.locator("#others")).to_have_text("注意：本窗口另有 王五（S0201） 已登录",
+                                                  timeout=LIVE)
+    second = browser()
+    _sign_in(second, base, "/window/W02", "S0101", "123456")
+    expect(second.locator("#work")).to_be_visible()
+    expect(first.locator("#sign-in-error")).to_have_text(
+        "已在其他窗口登录（窗口 W02），本页已退出", timeout=LIVE)
+    expect(first.locator("#work")).to_be_hidden()
+    expect(colleague.locator("#others")).to_be_hidden(timeout=LIVE)

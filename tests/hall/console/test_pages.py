@@ -108,7 +108,8 @@ def test_a_label_with_markup_shows_as_text_not_as_page_code(name):
     title = evil["app"]
     boot = {"place": "W01", "csrf": "t", "me": None, "labels": evil}
     text = web.load_templates()[name].render(L=evil, title=title, boot=boot, windows=["W01"],
-                                             message=evil["errors"]["unknown-window"])
+                                             message=evil["errors"]["unknown-window"],
+                                             demo=True, terminals=["T001"])  # index: the panel
     p = Page(text)
     assert not p.find("i"), "markup from a label became an element"
     assert p.text("title") == title  # shown as the text it is, entities and all

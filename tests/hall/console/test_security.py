@@ -321,3 +321,13 @@ def test_a_refused_write_leaves_the_connection_usable(base, client):
     r = conn.getresponse()
     assert r.status == 200, r.read()
     conn.close()
+
+
+def test_a_refusal_never_shows_an_unfilled_placeholder(client):
+    # if this fails, a page shows 输入有误：{detail} to staff instead of what was wrong
+    c = client()
+    c.get("/window/W01")
+    r = c.get("/hall/stat")
+    assert (r.status, r.error) == (404, "no-page") and "{" not in r.json["error"]
+    r = c.post("/window/W01/sign-in", {"number": 5, "pin": "123456"})
+    assert r.status == 400 and "{" not in r.json["error"] and "number" in r.json["error"]

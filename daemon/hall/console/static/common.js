@@ -9,6 +9,7 @@ var Console = (function () {
   var source = null;
   var onState = null;
   var clockOffset = 0; // server time - browser time, seconds
+  var me = null;       // {number, name} while signed in
 
   function $(id) { return document.getElementById(id); }
 
@@ -19,6 +20,7 @@ var Console = (function () {
   }
 
   function errorText(data) {
+    if (data && data.error && L.errors[data.error_code]) return data.error; // filled by the daemon
     var t = (data && L.errors[data.error_code]) || L.errors.daemon;
     return fmt(t, { wait: data && data.wait, detail: (data && data.detail) || "" });
   }
@@ -54,8 +56,18 @@ var Console = (function () {
     return { ok: r.ok, status: r.status, data: data };
   }
 
-  function showMe(me) {
-    $("me-name").textContent = fmt(L.signed_in_as, { name: me.name || me.number, number: me.number });
+  // someone else signed in at the same window: both pages say so
+  function showOthers(st) {
+    var others = (st.signed_in || []).filter(function (s) { return !me || s.number !== me.number; });
+    $("others").textContent = others.length ? fmt(L.others_here, { names: others.map(function (s) {
+      return s.name ? s.name + "（" + s.number + "）" : s.number;
+    }).join("、") }) : "";
+    $("others").hidden = others.length === 0;
+  }
+
+  function showMe(who) {
+    me = who;
+    $("me-name").textContent = fmt(L.signed_in_as, { name: who.name || who.number, number: who.number });
     $("me").hidden = false;
     $("sign-in").hidden = true;
     $("work").hidden = false;
@@ -63,6 +75,8 @@ var Console = (function () {
 
   function signedOut(message) {
     if (source) { source.close(); source = null; }
+    me = null;
+    $("others").hidden = true;
     $("me").hidden = true;
     $("work").hidden = true;
     $("reconnecting").hidden = true;
@@ -86,6 +100,7 @@ var Console = (function () {
       var st = JSON.parse(e.data);
       clockOffset = st.now - Date.now() / 1000;
       $("reconnecting").hidden = true;
+      showOthers(st);
       if (onState) onState(st);
     });
     source.addEventListener("signed-out", function (e) {
@@ -108,9 +123,16 @@ var Console = (function () {
 
   function start(render, onSignedIn) {
     onState = render;
+    // a missing field is told in the page's language by the page, not in the browser's bubble
+    Array.prototype.forEach.call(document.forms, function (f) { f.noValidate = true; });
     $("sign-in-form").addEventListener("submit", async function (e) {
       e.preventDefault();
-      var creds = { number: $("number").value, pin: $("pin").value };
+      var creds = { number: $("number").value.trim(), pin: $("pin").value };
+      if (!creds.number || !creds.pin) {
+        $("sign-in-error").textContent = L.errors["empty-sign-in"];
+        (creds.number ? $("pin") : $("number")).focus();
+        return;
+      }
       var r = await post("sign-in", creds);
       if (r.status === 403 && r.data.error_code === "csrf" && r.data.csrf) {
         r = await post("sign-in", creds); // the page's session had ended: once more, new token
@@ -124,6 +146,7 @@ var Console = (function () {
       }
       $("sign-in-error").textContent = "";
       showMe(r.data);
+      showOthers(r.data.state);
       render(r.data.state);
       listen();
       if (onSignedIn) onSignedIn();
