@@ -99,7 +99,8 @@ def hall_view(conn: sqlite3.Connection, now: float,
     bad = tuple(lv[0] for lv in levels.LEVELS if lv[3])
     alerts = []
     for r in conn.execute(
-            "SELECT r.id, r.level, r.reason, r.received_at, t.window, t.staff, t.ticket"
+            "SELECT r.id, r.level, r.reason, r.received_at, r.channel, t.window, t.staff,"
+            " t.ticket"
             " FROM ratings r JOIN transactions t ON t.id=r.transaction_id"
             " WHERE r.outcome='counted' AND r.received_at >= ? AND r.level IN (%s)"
             " ORDER BY r.id DESC LIMIT ?" % ",".join("?" * len(bad)),
@@ -107,7 +108,7 @@ def hall_view(conn: sqlite3.Connection, now: float,
         alerts.append({"id": r["id"], "level": r["level"], "level_name": levels.name(r["level"]),
                        "reason": r["reason"], "at": r["received_at"], "window": r["window"],
                        "staff": r["staff"], "staff_name": names.get(r["staff"], ""),
-                       "ticket": r["ticket"]})
+                       "ticket": r["ticket"], "channel": r["channel"]})
     return {"now": now, "day_start": since, "windows": rows, "counts": counts,
             "finished": finished, "rated": rated,
             "rate": (rated / finished) if finished else None, "alerts": alerts}

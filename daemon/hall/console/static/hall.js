@@ -28,7 +28,7 @@
       tr.appendChild(C.el("td", null, C.clock(a.at)));
       tr.appendChild(C.el("td", null, a.window));
       tr.appendChild(C.el("td", null, a.staff_name ? a.staff_name + "（" + a.staff + "）" : a.staff));
-      tr.appendChild(C.el("td", "lv", L.levels[a.level]));
+      tr.appendChild(C.el("td", "lv", L.levels[a.level] + (a.channel === "QR" ? "（" + L.channel_qr + "）" : "")));
       tr.appendChild(C.el("td", null, a.reason ? (L.reasons[a.reason] || a.reason) : L.no_reason));
       tr.appendChild(C.el("td", null, a.ticket));
       tbody.appendChild(tr);
