@@ -160,14 +160,6 @@ def open_token(conn: sqlite3.Connection, key: bytes, hall: str, window: str) -> 
     return qrcodes.make_token(key, hall, tx["id"], tx["prompt_expires_at"])
 
 
-def public_url(cfg: MobileSection) -> str:
-    """What the QR codes encode: [mobile] public_url, or http://<listen>/ (a hall network)."""
-    if cfg.public_url:
-        return cfg.public_url
-    host, _, port = cfg.listen.rpartition(":")
-    return "http://%s:%s/" % (host, port)
-
-
 # ------------------------------------------------------------------ the rater's identity
 def read_identity_key(path: str) -> bytes:
     """[mobile] identity_key_file: 64 hex characters (`hcp init` writes one, mode 600)."""

@@ -25,6 +25,9 @@ from collections.abc import Sequence
 
 import segno
 
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.hall import registry
+from haochaping.daemon.hall.settings import HallConfig, MobileSection
 from haochaping.protocol import topics
 
 TOKEN_MAC = 16  # bytes of MAC in a transaction token (128 bits)
@@ -84,6 +87,29 @@ def read_card(k: bytes, hall: str, card: str) -> str | None:
     if not hmac.compare_digest(mac, _mac(k, hall, b"card\n" + window.encode(), CARD_MAC)):
         return None
     return window
+
+
+def public_url(cfg: MobileSection) -> str:
+    """What the QR codes encode: [mobile] public_url, or http://<listen>/ (a hall network)."""
+    if cfg.public_url:
+        return cfg.public_url
+    host, _, port = cfg.listen.rpartition(":")
+    return "http://%s:%s/" % (host, port)
+
+
+def desk_cards(conn: sqlite3.Connection, cfg: HallConfig,
+               windows: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """[(window, its desk card's URL)] for `windows` (every paired window if none given)."""
+    if not cfg.mobile.listen:
+        raise HcpError("the QR channel is off: set [mobile] listen (and public_url, the address"
+                       " phones reach it by) in %s" % (cfg.path or "hall.toml"))
+    paired = sorted({p["window"] for p in registry.pairings(conn)})
+    for w in windows:
+        if w not in paired:
+            raise HcpError("window %s has no terminal paired (this hall's windows: %s)"
+                           % (w, ", ".join(paired) or "none yet"))
+    k, base = key(conn), public_url(cfg.mobile)
+    return [(w, card_url(base, make_card(k, cfg.hall.id, w))) for w in (windows or paired)]
 
 
 def token_url(public_url: str, token: str) -> str:

@@ -551,7 +551,7 @@ def qr_view(cfg: HallConfig, conn: sqlite3.Connection, view: JsonObject) -> Json
         from haochaping.daemon.hall import mobile, qrcodes
         token = mobile.open_token(conn, qrcodes.key(conn), cfg.hall.id, view["window"])
         if token is not None:
-            view["qr_url"] = qrcodes.token_url(mobile.public_url(cfg.mobile), token)
+            view["qr_url"] = qrcodes.token_url(qrcodes.public_url(cfg.mobile), token)
     return view
 
 
