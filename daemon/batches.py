@@ -26,6 +26,7 @@ from haochaping.daemon.errors import HcpError
 from haochaping.protocol import fields
 
 CHANNEL = "PJQ"  # 评价渠道: 实体大厅 评价器 (the provincial interfaces' code)
+CHANNEL_QR = "QR"  # 评价二维码: rated on the citizen's phone (第五条), a rating's `channel`
 MAX_BODY = 16 * 1024 * 1024  # bytes; a batch of 5,000 records is about 2 MB
 MAX_RECORDS = 20000
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -114,7 +115,7 @@ FIELDS = {
     "transaction": ("uid", "tx", "window", "ticket", "item", "item_version", "department",
                     "region", "staff", "channel", "started_at", "finished_at", "rater"),
     "rating": ("uid", "terminal", "seq", "level", "outcome", "transaction", "rated_at",
-               "received_at", "default"),
+               "received_at", "default", "channel"),
     "reason": ("uid", "terminal", "seq", "ref", "reason", "rated_at"),
 }
 TABLES = {"transactions": "transaction", "ratings": "rating", "reasons": "reason"}
@@ -241,7 +242,7 @@ _V2: dict[str, dict[str, tuple[_Check, object]]] = {
         "level": (_c_int(1, 5), _REQUIRED), "outcome": (_c_outcome, _REQUIRED),
         "transaction": (_c_int(1, _SEQ, nullable=True), None),
         "rated_at": (_c_num, _REQUIRED), "received_at": (_c_num, _REQUIRED),
-        "default": (_c_bool, 0)},
+        "default": (_c_bool, 0), "channel": (_c_str(16), CHANNEL)},
     "reason": {
         "terminal": (_c_id, _REQUIRED), "seq": (_c_int(0, _SEQ), _REQUIRED),
         "ref": (_c_int(0, _SEQ), _REQUIRED), "reason": (_c_str(REASONS_MAX, True), _REQUIRED),
@@ -318,6 +319,11 @@ def _columns(hall: str, kind: str, cols: dict[str, Column | None], n: int) -> Co
         if not all(ch):
             cols["channel"] = [v or CHANNEL for v in ch]
     else:
+        if kind == "rating":
+            ch = cols["channel"]
+            assert ch is not None
+            if not all(ch):
+                cols["channel"] = [v or CHANNEL for v in ch]
         term, seq = cols["terminal"], cols["seq"]
         assert term is not None and seq is not None
         uid = list(map((_UID[kind] % hall).__mod__, zip(term, seq, strict=True)))
@@ -429,7 +435,7 @@ def _rating(hall: str, r: Mapping[str, Any]) -> tuple[object, ...]:
         raise BadBatch("record %s: default must be true or false" % r.get("id"))
     return (_check_uid(hall, r, "rating", term, seq), hall, term, seq, _int(r, "level", 1, 5),
             outcome, txid, _num(r, "rated_at"), _num(r, "received_at"),
-            1 if r.get("default") else 0)
+            1 if r.get("default") else 0, _str(r, "channel", 16) or CHANNEL)
 
 
 def _reason(hall: str, r: Mapping[str, Any]) -> tuple[object, ...]:

@@ -35,7 +35,7 @@ def alert_for(hall: str, kind: str, data: Mapping[str, Any]) -> dict[str, Any] |
                 "staff": data.get("staff"), "terminal": data["terminal"], "seq": data["seq"],
                 "level": data["level"], "level_name": levels.name(data["level"]),
                 "outcome": data["outcome"], "transaction": data.get("transaction"),
-                "at": data["at"]}
+                "channel": data.get("channel", "PJQ"), "at": data["at"]}
     if kind == "reason":
         return {"v": 1, "kind": "bad-review-reason", "hall": hall, "terminal": data["terminal"],
                 "seq": data["ref"], "reason": data["reason"],

@@ -214,6 +214,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         acked_at REAL NOT NULL
     );
     """),
+    # 评价二维码 (第五条): a rating records its channel, PJQ (the key terminal) or QR (a phone,
+    # daemon/hall/mobile.py; its ratings carry the terminal id "QR" and a hall-wide sequence).
+    # mobile_key signs the QR tokens and desk cards (daemon/hall/qrcodes.py): random, made
+    # here, never leaves the hall. mobile_raters: a phone rater's name and phone, given with
+    # consent (第六条), sealed with [mobile] identity_key_file: never in clear here.
+    ("0009-qr-channel", """
+    ALTER TABLE ratings ADD COLUMN channel TEXT NOT NULL DEFAULT 'PJQ';
+    CREATE TABLE mobile_key (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        key BLOB NOT NULL
+    );
+    INSERT INTO mobile_key VALUES (1, randomblob(32));
+    CREATE INDEX ratings_transaction ON ratings(transaction_id, terminal);
+    CREATE TABLE mobile_raters (
+        rating_id INTEGER PRIMARY KEY REFERENCES ratings(id),
+        sealed BLOB NOT NULL,              -- AES-256-GCM(JSON {name, phone}), nonce first
+        consent_at REAL NOT NULL           -- when the citizen ticked the consent line
+    );
+    """),
 ]
 
 

@@ -376,9 +376,10 @@ _READ: dict[str, tuple[tuple[str, ...], str]] = {
         " t.started_at, t.finished_at FROM forward_outbox o JOIN transactions t ON t.id = o.ref"
         " WHERE o.kind = 'transaction' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
     "ratings": (
-        ("terminal", "seq", "level", "outcome", "transaction", "rated_at", "received_at"),
+        ("terminal", "seq", "level", "outcome", "transaction", "rated_at", "received_at",
+         "channel"),
         "SELECT g.terminal, g.seq, g.level, g.outcome, g.transaction_id, g.rated_at,"
-        " g.received_at FROM forward_outbox o JOIN ratings g ON g.id = o.ref"
+        " g.received_at, g.channel FROM forward_outbox o JOIN ratings g ON g.id = o.ref"
         " WHERE o.kind = 'rating' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
     "reasons": (
         ("terminal", "seq", "ref", "reason", "rated_at"),
@@ -394,7 +395,8 @@ def read_tables(conn: sqlite3.Connection, f: ForwardSection, first: int,
     {"transactions"|"ratings"|"reasons": {field: [value, ...]}}, each in outbox order. The
     hall's department and region codes are the same for every transaction: they are added here,
     not read row by row (a third of the read's time); item_version (the hall has none) and
-    channel (always PJQ) are left to the store's defaults."""
+    a transaction's channel (always the hall's, PJQ) are left to the store's defaults; a
+    rating carries its own (PJQ or QR, 第五条)."""
     cur = conn.cursor()
     cur.row_factory = None  # plain tuples, transposed into columns below
     out: dict[str, dict[str, list[Any]]] = {}
@@ -417,7 +419,7 @@ _SHOW = {
     "transactions": ("SELECT id AS tx, window, ticket, item, staff, started_at, finished_at"
                      " FROM transactions WHERE id = ?"),
     "ratings": ("SELECT terminal, seq, level, outcome, transaction_id AS \"transaction\","
-                " rated_at, received_at FROM ratings WHERE id = ?"),
+                " rated_at, received_at, channel FROM ratings WHERE id = ?"),
     "reasons": "SELECT terminal, seq, ref, reason, rated_at FROM reasons WHERE seq = ?",
 }
 _QCOLS = ("id", "record", "hall_table", "ref", "terminal", "queued_at", "batch", "status",

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from haochaping.daemon.hall import api
-from haochaping.daemon.hall.settings import ApiSection
+from haochaping.daemon.hall.settings import ApiSection, MobileSection
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -114,7 +114,7 @@ def _client_gone(request: Request, exc: Exception) -> Response:
 def build_app(daemon: HallDaemon) -> FastAPI:
     """The daemon's one app: the window API (documented at /openapi.json) and the console."""
     app = FastAPI(title=api.TITLE, version=api.VERSION, openapi_url=None, docs_url=None,
-                  redoc_url=None, lifespan=_lifespan(daemon.cfg.api))
+                  redoc_url=None, lifespan=lifespan(daemon.cfg.api))
     app.state.daemon = daemon
     app.state.console = None
     app.include_router(api.router)
@@ -128,7 +128,7 @@ def build_app(daemon: HallDaemon) -> FastAPI:
     return app
 
 
-def _lifespan(cfg: ApiSection) -> Any:
+def lifespan(cfg: ApiSection | MobileSection) -> Any:
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
@@ -141,12 +141,17 @@ def _lifespan(cfg: ApiSection) -> Any:
 
 class ApiServer:
     """The listener: bound at construction (so a port in use fails `hcp daemon run` at once),
-    served from start() to stop() in a thread of its own."""
+    served from start() to stop() in a thread of its own. The same class serves the phone page
+    ([mobile], daemon/hall/mobile.py) with its own app, bounds and name; `proxy`: the address
+    whose X-Forwarded-For is believed ("": none; None: uvicorn's defaults)."""
 
-    def __init__(self, daemon: HallDaemon, cfg: ApiSection) -> None:
+    def __init__(self, daemon: HallDaemon, cfg: ApiSection | MobileSection,
+                 app: FastAPI | None = None, name: str = "api",
+                 proxy: str | None = None) -> None:
         host, _, port = cfg.listen.rpartition(":")
         self.daemon = daemon
-        self.app = build_app(daemon)
+        self.name = name
+        self.app = app if app is not None else build_app(daemon)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -159,13 +164,15 @@ class ApiServer:
         self.address = "http://%s:%d" % self.sock.getsockname()[:2]
         protocol = type("BoundedH11", (_BoundedH11,), {
             "max_connections": cfg.max_connections, "read_timeout_s": float(cfg.read_timeout_s)})
+        forwarded: dict[str, Any] = {} if proxy is None else {
+            "proxy_headers": bool(proxy), "forwarded_allow_ips": proxy or None}
         config = uvicorn.Config(
             self.app, http=protocol, lifespan="on", log_config=None, access_log=False,
             limit_concurrency=cfg.max_connections, backlog=cfg.max_connections,
             timeout_keep_alive=cfg.keepalive_s, timeout_graceful_shutdown=_SHUTDOWN_S,
-            h11_max_incomplete_event_size=16 * 1024, server_header=False)
+            h11_max_incomplete_event_size=16 * 1024, server_header=False, **forwarded)
         self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._serve, name="api", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
     def _serve(self) -> None:
         asyncio.run(self.server.serve(sockets=[self.sock]))
@@ -175,7 +182,7 @@ class ApiServer:
         end = time.monotonic() + timeout
         while not self.server.started and self._thread.is_alive() and time.monotonic() < end:
             time.sleep(0.01)
-        log.info("window API on %s", self.address)
+        log.info("%s on %s", "window API" if self.name == "api" else self.name, self.address)
 
     def stop(self) -> None:
         self.server.should_exit = True

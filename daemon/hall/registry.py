@@ -28,6 +28,9 @@ def add_terminal(conn: sqlite3.Connection, terminal: str, key: bytes | None = No
     """Register a terminal with a fresh HMAC key (or the given one); return the key.
     With `actor`, an audit entry (action "register", with `detail`) in the same transaction."""
     _check_id("terminal", terminal)
+    if terminal.upper() == "QR":  # phone ratings' terminal id (daemon/hall/mobile.py)
+        raise HcpError("terminal id %s is kept for ratings made on phones (评价二维码):"
+                       " choose another id" % terminal)
     key = key if key is not None else secrets.token_bytes(32)
     with conn:
         conn.execute("BEGIN IMMEDIATE")

@@ -77,6 +77,10 @@ class HallDaemon:
                          self.queue.put, on_connected=self._resync)
         self.api = (ApiServer(self, cfg.api)
                     if cfg.api.tokens or cfg.console.enabled else None)
+        self.mobile: ApiServer | None = None
+        if cfg.mobile.listen:  # the QR channel's phone page, a listener of its own
+            from haochaping.daemon.hall.mobile import MobileServer
+            self.mobile = MobileServer(self, cfg.mobile)
         self.stored = 0   # messages handled since start
         self.commits = 0  # database commits since start: stored/commits = the group-commit size
 
@@ -101,6 +105,8 @@ class HallDaemon:
             forwarder = Forwarder(self.cfg, alert=self.alerter.on_event)
         if self.api:
             self.api.start()
+        if self.mobile:
+            self.mobile.start()
         self.link.start()
         if forwarder:
             forwarder.start()
@@ -113,6 +119,8 @@ class HallDaemon:
             self.link.stop()
             if self.api:
                 self.api.stop()
+            if self.mobile:
+                self.mobile.stop()
             self.conn.close()
             log.info("hall %s: daemon stopped", self.hall)
 

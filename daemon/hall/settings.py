@@ -42,6 +42,21 @@ Example (also written by `hcp demo` into its folder):
     demo_keypad = false              # true (`hcp demo --keep` sets it): the index page shows
                                      # a "simulated terminal" panel that presses keys through
                                      # the demo's keypad (keypad.sock beside hall.toml)
+
+    [mobile]                         # 评价二维码: the phone page (daemon/hall/mobile.py); off
+    listen = "0.0.0.0:8781"          # while listen is empty. Serves ONLY the phone routes.
+    public_url = "https://pj.hall.example/"  # what the QR codes encode: the hall gateway's
+                                     # address for this listener (default http://<listen>/)
+    identity_key_file = "identity.key"  # 64 hex: seals a phone rater's name and phone
+                                     # (第六条); empty: no real-name part on the page
+    max_connections = 200            # as [api]: open connections, threads, idle and read
+    worker_threads = 10              # time, body size
+    keepalive_s = 5
+    read_timeout_s = 10
+    max_body_bytes = 2048
+    per_address_per_minute = 30      # requests from one address (more: 429 and a kind page)
+    per_token_per_minute = 10        # submissions for one QR token or desk card
+    trusted_proxy = ""               # the gateway's address: its X-Forwarded-For is believed
 """
 from __future__ import annotations
 
@@ -121,6 +136,23 @@ class ConsoleSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class MobileSection:
+    """The phone page of the QR channel (评价二维码, daemon/hall/mobile.py) on a listener of its
+    own, serving only the phone routes; off while listen is empty."""
+    listen: str = ""
+    public_url: str = ""
+    identity_key_file: str = ""
+    max_connections: int = 200
+    worker_threads: int = 10
+    keepalive_s: int = 5
+    read_timeout_s: int = 10
+    max_body_bytes: int = 2048
+    per_address_per_minute: int = 30
+    per_token_per_minute: int = 10
+    trusted_proxy: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class ForwardSection:
     """Forwarding to the municipal store (docs/store.md); off while url is empty."""
     url: str = ""
@@ -146,6 +178,7 @@ class HallConfig:
     alerts: AlertsSection
     console: ConsoleSection
     forward: ForwardSection
+    mobile: MobileSection = MobileSection()
     path: str = ""
 
     @property
@@ -219,8 +252,11 @@ def load(path: str) -> HallConfig:
     base = os.path.dirname(os.path.abspath(path))
     cfg = validate(raw)
     fwd = cfg.forward
+    mob = cfg.mobile
     return dataclasses.replace(
         cfg, path=os.path.abspath(path),
+        mobile=dataclasses.replace(mob, identity_key_file=os.path.join(
+            base, mob.identity_key_file) if mob.identity_key_file else ""),
         hall=dataclasses.replace(cfg.hall, database=os.path.join(base, cfg.hall.database)),
         forward=dataclasses.replace(
             fwd, ca=os.path.join(base, fwd.ca) if fwd.ca else "",
@@ -286,8 +322,28 @@ def _check_forward(f: dict[str, Any], errors: list[str]) -> None:
             errors.append("[forward] %s: at least %d" % (key, 0 if key == "max_wait_s" else 1))
 
 
+def _check_mobile(m: dict[str, Any], errors: list[str]) -> None:
+    if not m["listen"]:
+        return
+    host, _, port = m["listen"].rpartition(":")
+    if not host or not port.isdigit():
+        errors.append("[mobile] listen: HOST:PORT, got %r" % m["listen"])
+    url = m["public_url"]
+    if url and (not url.startswith(("http://", "https://")) or not url.endswith("/")
+                or any(c in url for c in "?#\"\\<> ")):
+        errors.append("[mobile] public_url: the address citizens' phones reach the listener"
+                      " by, http(s)://HOST[:PORT]/PATH/ ending in /, got %r" % url)
+    for key in ("max_connections", "worker_threads", "keepalive_s", "read_timeout_s",
+                "per_address_per_minute", "per_token_per_minute"):
+        if m[key] < 1:
+            errors.append("[mobile] %s: at least 1" % key)
+    if not 256 <= m["max_body_bytes"] <= 65536:
+        errors.append("[mobile] max_body_bytes: 256 to 65536")
+
+
 def _check_values(cfg: dict[str, dict[str, Any]], errors: list[str]) -> None:
     _check_forward(cfg["forward"], errors)
+    _check_mobile(cfg["mobile"], errors)
     hook = cfg["alerts"]["webhook"]
     if hook and not hook.startswith(("http://", "https://")):
         errors.append("[alerts] webhook: an http:// or https:// address, got %r" % hook)

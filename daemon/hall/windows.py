@@ -151,14 +151,14 @@ def window_state(conn: sqlite3.Connection, window: str) -> dict[str, Any]:
     if tx is None:
         return {"window": window, "state": "idle", "terminals": registry.terminals_of(conn, window)}
     state = "serving"
-    level = None
+    level = channel = None
     if tx["rating_id"] is not None:
         state = "rated"
-        level = conn.execute("SELECT level FROM ratings WHERE id=?",
-                             (tx["rating_id"],)).fetchone()[0]
+        level, channel = conn.execute("SELECT level, channel FROM ratings WHERE id=?",
+                                      (tx["rating_id"],)).fetchone()
     elif tx["token"] is not None:
         state = "prompting" if tx["prompt_closed_at"] is None else "not-rated"
     elif tx["finished_at"] is not None:
         state = "not-rated"
     return {"window": window, "state": state, "transaction": tx["id"], "ticket": tx["ticket"],
-            "level": level, "terminals": registry.terminals_of(conn, window)}
+            "level": level, "channel": channel, "terminals": registry.terminals_of(conn, window)}

@@ -53,7 +53,7 @@ _COLUMNS = {
                                      "item_version", "department", "region", "staff", "channel",
                                      "started_at", "finished_at", "rater_enc")),
     "rating": ("ratings", ("uid", "hall", "terminal", "seq", "level", "outcome", "tx_uid",
-                           "rated_at", "hall_received_at", "is_default")),
+                           "rated_at", "hall_received_at", "is_default", "channel")),
     "reason": ("reasons", ("uid", "hall", "terminal", "seq", "ref_seq", "reason", "rated_at")),
 }
 
@@ -140,7 +140,7 @@ _PG_INSERT = {k: _pg_insert(k) for k in _COLUMNS}
 EXPORT_SQL = """
 SELECT r.uid, r.hall, r.terminal, r.seq, r.level, r.outcome, r.is_default, r.rated_at,
        r.hall_received_at, r.tx_uid, t.ticket, t.item, t.item_version, t.department, t.region,
-       t.window_id, t.staff, t.channel, t.finished_at,
+       t.window_id, t.staff, r.channel, t.finished_at,
        (SELECT s.reason FROM reasons s WHERE s.hall = r.hall AND s.terminal = r.terminal
          AND s.ref_seq = r.seq ORDER BY s.seq LIMIT 1) AS reason,
        r.received_at

@@ -174,6 +174,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         detail TEXT NOT NULL
     );
     """),
+    # 评价渠道 per rating (第五条): PJQ (the key terminal) or QR (评价二维码, the citizen's
+    # phone); a transaction's own `channel` stays the hall's. Province delivery sends a rating's.
+    ("0004-rating-channel", """
+    ALTER TABLE ratings ADD COLUMN channel TEXT NOT NULL DEFAULT 'PJQ';
+    """),
 ]
 
 

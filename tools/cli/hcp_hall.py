@@ -151,6 +151,50 @@ def window_state(config_path: str, window_id: str) -> None:
     click.echo(json.dumps(_api(config_path).state(window_id), ensure_ascii=False))
 
 
+@window.command("qr")
+@CONFIG
+@click.option("--window", "window_ids", multiple=True,
+              help="Window id, e.g. W03 (repeat for several; none: every paired window).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="card.png (the code), card.svg (a card with the window's name and"
+                   " instructions) or cards.html (a printable sheet, one card per window).")
+def window_qr(config_path: str, window_ids: tuple[str, ...], out: str) -> None:
+    """Write a window's desk card (评价二维码): its URL opens the prompt open at scan time.
+
+    \b
+    Examples:
+      hcp window qr --config hall.toml --window W03 --out card.png
+      hcp window qr --config hall.toml --out cards.html      (every window, print it)
+    """
+    from haochaping.daemon.hall import qrcodes
+    cfg = settings.load(config_path)
+    kind = out.rpartition(".")[2].lower()
+    if kind not in ("png", "svg", "html"):
+        raise HcpError("--out: a .png, .svg or .html file, got %s" % out)
+    conn = db.connect(cfg.hall.database)
+    try:
+        cards = qrcodes.desk_cards(conn, cfg, window_ids)
+    finally:
+        conn.close()
+    if kind != "html" and len(cards) != 1:
+        raise HcpError("a .%s holds one window's card: give one --window (or write a .html"
+                       " sheet for all)" % kind)
+    if kind == "png":
+        data = qrcodes.png(cards[0][1])
+    elif kind == "svg":
+        data = qrcodes.card_svg(cfg.hall.id, *cards[0])
+    else:
+        data = qrcodes.sheet(cfg.hall.id, cards).encode()
+    try:
+        with open(out, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise HcpError("cannot write %s: %s" % (out, e.strerror)) from e
+    for w, url in cards:
+        click.echo("window %s: %s" % (w, url))
+    click.echo("wrote %s" % out)
+
+
 @cli.command()
 @CONFIG
 @click.option("--window", "window_id", required=True, help="Window id, e.g. W01.")

@@ -98,7 +98,7 @@ def hall_view(conn: sqlite3.Connection, now: float,
     alerts = []
     where = _BAD_TODAY % ",".join("?" * len(_BAD))
     for r in conn.execute(
-            "SELECT r.id, r.level, r.reason, r.received_at, t.window, t.staff, t.ticket,"
+            "SELECT r.id, r.level, r.reason, r.received_at, r.channel, t.window, t.staff, t.ticket,"
             " a.acked_by, a.acked_at FROM ratings r JOIN transactions t ON t.id=r.transaction_id"
             " LEFT JOIN console_alert_acks a ON a.rating=r.id WHERE " + where +
             " ORDER BY r.id DESC LIMIT ?", (since,) + _BAD + (ALERTS_SHOWN,)):
@@ -107,7 +107,7 @@ def hall_view(conn: sqlite3.Connection, now: float,
                        "staff": r["staff"], "staff_name": names.get(r["staff"], ""),
                        "ticket": r["ticket"], "acked_by": r["acked_by"],
                        "acked_by_name": names.get(r["acked_by"], "") if r["acked_by"] else "",
-                       "acked_at": r["acked_at"]})
+                       "acked_at": r["acked_at"], "channel": r["channel"]})
     total, open_ = conn.execute(
         "SELECT COUNT(*), COUNT(*) - COUNT(a.rating) FROM ratings r"
         " LEFT JOIN console_alert_acks a ON a.rating=r.id WHERE " + where,

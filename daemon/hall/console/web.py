@@ -8,6 +8,7 @@ API has /api/), for pages, their JSON calls, Server-Sent Events, static files.
     POST /window/<W>/finish       {}                      「请评价」 (same as the API)
     POST /window/<W>/sign-out     {}
     GET  /window/<W>/state        JSON;  GET /window/<W>/events  Server-Sent Events
+    GET  /window/<W>/qr.svg       the open prompt's 评价二维码 (daemon/hall/qrcodes.py), 404 if none
     GET  /hall  POST /hall/sign-in  POST /hall/sign-out  GET /hall/state  GET /hall/events
     GET  /static/<file>
 
@@ -55,6 +56,7 @@ from haochaping.protocol import fields, topics
 
 if TYPE_CHECKING:
     from haochaping.daemon.hall.service import HallDaemon
+    from haochaping.daemon.hall.settings import HallConfig
 
 Labels = dict[str, Any]  # labels.<lang>.json: texts, and tables of texts (levels, errors, ...)
 JsonObject = dict[str, Any]
@@ -395,6 +397,9 @@ class _Request:
         if not self.is_post():
             if action == "":
                 return self.page(place, role)
+            if action == "qr.svg":  # the QR channel: the open prompt's code (see qr_svg)
+                self.authorised(place, role, write=False)
+                return self.qr_svg(place)
             if action in ("state", "events"):
                 s = self.authorised(place, role, write=False)
                 if action == "events":
@@ -624,7 +629,7 @@ class _Request:
             v["broker"] = {"connected": connected, "error": None if connected
                            else link.last_error}
             return v
-        st = views.window_view(conn, place, now)
+        st = qr_view(self.c.daemon.cfg, conn, views.window_view(conn, place, now))
         # who is signed in here: a page tells its staff when someone else is too
         st["signed_in"] = [{"number": n, "name": nm}
                            for n, nm in self.c.sessions.signed_in_at().get(place, [])]
@@ -650,11 +655,31 @@ class _Request:
         body = self.c.templates[template].render(L=self.c.labels, title=title, boot=boot, **more)
         return self.send(status, body.encode(), "text/html; charset=utf-8")
 
+    def qr_svg(self, window: str) -> Response:
+        """The QR code of the window's open prompt, for the staff page to show (SVG)."""
+        url = qr_view(self.c.daemon.cfg, self.conn(), {"window": window}).get("qr_url")
+        if not url:
+            raise Refused(404, "bad-input", detail="no rating prompt open")
+        from haochaping.daemon.hall import qrcodes
+        return self.send(200, qrcodes.svg_document(url), "image/svg+xml")
+
     def static_file(self, name: str) -> Response:
         found = self.c.static.get(name)
         if found is None:
             raise Refused(404, "no-page", detail="no such file")
         return self.send(200, found[0], found[1])
+
+
+def qr_view(cfg: HallConfig, conn: sqlite3.Connection, view: JsonObject) -> JsonObject:
+    """The QR channel on the staff page: `qr_url`, the address the open prompt's 评价二维码
+    carries (None when no prompt is open or [mobile] is off)."""
+    view["qr_url"] = None
+    if cfg.mobile.listen:
+        from haochaping.daemon.hall import mobile, qrcodes
+        token = mobile.open_token(conn, qrcodes.key(conn), cfg.hall.id, view["window"])
+        if token is not None:
+            view["qr_url"] = qrcodes.token_url(qrcodes.public_url(cfg.mobile), token)
+    return view
 
 
 class _Stream:

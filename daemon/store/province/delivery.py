@@ -120,8 +120,8 @@ TX_SQL = """SELECT uid, hall, tx, window_id, ticket, item, item_version, departm
 staff, channel, started_at, finished_at FROM transactions WHERE uid IN (%s)"""
 TX_COLS = ("uid", "hall", "tx", "window", "ticket", "item", "item_version", "department",
            "region", "staff", "channel", "started_at", "finished_at")
-RATING_SQL = """SELECT uid, hall, terminal, seq, level, rated_at, is_default FROM ratings
-WHERE uid IN (%s)"""
+RATING_SQL = """SELECT uid, hall, terminal, seq, level, rated_at, is_default, channel
+FROM ratings WHERE uid IN (%s)"""
 REASON_SQL = """SELECT hall, terminal, ref_seq, reason FROM reasons
 WHERE hall = %s AND terminal = %s AND ref_seq = %s ORDER BY seq"""
 APPEAL_SQL = """SELECT a.id, a.decided_at, a.decision_reason, r.level FROM appeals a
@@ -466,8 +466,10 @@ class Deliverer:
             f = dict(txs[it[2]])
             f["project_no"], f["assess_number"] = it[4], it[5]
             if kind == "evaluation":
-                _uid, hall, terminal, seq, level, rated, is_default = ratings[it[3]]
-                f.update(level=level, rated_at=rated, is_default=bool(is_default), reasons=[])
+                _uid, hall, terminal, seq, level, rated, is_default, channel = ratings[it[3]]
+                # 评价渠道 is the rating's (PJQ, QR: 第五条), not the transaction's
+                f.update(level=level, rated_at=rated, is_default=bool(is_default), reasons=[],
+                         channel=channel)
                 if level >= 4 and not is_default:
                     f["reasons"] = [r[3] for r in access.query(
                         self.store, REASON_SQL, (hall, terminal, seq))]

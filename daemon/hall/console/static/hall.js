@@ -47,7 +47,8 @@
       var line = C.el("div", "facts");
       line.appendChild(nowrap("span", "at", C.clock(a.at)));
       line.appendChild(nowrap("span", "w", a.window));
-      line.appendChild(nowrap("span", "lv", L.levels[a.level]));
+      line.appendChild(nowrap("span", "lv", L.levels[a.level] +
+        (a.channel === "QR" ? "（" + L.channel_qr + "）" : "")));
       line.appendChild(nowrap("span", "reason", a.reason ? (L.reasons[a.reason] || a.reason) : L.no_reason));
       line.appendChild(nowrap("span", "staff", who(a.staff, a.staff_name)));
       line.appendChild(nowrap("span", "ticket", a.ticket));

@@ -12,7 +12,8 @@
     var box = $("status");
     box.className = "status show-" + st.show + (st.level ? " level-" + st.level : "");
     var text = L.show[st.show] || st.show;
-    $("status-text").textContent = C.fmt(text, { level: st.level_name || "" });
+    var by = st.channel === "QR" ? "（" + L.channel_qr + "）" : "";
+    $("status-text").textContent = C.fmt(text, { level: (st.level_name || "") + by });
     var sub = "";
     if (st.ticket && st.state !== "idle") {
       sub = C.fmt(st.state === "serving" ? L.serving_ticket : L.last_ticket, { ticket: st.ticket });
@@ -34,6 +35,16 @@
       if (!a || a === document.body || a.id === "request-rating") $("ticket").focus();
     }
     lastShow = st.show;
+    renderQr(st);
+  }
+
+  // The QR channel (评价二维码): the open prompt's code, for a citizen who rates on the phone.
+  function renderQr(st) {
+    var box = $("qr"), img = $("qr-img");
+    box.hidden = !st.qr_url;
+    if (!st.qr_url) { img.removeAttribute("src"); return; }
+    var src = "/window/" + encodeURIComponent(st.window) + "/qr.svg?t=" + st.transaction;
+    if (img.getAttribute("src") !== src) img.setAttribute("src", src);
   }
 
   function tick() {
