@@ -58,7 +58,8 @@ class Thresholds:
     zero_bad_p: float = 0.001       # zero bad reviews this unlikely at the hall's bad-review rate
     same_reason_run: int = 8        # pattern: this many bad reviews in a row, one reason set
     fixed_offset_std_s: float = 0.5  # pattern: delays this regular (standard deviation) ...
-    fixed_offset_min: int = 20       # ... over at least this many ratings
+    fixed_offset_min: int = 20       # ... over at least this many ratings ...
+    fixed_offset_factor: float = 0.25  # ... and under this fraction of the hall's other windows
     edge_minutes: float = 15        # bursts: the first and last minutes of a window's day
     edge_share: float = 0.5         # ... holding at least this share of its ratings
     phone_max_ratings: int = 5      # real name: one phone rating more transactions than this
@@ -215,9 +216,14 @@ def patterns(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
                         "explanation": "%s 连续 %d 条差评的原因完全相同（%s）：请核实是否批量代填。"
                         % (unit, longest, "、".join(_REASON_NAMES[k] for k in what))})
         delays = [c["delay"] for c in cs if c["delay"] is not None and c["level"]]
-        if len(delays) >= t.fixed_offset_min:
+        others = [c["delay"] for c in cases if c["hall"] == cs[0]["hall"]
+                  and _window(c) != unit and c["delay"] is not None and c["level"]]
+        if len(delays) >= t.fixed_offset_min and len(others) >= t.fixed_offset_min:
             sd = statistics.pstdev(delays)
-            if sd < t.fixed_offset_std_s:
+            # regular in itself, and far more regular than the hall's other windows (whose
+            # citizens press on the same terminals)
+            if sd < t.fixed_offset_std_s and sd < t.fixed_offset_factor * statistics.pstdev(
+                    others):
                 out.append({"detector": "patterns", "unit": unit, "hall": cs[0]["hall"],
                             "evidence": {"ratings": len(delays),
                                          "delay_mean_s": round(statistics.fmean(delays), 3),

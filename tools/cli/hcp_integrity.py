@@ -50,3 +50,26 @@ def integrity_report(db: str, period: str, out_dir: str, identity_key: str | Non
     for f in rep["findings"]:
         click.echo("  %s: %s" % (f["unit"], f["explanation"]))
     click.echo("  %s\n  %s" % (paths["html"], paths["json"]))
+
+
+@integrity.command("today")
+@click.option("--config", "config_path", default="hall.toml", show_default=True,
+              type=click.Path(dir_okay=False), help="The hall's configuration file.")
+def integrity_today(config_path: str) -> None:
+    """Today's findings at this hall, from the hall database (the duty manager's view).
+
+    \b
+    Example:
+      hcp integrity today --config hall.toml
+    """
+    from haochaping.daemon.hall import db, integrity_live, settings
+    cfg = settings.load(config_path)
+    conn = db.connect(cfg.hall.database)
+    try:
+        found = integrity_live.today(conn, cfg.hall.id)
+    finally:
+        conn.close()
+    if not found:
+        click.echo("今日未发现异常 (no findings today)")
+    for f in found:
+        click.echo("%s: %s" % (f["unit"], f["explanation"]))

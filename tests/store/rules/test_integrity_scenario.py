@@ -81,7 +81,7 @@ def _serve(api, window, term, behaviour, errors):
             if levels.is_bad(level):
                 term.reason(seq, "efficiency" if behaviour == "same_reasons"
                             else r.choice(levels.REASONS)[0])
-    except Exception as e:  # noqa: BLE001 (reported by the test)
+    except Exception as e:
         errors.append("%s: %r" % (window, e))
 
 
