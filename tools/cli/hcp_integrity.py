@@ -36,7 +36,7 @@ def integrity_report(db: str, period: str, out_dir: str, identity_key: str | Non
       hcp integrity report --db store.sqlite --period 2026Q4 --out reports/
     """
     from haochaping.daemon.store import identity
-    from haochaping.daemon.store import integrity as lib
+    from haochaping.daemon.store import integrity_report as lib
     st = _open_existing(db)
     if identity_key:
         st.identity = identity.IdentityKey.load(identity_key)

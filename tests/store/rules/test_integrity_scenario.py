@@ -13,7 +13,7 @@ import pytest
 
 from haochaping.daemon.hall import api_client
 from haochaping.daemon.rules.integrity import Thresholds
-from haochaping.daemon.store import integrity
+from haochaping.daemon.store import integrity_report as integrity
 from haochaping.protocol import levels
 from haochaping.tools.sim import hall_kit, processes
 from haochaping.tools.sim.terminal_sim import SimTerminal
