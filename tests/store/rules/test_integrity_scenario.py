@@ -1,0 +1,124 @@
+"""Integrity through the real chain: terminals (over MQTT, their own credentials) -> the hall
+daemon -> its forwarder -> the store over HTTPS; then `hcp integrity report`. An honest hall's
+windows give no finding; each scripted way of gaming the ratings is found at its window.
+
+Times are compressed (citizens press 0.6-2 s after the prompt instead of 5-15 s), so the test
+passes thresholds to match (docs/integrity.md gives the defaults for real time)."""
+import json
+import random
+import threading
+import time
+
+import pytest
+
+from haochaping.daemon.hall import api_client
+from haochaping.daemon.rules.integrity import Thresholds
+from haochaping.daemon.store import integrity_report as integrity
+from haochaping.protocol import levels
+from haochaping.tools.sim import hall_kit, processes
+from haochaping.tools.sim.terminal_sim import SimTerminal
+from tests.conftest import wait_until
+from tests.store.conftest import backlog
+
+from .conftest import hcp
+
+WINDOWS = ("W01", "W02", "W03", "W04", "W05", "W06")
+N = 22   # transactions per window
+T = Thresholds(min_cases=15, fixed_offset_std_s=0.1)
+WEIGHTS = (55, 25, 12, 5, 3)
+
+
+@pytest.fixture
+def chain(tmp_path, store):
+    cfg = hall_kit.forward_to(
+        hall_kit.create(str(tmp_path / "hall"), windows=WINDOWS, timeout_s=30),
+        store.url, store.ca, store.key_file, batch_size=50)
+    broker = processes.Mosquitto(hall_kit.broker_conf(cfg), cfg.mqtt.port).start()
+    daemon = processes.DaemonProcess(cfg).start()
+    terms = {}
+    for dev in hall_kit.devices(cfg.folder):
+        terms[dev["window"]] = SimTerminal(cfg.hall.id, dev["terminal"],
+                                           bytes.fromhex(dev["key"]), "127.0.0.1",
+                                           cfg.mqtt.port, dev["mqtt"]["password"]).start()
+    for t in terms.values():
+        wait_until(t.client.is_connected, what="terminal connected")
+    yield cfg, terms
+    for t in terms.values():
+        t.stop()
+    daemon.kill()
+    broker.stop()
+
+
+def _serve(api, window, term, behaviour, errors):
+    r = random.Random(window)
+    last = None
+    try:
+        for n in range(N):
+            api.start(window, "%s-%03d" % (window, n), staff="S%s01" % window[-1])
+            if behaviour == "skips" and n % 5:
+                continue               # the next ticket is called: no 请评价
+            api.finish(window)
+            s = term.wait_session(timeout=5, token_not=last)
+            assert s is not None, window
+            last = s["token"]
+            if behaviour == "honest":
+                if r.random() < 0.08:
+                    continue           # walks away
+                time.sleep(r.uniform(0.6, 2.0))
+                level = r.choices(range(1, 6), WEIGHTS)[0]
+            elif behaviour == "reaches_over":
+                level = 1              # the staff's finger, at once
+            elif behaviour == "auto_posts":
+                time.sleep(1.0)        # integration code: a fixed time after the service
+                level = 1
+            elif behaviour == "same_reasons":
+                time.sleep(r.uniform(0.6, 2.0))
+                level = 4 if n >= 5 else 1
+            else:                      # skips: the few prompts it opens are rated honestly
+                time.sleep(r.uniform(0.6, 2.0))
+                level = r.choices(range(1, 6), WEIGHTS)[0]
+            seq = term.press(level)
+            if levels.is_bad(level):
+                term.reason(seq, "efficiency" if behaviour == "same_reasons"
+                            else r.choice(levels.REASONS)[0])
+    except Exception as e:
+        errors.append("%s: %r" % (window, e))
+
+
+@pytest.mark.parametrize("store_db", ["sqlite"], indirect=True)
+def test_an_honest_hall_yields_no_finding_and_each_gaming_window_is_found(chain, store,
+                                                                          tmp_path):
+    # if this fails, the integrity report either names honest windows or misses staff who
+    # press for citizens, skip the prompt, auto-post good reviews or fill in bad ones in bulk
+    cfg, terms = chain
+    api = api_client.WindowApi(cfg)
+    plan = {"W01": "honest", "W02": "honest", "W03": "reaches_over", "W04": "skips",
+            "W05": "auto_posts", "W06": "same_reasons"}
+    errors = []
+    threads = [threading.Thread(target=_serve, args=(api, w, terms[w], b, errors))
+               for w, b in plan.items()]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(300)
+    assert errors == []
+    for w in WINDOWS:   # the last transaction ends with the day
+        api.start(w, "%s-end" % w)
+    from tests.conftest import hall_query
+    wait_until(lambda: all(t.backlog() == 0 for t in terms.values()), timeout=60,
+               what="every rating acked")
+    wait_until(lambda: backlog(hall_query(cfg)) == 0, timeout=60, what="all forwarded")
+    period = time.strftime("%Y-%m", time.localtime())
+    rep = integrity.report(store.open(), period, T)
+    found = {(f["detector"], f["unit"]) for f in rep["findings"]}
+    by_window = {u.split("/")[-1] for _, u in found}
+    assert not by_window & {"W01", "W02", "S101", "S201"}, found       # no honest unit named
+    assert ("reaction", "window:H01/W03") in found
+    assert ("skipped_prompts", "window:H01/W04") in found
+    assert ("patterns", "window:H01/W05") in found
+    assert ("patterns", "window:H01/W06") in found
+    # the command writes the internal report
+    r = hcp("integrity", "report", "--db", store.db, "--period", period, "--out", tmp_path)
+    assert "window:H01/W03" in r.output
+    with open(tmp_path / ("%s-integrity.json" % period), encoding="utf-8") as f:
+        assert json.load(f)["findings"]
