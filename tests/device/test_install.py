@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from haochaping.daemon.errors import HcpError
+from haochaping.firmware import app as fw_app
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.device import install
 from haochaping.tools.device import serial_session as session
@@ -59,7 +60,7 @@ def test_install_uploads_compiled_files_that_run_on_the_board(tmp_path, boards):
                     "print(config.DEFAULTS['port'], app.VERSION,"
                     " len(sign.sign(b'k'*32, 'x', [1])))")
     assert out.split()[0] == b"1883"
-    assert out.split()[1] == b"0.1.0"
+    assert out.split()[1] == fw_app.VERSION.encode()   # the release just built
 
     r = CliRunner().invoke(cli, ["device", "install", "--port", b.port])
     assert r.exit_code == 0 and "is up to date" in r.output

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Clock = Callable[[], float]
@@ -221,18 +221,21 @@ class PinLimiter:
     """Wrong PINs in a row, per key (a staff number, a client address). A sign-in is counted
     as a wrong PIN when it begins, before its PIN is checked, in one step with the check that
     the keys are not locked: so parallel sign-ins cannot all pass the check before any of them
-    is counted. A right PIN clears its keys. After `limit` counted sign-ins for a key, sign-in
-    with it is refused for `lockout_s` seconds, even with the right PIN."""
+    is counted. A right PIN clears its keys, except for the sign-ins still being checked (they
+    stay counted: a guess racing the right PIN is no free try). After `limit` counted
+    sign-ins for a key, sign-in with it is refused for `lockout_s` seconds, even with the
+    right PIN."""
 
     def __init__(self, lockout_s: float, clock: Clock = time.time) -> None:
         self.lockout_s = lockout_s
         self.clock = clock
-        self._fails: dict[str, tuple[int, float]] = {}   # key -> (count, last attempt time)
+        # key -> [counted, last attempt time, sign-ins being checked now]
+        self._fails: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def _wait(self, key: str, limit: int, now: float) -> int:
-        count, last = self._fails.get(key, (0, 0))
-        if now - last >= self.lockout_s:
+        count, last, checking = self._fails.get(key, (0, 0, 0))
+        if now - last >= self.lockout_s and not checking:
             self._fails.pop(key, None)
         elif count >= limit:
             return int(last + self.lockout_s - now) + 1
@@ -246,7 +249,8 @@ class PinLimiter:
 
     def attempt(self, limits: Mapping[str, int]) -> int:
         """Begin a sign-in with these keys ({key: limit}): 0 if it may go on, and then it is
-        counted as a wrong PIN until succeeded(); else the seconds until one may (not counted)."""
+        counted as a wrong PIN (and as being checked until finished()); else the seconds until
+        one may (not counted)."""
         now = self.clock()
         with self._lock:
             wait = max([self._wait(k, n, now) for k, n in limits.items()], default=0)
@@ -255,11 +259,20 @@ class PinLimiter:
             if len(self._fails) > 100000:
                 self._fails.clear()  # a flood of made-up numbers: start over rather than grow
             for k in limits:
-                count, _ = self._fails.get(k, (0, 0))
-                self._fails[k] = (count + 1, now)
+                f = self._fails.setdefault(k, [0, now, 0])
+                f[0] += 1
+                f[1] = now
+                f[2] += 1
             return 0
 
-    def succeeded(self, *keys: str) -> None:
+    def finished(self, keys: Iterable[str], ok: bool) -> None:
+        """A sign-in begun with attempt() is over: ok (the right PIN) clears its keys but for
+        the other sign-ins still being checked; else it stays counted."""
         with self._lock:
             for k in keys:
-                self._fails.pop(k, None)
+                f = self._fails.get(k)
+                if f is None:
+                    continue
+                f[2] = max(0, f[2] - 1)
+                if ok:
+                    f[0] = f[2]

@@ -511,7 +511,11 @@ class _Request:
             wait = c.pins.attempt(keys)
             if wait:
                 raise Refused(429, "locked", wait=wait)
-            acct = c.pin_threads.submit(staff.verify, self.conn(), number, pin).result()
+            acct = None
+            try:
+                acct = c.pin_threads.submit(staff.verify, self.conn(), number, pin).result()
+            finally:   # the right PIN for this page clears the count (but for guesses racing it)
+                c.pins.finished(keys, acct is not None and acct["role"] == role)
         finally:
             c.pin_checks.release()
         if acct is None:
@@ -522,7 +526,6 @@ class _Request:
             self.record("staff:" + number, "console.sign-in-refused", staff=number, at=place,
                         address=addr, reason="role %s" % acct["role"])
             raise Refused(403, "wrong-role")
-        c.pins.succeeded(*keys)
         was_at = [p for p, who in c.sessions.signed_in_at().items()
                   if any(n == acct["number"] for n, _ in who)]
         s = c.sessions.sign_in(self.session, acct, place)
