@@ -1,5 +1,6 @@
 """`hcp demo`, as a new user runs it: a whole hall on this machine, its output piped to a file."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,14 +79,18 @@ def test_a_kept_demo_keeps_running_with_its_output_in_a_file_until_sigterm(tmp_p
 
 
 def test_the_demo_piped_into_a_file_runs_the_day_and_ends_by_itself(tmp_path):
-    # if this fails, README's `make demo > log` hangs or fails for a new user
-    proc, text = _demo(tmp_path)
+    # if this fails, README's `make demo > log` hangs or fails for a new user, or the demo
+    # shows no citizen rating by phone (评价二维码)
+    proc, text = _demo(tmp_path, "--ratings", "16")
     try:
         assert proc.wait(180) == 0, text()
     finally:
         if proc.poll() is None:
             proc.kill()
     assert "each in the hall database exactly once" in text()
+    phone = re.search(r"(\d+) rated by phone", text())
+    assert phone and int(phone.group(1)) >= 1, text()
+    assert re.search(r"二维码 \(phone\) %s" % phone.group(1), text()), text()
 
 
 def test_simulate_leaves_a_staff_members_ticket_alone_and_counts_only_its_own_run(

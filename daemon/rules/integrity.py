@@ -179,8 +179,8 @@ def bursts(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
         for day in _by(cs, lambda c: str(int((c["finished_at"] + 8 * 3600) // 86400))).values():
             first = min(c["finished_at"] for c in day)
             last = max(c["finished_at"] for c in day)
-            if last - first <= 2 * edge:
-                continue   # a short day: nothing to compare with
+            if last - first < 8 * edge:
+                continue   # a short day (or the first hour of today): no edges to speak of
             n_edge += sum(1 for c in day if c["finished_at"] - first < edge
                           or last - c["finished_at"] < edge)
         share = n_edge / len(cs)

@@ -16,17 +16,13 @@ divided by 10 (3 s correction -> 0.3 s, 60 s resend -> 6 s) so the test takes se
 If this failed, a citizen could be told "thank you" and the rating never be counted, or be
 counted twice, when the hall's WiFi, broker or server has a bad moment.
 """
-import random
-import threading
-import time
 
 import pytest
 
-from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import api_client
 from haochaping.firmware import app as fw_app
-from haochaping.protocol import levels
 from haochaping.tools.sim import firmware_host, hall_kit
+from haochaping.tools.sim.citizens import Citizens
 from tests.conftest import wait_until
 
 SCALE = 10
@@ -50,73 +46,6 @@ def firmware(hall, broker, tmp_path):
     yield hosts
     for h in hosts:
         h.stop()
-
-
-class Citizens:
-    """One window system thread per window: call a ticket, finish it, the citizen rates. When
-    the daemon is down (no prompt can come) or the terminal is offline, citizens still press:
-    the terminal keeps the rating (unsolicited) and must deliver it later."""
-
-    def __init__(self, api, terminals):
-        self.api = api
-        self.terminals = terminals
-        self.stop = threading.Event()
-        self.errors = []
-        self.paused = set()
-        self.idle = {w: threading.Event() for w in terminals}
-        self.threads = [threading.Thread(target=self._window, args=(w, t), daemon=True)
-                        for w, t in terminals.items()]
-
-    def start(self):
-        for th in self.threads:
-            th.start()
-        return self
-
-    def _window(self, window, term):
-        r = random.Random(window)
-        last = None
-        n = 0
-        while not self.stop.is_set():
-            if window in self.paused:
-                self.idle[window].set()
-                time.sleep(0.02)
-                continue
-            n += 1
-            try:
-                self.api.start(window, "%s-%04d" % (window, n), staff="S01")
-                self.api.finish(window)
-                s = term.wait_session(timeout=1.0, token_not=last)
-                if s:
-                    last = s["token"]
-            except HcpError:
-                time.sleep(0.1)   # the daemon is down: the citizen presses anyway
-            level = r.randint(1, 5)
-            try:
-                term.wait_ready()  # after the previous citizen's thank-you
-                if r.random() < 0.15:
-                    term.press(6 - level, keep_session=True)   # changes their mind within 3 s
-                seq = term.press(level)
-                if seq is not None and levels.is_bad(level) and r.random() < 0.5:
-                    term.reason(seq, r.choice(levels.REASONS)[0])
-            except HcpError as e:
-                self.errors.append("%s: %s" % (window, e))
-                return
-
-    def pause(self, windows):
-        """No new citizens at these windows (the one rating now finishes first)."""
-        for w in windows:
-            self.idle[w].clear()
-            self.paused.add(w)
-        for w in windows:
-            assert self.idle[w].wait(30), w
-
-    def resume(self, windows):
-        self.paused.difference_update(windows)
-
-    def finish(self):
-        self.stop.set()
-        for th in self.threads:
-            th.join(30)
 
 
 def _confirmed(hosts):

@@ -113,7 +113,7 @@ def registry_windows(conn: sqlite3.Connection) -> list[str]:
 
 
 def _day(cfg: HallConfig, by_window: ByWindow, transactions: int,
-         seed: int) -> tuple[dict[str, int], list[str], int]:
+         seed: int, phone_share: float = 0.0) -> tuple[dict[str, int], list[str], int]:
     """Serve the citizens, wait for the acks, check what the terminals confirmed: (what the
     citizens did, problems, ratings confirmed to citizens)."""
     from haochaping.tools.sim import scenario
@@ -123,7 +123,8 @@ def _day(cfg: HallConfig, by_window: ByWindow, transactions: int,
         def progress(done: int) -> None:
             bar.update(done - state["n"])
             state["n"] = done
-        did, errors = scenario.run(cfg, by_window, transactions, seed, progress)
+        did, errors = scenario.run(cfg, by_window, transactions, seed, progress,
+                                   phone_share=phone_share)
     left = scenario.drain(by_window)
     if left:
         errors.append("%d rating(s) still waiting for the daemon's ack" % left)
@@ -146,6 +147,10 @@ def _print_results(cfg: HallConfig, did: Mapping[str, int], errors: Sequence[str
     click.echo(summary.format_summary(summary.window_summary(conn, since_tx)))
     oc = summary.outcome_counts(conn, since)
     click.echo("\nratings by outcome: %s" % ", ".join("%s %d" % kv for kv in sorted(oc.items())))
+    ch = dict(conn.execute("SELECT channel, COUNT(*) FROM ratings WHERE received_at >= ?"
+                           " GROUP BY channel", (since,)).fetchall())
+    click.echo("ratings by channel: 评价器 %d, 二维码 (phone) %d" % (ch.get("PJQ", 0),
+                                                                 ch.get("QR", 0)))
     conn.close()
 
 
@@ -210,7 +215,7 @@ def demo(folder: str, windows: int, transactions: int, seed: int, runtime: str, 
             raise HcpError("%s exists and is not a demo hall; choose another --dir" % folder)
         shutil.rmtree(folder)
     ids = tuple("W%02d" % (i + 1) for i in range(windows))
-    cfg = hall_kit.create(folder, windows=ids)
+    cfg = hall_kit.create(folder, windows=ids, mobile=True)
     if keep:  # the index page's "simulated terminal" panel, through the keypad served below
         cfg = _demo_keypad_on(cfg)
     click.echo("hall H01 in %s: %d windows, %d terminals" % (folder, windows, windows))
@@ -220,7 +225,8 @@ def demo(folder: str, windows: int, transactions: int, seed: int, runtime: str, 
     by_window: ByWindow | None = None
     try:
         d = processes.DaemonProcess(cfg).start()
-        click.echo("hall daemon running (log %s), window API on %s" % (d.log_path, cfg.api.listen))
+        click.echo("hall daemon running (log %s), window API on %s, phone page (评价二维码) on %s"
+                   % (d.log_path, cfg.api.listen, cfg.mobile.listen))
         from haochaping.daemon.hall.console.staff import demo_accounts
         conn = db.connect(cfg.hall.database)
         console = demo_accounts(conn, ids, "http://" + cfg.api.listen)
@@ -228,7 +234,7 @@ def demo(folder: str, windows: int, transactions: int, seed: int, runtime: str, 
         for line in console:
             click.echo(line)
         by_window = _start(cfg, folder, None, runtime, scale)
-        did, errors, confirmed = _day(cfg, by_window, transactions, seed)
+        did, errors, confirmed = _day(cfg, by_window, transactions, seed, phone_share=0.15)
         if keep:
             from haochaping.tools.sim.keypad import KeypadServer
             keypad = KeypadServer(folder, {t.terminal: t for ts in by_window.values()

@@ -38,15 +38,19 @@ class DeviceFile(TypedDict):
 def create(folder: str, hall: str = "H01", windows: Sequence[str] = ("W01", "W02", "W03"),
            terminals_per_window: int = 1, mqtt_port: int | None = None,
            api_port: int | None = None, timeout_s: int = 120,
-           extra_superusers: Sequence[str] = (), batch_max: int = 1000) -> HallConfig:
+           extra_superusers: Sequence[str] = (), batch_max: int = 1000,
+           mobile: bool = False) -> HallConfig:
     """Write everything (the hall as `hcp init` writes one, on free ports, with its terminals
-    registered and paired); return the loaded config (its folder is `folder`)."""
+    registered and paired; mobile: with the QR channel's phone page on a free port); return the
+    loaded config (its folder is `folder`)."""
     mqtt_port = mqtt_port or processes.free_port()
     api_port = api_port or processes.free_port()
     cfg = hall_init.write_hall(folder, hall, mqtt_port, "127.0.0.1:%d" % api_port,
                                broker_listen="127.0.0.1", timeout_s=timeout_s,
                                batch_max=batch_max, caller="window-system",
-                               extra_superusers=extra_superusers)
+                               extra_superusers=extra_superusers,
+                               mobile_listen="127.0.0.1:%d" % processes.free_port() if mobile
+                               else "")
     os.makedirs(os.path.join(folder, "terminals"), exist_ok=True)
     conn = db.connect(cfg.hall.database)
     users: dict[str, str] = {}

@@ -25,6 +25,7 @@ from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall.api_client import WindowApi
 from haochaping.daemon.hall.settings import HallConfig
 from haochaping.protocol import levels
+from haochaping.tools.sim import phone
 from haochaping.tools.sim.hall_kit import DeviceFile, devices
 from haochaping.tools.sim.terminal_sim import SimTerminal
 
@@ -91,9 +92,10 @@ def _next_seqs(cfg: HallConfig, devs: Sequence[DeviceFile]) -> dict[str, int]:
 
 def run(cfg: HallConfig, by_window: Mapping[str, Sequence[Terminal]], transactions: int,
         seed: int = 1, progress: Callable[[int], object] | None = None,
-        service_s: float = 0.02) -> tuple[dict[str, int], list[str]]:
+        service_s: float = 0.02, phone_share: float = 0.0) -> tuple[dict[str, int], list[str]]:
     """Serve `transactions` citizens spread over the windows; return what the citizens did
-    ({what: how many citizens}) and the problems seen."""
+    ({what: how many citizens}) and the problems seen. phone_share: the share of citizens who
+    rate on their phone through the window's desk card (评价二维码; [mobile] must be on)."""
     api = WindowApi(cfg)
     rnd = random.Random(seed)
     run_tag = time.strftime("%H%M%S")   # tickets of this run differ from the day's others
@@ -106,6 +108,10 @@ def run(cfg: HallConfig, by_window: Mapping[str, Sequence[Terminal]], transactio
     did = {"rated": 0, "walked away": 0, twice: 0, "reasons": 0}
     if corrects:
         did["pressed again after thanks"] = 0
+    cards: dict[str, str] = {}
+    if phone_share:
+        cards = phone.desk_card_urls(cfg)
+        did["rated by phone"] = 0
     citizens = [k for k in did if k != "reasons"]
     lock = threading.Lock()
     errors: list[str] = []
@@ -136,6 +142,15 @@ def run(cfg: HallConfig, by_window: Mapping[str, Sequence[Terminal]], transactio
             what = "rated"
             if roll < WALK_AWAY:
                 what = "walked away"
+            elif window in cards and r.random() < phone_share:
+                level = r.choices(range(1, 6), LEVEL_WEIGHTS)[0]
+                reason = r.choice(levels.REASONS)[0] if levels.is_bad(level) else None
+                try:
+                    phone.rate(cards[window], level, reason)
+                except HcpError as e:
+                    errors.append("%s: by phone: %s" % (ticket, e))
+                    continue
+                what = "rated by phone"   # the daemon closes the terminal's prompt
             else:
                 level = r.choices(range(1, 6), LEVEL_WEIGHTS)[0]
                 if roll < WALK_AWAY + CHANGE_MIND:

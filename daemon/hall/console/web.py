@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from haochaping.daemon.errors import HcpError, InvalidInput
-from haochaping.daemon.hall import api, audit, windows
+from haochaping.daemon.hall import api, audit, integrity_live, windows
 from haochaping.daemon.hall.console import keypad_link, staff, views
 from haochaping.daemon.hall.console.sessions import PinLimiter, Session, Sessions
 from haochaping.protocol import fields, topics
@@ -62,6 +62,7 @@ Labels = dict[str, Any]  # labels.<lang>.json: texts, and tables of texts (level
 JsonObject = dict[str, Any]
 
 COOKIE = "hcp_console"
+INTEGRITY_EVERY_S = 60.0  # the manager page's integrity findings: recomputed this often
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _KEEPALIVE_S = 15
 _COALESCE_S = 0.1  # events that come together make one redraw
@@ -152,9 +153,21 @@ class Console:
                     ctype += "; charset=utf-8"
                 self.static[name] = (f.read(), ctype)
         self.templates = load_templates()
+        self._integrity: tuple[float, list[JsonObject]] = (-INTEGRITY_EVERY_S, [])
         # a kept demo's keypad socket ([console] demo_keypad), or None
         self.demo_keypad: str | None = (keypad_link.socket_path(daemon.cfg.path)
                                         if cfg.demo_keypad and daemon.cfg.path else None)
+
+    def integrity_today(self, conn: sqlite3.Connection, now: float) -> list[JsonObject]:
+        """Today's integrity findings (daemon/hall/integrity_live.py) for the manager page,
+        worked out at most once a minute: the page redraws every few seconds."""
+        at, found = self._integrity
+        if now - at >= INTEGRITY_EVERY_S:
+            found = [{"unit": f["unit"], "detector": f["detector"],
+                      "explanation": f["explanation"]}
+                     for f in integrity_live.today(conn, self.daemon.cfg.hall.id, now)]
+            self._integrity = (now, found)
+        return found
 
     def _write(self, fn: Callable[[sqlite3.Connection], None], wait: bool) -> None:
         """fn(conn) in the daemon's writer transaction (sessions.Write)."""
@@ -627,6 +640,7 @@ class _Request:
         conn = conn or self.conn()
         if place == "hall":
             v = views.hall_view(conn, now, self.c.sessions.signed_in_at())
+            v["integrity"] = self.c.integrity_today(conn, now)
             link = self.c.daemon.link
             connected = link.connected.is_set()
             v["broker"] = {"connected": connected, "error": None if connected

@@ -80,6 +80,17 @@
     if (r.ok) render(r.data.state); else button.disabled = false;
   }
 
+  function renderIntegrity(st) {
+    var ul = $("integrity");
+    ul.textContent = "";
+    (st.integrity || []).forEach(function (f) {
+      var li = C.el("li", "finding " + f.detector);
+      li.appendChild(C.el("span", "explanation", f.explanation));
+      ul.appendChild(li);
+    });
+    $("no-integrity").hidden = (st.integrity || []).length > 0;
+  }
+
   function renderWindows(st) {
     var list = $("windows");
     list.textContent = "";
@@ -129,6 +140,7 @@
     $("rate-detail").textContent = st.rate === null ? "" :
       C.fmt(L.acceptance_detail, { rated: st.rated, finished: st.finished });
     renderAlerts(st);
+    renderIntegrity(st);
   }
 
   $("sound").checked = soundOn();
