@@ -1,6 +1,6 @@
-"""The store's batch workers (daemon/store/workers.py) in a real `hcp store serve` process, on
-both backends: a worker that dies is replaced at once, whether or not a batch is coming, and no
-batch is lost or stored twice around it."""
+"""The store's worker processes (uvicorn's, daemon/store/workers.py) in a real `hcp store serve`,
+on both backends: a worker that dies is replaced at once, whether or not a batch is coming, and
+no batch is lost or stored twice around it."""
 import os
 import signal
 import subprocess
@@ -12,7 +12,7 @@ from .conftest import encode_v1
 
 
 def _batch_workers(store):
-    """Pids of the store's batch worker processes (spawned children of `hcp store serve`)."""
+    """Pids of the store's worker processes (spawned children of `hcp store serve`)."""
     out = subprocess.run(["pgrep", "-P", str(store.proc.proc.pid), "-f", "spawn_main"],
                          capture_output=True, text=True).stdout
     return sorted(int(p) for p in out.split())
@@ -59,7 +59,7 @@ def test_a_batch_worker_killed_while_the_store_is_idle_is_replaced_before_the_ne
     # no batch is posted meanwhile: the store must notice and start the workers by itself
     wait_until(lambda: victim not in _batch_workers(store) and len(_batch_workers(store)) == 2,
                what="the dead worker replaced with no batch coming")
-    assert "a batch worker died" in store.proc.log_text()
+    assert "store worker process %d died" % victim in store.proc.log_text()
     # back at full strength: the next batch is stored at its first attempt, the batch from
     # before the kill is answered as a duplicate, and each record is there once
     assert c.post_batch("w2", _body("w2", 21, 20))["status"] == "stored"
