@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -76,6 +77,17 @@ class Settings:
     started afresh (spawn) and get it from the serving process."""
     db: str
     identity_key: str | None = None
+    supervisor: int | None = None   # the pid of the process that started this worker, if any
+
+
+def _orphaned(supervisor: int) -> None:
+    """A worker whose supervisor is gone (SIGKILLed: it had no time to stop its workers) stops
+    too, rather than keep serving and holding the port and the database with nobody to
+    replace it; a batch it was writing is rolled back."""
+    while os.getppid() == supervisor:
+        time.sleep(0.5)
+    log.error("the store's serving process %d is gone: this worker stops", supervisor)
+    os._exit(1)
 
 
 class _WriteLock:
@@ -222,6 +234,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.supervisor is not None:
+            threading.Thread(target=_orphaned, args=(settings.supervisor,), daemon=True,
+                             name="store-orphan-watch").start()
         yield
         backend.close()
 
@@ -309,15 +324,15 @@ def create_app(settings: Settings) -> FastAPI:
                 lambda: _or_away(backend, lambda s: rules_api.post_appeal(s, auth, body)))
         return _answer(status, doc, close=status >= 400)
 
-    @app.get("/v1/appeals/{aid}", summary="An appeal's state, for the unit that filed it",
+    @app.get("/v1/appeals/{id}", summary="An appeal's state, for the unit that filed it",
              operation_id="getAppeal", response_model=None,
              responses={200: {"model": batch_spec.Appeal, "description": "The appeal."},
                         **_responses({k: _APPEAL_REFUSALS[k] for k in (401, 404, 503)})},
              openapi_extra=batch_spec.BEARER)
-    async def get_appeal(aid: str, request: Request) -> JSONResponse:
+    async def get_appeal(id: str, request: Request) -> JSONResponse:
         auth = request.headers.get("authorization", "")
         status, doc = await in_thread(
-            lambda: _or_away(backend, lambda s: rules_api.get_appeal(s, auth, aid)))
+            lambda: _or_away(backend, lambda s: rules_api.get_appeal(s, auth, id)))
         return _answer(status, doc)
 
     app.openapi = lambda: batch_spec.complete(app)  # type: ignore[method-assign]

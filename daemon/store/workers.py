@@ -122,6 +122,9 @@ class _Protocol(HttpToolsProtocol):
             self.cycle.disconnected = True    # the app's answer, if any, goes nowhere
             self.cycle.message_event.set()    # and its wait for the body ends
         self.transport.close()
+        # a TLS close waits up to 30 s (asyncio's) for the client's own close, reading all it
+        # still trickles in: one second for the answer to go out, then the socket is dropped
+        self.loop.call_later(1.0, self.transport.abort)
 
 
 class _Config(uvicorn.Config):

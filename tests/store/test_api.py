@@ -464,3 +464,39 @@ def test_the_store_answers_503_only_while_its_database_is_away(store):
     assert until_answered()[-1][1] == {"status": "duplicate", "batch": "p1", "records": 4,
                                        "new": 0}
     assert _counts(store)["ratings"] == 3
+
+
+def test_an_appeal_looked_up_while_the_database_is_away_is_answered_503_not_500(store, tmp_path):
+    # if this fails, a unit's office checking its appeal during a database outage gets a 500
+    # ("the store is broken") instead of 503 ("retry later"), and its client gives up
+    if not store.db.startswith("postgresql://"):
+        pytest.skip("a SQLite file cannot be taken away from a running store here")
+    import psycopg
+    from click.testing import CliRunner
+
+    from haochaping.tools.cli import _register, cli
+    from tests.conftest import wait_until
+
+    from .conftest import PG_ADMIN
+    _register()
+    r = CliRunner().invoke(cli, ["appeal", "add-unit", "--db", store.db, "--unit", "H01",
+                                 "--token-out", str(tmp_path / "t")])
+    assert r.exit_code == 0, r.output
+    auth = {"Authorization": "Bearer " + (tmp_path / "t").read_text().strip()}
+    c = store.client()
+    assert c.request("GET", "/v1/appeals/A1b2c3d4", None, auth)[0] == 404
+    name = store.db.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as a:
+        cut = [row[0] for row in a.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                                           " AND pid <> pg_backend_pid()", (name,))]
+        for pid in cut:
+            a.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_until(lambda: not a.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                         (cut,)).fetchall(), what="the connections gone")
+    answers = []
+    while not answers or answers[-1][0] == 503:
+        assert len(answers) < 10, answers
+        answers.append(c.request("GET", "/v1/appeals/A1b2c3d4", None, auth))
+    c.close()
+    assert answers[0] == (503, {"error": "store database unavailable, retry later"})
+    assert answers[-1][0] == 404

@@ -27,7 +27,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 SCHEMA = schemathesis.openapi.from_dict(_spec())
 OPERATIONS = [("/v1/batches", "POST"), ("/v1/health", "GET"), ("/v1/appeals", "POST"),
-              ("/v1/appeals/{aid}", "GET")]
+              ("/v1/appeals/{id}", "GET")]
 
 
 def _send(store, key, case):

@@ -60,8 +60,11 @@ def test_a_batch_worker_killed_while_the_store_is_idle_is_replaced_before_the_ne
     wait_until(lambda: victim not in _batch_workers(store) and len(_batch_workers(store)) == 2,
                what="the dead worker replaced with no batch coming")
     assert "store worker process %d died" % victim in store.proc.log_text()
-    # back at full strength: the next batch is stored at its first attempt, the batch from
-    # before the kill is answered as a duplicate, and each record is there once
+    # back at full strength: on a new connection (a hall's connection to the dead worker died
+    # with it; the hall reconnects) the next batch is stored at its first attempt, the batch
+    # from before the kill is answered as a duplicate, and each record is there once
+    c.close()
+    c = store.client()
     assert c.post_batch("w2", _body("w2", 21, 20))["status"] == "stored"
     assert c.post_batch("w1", first) == {"status": "duplicate", "batch": "w1", "records": 40,
                                          "new": 0}

@@ -103,7 +103,7 @@ def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
                                 name="store-rules", daemon=True)
         jobs.start()
     try:
-        serving.serve(Settings(db, identity_key), sock, workers,
+        serving.serve(Settings(db, identity_key, os.getpid() if workers else None), sock, workers,
                       None if insecure_http else cert, None if insecure_http else keyfile,
                       serving.Limits(read_timeout, keep_alive, max_connections))
     except KeyboardInterrupt:
