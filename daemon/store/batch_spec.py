@@ -248,8 +248,10 @@ def complete(app: FastAPI) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     template = "#/components/schemas/{model}"
-    for name, shape in (("Batch", Batch), ("AppealBody", AppealBody)):
-        js = TypeAdapter(shape).json_schema(ref_template=template)
+    shapes: list[tuple[str, TypeAdapter[Any]]] = [("Batch", TypeAdapter(Batch)),
+                                                  ("AppealBody", TypeAdapter(AppealBody))]
+    for name, shape in shapes:
+        js = shape.json_schema(ref_template=template)
         schemas.update(js.pop("$defs", {}))
         schemas[name] = js
     doc["components"]["schemas"] = dict(sorted(schemas.items()))

@@ -292,7 +292,7 @@ def create_app(settings: Settings) -> FastAPI:
         async with bodies:
             body = await read_body(request, batches.MAX_BODY, "a batch")
             if isinstance(body, JSONResponse):
-                doc = body.body.decode()
+                doc = bytes(body.body).decode()
                 log.warning("refused batch %s from hall %s (%s): HTTP %d %s", batch, hall, client,
                             body.status_code, doc)
                 return body

@@ -49,6 +49,20 @@ def _send(store, key, case):
     return case.call(base_url=store.url, verify=store.ca, timeout=60)
 
 
+def _fuzz(store, key, operation, mode):
+    """EXAMPLES requests made from one operation of the document, each answer checked."""
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case):
+        try:
+            response = _send(store, key, case)
+        except requests.exceptions.InvalidHeader:
+            return   # a header the client library itself will not send
+        case.validate_response(response, checks=CHECKS)
+    run()
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_request_made_from_the_openapi_document_gets_a_5xx_or_an_undocumented_answer(
         store, mode):
@@ -56,18 +70,9 @@ def test_no_request_made_from_the_openapi_document_gets_a_5xx_or_an_undocumented
     # fail with a 5xx, or answer something its published document does not say
     key = batches.read_key_file(store.key_file)
     for path, method in OPERATIONS:
-        operation = SCHEMA[path][method]
-
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy(generation_mode=mode))
-        def run(case, operation=operation):
-            try:
-                response = _send(store, key, case)
-            except requests.exceptions.InvalidHeader:
-                return   # a header the client library itself will not send
-            case.validate_response(response, checks=CHECKS)
-        run()
+        if mode == GenerationMode.NEGATIVE and path == "/v1/health":
+            continue     # it takes nothing that could be wrong
+        _fuzz(store, key, SCHEMA[path][method], mode)
     c = store.client()
     try:
         assert c.health()["ok"]

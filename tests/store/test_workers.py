@@ -90,3 +90,30 @@ def test_a_batch_posted_as_a_worker_dies_is_stored_once_after_the_hall_retries(s
                                                  "ratings": 40, "reasons": 0}
     assert store.query(lambda s: s.uids("transaction", "H01")) == sorted(
         "H01:tx:%d" % i for i in range(1, 41))
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"   # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_stop_by_themselves_when_the_serving_process_alone_is_killed(store):
+    # if this fails, a store whose serving process was killed (the OOM killer picks the
+    # biggest) leaves its workers serving with nobody to replace them, and holding the port, so
+    # that the service manager's restart cannot listen on it
+    kids = _batch_workers(store)
+    assert len(kids) == 2
+    store.proc.proc.kill()          # the serving process only, not its workers
+    store.proc.proc.wait()
+    wait_until(lambda: all(_gone(p) for p in kids), what="the orphaned workers gone")
+    assert "serving process %d is gone: this worker stops" % store.proc.proc.pid \
+        in store.proc.log_text()
+    store.proc.start()              # the port is free again
+    c = store.client()
+    try:
+        assert c.post_batch("o1", _body("o1", 1, 3))["status"] == "stored"
+    finally:
+        c.close()

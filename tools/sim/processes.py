@@ -3,7 +3,9 @@ tests: a broker, a hall daemon, a store. Each can be started, SIGKILLed and star
 that fault tests exercise the real thing. They share one start-and-wait helper."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -143,3 +145,22 @@ class StoreProcess(Service):
         finally:
             probe.close()
         return self
+
+    def workers(self) -> list[int]:
+        """The pids of the store's worker processes (uvicorn's, spawned by `hcp store serve`)."""
+        if not self.proc or self.proc.poll() is not None:
+            return []
+        try:
+            with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
+                return [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the store and its worker processes at once, as a power cut would (a worker
+        left alone would stop by itself within a second, but hold the port until then)."""
+        kids = self.workers()
+        super().kill()
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
