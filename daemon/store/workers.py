@@ -42,6 +42,7 @@ from haochaping.daemon.store.server import Settings, create_app
 
 log = logging.getLogger(__name__)
 MAX_HEAD = 64 * 1024
+READY_S = 60        # a worker's start (a fresh interpreter importing FastAPI) takes 1-3 s
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class _Config(uvicorn.Config):
         # in a spawned worker nothing is set up yet: log as `hcp` does, to the serving
         # process's own stderr, which the worker inherits
         logging.basicConfig(level=self.hcp_log_level, stream=sys.stderr,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+                            format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
         logging.getLogger("uvicorn.error").setLevel(max(self.hcp_log_level, logging.WARNING))
         super().configure_logging()
 
@@ -161,8 +162,21 @@ def _tls(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.S
 
 
 class _Supervisor(Multiprocess):
-    """uvicorn's supervisor, saying in our log (at ERROR: it matters without -v) when it
-    replaces a worker that died."""
+    """uvicorn's supervisor, saying when every worker is serving (so that the first clients'
+    connections are spread over them all, not all taken by the first one up) and, in our log
+    at ERROR (it matters without -v), when it replaces a worker that died."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket],
+                 on_ready: Callable[[], None]) -> None:
+        super().__init__(config, sockets)
+        self.on_ready = on_ready
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        for p in self.processes:
+            if not p.wait_until_ready(READY_S, self.should_exit) and not self.should_exit.is_set():
+                log.warning("store worker process %s is not serving after %d s", p.pid, READY_S)
+        self.on_ready()
 
     def keep_subprocess_alive(self) -> None:
         before = {p.pid for p in self.processes}
@@ -212,14 +226,17 @@ def _more_files(need: int) -> None:
 
 
 def serve(settings: Settings, sock: socket.socket, workers: int, cert: str | None,
-          key: str | None, limits: Limits = Limits()) -> None:
+          key: str | None, limits: Limits = Limits(),
+          on_ready: Callable[[], None] = lambda: None) -> None:
     """Serve until SIGTERM or SIGINT: `workers` processes under uvicorn's supervisor, or with
-    0 this process alone (no supervisor: nothing replaces it but the service manager)."""
+    0 this process alone (no supervisor: nothing replaces it but the service manager).
+    `on_ready` is called once every worker serves."""
     _more_files(limits.max_connections * max(1, workers) + 256)
     config = _Config(settings, limits, logging.getLogger().getEffectiveLevel(),
                      ssl_certfile=cert, ssl_keyfile=key, workers=max(1, workers),
                      timeout_graceful_shutdown=20)
     if workers == 0:
+        on_ready()
         uvicorn.Server(config).run(sockets=[sock])
     else:
-        _Supervisor(config, sockets=[sock]).run()
+        _Supervisor(config, [sock], on_ready).run()

@@ -93,8 +93,10 @@ def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
         sock.close()
         raise
     host, port = sock.getsockname()[:2]
-    logging.getLogger(__name__).warning("store (%s) listening on %s://%s:%d", st.dialect,
-                                        "http" if insecure_http else "https", host, port)
+
+    def ready() -> None:
+        logging.getLogger(__name__).warning("store (%s) listening on %s://%s:%d", st.dialect,
+                                            "http" if insecure_http else "https", host, port)
     stop = threading.Event()
     jobs: threading.Thread | None = None
     if rules_every:   # here, once, not in every worker
@@ -105,7 +107,7 @@ def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
     try:
         serving.serve(Settings(db, identity_key, os.getpid() if workers else None), sock, workers,
                       None if insecure_http else cert, None if insecure_http else keyfile,
-                      serving.Limits(read_timeout, keep_alive, max_connections))
+                      serving.Limits(read_timeout, keep_alive, max_connections), ready)
     except KeyboardInterrupt:
         pass
     finally:

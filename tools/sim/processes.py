@@ -119,7 +119,8 @@ class DaemonProcess(Service):
 
 
 class StoreProcess(Service):
-    """`hcp store serve` on `db`; start() waits until it answers over HTTPS."""
+    """`hcp store serve` on `db`; start() waits until all its workers serve and it answers over
+    HTTPS."""
 
     def __init__(self, db: str, port: int, cert: str, key: str, ca: str, log_path: str,
                  identity_key: str | None = None, extra: Iterable[object] = ()) -> None:
@@ -134,10 +135,14 @@ class StoreProcess(Service):
                 "--listen", "127.0.0.1:%d" % self.port] + self.extra
         if self.identity_key:
             args += ["--identity-key", self.identity_key]
+        started = self.log_text().count("listening on")   # the log goes on across restarts
         proc = self._spawn(args)
         probe = StoreClient(self.url, "", b"", ca=self.ca, timeout=2)
 
         def answers() -> bool:
+            # every worker serving (the store says "listening on" then), and one answers
+            if self.log_text().count("listening on") == started:
+                return False
             probe.health()
             return True
         try:
