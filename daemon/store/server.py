@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import re
@@ -146,7 +148,6 @@ def store_batch(store: Store, hall: str, batch: str, body: bytes,
                 write_lock: _WriteLock | None = None) -> BatchAnswer:
     """Decode, check and store one batch whose signature is checked: backends.store_batch's
     answer (with the batch's cases opened in its transaction), or BadBatch."""
-    import hashlib
     h, b, parsed = batches.parse_batch(body, hall, batch)
     sha = hashlib.sha256(body).hexdigest()
     if write_lock is None:
@@ -387,6 +388,5 @@ def _batch(backend: _Backend, hall: str, batch: str, sig: str, body: bytes
 def openapi_text() -> str:
     """The store's OpenAPI document as docs/store-openapi.json holds it (made from the code;
     `hcp store openapi`)."""
-    import json
     doc = create_app(Settings(db="")).openapi()
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
