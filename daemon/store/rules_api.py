@@ -1,4 +1,4 @@
-"""The store's HTTP routes for the rules (docs/store-openapi.yaml), called by server.py.
+"""The store's HTTP routes for the rules (docs/store-openapi.json), called by server.py.
 
     POST /v1/appeals      Authorization: Bearer <the unit's token>  (`hcp appeal add-unit`)
                           body {"rating": "H01:rating:T001:42", "reason": "…"}
@@ -11,10 +11,8 @@ In the transaction that stores a batch the server calls in_batch(): its bad revi
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
-from email.message import Message
 from typing import TYPE_CHECKING
 
 from haochaping.daemon.store import access, appeals, cases
@@ -27,7 +25,7 @@ if TYPE_CHECKING:
 Answer = tuple[int, dict[str, object]]
 
 log = logging.getLogger(__name__)
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024   # bytes of an appeal; the server answers 411/413 before reading
 
 
 def in_batch(t: access.Tx, hall: str, batch: str) -> None:
@@ -35,9 +33,8 @@ def in_batch(t: access.Tx, hall: str, batch: str) -> None:
     cases.open_in_batch(t, hall, batch)
 
 
-def _unit(store: Store, headers: Message) -> str | None:
-    auth = headers.get("Authorization", "")
-    scheme, _, token = auth.partition(" ")
+def _unit(store: Store, authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return appeals.unit_of(store, token.strip())
@@ -49,22 +46,22 @@ def _public(a: Record) -> dict[str, object]:
         "filed_at": a["filed_at"], "filing_deadline": a["filing_deadline"]}
 
 
-def post_appeal(store: Store, headers: Message, rfile: io.BufferedIOBase) -> Answer:
-    """-> (HTTP status, JSON document)."""
-    length = headers.get("Content-Length")
-    if length is None or not length.isdigit():
-        return 411, {"error": "Content-Length required"}
-    if int(length) > MAX_BODY:
-        return 413, {"error": "an appeal is at most %d bytes" % MAX_BODY}
-    body = rfile.read(int(length))
+_NO_TOKEN: Answer = (401, {"error": "Authorization: Bearer <unit token> required"
+                                    " (hcp appeal add-unit)"})
+_AWAY: Answer = (503, {"error": "store database unavailable, retry later"})
+
+
+def post_appeal(store: Store, authorization: str, body: bytes) -> Answer:
+    """An appeal's raw body (its length checked by the server) with the request's
+    Authorization header -> (HTTP status, JSON document)."""
     try:
-        unit = _unit(store, headers)
+        unit = _unit(store, authorization)
     except Exception as e:
         log.error("store database unavailable: %s", e)
-        return 503, {"error": "store database unavailable, retry later"}
+        return _AWAY
     if unit is None:
         log.warning("appeal refused: no or unknown unit token")
-        return 401, {"error": "Authorization: Bearer <unit token> required (hcp appeal add-unit)"}
+        return _NO_TOKEN
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -77,17 +74,26 @@ def post_appeal(store: Store, headers: Message, rfile: io.BufferedIOBase) -> Ans
     except appeals.AppealRefused as e:
         log.warning("appeal by unit %s refused: HTTP %d", unit, e.status)
         return e.status, {"error": str(e)}
+    except Exception as e:
+        log.error("store database unavailable: %s", e)
+        return _AWAY
     return 201, _public(a)
 
 
-def get_appeal(store: Store, headers: Message, aid: str) -> Answer:
-    unit = _unit(store, headers)
-    if unit is None:
-        return 401, {"error": "Authorization: Bearer <unit token> required (hcp appeal add-unit)"}
+def get_appeal(store: Store, authorization: str, aid: str) -> Answer:
+    """-> (HTTP status, JSON document): 200 the appeal, for the unit that filed it; 401 no or
+    unknown token; 404 no such appeal of this unit; 503 the database away."""
     try:
-        a = appeals.get(store, aid)
-    except appeals.AppealRefused:
-        a = None
+        unit = _unit(store, authorization)
+        if unit is None:
+            return _NO_TOKEN
+        try:
+            a = appeals.get(store, aid)
+        except appeals.AppealRefused:
+            a = None
+    except Exception as e:
+        log.error("store database unavailable: %s", e)
+        return _AWAY
     if a is None or a["unit"] != unit:
         return 404, {"error": "no appeal %s of unit %s" % (aid, unit)}
     return 200, _public(a)

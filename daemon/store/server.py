@@ -1,11 +1,9 @@
-"""The municipal store's HTTPS API (docs/store-openapi.yaml): stdlib ThreadingHTTPServer + ssl.
+"""The municipal store's HTTPS API: a FastAPI (Starlette) application, served by uvicorn in
+worker processes (workers.py). Its OpenAPI document is generated from this module (served at
+/openapi.json; `hcp store openapi` writes docs/store-openapi.json).
 
-Why the standard library: one POST endpoint and a health check need no framework, and every
-hall daemon and test already has it. TLS is done in each connection's own thread (not in
-accept), so a slow or plain-HTTP client never holds up the others; a plain-HTTP request gets a
-plain 400 saying "use https" instead of a TLS alert it cannot read.
-
-    POST /v1/batches   headers X-Hcp-Hall, X-Hcp-Batch, X-Hcp-Signature (hex HMAC-SHA256)
+    POST /v1/batches   headers X-Hcp-Hall, X-Hcp-Batch, X-Hcp-Signature (hex HMAC-SHA256 over the
+                       raw body), Content-Length
                        200 {"status": "stored"|"duplicate", "batch", "records", "new"}
                        400 malformed · 401 bad signature · 403 unknown hall · 409 batch id reused
                        411/413 length · 422 a record refused (a rule broken, or a value the
@@ -13,40 +11,55 @@ plain 400 saying "use https" instead of a TLS alert it cannot read.
     GET  /v1/health    200 {"ok": true, "backend": "sqlite"|"postgres"}
     POST /v1/appeals   a rated unit's appeal (第十条), Authorization: Bearer <unit token>;
     GET  /v1/appeals/ID                                               see rules_api.py
+
+Every answer is JSON with the reason in `error` when it is a refusal. The body is read as raw
+bytes (the signature covers them exactly), never parsed before the signature is checked; the
+work on it (signature, decoding, checks, the database) runs in a thread, at most
+STORE_THREADS at once per worker process, and at most BODIES bodies are held at once.
 """
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import fcntl
+import hashlib
 import json
 import logging
+import os
 import re
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from haochaping.daemon import batches
 from haochaping.daemon.batches import BadBatch
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.store import rules_api, workers
+from haochaping.daemon.store import backends, batch_spec, identity, rules_api
 
 if TYPE_CHECKING:
-    from socketserver import _RequestType
-
     from haochaping.daemon.store.backends import BatchAnswer, Store
 
 log = logging.getLogger(__name__)
-_HANDSHAKE_S = 10
-_PLAIN_REFUSAL = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                  b"Connection: close\r\nContent-Length: %d\r\n\r\n%s")
+T = TypeVar("T")
+
+STORE_THREADS = 2   # per worker process: one decodes a batch while another writes
+BODIES = 8          # per worker process: request bodies held in memory at once (≤ 16 MiB each)
 # a refusal that names its record, as docs/store.md words them: "record H01:tx:3: ticket …"
 # (the field: a word the batch body knows), or "record H01:tx:3 cannot be stored: …"
 _NAMED = re.compile(r"record (\S+?)(?:: (\w+) | )")
 _UID = re.compile(r"[A-Za-z0-9_-]{1,32}:(?:tx|rating|reason):")  # batches.py's record ids
 _FIELDS = frozenset(f for fields in batches.FIELDS.values() for f in fields[1:])
+_AWAY = "store database unavailable, retry later"
 
 
 def refusal(status: int, reason: str) -> dict[str, object]:
@@ -60,206 +73,320 @@ def refusal(status: int, reason: str) -> dict[str, object]:
     return doc
 
 
-class StoreServer:
-    def __init__(self, store: Store, listen: str, cert: str | None = None, key: str | None = None,
-                 insecure_http: bool = False, workers: workers.Workers | None = None) -> None:
-        """workers: a workers.Workers pool that stores the batches, or None to store them in
-        the connections' own threads."""
-        host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit():
-            raise HcpError("--listen: HOST:PORT, got %r" % listen)
-        self.store, self.workers = store, workers
-        self.ctx: ssl.SSLContext | None = None
-        if not insecure_http:
-            if not cert or not key:
-                raise HcpError("HTTPS needs --cert and --key (or, only behind a TLS proxy,"
-                               " --insecure-http)")
-            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+@dataclass(frozen=True)
+class Settings:
+    """What each worker process needs to open the store: picklable, as uvicorn's workers are
+    started afresh (spawn) and get it from the serving process."""
+    db: str
+    identity_key: str | None = None
+    supervisor: int | None = None   # the pid of the process that started this worker, if any
+
+
+def _orphaned(supervisor: int) -> None:
+    """A worker whose supervisor is gone (SIGKILLed: it had no time to stop its workers) stops
+    too, rather than keep serving and holding the port and the database with nobody to
+    replace it; a batch it was writing is rolled back."""
+    while os.getppid() == supervisor:
+        time.sleep(0.5)
+    log.error("the store's serving process %d is gone: this worker stops", supervisor)
+    os._exit(1)
+
+
+class _WriteLock:
+    """SQLite: one batch written at a time across the worker processes, under an flock on a
+    file next to the database (`store.sqlite-writer`). The kernel wakes the next writer the
+    moment the lock is given back, where SQLite's own busy wait sleeps; and a worker killed
+    while it writes gives it back with its life. SQLite's own locking stays what keeps the
+    file whole: this only orders the writers."""
+
+    def __init__(self, db: str) -> None:
+        self.path = db + "-writer"
+        self._threads = threading.Lock()   # the flock is per open file: one thread at a time
+        self._fd: int | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._threads:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                self.ctx.load_cert_chain(cert, key)
-            except (OSError, ssl.SSLError) as e:
-                raise HcpError("cannot load the certificate %s / key %s: %s"
-                               % (cert, key, e)) from e
-        handler = type("Handler", (_Handler,), {"server_ref": self})
-        try:
-            self.httpd = _Server((host, int(port)), handler, self.ctx)
-        except OSError as e:
-            raise HcpError("cannot listen on %s: %s" % (listen, e.strerror)) from e
-        scheme = "http" if insecure_http else "https"
-        # the address the socket got (with port 0: the port the system chose)
-        self.address = "%s://%s:%d" % ((scheme,) + self.httpd.socket.getsockname()[:2])
-        self._thread: threading.Thread | None = None
-
-    def store_batch(self, hall: str, batch: str, body: bytes) -> BatchAnswer:
-        if self.workers is not None:
-            return self.workers.store_batch(hall, batch, body)
-        return workers.store_batch(self.store, hall, batch, body)
-
-    def serve_forever(self) -> None:
-        self.httpd.serve_forever(poll_interval=0.2)
-
-    def start(self) -> StoreServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="store-http", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, addr: tuple[str, int], handler: type[_Handler],
-                 ctx: ssl.SSLContext | None) -> None:
-        self.ctx = ctx
-        super().__init__(addr, handler)
-
-    def finish_request(self, request: _RequestType, client_address: Any) -> None:
-        if self.ctx is not None and isinstance(request, socket.socket):  # (TCP: a socket)
-            request.settimeout(_HANDSHAKE_S)
-            try:
-                first = request.recv(1, socket.MSG_PEEK)
-            except OSError:
-                return
-            if first and first != b"\x16":  # not a TLS handshake: someone speaks plain HTTP
-                body = json.dumps({"error": "this store speaks HTTPS only: use https://"}).encode()
-                log.warning("refused plain HTTP from %s", client_address[0])
-                with contextlib.suppress(OSError):
-                    request.sendall(_PLAIN_REFUSAL % (len(body), body))
-                    _drain(request)
-                return
-            try:
-                request = self.ctx.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError) as e:
-                log.warning("TLS handshake with %s failed: %s", client_address[0], e)
-                return
-            request.settimeout(None)
-            try:
-                super().finish_request(request, client_address)
+                yield
             finally:
-                request.close()
-            return
-        super().finish_request(request, client_address)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
-def _drain(sock: socket.socket) -> None:
-    """After an answer sent before the request was read: say the answer is complete, then read
-    and drop what the client still sends until it closes (at most _HANDSHAKE_S seconds). A
-    socket closed with unread data resets the connection, and a client still sending its body
-    would get "broken pipe" instead of the answer."""
-    sock.shutdown(socket.SHUT_WR)
-    end = time.monotonic() + _HANDSHAKE_S
-    while (left := end - time.monotonic()) > 0:
-        sock.settimeout(left)
-        if not sock.recv(65536):
-            return
+class _Backend:
+    """This worker process's own connection(s) to the store database, opened at first use (so
+    that a worker started while the database is away answers 503 rather than failing to
+    start), and the SQLite write lock."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Store | None = None
+        self._opening = threading.Lock()
+        sqlite = not settings.db.startswith(("postgresql://", "postgres://"))
+        self.write_lock = _WriteLock(settings.db) if sqlite else None
+        self.dialect: Literal["sqlite", "postgres"] = "sqlite" if sqlite else "postgres"
+
+    def store(self) -> Store:
+        with self._opening:
+            if self._store is None:
+                key = self.settings.identity_key
+                ident = identity.IdentityKey.load(key) if key else None
+                self._store = backends.open_store(self.settings.db, ident)
+            return self._store
+
+    def close(self) -> None:
+        with self._opening:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_ref: ClassVar[StoreServer | None] = None     # set in StoreServer's subclass of it
-    protocol_version = "HTTP/1.1"  # keep-alive: a hall posts batch after batch on one connection
-    # TCP_NODELAY: the answer's headers and body are two writes; with Nagle's algorithm the
-    # second waits for the hall's delayed ACK (40 ms per batch on Linux)
-    disable_nagle_algorithm = True
-    timeout = 120
+def store_batch(store: Store, hall: str, batch: str, body: bytes,
+                write_lock: _WriteLock | None = None) -> BatchAnswer:
+    """Decode, check and store one batch whose signature is checked: backends.store_batch's
+    answer (with the batch's cases opened in its transaction), or BadBatch."""
+    h, b, parsed = batches.parse_batch(body, hall, batch)
+    sha = hashlib.sha256(body).hexdigest()
+    if write_lock is None:
+        return store.store_batch(h, b, sha, parsed, then=rules_api.in_batch)
+    with write_lock.held():
+        return store.store_batch(h, b, sha, parsed, then=rules_api.in_batch)
 
-    def _server(self) -> StoreServer:
-        """The StoreServer this handler answers for."""
-        if self.server_ref is None:
-            raise RuntimeError("a _Handler answers only through the subclass StoreServer makes")
-        return self.server_ref
 
-    def log_message(self, fmt: str, *args: Any) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s", self.client_address[0], fmt % args)
+# ------------------------------------------------------------------ documented shapes
+class Stored(BaseModel):
+    """The batch is durably committed (now, or before for a "duplicate")."""
+    status: Literal["stored", "duplicate"]
+    batch: str
+    records: int = Field(description="Records in the batch.")
+    new: int = Field(description="Records not seen before (0 for a duplicate).")
 
-    def _reply(self, status: int, doc: Mapping[str, object], close: bool = False) -> None:
-        body = json.dumps(doc, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(body)
 
-    def _refuse(self, status: int, reason: str, hall: str | None = None, batch: str | None = None,
-                close: bool = False) -> None:
-        log.warning("refused batch %s from hall %s (%s): HTTP %d %s", batch, hall,
-                    self.client_address[0], status, reason)
-        self._reply(status, refusal(status, reason), close)
+class Health(BaseModel):
+    ok: bool
+    backend: Literal["sqlite", "postgres"]
 
-    def do_GET(self) -> None:
-        if self.path.startswith("/v1/appeals/"):
-            self._reply(*rules_api.get_appeal(self._server().store, self.headers,
-                                              self.path[len("/v1/appeals/"):]))
-        elif self.path == "/v1/health":
-            self._reply(200, {"ok": True, "backend": self._server().store.dialect})
-        else:
-            self._reply(404, {"error": "no such path: POST /v1/batches, GET /v1/health"})
 
-    def do_POST(self) -> None:
-        if self.path == "/v1/appeals":
-            self._post_appeal()
-            return
-        if self.path != "/v1/batches":
-            self._reply(404, {"error": "no such path: POST /v1/batches"}, close=True)
-            return
-        hall = self.headers.get("X-Hcp-Hall", "")
-        batch = self.headers.get("X-Hcp-Batch", "")
-        sig = self.headers.get("X-Hcp-Signature", "")
-        length = self.headers.get("Content-Length")
+class Refused(BaseModel):
+    """Refused, with the reason in words (also logged by the store)."""
+    error: str = Field(examples=["bad signature: the batch is not signed with hall H01's key"])
+
+
+class RecordRefused(BaseModel):
+    """422: a record breaks docs/store.md, or holds a value the store's database cannot (a
+    NUL in a text on PostgreSQL, an integer out of range). Nothing of the batch is stored. The
+    first refused record and its field are named when the store can tell. The hall splits the
+    batch until the refused record is alone, delivers the rest, and sets the record apart for
+    hall IT (docs/store.md, "A record the store refuses")."""
+    error: str = Field(examples=["record H01:rating:T001:42: level must be an integer 1..5"])
+    record: str | None = Field(examples=["H01:rating:T001:42"], description=(
+        "The first refused record's id; null when the refusal names none."))
+    field: str | None = Field(examples=["level"], description=(
+        "Its field in the batch body; null when not named."))
+
+
+_BATCH_REFUSALS = {
+    400: "Malformed: not JSON, a truncated body, the X-Hcp-Hall/X-Hcp-Batch headers missing or"
+         " not ids, an unknown body version.",
+    401: "Bad signature: the body is not signed with the hall's key.",
+    403: "Unknown or revoked hall (`hcp store add-hall`).",
+    409: "The batch id was stored before with other content: a batch id is never reused.",
+    411: "No Content-Length.",
+    413: "Body or record count over the limit (16 MiB, 20,000 records); answered before the"
+         " body is read, and the connection closed.",
+    503: "The store's database is unavailable (connection lost, pool exhausted, disk), or the"
+         " store is at its connection limit (then a plain-text answer from the server): retry"
+         " later. Never for a value it refuses.",
+}
+_APPEAL_REFUSALS = {
+    400: "The body is not {rating, reason}.",
+    401: "No or unknown unit token.",
+    403: "Not a rating of the token's unit.",
+    404: "No such rating (or appeal).",
+    409: "Appealed (or decided) already.",
+    411: "No Content-Length.",
+    413: "Over 64 KiB.",
+    422: "Filed too late (`error` carries the deadline, e.g. \"appeal too late: filed …, the"
+         " deadline (3 working days, 第十条) was 2026-09-30T23:59:59+08:00\") or not a counted"
+         " bad review.",
+    503: "The store's database is unavailable: retry later.",
+}
+_CUT = {408: "The request was not read whole within the store's read deadline.",
+        431: "The request's headers are over 64 KiB."}
+
+
+def _responses(refusals: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": Refused, "description": words} for code, words in refusals.items()}
+
+
+# ------------------------------------------------------------------ the application
+def create_app(settings: Settings) -> FastAPI:
+    """The store's API over the database in `settings`; each process that serves it opens its
+    own connection(s) at first use."""
+    backend = _Backend(settings)
+    limiter = anyio.CapacityLimiter(STORE_THREADS)
+    bodies = asyncio.Semaphore(BODIES)
+
+    async def in_thread(fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(fn, limiter=limiter)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.supervisor is not None:
+            threading.Thread(target=_orphaned, args=(settings.supervisor,), daemon=True,
+                             name="store-orphan-watch").start()
+        yield
+        backend.close()
+
+    app = FastAPI(title="haochaping municipal store", version="2",
+                  description=batch_spec.DESCRIPTION, openapi_url="/openapi.json",
+                  docs_url=None, redoc_url=None,
+                  servers=[{"url": "https://store.city.local:8443"}], lifespan=lifespan)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, e: HTTPException) -> JSONResponse:
+        # a path or method the store does not have: {"error"} like every other refusal
+        words = {404: "no such path: POST /v1/batches, GET /v1/health, POST /v1/appeals,"
+                      " GET /v1/appeals/ID"}.get(e.status_code, str(e.detail))
+        return JSONResponse({"error": words}, e.status_code, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "malformed request: %s" % e.errors()[0]["msg"]}, 400)
+
+    async def read_body(request: Request, limit: int, what: str
+                        ) -> bytes | JSONResponse:
+        """The raw body, or the refusal: 411 no length, 413 over `limit` (not read: answered at
+        once, and the connection closed behind it), 400 cut short."""
+        length = request.headers.get("content-length")
         if length is None or not length.isdigit():
-            self._refuse(411, "Content-Length required", hall, batch, close=True)
-            return
+            return _answer(411, {"error": "Content-Length required"}, close=True)
         n = int(length)
-        if n > batches.MAX_BODY:
-            # not read: answered at once, and the connection closed behind it
-            self._refuse(413, "body of %d bytes is over the limit of %d" % (n, batches.MAX_BODY),
-                         hall, batch, close=True)
-            return
-        body = self.rfile.read(n)
+        if n > limit:
+            return _answer(413, {"error": "body of %d bytes is over the limit of %d for %s"
+                                 % (n, limit, what)}, close=True)
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            return _answer(400, {"error": "body truncated: the connection closed before %d bytes"
+                                 % n}, close=True)
         if len(body) != n:
-            self._refuse(400, "body truncated: got %d of %d bytes" % (len(body), n), hall, batch,
-                         close=True)
-            return
-        if not batches.valid_id(hall) or not batches.valid_batch_id(batch):
-            self._refuse(400, "X-Hcp-Hall and X-Hcp-Batch headers required (ids)", hall, batch)
-            return
-        store = self._server().store
-        try:
-            key = store.hall_key(hall)
-        except Exception as e:  # the database is away: the hall will retry
-            log.error("store database unavailable: %s", e)
-            self._reply(503, {"error": "store database unavailable, retry later"}, close=True)
-            return
-        if key is None:
-            self._refuse(403, "unknown hall %s (register it: hcp store add-hall)" % hall,
-                         hall, batch)
-            return
-        if not batches.verify(key, hall, batch, body, sig):
-            self._refuse(401, "bad signature: the batch is not signed with hall %s's key" % hall,
-                         hall, batch)
-            return
-        try:
-            result = self._server().store_batch(hall, batch, body)
-        except BadBatch as e:
-            self._refuse(e.status, str(e), hall, batch)
-            return
-        except Exception as e:
-            log.exception("batch %s from hall %s: store failed", batch, hall)
-            self._reply(503, {"error": "store database unavailable, retry later (%s)"
-                              % type(e).__name__}, close=True)
-            return
-        log.info("hall %s batch %s: %s, %d records (%d new)", hall, batch, result["status"],
-                 result["records"], result["new"])
-        self._reply(200, result)
+            return _answer(400, {"error": "body truncated: got %d of %d bytes" % (len(body), n)},
+                           close=True)
+        return body
 
-    def _post_appeal(self) -> None:
-        status, doc = rules_api.post_appeal(self._server().store, self.headers, self.rfile)
-        self._reply(status, doc, close=status >= 400)
+    @app.post("/v1/batches", summary="Store one batch of a hall's records",
+              operation_id="postBatch", response_model=None,
+              responses={200: {"model": Stored, "description": Stored.__doc__},
+                         **_responses(_BATCH_REFUSALS),
+                         422: {"model": RecordRefused, "description": RecordRefused.__doc__},
+                         **_responses(_CUT)},
+              openapi_extra=batch_spec.BATCH_REQUEST)
+    async def post_batch(request: Request) -> JSONResponse:
+        hall = request.headers.get("x-hcp-hall", "")
+        batch = request.headers.get("x-hcp-batch", "")
+        sig = request.headers.get("x-hcp-signature", "")
+        client = request.client.host if request.client else "?"
+        async with bodies:
+            body = await read_body(request, batches.MAX_BODY, "a batch")
+            if isinstance(body, JSONResponse):
+                doc = bytes(body.body).decode()
+                log.warning("refused batch %s from hall %s (%s): HTTP %d %s", batch, hall, client,
+                            body.status_code, doc)
+                return body
+            status, answer, close = await in_thread(
+                lambda: _batch(backend, hall, batch, sig, body))
+        if status != 200:
+            log.warning("refused batch %s from hall %s (%s): HTTP %d %s", batch, hall, client,
+                        status, answer["error"])
+        return _answer(status, answer, close)
+
+    @app.get("/v1/health", summary="Is the store up", operation_id="health",
+             response_model=Health)
+    async def health() -> JSONResponse:
+        return _answer(200, {"ok": True, "backend": backend.dialect})
+
+    @app.post("/v1/appeals", summary="A rated unit appeals a bad review (第十条)",
+              operation_id="postAppeal", description=batch_spec.APPEAL_DESCRIPTION,
+              status_code=201, response_model=None,
+              responses={201: {"model": batch_spec.Appeal, "description": "Filed."},
+                         **_responses(_APPEAL_REFUSALS), **_responses(_CUT)},
+              openapi_extra=batch_spec.APPEAL_REQUEST)
+    async def post_appeal(request: Request) -> JSONResponse:
+        async with bodies:
+            body = await read_body(request, rules_api.MAX_BODY, "an appeal")
+            if isinstance(body, JSONResponse):
+                return body
+            auth = request.headers.get("authorization", "")
+            status, doc = await in_thread(
+                lambda: _or_away(backend, lambda s: rules_api.post_appeal(s, auth, body)))
+        return _answer(status, doc, close=status >= 400)
+
+    @app.get("/v1/appeals/{id}", summary="An appeal's state, for the unit that filed it",
+             operation_id="getAppeal", response_model=None,
+             responses={200: {"model": batch_spec.Appeal, "description": "The appeal."},
+                        **_responses({k: _APPEAL_REFUSALS[k] for k in (401, 404, 503)})},
+             openapi_extra=batch_spec.BEARER)
+    async def get_appeal(id: str, request: Request) -> JSONResponse:
+        auth = request.headers.get("authorization", "")
+        status, doc = await in_thread(
+            lambda: _or_away(backend, lambda s: rules_api.get_appeal(s, auth, id)))
+        return _answer(status, doc)
+
+    app.openapi = lambda: batch_spec.complete(app)  # type: ignore[method-assign]
+    return app
+
+
+def _answer(status: int, doc: dict[str, object], close: bool = False) -> JSONResponse:
+    """A JSON answer; `close`: the connection is closed behind it (after a refusal whose body
+    may be unread, or a database away)."""
+    return JSONResponse(doc, status, headers={"Connection": "close"} if close else None)
+
+
+def _or_away(backend: _Backend, fn: Callable[[Store], rules_api.Answer]) -> rules_api.Answer:
+    """fn on this process's store; 503 when the database cannot be reached (or fails)."""
+    try:
+        return fn(backend.store())
+    except HcpError as e:
+        log.error("store database unavailable: %s", e)
+    except Exception:
+        log.exception("store database unavailable")
+    return 503, {"error": _AWAY}
+
+
+def _batch(backend: _Backend, hall: str, batch: str, sig: str, body: bytes
+           ) -> tuple[int, dict[str, object], bool]:
+    """In a thread: (HTTP status, JSON answer, close the connection) for one batch."""
+    if not batches.valid_id(hall) or not batches.valid_batch_id(batch):
+        return 400, refusal(400, "X-Hcp-Hall and X-Hcp-Batch headers required (ids)"), False
+    try:
+        store = backend.store()
+        key = store.hall_key(hall)
+    except Exception as e:  # the database is away: the hall will retry
+        log.error("store database unavailable: %s", e)
+        return 503, {"error": _AWAY}, True
+    if key is None:
+        return 403, refusal(403, "unknown hall %s (register it: hcp store add-hall)" % hall), False
+    if not batches.verify(key, hall, batch, body, sig):
+        return 401, refusal(401, "bad signature: the batch is not signed with hall %s's key"
+                            % hall), False
+    try:
+        result = store_batch(store, hall, batch, body, backend.write_lock)
+    except BadBatch as e:
+        return e.status, refusal(e.status, str(e)), False
+    except Exception as e:
+        log.exception("batch %s from hall %s: store failed", batch, hall)
+        return 503, {"error": "%s (%s)" % (_AWAY, type(e).__name__)}, True
+    log.info("hall %s batch %s: %s, %d records (%d new)", hall, batch, result["status"],
+             result["records"], result["new"])
+    return 200, dict(result), False
+
+
+def openapi_text() -> str:
+    """The store's OpenAPI document as docs/store-openapi.json holds it (made from the code;
+    `hcp store openapi`)."""
+    doc = create_app(Settings(db="")).openapi()
+    return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"

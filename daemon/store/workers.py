@@ -1,200 +1,242 @@
-"""Batch workers: processes that decode, check and write the halls' batches for `hcp store serve`.
+"""`hcp store serve`: the store's API (server.py) served by uvicorn, in worker processes under
+uvicorn's supervisor, with TLS by the server and every resource bounded.
 
-Why processes: in one CPython process the HTTPS threads, the decoding and checking of a batch and
-the SQLite writer share one interpreter lock. SQLite gives that lock up while it writes, but
-every time it hands back the writer waits for the thread that is decoding the next batch, and
-the two end up taking turns (docs/store.md, "Figures"). A worker is a process of its own with a
-single thread: it decodes one batch while another worker writes the previous one.
+Why worker processes: in one CPython process the decoding and checking of one batch and the
+database writer of another share one interpreter lock and end up taking turns (docs/store.md,
+"Figures"); in two processes one decodes while the other writes. Each worker is a uvicorn
+server of its own on the one listening socket, and opens its own database connection(s) when
+its first request comes (SQLite WAL; PostgreSQL: a psycopg pool). uvicorn starts workers
+afresh (spawn, not fork), so none inherits a lock held by a thread of the serving process.
 
-What a worker does is what the server did in its own thread: batches.parse_batch, then
-store_batch with the batch's cases (rules_api.in_batch) in the same transaction. The server
-still reads the body and checks the hall's signature before a batch goes to a worker.
-SQLite: one worker writes at a time, under a lock the workers share (it wakes the next writer
-at once; SQLite's own busy wait sleeps). PostgreSQL: the workers write side by side.
+uvicorn's supervisor (uvicorn.supervisors.Multiprocess) checks its workers every half second
+and starts a new one for each that died (killed, out of memory) or stopped answering its
+health pings; a batch the dead one was writing is rolled back by the database, and the hall's
+retry stores it, once. The rules jobs (default ratings, the cases sweep) run in the serving
+process only, once, not in every worker (tools/cli/hcp_store.py).
+
+Bounds, per worker process: connections and requests at once (`max_connections`; past it a
+request is answered 503 at once), request bodies in memory and threads on the database
+(server.py), an idle keep-alive connection closed after `keep_alive_s`, headers at most
+MAX_HEAD bytes, and a total read deadline: a request must arrive whole, headers and body,
+within `read_timeout_s` of the connection (or, on a kept-alive connection, of its first byte),
+or the connection is cut (408). The TLS handshake has asyncio's own deadline (60 s).
 """
 from __future__ import annotations
 
-import concurrent.futures.process
-import hashlib
+import asyncio
 import logging
-import multiprocessing
-import multiprocessing.connection
-import os
-import signal
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import AbstractContextManager
-from multiprocessing.process import BaseProcess
-from typing import ClassVar, Literal, NoReturn
+import resource
+import socket
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from haochaping.daemon import batches
-from haochaping.daemon.batches import BadBatch
-from haochaping.daemon.store import backends, identity, rules_api
-from haochaping.daemon.store.backends import BatchAnswer, Store
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
+
+from haochaping.daemon.errors import HcpError
+from haochaping.daemon.store.server import Settings, create_app
 
 log = logging.getLogger(__name__)
-
-# a lock the workers share (multiprocessing's), held while a batch is written
-WriteLock = AbstractContextManager[object]
-
-_store: Store | None = None             # in a worker: its own connection(s) to the store database
-_write_lock: WriteLock | None = None    # in a worker, SQLite only: the lock the workers share
+MAX_HEAD = 64 * 1024
+READY_S = 60        # a worker's start (a fresh interpreter importing FastAPI) takes 1-3 s
 
 
-def _start(server: int, db: str, identity_key: str | None, write_lock: WriteLock | None,
-           level: int) -> None:
-    global _store, _write_lock
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
-    threading.Thread(target=_orphaned, args=(server,), daemon=True).start()
-    # as `hcp` logs (tools/cli), to the server's own stderr, which a spawned worker inherits
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    ident = identity.IdentityKey.load(identity_key) if identity_key else None
-    _store = backends.open_store(db, ident)
-    _write_lock = write_lock
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of `hcp store serve` (per worker process)."""
+    read_timeout_s: float = 60.0
+    keep_alive_s: float = 15.0
+    max_connections: int = 256
 
 
-def _orphaned(server: int) -> NoReturn:
-    """A worker whose server is gone (killed: it had no time to stop us; perhaps even before
-    this worker was up) stops too, rather than keep the database open with nobody to answer; a
-    batch it was writing is rolled back."""
-    while os.getppid() == server:
-        time.sleep(0.5)
-    os._exit(1)
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools) with a total read deadline per request and a
+    bound on the size of its headers. uvicorn itself times out only an idle keep-alive
+    connection after a response: a connection that never sends a whole request (one byte a
+    minute) would otherwise stay open for ever."""
+
+    def __init__(self, config: _Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._read_s = config.hcp_limits.read_timeout_s
+        self._deadline: asyncio.TimerHandle | None = None
+        self._in_head = True
+        self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self._read_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > MAX_HEAD and not self.transport.is_closing():
+            self._cut(431, "headers over %d bytes" % MAX_HEAD)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes = False, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self._cut(408, "request not read whole within %g s" % self._read_s)
+
+    def _cut(self, status: int, why: str) -> None:
+        """Answer `status` (unless an answer has begun) and close the connection."""
+        client = "%s:%d" % self.client if self.client else "?"
+        log.warning("cut off %s: %s", client, why)
+        if self.cycle is None or not self.cycle.response_started:
+            body = ('{"error": "%s"}' % why).encode()
+            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (
+                                     status, {408: b"Request Timeout",
+                                              431: b"Request Header Fields Too Large"}[status],
+                                     len(body), body))
+        if self.cycle is not None:
+            self.cycle.disconnected = True    # the app's answer, if any, goes nowhere
+            self.cycle.message_event.set()    # and its wait for the body ends
+        self.transport.close()
+        # a TLS close waits up to 30 s (asyncio's) for the client's own close, reading all it
+        # still trickles in: one second for the answer to go out, then the socket is dropped
+        self.loop.call_later(1.0, self.transport.abort)
 
 
-def _ready() -> int:
-    return os.getpid()
+class _Config(uvicorn.Config):
+    """uvicorn's settings plus ours; picklable (it travels to every spawned worker, where
+    uvicorn makes the app from it)."""
+
+    def __init__(self, settings: Settings, limits: Limits, log_level: int,
+                 **kwargs: Any) -> None:
+        self.hcp_settings, self.hcp_limits, self.hcp_log_level = settings, limits, log_level
+        super().__init__(app=create_app, factory=True, http=_Protocol, lifespan="on",
+                         access_log=False, log_config=None, server_header=False,
+                         ssl_context_factory=_tls,
+                         timeout_keep_alive=int(max(1, limits.keep_alive_s)),
+                         limit_concurrency=limits.max_connections, **kwargs)
+
+    def load_app(self) -> Any:
+        settings = self.hcp_settings
+        return lambda: create_app(settings)
+
+    def configure_logging(self) -> None:
+        # in a spawned worker nothing is set up yet: log as `hcp` does, to the serving
+        # process's own stderr, which the worker inherits
+        logging.basicConfig(level=self.hcp_log_level, stream=sys.stderr,
+                            format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+        logging.getLogger("uvicorn.error").setLevel(max(self.hcp_log_level, logging.WARNING))
+        super().configure_logging()
 
 
-def store_batch(store: Store, hall: str, batch: str, body: bytes,
-                write_lock: WriteLock | None = None) -> BatchAnswer:
-    """Decode, check and store one batch whose signature is checked: backends.store_batch's
-    answer, or BadBatch. What a worker does; the server does it itself when it has none."""
-    h, b, parsed = batches.parse_batch(body, hall, batch)
-    sha = hashlib.sha256(body).hexdigest()
-    if write_lock is None:
-        return store.store_batch(h, b, sha, parsed, then=rules_api.in_batch)
-    with write_lock:
-        return store.store_batch(h, b, sha, parsed, then=rules_api.in_batch)
+def _tls(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's TLS context (the certificate and key given), TLS 1.2 at least."""
+    ctx = default()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
-def _store_batch(hall: str, batch: str, body: bytes
-                 ) -> tuple[Literal["stored"], BatchAnswer] | tuple[Literal["refused"], int, str]:
-    """In a worker: ("stored", answer) or ("refused", HTTP status, reason). A BadBatch goes back
-    as a value: an exception's extra fields do not survive the trip between processes."""
-    if _store is None:
-        raise RuntimeError("not in a batch worker: _start has not run")
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, saying when every worker is serving (so that the first clients'
+    connections are spread over them all, not all taken by the first one up) and, in our log
+    at ERROR (it matters without -v), when it replaces a worker that died."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket],
+                 on_ready: Callable[[], None]) -> None:
+        super().__init__(config, sockets)
+        self.on_ready = on_ready
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        for p in self.processes:
+            if not p.wait_until_ready(READY_S, self.should_exit) and not self.should_exit.is_set():
+                log.warning("store worker process %s is not serving after %d s", p.pid, READY_S)
+        self.on_ready()
+
+    def keep_subprocess_alive(self) -> None:
+        before = {p.pid for p in self.processes}
+        super().keep_subprocess_alive()
+        for pid in sorted(before - {p.pid for p in self.processes}, key=lambda p: p or 0):
+            log.error("store worker process %s died (killed, or out of memory); started a new"
+                      " one", pid)
+
+
+def check_tls(cert: str | None, key: str | None, insecure_http: bool) -> None:
+    """Before anything starts: HTTPS needs a certificate and key that load."""
+    if insecure_http:
+        return
+    if not cert or not key:
+        raise HcpError("HTTPS needs --cert and --key (or, only behind a TLS proxy,"
+                       " --insecure-http)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        return ("stored", store_batch(_store, hall, batch, body, _write_lock))
-    except BadBatch as e:
-        return ("refused", e.status, str(e))
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise HcpError("cannot load the certificate %s / key %s: %s" % (cert, key, e)) from e
 
 
-class Workers:
-    """A pool of `n` batch workers for the store at `db` (a SQLite path or a postgresql:// URL).
+def listen(address: str) -> socket.socket:
+    """The listening socket for HOST:PORT (the workers share it)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise HcpError("--listen: HOST:PORT, got %r" % address)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), int(port)))
+    except OSError as e:
+        sock.close()
+        raise HcpError("cannot listen on %s: %s" % (address, e.strerror)) from e
+    sock.set_inheritable(True)
+    return sock
 
-    A worker that dies (killed, out of memory) breaks the whole pool: the executor fails what
-    was given to it and stops the other workers. A watcher thread waits on the workers' process
-    sentinels and starts a new pool as soon as one ends, so the store is back at full strength
-    whether or not a batch comes (a batch that meets the broken pool first starts it itself;
-    whichever comes first does it, once)."""
 
-    RETRY_S: ClassVar[float] = 1.0  # after a pool that could not be started (database away)
+def _more_files(need: int) -> None:
+    """Raise this process's open-file limit (inherited by the workers) toward `need`, within
+    the hard limit: each connection is a file."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
-    def __init__(self, db: str, n: int, identity_key: str | None = None) -> None:
-        self.db, self.n, self.identity_key = db, n, identity_key
-        # spawn, not fork: the server has threads, and a forked child would inherit their locks
-        self._ctx = multiprocessing.get_context("spawn")
-        self._sqlite = not db.startswith(("postgresql://", "postgres://"))
-        self._mutex = threading.Lock()
-        self._closing = threading.Event()
-        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)  # close() wakes the watcher
-        self._pool, self._procs = self._new_pool()
-        self._watcher = threading.Thread(target=self._watch, name="store-workers-watch",
-                                         daemon=True)
-        self._watcher.start()
 
-    def _new_pool(self) -> tuple[ProcessPoolExecutor, list[BaseProcess]]:
-        """A pool with all its workers started (so the first batch does not wait for one), and
-        a new write lock: a worker killed while it wrote never gave the old one back. Also its
-        worker processes, for their sentinels."""
-        write_lock = self._ctx.Lock() if self._sqlite else None
-        pool = ProcessPoolExecutor(
-            self.n, mp_context=self._ctx, initializer=_start,
-            initargs=(os.getpid(), self.db, self.identity_key, write_lock,
-                      logging.getLogger().getEffectiveLevel()))
-        try:
-            for f in [pool.submit(_ready) for _ in range(self.n)]:  # each submit starts one
-                f.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        # all n are started and a pool never starts more (none can end without breaking it)
-        return pool, list(pool._processes.values())
-
-    def _restart(self, pool: ProcessPoolExecutor) -> None:
-        """Replace `pool`, broken by a worker that died, unless that was done already."""
-        with self._mutex:
-            if self._pool is not pool or self._closing.is_set():
-                return
-            log.error("a batch worker died; starting the workers again")
-            # the others go (as the executor itself stops them once it sees the pool broken):
-            # the dead one may have held the lock of the queue they read their batches from,
-            # and they would never read again, nor stop when asked to
-            for p in self._procs:
-                p.terminate()
-            self._pool, self._procs = self._new_pool()
-
-    def _watch(self) -> None:
-        """The watcher thread: wait until a worker ends (or close()), then start a new pool."""
-        while not self._closing.is_set():
-            with self._mutex:
-                pool, procs = self._pool, self._procs
-            multiprocessing.connection.wait([p.sentinel for p in procs] + [self._wake_r])
-            # the interpreter is exiting (without close(): a failed start of `hcp store serve`):
-            # concurrent.futures stops every pool's workers then, after setting this flag
-            if self._closing.is_set() or concurrent.futures.process._global_shutdown:
-                return
-            try:
-                self._restart(pool)
-            except Exception:  # e.g. the database is away: the new workers could not open it
-                log.exception("the batch workers could not be started; trying again in %g s",
-                              self.RETRY_S)
-                self._closing.wait(self.RETRY_S)
-
-    def _current(self) -> ProcessPoolExecutor:
-        """The pool to use (while it is being started again: the new one, once it is up)."""
-        with self._mutex:
-            return self._pool
-
-    def store_batch(self, hall: str, batch: str, body: bytes) -> BatchAnswer:
-        """store_batch() in a worker. Any exception but BadBatch: the batch may not be stored (if
-        a worker died under it, the pool is started again; the hall's retry finds out)."""
-        pool = self._current()
-        try:
-            future = pool.submit(_store_batch, hall, batch, body)
-        except BrokenProcessPool:
-            # a worker died while idle and the watcher has not yet replaced the pool: the batch
-            # was never given to it, so it waits for the new pool rather than be refused
-            self._restart(pool)
-            pool = self._current()
-            future = pool.submit(_store_batch, hall, batch, body)
-        try:
-            answer = future.result()
-        except BrokenProcessPool:
-            self._restart(pool)
-            raise
-        if answer[0] == "refused":
-            raise BadBatch(answer[2], answer[1])
-        return answer[1]
-
-    def close(self) -> None:
-        self._closing.set()
-        self._wake_w.send_bytes(b"")
-        self._watcher.join()
-        with self._mutex:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        self._wake_r.close()
-        self._wake_w.close()
+def serve(settings: Settings, sock: socket.socket, workers: int, cert: str | None,
+          key: str | None, limits: Limits = Limits(),
+          on_ready: Callable[[], None] = lambda: None) -> None:
+    """Serve until SIGTERM or SIGINT: `workers` processes under uvicorn's supervisor, or with
+    0 this process alone (no supervisor: nothing replaces it but the service manager).
+    `on_ready` is called once every worker serves."""
+    _more_files(limits.max_connections * max(1, workers) + 256)
+    config = _Config(settings, limits, logging.getLogger().getEffectiveLevel(),
+                     ssl_certfile=cert, ssl_keyfile=key, workers=max(1, workers),
+                     timeout_graceful_shutdown=20)
+    if workers == 0:
+        on_ready()
+        uvicorn.Server(config).run(sockets=[sock])
+    else:
+        _Supervisor(config, [sock], on_ready).run()

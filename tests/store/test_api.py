@@ -3,8 +3,6 @@ what is refused with which error, and that the store keeps serving afterwards.""
 import json
 import socket
 import ssl
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -181,35 +179,39 @@ def test_a_50_mb_body_is_refused_413_without_being_read(store):
     _serving(store)
 
 
-def test_plain_http_is_refused_when_tls_is_on(store):
-    # if this fails, ratings and hall signatures could cross the city network in clear
-    plain = store.url.replace("https://", "http://") + "/v1/batches"
+def test_plain_http_to_the_tls_port_is_never_answered_in_clear_nor_stored(store):
+    # if this fails, ratings and hall signatures could cross the city network in clear: the
+    # store answers (and stores) a batch posted over plain HTTP on its HTTPS port. (uvicorn
+    # does TLS in the server: a plain request gets its handshake refused, no answer at all;
+    # the hand-written 400 "HTTPS only" went with the hand-written TLS.)
+    host, _, port = store.url.split("//", 1)[1].rpartition(":")
     body = encode_v1("H01", "b1", _records(1))
-    req = urllib.request.Request(plain, data=body, method="POST",
-                                 headers={"X-Hcp-Hall": "H01", "X-Hcp-Batch": "b1"})
-    with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(req, timeout=20)
-    assert e.value.code == 400
-    assert "HTTPS only" in json.loads(e.value.read())["error"]
+    sig = batches.signature(batches.read_key_file(store.key_file), "H01", "b1", body)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        try:
+            s.sendall(_head("H01", "b1", len(body), sig) + body)
+            answer = s.recv(65536)
+        except ConnectionResetError:
+            answer = b""
+    assert not answer.startswith(b"HTTP/")
     assert _counts(store)["ratings"] == 0
     _serving(store)
 
 
-def test_a_plain_http_hall_reads_the_refusal_even_if_it_comes_before_the_body_is_sent(store):
-    # if this fails, a hall set up with http:// instead of https:// often sees "broken pipe" or
-    # "connection reset" instead of "this store speaks HTTPS only": the store answers at the
-    # first byte and used to close with the rest of the request unread, which resets it
-    host, _, port = store.url.split("//", 1)[1].rpartition(":")
-    body = b"x" * 1000000
-    with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(b"POST /v1/batches HTTP/1.1\r\nHost: store\r\nContent-Length: %d\r\n\r\n"
-                  % len(body))
-        s.recv(1, socket.MSG_PEEK)  # the refusal has come, and the body is still to be sent
-        s.sendall(body)
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.1 400 ") and b"HTTPS only" in answer
+def test_a_client_offering_only_tls_1_1_is_refused(store):
+    # if this fails, the store accepts TLS 1.0/1.1, whose weaknesses let a network attacker
+    # read or alter what a badly configured hall sends
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(store.ca)
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    port = int(store.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+            pytest.raises(ssl.SSLError) as e:
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    # refused by the store (its alert), not by this client's own library before it asked
+    assert "NO_PROTOCOLS_AVAILABLE" not in str(e.value), e.value
     _serving(store)
 
 
@@ -462,3 +464,39 @@ def test_the_store_answers_503_only_while_its_database_is_away(store):
     assert until_answered()[-1][1] == {"status": "duplicate", "batch": "p1", "records": 4,
                                        "new": 0}
     assert _counts(store)["ratings"] == 3
+
+
+def test_an_appeal_looked_up_while_the_database_is_away_is_answered_503_not_500(store, tmp_path):
+    # if this fails, a unit's office checking its appeal during a database outage gets a 500
+    # ("the store is broken") instead of 503 ("retry later"), and its client gives up
+    if not store.db.startswith("postgresql://"):
+        pytest.skip("a SQLite file cannot be taken away from a running store here")
+    import psycopg
+    from click.testing import CliRunner
+
+    from haochaping.tools.cli import _register, cli
+    from tests.conftest import wait_until
+
+    from .conftest import PG_ADMIN
+    _register()
+    r = CliRunner().invoke(cli, ["appeal", "add-unit", "--db", store.db, "--unit", "H01",
+                                 "--token-out", str(tmp_path / "t")])
+    assert r.exit_code == 0, r.output
+    auth = {"Authorization": "Bearer " + (tmp_path / "t").read_text().strip()}
+    c = store.client()
+    assert c.request("GET", "/v1/appeals/A1b2c3d4", None, auth)[0] == 404
+    name = store.db.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as a:
+        cut = [row[0] for row in a.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                                           " AND pid <> pg_backend_pid()", (name,))]
+        for pid in cut:
+            a.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_until(lambda: not a.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                         (cut,)).fetchall(), what="the connections gone")
+    answers = []
+    while not answers or answers[-1][0] == 503:
+        assert len(answers) < 10, answers
+        answers.append(c.request("GET", "/v1/appeals/A1b2c3d4", None, auth))
+    c.close()
+    assert answers[0] == (503, {"error": "store database unavailable, retry later"})
+    assert answers[-1][0] == 404

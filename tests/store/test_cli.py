@@ -85,6 +85,24 @@ def test_store_errors_are_one_line(tmp_path, certs):
     assert r.exit_code == 1 and "cannot connect to PostgreSQL" in r.output
 
 
+def test_serve_with_a_bad_certificate_says_so_before_creating_anything(tmp_path, certs):
+    # if this fails, a typo in --cert or --key (or a key that is not the certificate's) is
+    # found only after the database was created and the workers started, and the store dies
+    # with a worker's traceback instead of saying which file to fix
+    db = tmp_path / "s.sqlite"
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    r = _run("store", "serve", "--db", str(db), "--cert", str(bad), "--key", certs["key"],
+             "--listen", "127.0.0.1:0")
+    assert r.exit_code == 1 and "cannot load the certificate" in r.output
+    r = _run("store", "serve", "--db", str(db), "--cert", certs["cert"], "--key", certs["ca"],
+             "--listen", "127.0.0.1:0")
+    assert r.exit_code == 1 and "cannot load the certificate" in r.output
+    r = _run("store", "serve", "--db", str(db), "--cert", certs["cert"])
+    assert r.exit_code == 1 and "HTTPS needs --cert and --key" in r.output
+    assert not db.exists() and list(tmp_path.iterdir()) == [bad]
+
+
 def test_forward_status_says_when_forwarding_is_off(tmp_path):
     # if this fails, hall IT cannot tell "not configured" from "working"
     cfg = hall_kit.create(str(tmp_path / "h"), windows=("W01",))

@@ -1,6 +1,6 @@
-"""The store's batch workers (daemon/store/workers.py) in a real `hcp store serve` process, on
-both backends: a worker that dies is replaced at once, whether or not a batch is coming, and no
-batch is lost or stored twice around it."""
+"""The store's worker processes (uvicorn's, daemon/store/workers.py) in a real `hcp store serve`,
+on both backends: a worker that dies is replaced at once, whether or not a batch is coming, and
+no batch is lost or stored twice around it."""
 import os
 import signal
 import subprocess
@@ -12,7 +12,7 @@ from .conftest import encode_v1
 
 
 def _batch_workers(store):
-    """Pids of the store's batch worker processes (spawned children of `hcp store serve`)."""
+    """Pids of the store's worker processes (spawned children of `hcp store serve`)."""
     out = subprocess.run(["pgrep", "-P", str(store.proc.proc.pid), "-f", "spawn_main"],
                          capture_output=True, text=True).stdout
     return sorted(int(p) for p in out.split())
@@ -59,9 +59,12 @@ def test_a_batch_worker_killed_while_the_store_is_idle_is_replaced_before_the_ne
     # no batch is posted meanwhile: the store must notice and start the workers by itself
     wait_until(lambda: victim not in _batch_workers(store) and len(_batch_workers(store)) == 2,
                what="the dead worker replaced with no batch coming")
-    assert "a batch worker died" in store.proc.log_text()
-    # back at full strength: the next batch is stored at its first attempt, the batch from
-    # before the kill is answered as a duplicate, and each record is there once
+    assert "store worker process %d died" % victim in store.proc.log_text()
+    # back at full strength: on a new connection (a hall's connection to the dead worker died
+    # with it; the hall reconnects) the next batch is stored at its first attempt, the batch
+    # from before the kill is answered as a duplicate, and each record is there once
+    c.close()
+    c = store.client()
     assert c.post_batch("w2", _body("w2", 21, 20))["status"] == "stored"
     assert c.post_batch("w1", first) == {"status": "duplicate", "batch": "w1", "records": 40,
                                          "new": 0}
@@ -87,3 +90,30 @@ def test_a_batch_posted_as_a_worker_dies_is_stored_once_after_the_hall_retries(s
                                                  "ratings": 40, "reasons": 0}
     assert store.query(lambda s: s.uids("transaction", "H01")) == sorted(
         "H01:tx:%d" % i for i in range(1, 41))
+
+
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"   # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_stop_by_themselves_when_the_serving_process_alone_is_killed(store):
+    # if this fails, a store whose serving process was killed (the OOM killer picks the
+    # biggest) leaves its workers serving with nobody to replace them, and holding the port, so
+    # that the service manager's restart cannot listen on it
+    kids = _batch_workers(store)
+    assert len(kids) == 2
+    store.proc.proc.kill()          # the serving process only, not its workers
+    store.proc.proc.wait()
+    wait_until(lambda: all(_gone(p) for p in kids), what="the orphaned workers gone")
+    assert "serving process %d is gone: this worker stops" % store.proc.proc.pid \
+        in store.proc.log_text()
+    store.proc.start()              # the port is free again
+    c = store.client()
+    try:
+        assert c.post_batch("o1", _body("o1", 1, 3))["status"] == "stored"
+    finally:
+        c.close()

@@ -6,10 +6,9 @@ import datetime
 import json
 import logging
 import os
-import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
@@ -37,10 +36,6 @@ def _when(t: float | None) -> str:
     return datetime.datetime.fromtimestamp(t, _TZ).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _interrupt(*_: object) -> NoReturn:
-    raise KeyboardInterrupt
-
-
 @cli.group()
 def store() -> None:
     """The municipal store: receives every hall's batches over HTTPS (SQLite or PostgreSQL)."""
@@ -63,11 +58,18 @@ def store() -> None:
               help="Seconds between runs of the default ratings (第七条) and the sweep that opens"
                    " rectification cases (第十二条); first run at start; 0: never.")
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True,
-              help="Processes that decode, check and write batches (one decodes while another"
-                   " writes); 0: the serving process does it all itself.")
+              help="Server worker processes (one decodes a batch while another writes); one that"
+                   " dies is replaced at once. 0: this process serves alone, nothing replaces it.")
+@click.option("--read-timeout", type=click.FloatRange(min=1), default=60, show_default=True,
+              help="Seconds a request has to arrive whole, headers and body; then it is cut off.")
+@click.option("--keep-alive", type=click.FloatRange(min=1), default=15, show_default=True,
+              help="Seconds an idle keep-alive connection stays open.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Connections (and requests) at once per worker; past it, 503 at once.")
 def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
                 identity_key: str | None, insecure_http: bool, rules_every: int,
-                workers: int) -> None:
+                workers: int, read_timeout: float, keep_alive: float,
+                max_connections: int) -> None:
     """Serve the store's HTTPS API until SIGTERM or Ctrl-C.
 
     Creates or migrates the database at start.
@@ -77,35 +79,79 @@ def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
       hcp store serve --db store.sqlite --cert store.pem --key store-key.pem --listen 0.0.0.0:8443
       hcp store serve --db postgresql://hcp@db.city.local/hcp --cert store.pem --key store-key.pem
     """
-    from haochaping.daemon.store.server import StoreServer
+    from haochaping.daemon.store import workers as serving
+    from haochaping.daemon.store.server import Settings
+    # what can be wrong with the command line, found before anything is created or started
+    serving.check_tls(cert, keyfile, insecure_http)
+    sock = serving.listen(listen)
     if insecure_http:
         click.echo("WARNING: --insecure-http: plain HTTP, no TLS. Ratings and signatures cross the"
                    " network in clear; use it only behind a TLS proxy on this host.", err=True)
-    from haochaping.daemon.store.workers import Workers
-    st = _open(db, identity_key, create_key=True)
-    pool = Workers(db, workers, identity_key) if workers else None
-    srv = StoreServer(st, listen, cert, keyfile, insecure_http, pool)
-    signal.signal(signal.SIGTERM, _interrupt)
-    logging.getLogger(__name__).warning("store (%s) listening on %s", st.dialect, srv.address)
+    try:
+        st = _open(db, identity_key, create_key=True)   # creates or migrates, once
+    except BaseException:
+        sock.close()
+        raise
+    host, port = sock.getsockname()[:2]
+
+    def ready() -> None:
+        logging.getLogger(__name__).warning("store (%s) listening on %s://%s:%d", st.dialect,
+                                            "http" if insecure_http else "https", host, port)
     stop = threading.Event()
     jobs: threading.Thread | None = None
-    if rules_every:
+    if rules_every:   # here, once, not in every worker
         from haochaping.daemon.store import jobs as jobs_lib
         jobs = threading.Thread(target=jobs_lib.every, args=(st, rules_every, stop),
                                 name="store-rules", daemon=True)
         jobs.start()
     try:
-        srv.serve_forever()
+        serving.serve(Settings(db, identity_key, os.getpid() if workers else None), sock, workers,
+                      None if insecure_http else cert, None if insecure_http else keyfile,
+                      serving.Limits(read_timeout, keep_alive, max_connections), ready)
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
         if jobs is not None:
             jobs.join(30)
-        srv.httpd.server_close()
-        if pool is not None:
-            pool.close()
+        sock.close()
         st.close()
+
+
+@store.command("openapi")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the document to this file (default: print it).")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 if --out differs from what the code says.")
+def store_openapi(out: str | None, check: bool) -> None:
+    """Write the store API's OpenAPI document, generated from the code (as /openapi.json).
+
+    \b
+    Example:
+      hcp store openapi --out docs/store-openapi.json
+      hcp store openapi --out docs/store-openapi.json --check    # in CI: is the copy current?
+    """
+    from haochaping.daemon.store.server import openapi_text
+    text = openapi_text()
+    if check:
+        if not out:
+            raise HcpError("--check needs --out FILE: the copy to compare")
+        try:
+            with open(out, encoding="utf-8") as f:
+                same = f.read() == text
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise HcpError("%s differs from the API in the code: run `hcp store openapi --out %s`"
+                           % (out, out))
+        click.echo("%s is current" % out)
+        return
+    if not out:
+        click.echo(text, nl=False)
+        return
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    click.echo("wrote %s" % out)
 
 
 @store.command("run-defaults")

@@ -3,7 +3,9 @@ tests: a broker, a hall daemon, a store. Each can be started, SIGKILLed and star
 that fault tests exercise the real thing. They share one start-and-wait helper."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -117,7 +119,8 @@ class DaemonProcess(Service):
 
 
 class StoreProcess(Service):
-    """`hcp store serve` on `db`; start() waits until it answers over HTTPS."""
+    """`hcp store serve` on `db`; start() waits until all its workers serve and it answers over
+    HTTPS."""
 
     def __init__(self, db: str, port: int, cert: str, key: str, ca: str, log_path: str,
                  identity_key: str | None = None, extra: Iterable[object] = ()) -> None:
@@ -132,10 +135,14 @@ class StoreProcess(Service):
                 "--listen", "127.0.0.1:%d" % self.port] + self.extra
         if self.identity_key:
             args += ["--identity-key", self.identity_key]
+        started = self.log_text().count("listening on")   # the log goes on across restarts
         proc = self._spawn(args)
         probe = StoreClient(self.url, "", b"", ca=self.ca, timeout=2)
 
         def answers() -> bool:
+            # every worker serving (the store says "listening on" then), and one answers
+            if self.log_text().count("listening on") == started:
+                return False
             probe.health()
             return True
         try:
@@ -143,3 +150,22 @@ class StoreProcess(Service):
         finally:
             probe.close()
         return self
+
+    def workers(self) -> list[int]:
+        """The pids of the store's worker processes (uvicorn's, spawned by `hcp store serve`)."""
+        if not self.proc or self.proc.poll() is not None:
+            return []
+        try:
+            with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
+                return [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the store and its worker processes at once, as a power cut would (a worker
+        left alone would stop by itself within a second, but hold the port until then)."""
+        kids = self.workers()
+        super().kill()
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
