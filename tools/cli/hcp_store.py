@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import datetime
 import json
-import logging
 import os
 import sys
 import threading
@@ -66,10 +65,18 @@ def store() -> None:
               help="Seconds an idle keep-alive connection stays open.")
 @click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
               help="Connections (and requests) at once per worker; past it, 503 at once.")
+@click.option("--province", "province_profile",
+              help="Deliver every result to the province (第十五条) with this delivery profile"
+                   " (a name from `hcp province profile`, or a .toml path), as `hcp province"
+                   " deliver` does.")
+@click.option("--province-key-file", type=click.Path(exists=True, dir_okay=False),
+              help="The province's signing key, where the profile signs.")
+@click.option("--province-url", help="The province's endpoint [the profile's url].")
 def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
                 identity_key: str | None, insecure_http: bool, rules_every: int,
                 workers: int, read_timeout: float, keep_alive: float,
-                max_connections: int) -> None:
+                max_connections: int, province_profile: str | None,
+                province_key_file: str | None, province_url: str | None) -> None:
     """Serve the store's HTTPS API until SIGTERM or Ctrl-C.
 
     Creates or migrates the database at start.
@@ -83,6 +90,10 @@ def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
     from haochaping.daemon.store.server import Settings
     # what can be wrong with the command line, found before anything is created or started
     serving.check_tls(cert, keyfile, insecure_http)
+    profile = None
+    if province_profile:
+        from haochaping.daemon.store.province import profiles
+        profile = profiles.load(province_profile, province_key_file, province_url)
     sock = serving.listen(listen)
     if insecure_http:
         click.echo("WARNING: --insecure-http: plain HTTP, no TLS. Ratings and signatures cross the"
@@ -94,9 +105,9 @@ def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
         raise
     host, port = sock.getsockname()[:2]
 
-    def ready() -> None:
-        logging.getLogger(__name__).warning("store (%s) listening on %s://%s:%d", st.dialect,
-                                            "http" if insecure_http else "https", host, port)
+    def ready() -> None:   # a line for whoever started it (and StoreProcess waits for it)
+        click.echo("store (%s) listening on %s://%s:%d" % (
+            st.dialect, "http" if insecure_http else "https", host, port), err=True)
     stop = threading.Event()
     jobs: threading.Thread | None = None
     if rules_every:   # here, once, not in every worker
@@ -104,6 +115,14 @@ def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
         jobs = threading.Thread(target=jobs_lib.every, args=(st, rules_every, stop),
                                 name="store-rules", daemon=True)
         jobs.start()
+    province: threading.Thread | None = None
+    province_st = None
+    if profile is not None:   # here, once, with a store handle of its own
+        from haochaping.daemon.store.province.delivery import Deliverer
+        province_st = _open(db, identity_key)
+        province = Deliverer(province_st, profile).start(stop)
+        click.echo("delivering to the province with profile %s (%s)" % (profile.name,
+                                                                        profile.url), err=True)
     try:
         serving.serve(Settings(db, identity_key, os.getpid() if workers else None), sock, workers,
                       None if insecure_http else cert, None if insecure_http else keyfile,
@@ -114,6 +133,10 @@ def store_serve(db: str, cert: str | None, keyfile: str | None, listen: str,
         stop.set()
         if jobs is not None:
             jobs.join(30)
+        if province is not None:
+            province.join(30)
+        if province_st is not None:
+            province_st.close()
         sock.close()
         st.close()
 
