@@ -102,28 +102,16 @@ def store(store_db, certs, tmp_path):
     s.proc.kill()
 
 
-FORWARD_TOML = """
-[forward]
-url = "%(url)s"
-ca = "%(ca)s"
-key_file = "%(key)s"
-batch_size = %(batch)d
-max_wait_s = 0
-retry_max_s = 1
-"""
-
-
 def forwarding_hall(folder, store, batch_size=50, hall_id=None, key_file=None):
     """A hallkit hall whose hall.toml forwards to `store`."""
     cfg = hall_kit.create(folder, windows=("W01", "W02"), timeout_s=30,
                           extra_superusers=("observer",))
-    with open(cfg.path, "a") as f:
-        f.write(FORWARD_TOML % {"url": store.url, "ca": store.ca,
-                                "key": key_file or store.key_file, "batch": batch_size})
-        if hall_id:
+    cfg = hall_kit.forward_to(cfg, store.url, store.ca, key_file or store.key_file, batch_size)
+    if hall_id:
+        with open(cfg.path, "a") as f:
             f.write('hall_id = "%s"\n' % hall_id)
-    new = settings.load(cfg.path)
-    return new
+        cfg = settings.load(cfg.path)
+    return cfg
 
 
 @pytest.fixture
