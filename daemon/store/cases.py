@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, workdays
-from haochaping.daemon.store import access
+from haochaping.daemon.store import access, sweeps
 from haochaping.daemon.store.access import Record, Row
 from haochaping.protocol import levels
 
@@ -37,6 +37,7 @@ FEEDBACK = ("satisfied", "unsatisfied", "no-answer")
 CHANNEL_NAMES = {"phone": "电话回访", "sms": "短信回访", "online": "网上自助评价"}
 FEEDBACK_NAMES = {"satisfied": "满意", "unsatisfied": "不满意", "no-answer": "未联系上"}
 MAX_TEXT = 2000
+_CHUNK = 500  # ids per IN (…)
 
 BAD_SQL = """
 SELECT r.uid, r.tx_uid, r.hall, r.level, r.hall_received_at, t.rater_enc IS NOT NULL
@@ -45,6 +46,10 @@ WHERE r.outcome = 'counted' AND r.is_default = 0 AND r.level >= 4 %s
   AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.rating_uid = r.uid)
   AND NOT EXISTS (SELECT 1 FROM appeals a WHERE a.rating_uid = r.uid AND a.status = 'upheld')
 """
+# the hourly sweep (sweeps.py): bad reviews received since the last, or whose transaction was
+SINCE = """AND r.uid IN (SELECT uid FROM ratings WHERE received_at >= %s AND level >= 4
+  UNION SELECT r2.uid FROM ratings r2 JOIN transactions t2 ON t2.uid = r2.tx_uid
+  WHERE t2.received_at >= %s AND r2.level >= 4)"""
 COLUMNS = ("id", "rating_uid", "tx_uid", "hall", "level", "real_name", "opened_at", "due",
            "status", "closed_at", "result")
 CASE_SQL = "SELECT %s FROM cases" % ", ".join(COLUMNS)
@@ -122,18 +127,34 @@ def open_in_batch(t: access.Tx, hall: str, batch: str, now: float | None = None,
 def open_new(store: Store, now: float | None = None,
              calendar: workdays.Calendar | None = None) -> int:
     """The sweep: open a case for every bad review that has none (a batch stored while its
-    deadlines could not be computed, a rating whose transaction came in a later batch)."""
+    deadlines could not be computed, a rating whose transaction came in a later batch). The
+    hourly run reads the bad reviews received since the last (sweeps.py), once a day all."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
+    sweep = sweeps.begin(store, "cases")
+    sql, args = _sweep_sql(sweep)
     # read first (no write lock: usually every bad review has its case), then insert
-    if not access.query(store, BAD_SQL % ""):
-        return 0
+    opened = 0
+    if access.query(store, sql, args):
+        with access.atomic(store) as t:
+            rows = t.q(sql, args)
+            opened = _open(t, rows, _due_dates(rows, cal), now)
     with access.atomic(store) as t:
-        rows = t.q(BAD_SQL % "")
-        opened = _open(t, rows, _due_dates(rows, cal), now)
+        sweeps.done(t, sweep)
     if opened:
         log.info("rectification (第十二条): %d case(s) opened", opened)
     return opened
+
+
+def sweep_query(store: Store) -> tuple[str, tuple[float, ...]]:
+    """The statement and parameters of the next sweep (for `hcp bench scale`'s plans)."""
+    return _sweep_sql(sweeps.begin(store, "cases"))
+
+
+def _sweep_sql(sweep: sweeps.Sweep) -> tuple[str, tuple[float, ...]]:
+    if sweep.full:
+        return BAD_SQL % "", ()
+    return BAD_SQL % SINCE, (sweep.since, sweep.since)
 
 
 def _row(r: Row, today: datetime.date) -> Record:
@@ -170,9 +191,15 @@ def list_cases(store: Store, status: str | None = None, hall: str | None = None,
     for c in rows:
         c["follow_ups"] = 0
     if rows:
-        counts: dict[str, int] = dict(access.query(
-            store, "SELECT case_id, COUNT(*) FROM case_events WHERE kind = 'follow-up'"
-                   " GROUP BY case_id"))
+        # only the listed cases' events (index case_events_case), not every case's
+        ids = [c["id"] for c in rows]
+        counts: dict[str, int] = {}
+        for i in range(0, len(ids), _CHUNK):
+            part = ids[i:i + _CHUNK]
+            counts.update(access.query(
+                store, "SELECT case_id, COUNT(*) FROM case_events WHERE kind = 'follow-up'"
+                       " AND case_id IN (%s) GROUP BY case_id" % ", ".join(["%s"] * len(part)),
+                part))
         for c in rows:
             c["follow_ups"] = counts.get(c["id"], 0)
     return rows
