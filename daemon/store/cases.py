@@ -56,7 +56,15 @@ CASE_SQL = "SELECT %s FROM cases" % ", ".join(COLUMNS)
 
 
 def case_id(rating_uid: str) -> str:
-    return "C" + hashlib.sha256(rating_uid.encode()).hexdigest()[:8]
+    """The id of a bad review's new case: C + 16 hex digits of its SHA-256. (Stores before
+    #19 gave 8, which two of a province's ~5 million bad reviews a year share a few thousand
+    times: the second got no case. Those ids stay; a case is found by its rating_uid.)"""
+    return "C" + hashlib.sha256(rating_uid.encode()).hexdigest()[:16]
+
+
+def _case_of(t: access.Tx, rating_uid: str) -> str | None:
+    rows = t.q("SELECT id FROM cases WHERE rating_uid = %s", (rating_uid,))
+    return rows[0][0] if rows else None
 
 
 def _due_dates(rows: Sequence[Row], cal: workdays.Calendar) -> list[str | None]:
@@ -288,8 +296,8 @@ def close(store: Store, cid: str, result: str, now: float | None = None) -> None
 
 def withdraw(t: access.Tx, rating_uid: str, appeal_id: str, now: float) -> None:
     """An upheld appeal (第十条) withdraws the bad review's case, if open (inside its tx)."""
-    cid = case_id(rating_uid)
-    if t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s, result = %s"
+    cid = _case_of(t, rating_uid)
+    if cid is not None and t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s, result = %s"
            " WHERE id = %s AND status = 'open'",
            (now, "appeal %s upheld (第十条)" % appeal_id, cid)):
         t.x("INSERT INTO case_events (case_id, at, kind, note) VALUES (%s, %s, 'withdrawn', %s)",
@@ -302,9 +310,10 @@ def withdraw_late(t: access.Tx, rating_uids: Sequence[str], now: float) -> None:
     store that opened them before it applied the rule has any."""
     note = "rating received after its transaction's 5 working days (第七条): it does not count"
     for uid in rating_uids:
-        cid = case_id(uid)
-        if t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s, result = %s"
-               " WHERE id = %s AND status = 'open'", (now, note, cid)):
+        cid = _case_of(t, uid)
+        if cid is not None and t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s,"
+                                   " result = %s WHERE id = %s AND status = 'open'",
+                                   (now, note, cid)):
             t.x("INSERT INTO case_events (case_id, at, kind, note) VALUES"
                 " (%s, %s, 'withdrawn', %s)", (cid, now, note))
 

@@ -188,6 +188,13 @@ MIGRATIONS: list[tuple[str, str]] = [
     CREATE INDEX cases_status_due ON cases (status, due);
     CREATE INDEX appeals_status ON appeals (status, filed_at);
     """),
+    ("0005-archive", """
+    CREATE TABLE archived_reports (        -- archive.py: a quarter's figures once its rows left
+        period TEXT PRIMARY KEY,           -- 2023Q1
+        figures TEXT NOT NULL,             -- quarterly.figures() as JSON
+        archived_at {real} NOT NULL
+    );
+    """),
 ]
 
 
