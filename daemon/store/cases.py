@@ -47,9 +47,7 @@ WHERE r.outcome = 'counted' AND r.is_default = 0 AND r.level >= 4 %s
   AND NOT EXISTS (SELECT 1 FROM appeals a WHERE a.rating_uid = r.uid AND a.status = 'upheld')
 """
 # the hourly sweep (sweeps.py): bad reviews received since the last, or whose transaction was
-SINCE = """AND r.uid IN (SELECT uid FROM ratings WHERE received_at >= %s AND level >= 4
-  UNION SELECT r2.uid FROM ratings r2 JOIN transactions t2 ON t2.uid = r2.tx_uid
-  WHERE t2.received_at >= %s AND r2.level >= 4)"""
+SINCE_SQL = (BAD_SQL % "AND r.received_at >= %s") + "UNION" + (BAD_SQL % "AND t.received_at >= %s")
 COLUMNS = ("id", "rating_uid", "tx_uid", "hall", "level", "real_name", "opened_at", "due",
            "status", "closed_at", "result")
 CASE_SQL = "SELECT %s FROM cases" % ", ".join(COLUMNS)
@@ -162,7 +160,7 @@ def sweep_query(store: Store) -> tuple[str, tuple[float, ...]]:
 def _sweep_sql(sweep: sweeps.Sweep) -> tuple[str, tuple[float, ...]]:
     if sweep.full:
         return BAD_SQL % "", ()
-    return BAD_SQL % SINCE, (sweep.since, sweep.since)
+    return SINCE_SQL, (sweep.since, sweep.since)
 
 
 def _row(r: Row, today: datetime.date) -> Record:

@@ -59,15 +59,20 @@ ORDER BY t.finished_at, t.uid
 # the hourly sweep (sweeps.py): transactions whose deadline may have passed since the last
 # sweep (finished from its mark on), those received since (a hall's link was down), and those
 # whose rating was found late since; the full sweep (UNRATED_SQL) reads every one
+_NOT_RATED = ("NOT EXISTS (SELECT 1 FROM ratings r WHERE r.tx_uid = t.uid"
+               " AND r.outcome = 'counted')")
 SINCE_SQL = """
 SELECT t.uid, t.hall, t.finished_at FROM transactions t
-WHERE t.uid IN (SELECT uid FROM transactions WHERE finished_at >= %s AND finished_at <= %s
-                UNION SELECT uid FROM transactions WHERE received_at >= %s
-                UNION SELECT tx_uid FROM ratings WHERE received_at >= %s AND outcome = 'late')
-  AND t.finished_at >= %s AND t.finished_at <= %s
-  AND NOT EXISTS (SELECT 1 FROM ratings r WHERE r.tx_uid = t.uid AND r.outcome = 'counted')
-ORDER BY t.finished_at, t.uid
-"""
+WHERE t.finished_at >= %%s AND t.finished_at <= %%s AND %(nr)s
+UNION
+SELECT t.uid, t.hall, t.finished_at FROM transactions t
+WHERE t.received_at >= %%s AND t.finished_at >= %%s AND t.finished_at <= %%s AND %(nr)s
+UNION
+SELECT t.uid, t.hall, t.finished_at FROM ratings l JOIN transactions t ON t.uid = l.tx_uid
+WHERE l.received_at >= %%s AND l.outcome = 'late' AND t.finished_at >= %%s
+  AND t.finished_at <= %%s AND %(nr)s
+ORDER BY 3, 1
+""" % {"nr": _NOT_RATED}
 INSERT_SQL = """
 INSERT INTO ratings (uid, hall, terminal, seq, level, outcome, tx_uid, rated_at,
                      hall_received_at, is_default, batch, received_at)
@@ -88,11 +93,8 @@ WHERE r.outcome = 'counted' AND r.is_default = 0 AND t.finished_at >= %s
   AND r.hall_received_at > t.finished_at + %s AND r.received_at > t.finished_at + %s
 """
 # the hourly sweep: only ratings received since the last sweep, or of transactions received since
-MAYBE_LATE_SINCE = """
-  AND r.uid IN (SELECT uid FROM ratings WHERE received_at >= %s
-                UNION SELECT r2.uid FROM ratings r2 JOIN transactions t2 ON t2.uid = r2.tx_uid
-                WHERE t2.received_at >= %s)
-"""
+MAYBE_LATE_SINCE_SQL = (MAYBE_LATE_SQL + "  AND r.received_at >= %s\nUNION"
+                        + MAYBE_LATE_SQL + "  AND t.received_at >= %s\n")
 MARK_SQL = "UPDATE ratings SET outcome = 'late' WHERE uid = %s AND outcome = 'counted'"
 
 # a batch's columns (batches.FIELDS order)
@@ -179,7 +181,7 @@ def _sweep_sql(sweep: sweeps.Sweep, upto: float) -> tuple[str, tuple[float, ...]
     if sweep.full:
         return UNRATED_SQL, (EPOCH, upto)
     start = EPOCH if sweep.through is None else max(EPOCH, sweep.through)
-    return SINCE_SQL, (start, upto, sweep.since, sweep.since, EPOCH, upto)
+    return SINCE_SQL, (start, upto, sweep.since, EPOCH, upto, sweep.since, EPOCH, upto)
 
 
 # --- late ratings ------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ def mark_late(store: Store, now: float | None = None,
     sql: str = MAYBE_LATE_SQL
     args: tuple[float, ...] = (EPOCH, _MIN_WAIT_S, _MIN_WAIT_S)
     if since > 0:
-        sql, args = sql + MAYBE_LATE_SINCE, args + (since, since)
+        sql, args = MAYBE_LATE_SINCE_SQL, args + (since,) + args + (since,)
     rows: list[Stored] = [tuple(r) for r in access.query(store, sql, args)]
     if not rows:
         return 0, set()
