@@ -47,7 +47,10 @@ WHERE r.outcome = 'counted' AND r.is_default = 0 AND r.level >= 4 %s
   AND NOT EXISTS (SELECT 1 FROM appeals a WHERE a.rating_uid = r.uid AND a.status = 'upheld')
 """
 # the hourly sweep (sweeps.py): bad reviews received since the last, or whose transaction was
-SINCE_SQL = (BAD_SQL % "AND r.received_at >= %s") + "UNION" + (BAD_SQL % "AND t.received_at >= %s")
+# (+r.level: not the partial index of every bad review, so that SQLite starts from the
+# transactions received since)
+SINCE_SQL = ((BAD_SQL % "AND r.received_at >= %s") + "UNION"
+             + (BAD_SQL % "AND t.received_at >= %s").replace("r.level >= 4", "+r.level >= 4"))
 COLUMNS = ("id", "rating_uid", "tx_uid", "hall", "level", "real_name", "opened_at", "due",
            "status", "closed_at", "result")
 CASE_SQL = "SELECT %s FROM cases" % ", ".join(COLUMNS)

@@ -58,7 +58,8 @@ ORDER BY t.finished_at, t.uid
 """
 # the hourly sweep (sweeps.py): transactions whose deadline may have passed since the last
 # sweep (finished from its mark on), those received since (a hall's link was down), and those
-# whose rating was found late since; the full sweep (UNRATED_SQL) reads every one
+# whose rating was found late since; the full sweep (UNRATED_SQL) reads every one. (+column: no
+# index on it, so that SQLite drives each branch from its own index, not finished_at's)
 _NOT_RATED = ("NOT EXISTS (SELECT 1 FROM ratings r WHERE r.tx_uid = t.uid"
                " AND r.outcome = 'counted')")
 SINCE_SQL = """
@@ -66,11 +67,11 @@ SELECT t.uid, t.hall, t.finished_at FROM transactions t
 WHERE t.finished_at >= %%s AND t.finished_at <= %%s AND %(nr)s
 UNION
 SELECT t.uid, t.hall, t.finished_at FROM transactions t
-WHERE t.received_at >= %%s AND t.finished_at >= %%s AND t.finished_at <= %%s AND %(nr)s
+WHERE t.received_at >= %%s AND +t.finished_at >= %%s AND +t.finished_at <= %%s AND %(nr)s
 UNION
 SELECT t.uid, t.hall, t.finished_at FROM ratings l JOIN transactions t ON t.uid = l.tx_uid
-WHERE l.received_at >= %%s AND l.outcome = 'late' AND t.finished_at >= %%s
-  AND t.finished_at <= %%s AND %(nr)s
+WHERE l.received_at >= %%s AND l.outcome = 'late' AND +t.finished_at >= %%s
+  AND +t.finished_at <= %%s AND %(nr)s
 ORDER BY 3, 1
 """ % {"nr": _NOT_RATED}
 INSERT_SQL = """
@@ -93,8 +94,9 @@ WHERE r.outcome = 'counted' AND r.is_default = 0 AND t.finished_at >= %s
   AND r.hall_received_at > t.finished_at + %s AND r.received_at > t.finished_at + %s
 """
 # the hourly sweep: only ratings received since the last sweep, or of transactions received since
-MAYBE_LATE_SINCE_SQL = (MAYBE_LATE_SQL + "  AND r.received_at >= %s\nUNION"
-                        + MAYBE_LATE_SQL + "  AND t.received_at >= %s\n")
+_MAYBE_LATE = MAYBE_LATE_SQL.replace("t.finished_at >= %s", "+t.finished_at >= %s")
+MAYBE_LATE_SINCE_SQL = (_MAYBE_LATE + "  AND r.received_at >= %s\nUNION"
+                        + _MAYBE_LATE + "  AND t.received_at >= %s\n")
 MARK_SQL = "UPDATE ratings SET outcome = 'late' WHERE uid = %s AND outcome = 'counted'"
 
 # a batch's columns (batches.FIELDS order)

@@ -422,6 +422,9 @@ def measure(st: backends.Store, gen: Generated) -> dict[str, Step]:
                                  res["given"], gen["expected_defaults"], res["checked"],
                                  res["waiting"])}
     out["defaults_sweep"]["plan"] = _sweep_plan(st)
+    out["late_sweep_plan"] = {"seconds": 0.0, "rows": 0, "plan": plan(
+        st, defaults.MAYBE_LATE_SINCE_SQL, (defaults.EPOCH, 5 * 86400.0, 5 * 86400.0,
+                                            time.time() - 3600) * 2)}
     sec, opened = _timed(lambda: cases.open_new(st, NOW, cal))
     out["cases_sweep"] = {"seconds": round(sec, 3), "rows": opened}
     out["cases_sweep"]["plan"] = _cases_plan(st)
