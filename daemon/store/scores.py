@@ -131,11 +131,13 @@ def transactions(store: Store, period: str, now: float | None = None,
         if ruid is not None:
             rating = scoring.Rating(level, excluded=ruid in upheld)
         else:
-            day = access.when(finished).date()
-            if day not in due_by_day:
-                due_by_day[day] = deadlines.default_rating_deadline(day, cal)
-            passed = due_by_day[day].passed(at_now)
-            rating = scoring.Rating(3, is_default=True) if ndef or passed else None
+            passed = bool(ndef)  # given by the job: no need to ask the calendar
+            if not passed:
+                day = access.when(finished).date()
+                if day not in due_by_day:
+                    due_by_day[day] = deadlines.default_rating_deadline(day, cal)
+                passed = due_by_day[day].passed(at_now)
+            rating = scoring.Rating(3, is_default=True) if passed else None
             if rating is not None:
                 level = 3
         out.append({"uid": uid, "hall": hall, "department": dept, "window": window,
@@ -179,11 +181,17 @@ def explain(store: Store, unit: str, period: str, now: float | None = None,
             calendar: workdays.Calendar | None = None) -> scoring.Explanation:
     """scoring.Explanation of one unit's score from the store's data. A unit with no transaction
     in the period gets the rules' "no data" answer, unless the store has never seen it at all."""
-    units = unit_scores(store, period, now, calendar,
-                        transactions(store, period, now, calendar, unit))
-    if unit in units:
-        u = units[unit]
-        return scoring.explain(u["ratings"], u["pending"], unit, period)
+    ratings: list[scoring.Rating] = []
+    pending = found = 0
+    for tx in transactions(store, period, now, calendar, unit):
+        if any(key == unit for _kind, key in units_of(tx)):
+            found += 1
+            if tx["rating"] is None:
+                pending += 1
+            else:
+                ratings.append(tx["rating"])
+    if found:
+        return scoring.explain(ratings, pending, unit, period)
     if not _known(store, unit):
         raise HcpError("unit %s is not in the store: a department code (or hall id), "
                        "window:HALL/WINDOW or staff:HALL/STAFF" % unit)
