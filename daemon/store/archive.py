@@ -21,8 +21,9 @@ import datetime
 import hashlib
 import json
 import os
+import sqlite3
 import time
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.store import access, quarterly, scores
@@ -110,8 +111,13 @@ def archive(store: Store, before: str, out_dir: str, now: float | None = None,
     with access.atomic(store) as t:
         for table, (where, n) in WHERE.items():
             path = os.path.join(out_dir, "%s-before-%s.csv" % (table, before))
-            cur = t.conn.cursor()
-            cur.execute(_sql(t, "SELECT * FROM %s WHERE %s" % (table, where)), (cutoff,) * n)
+            sql = _sql(t, "SELECT * FROM %s WHERE %s" % (table, where))
+            cur: Any
+            if isinstance(t.conn, sqlite3.Connection):
+                cur = t.conn.cursor()
+            else:  # a server-side cursor: a year of rows is not held in memory at once
+                cur = t.conn.cursor(name="hcp_archive_" + table)
+            cur.execute(sql, (cutoff,) * n)
             cols = [d[0] for d in cur.description or ()]
             count = 0
             h = hashlib.sha256()
@@ -123,6 +129,7 @@ def archive(store: Store, before: str, out_dir: str, now: float | None = None,
                     count += len(chunk)
                 f.flush()
                 os.fsync(f.fileno())
+            cur.close()
             with open(path, "rb") as f:
                 while block := f.read(1 << 20):
                     h.update(block)
