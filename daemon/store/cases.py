@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, workdays
-from haochaping.daemon.store import access
+from haochaping.daemon.store import access, sweeps
 from haochaping.daemon.store.access import Record, Row
 from haochaping.protocol import levels
 
@@ -37,6 +37,7 @@ FEEDBACK = ("satisfied", "unsatisfied", "no-answer")
 CHANNEL_NAMES = {"phone": "电话回访", "sms": "短信回访", "online": "网上自助评价"}
 FEEDBACK_NAMES = {"satisfied": "满意", "unsatisfied": "不满意", "no-answer": "未联系上"}
 MAX_TEXT = 2000
+_CHUNK = 500  # ids per IN (…)
 
 BAD_SQL = """
 SELECT r.uid, r.tx_uid, r.hall, r.level, r.hall_received_at, t.rater_enc IS NOT NULL
@@ -45,13 +46,26 @@ WHERE r.outcome = 'counted' AND r.is_default = 0 AND r.level >= 4 %s
   AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.rating_uid = r.uid)
   AND NOT EXISTS (SELECT 1 FROM appeals a WHERE a.rating_uid = r.uid AND a.status = 'upheld')
 """
+# the hourly sweep (sweeps.py): bad reviews received since the last, or whose transaction was
+# (+r.level: not the partial index of every bad review, so that SQLite starts from the
+# transactions received since)
+SINCE_SQL = ((BAD_SQL % "AND r.received_at >= %s") + "UNION"
+             + (BAD_SQL % "AND t.received_at >= %s").replace("r.level >= 4", "+r.level >= 4"))
 COLUMNS = ("id", "rating_uid", "tx_uid", "hall", "level", "real_name", "opened_at", "due",
            "status", "closed_at", "result")
 CASE_SQL = "SELECT %s FROM cases" % ", ".join(COLUMNS)
 
 
 def case_id(rating_uid: str) -> str:
-    return "C" + hashlib.sha256(rating_uid.encode()).hexdigest()[:8]
+    """The id of a bad review's new case: C + 16 hex digits of its SHA-256. (Stores before
+    #19 gave 8, which two of a province's ~5 million bad reviews a year share a few thousand
+    times: the second got no case. Those ids stay; a case is found by its rating_uid.)"""
+    return "C" + hashlib.sha256(rating_uid.encode()).hexdigest()[:16]
+
+
+def _case_of(t: access.Tx, rating_uid: str) -> str | None:
+    rows = t.q("SELECT id FROM cases WHERE rating_uid = %s", (rating_uid,))
+    return rows[0][0] if rows else None
 
 
 def _due_dates(rows: Sequence[Row], cal: workdays.Calendar) -> list[str | None]:
@@ -122,18 +136,34 @@ def open_in_batch(t: access.Tx, hall: str, batch: str, now: float | None = None,
 def open_new(store: Store, now: float | None = None,
              calendar: workdays.Calendar | None = None) -> int:
     """The sweep: open a case for every bad review that has none (a batch stored while its
-    deadlines could not be computed, a rating whose transaction came in a later batch)."""
+    deadlines could not be computed, a rating whose transaction came in a later batch). The
+    hourly run reads the bad reviews received since the last (sweeps.py), once a day all."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
+    sweep = sweeps.begin(store, "cases")
+    sql, args = _sweep_sql(sweep)
     # read first (no write lock: usually every bad review has its case), then insert
-    if not access.query(store, BAD_SQL % ""):
-        return 0
+    opened = 0
+    if access.query(store, sql, args):
+        with access.atomic(store) as t:
+            rows = t.q(sql, args)
+            opened = _open(t, rows, _due_dates(rows, cal), now)
     with access.atomic(store) as t:
-        rows = t.q(BAD_SQL % "")
-        opened = _open(t, rows, _due_dates(rows, cal), now)
+        sweeps.done(t, sweep)
     if opened:
         log.info("rectification (第十二条): %d case(s) opened", opened)
     return opened
+
+
+def sweep_query(store: Store) -> tuple[str, tuple[float, ...]]:
+    """The statement and parameters of the next sweep (for `hcp bench scale`'s plans)."""
+    return _sweep_sql(sweeps.begin(store, "cases"))
+
+
+def _sweep_sql(sweep: sweeps.Sweep) -> tuple[str, tuple[float, ...]]:
+    if sweep.full:
+        return BAD_SQL % "", ()
+    return SINCE_SQL, (sweep.since, sweep.since)
 
 
 def _row(r: Row, today: datetime.date) -> Record:
@@ -170,9 +200,15 @@ def list_cases(store: Store, status: str | None = None, hall: str | None = None,
     for c in rows:
         c["follow_ups"] = 0
     if rows:
-        counts: dict[str, int] = dict(access.query(
-            store, "SELECT case_id, COUNT(*) FROM case_events WHERE kind = 'follow-up'"
-                   " GROUP BY case_id"))
+        # only the listed cases' events (index case_events_case), not every case's
+        ids = [c["id"] for c in rows]
+        counts: dict[str, int] = {}
+        for i in range(0, len(ids), _CHUNK):
+            part = ids[i:i + _CHUNK]
+            counts.update(access.query(
+                store, "SELECT case_id, COUNT(*) FROM case_events WHERE kind = 'follow-up'"
+                       " AND case_id IN (%s) GROUP BY case_id" % ", ".join(["%s"] * len(part)),
+                part))
         for c in rows:
             c["follow_ups"] = counts.get(c["id"], 0)
     return rows
@@ -261,8 +297,8 @@ def close(store: Store, cid: str, result: str, now: float | None = None) -> None
 
 def withdraw(t: access.Tx, rating_uid: str, appeal_id: str, now: float) -> None:
     """An upheld appeal (第十条) withdraws the bad review's case, if open (inside its tx)."""
-    cid = case_id(rating_uid)
-    if t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s, result = %s"
+    cid = _case_of(t, rating_uid)
+    if cid is not None and t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s, result = %s"
            " WHERE id = %s AND status = 'open'",
            (now, "appeal %s upheld (第十条)" % appeal_id, cid)):
         t.x("INSERT INTO case_events (case_id, at, kind, note) VALUES (%s, %s, 'withdrawn', %s)",
@@ -275,9 +311,10 @@ def withdraw_late(t: access.Tx, rating_uids: Sequence[str], now: float) -> None:
     store that opened them before it applied the rule has any."""
     note = "rating received after its transaction's 5 working days (第七条): it does not count"
     for uid in rating_uids:
-        cid = case_id(uid)
-        if t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s, result = %s"
-               " WHERE id = %s AND status = 'open'", (now, note, cid)):
+        cid = _case_of(t, uid)
+        if cid is not None and t.x("UPDATE cases SET status = 'withdrawn', closed_at = %s,"
+                                   " result = %s WHERE id = %s AND status = 'open'",
+                                   (now, note, cid)):
             t.x("INSERT INTO case_events (case_id, at, kind, note) VALUES"
                 " (%s, %s, 'withdrawn', %s)", (cid, now, note))
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 from haochaping.daemon import batches
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, workdays
-from haochaping.daemon.store import access, cases
+from haochaping.daemon.store import access, cases, sweeps
 from haochaping.protocol import levels
 
 if TYPE_CHECKING:
@@ -56,6 +56,24 @@ WHERE t.finished_at >= %s AND t.finished_at <= %s
   AND NOT EXISTS (SELECT 1 FROM ratings r WHERE r.tx_uid = t.uid AND r.outcome = 'counted')
 ORDER BY t.finished_at, t.uid
 """
+# the hourly sweep (sweeps.py): transactions whose deadline may have passed since the last
+# sweep (finished from its mark on), those received since (a hall's link was down), and those
+# whose rating was found late since; the full sweep (UNRATED_SQL) reads every one. (+column: no
+# index on it, so that SQLite drives each branch from its own index, not finished_at's)
+_NOT_RATED = ("NOT EXISTS (SELECT 1 FROM ratings r WHERE r.tx_uid = t.uid"
+               " AND r.outcome = 'counted')")
+SINCE_SQL = """
+SELECT t.uid, t.hall, t.finished_at FROM transactions t
+WHERE t.finished_at >= %%s AND t.finished_at <= %%s AND %(nr)s
+UNION
+SELECT t.uid, t.hall, t.finished_at FROM transactions t
+WHERE t.received_at >= %%s AND +t.finished_at >= %%s AND +t.finished_at <= %%s AND %(nr)s
+UNION
+SELECT t.uid, t.hall, t.finished_at FROM ratings l JOIN transactions t ON t.uid = l.tx_uid
+WHERE l.received_at >= %%s AND l.outcome = 'late' AND +t.finished_at >= %%s
+  AND +t.finished_at <= %%s AND %(nr)s
+ORDER BY 3, 1
+""" % {"nr": _NOT_RATED}
 INSERT_SQL = """
 INSERT INTO ratings (uid, hall, terminal, seq, level, outcome, tx_uid, rated_at,
                      hall_received_at, is_default, batch, received_at)
@@ -75,6 +93,10 @@ JOIN transactions t ON t.uid = r.tx_uid
 WHERE r.outcome = 'counted' AND r.is_default = 0 AND t.finished_at >= %s
   AND r.hall_received_at > t.finished_at + %s AND r.received_at > t.finished_at + %s
 """
+# the hourly sweep: only ratings received since the last sweep, or of transactions received since
+_MAYBE_LATE = MAYBE_LATE_SQL.replace("t.finished_at >= %s", "+t.finished_at >= %s")
+MAYBE_LATE_SINCE_SQL = (_MAYBE_LATE + "  AND r.received_at >= %s\nUNION"
+                        + _MAYBE_LATE + "  AND t.received_at >= %s\n")
 MARK_SQL = "UPDATE ratings SET outcome = 'late' WHERE uid = %s AND outcome = 'counted'"
 
 # a batch's columns (batches.FIELDS order)
@@ -107,18 +129,24 @@ def run_defaults(store: Store, now: float | None = None,
                  calendar: workdays.Calendar | None = None) -> JobsRun:
     """Mark late ratings (mark_late), then give every overdue unrated transaction its default
     rating. Returns what was done: {"given": n, "checked": n, "waiting": n, "late": n,
-    "fallback_years": [...]}. Idempotent."""
+    "fallback_years": [...]}. Idempotent. The hourly run reads only what changed since the
+    last (sweeps.py): the transactions from its mark (the earliest it left waiting) to 5 days
+    ago, and those received or found late since; once a day it reads them all."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
+    sweep = sweeps.begin(store, "defaults")
     at_now = access.when(now)
     given = checked = waiting = 0
     due_by_day: dict[datetime.date, workdays.Deadline] = {}
     # late ratings first: the transactions they were bound to are unrated
-    late, fallback = mark_late(store, now, cal, due_by_day)
+    late, fallback = mark_late(store, now, cal, due_by_day, since=sweep.since)
     due = []
+    upto = now - _MIN_WAIT_S
+    mark = upto        # every transaction finished before it is judged once this sweep is done
+    sql, args = _sweep_sql(sweep, upto)
     # read without the write lock (the halls' batches go on), then write only what is due;
     # a citizen rating committed in between is no harm: it wins in the scores (scores.py)
-    for uid, hall, finished in access.query(store, UNRATED_SQL, (EPOCH, now - _MIN_WAIT_S)):
+    for uid, hall, finished in access.query(store, sql, args):
         checked += 1
         day = access.when(finished).date()
         if day not in due_by_day:
@@ -127,13 +155,14 @@ def run_defaults(store: Store, now: float | None = None,
         fallback.update(d.fallback_years)
         if not d.passed(at_now):
             waiting += 1
+            mark = min(mark, finished)
             continue
         at = d.at.timestamp()
         due.append((default_uid(uid), hall, levels.DEFAULT_LEVEL, uid, at, at, BATCH, now))
-    if due:
-        with access.atomic(store) as t:
-            for row in due:
-                given += t.x(INSERT_SQL, row)
+    with access.atomic(store) as t:
+        for row in due:
+            given += t.x(INSERT_SQL, row)
+        sweeps.done(t, sweep, mark)
     if given:
         log.info("default ratings (第七条): %d given, %d transactions still within their 5 "
                  "working days", given, waiting)
@@ -142,6 +171,19 @@ def run_defaults(store: Store, now: float | None = None,
     if fallback:
         result["warning"] = workdays.FALLBACK_WARNING % ", ".join(map(str, sorted(fallback)))
     return result
+
+
+def sweep_query(store: Store, now: float) -> tuple[str, tuple[float, ...]]:
+    """The statement and parameters the next hourly sweep of unrated transactions would run
+    (for `hcp bench scale`'s plans)."""
+    return _sweep_sql(sweeps.begin(store, "defaults"), now - _MIN_WAIT_S)
+
+
+def _sweep_sql(sweep: sweeps.Sweep, upto: float) -> tuple[str, tuple[float, ...]]:
+    if sweep.full:
+        return UNRATED_SQL, (EPOCH, upto)
+    start = EPOCH if sweep.through is None else max(EPOCH, sweep.through)
+    return SINCE_SQL, (start, upto, sweep.since, EPOCH, upto, sweep.since, EPOCH, upto)
 
 
 # --- late ratings ------------------------------------------------------------------------------
@@ -211,15 +253,19 @@ def late_in_batch(t: access.Tx, parsed: Mapping[str, Columns], now: float,
 
 def mark_late(store: Store, now: float | None = None,
               calendar: workdays.Calendar | None = None,
-              due_by_day: dict[datetime.date, workdays.Deadline] | None = None
-              ) -> tuple[int, set[int]]:
+              due_by_day: dict[datetime.date, workdays.Deadline] | None = None,
+              since: float = 0.0) -> tuple[int, set[int]]:
     """The sweep (run by run_defaults): mark `late` every counted citizen rating received after
     its transaction's deadline that no batch marked (stored before this rule, or while the
-    calendar could not be read). Returns (how many, the years counted Monday-Friday)."""
+    calendar could not be read). since: only ratings, or ratings of transactions, the store
+    received from then on (0: all). Returns (how many, the years counted Monday-Friday)."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
-    rows: list[Stored] = [tuple(r) for r in access.query(
-        store, MAYBE_LATE_SQL, (EPOCH, _MIN_WAIT_S, _MIN_WAIT_S))]
+    sql: str = MAYBE_LATE_SQL
+    args: tuple[float, ...] = (EPOCH, _MIN_WAIT_S, _MIN_WAIT_S)
+    if since > 0:
+        sql, args = MAYBE_LATE_SINCE_SQL, args + (since,) + args + (since,)
+    rows: list[Stored] = [tuple(r) for r in access.query(store, sql, args)]
     if not rows:
         return 0, set()
     late, fallback = _judge(rows, cal, {} if due_by_day is None else due_by_day)

@@ -158,9 +158,26 @@ def _f(x: Fraction | float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
+def kept(store: Store, period: str) -> Figures | None:
+    """The figures kept for a quarter whose rows were archived (archive.py), or None."""
+    rows = access.query(store, "SELECT figures FROM archived_reports WHERE period = %s",
+                        (period,))
+    if not rows:
+        return None
+    fig: Figures = json.loads(rows[0][0])
+    return fig
+
+
 def figures(store: Store, period: str, public: bool = False, now: float | None = None,
             calendar: Calendar | None = None) -> Figures:
-    """Every figure of the report, as plain data (what the JSON file holds)."""
+    """Every figure of the report, as plain data (what the JSON file holds). A quarter whose
+    rows were archived: the figures kept when they were (public: without staff)."""
+    old = kept(store, period)
+    if old is not None:
+        if public:
+            old["units"] = [u for u in old["units"] if u["kind"] != "staff"]
+            old["public"] = True
+        return old
     now = time.time() if now is None else now
     first, last, start, end = scores.bounds(period)
     names = {r[0]: r[1] for r in access.query(store, "SELECT id, name FROM halls")}
@@ -177,6 +194,10 @@ def figures(store: Store, period: str, public: bool = False, now: float | None =
         for r in t_all["per_level"]]
     trend: list[TrendRow] = []
     for q in quarters_up_to(period):
+        q_kept = kept(store, q) if q != period else None
+        if q_kept is not None:
+            trend.extend(t for t in q_kept["trend"] if t["period"] == q)
+            continue
         q_units = units if q == period else scores.unit_scores(store, q, now, calendar)
         q_txs = [r for u in q_units.values() if u["kind"] == "department" for r in u["ratings"]]
         q_pending = sum(u["pending"] for u in q_units.values() if u["kind"] == "department")

@@ -179,6 +179,33 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("0004-rating-channel", """
     ALTER TABLE ratings ADD COLUMN channel TEXT NOT NULL DEFAULT 'PJQ';
     """),
+    ("0005-scale", """
+    CREATE TABLE store_sweeps (            -- where each rule job's sweep got to (sweeps.py)
+        job TEXT PRIMARY KEY,              -- defaults | cases
+        through {real},                    -- defaults: every transaction finished earlier is judged
+        started_at {real} NOT NULL,        -- store clock at the last sweep's start (received_at)
+        full_at {real} NOT NULL            -- store clock at the last sweep over every row
+    );
+    -- one unit's transactions and their ratings read from the indexes alone (scores.py)
+    CREATE INDEX transactions_department ON transactions
+        (department, finished_at, uid, hall, window_id, staff);
+    CREATE INDEX transactions_window ON transactions
+        (hall, window_id, finished_at, uid, department, staff);
+    CREATE INDEX transactions_staff ON transactions
+        (hall, staff, finished_at, uid, department, window_id);
+    CREATE INDEX ratings_tx_counted ON ratings (tx_uid, outcome, is_default, rated_at, uid, level);
+    DROP INDEX ratings_tx;
+    CREATE INDEX cases_hall_status ON cases (hall, status, opened_at);
+    CREATE INDEX cases_status_due ON cases (status, due);
+    CREATE INDEX appeals_status ON appeals (status, filed_at);
+    """),
+    ("0006-archive", """
+    CREATE TABLE archived_reports (        -- archive.py: a quarter's figures once its rows left
+        period TEXT PRIMARY KEY,           -- 2023Q1
+        figures TEXT NOT NULL,             -- quarterly.figures() as JSON
+        archived_at {real} NOT NULL
+    );
+    """),
 ]
 
 

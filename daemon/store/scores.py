@@ -39,6 +39,14 @@ WHERE t.finished_at >= %s AND t.finished_at < %s
 ORDER BY t.finished_at, t.uid
 """
 
+# one unit's transactions (unit_query): the indexes transactions_department, _window, _staff
+UNIT_WHERE = {
+    "department": "(t.department = %s OR (t.department = '' AND t.hall = %s))",
+    "window": "t.hall = %s AND t.window_id = %s",
+    "staff": "t.hall = %s AND t.staff = %s",
+}
+_CHUNK = 500
+
 
 class Transaction(TypedDict):
     """transactions(): one transaction of the period and what it counts as."""
@@ -86,34 +94,66 @@ def units_of(tx: Transaction) -> list[tuple[str, str]]:
     return out
 
 
+def unit_query(unit: str, start: float, end: float) -> tuple[str, tuple[object, ...]]:
+    """TX_SQL for one unit's transactions (a department code or hall id, window:HALL/WINDOW,
+    staff:HALL/STAFF): the statement and its parameters."""
+    kind, _, rest = unit.partition(":")
+    if kind in ("window", "staff") and "/" in rest:
+        hall, _, ident = rest.partition("/")
+        args: tuple[object, ...] = (hall, ident)
+    else:
+        kind, args = "department", (unit, unit)
+    head, _, order = TX_SQL.rpartition("ORDER BY")
+    sql = "%s  AND %s\nORDER BY%s" % (head, UNIT_WHERE[kind], order)
+    return sql, (start, end) + args
+
+
 def transactions(store: Store, period: str, now: float | None = None,
-                 calendar: workdays.Calendar | None = None) -> list[Transaction]:
+                 calendar: workdays.Calendar | None = None,
+                 unit: str | None = None) -> list[Transaction]:
     """Every transaction of the period with what it counts as (`rating`: a scoring.Rating, or
-    None while pending)."""
+    None while pending); unit: only the transactions that count for that unit."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
     _first, _last, start, end = bounds(period)
-    upheld = {r[0] for r in access.query(store, "SELECT rating_uid FROM appeals"
-                                                " WHERE status = 'upheld'")}
+    sql, args = (TX_SQL, (start, end)) if unit is None else unit_query(unit, start, end)
+    rows = access.query(store, sql, args)
+    if unit is None:
+        upheld = {r[0] for r in access.query(store, "SELECT rating_uid FROM appeals"
+                                                    " WHERE status = 'upheld'")}
+    else:  # only bad reviews are appealed: look up those of this unit alone
+        upheld = _upheld(store, [r[6] for r in rows if r[6] is not None and r[7] >= 4])
     at_now = access.when(now)
     due_by_day: dict[datetime.date, workdays.Deadline] = {}
     out: list[Transaction] = []
-    for uid, hall, dept, window, staff, finished, ruid, level, ndef in access.query(
-            store, TX_SQL, (start, end)):
+    for uid, hall, dept, window, staff, finished, ruid, level, ndef in rows:
         rating: scoring.Rating | None
         if ruid is not None:
             rating = scoring.Rating(level, excluded=ruid in upheld)
         else:
-            day = access.when(finished).date()
-            if day not in due_by_day:
-                due_by_day[day] = deadlines.default_rating_deadline(day, cal)
-            passed = due_by_day[day].passed(at_now)
-            rating = scoring.Rating(3, is_default=True) if ndef or passed else None
+            passed = bool(ndef)  # given by the job: no need to ask the calendar
+            if not passed:
+                day = access.when(finished).date()
+                if day not in due_by_day:
+                    due_by_day[day] = deadlines.default_rating_deadline(day, cal)
+                passed = due_by_day[day].passed(at_now)
+            rating = scoring.Rating(3, is_default=True) if passed else None
             if rating is not None:
                 level = 3
         out.append({"uid": uid, "hall": hall, "department": dept, "window": window,
                     "staff": staff, "finished_at": finished, "rating_uid": ruid, "level": level,
                     "rating": rating})
+    return out
+
+
+def _upheld(store: Store, rating_uids: list[str]) -> set[str]:
+    """Those of these ratings that an upheld appeal removed from scoring."""
+    out: set[str] = set()
+    for i in range(0, len(rating_uids), _CHUNK):
+        part = rating_uids[i:i + _CHUNK]
+        out.update(r[0] for r in access.query(
+            store, "SELECT rating_uid FROM appeals WHERE status = 'upheld' AND rating_uid IN"
+                   " (%s)" % ", ".join(["%s"] * len(part)), part))
     return out
 
 
@@ -141,10 +181,17 @@ def explain(store: Store, unit: str, period: str, now: float | None = None,
             calendar: workdays.Calendar | None = None) -> scoring.Explanation:
     """scoring.Explanation of one unit's score from the store's data. A unit with no transaction
     in the period gets the rules' "no data" answer, unless the store has never seen it at all."""
-    units = unit_scores(store, period, now, calendar)
-    if unit in units:
-        u = units[unit]
-        return scoring.explain(u["ratings"], u["pending"], unit, period)
+    ratings: list[scoring.Rating] = []
+    pending = found = 0
+    for tx in transactions(store, period, now, calendar, unit):
+        if any(key == unit for _kind, key in units_of(tx)):
+            found += 1
+            if tx["rating"] is None:
+                pending += 1
+            else:
+                ratings.append(tx["rating"])
+    if found:
+        return scoring.explain(ratings, pending, unit, period)
     if not _known(store, unit):
         raise HcpError("unit %s is not in the store: a department code (or hall id), "
                        "window:HALL/WINDOW or staff:HALL/STAFF" % unit)
