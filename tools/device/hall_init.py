@@ -11,9 +11,10 @@ reaches a real hall. The simulated halls of the demo and the tests are made the 
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import settings
@@ -52,7 +53,8 @@ listen = "%(api)s"    # the window-system API and the console
 def write_hall(folder: str, hall: str = "H01", mqtt_port: int = 1883,
                api_listen: str = "127.0.0.1:8780", broker_listen: str = "0.0.0.0",
                timeout_s: int = 120, batch_max: int = 1000, caller: str = "queue-system",
-               extra_superusers: Iterable[str] = (), mobile_listen: str = "") -> HallConfig:
+               extra_superusers: Iterable[str] = (),
+               mobile: Mapping[str, str | int] | None = None) -> HallConfig:
     """Write folder/hall.toml and folder/broker/; return the loaded config. Refuses a folder
     that already has a hall.toml (its secrets are in use). extra_superusers: broker users
     with the daemon's rights and password (observers in tests)."""
@@ -69,8 +71,9 @@ def write_hall(folder: str, hall: str = "H01", mqtt_port: int = 1883,
                         "token": secrets.token_urlsafe(24)}
     settings.validate(settings.parse_toml(text, path))   # what it writes, it would accept
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    if mobile_listen:   # the QR channel's phone page (daemon/hall/mobile.py)
-        text += '\n[mobile]\nlisten = "%s"\n' % mobile_listen
+    if mobile:   # the QR channel's phone page (daemon/hall/mobile.py): its [mobile] keys
+        text += "\n[mobile]\n" + "".join("%s = %s\n" % (k, json.dumps(v))
+                                         for k, v in mobile.items())
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     broker_users = {DAEMON_USER: pw, **dict.fromkeys(extra_superusers, pw)}

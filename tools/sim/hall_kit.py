@@ -49,8 +49,10 @@ def create(folder: str, hall: str = "H01", windows: Sequence[str] = ("W01", "W02
                                broker_listen="127.0.0.1", timeout_s=timeout_s,
                                batch_max=batch_max, caller="window-system",
                                extra_superusers=extra_superusers,
-                               mobile_listen="127.0.0.1:%d" % processes.free_port() if mobile
-                               else "")
+                               mobile=None if not mobile else {
+                                   "listen": "127.0.0.1:%d" % processes.free_port(),
+                                   # every simulated phone comes from this one address
+                                   "per_address_per_minute": 100000})
     os.makedirs(os.path.join(folder, "terminals"), exist_ok=True)
     conn = db.connect(cfg.hall.database)
     users: dict[str, str] = {}
