@@ -10,7 +10,7 @@ import click
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import db, registry, settings, summary
 from haochaping.tools.cli import cli
-from haochaping.tools.cli._options import ACTOR, CONFIG, hall_db
+from haochaping.tools.cli._options import ACTOR, CONFIG, hall_db, write_or_check
 
 if TYPE_CHECKING:
     from haochaping.daemon.hall.api_client import WindowApi
@@ -70,25 +70,7 @@ def daemon_openapi(out: str | None, check: bool) -> None:
     """
     from haochaping.daemon.hall import api
     text = json.dumps(api.spec(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    if out is None:
-        if check:
-            raise HcpError("--check needs --out FILE: the file to compare with the code")
-        click.echo(text, nl=False)
-        return
-    if check:
-        try:
-            with open(out, encoding="utf-8") as f:
-                same = f.read() == text
-        except FileNotFoundError:
-            same = False
-        if not same:
-            raise HcpError("%s is not what the code says: run `hcp daemon openapi --out %s`"
-                           " and commit it" % (out, out))
-        click.echo("%s matches the code" % out)
-        return
-    with open(out, "w", encoding="utf-8") as f:
-        f.write(text)
-    click.echo("wrote %s" % out)
+    write_or_check(text, out, check, "hcp daemon openapi")
 
 
 @cli.group()

@@ -13,6 +13,7 @@ import click
 
 from haochaping.daemon.errors import HcpError
 from haochaping.tools.cli import cli
+from haochaping.tools.cli._options import write_or_check
 
 if TYPE_CHECKING:
     from haochaping.daemon.store.backends import PostgresStore, SqliteStore
@@ -156,25 +157,7 @@ def store_openapi(out: str | None, check: bool) -> None:
     """
     from haochaping.daemon.store.server import openapi_text
     text = openapi_text()
-    if check:
-        if not out:
-            raise HcpError("--check needs --out FILE: the copy to compare")
-        try:
-            with open(out, encoding="utf-8") as f:
-                same = f.read() == text
-        except FileNotFoundError:
-            same = False
-        if not same:
-            raise HcpError("%s differs from the API in the code: run `hcp store openapi --out %s`"
-                           % (out, out))
-        click.echo("%s is current" % out)
-        return
-    if not out:
-        click.echo(text, nl=False)
-        return
-    with open(out, "w", encoding="utf-8") as f:
-        f.write(text)
-    click.echo("wrote %s" % out)
+    write_or_check(text, out, check, "hcp store openapi")
 
 
 @store.command("run-defaults")
