@@ -1,18 +1,14 @@
 """Each attack of issue 14 on the daemon's HTTP listener, replayed against the real daemon (its own
 process, its real uvicorn listener): parallel PIN guessing, a flood of sign-ins, idle and
 half-sent connections, a client that trickles its request."""
-import json
 import os
 import socket
 import threading
 
 import pytest
 
-from haochaping.daemon.hall import db, settings
-from haochaping.daemon.hall.console import staff
-from haochaping.tools.sim import hall_kit
 from tests.conftest import wait_until
-from tests.hall.console.conftest import ACCOUNTS, Client
+from tests.hall.console.conftest import ACCOUNTS, Client, console_hall
 
 
 @pytest.fixture
@@ -23,23 +19,9 @@ def bounds():
 
 @pytest.fixture
 def hall(tmp_path, bounds):
-    cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01", "W02"), timeout_s=30,
-                         extra_superusers=("observer",))
     api_keys, console_keys = bounds
-    with open(cfg.path, encoding="utf-8") as f:
-        text = f.read()
-    text = text.replace("\n[api]\n", "\n[api]\n" + "".join(
-        "%s = %s\n" % (k, json.dumps(v)) for k, v in api_keys.items()))
-    text += "\n[console]\n" + "".join("%s = %s\n" % (k, json.dumps(v))
-                                      for k, v in console_keys.items())
-    with open(cfg.path, "w", encoding="utf-8") as f:
-        f.write(text)
-    loaded = settings.load(cfg.path)
-    conn = db.connect(loaded.hall.database)
-    for number, (pin, name, role) in ACCOUNTS.items():
-        staff.add(conn, number, pin, role=role, name=name)
-    conn.close()
-    return loaded
+    return console_hall(str(tmp_path / "hall"), windows=("W01", "W02"), api_keys=api_keys,
+                        console_keys=console_keys)
 
 
 @pytest.fixture

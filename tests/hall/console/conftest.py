@@ -40,26 +40,33 @@ def prompt_timeout():
     return 30
 
 
-@pytest.fixture
-def hall(tmp_path, console_settings, prompt_timeout):
-    cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01", "W02", "W03"),
-                         timeout_s=prompt_timeout, extra_superusers=("observer",))
-    if console_settings:
-        lines = "".join("%s = %s\n" % (k, json.dumps(v)) for k, v in console_settings.items())
-        with open(cfg.path, encoding="utf-8") as f:
-            text = f.read()
-        if "\n[console]\n" in text:
-            text = text.replace("\n[console]\n", "\n[console]\n" + lines)
-        else:
-            text += "\n[console]\n" + lines
-        with open(cfg.path, "w", encoding="utf-8") as f:
-            f.write(text)
+def console_hall(folder, windows=("W01", "W02", "W03"), timeout_s=30, api_keys=None,
+                 console_keys=None):
+    """A hallkit hall with the console ACCOUNTS and extra [api] / [console] keys in hall.toml."""
+    cfg = hall_kit.create(folder, windows=windows, timeout_s=timeout_s,
+                          extra_superusers=("observer",))
+    with open(cfg.path, encoding="utf-8") as f:
+        text = f.read()
+    for section, keys in (("api", api_keys), ("console", console_keys)):
+        if not keys:
+            continue
+        lines = "".join("%s = %s\n" % (k, json.dumps(v)) for k, v in keys.items())
+        head = "\n[%s]\n" % section
+        text = text.replace(head, head + lines) if head in text else text + head + lines
+    with open(cfg.path, "w", encoding="utf-8") as f:
+        f.write(text)
     loaded = settings.load(cfg.path)
     conn = db.connect(loaded.hall.database)
     for number, (pin, name, role) in ACCOUNTS.items():
         staff.add(conn, number, pin, role=role, name=name)
     conn.close()
     return loaded
+
+
+@pytest.fixture
+def hall(tmp_path, console_settings, prompt_timeout):
+    return console_hall(str(tmp_path / "hall"), timeout_s=prompt_timeout,
+                        console_keys=console_settings)
 
 
 @pytest.fixture
