@@ -512,8 +512,12 @@ class PostgresStore(_Store):
         self.url = url
         try:
             self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
-                url, min_size=1, max_size=max_size, open=True, timeout=30,
-                kwargs={"autocommit": False})
+                # a request waits at most 5 s for a connection, then answers 503 "retry later"
+                url, min_size=1, max_size=max_size, open=True, timeout=5,
+                kwargs={"autocommit": False},
+                # a connection cut while idle (PostgreSQL restarted, a failover) is found and
+                # replaced when it is taken, not by the next request's 503
+                check=ConnectionPool.check_connection)
             self.pool.wait(timeout=10)
         except Exception as e:  # psycopg_pool.PoolTimeout and friends
             raise HcpError("cannot connect to PostgreSQL at %s: %s"
