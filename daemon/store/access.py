@@ -43,12 +43,14 @@ class Tx:
             sql = sql.replace("%s", "?")
         return self.conn.execute(sql, args).rowcount
 
-    def xmany(self, sql: str, rows: Iterable[Params]) -> None:
-        """Run a statement once per row of parameters."""
+    def xmany(self, sql: str, rows: Iterable[Params]) -> int:
+        """Run a statement once per row of parameters (psycopg: pipelined, one round trip for
+        them all); return the number of rows they changed together."""
         if isinstance(self.conn, sqlite3.Connection):  # (as self.sqlite says)
-            self.conn.executemany(sql.replace("%s", "?"), rows)
-        else:
-            self.conn.cursor().executemany(sql, rows)
+            return self.conn.executemany(sql.replace("%s", "?"), rows).rowcount
+        cur = self.conn.cursor()
+        cur.executemany(sql, rows)
+        return cur.rowcount
 
 
 @contextlib.contextmanager

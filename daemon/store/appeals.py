@@ -80,7 +80,7 @@ def file(store: Store, rating_uid: str, unit: str, reason: str, now: float | Non
         if old:
             raise AppealRefused("rating %s was appealed already: appeal %s (%s)"
                                 % (rating_uid, old[0][0], old[0][1]), 409)
-        aid = "A" + secrets.token_hex(4)
+        aid = "A" + secrets.token_hex(8)  # 64 bits: no collision at a province's ~240,000 a year
         due = deadlines.appeal_decision_deadline(access.when(now), cal).day.isoformat()
         t.x("INSERT INTO appeals (id, rating_uid, unit, reason, filed_at, filing_deadline,"
             " decision_due, via, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending')",

@@ -179,7 +179,7 @@ Batch = Annotated[BatchV2 | BatchV1, Field(description=(
 
 
 class Appeal(BaseModel):
-    id: str = Field(examples=["A1b2c3d4"])
+    id: str = Field(examples=["A1b2c3d4e5f60718"])
     rating_uid: str
     unit: str
     status: Literal["pending", "upheld", "rejected"]

@@ -160,8 +160,7 @@ def run_defaults(store: Store, now: float | None = None,
         at = d.at.timestamp()
         due.append((default_uid(uid), hall, levels.DEFAULT_LEVEL, uid, at, at, BATCH, now))
     with access.atomic(store) as t:
-        for row in due:
-            given += t.x(INSERT_SQL, row)
+        given = t.xmany(INSERT_SQL, due) if due else 0
         sweeps.done(t, sweep, mark)
     if given:
         log.info("default ratings (第七条): %d given, %d transactions still within their 5 "

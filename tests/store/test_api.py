@@ -526,14 +526,15 @@ def test_an_appeal_looked_up_while_the_database_is_away_is_answered_503_not_500(
     assert r.exit_code == 0, r.output
     auth = {"Authorization": "Bearer " + (tmp_path / "t").read_text().strip()}
     c = store.client()
-    assert c.request("GET", "/v1/appeals/A1b2c3d4", None, auth)[0] == 404
+    assert c.request("GET", "/v1/appeals/A1b2c3d4e5f60718", None, auth)[0] == 404
     away = _DatabaseAway(store.db)
     try:
         away.cut(refusing=True)
-        assert c.request("GET", "/v1/appeals/A1b2c3d4", None, auth) == (
+        assert c.request("GET", "/v1/appeals/A1b2c3d4e5f60718", None, auth) == (
             503, {"error": "store database unavailable, retry later"})
     finally:
         away.back()
-    answers = _answers_while(lambda: c.request("GET", "/v1/appeals/A1b2c3d4", None, auth), 503)
+    answers = _answers_while(lambda: c.request("GET", "/v1/appeals/A1b2c3d4e5f60718", None,
+                                               auth), 503)
     c.close()
     assert answers[-1][0] == 404

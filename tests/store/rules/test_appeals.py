@@ -30,6 +30,19 @@ def test_art10_upheld_appeal_excludes_the_rating_from_scores_and_keeps_it(st, da
     assert "1 excluded" in text
 
 
+def test_appeal_ids_carry_64_random_bits_so_a_province_year_does_not_collide(st, data):
+    # if this fails, appeal ids are short enough (8 hex digits: 32 bits) that a province's
+    # ~240,000 appeals a year share ids about 7 times, and the unit whose new appeal draws a
+    # taken id gets a database error instead of a filing
+    ids = set()
+    for i in range(3):
+        _tx, bad = data.transaction("2026-09-01 09:%02d" % (10 + i), level=5)
+        ids.add(appeals.file(st, bad, "D1", "误评", now=at("2026-09-02 10:00"))["id"])
+    assert len(ids) == 3
+    for aid in ids:
+        assert aid[0] == "A" and len(aid) == 17 and int(aid[1:], 16) >= 0
+
+
 def test_art10_a_rejected_appeal_changes_nothing(st, data):
     # if this fails, merely filing an appeal would be enough to lose a bad review
     _tx, bad = data.transaction("2026-09-01 09:10", level=4)
