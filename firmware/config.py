@@ -35,6 +35,7 @@ DEFAULTS = {
     "journal": "/journal.log",
     "journal_max": 32768,
     "seq_start": 1,
+    "update_key": None,
 }
 
 _BOARD_KEYS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "buzzer",
@@ -208,6 +209,14 @@ def validate(raw):
         cfg["key"] = binascii.unhexlify(key)
     except ValueError:
         errs.append("key: hex, at least 16 bytes")
+    uk = cfg["update_key"]
+    try:
+        if uk is not None:
+            if type(uk) is not str or len(uk) != 512:
+                raise ValueError
+            cfg["update_key"] = binascii.unhexlify(uk)
+    except ValueError:
+        errs.append("update_key: 512 hex digits (the hall update key's RSA-2048 modulus)")
     errs += board_errors(cfg["board"])
     if errs:
         raise ConfigError(errs)
