@@ -146,7 +146,7 @@ class Updater:
         p = self.phase
         if p == _IDLE:
             return ""
-        if p == _MANIFEST or p == _CHECK or p == _CLEAN:
+        if p in (_MANIFEST, _CHECK, _CLEAN):
             return "fetch %s 0%%" % self.ver
         if p == _FILES:
             size = self.offer["size"]

@@ -162,8 +162,8 @@ def boot(dev, bundle, key, ver, mlen, clock):
         raise Cut()
     fresh_modules()
     try:
-        from haochaping.firmware import update
         from haochaping.firmware import app as app_mod  # noqa: F401 (the app must import)
+        from haochaping.firmware import update
     except Exception as e:  # a broken bundle
         if hcpboot.failed(ROOT, st, "boot: %s %s" % (type(e).__name__, e)):
             if dev.refused:
@@ -182,7 +182,7 @@ def boot(dev, bundle, key, ver, mlen, clock):
     for _ in range(20000):
         clock.t += 20
         u.tick(clock.t)
-        for topic, payload, retain in u.take_notes():
+        for topic, payload, _retain in u.take_notes():
             if topic == u.t_fetch:
                 m = json.loads(payload)
                 at, n = m["at"], m["n"]
@@ -193,7 +193,7 @@ def boot(dev, bundle, key, ver, mlen, clock):
         if dev.refused:
             raise Cut()
         t = u.text()
-        if t.startswith("ok ") or t.startswith("failed "):
+        if t.split(" ")[0] in ("ok", "failed"):
             return t
     return "stuck: " + u.text()
 
@@ -283,7 +283,7 @@ def main():
     ver = m["version"]
     v2 = {}
     at = mlen + 256
-    for name, size, digest in m["files"]:
+    for name, size, _digest in m["files"]:
         v2[name] = sha(bundle[at:at + size])
         at += size
     base, v1 = setup(v1dir)
