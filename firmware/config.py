@@ -13,6 +13,8 @@ Optional: "keepalive" (s, 60), "journal" ("/journal.log"), "journal_max" (bytes,
 "seq_start" (1): the lowest sequence number to use. When a terminal's flash is wiped and it is
 provisioned again, set it above the last seq the daemon holds for this terminal, or the daemon
 would take the new ratings for duplicates of old ones.
+"update_key" (none): the hall update key's RSA-2048 modulus, 512 hex digits; without it the
+terminal takes no update over the air (update.py).
 Unknown keys are refused, not ignored (a typo must not silently fall back to a default).
 """
 import binascii
