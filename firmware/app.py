@@ -80,6 +80,8 @@ class App:
         self.heap = 0
         self._step_at = self.synced_ms
         self._wrote = False               # a rating or reason was stored in this tick
+        self.version = VERSION            # what runs: an update's manifest says (update.py)
+        self.update = None                # update.Updater, when the config has an update key
 
     # ------------------------------------------------------------ time
 
@@ -131,6 +133,8 @@ class App:
         if self.panel.token and ticks_diff(now, self.exp_ms) >= 0:
             self.panel.close(now)
         self.panel.tick(now)
+        if self.update is not None:
+            self.update.tick(now)
         self._housekeeping(now)
 
     def _housekeeping(self, now):
@@ -152,6 +156,8 @@ class App:
             elif j.compact_due() and self.panel.mode != statemachine.CHOSEN:
                 self._step_at = now
                 j.compact_step()
+            elif self.update is not None and self.update.step(now):
+                self._step_at = now
         except OSError as e:
             self._step_at = now
             self._flash_failed(e)
@@ -191,14 +197,22 @@ class App:
     # ------------------------------------------------------------ MQTT side
 
     def subscriptions(self):
-        return [(self.t_session, 1), (self.t_ack, 1)]
+        subs = [(self.t_session, 1), (self.t_ack, 1)]
+        if self.update is not None:
+            subs += self.update.subscriptions()
+        return subs
+
+    def notes(self):
+        """QoS 0 messages for the link to publish now: [(topic, payload, retain)]."""
+        return self.update.take_notes() if self.update is not None else []
 
     def will(self):
         return (self.t_status, messages.encode_status(self.term, False), 1, True)
 
     def status(self):
-        return messages.encode_status(self.term, True, VERSION, self.board, self.heap,
-                                      len(self.journal.pending), self.rssi, None, self.faults())
+        return messages.encode_status(self.term, True, self.version, self.board, self.heap,
+                                      len(self.journal.pending), self.rssi, None, self.faults(),
+                                      self.update.text() if self.update is not None else "")
 
     def outbox(self, after, limit):
         """Up to `limit` (seq, payload) of pending records with seq > after, oldest first."""
@@ -220,7 +234,9 @@ class App:
         """A PUBLISH from the broker (`retained`: sent because we subscribed, so maybe old).
         Bad input is counted and dropped, never raised."""
         try:
-            if topic == self.t_ack:
+            if self.update is not None and self.update.takes(topic):
+                self.update.on_message(topic, payload, retained)
+            elif topic == self.t_ack:
                 msg = messages.decode_ack(self.key, payload)
                 if msg["term"] != self.term:
                     raise ValueError("ack for another terminal")

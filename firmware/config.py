@@ -13,6 +13,8 @@ Optional: "keepalive" (s, 60), "journal" ("/journal.log"), "journal_max" (bytes,
 "seq_start" (1): the lowest sequence number to use. When a terminal's flash is wiped and it is
 provisioned again, set it above the last seq the daemon holds for this terminal, or the daemon
 would take the new ratings for duplicates of old ones.
+"update_key" (none): the hall update key's RSA-2048 modulus, 512 hex digits; without it the
+terminal takes no update over the air (update.py).
 Unknown keys are refused, not ignored (a typo must not silently fall back to a default).
 """
 import binascii
@@ -35,6 +37,7 @@ DEFAULTS = {
     "journal": "/journal.log",
     "journal_max": 32768,
     "seq_start": 1,
+    "update_key": None,
 }
 
 _BOARD_KEYS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "buzzer",
@@ -208,6 +211,14 @@ def validate(raw):
         cfg["key"] = binascii.unhexlify(key)
     except ValueError:
         errs.append("key: hex, at least 16 bytes")
+    uk = cfg["update_key"]
+    try:
+        if uk is not None:
+            if type(uk) is not str or len(uk) != 512:
+                raise ValueError
+            cfg["update_key"] = binascii.unhexlify(uk)
+    except ValueError:
+        errs.append("update_key: 512 hex digits (the hall update key's RSA-2048 modulus)")
     errs += board_errors(cfg["board"])
     if errs:
         raise ConfigError(errs)

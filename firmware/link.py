@@ -217,6 +217,8 @@ class Link:
         status_at = app.ms()
         half = self.keepalive * 500
         while not self._dead:
+            for topic, payload, retain in app.notes():  # an update's fetches and its status
+                await self._publish(w, topic, payload, 0, 0, retain)
             batch = app.outbox(after, _BATCH)
             for seq, payload in batch:
                 await self._publish(w, app.t_rating, payload, 1, pid_of(seq), False,

@@ -90,6 +90,9 @@ class _Broken:
     def on_message(self, topic, payload, retained=False):
         pass
 
+    def notes(self):
+        return []
+
     def outbox(self, after, limit):
         return []
 
@@ -128,7 +131,7 @@ async def _config_failed(path, err, ms, open_connection=None):
 class Terminal:
     """The running terminal: the board, the app and the link, and the tasks that join them."""
 
-    def __init__(self, cfg, ms, open_connection=None, wdt=None):
+    def __init__(self, cfg, ms, open_connection=None, wdt=None, root=""):
         self.ms = ms
         self.cfg = cfg
         self.wdt = wdt
@@ -142,6 +145,9 @@ class Terminal:
                                   open_connection)
         self.tasks = []
         self.wifi_connects = 0
+        if cfg["update_key"] is not None:  # over-the-air updates (update.py)
+            from . import update
+            self.app.update = update.Updater(self.app, cfg["update_key"], root, self.link)
 
     def _refresh_status(self):
         gc.collect()
@@ -219,9 +225,10 @@ class Terminal:
         await asyncio.gather(*self.tasks)
 
 
-async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None):
-    """Boot and run the terminal. A harness may pass `open_connection` (socket-level stand-in)
-    and `on_start` (called with the Terminal once it is built)."""
+async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None, root=""):
+    """Boot and run the terminal. A harness may pass `open_connection` (socket-level stand-in),
+    `on_start` (called with the Terminal once it is built) and `root`, the folder that stands
+    for the flash's / (hcpboot.py)."""
     ms = ticks_ms
     try:
         cfg = load(path)
@@ -230,7 +237,7 @@ async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None)
         return
     # the watchdog starts after the journal is recovered: a large journal on slow flash takes
     # seconds to read, and nothing would feed the watchdog meanwhile (a reboot loop)
-    t = Terminal(cfg, ms, open_connection)
+    t = Terminal(cfg, ms, open_connection, root=root)
     if watchdog:
         t.wdt = machine.WDT(timeout=_WDT_MS)
     gc.collect()

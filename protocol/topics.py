@@ -9,8 +9,12 @@ STATUS = "status"   # retained, last will says offline
 ACK = "ack"         # signed list of sequence numbers stored durably
 SESSION = "session" # retained: the open rating prompt, or empty when none
 CONFIG = "config"   # retained: settings pushed to the terminal
+# over-the-air updates (protocol/ota.py)
+UPDATE = "update"   # daemon -> terminal, retained: the update offered, or empty
+FETCH = "fetch"     # terminal -> daemon: "send me these bytes of the bundle"
+CHUNK = "chunk"     # daemon -> terminal: those bytes
 
-KINDS = (RATING, STATUS, ACK, SESSION, CONFIG)
+KINDS = (RATING, STATUS, ACK, SESSION, CONFIG, UPDATE, FETCH, CHUNK)
 
 # Hall, terminal and window ids: 1-32 of [A-Za-z0-9_-] (safe in topics and signatures); the
 # rule lives with the others in fields.py.

@@ -233,6 +233,43 @@ MIGRATIONS: list[tuple[str, str]] = [
         consent_at REAL NOT NULL           -- when the citizen ticked the consent line
     );
     """),
+    # over-the-air updates of the terminals' app (daemon/hall/updates.py): the bundles hall IT
+    # handed over, the rollouts (canaries first) and each terminal's part in them
+    ("0010-updates", """
+    CREATE TABLE update_bundles (          -- bundles hall IT handed over (hcp device update)
+        version TEXT PRIMARY KEY,
+        path TEXT NOT NULL,                -- the bundle file, in the hall folder's updates/
+        size INTEGER NOT NULL,
+        mlen INTEGER NOT NULL,             -- bytes of its manifest (the offer names it)
+        sha256 TEXT NOT NULL,              -- of the whole file: a changed file is not served
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE update_rollouts (
+        id INTEGER PRIMARY KEY,
+        version TEXT NOT NULL REFERENCES update_bundles(version),
+        created_at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        scope TEXT NOT NULL,               -- all | window W03 | terminal T007
+        canary INTEGER NOT NULL,           -- terminals that go first
+        hold_s REAL NOT NULL,              -- how long they must stay healthy before the rest
+        state TEXT NOT NULL CHECK (state IN ('canary', 'rollout', 'done', 'halted',
+                                             'cancelled')),
+        state_at REAL NOT NULL,
+        note TEXT NOT NULL DEFAULT ''      -- why it halted, who rolled back
+    );
+    CREATE TABLE update_targets (
+        rollout INTEGER NOT NULL REFERENCES update_rollouts(id),
+        terminal TEXT NOT NULL,
+        canary INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'waiting'
+            CHECK (state IN ('waiting', 'offered', 'ok', 'failed')),
+        offered_at REAL,
+        state_at REAL,
+        detail TEXT NOT NULL DEFAULT '',   -- the terminal's words when it rolled back
+        PRIMARY KEY (rollout, terminal)
+    ) WITHOUT ROWID;
+    ALTER TABLE terminal_status ADD COLUMN update_state TEXT;  -- the status' `update`
+    """),
 ]
 
 

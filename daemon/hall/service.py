@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from haochaping.daemon.hall import db, ingest, windows
+from haochaping.daemon.hall import db, ingest, updates, windows
 from haochaping.daemon.hall.alerts import Alerter
 from haochaping.daemon.hall.events import Events
 from haochaping.daemon.hall.ingest import KeyCache, LiveEvent
@@ -73,7 +73,8 @@ class HallDaemon:
         self.link = Link(m.host, m.port, m.client_id, m.username, m.password,
                          m.keepalive,
                          [topics.wildcard(self.hall, topics.RATING),
-                          topics.wildcard(self.hall, topics.STATUS)],
+                          topics.wildcard(self.hall, topics.STATUS),
+                          topics.wildcard(self.hall, topics.FETCH)],
                          self.queue.put, on_connected=self._resync)
         self.api = (ApiServer(self, cfg.api)
                     if cfg.api.tokens or cfg.console.enabled else None)
@@ -81,6 +82,7 @@ class HallDaemon:
         if cfg.mobile.listen:  # the QR channel's phone page, a listener of its own
             from haochaping.daemon.hall.mobile import MobileServer
             self.mobile = MobileServer(self, cfg.mobile)
+        self.bundles = updates.Bundles()  # update bundles served in chunks
         self.stored = 0   # messages handled since start
         self.commits = 0  # database commits since start: stored/commits = the group-commit size
 
@@ -160,11 +162,14 @@ class HallDaemon:
         done: list[Command[Any]] = []
         keys: KeyCache = {}              # terminal keys, looked up once per batch
         events: list[LiveEvent] = []
+        raw: list[updates.Offer] = []    # update offers (retained) and chunks
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             for item in batch:
-                if isinstance(item, Incoming):
+                if isinstance(item, Incoming) and item.topic.endswith("/" + topics.FETCH):
+                    self._fetch(item, now, raw)
+                elif isinstance(item, Incoming):
                     sp = "SAVEPOINT m"
                     conn.execute(sp)
                     try:
@@ -197,6 +202,7 @@ class HallDaemon:
                     done.append(item)
             if expire:
                 publishes += windows.expire(conn, now)
+                raw += updates.advance(conn, self.hall, now)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -207,6 +213,9 @@ class HallDaemon:
         self.commits += 1
         self._send_acks(acks, now, keys)
         self._send_sessions(publishes, now, keys)
+        for topic, payload in raw:   # offers are retained, chunks are not
+            self.link.publish(topic, payload, qos=0,
+                              retain=topic.endswith("/" + topics.UPDATE))
         for item in puback:
             self.link.ack(item)
         for kind, data in events:
@@ -250,9 +259,28 @@ class HallDaemon:
                                                          tx["staff"], int(expires), int(now)),
                               qos=0, retain=True)
 
+    def _fetch(self, item: Incoming, now: float, out: list[updates.Offer]) -> None:
+        """A terminal asks for a chunk of an update bundle (QoS 0: nothing to ack)."""
+        where = topics.parse(item.topic)
+        if where is None or where[0] != self.hall or ingest.terminal_key(
+                self.conn, where[1]) is None:
+            ingest.reject(self.conn, now, item.topic, None, "wrong topic", item.payload)
+            return
+        try:
+            out.append(self.bundles.chunk(self.conn, self.hall, where[1], item.payload))
+        except ValueError as e:
+            ingest.reject(self.conn, now, item.topic, where[1], str(e), item.payload)
+
     def _resync(self) -> None:
-        """On every (re)connect, publish every paired terminal's current prompt (or none)."""
+        """On every (re)connect, publish every paired terminal's current prompt (or none), and
+        every update offer standing."""
         self.queue.put(Command(lambda conn, now: (None, windows.open_prompts(conn))))
+        self.queue.put(Command(self._offers_again))
+
+    def _offers_again(self, conn: sqlite3.Connection, now: float) -> tuple[None, list[Publish]]:
+        for topic, payload in updates.offers(conn, self.hall):
+            self.link.publish(topic, payload, qos=0, retain=True)
+        return None, []
 
     def _publish_alert(self, topic: str, payload: bytes, qos: int) -> None:
         self.link.publish(topic, payload, qos=qos)

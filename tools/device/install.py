@@ -3,7 +3,10 @@ upload what changed with mpremote, then check every file's SHA-256 on the board.
 
 Layout on the board (see docs/firmware.md):
 
-    /main.py                            from haochaping.firmware import main; main.run()
+    /main.py                            import hcpboot; hcpboot.run()
+    /lib/hcpboot.mpy                    the boot shim (firmware/hcpboot.py): finishes an
+                                        over-the-air update's switch or rollback, then runs
+                                        the app. Only ever written here, never over the air
     /lib/haochaping/protocol/*.mpy      the wire format (protocol/)
     /lib/haochaping/firmware/*.mpy      the firmware (firmware/)
 
@@ -24,7 +27,8 @@ from haochaping.tools.device import serial_session as session_mod
 LIB = "/lib/haochaping"
 PARTS = ("protocol", "firmware")
 MAIN = "/main.py"
-MAIN_PY = b"from haochaping.firmware import main\nmain.run()\n"
+MAIN_PY = b"import hcpboot\nhcpboot.run()\n"
+BOOT = "/lib/hcpboot.mpy"
 MPY_MAJOR = 6            # bytecode .mpy version of MicroPython 1.19 and later
 
 
@@ -95,6 +99,7 @@ def compile_all(info: session_mod.BoardInfo) -> dict[str, bytes]:
                 raise HcpError("mpy-cross made .mpy version %d for %s; the board loads %d"
                                % (data[1], py, info["mpy"] & 0xFF))
             files[dev_path] = data
+    files[BOOT] = files[LIB + "/firmware/hcpboot.mpy"]   # the same module, outside the app
     files[MAIN] = MAIN_PY
     return files
 
@@ -116,7 +121,7 @@ def _install(s: session_mod.Session, port: str,
              on_progress: Callable[[int, int], None] | None, reset: bool) -> InstallResult:
     files = compile_all(s.info)
     want = {p: session_mod.sha256(d) for p, d in files.items()}
-    have = s.hashes(paths=[MAIN], tops=[LIB])
+    have = s.hashes(paths=[MAIN, BOOT], tops=[LIB])
     stale = sorted(p for p in have if p.startswith(LIB + "/") and p not in want)
     for p in stale:
         s.remove(p)

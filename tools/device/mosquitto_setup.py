@@ -43,7 +43,9 @@ def acl_text(hall: str, daemon_user: str, extra_superusers: Iterable[str] = ()) 
         lines += ["", "user %s" % u, "topic readwrite %s/%s/#" % (topics.PREFIX, hall)]
     lines += [""]
     for kind, access in ((topics.RATING, "write"), (topics.STATUS, "write"), (topics.ACK, "read"),
-                         (topics.SESSION, "read"), (topics.CONFIG, "read")):
+                         (topics.SESSION, "read"), (topics.CONFIG, "read"),
+                         (topics.UPDATE, "read"), (topics.FETCH, "write"),
+                         (topics.CHUNK, "read")):
         lines.append("pattern %s %s/%s/%%u/%s" % (access, topics.PREFIX, hall, kind))
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,7 @@ from haochaping.daemon.hall.settings import HallConfig
 from haochaping.firmware import config as device_config
 from haochaping.hardware import profile as hw_profile
 from haochaping.hardware import validate as hw_validate
-from haochaping.tools.device import fleet, install, mosquitto_setup
+from haochaping.tools.device import fleet, install, mosquitto_setup, rollout
 from haochaping.tools.device import serial_session as session_mod
 
 CONFIG_PATH = "/config.json"
@@ -92,6 +92,7 @@ def provision(port: str, config_path: str, terminal: str, profile: str,
     if terminal in mosquitto_setup.superusers(bdir):  # before anything is written to the board
         raise HcpError("%s is the daemon's broker user: choose another terminal id" % terminal)
     board = _board_profile(profile)
+    update_key = rollout.public_key(config_path)   # the hall update key's public part, if any
     actor = fleet.who(actor)
     conn = db.connect(cfg.hall.database)
     state, _rated = registry.terminal_state(conn, terminal)
@@ -119,7 +120,7 @@ def provision(port: str, config_path: str, terminal: str, profile: str,
             key, password, fresh = _secrets(conn, hall, terminal, state, old, again)
             conf = _device_config(cfg, hall, terminal, board, old, key, password, wifi_ssid,
                                   wifi_password, broker_host, broker_port,
-                                  _seq_start(conn, terminal) if fresh else 1)
+                                  _seq_start(conn, terminal) if fresh else 1, update_key)
             data = json.dumps(conf, separators=(",", ":")).encode()
             step(1)
             if raw != data:
@@ -195,7 +196,7 @@ def _secrets(conn: sqlite3.Connection, hall: str, terminal: str, state: str | No
 def _device_config(cfg: HallConfig, hall: str, terminal: str, board: hw_profile.Profile,
                    old: DeviceConfig | None, key: bytes, password: str, wifi_ssid: str | None,
                    wifi_password: str | None, broker_host: str | None, broker_port: int | None,
-                   seq_start: int) -> DeviceConfig:
+                   seq_start: int, update_key: str | None = None) -> DeviceConfig:
     old = old or {}
     conf: DeviceConfig = {
         "wifi_ssid": wifi_ssid or old.get("wifi_ssid"),
@@ -209,6 +210,8 @@ def _device_config(cfg: HallConfig, hall: str, terminal: str, board: hw_profile.
     for k in KEPT:
         if k in old and old.get("terminal") == terminal:
             conf[k] = old[k]
+    if update_key:   # over-the-air updates: bundles signed with this key only
+        conf["update_key"] = update_key
     if seq_start > 1 and "seq_start" in device_config.DEFAULTS:
         conf["seq_start"] = max(seq_start, old.get("seq_start", 1) if isinstance(
             old.get("seq_start"), int) else 1)

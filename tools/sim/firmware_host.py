@@ -56,11 +56,14 @@ def micropython_binary() -> str | None:
 
 
 def device_config(dev: DeviceFile, journal: str, seq_start: int = 1, keepalive: int = 30,
-                  board: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  board: Mapping[str, Any] | None = None,
+                  update_key: str | None = None) -> dict[str, Any]:
     """The firmware's /config.json (firmware/config.py) for a hall device file
-    ({"hall","terminal","window","key","mqtt":{host,port,username,password},"board"})."""
+    ({"hall","terminal","window","key","mqtt":{host,port,username,password},"board"}).
+    update_key: the hall update key's modulus (hex), as provisioning writes it."""
     m = dev["mqtt"]
-    return {"wifi_ssid": "hall-sim", "wifi_password": "",
+    extra = {"update_key": update_key} if update_key else {}
+    return {**extra, "wifi_ssid": "hall-sim", "wifi_password": "",
             "broker": m["host"], "port": m["port"], "keepalive": keepalive,
             "hall": dev["hall"], "terminal": dev["terminal"],
             "username": m["username"], "password": m["password"], "key": dev["key"],
@@ -79,6 +82,24 @@ def write_device_config(dev: DeviceFile, workdir: str, seq_start: int = 1,
     with os.fdopen(fd, "w") as f:
         json.dump(cfg, f, indent=1)
     return path
+
+
+def flash_tree(root: str) -> None:
+    """A terminal's flash as `hcp device install` leaves it, in folder `root`: the boot shim
+    (lib/hcpboot.py) and the app (lib/haochaping/{protocol,firmware}/*.py, copies: an update
+    renames these folders). Kept when it exists: it is the terminal's flash between runs."""
+    lib = pathlib.Path(root) / "lib"
+    if (lib / "hcpboot.py").exists():
+        return
+    pkg = lib / "haochaping"
+    for mod in (haochaping.protocol, haochaping.firmware):
+        assert mod.__file__ is not None
+        src = pathlib.Path(mod.__file__).resolve().parent
+        dst = pkg / mod.__name__.rsplit(".", 1)[1]
+        dst.mkdir(parents=True, exist_ok=True)
+        for py in sorted(src.glob("*.py")):
+            shutil.copyfile(py, dst / py.name)
+    shutil.copyfile(pkg / "firmware" / "hcpboot.py", lib / "hcpboot.py")
 
 
 def device_tree(workdir: str) -> pathlib.Path:
@@ -103,15 +124,25 @@ class FirmwareHost:
     firmware's waiting times (1 = real time). board=True boots a single terminal as on the
     ESP32 (main.serve, key pins, debounce, watchdog) instead of App + Link per terminal.
     seq_start: {terminal: lowest seq} for terminals whose journal is new (see device_config).
+    flash=True (with board=True): the terminal has a flash of its own, <workdir>/flash/<T>
+    (flash_tree: the boot shim, the app, config.json, the journal), boots through the boot
+    shim as /main.py does, and takes over-the-air updates when `update_key` (the hall update
+    key's modulus, hex) is given. reboot=True: when the process ends by itself (a watchdog
+    reset, machine.reset() after an update's switch, a crash), it is started again at once, as
+    the chip boots again; `reboots` counts those. kill() is a power cut: no restart.
     """
 
     def __init__(self, devices: Sequence[DeviceFile], workdir: str, scale: int = 10,
                  runtime: str | None = None, board: bool = False,
-                 seq_start: Mapping[str, int] | None = None, keepalive: int = 30) -> None:
+                 seq_start: Mapping[str, int] | None = None, keepalive: int = 30,
+                 flash: bool = False, update_key: str | None = None,
+                 reboot: bool = False) -> None:
         if not devices:
             raise HcpError("no terminals to simulate")
         if board and len(devices) != 1:
             raise HcpError("a booted board hosts exactly one terminal")
+        if flash and not board:
+            raise HcpError("a flash of its own needs a booted board (board=True)")
         self.devices = list(devices)
         self.workdir = os.path.abspath(workdir)
         self.scale = scale
@@ -129,6 +160,31 @@ class FirmwareHost:
         self.cond = threading.Condition()
         self.terminals = {d["terminal"]: FirmwareTerminal(self, d) for d in self.devices}
         self._reader: threading.Thread | None = None
+        self.flash = flash
+        self.update_key = update_key
+        self.reboot = reboot
+        self.reboots = 0
+        self._down = False            # stop() or kill(): the process is not to come back
+        self._cmd: list[str] = []
+        self._env: dict[str, str] = {}
+
+    def flash_root(self) -> str:
+        """The folder that stands for the (one) terminal's flash (flash=True)."""
+        return os.path.join(self.workdir, "flash", self.devices[0]["terminal"])
+
+    def _write_flash(self) -> str:
+        """The flash of the one terminal: the install if new, config.json; its path."""
+        dev = self.devices[0]
+        root = self.flash_root()
+        flash_tree(root)
+        cfg = device_config(dev, os.path.join(root, "journal.log"),
+                            self.seq_start.get(dev["terminal"], 1), self.keepalive,
+                            update_key=self.update_key)
+        path = os.path.join(root, "config.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cfg, f, indent=1)
+        return path
 
     # ------------------------------------------------------------ process
 
@@ -139,22 +195,27 @@ class FirmwareHost:
         with self.cond:
             for t in self.terminals.values():
                 t._boot()
-        configs = [write_device_config(d, self.workdir, self.seq_start.get(d["terminal"], 1),
-                                       self.keepalive) for d in self.devices]
-        args = (["--board"] if self.board else []) + [str(self.scale)] + configs
-        if self.runtime == "micropython":
-            env = dict(os.environ, MICROPYPATH=":".join(
-                [str(device_tree(self.workdir)), str(SIM_DEVICE), ".frozen"]))
-            cmd = [self.exe, str(SCRIPT)] + args
+        if self.flash:
+            if self.runtime != "micropython":
+                raise HcpError("a terminal with a flash of its own runs on MicroPython only")
+            configs = [self._write_flash()]
+            args = ["--board", "--flash", self.flash_root(), str(self.scale)] + configs
+            path = [os.path.join(self.flash_root(), "lib"), str(SIM_DEVICE), ".frozen"]
         else:
-            env = dict(os.environ, PYTHONPATH=str(SIM_DEVICE))
-            cmd = [self.exe, "-u", str(SCRIPT)] + args
+            configs = [write_device_config(d, self.workdir, self.seq_start.get(d["terminal"], 1),
+                                           self.keepalive) for d in self.devices]
+            args = (["--board"] if self.board else []) + [str(self.scale)] + configs
+            path = [str(device_tree(self.workdir)), str(SIM_DEVICE), ".frozen"]
+        if self.runtime == "micropython":
+            self._env = dict(os.environ, MICROPYPATH=":".join(path))
+            self._cmd = [self.exe, str(SCRIPT)] + args
+        else:
+            self._env = dict(os.environ, PYTHONPATH=str(SIM_DEVICE))
+            self._cmd = [self.exe, "-u", str(SCRIPT)] + args
         self.stderr_path = os.path.join(self.workdir, "terminals.err")
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=err, cwd=self.workdir)
-        assert self.proc.stdout is not None  # a PIPE
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
+        self._down = False
+        self._spawn()
+        self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         try:
             self.wait(lambda: all(t.online for t in self.terminals.values()), timeout,
@@ -164,7 +225,38 @@ class FirmwareHost:
             raise
         return self
 
-    def _read(self, stdout: IO[bytes]) -> None:
+    def _spawn(self) -> None:
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(self._cmd, env=self._env, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, cwd=self.workdir)
+
+    def _read(self) -> None:
+        """Every line the process prints; with reboot=True, the next process's too."""
+        while True:
+            proc = self.proc
+            assert proc is not None and proc.stdout is not None  # a PIPE
+            self._read_lines(proc.stdout)
+            proc.wait()
+            with self.cond:
+                again = self.reboot and not self._down
+                if again:   # the chip boots again: nothing it showed is shown any more
+                    self.reboots += 1
+                    self.lines.append("rebooted after exit code %s" % proc.returncode)
+                    for t in self.terminals.values():
+                        t._boot()
+                self.cond.notify_all()
+            if not again:
+                return
+            for f in (proc.stdin, proc.stdout):
+                if f is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        f.close()
+            with self.cond:
+                if self._down:
+                    return
+                self._spawn()
+
+    def _read_lines(self, stdout: IO[bytes]) -> None:
         for raw in stdout:
             line = raw.decode(errors="replace").rstrip("\n")
             w = line.split()
@@ -176,8 +268,6 @@ class FirmwareHost:
                 if t is not None:
                     t._event(w)
                 self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
 
     def wait(self, cond: Callable[[], object], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -186,7 +276,7 @@ class FirmwareHost:
                 left = deadline - time.monotonic()
                 proc = self.proc
                 assert proc is not None, "start() first"
-                if proc.poll() is not None and self._reader and not self._reader.is_alive():
+                if self._reader is not None and not self._reader.is_alive():
                     raise HcpError("the simulated terminals exited (code %s) while waiting for"
                                    " %s: %s" % (proc.returncode, what, self._tail()))
                 if left <= 0:
@@ -217,6 +307,8 @@ class FirmwareHost:
     def stop(self, timeout: float = 10) -> None:
         if self.proc is None:
             return
+        with self.cond:
+            self._down = True
         if self.proc.poll() is None:
             try:
                 self.send("quit")
@@ -233,6 +325,8 @@ class FirmwareHost:
         the terminals again."""
         if self.proc is None:
             return
+        with self.cond:
+            self._down = True
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -268,6 +362,8 @@ class FirmwareTerminal:
         self.confirmed: list[tuple[int, int, str]] = []  # (seq, level, token), in order
         self.reasons: list[tuple[int, int, str]] = []    # (seq, ref, reason)
         self.refused = 0
+        self.version = ""         # the app version it runs, as it said at boot
+        self.update = ""          # its update state (firmware/update.py), "" for none
 
     def _boot(self) -> None:
         self.mode = "idle"
@@ -291,6 +387,10 @@ class FirmwareTerminal:
             self.online = w[2] == "online"
         elif kind == "refused":
             self.refused += 1
+        elif kind == "version" and len(w) == 3:
+            self.version = w[2]
+        elif kind == "update" and len(w) >= 3:
+            self.update = "" if w[2] == "-" else " ".join(w[2:])
 
     # ------------------------------------------------------------ the citizen
 

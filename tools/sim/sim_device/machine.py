@@ -10,6 +10,7 @@
 #   TOUCH_FAIL raise ValueError ("Touch pad error", as the ESP32 port does).
 # - WDT: not fed for its timeout, it really ends the process (a thread kills it, as the chip
 #   resets), after printing "reset watchdog"; `soft_reset()` stops it (a harness's reboot).
+# - reset(): ends the process at once after printing "reset machine" (an update's switch).
 # NOW: set NOW[0] to drive the stand-ins' clock by hand (None: the real ticks_ms).
 import sys
 import time
@@ -179,7 +180,9 @@ def unique_id():
 
 
 def reset():
-    raise SystemExit("machine.reset()")
+    """As the chip does: everything stops at once (prints "reset machine"); the harness
+    (FirmwareHost with reboot=True) starts the process again, as the chip boots again."""
+    _kill("machine")
 
 
 def press(gpio):

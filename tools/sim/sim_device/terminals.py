@@ -2,13 +2,18 @@
 # Runs under MicroPython (unix port) or CPython, with the machine/network/neopixel stand-ins of
 # this folder on the path. Host side: haochaping.tools.sim.firmware_host (FirmwareHost).
 #
-# Usage: micropython terminals.py [--board] <scale> <config.json> [<config.json> ...]
+# Usage: micropython terminals.py [--board [--flash <root>]] <scale> <config.json> [...]
 #   <scale>   divides the firmware's waiting times (3 s correction, 2.5 s thank-you, 10 s reason,
 #             60 s resend, 60 s backoff cap) so that a scripted day runs faster; 1 = real time.
 #   --board   one terminal booted as on the ESP32 (main.serve: config file, watchdog, board,
 #             debounced key pins, WiFi task); presses pull the stand-in key pin low for 60 ms.
 #             Without it, one App + Link per config (docs/firmware.md), and a press goes to
 #             app.press, the call main's keys task makes after debouncing a pin.
+#   --flash   with --board: <root> stands for the terminal's flash (<root>/lib/hcpboot.py,
+#             <root>/lib/haochaping/..., <root>/config.json), and the terminal boots as
+#             /main.py does (firmware/hcpboot.py): an interrupted update switch or rollback is
+#             finished before the app is imported, and an app on trial that fails to start is
+#             rolled back and the "chip" reset (FirmwareHost starts the process again).
 #
 # Commands (stdin, one per line):
 #   press <T> <key>     a citizen presses key 1..5 on terminal T
@@ -25,6 +30,9 @@
 #                                           a bad-review reason is in the journal
 #   refused <T>                             journal full: nothing stored, nothing promised
 #   pending <T> <n>                         unacked records in the journal (n changed)
+#   version <T> <version>                   the app version running (after "ready")
+#   update <T> <state ...>                  an update's state changed (firmware/update.py)
+#   boot <update.state line or ->           --flash: what hcpboot found and did at boot
 #   error <text>                            a bad command or config
 import json
 import sys
@@ -37,10 +45,29 @@ except ImportError:
 import machine  # the stand-ins of this folder
 import network
 
-from haochaping.firmware import app as app_mod
-from haochaping.firmware import clock, config, main
-from haochaping.firmware import link as link_mod
-from haochaping.firmware import statemachine as sm
+ROOT = None
+BOOT = None
+if "--flash" in sys.argv:  # as /main.py: hcpboot first, the app's folder whole before an import
+    import hcpboot
+    ROOT = sys.argv[sys.argv.index("--flash") + 1]
+    BOOT = hcpboot.recover(ROOT)
+    print("boot", " ".join(BOOT) if BOOT else "-")
+
+
+def boot_failed(e):
+    """The app raised while it runs on trial: roll back at the next boot, and reset."""
+    if ROOT is not None and hcpboot.failed(ROOT, BOOT, "boot: %s %s" % (type(e).__name__, e)):
+        machine.reset()
+
+
+try:
+    from haochaping.firmware import app as app_mod
+    from haochaping.firmware import clock, config, main
+    from haochaping.firmware import link as link_mod
+    from haochaping.firmware import statemachine as sm
+except Exception as e:
+    boot_failed(e)
+    raise
 
 MPY = sys.implementation.name == "micropython"
 MODES = ("idle", "prompt", "chosen", "thanks", "reason", "full")  # statemachine.IDLE .. FULL
@@ -55,6 +82,11 @@ def say(*words):
 
 
 def scale_times(scale):
+    if ROOT is not None:
+        from haochaping.firmware import update
+        update.ASK_MS = update.ASK_MS // scale
+        update.QUIET_MS = update.QUIET_MS // scale
+        update.TRIAL_MS = update.TRIAL_MS // scale
     sm.CORRECT_MS = sm.CORRECT_MS // scale
     sm.THANKS_MS = sm.THANKS_MS // scale
     sm.QUIET_MS = sm.QUIET_MS // scale
@@ -75,6 +107,7 @@ class Sim:
         self.token = None
         self.pending = -1
         self.state = -1
+        self.update = None
 
     def attach(self, app, link):
         self.app = app
@@ -106,6 +139,7 @@ class Sim:
         app.rating = rated
         app.reason = reasoned
         say("ready", self.term, app.journal.next_seq, len(app.journal.pending))
+        say("version", self.term, app.version)
 
     def poll(self):
         app = self.app
@@ -118,6 +152,10 @@ class Sim:
             self.token = token
             say("mode", self.term, MODES[p.mode], token or "-")
         self.report_pending()
+        u = app.update.text() if app.update is not None else ""
+        if u != self.update:
+            self.update = u
+            say("update", self.term, u or "-")
         up = self.link.state == link_mod.UP
         if up != self.state:
             self.state = up
@@ -204,10 +242,20 @@ async def ticker(apps):
         await asyncio.sleep(0.01)
 
 
+async def guarded(coro):
+    try:
+        await coro
+    except Exception as e:
+        boot_failed(e)
+        raise
+
+
 async def run(args):
     board = args[0] == "--board"
     if board:
         args = args[1:]
+    if args[0] == "--flash":
+        args = args[2:]
     scale = int(args[0])
     scale_times(scale)
     tasks = [asyncio.create_task(watch())]
@@ -221,8 +269,8 @@ async def run(args):
 
         def started(t):
             sim.attach(t.app, t.link)
-        tasks.append(asyncio.create_task(main.serve(args[1], network.open_connection, True,
-                                                    started)))
+        tasks.append(asyncio.create_task(guarded(main.serve(
+            args[1], network.open_connection, True, started, ROOT or ""))))
     else:
         ms = clock.ticks_ms
         apps = []
