@@ -117,7 +117,9 @@ class Listener(NamedTuple):
 
 
 TLS_NOTE = ("TLS 1.2 at least (mosquitto 2.0 allows 1.3 and 1.2 by default; said here so that "
-            "nobody lowers it). The terminals check this certificate against the hall CA.")
+            "nobody lowers it). Not tlsv1.3: MicroPython's mbedtls (the unix port, and ESP-IDF's "
+            "by default) speaks 1.2 only, and the terminals would be refused. The terminals "
+            "check this certificate against the hall CA.")
 
 
 def _listener_lines(listener: Listener) -> list[str]:
