@@ -182,7 +182,7 @@ def config_cmd(out: str, config_path: str | None, hall: str | None, port: int | 
 def _say_tls(conf: str, hall: str, users: int, tls_port: int, port: int, listen: str,
              plain: str, issued: hall_ca.Issued, run_as: str | None) -> None:
     f = issued.files
-    mosquitto_setup.give_to(run_as, [os.path.dirname(f.cert), f.cert, f.key])
+    mosquitto_setup.give_to(run_as, [f.cert, f.key])  # not the CA's key: mosquitto never needs it
     click.echo("wrote %s (hall %s, TLS on %s:%d, %d users)" % (conf, hall, listen, tls_port, users))
     click.echo("%s hall CA %s (its key %s, 0600: keep it off the broker's backups)"
                % ("made the" if issued.new_ca else "kept the", f.ca_cert, f.ca_key))
