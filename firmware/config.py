@@ -10,6 +10,10 @@
 Pins must exist on the chip and suit their use (flash pins, input-only pins, touch channels).
 Optional: "keepalive" (s, 60), "journal" ("/journal.log"), "journal_max" (bytes, 32768, at most
 131072: the journal's index of pending records lives in RAM),
+"tls_ca" and "tls_name": TLS to the broker (`hcp broker config --tls`; `hcp device provision`
+writes both): the hall CA's certificate, DER in base64, and the host name the broker's certificate
+must carry (checked by name, not by the IPv4 address: mbedtls before 3.5 cannot match an address
+in a certificate). Without them the link is plain MQTT.
 "seq_start" (1): the lowest sequence number to use. When a terminal's flash is wiped and it is
 provisioned again, set it above the last seq the daemon holds for this terminal, or the daemon
 would take the new ratings for duplicates of old ones.
@@ -38,6 +42,8 @@ DEFAULTS = {
     "journal_max": 32768,
     "seq_start": 1,
     "update_key": None,
+    "tls_ca": None,
+    "tls_name": None,
 }
 
 _BOARD_KEYS = ("name", "chip", "description", "input", "keys", "leds", "ws2812", "buzzer",
@@ -47,7 +53,7 @@ JOURNAL_MAX = const(131072)
 
 # what the terminal needs to reach the broker and say what is wrong with the rest
 LINK_FIELDS = ("wifi_ssid", "wifi_password", "broker", "port", "hall", "terminal", "username",
-               "password", "keepalive")
+               "password", "keepalive", "tls_ca", "tls_name")
 
 
 def link_only(raw, errors):
@@ -61,6 +67,8 @@ def link_only(raw, errors):
     cfg = {}
     for k in LINK_FIELDS:
         cfg[k] = raw.get(k, DEFAULTS[k])
+    if cfg["tls_ca"] is not None:
+        cfg["tls_ca"] = der(cfg["tls_ca"])  # valid: it is not among the errors
     return cfg
 
 
@@ -160,6 +168,28 @@ def board_errors(b):
     return errs
 
 
+def der(b64):
+    """The bytes of a certificate given as DER in base64, or None when it is not one."""
+    if type(b64) is not str or len(b64) < 64:
+        return None
+    try:
+        raw = binascii.a2b_base64(b64)
+    except ValueError:
+        return None
+    return raw if raw and raw[0] == 0x30 else None  # a DER SEQUENCE
+
+
+def _host_name(s):
+    parts = s.split(".") if type(s) is str and len(s) <= 253 else []
+    for p in parts:
+        if not p or len(p) > 63 or p[0] == "-" or p[-1] == "-":
+            return False
+        for c in p:
+            if not (c.isalpha() or c.isdigit() or c == "-") or ord(c) > 127:
+                return False
+    return bool(parts) and not _ipv4(s)
+
+
 def _ipv4(s):
     parts = s.split(".") if type(s) is str else []
     if len(parts) != 4:
@@ -219,6 +249,15 @@ def validate(raw):
             cfg["update_key"] = binascii.unhexlify(uk)
     except ValueError:
         errs.append("update_key: 512 hex digits (the hall update key's RSA-2048 modulus)")
+    if cfg["tls_ca"] is not None:
+        ca = der(cfg["tls_ca"])
+        if ca is None:
+            errs.append("tls_ca: the hall CA's certificate, DER in base64")
+        cfg["tls_ca"] = ca
+        if not _host_name(cfg["tls_name"]):
+            errs.append("tls_name: the host name in the broker's certificate, like hall-srv")
+    elif cfg["tls_name"] is not None:
+        errs.append("tls_name: only with tls_ca")
     errs += board_errors(cfg["board"])
     if errs:
         raise ConfigError(errs)

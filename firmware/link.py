@@ -29,6 +29,15 @@ Reconnect jitter comes from os.urandom: terminals that boot together after a pow
 stand-in there. The broker host is an IP address (config.py): MicroPython resolves names
 blocking.
 
+TLS (`tls_ca`, the hall CA in DER, and `tls_name`, the name the broker's certificate must carry):
+the socket is wrapped with an ssl.SSLContext that requires a certificate signed by the hall CA,
+so the terminal's password never crosses the WiFi in clear and a broker with any other
+certificate gets nothing. `ssl` is imported only then. MicroPython's open_connection wraps the
+non-blocking socket without a handshake; the handshake runs in the first write and drain, under
+the same timeouts as the plain CONNECT, and yields to the other tasks while it waits for the
+broker; only its computation (signature checks, key exchange) runs in one piece. A failed
+handshake is named in `last_error` ("TLS: ...").
+
 Times are `app.ms()` ticks compared with `ticks_diff` (clock.py); waits are `sleep_ms` with whole
 milliseconds. `sleep_ms` is asyncio's own on MicroPython; CPython's asyncio lacks it, and the
 stand-in is defined here, the firmware's asyncio module, for main.py too.
@@ -68,6 +77,27 @@ def pid_of(seq):
     return (seq - 1) % 65534 + 1
 
 
+def tls_context(ca_der):
+    """A client context that accepts only a broker certificate signed by the hall CA (DER)."""
+    import ssl  # only on a terminal that uses TLS
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # MicroPython's client default is CERT_NONE. verify_mode is in MicroPython's ssl docs and
+    # module, but not in the ESP32 stubs' SSLContext
+    ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
+    ctx.load_verify_locations(cadata=ca_der)
+    return ctx
+
+
+def tls_failure(e, name):
+    """What a failed TLS connection means, in words."""
+    text = (str(e) or type(e).__name__).strip()
+    if isinstance(e, ValueError) or (e.args and e.args[0] == -9984) or "VERIFY_FAILED" in text:
+        return "TLS: the broker's certificate is not from the hall CA or not for %s (%s)" % (
+            name, text)
+    return "TLS: no session with the broker (%s)" % text
+
+
 def jitter_ms():
     """0..999 ms from the hardware random source (the same on no two terminals)."""
     b = os.urandom(2)
@@ -76,7 +106,8 @@ def jitter_ms():
 
 class Link:
     def __init__(self, app, host, port, user, password, keepalive=60, net_ready=None,
-                 open_connection=None, backoff_max=60, resend_s=60, status_s=300):
+                 open_connection=None, backoff_max=60, resend_s=60, status_s=300,
+                 tls_ca=None, tls_name=None):
         self.app = app
         self.host = host
         self.port = port
@@ -88,6 +119,9 @@ class Link:
         self.backoff_max = backoff_max
         self.resend_ms = resend_s * 1000
         self.status_ms = status_s * 1000
+        self.tls_ca = tls_ca
+        self.tls_name = tls_name
+        self._ssl = None       # the SSLContext, made at the first connect
         self.client_id = app.cfg["hall"] + "-" + app.term
         self.state = _DOWN
         self.connects = 0
@@ -125,15 +159,33 @@ class Link:
             await sleep_ms(backoff * 1000 + jitter_ms())
             backoff = min(backoff * 2, self.backoff_max)
 
+    async def _open(self):
+        if self._ssl is None:
+            return await asyncio.wait_for(self.open(self.host, self.port), _TIMEOUT)
+        return await asyncio.wait_for(
+            self.open(self.host, self.port, ssl=self._ssl, server_hostname=self.tls_name),
+            _TIMEOUT)
+
     async def _connection(self):
         """One connection, from CONNECT until it fails (it always ends in an exception)."""
-        r, w = await asyncio.wait_for(self.open(self.host, self.port), _TIMEOUT)
+        if self.tls_ca is not None and self._ssl is None:
+            try:
+                self._ssl = tls_context(self.tls_ca)
+            except (ValueError, OSError) as e:
+                raise ValueError("TLS: the hall CA in the config is unusable (%s)" % e) from None
+        w = None
         reader = None
         try:
             app = self.app
-            w.write(mqtt.connect(self.client_id, self.keepalive, self.user, self.password,
-                                 app.will()))
-            await self._drain(w)
+            try:  # with TLS, the handshake happens in here (in the open on CPython)
+                r, w = await self._open()
+                w.write(mqtt.connect(self.client_id, self.keepalive, self.user, self.password,
+                                     app.will()))
+                await self._drain(w)
+            except (OSError, EOFError, ValueError) as e:  # MicroPython: a bad certificate is
+                if self.tls_ca is None:                     # a ValueError
+                    raise
+                raise OSError(tls_failure(e, self.tls_name)) from None
             pkt = await asyncio.wait_for(self._read(r), _TIMEOUT)  # type: tuple
             if pkt[0] != mqtt.CONNACK:
                 raise ValueError("no CONNACK")
@@ -156,8 +208,9 @@ class Link:
                 reader.cancel()
             self.state = _DOWN
             try:
-                w.close()
-                await w.wait_closed()
+                if w is not None:
+                    w.close()
+                    await w.wait_closed()
             except (OSError, EOFError):
                 pass
 

@@ -120,7 +120,7 @@ async def _config_failed(path, err, ms, open_connection=None):
             pass
         link = link_mod.Link(_Broken(cfg, err.args[0], ms), cfg["broker"], cfg["port"],
                              cfg["username"], cfg["password"], cfg["keepalive"], wlan.isconnected,
-                             open_connection)
+                             open_connection, tls_ca=cfg["tls_ca"], tls_name=cfg["tls_name"])
         asyncio.create_task(link.run())
     while True:
         if b is not None:
@@ -142,14 +142,19 @@ class Terminal:
         self.app.board_faults = self.board.faults
         self.link = link_mod.Link(self.app, cfg["broker"], cfg["port"], cfg["username"],
                                   cfg["password"], cfg["keepalive"], self.wlan.isconnected,
-                                  open_connection)
+                                  open_connection, tls_ca=cfg["tls_ca"], tls_name=cfg["tls_name"])
         self.tasks = []
+        self.said = ""  # the link error last printed on the console
         self.wifi_connects = 0
         if cfg["update_key"] is not None:  # over-the-air updates (update.py)
             from . import update
             self.app.update = update.Updater(self.app, cfg["update_key"], root, self.link)
 
     def _refresh_status(self):
+        err = self.link.last_error
+        if err and err != self.said:  # on the USB console (`hcp device log`): a terminal that
+            print("link:", err)        # cannot reach the broker can report it nowhere else
+        self.said = err
         gc.collect()
         self.app.heap = _mem_free()
         try:

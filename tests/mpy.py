@@ -33,8 +33,9 @@ def device_tree(tmp):
     return tree
 
 
-def run(script, tmp, args=(), heapsize=None, stubs=False, timeout=120, cwd=None):
-    """Run a MicroPython script file; return the CompletedProcess (text output)."""
+def run(script, tmp, args=(), heapsize=None, stubs=False, timeout=120, cwd=None, wrap=()):
+    """Run a MicroPython script file; return the CompletedProcess (text output). wrap: a
+    command to run micropython under (a profiler)."""
     exe = micropython_binary()
     if exe is None:
         raise RuntimeError("micropython is not installed: run `make test` (it installs "
@@ -43,7 +44,7 @@ def run(script, tmp, args=(), heapsize=None, stubs=False, timeout=120, cwd=None)
     if stubs:
         path.append(str(STUBS))
     env = dict(os.environ, MICROPYPATH=":".join(path + [".frozen"]))
-    cmd = [exe]
+    cmd = [*wrap, exe]
     if heapsize:
         cmd += ["-X", "heapsize=" + heapsize]
     cmd += [str(script)] + [str(a) for a in args]

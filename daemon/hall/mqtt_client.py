@@ -3,11 +3,16 @@
 A persistent session (clean_session=False) with manual acks: the broker hands a rating to the
 daemon again until the daemon has committed it and sent the PUBACK. Messages arrive on paho's
 network thread and are put on a queue; the daemon's writer thread does everything else.
+
+With a CA (hall.toml [mqtt] tls/ca), the connection is TLS 1.2 or later and the broker's
+certificate must be signed by that CA and name the host the daemon connects to.
 """
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +21,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from haochaping.daemon.errors import ConfigError
 
 log = logging.getLogger(__name__)
 _REPEAT_S = 60  # while the broker stays away, say so again this often
@@ -33,11 +40,34 @@ class Incoming:
         self.generation = generation
 
 
+def tls_context(ca: str) -> ssl.SSLContext:
+    """TLS 1.2 or later, the broker's certificate checked against the CA file and its name."""
+    try:
+        ctx = ssl.create_default_context(cafile=ca)
+    except FileNotFoundError:
+        raise ConfigError("[mqtt] ca: %s not found (the hall CA: `hcp broker config --tls` makes"
+                          " it in broker/tls/hall-ca.pem)" % ca) from None
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError("[mqtt] ca: %s is not a PEM certificate (%s)" % (ca, e)) from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _verify_failure(err: ssl.SSLCertVerificationError) -> str:
+    """What is wrong with the broker's certificate, in words."""
+    why = err.verify_message or str(err)
+    if "unable to get local issuer" in why or "self-signed" in why or "self signed" in why:
+        return "the hall CA in [mqtt] ca did not sign (%s)" % why
+    if "mismatch" in why or "match" in why:
+        return "does not name the host the daemon connects to (%s)" % why
+    return "is not accepted (%s)" % why
+
+
 class Link:
     def __init__(self, host: str, port: int, client_id: str, username: str, password: str,
                  keepalive: int, subscriptions: Sequence[str],
                  deliver: Callable[[Incoming], None],
-                 on_connected: Callable[[], None] | None = None) -> None:
+                 on_connected: Callable[[], None] | None = None, ca: str | None = None) -> None:
         self._subs = subscriptions
         self._deliver = deliver
         self._on_connected = on_connected
@@ -58,6 +88,9 @@ class Link:
         c.on_connect_fail = self._connect_failed
         c.on_message = self._message
         self._host, self._port, self._keepalive = host, port, keepalive
+        self._ca = ca
+        if ca:
+            c.tls_set_context(tls_context(ca))
 
     def start(self) -> None:
         # connect_async + loop_start: paho keeps reconnecting with backoff on its own thread
@@ -97,8 +130,19 @@ class Link:
         log.warning("disconnected from broker: %s; reconnecting", reason)
 
     def _connect_failed(self, client: paho.Client, userdata: Any) -> None:
-        self._failed("cannot reach the broker at %s:%s (is mosquitto running there? check"
-                     " [mqtt] host and port in hall.toml); retrying" % (self._host, self._port))
+        # paho calls this inside its `except OSError:`, so the error is at hand
+        err = sys.exc_info()[1]
+        if isinstance(err, ssl.SSLCertVerificationError):
+            self._failed("the broker at %s:%s has a certificate that %s: check [mqtt] ca (the"
+                         " hall CA, broker/tls/hall-ca.pem) and host in hall.toml; retrying"
+                         % (self._host, self._port, _verify_failure(err)), logging.ERROR)
+        elif self._ca and isinstance(err, (ssl.SSLError, ConnectionResetError, EOFError)):
+            self._failed("no TLS session with the broker at %s:%s (%s): is that its TLS port?"
+                         " check [mqtt] port in hall.toml; retrying"
+                         % (self._host, self._port, err), logging.ERROR)
+        else:
+            self._failed("cannot reach the broker at %s:%s (is mosquitto running there? check"
+                         " [mqtt] host and port in hall.toml); retrying" % (self._host, self._port))
 
     def _failed(self, why: str, level: int = logging.WARNING) -> None:
         """Say why there is no broker: at once the first time, then once a minute."""

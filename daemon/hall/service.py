@@ -75,7 +75,8 @@ class HallDaemon:
                          [topics.wildcard(self.hall, topics.RATING),
                           topics.wildcard(self.hall, topics.STATUS),
                           topics.wildcard(self.hall, topics.FETCH)],
-                         self.queue.put, on_connected=self._resync)
+                         self.queue.put, on_connected=self._resync,
+                         ca=m.ca if m.tls else None)
         self.api = (ApiServer(self, cfg.api)
                     if cfg.api.tokens or cfg.console.enabled else None)
         self.mobile: ApiServer | None = None

@@ -11,6 +11,10 @@ Example (also written by `hcp demo` into its folder):
     port = 1883
     username = "hall-daemon"
     password = "..."
+    tls = false                      # true: TLS to the broker (`hcp broker config --tls`),
+    ca = ""                          # checked against this CA (PEM; relative to this file),
+                                     # e.g. "broker/tls/hall-ca.pem", port 8883; the broker's
+                                     # certificate must name `host`
 
     [sessions]
     timeout_s = 120                  # a rating prompt stays open this long at most
@@ -88,6 +92,8 @@ class MqttSection:
     password: str = ""
     client_id: str = ""
     keepalive: int = 30
+    tls: bool = False
+    ca: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +261,8 @@ def load(path: str) -> HallConfig:
     mob = cfg.mobile
     return dataclasses.replace(
         cfg, path=os.path.abspath(path),
+        mqtt=dataclasses.replace(cfg.mqtt, ca=os.path.join(base, cfg.mqtt.ca)
+                                 if cfg.mqtt.ca else ""),
         mobile=dataclasses.replace(mob, identity_key_file=os.path.join(
             base, mob.identity_key_file) if mob.identity_key_file else ""),
         hall=dataclasses.replace(cfg.hall, database=os.path.join(base, cfg.hall.database)),
@@ -351,6 +359,11 @@ def _check_values(cfg: dict[str, dict[str, Any]], errors: list[str]) -> None:
         errors.append("[hall] id: use 1-32 of A-Z a-z 0-9 _ -, got %r" % cfg["hall"]["id"])
     if not 0 < cfg["mqtt"]["port"] < 65536:
         errors.append("[mqtt] port: must be 1-65535")
+    if cfg["mqtt"]["tls"] and not cfg["mqtt"]["ca"]:
+        errors.append("[mqtt] ca: required with tls = true: the hall CA's certificate (PEM),"
+                      " e.g. \"broker/tls/hall-ca.pem\" from `hcp broker config --tls`")
+    if cfg["mqtt"]["ca"] and not cfg["mqtt"]["tls"]:
+        errors.append("[mqtt] ca: only used with tls = true (set it, or remove ca)")
     if cfg["sessions"]["timeout_s"] < 5:
         errors.append("[sessions] timeout_s: at least 5 seconds, or citizens cannot rate")
     if cfg["ingest"]["batch_max"] < 1:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import db, registry
 from haochaping.tools.cli import _register, cli
-from haochaping.tools.device import mosquitto_setup
+from haochaping.tools.device import hall_ca, mosquitto_setup
 from haochaping.tools.sim import hall_kit, processes
 
 _register()
@@ -183,3 +183,87 @@ def test_rewriting_a_config_from_before_client_ids_were_tied_says_to_restart_and
     assert "mv %s" % (out / "data" / "mosquitto.db") in output
     _, output = _config(tmp_path, port)          # once tied, nothing more to say
     assert "restart it" not in output and "mosquitto.db" not in output
+
+
+def _tls(out, *extra):
+    return CliRunner().invoke(cli, ["broker", "config", "--out", str(out), "--hall", "H9",
+                                    "--tls", *extra])
+
+
+def test_tls_makes_a_hall_ca_once_and_a_tls_listener_with_plain_on_localhost(tmp_path):
+    # if this failed, a second run would replace the hall CA (every terminal locked out until
+    # provisioned again), or private keys would be readable by other users of the server
+    out = tmp_path / "b"
+    r = _tls(out, "--tls-host", "hall-srv", "--tls-host", "10.0.0.2")
+    assert r.exit_code == 0, r.output
+    f = hall_ca.files(str(out))
+    for key in (f.ca_key, f.key):
+        assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    conf = (out / "mosquitto.conf").read_text().splitlines()
+    tls_at = conf.index("listener 8883 0.0.0.0")
+    assert conf[tls_at + 1:tls_at + 3] == ["certfile %s" % f.cert, "keyfile %s" % f.key]
+    assert "tls_version tlsv1.2" in conf
+    assert "listener 1883 127.0.0.1" in conf          # the daemon on this server, no further
+    assert mosquitto_setup.tls_port(str(out)) == 8883
+    assert hall_ca.cert_hosts(f.cert) == ["hall-srv", "10.0.0.2"]
+    ca = pathlib.Path(f.ca_cert).read_bytes()
+    cert = pathlib.Path(f.cert).read_bytes()
+
+    r = _tls(out)                                      # again: everything kept
+    assert r.exit_code == 0 and "kept the hall CA" in r.output, r.output
+    assert pathlib.Path(f.cert).read_bytes() == cert
+
+    r = _tls(out, "--tls-host", "other-name")          # other names: never silently
+    assert r.exit_code == 1 and "add --new-server-cert" in r.output, r.output
+    assert pathlib.Path(f.cert).read_bytes() == cert
+    r = _tls(out, "--tls-host", "other-name", "--new-server-cert")
+    assert r.exit_code == 0, r.output
+    assert hall_ca.cert_hosts(f.cert) == ["other-name"]
+    assert pathlib.Path(f.ca_cert).read_bytes() == ca  # the terminals' trust is untouched
+
+    r = _tls(out, "--plain", "none")
+    assert r.exit_code == 0, r.output
+    conf = (out / "mosquitto.conf").read_text().splitlines()
+    assert [ln for ln in conf if ln.startswith("listener")] == ["listener 8883 0.0.0.0"]
+
+
+def test_the_certificates_are_valid_on_a_terminal_whose_clock_was_never_set(tmp_path):
+    # if this failed, an ESP32 without NTP (its clock starts at 2000-01-01, and MicroPython's
+    # mbedtls checks certificate dates) would find the broker's certificate "not yet valid"
+    import datetime
+
+    from cryptography import x509
+    out = tmp_path / "b"
+    assert _tls(out).exit_code == 0
+    f = hall_ca.files(str(out))
+    for path in (f.ca_cert, f.cert):
+        cert = x509.load_pem_x509_certificate(pathlib.Path(path).read_bytes())
+        assert cert.not_valid_before_utc <= datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+        assert cert.not_valid_after_utc.year >= datetime.datetime.now().year + 9
+
+
+def test_tls_options_refuse_bad_input_with_a_clear_error(tmp_path):
+    # if this failed, hall IT would get a traceback, or a broker config that cannot start
+    out = tmp_path / "b"
+    cases = [
+        (["--tls", "--tls-cert", __file__, "--tls-key", __file__], "one or the other"),
+        (["--plain", "all"], "go(es) with --tls"),
+        (["--tls-host", "hall-srv"], "go(es) with --tls"),
+        (["--new-server-cert"], "go(es) with --tls"),
+        (["--tls", "--tls-host", "bad name!"], "--tls-host 'bad name!': a host name"),
+        (["--tls", "--tls-host", "10.0.0.2"], "at least one host name"),
+        (["--tls", "--tls-port", "1883"], "also the plain listener's port"),
+        (["--tls", "--tls-port", "70000"], "70000 is not in the range"),
+        (["--tls", "--plain", "sometimes"], "'sometimes' is not one of"),
+    ]
+    for args, message in cases:
+        r = CliRunner().invoke(cli, ["broker", "config", "--out", str(out), "--hall", "H9",
+                                     *args])
+        assert r.exit_code != 0 and message in r.output, (args, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.exception)
+    assert not (out / "tls").exists()                  # nothing made on the way
+    r = _tls(out)
+    assert r.exit_code == 0
+    os.unlink(hall_ca.files(str(out)).ca_key)          # a CA without its key: say so, keep it
+    r = _tls(out)
+    assert r.exit_code == 1 and "hall-ca.key is missing" in r.output, r.output

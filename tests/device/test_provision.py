@@ -191,3 +191,26 @@ def test_the_port_vanishing_mid_provision_and_a_rerun(hall, new_board, tmp_path)
         again.unplug()
     assert done["terminal"] == "T030"
     assert registry.terminals_of(conn, "W02") == ["T002", "T030"]
+
+
+def test_a_hall_that_moves_to_tls_gives_its_terminals_the_hall_ca(hall, new_board):
+    # if this failed, terminals provisioned after `hcp broker config --tls` would keep sending
+    # their password in clear, to a port that no longer takes it
+    import base64
+
+    from haochaping.tools.device import hall_ca
+    b = new_board()
+    _provision(hall, b, "T010", "--wifi-ssid", "hall-iot", "--broker-host", "10.0.0.2")
+    plain = _device_conf(b)
+    assert "tls_ca" not in plain and plain["port"] == hall.mqtt.port
+    broker = hall_kit.broker_conf(hall).rsplit("/", 1)[0]
+    r = CliRunner().invoke(cli, ["broker", "config", "--config", hall.path, "--out", broker,
+                                 "--tls", "--tls-host", "hall-srv", "--tls-host", "10.0.0.2"])
+    assert r.exit_code == 0, r.output
+    r = _provision(hall, b, "T010")
+    assert "TLS to the broker (hall CA)" in r.output and "its key and password kept" in r.output
+    conf = _device_conf(b)
+    assert base64.b64decode(conf["tls_ca"]) == hall_ca.ca_der(broker)
+    assert (conf["tls_name"], conf["port"], conf["broker"]) == ("hall-srv", 8883, "10.0.0.2")
+    assert conf["password"] == plain["password"]
+    assert device_config.validate(dict(conf))["tls_ca"] == hall_ca.ca_der(broker)

@@ -2,6 +2,7 @@
 # by test_core.py) and under real MicroPython (as a script, with a scratch folder as argument).
 # Each check names what a citizen or hall IT would see go wrong if it failed.
 # Prints one line per failure, then "core ok N" or "core FAILED N".
+import binascii
 import os
 
 from haochaping.firmware import journal, statemachine
@@ -355,6 +356,48 @@ def check_config_names_every_bad_field_not_just_the_first(d):
                 return "bad field %r not named in %r" % (w, errs)
         return None
     return "bad config accepted"
+
+
+def check_config_takes_the_hall_ca_and_refuses_a_bad_one(d):
+    # a terminal provisioned for TLS must get the CA as bytes (ssl's cadata) and a name to check
+    # the broker's certificate against; a mangled CA or a missing name is named, not guessed
+    from haochaping.firmware import config
+    der = b"\x30\x82\x01\x0a" + b"\x01" * 60
+    good = {}
+    for k in GOOD:
+        good[k] = GOOD[k]
+    good["tls_ca"] = binascii.b2a_base64(der).decode().strip()
+    good["tls_name"] = "hall-srv"
+    cfg = config.validate(good)
+    if cfg["tls_ca"] != der or cfg["tls_name"] != "hall-srv":
+        return "tls_ca not decoded: %r" % cfg["tls_ca"][:8]
+    if config.validate(GOOD)["tls_ca"] is not None:
+        return "a config without tls_ca has a CA"
+    text = binascii.b2a_base64(b"not a certificate, only text that is long enough").decode()
+    cases = ((("tls_ca", text.strip()), "tls_ca:"), (("tls_name", "10.0.0.2"), "tls_name:"),
+             (("tls_name", None), "tls_name:"), (("tls_name", "bad name"), "tls_name:"))
+    for (k, v), want in cases:
+        bad = {}
+        for x in good:
+            bad[x] = good[x]
+        bad[k] = v
+        try:
+            config.validate(bad)
+            return "accepted %s=%r" % (k, v)
+        except config.ConfigError as e:
+            if not [x for x in e.args[0] if x.startswith(want)]:
+                return "%s=%r not named: %r" % (k, v, e.args[0])
+    name_only = {}
+    for k in GOOD:
+        name_only[k] = GOOD[k]
+    name_only["tls_name"] = "hall-srv"
+    try:
+        config.validate(name_only)
+        return "tls_name without tls_ca accepted"
+    except config.ConfigError as e:
+        if e.args[0] != ["tls_name: only with tls_ca"]:
+            return "tls_name alone: %r" % e.args[0]
+    return None
 
 
 def check_debounce_turns_contact_bounce_and_a_held_key_into_one_press(d):

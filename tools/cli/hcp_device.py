@@ -149,7 +149,8 @@ def install_cmd(port: str, no_reset: bool) -> None:
 @click.option("--open-wifi", is_flag=True, help="The hall's WiFi has no password.")
 @click.option("--broker-host",
               help="The broker's IP address as the terminals reach it, e.g. 10.0.0.2.")
-@click.option("--broker-port", type=int, help="The broker's port [hall.toml's].")
+@click.option("--broker-port", type=int,
+              help="The broker's port [its TLS port when it has one, else hall.toml's].")
 @BROKER_DIR
 @click.option("--again", is_flag=True,
               help="Same board after its flash was wiped: new key and broker password.")
@@ -186,8 +187,9 @@ def provision_cmd(port: str, config_path: str, terminal: str, window: str | None
             broker_dir=broker_dir, actor=actor, again=again, reset=not no_reset, on_step=on_step,
             open_wifi=open_wifi)
         bar.update(len(STEPS) - bar.pos, "done")
-    click.echo("%s is terminal %s of hall %s (%s)%s; %s%s" % (
+    click.echo("%s is terminal %s of hall %s (%s)%s%s; %s%s" % (
         port, terminal, done["hall"], done["board"],
+        ", TLS to the broker (hall CA)" if done["tls"] else "",
         ", paired with window %s" % window if window else ", not paired yet",
         "new key and broker password" if done["new_secrets"] else "its key and password kept",
         "" if done["broker_reloaded"] else "; no running broker found: it applies when it starts"))

@@ -39,6 +39,7 @@ def daemon_run(config_path: str) -> None:
       port = 1883
       username = "hall-daemon"
       password = "..."
+      # tls = true, ca = "broker/tls/hall-ca.pem", port = 8883: TLS (hcp broker config --tls)
       [api]
       listen = "127.0.0.1:8780"
       [api.tokens]

@@ -23,7 +23,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from haochaping.daemon.errors import HcpError
 from haochaping.protocol import topics
@@ -110,14 +111,40 @@ def _comment(text: str, width: int = 96) -> list[str]:
     return lines + [line]
 
 
+class Listener(NamedTuple):
+    """One port mosquitto listens on; tls: {cafile, certfile, keyfile} (PEM files) or None."""
+    port: int
+    address: str
+    tls: Mapping[str, str | None] | None = None
+
+
+TLS_NOTE = ("TLS 1.2 at least (mosquitto 2.0 allows 1.3 and 1.2 by default; said here so that "
+            "nobody lowers it). Not tlsv1.3: MicroPython's mbedtls (the unix port, and ESP-IDF's "
+            "by default) speaks 1.2 only, and the terminals would be refused. The terminals "
+            "check this certificate against the hall CA.")
+
+
+def _listener_lines(listener: Listener) -> list[str]:
+    lines = ["listener %d %s" % (listener.port, listener.address)]
+    for k in ("cafile", "certfile", "keyfile"):
+        pem = listener.tls.get(k) if listener.tls else None
+        if pem:
+            lines.append("%s %s" % (k, os.path.abspath(pem)))
+    if listener.tls and listener.tls.get("certfile"):
+        lines += _comment(TLS_NOTE) + ["tls_version tlsv1.2"]
+    return lines
+
+
 def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
                  daemon_user: str = "hall-daemon", extra_superusers: Iterable[str] = (),
                  listen: str = "127.0.0.1", tls: Mapping[str, str | None] | None = None,
-                 run_as: str | None = None, keep_users: bool = False) -> str:
+                 run_as: str | None = None, keep_users: bool = False,
+                 listeners: Sequence[Listener] = ()) -> str:
     """Write mosquitto.conf, passwd (hashed) and acl into folder; return the conf path.
     users: {username: password}, including the daemon's. keep_users: keep the users already in
     the folder's passwd (hall IT re-running `hcp broker config`); tls: {cafile, certfile,
-    keyfile}, each a PEM file or None."""
+    keyfile}, each a PEM file or None. listeners: instead of the one (port, listen, tls), these
+    (`hcp broker config --tls`: TLS for the hall, plain on localhost for the daemon)."""
     extra_superusers = tuple(extra_superusers)
     for u in (daemon_user, *extra_superusers):
         _check_user(u, "-")
@@ -139,11 +166,8 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
     data = os.path.join(folder, "data")
     os.makedirs(data, exist_ok=True)
     conf = os.path.join(folder, CONF)
-    listener = ["listener %d %s" % (port, listen)]
-    for k in ("cafile", "certfile", "keyfile"):
-        pem = tls.get(k) if tls else None
-        if pem:
-            listener.append("%s %s" % (k, os.path.abspath(pem)))
+    listener = [ln for lst in (listeners or [Listener(port, listen, tls)])
+                for ln in _listener_lines(lst) + [""]]
     with open(conf, "w") as f:
         f.write("\n".join([
             "# written by hcp: one hall's broker. Reload after changes (kill -HUP $(cat %s));"
@@ -168,7 +192,7 @@ def write_config(folder: str, port: int, hall: str, users: Mapping[str, str],
             "log_dest stderr",  # and to whoever started it: the journal, under systemd
             "log_type error", "log_type warning", "log_type notice",
             ""]))
-    _give_to(run_as, [folder, passwd, acl, data])
+    give_to(run_as, [folder, passwd, acl, data])
     return conf
 
 
@@ -228,7 +252,7 @@ def _write_passwd(path: str, entries: Mapping[str, str]) -> None:
     os.replace(tmp, path)
 
 
-def _give_to(user: str | None, paths: Iterable[str]) -> None:
+def give_to(user: str | None, paths: Iterable[str]) -> None:
     """As root, hand the broker's files to the user mosquitto runs as."""
     if not user or os.getuid() != 0:
         return
@@ -293,8 +317,8 @@ def remove_users(folder: str, names: Iterable[str]) -> list[str]:
 
 
 # what a SIGHUP does not apply (mosquitto.conf(5): "Not reloaded on reload signal")
-START_ONLY = ("listener", "cafile", "certfile", "keyfile", "use_username_as_clientid", "user",
-              "pid_file")
+START_ONLY = ("listener", "cafile", "certfile", "keyfile", "tls_version",
+              "use_username_as_clientid", "user", "pid_file")
 
 
 def read_conf(folder: str) -> str:
@@ -317,6 +341,18 @@ def start_only_changes(old: str, new: str) -> list[str]:
     before, after = pick(old), pick(new)
     return ([ln for ln in after if ln not in before]
             + ["no longer: " + ln for ln in before if ln not in after])
+
+
+def tls_port(folder: str) -> int | None:
+    """The port of the folder's TLS listener (one with a certfile), or None."""
+    port = None
+    for ln in read_conf(folder).splitlines():
+        words = ln.split()
+        if words[:1] == ["listener"] and len(words) > 1 and words[1].isdigit():
+            port = int(words[1])
+        elif words[:1] == ["certfile"] and port is not None:
+            return port
+    return None
 
 
 def ties_client_ids_anew(old: str, new: str) -> bool:

@@ -9,7 +9,11 @@ Order, so that a rerun after any failure finishes the job and never leaves two t
 3. register the terminal (its key) in the hall database, give it a broker password (password
    file, reload), pair it with its window, one audit entry.
 Key, broker password and WiFi password are never printed or logged.
+
+When the hall's broker listens with TLS on the hall CA (`hcp broker config --tls`), the config
+carries the CA (DER, base64), the name the broker's certificate must carry and the TLS port.
 """
+import base64
 import json
 import secrets
 import sqlite3
@@ -23,7 +27,7 @@ from haochaping.daemon.hall.settings import HallConfig
 from haochaping.firmware import config as device_config
 from haochaping.hardware import profile as hw_profile
 from haochaping.hardware import validate as hw_validate
-from haochaping.tools.device import fleet, install, mosquitto_setup, rollout
+from haochaping.tools.device import fleet, hall_ca, install, mosquitto_setup, rollout
 from haochaping.tools.device import serial_session as session_mod
 
 CONFIG_PATH = "/config.json"
@@ -49,6 +53,29 @@ class ProvisionResult(TypedDict):
     broker_reloaded: int | None
     rebooted: bool
     seq_start: int
+    tls: bool
+
+
+class Tls(TypedDict):
+    """What a terminal needs for TLS to this hall's broker: the device config's tls_ca and
+    tls_name, and the TLS listener's port."""
+    tls_ca: str
+    tls_name: str
+    port: int
+
+
+def broker_tls(broker_dir: str) -> Tls | None:
+    """The TLS settings for terminals when the broker listens with TLS on the hall CA; None when
+    it listens in plain text only."""
+    port = mosquitto_setup.tls_port(broker_dir)
+    if port is None:
+        return None
+    if not hall_ca.has_ca(broker_dir):
+        raise HcpError("the broker in %s listens with TLS on a certificate of your own "
+                       "(--tls-cert): terminals can only be given the hall CA that `hcp broker "
+                       "config --tls` makes" % broker_dir)
+    return {"tls_ca": base64.b64encode(hall_ca.ca_der(broker_dir)).decode(),
+            "tls_name": hall_ca.server_name(broker_dir), "port": port}
 
 
 def _seq_start(conn: sqlite3.Connection, terminal: str) -> int:
@@ -93,6 +120,7 @@ def provision(port: str, config_path: str, terminal: str, profile: str,
         raise HcpError("%s is the daemon's broker user: choose another terminal id" % terminal)
     board = _board_profile(profile)
     update_key = rollout.public_key(config_path)   # the hall update key's public part, if any
+    tls = broker_tls(bdir)
     actor = fleet.who(actor)
     conn = db.connect(cfg.hall.database)
     state, _rated = registry.terminal_state(conn, terminal)
@@ -120,7 +148,8 @@ def provision(port: str, config_path: str, terminal: str, profile: str,
             key, password, fresh = _secrets(conn, hall, terminal, state, old, again)
             conf = _device_config(cfg, hall, terminal, board, old, key, password, wifi_ssid,
                                   wifi_password, broker_host, broker_port,
-                                  _seq_start(conn, terminal) if fresh else 1, update_key)
+                                  _seq_start(conn, terminal) if fresh else 1, tls,
+                                  update_key)
             data = json.dumps(conf, separators=(",", ":")).encode()
             step(1)
             if raw != data:
@@ -145,7 +174,7 @@ def provision(port: str, config_path: str, terminal: str, profile: str,
                            "it continues where it stopped" % (e, terminal)) from None
     return {"hall": hall, "terminal": terminal, "window": window, "board": board["name"],
             "new_secrets": fresh, "config_written": raw != data, "broker_reloaded": pid,
-            "rebooted": rebooted, "seq_start": conf.get("seq_start", 1)}
+            "rebooted": rebooted, "seq_start": conf.get("seq_start", 1), "tls": tls is not None}
 
 
 def _parse(raw: bytes | None) -> DeviceConfig | None:
@@ -196,17 +225,22 @@ def _secrets(conn: sqlite3.Connection, hall: str, terminal: str, state: str | No
 def _device_config(cfg: HallConfig, hall: str, terminal: str, board: hw_profile.Profile,
                    old: DeviceConfig | None, key: bytes, password: str, wifi_ssid: str | None,
                    wifi_password: str | None, broker_host: str | None, broker_port: int | None,
-                   seq_start: int, update_key: str | None = None) -> DeviceConfig:
+                   seq_start: int, tls: Tls | None = None,
+                   update_key: str | None = None) -> DeviceConfig:
     old = old or {}
+    # the port follows the broker: a board moved to TLS (or back) does not keep the old one
+    old_port = old.get("port") if bool(old.get("tls_ca")) == (tls is not None) else None
     conf: DeviceConfig = {
         "wifi_ssid": wifi_ssid or old.get("wifi_ssid"),
         "wifi_password": (wifi_password if wifi_password is not None
                           else old.get("wifi_password", "")),
         "broker": broker_host or old.get("broker"),
-        "port": broker_port or old.get("port") or cfg.mqtt.port,
+        "port": broker_port or (tls["port"] if tls else old_port or cfg.mqtt.port),
         "hall": hall, "terminal": terminal, "username": terminal, "password": password,
         "key": key.hex(), "board": board,
     }
+    if tls is not None:
+        conf["tls_ca"], conf["tls_name"] = tls["tls_ca"], tls["tls_name"]
     for k in KEPT:
         if k in old and old.get("terminal") == terminal:
             conf[k] = old[k]

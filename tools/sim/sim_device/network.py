@@ -143,9 +143,10 @@ class _Writer:
 
 
 def hostile(opener):
-    """An open_connection whose connections can go half-open and whose sends can block."""
-    async def open_connection(host, port):
-        r, w = await opener(host, port)
+    """An open_connection whose connections can go half-open and whose sends can block (TLS
+    arguments, when given, are passed on)."""
+    async def open_connection(host, port, **tls):
+        r, w = await opener(host, port, **tls)
         return _Reader(r), _Writer(w)
     return open_connection
 
@@ -158,10 +159,10 @@ def block_sends(on=True):
     _BLOCKED[0] = on
 
 
-async def _open(host, port):
+async def _open(host, port, **tls):
     if not _associated():
         raise OSError("no network")
-    r, w = await asyncio.open_connection(host, port)
+    r, w = await asyncio.open_connection(host, port, **tls)
     CONNECTIONS.append(w)
     return r, w
 
