@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypedDict
 
+from haochaping.daemon import batches
 from haochaping.daemon.rules import deadlines, workdays
 from haochaping.daemon.store import (
     access,
@@ -380,9 +381,9 @@ def _batch(hall: str, n: int, rnd: random.Random) -> dict[str, list[Any]]:
     ntx = n // 2
     base = 10 ** 8
     t0 = NOW - 3600
-    tx_cols: list[list[Any]] = [[] for _ in range(12)]
-    r_cols: list[list[Any]] = [[] for _ in range(9)]
-    s_cols: list[list[Any]] = [[] for _ in range(6)]
+    tx_cols: list[list[Any]] = [[] for _ in range(len(batches.FIELDS["transaction"]) - 1)]
+    r_cols: list[list[Any]] = [[] for _ in range(len(batches.FIELDS["rating"]))]
+    s_cols: list[list[Any]] = [[] for _ in range(len(batches.FIELDS["reason"]))]
     for i in range(ntx):
         tx = base + i
         fin = t0 + i * 0.5
@@ -393,8 +394,8 @@ def _batch(hall: str, n: int, rnd: random.Random) -> dict[str, list[Any]]:
         level = rnd.choices((1, 2, 3, 4, 5), LEVEL_WEIGHTS)[0]
         seq = base + 2 * i
         for col, v in zip(r_cols, ("%s:rating:TB:%d" % (hall, seq), "TB", seq, level,
-                                   "counted", "%s:tx:%d" % (hall, tx), fin + 20, fin + 21, 0),
-                          strict=True):
+                                   "counted", "%s:tx:%d" % (hall, tx), fin + 20, fin + 21, 0,
+                                   "PJQ"), strict=True):
             col.append(v)
         if level >= 4:
             for col, v in zip(s_cols, ("%s:reason:TB:%d" % (hall, seq + 1), "TB", seq + 1, seq,
