@@ -170,9 +170,7 @@ def _text_ok(v: str) -> bool:
 
 
 def _refused_char(code: int) -> str:
-    if code == 0:
-        return "a NUL character"
-    return "a lone surrogate" if 0xD800 <= code < 0xE000 else "a control character"
+    return "a NUL character" if code == 0 else str(fields.refused_char(code))
 
 
 def _c_str(maxlen: int, required: bool = False) -> _Check:

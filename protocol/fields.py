@@ -16,6 +16,9 @@ stores that reason with a refused message, the API answers it with a 400.
   tickets, codes and one-line texts allow no control character at all: none of them is ever
   more than one line, and a newline in a ticket would forge lines in logs and exports. Only a
   field declared multi-line (lines=True) may hold TAB, LF and CR; no field on the hall side is.
+  No text holds the invisible characters that reverse or hide what follows (bidi overrides and
+  isolates such as U+202E, marks, zero-width spaces, joiners, BOM): a ticket "A017<U+202E>..."
+  would show staff, the manager page and a report something other than what was stored.
 - Ids (hall, terminal, window, staff number): 1-32 of A-Z a-z 0-9 _ -, safe in MQTT topics,
   in the signed canonical bytes (no "|") and in file names.
 
@@ -27,6 +30,11 @@ MAX_TS = 253402214400       # 9999-12-31T00:00:00Z
 MAX_ID = 32
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _HEX = "0123456789abcdef"
+# invisible: bidi marks, embeddings, overrides and isolates; zero-width space, joiners; word
+# joiner and invisible operators; BOM. (A set of code points: MicroPython has no unicodedata.)
+HIDDEN = {0x061C, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D,
+          0x202E, 0x2060, 0x2061, 0x2062, 0x2063, 0x2064, 0x2066, 0x2067, 0x2068, 0x2069,
+          0xFEFF}
 
 
 def _bad(name, rule):
@@ -72,9 +80,18 @@ def bad_char(s, lines=False):
         if o < 32:
             if not (lines and (o == 9 or o == 10 or o == 13)):
                 return i, o
-        elif 127 <= o < 160 or 0xD800 <= o < 0xE000:
+        elif 127 <= o < 160 or 0xD800 <= o < 0xE000 or o in HIDDEN:
             return i, o
     return None
+
+
+def refused_char(o):
+    """What bad_char found, in words: "a control character", "a lone surrogate", ..."""
+    if 0xD800 <= o < 0xE000:
+        return "a lone surrogate"
+    if o in HIDDEN:
+        return "an invisible or direction-changing character"
+    return "a control character"
 
 
 def text(name, v, max_len, min_len=0, lines=False):
@@ -89,8 +106,8 @@ def text(name, v, max_len, min_len=0, lines=False):
     found = bad_char(v, lines)
     if found is not None:
         i, o = found
-        what = "a lone surrogate" if 0xD800 <= o < 0xE000 else "a control character"
-        raise _bad(name, "must not contain %s (U+%04X at character %d)" % (what, o, i + 1))
+        raise _bad(name, "must not contain %s (U+%04X at character %d)"
+                   % (refused_char(o), o, i + 1))
     return v
 
 

@@ -91,6 +91,17 @@ def test_a_ticket_with_a_nul_is_refused_with_400_naming_the_field(api, hall_db, 
     assert hall_db("SELECT COUNT(*) FROM transactions") == [(0,)]
 
 
+def test_a_ticket_that_reverses_what_follows_it_is_refused(api, hall_db):
+    # if this fails, a queue system (or anyone holding its token) can start ticket
+    # "A017<U+202E>..." and the staff page, the manager page and the exports show the text
+    # after it reversed or hidden: what people read is not what was stored
+    status, answer = _raw(api, "POST", "/windows/W02/start",
+                          json.dumps({"ticket": "A017\u202e710A"}).encode())
+    assert status == 400 and answer["field"] == "ticket"
+    assert "invisible or direction-changing character (U+202E" in answer["error"]
+    assert hall_db("SELECT COUNT(*) FROM transactions") == [(0,)]
+
+
 def test_a_lone_surrogate_in_a_ticket_gets_400_not_a_dropped_connection(api, daemon, hall_db):
     # "\ud800" is valid JSON but no UTF-8 text: the daemon dropped the connection with a
     # traceback in its log, and the queue system saw no answer at all
