@@ -423,9 +423,10 @@ class Journal:
         """The pending records with seq > after, oldest first, at most `limit`, as a list of
         (seq, kind, a, b, ts, delay): for a rating a=level (int), b=token, delay=its press
         delay in ms or None (none recorded: no prompt, or an older firmware's record); for a
-        reason a=ref (int), b=reason, delay=None. One seek and one read per record; the file is closed before this returns (a
-        compaction may replace it). A record that no longer reads back whole is skipped and
-        counted in `dropped` (damaged flash); it stays pending."""
+        reason a=ref (int), b=reason, delay=None. One seek and one read per record; the file
+        is closed before this returns (a compaction may replace it). A record that no longer
+        reads back whole is skipped and counted in `dropped` (damaged flash); it stays
+        pending."""
         out = []  # type: list
         pending = self.pending
         i = _after(pending, after)

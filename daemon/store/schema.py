@@ -206,6 +206,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         archived_at {real} NOT NULL
     );
     """),
+    # 第十一条 (docs/integrity.md): the terminal's signed press delay, ms from the prompt lighting
+    # to the key press (firmware 0.3.0 on); NULL for older terminals, phones and defaults
+    ("0007-press-delay", """
+    ALTER TABLE ratings ADD COLUMN press_delay_ms INTEGER;
+    """),
 ]
 
 
