@@ -115,7 +115,7 @@ FIELDS = {
     "transaction": ("uid", "tx", "window", "ticket", "item", "item_version", "department",
                     "region", "staff", "channel", "started_at", "finished_at", "rater"),
     "rating": ("uid", "terminal", "seq", "level", "outcome", "transaction", "rated_at",
-               "received_at", "default", "channel"),
+               "received_at", "default", "channel", "press_delay_ms"),
     "reason": ("uid", "terminal", "seq", "ref", "reason", "rated_at"),
 }
 TABLES = {"transactions": "transaction", "ratings": "rating", "reasons": "reason"}
@@ -240,7 +240,10 @@ _V2: dict[str, dict[str, tuple[_Check, object]]] = {
         "level": (_c_int(1, 5), _REQUIRED), "outcome": (_c_outcome, _REQUIRED),
         "transaction": (_c_int(1, _SEQ, nullable=True), None),
         "rated_at": (_c_num, _REQUIRED), "received_at": (_c_num, _REQUIRED),
-        "default": (_c_bool, 0), "channel": (_c_str(16), CHANNEL)},
+        "default": (_c_bool, 0), "channel": (_c_str(16), CHANNEL),
+        # the terminal's signed press delay (protocol/fields.delay_ms); null or left out for
+        # older terminals and phones (第十一条, docs/integrity.md)
+        "press_delay_ms": (_c_int(0, fields.MAX_DELAY_MS, nullable=True), None)},
     "reason": {
         "terminal": (_c_id, _REQUIRED), "seq": (_c_int(0, _SEQ), _REQUIRED),
         "ref": (_c_int(0, _SEQ), _REQUIRED), "reason": (_c_str(REASONS_MAX, True), _REQUIRED),
@@ -431,9 +434,12 @@ def _rating(hall: str, r: Mapping[str, Any]) -> tuple[object, ...]:
         raise BadBatch("record %s: transaction must be an id %s:tx:N or null" % (r.get("id"), hall))
     if r.get("default", False) not in (True, False):
         raise BadBatch("record %s: default must be true or false" % r.get("id"))
+    delay = r.get("press_delay_ms")
+    if delay is not None:
+        delay = _int(r, "press_delay_ms", 0, fields.MAX_DELAY_MS)
     return (_check_uid(hall, r, "rating", term, seq), hall, term, seq, _int(r, "level", 1, 5),
             outcome, txid, _num(r, "rated_at"), _num(r, "received_at"),
-            1 if r.get("default") else 0, _str(r, "channel", 16) or CHANNEL)
+            1 if r.get("default") else 0, _str(r, "channel", 16) or CHANNEL, delay)
 
 
 def _reason(hall: str, r: Mapping[str, Any]) -> tuple[object, ...]:

@@ -33,7 +33,7 @@ from . import journal as journal_mod
 from . import statemachine
 from .clock import ticks_add, ticks_diff
 
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 EPOCH_S = 1700000000                # daemon time is kept relative to this (not a const: a big int)
 UNKNOWN = const(0)
 ESTIMATED = const(1)
@@ -164,9 +164,9 @@ class App:
 
     # ------------------------------------------------------------ the panel's store
 
-    def rating(self, level, token):
+    def rating(self, level, token, delay=None):
         try:
-            seq = self.journal.add_rating(level, token, self.daemon_now())
+            seq = self.journal.add_rating(level, token, self.daemon_now(), delay)
         except journal_mod.Full:
             self.full += 1
             return None
@@ -222,9 +222,9 @@ class App:
         except OSError as e:
             self._flash_failed(e)
             return out
-        for seq, kind, a, b, ts in recs:
+        for seq, kind, a, b, ts, delay in recs:
             if kind == journal_mod.RATING:
-                payload = messages.encode_rating(self.key, self.term, seq, a, b, ts)
+                payload = messages.encode_rating(self.key, self.term, seq, a, b, ts, delay)
             else:
                 payload = messages.encode_reason(self.key, self.term, seq, a, b, ts)
             out.append((seq, payload))

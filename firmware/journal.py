@@ -3,6 +3,10 @@
 One record per line, each with its own CRC-32 so that a torn write is seen on boot:
 
     r,<seq>,<level>,<token>,<ts>,<crc>     a rating (token "" when no session was open)
+    r,<seq>,<level>,<token>,<ts>,<delay>,<crc>   a rating with its press delay (ms since the
+                                           prompt lit; firmware 0.3.0 on). Older firmware reads
+                                           the first five fields and ignores the sixth, so a
+                                           journal survives an update and a rollback
     n,<seq>,<ref>,<reason>,<ts>,<crc>      a bad-review reason for rating <ref>
     a,t<now>,<seq>,<seq>...,<crc>          sequence numbers the daemon acked, and the daemon
                                            time of that ack (stored durably)
@@ -233,9 +237,12 @@ class Journal:
         if self.size + n > self.max_bytes:
             raise Full()
 
-    def _add(self, kind, a, b, ts):
+    def _add(self, kind, a, b, ts, delay=None):
         seq = self.next_seq
-        text = _line("%s,%d,%s,%s,%d" % (kind, seq, a, b, ts))
+        body = "%s,%d,%s,%s,%d" % (kind, seq, a, b, ts)
+        if delay is not None:
+            body += ",%d" % delay
+        text = _line(body)
         self._room(len(text) + _MAX_LINE)  # keep room for one ack record
         at = self.size
         self._append(text)
@@ -247,9 +254,10 @@ class Journal:
             self.clock_s = ts
         return seq
 
-    def add_rating(self, level, token, ts):
-        """Store a rating durably; return its seq. Raises Full (nothing stored) or OSError."""
-        seq = self._add(RATING, level, token, ts)
+    def add_rating(self, level, token, ts, delay=None):
+        """Store a rating durably (`delay`: ms from its prompt lighting to the press, or None);
+        return its seq. Raises Full (nothing stored) or OSError."""
+        seq = self._add(RATING, level, token, ts, delay)
         self.last_token = token
         return seq
 
@@ -413,10 +421,12 @@ class Journal:
 
     def records(self, after=0, limit=1000000):
         """The pending records with seq > after, oldest first, at most `limit`, as a list of
-        (seq, kind, a, b, ts): for a rating a=level (int), b=token; for a reason a=ref (int),
-        b=reason. One seek and one read per record; the file is closed before this returns (a
-        compaction may replace it). A record that no longer reads back whole is skipped and
-        counted in `dropped` (damaged flash); it stays pending."""
+        (seq, kind, a, b, ts, delay): for a rating a=level (int), b=token, delay=its press
+        delay in ms or None (none recorded: no prompt, or an older firmware's record); for a
+        reason a=ref (int), b=reason, delay=None. One seek and one read per record; the file
+        is closed before this returns (a compaction may replace it). A record that no longer
+        reads back whole is skipped and counted in `dropped` (damaged flash); it stays
+        pending."""
         out = []  # type: list
         pending = self.pending
         i = _after(pending, after)
@@ -434,5 +444,6 @@ class Journal:
                 if rec is None or (rec[0] != RATING and rec[0] != REASON) or int(rec[1]) != seq:
                     self.dropped += 1
                     continue
-                out.append((seq, rec[0], int(rec[2]), rec[3], int(rec[4])))
+                delay = int(rec[5]) if len(rec) > 5 and rec[0] == RATING else None
+                out.append((seq, rec[0], int(rec[2]), rec[3], int(rec[4]), delay))
         return out

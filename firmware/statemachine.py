@@ -3,9 +3,15 @@
 Driven by events (`press`, `session`, `close`) and `tick`, each given the time `now`, a
 `time.ticks_ms` value from the caller: it wraps, so intervals are taken with `ticks_diff` (every
 wait here is seconds, far below the half wrap). Commits go through the `store`
-object (the app): `store.rating(level, token)` and `store.reason(ref, reason)` return the seq
-once the record is durable, or None when the journal refused it (full). "Thank you" is shown
-only after that returned.
+object (the app): `store.rating(level, token, delay_ms)` and `store.reason(ref, reason)` return
+the seq once the record is durable, or None when the journal refused it (full). "Thank you" is
+shown only after that returned.
+
+The press delay (第十一条, docs/integrity.md): a rating made at a prompt carries the ms from the
+moment that prompt lit the keys (its session arrived, or the previous citizen's thank-you ended
+after it arrived) to the first key press; a later change of choice does not move it. A press
+with no prompt carries None. Staff reaching over to press at once show here, free of the 3 s
+correction window and the network that the hall's own measure includes.
 
 Modes (what the citizen sees; the board renders `mode` and `choice`):
   IDLE    keys dark. A press is still a rating, sent with token "" (unsolicited).
@@ -38,6 +44,7 @@ QUIET_MS = 1500
 REASON_MS = 10000
 GUARD_MS = 700     # presses this soon after the rating was stored: bounce or mashing, not a reason
 _SKIP_KEY = const(5)
+_MAX_DELAY_MS = const(86400000)  # protocol/fields.MAX_DELAY_MS: a prompt is open a day at most
 
 
 class Panel:
@@ -52,6 +59,8 @@ class Panel:
         self.changes = 0         # bumped on every visible change; the board redraws on it
         self.ref = 0             # seq of the bad rating a reason refers to
         self._token_at_press = ""
+        self._delay_at_press = None  # ms from the prompt lighting to the press, or None
+        self._lit_at = 0         # when the open prompt lit the keys (ticks)
         self._since = 0          # when the current mode (or choice window) started
         self._last_press = 0
 
@@ -71,6 +80,8 @@ class Panel:
         self.staff = staff
         if self.mode == IDLE:
             self._to(PROMPT, now)
+        if self.mode == PROMPT:
+            self._lit_at = now   # a new prompt lights the keys: its presses count from now
 
     def close(self, now):
         """The prompt closed (empty retained session, or expired)."""
@@ -92,6 +103,9 @@ class Panel:
         mode = self.mode
         if mode in (IDLE, PROMPT):
             self._token_at_press = self.token
+            self._delay_at_press = None
+            if mode == PROMPT:
+                self._delay_at_press = min(ticks_diff(now, self._lit_at), _MAX_DELAY_MS)
             self.choice = key
             self._to(CHOSEN, now)
         elif mode == CHOSEN:
@@ -117,13 +131,14 @@ class Panel:
         elif mode in (THANKS, FULL):
             if age >= THANKS_MS and ticks_diff(now, self._last_press) >= QUIET_MS:
                 self._to(PROMPT if self.token else IDLE, now)
+                self._lit_at = now
         elif mode == REASON and age >= REASON_MS:
             self._to(THANKS, now)
 
     def _commit(self, now):
         token = self._token_at_press
         level = self.choice
-        seq = self.store.rating(level, token)
+        seq = self.store.rating(level, token, self._delay_at_press if token else None)
         if seq is None:
             self._to(FULL, now)
             return

@@ -28,6 +28,7 @@ plain names (no const): other modules read them.
 MAX_INT = 9007199254740991  # 2**53 - 1 (written out: the terminal's compiler need not fold it)
 MAX_TS = 253402214400       # 9999-12-31T00:00:00Z
 MAX_ID = 32
+MAX_DELAY_MS = 86400000     # a press's delay since its prompt: a prompt is open a day at most
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _HEX = "0123456789abcdef"
 # invisible: bidi marks, embeddings, overrides and isolates; zero-width space, joiners; word
@@ -51,6 +52,12 @@ def whole(name, v, lo=0, hi=MAX_INT):
 def timestamp(name, v):
     """Unix seconds, 0..MAX_TS (0: the sender did not know the time)."""
     return whole(name, v, 0, MAX_TS)
+
+
+def delay_ms(name, v):
+    """Milliseconds from a prompt appearing on a terminal to the key press: 0..MAX_DELAY_MS (the
+    terminal keeps a prompt open a day at most; a small int on the ESP32, never a heap one)."""
+    return whole(name, v, 0, MAX_DELAY_MS)
 
 
 def flag(name, v):

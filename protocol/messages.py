@@ -29,14 +29,21 @@ def _q(s):
 # ---------------------------------------------------------------- terminal -> daemon
 
 
-def rating_fields(term, seq, level, token, ts):
-    return [term, seq, level, token, ts]
+def rating_fields(term, seq, level, token, ts, delay_ms=None):
+    """What a rating's signature covers. `delay_ms` (the press's delay since the prompt
+    appeared on the terminal) is signed as a sixth field when the rating carries one; a rating
+    without it (older firmware, a press with no prompt) is signed over the first five, as
+    before, so both verify and neither can be turned into the other."""
+    if delay_ms is None:
+        return [term, seq, level, token, ts]
+    return [term, seq, level, token, ts, delay_ms]
 
 
-def encode_rating(key, term, seq, level, token, ts):
-    sig = sign.sign(key, "rating", rating_fields(term, seq, level, token, ts))
-    return ('{"v":1,"kind":"rating","term":%s,"seq":%d,"level":%d,"token":%s,"ts":%d,"sig":"%s"}'
-            % (_q(term), seq, level, _q(token), ts, sig)).encode()
+def encode_rating(key, term, seq, level, token, ts, delay_ms=None):
+    sig = sign.sign(key, "rating", rating_fields(term, seq, level, token, ts, delay_ms))
+    delay = "" if delay_ms is None else ',"delay_ms":%d' % delay_ms
+    return ('{"v":1,"kind":"rating","term":%s,"seq":%d,"level":%d,"token":%s,"ts":%d%s,'
+            '"sig":"%s"}' % (_q(term), seq, level, _q(token), ts, delay, sig)).encode()
 
 
 def reason_fields(term, seq, ref, reason, ts):
@@ -65,7 +72,9 @@ def _load(payload):
 
 
 def decode_uplink(payload):
-    """Parse a message from the rating topic (a rating or a reason). Signature not yet checked."""
+    """Parse a message from the rating topic (a rating or a reason). Signature not yet checked.
+    A rating may carry `delay_ms` (firmware 0.3.0 on): ms from the prompt appearing on the
+    terminal to the key press; absent on older terminals and on presses with no prompt."""
     msg = _load(payload)
     kind = fields.choice("kind", msg.get("kind"), _KINDS)
     fields.ident("term", msg.get("term"))
@@ -75,6 +84,11 @@ def decode_uplink(payload):
     if kind == "rating":
         fields.whole("level", msg.get("level"), 1, len(levels.LEVELS))
         fields.hex_text("token", msg.get("token"), _TOKEN_LEN, empty=True)
+        if "delay_ms" in msg:
+            fields.delay_ms("delay_ms", msg["delay_ms"])
+            if not msg["token"]:
+                raise ValueError("delay_ms: only with a session token (a press with no prompt"
+                                 " has no delay)")
     else:
         fields.whole("ref", msg.get("ref"), 1)
         fields.choice("reason", msg.get("reason"), _REASONS)
@@ -83,7 +97,8 @@ def decode_uplink(payload):
 
 def uplink_fields(msg):
     if msg["kind"] == "rating":
-        return rating_fields(msg["term"], msg["seq"], msg["level"], msg["token"], msg["ts"])
+        return rating_fields(msg["term"], msg["seq"], msg["level"], msg["token"], msg["ts"],
+                             msg.get("delay_ms"))
     return reason_fields(msg["term"], msg["seq"], msg["ref"], msg["reason"], msg["ts"])
 
 

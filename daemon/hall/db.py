@@ -270,6 +270,26 @@ MIGRATIONS: list[tuple[str, str]] = [
     ) WITHOUT ROWID;
     ALTER TABLE terminal_status ADD COLUMN update_state TEXT;  -- the status' `update`
     """),
+    # 第十一条 (docs/integrity.md): the terminal's signed press delay (firmware 0.3.0 on; NULL
+    # from older terminals and phones); when each terminal went on- or offline (a row per
+    # change of its retained status), so that "offline while the window served" can be seen;
+    # staff members' phone numbers and phone raters' numbers as keyed hashes (HMAC-SHA256
+    # under a key derived from [mobile] identity_key_file, daemon/hall/phones.py), never in
+    # clear: a staff number's last 4 digits are kept to show it masked (****1234).
+    ("0011-integrity", """
+    ALTER TABLE ratings ADD COLUMN press_delay_ms INTEGER;
+    CREATE TABLE terminal_status_log (
+        terminal TEXT NOT NULL,
+        at REAL NOT NULL,                  -- when the daemon received the status
+        online INTEGER NOT NULL
+    );
+    CREATE INDEX terminal_status_log_terminal ON terminal_status_log(terminal, at);
+    INSERT INTO terminal_status_log (terminal, at, online)
+        SELECT terminal, last_seen, online FROM terminal_status;
+    ALTER TABLE console_staff ADD COLUMN phone_mac TEXT;
+    ALTER TABLE console_staff ADD COLUMN phone_tail TEXT;
+    ALTER TABLE mobile_raters ADD COLUMN phone_mac TEXT;
+    """),
 ]
 
 

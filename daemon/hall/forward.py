@@ -377,9 +377,10 @@ _READ: dict[str, tuple[tuple[str, ...], str]] = {
         " WHERE o.kind = 'transaction' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
     "ratings": (
         ("terminal", "seq", "level", "outcome", "transaction", "rated_at", "received_at",
-         "channel"),
+         "channel", "press_delay_ms"),
         "SELECT g.terminal, g.seq, g.level, g.outcome, g.transaction_id, g.rated_at,"
-        " g.received_at, g.channel FROM forward_outbox o JOIN ratings g ON g.id = o.ref"
+        " g.received_at, g.channel, g.press_delay_ms"
+        " FROM forward_outbox o JOIN ratings g ON g.id = o.ref"
         " WHERE o.kind = 'rating' AND o.id BETWEEN ? AND ? ORDER BY o.id"),
     "reasons": (
         ("terminal", "seq", "ref", "reason", "rated_at"),
@@ -410,6 +411,10 @@ def read_tables(conn: sqlite3.Connection, f: ForwardSection, first: int,
         out["transactions"]["region"] = [f.region] * n
     if "ratings" in out:
         out["ratings"]["default"] = [False] * len(out["ratings"]["seq"])
+        if not any(v is not None for v in out["ratings"]["press_delay_ms"]):
+            # no rating of the batch has one (older terminals): the column is left out, so a
+            # store not yet upgraded (schema 0007) still takes the hall's batches
+            del out["ratings"]["press_delay_ms"]
     return out
 
 
@@ -419,7 +424,7 @@ _SHOW = {
     "transactions": ("SELECT id AS tx, window, ticket, item, staff, started_at, finished_at"
                      " FROM transactions WHERE id = ?"),
     "ratings": ("SELECT terminal, seq, level, outcome, transaction_id AS \"transaction\","
-                " rated_at, received_at, channel FROM ratings WHERE id = ?"),
+                " rated_at, received_at, channel, press_delay_ms FROM ratings WHERE id = ?"),
     "reasons": "SELECT terminal, seq, ref, reason, rated_at FROM reasons WHERE seq = ?",
 }
 _QCOLS = ("id", "record", "hall_table", "ref", "terminal", "queued_at", "batch", "status",

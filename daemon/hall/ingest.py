@@ -157,10 +157,15 @@ def _rating(conn: sqlite3.Connection, topic: str, terminal: str, msg: dict[str, 
     bound = tx if tx is not None and tx["shown"] else None  # a prompt shown to this terminal
     outcome = bind_outcome(tx, bound is not None, rated_at, now, grace)
     tx_id = bound["id"] if bound is not None else None
+    # delay_ms: checked by decode_uplink (protocol/fields.delay_ms) and covered by the
+    # signature; absent from older terminals (NULL: the integrity detectors use the hall's own
+    # delay for those)
     cur = conn.execute(
         "INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome,"
-        " transaction_id, sig) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (terminal, seq) DO NOTHING",
-        (terminal, seq, msg["level"], token, rated_at, now, outcome, tx_id, msg["sig"]))
+        " transaction_id, sig, press_delay_ms) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT (terminal, seq) DO NOTHING",
+        (terminal, seq, msg["level"], token, rated_at, now, outcome, tx_id, msg["sig"],
+         msg.get("delay_ms")))
     if cur.rowcount == 0:
         same = conn.execute("SELECT 1 FROM ratings WHERE terminal=? AND seq=? AND sig=?",
                             (terminal, seq, msg["sig"])).fetchone()
@@ -213,6 +218,11 @@ def _status(conn: sqlite3.Connection, terminal: str, topic: str, payload: bytes 
         reject(conn, now, topic, terminal, "malformed status: %s" % e, payload)
         return _NOTHING
     errors = json.dumps(st["errors"], ensure_ascii=False) if st.get("errors") else None
+    was = conn.execute("SELECT online FROM terminal_status WHERE terminal=?",
+                       (terminal,)).fetchone()
+    if was is None or bool(was[0]) != st["online"]:  # a change: kept for integrity_live
+        conn.execute("INSERT INTO terminal_status_log (terminal, at, online) VALUES (?,?,?)",
+                     (terminal, now, int(st["online"])))
     conn.execute(
         "INSERT INTO terminal_status (terminal, online, firmware, board, heap, backlog, rssi,"
         " last_seen, errors) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(terminal) DO UPDATE SET"

@@ -45,7 +45,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.hall import ingest, listener, qrcodes, windows
+from haochaping.daemon.hall import ingest, listener, phones, qrcodes, windows
 from haochaping.daemon.hall.settings import MobileSection
 from haochaping.protocol import fields, levels
 
@@ -127,9 +127,12 @@ def rate(conn: sqlite3.Connection, tx_id: int, level: int, now: float, grace: fl
 
 
 def more(conn: sqlite3.Connection, tx_id: int, reason: str, sealed: Callable[[int], bytes] | None,
-         now: float) -> tuple[tuple[str, dict[str, Any] | None], list[Publish]]:
+         now: float, phone_mac: str | None = None
+         ) -> tuple[tuple[str, dict[str, Any] | None], list[Publish]]:
     """In the writer's transaction: the reason (after a bad review; "" for none) and the sealed
-    identity (sealed(seq) -> bytes, or None) of the phone's counted rating of `tx_id`.
+    identity (sealed(seq) -> bytes, or None) of the phone's counted rating of `tx_id`, with the
+    keyed hash of the rater's phone (phones.py), compared with staff members' numbers by the
+    integrity findings.
     Returns ((ok | late | none, the reason's live event or None), [])."""
     r = phone_rating(conn, tx_id)
     if r is None or r["outcome"] != ingest.COUNTED:
@@ -145,8 +148,8 @@ def more(conn: sqlite3.Connection, tx_id: int, reason: str, sealed: Callable[[in
         event = {"terminal": QR_TERMINAL, "ref": r["seq"], "reason": reason, "at": now,
                  "channel": CHANNEL_QR}
     if sealed is not None:
-        conn.execute("INSERT OR IGNORE INTO mobile_raters (rating_id, sealed, consent_at)"
-                     " VALUES (?,?,?)", (r["id"], sealed(r["seq"]), now))
+        conn.execute("INSERT OR IGNORE INTO mobile_raters (rating_id, sealed, consent_at,"
+                     " phone_mac) VALUES (?,?,?,?)", (r["id"], sealed(r["seq"]), now, phone_mac))
     return ("ok", event), []
 
 
@@ -267,6 +270,7 @@ class Mobile:
         self.key = qrcodes.key(daemon.conn)
         self.identity_key = (read_identity_key(self.cfg.identity_key_file)
                              if self.cfg.identity_key_file else None)
+        self.phone_key = phones.mac_key(self.identity_key) if self.identity_key else b""
         self.by_address = Limiter(self.cfg.per_address_per_minute)
         self.by_token = Limiter(self.cfg.per_token_per_minute)
         self.env = _templates()
@@ -466,12 +470,14 @@ class Mobile:
             except ValueError as e:
                 return self.page(400, "more.html", **self._more_values(mine, error=str(e)))
             sealer = None
+            mac = None
             if identity is not None:
                 k = self.identity_key
                 assert k is not None  # _check_more refuses a name without a key
                 sealer = lambda seq: seal(k, self.hall, seq, identity)  # noqa: E731
+                mac = phones.mac(self.phone_key, identity["phone"])
             outcome, event = self.daemon.submit(
-                lambda conn, now: more(conn, tx_id, reason, sealer, now))
+                lambda conn, now: more(conn, tx_id, reason, sealer, now, mac))
             self._publish("reason", event)
             if outcome == "late":
                 raise self.message(410, "late")

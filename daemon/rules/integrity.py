@@ -1,7 +1,7 @@
 """Integrity detectors (第十一条 弄虚作假; GB/T 39734 4.1 forbids forcing or interfering with a
-rating) as pure functions: the store feeds them one record per transaction of a period, they
-return findings, each with the unit, the evidence in numbers and an explanation in plain Chinese.
-A finding is a reason to look, never a verdict: the report says so.
+rating) as pure functions: the store (a period) and the hall (today) feed them one record per
+transaction, they return findings, each with the unit, the evidence in numbers and an
+explanation in plain Chinese. A finding is a reason to look, never a verdict: the report says so.
 
 One record per transaction (``Case``):
   hall, window, staff     where and by whom it was served
@@ -9,8 +9,18 @@ One record per transaction (``Case``):
   level                   the citizen's own counted rating 1..5, or None (nobody rated: the
                           default 基本满意 is not a citizen's rating and is not judged here)
   delay                   seconds from the prompt opening to the rating reaching the hall, or None
+  press_delay             seconds from the prompt lighting on the terminal to the key press, as
+                          the terminal measured and signed it (firmware 0.3.0 on), or None (an
+                          older terminal, a phone, nobody rated)
   reasons                 the bad-review reason keys given with it (protocol/levels.REASONS)
   phone                   the rater's phone where a consented real-name rating carries one, or ""
+  phone_mac               the keyed hash of a real-name phone rater's number (the hall only,
+                          daemon/hall/phones.py), or ""
+  terminal_offline        True when every terminal of the window was offline as the service
+                          ended (or none was paired), False when one was online; None where
+                          that is not known (the store)
+
+``StaffPhone`` (the hall only): a staff member's number as its keyed hash and last 4 digits.
 
 Each detector compares a window (or staff member) with its own hall in the same period, so a
 hall's terminals (their correction window, their network) are the baseline, not a constant.
@@ -34,8 +44,18 @@ class Case(TypedDict):
     finished_at: float
     level: int | None
     delay: float | None
+    press_delay: float | None
     reasons: tuple[str, ...]
     phone: str
+    phone_mac: str
+    terminal_offline: bool | None
+
+
+class StaffPhone(TypedDict):
+    hall: str
+    staff: str               # the staff number (工号)
+    mac: str                 # keyed hash of the number (daemon/hall/phones.py)
+    tail: str                # its last 4 digits: the finding shows ****1234
 
 
 class Finding(TypedDict):
@@ -64,6 +84,15 @@ class Thresholds:
     edge_share: float = 0.5         # ... holding at least this share of its ratings
     phone_max_ratings: int = 5      # real name: one phone rating more transactions than this
     phone_max_units: int = 2        # ... or more windows than this
+    offline_share: float = 0.3      # offline: at least this share of a window's transactions
+    offline_factor: float = 3.0     # ... ended with its terminal offline, this many times the
+    #                                 hall's other windows' share
+    hour_min: int = 10              # skipped hours: an hour of the day with this many
+    hour_unrated_share: float = 0.8  # ... transactions at a window, this share unrated, while
+    #                                 its other hours are under unrated_share and the hall's
+    #                                 other windows at that hour under 1/unrated_factor of it
+    staff_phone_own: int = 1        # staff phone: a staff member's number rating their own
+    staff_phone_others: int = 2     # ... service this often, or colleagues' this often
 
 
 _REASON_NAMES: dict[str, str] = dict(levels.REASONS)
@@ -77,6 +106,10 @@ def _window(c: Case) -> str:
     return "window:%s/%s" % (c["hall"], c["window"])
 
 
+def _staff(c: Case) -> str:
+    return "staff:%s/%s" % (c["hall"], c["staff"])
+
+
 def _by(cases: Iterable[Case], key: Callable[[Case], str]) -> dict[str, list[Case]]:
     out: dict[str, list[Case]] = defaultdict(list)
     for c in cases:
@@ -88,49 +121,148 @@ def _pct(x: float) -> str:
     return "%.0f%%" % (100 * x)
 
 
+_Delay = Callable[[Case], "float | None"]
+# the terminal's own measure first (free of its 3 s correction window and of the network),
+# the hall's for windows (or halls) whose terminals do not report one
+_DELAY_SOURCES: tuple[tuple[str, _Delay], ...] = (
+    ("terminal", lambda c: c["press_delay"] if c["level"] else None),
+    ("hall", lambda c: c["delay"] if c["level"] else None))
+
+
+def _delays(cs: Sequence[Case], rest: Sequence[Case],
+            t: Thresholds) -> tuple[str, list[float], list[float]] | None:
+    """(source, the unit's delays, the rest of the hall's) from the first source of which both
+    have min_cases, or None."""
+    for source, get in _DELAY_SOURCES:
+        mine = [d for d in map(get, cs) if d is not None]
+        others = [d for d in map(get, rest) if d is not None]
+        if len(mine) >= t.min_cases and len(others) >= t.min_cases:
+            return source, mine, others
+    return None
+
+
 def reaction(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
     """Presses that come far sooner after the prompt than the hall's citizens press, again and
-    again at one window: someone at the counter reaching over (or the staff's own finger)."""
+    again at one window: someone at the counter reaching over (or the staff's own finger).
+
+    The delay is the terminal's own (prompt lit to key press, signed) where the window and the
+    rest of its hall each have enough of them; otherwise the hall's (prompt opened to rating
+    received), which also holds the terminal's correction window and the network: like is
+    compared with like."""
     out: list[Finding] = []
     for hall, hall_cases in _by(cases, lambda c: c["hall"]).items():
         for unit, cs in _by(hall_cases, _window).items():
-            mine = [c["delay"] for c in cs if c["delay"] is not None and c["level"]]
-            others = [c["delay"] for c in hall_cases if c["delay"] is not None and c["level"]
-                      and _window(c) != unit]
-            if len(mine) < t.min_cases or len(others) < t.min_cases:
+            found = _delays(cs, [c for c in hall_cases if _window(c) != unit], t)
+            if found is None:
                 continue
+            source, mine, others = found
             median = statistics.median(others)
             fast = median * t.fast_factor
             share = sum(1 for d in mine if d < fast) / len(mine)
             if share >= t.fast_share:
+                since = "评价器亮起后" if source == "terminal" else "提示后"
                 out.append({"detector": "reaction", "unit": unit, "hall": hall, "evidence": {
                     "ratings": len(mine), "fast_share": round(share, 3),
                     "fast_below_s": round(fast, 3), "hall_median_s": round(median, 3),
-                    "window_median_s": round(statistics.median(mine), 3)},
-                    "explanation": "%s 的 %d 次评价中有 %s 在提示后 %.1f 秒内按下"
+                    "window_median_s": round(statistics.median(mine), 3),
+                    "delay_source": source},
+                    "explanation": "%s 的 %d 次评价中有 %s 在%s %.1f 秒内按下"
                     "（本厅其他窗口中位数 %.1f 秒）："
-                    "可能有人代按评价器。" % (unit, len(mine), _pct(share), fast, median)})
+                    "可能有人代按评价器。" % (unit, len(mine), _pct(share), since, fast, median)})
     return out
 
 
 def skipped_prompts(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
-    """Windows whose transactions end unrated far more often than the hall's: the prompt is
-    skipped (请评价 never pressed) or the terminal is off."""
+    """Windows, and staff members, whose transactions end unrated far more often than the rest
+    of the hall's: the prompt is skipped (请评价 never pressed) or the terminal is off; for a
+    staff member, ratings that arrive for colleagues but not for them."""
     out: list[Finding] = []
     for hall, hall_cases in _by(cases, lambda c: c["hall"]).items():
+        units = [(_window, "其他窗口", "的"), (_staff, "其他工作人员", "经办的")]
+        for key, whom, of in units:
+            mine = hall_cases if key is _window else [c for c in hall_cases if c["staff"]]
+            for unit, cs in _by(mine, key).items():
+                others = [c for c in hall_cases if key(c) != unit]
+                if len(cs) < t.min_cases or len(others) < t.min_cases:
+                    continue
+                hall_share = sum(1 for c in others if c["level"] is None) / len(others)
+                share = sum(1 for c in cs if c["level"] is None) / len(cs)
+                if share >= t.unrated_share and share >= t.unrated_factor * hall_share:
+                    out.append({"detector": "skipped_prompts", "unit": unit, "hall": hall,
+                                "evidence": {"transactions": len(cs),
+                                             "unrated_share": round(share, 3),
+                                             "hall_unrated_share": round(hall_share, 3)},
+                                "explanation": "%s %s %d 件办件中 %s 无人评价"
+                                "（本厅%s %s）：可能未请群众评价，或评价器离线。"
+                                % (unit, of, len(cs), _pct(share), whom, _pct(hall_share))})
+    return out
+
+
+def _hour(c: Case) -> int:
+    return int((c["finished_at"] + 8 * 3600) % 86400 // 3600)   # Beijing time
+
+
+def skipped_hours(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
+    """An hour of the day in which a window's transactions go unrated while its other hours,
+    and the hall's other windows in that hour, are rated: the terminal switched off, or the
+    prompt skipped, at certain times only. (A window that skips all day is skipped_prompts'.)"""
+    out: list[Finding] = []
+    for hall, hall_cases in _by(cases, lambda c: c["hall"]).items():
+        # (transactions, unrated) by window and hour, by window, by hour: one pass
+        n: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+        for c in hall_cases:
+            k = n[(_window(c), _hour(c))]
+            k[0] += 1
+            k[1] += c["level"] is None
+        per_window: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        per_hour: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for (unit, hour), (total, unrated) in n.items():
+            for acc in (per_window[unit], per_hour[hour]):
+                acc[0] += total
+                acc[1] += unrated
+        for (unit, hour), (total, unrated) in sorted(n.items()):
+            rest = per_window[unit][0] - total
+            others = per_hour[hour][0] - total
+            if total < t.hour_min or rest < t.min_cases or others < t.hour_min:
+                continue
+            share = unrated / total
+            rest_share = (per_window[unit][1] - unrated) / rest
+            hall_share = (per_hour[hour][1] - unrated) / others
+            if (share >= t.hour_unrated_share and rest_share < t.unrated_share
+                    and share >= t.unrated_factor * hall_share):
+                out.append({"detector": "skipped_hours", "unit": unit, "hall": hall,
+                            "evidence": {"hour": hour, "transactions": total,
+                                         "unrated_share": round(share, 3),
+                                         "other_hours_unrated_share": round(rest_share, 3),
+                                         "hall_unrated_share": round(hall_share, 3)},
+                            "explanation": "%s 在 %02d:00-%02d:00 的 %d 件办件中 %s 无人评价，"
+                            "而该窗口其他时段为 %s、本厅其他窗口同一时段为 %s："
+                            "可能在该时段关闭评价器或未请评价。"
+                            % (unit, hour, hour + 1, total, _pct(share), _pct(rest_share),
+                               _pct(hall_share))})
+    return out
+
+
+def offline_terminals(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
+    """Windows that serve while their terminal is offline (unplugged, its network cut) far
+    more often than the hall's other windows: nobody can rate them there. Weighted by
+    transactions: a terminal off at lunch while nobody is served is no finding."""
+    out: list[Finding] = []
+    known = [c for c in cases if c["terminal_offline"] is not None]
+    for hall, hall_cases in _by(known, lambda c: c["hall"]).items():
         for unit, cs in _by(hall_cases, _window).items():
             others = [c for c in hall_cases if _window(c) != unit]
             if len(cs) < t.min_cases or len(others) < t.min_cases:
                 continue
-            hall_share = sum(1 for c in others if c["level"] is None) / len(others)
-            share = sum(1 for c in cs if c["level"] is None) / len(cs)
-            if share >= t.unrated_share and share >= t.unrated_factor * hall_share:
-                out.append({"detector": "skipped_prompts", "unit": unit, "hall": hall,
-                            "evidence": {"transactions": len(cs), "unrated_share": round(share, 3),
-                                         "hall_unrated_share": round(hall_share, 3)},
-                            "explanation": "%s 的 %d 件办件中 %s 无人评价"
-                            "（本厅其他窗口 %s）：可能未请群众评价，"
-                            "或评价器离线。" % (unit, len(cs), _pct(share), _pct(hall_share))})
+            share = sum(1 for c in cs if c["terminal_offline"]) / len(cs)
+            hall_share = sum(1 for c in others if c["terminal_offline"]) / len(others)
+            if share >= t.offline_share and share >= t.offline_factor * hall_share:
+                out.append({"detector": "offline_terminals", "unit": unit, "hall": hall,
+                            "evidence": {"transactions": len(cs), "offline_share": round(share, 3),
+                                         "hall_offline_share": round(hall_share, 3)},
+                            "explanation": "%s 的 %d 件办件中 %s 结束时评价器离线"
+                            "（本厅其他窗口 %s）：请核实评价器是否被断电、断网或撤下。"
+                            % (unit, len(cs), _pct(share), _pct(hall_share))})
     return out
 
 
@@ -142,6 +274,9 @@ def too_good(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
         rated = [c for c in hall_cases if c["level"]]
         units = {**_by(rated, _window), **_by(
             [c for c in rated if c["staff"]], lambda c: "staff:%s/%s" % (c["hall"], c["staff"]))}
+        # the chance is judged for the hall as a whole: zero_bad_p shared among the units
+        # judged (Bonferroni), so that an honest hall is named at most zero_bad_p of the time
+        judged = sum(1 for cs in units.values() if len(cs) >= t.min_cases)
         for unit, cs in units.items():
             others = [c for c in rated if c["window"] != cs[0]["window"]]
             if len(cs) < t.min_cases or len(others) < t.min_cases:
@@ -157,7 +292,7 @@ def too_good(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
                     "hall_top_share": round(top, 3)},
                     "explanation": "%s 的 %d 次评价中 %s 为非常满意，本厅其他窗口为 %s：明显偏高，"
                     "请核实是否有刷好评。" % (unit, len(cs), _pct(mine), _pct(top))})
-            elif mine_bad == 0 and bad > 0 and p_zero < t.zero_bad_p:
+            elif mine_bad == 0 and bad > 0 and p_zero < t.zero_bad_p / judged:
                 out.append({"detector": "too_good", "unit": unit, "hall": hall, "evidence": {
                     "ratings": len(cs), "bad": 0, "hall_bad_share": round(bad, 3),
                     "chance": float("%.2g" % p_zero)},
@@ -256,12 +391,43 @@ def real_name(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
     return out
 
 
+def staff_rater(cases: Sequence[Case], staff: Sequence[StaffPhone],
+                t: Thresholds) -> list[Finding]:
+    """A staff member's own phone number given as a real-name citizen rater (Wuhan 2019:
+    citizens' numbers replaced with cadres'): rating their own service at all, or colleagues'
+    services more than once. Compared by keyed hash; the number is shown masked."""
+    out: list[Finding] = []
+    whose = {(s["hall"], s["mac"]): s for s in staff if s["mac"]}
+    hits: dict[tuple[str, str], list[Case]] = defaultdict(list)
+    for c in cases:
+        s = whose.get((c["hall"], c["phone_mac"])) if c["phone_mac"] and c["level"] else None
+        if s is not None:
+            hits[(s["hall"], s["staff"])].append(c)
+    for (hall, number), cs in sorted(hits.items()):
+        own = sum(1 for c in cs if c["staff"] == number)
+        if own < t.staff_phone_own and len(cs) - own < t.staff_phone_others:
+            continue
+        masked = "****" + next(s["tail"] for s in staff
+                               if s["hall"] == hall and s["staff"] == number)
+        windows = sorted({c["window"] for c in cs})
+        out.append({"detector": "staff_rater", "unit": "staff:%s/%s" % (hall, number),
+                    "hall": hall, "evidence": {"ratings": len(cs), "own_service": own,
+                                               "windows": ",".join(windows), "phone": masked},
+                    "explanation": "工作人员 %s 的手机号（%s）作为群众实名评价了 %d 件办件"
+                    "（其中本人经办 %d 件，窗口 %s）：请核实是否以工作人员信息冒充群众评价。"
+                    % (number, masked, len(cs), own, "、".join(windows))})
+    return out
+
+
 DETECTORS: tuple[Callable[[Sequence[Case], Thresholds], list[Finding]], ...] = (
-    reaction, skipped_prompts, too_good, bursts, patterns, real_name)
+    reaction, skipped_prompts, skipped_hours, offline_terminals, too_good, bursts, patterns,
+    real_name)
 
 
-def findings(cases: Sequence[Case], t: Thresholds | None = None) -> list[Finding]:
-    """Every detector over the cases of one period, findings sorted by unit."""
+def findings(cases: Sequence[Case], t: Thresholds | None = None,
+             staff: Sequence[StaffPhone] = ()) -> list[Finding]:
+    """Every detector over the cases of one period, findings sorted by unit. `staff`: the
+    hall's staff phone hashes (the hall only; the store keeps no staff numbers)."""
     t = t or Thresholds()
-    out = [f for d in DETECTORS for f in d(cases, t)]
+    out = [f for d in DETECTORS for f in d(cases, t)] + staff_rater(cases, staff, t)
     return sorted(out, key=lambda f: (f["unit"], f["detector"]))

@@ -53,13 +53,15 @@ _COLUMNS = {
                                      "item_version", "department", "region", "staff", "channel",
                                      "started_at", "finished_at", "rater_enc")),
     "rating": ("ratings", ("uid", "hall", "terminal", "seq", "level", "outcome", "tx_uid",
-                           "rated_at", "hall_received_at", "is_default", "channel")),
+                           "rated_at", "hall_received_at", "is_default", "channel",
+                           "press_delay_ms")),
     "reason": ("reasons", ("uid", "hall", "terminal", "seq", "ref_seq", "reason", "rated_at")),
 }
 
 # PostgreSQL types of the columns, for the unnest() arrays
 _PG_TYPES = {"uid": "text", "hall": "text", "tx": "bigint", "seq": "bigint", "ref_seq": "bigint",
              "level": "integer", "is_default": "integer", "rater_enc": "bytea",
+             "press_delay_ms": "integer",
              "started_at": "float8", "finished_at": "float8", "rated_at": "float8",
              "hall_received_at": "float8", "received_at": "float8"}
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from haochaping.protocol import fields
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -93,6 +95,9 @@ class RatingColumns(BaseModel):
     default: list[bool] = _opt("false; a default 基本满意 (第七条)")
     channel: list[Annotated[str, Field(max_length=16)]] = _opt(
         "PJQ; 评价渠道: PJQ 评价器, QR 二维码 (the citizen's phone)")
+    press_delay_ms: list[Annotated[int, Field(ge=0, le=fields.MAX_DELAY_MS)] | None] = _opt(
+        "null; ms from the prompt lighting on the terminal to the key press, signed by the"
+        " terminal (firmware 0.3.0 on; 第十一条)")
 
 
 class ReasonColumns(BaseModel):
@@ -153,6 +158,9 @@ class Rating(BaseModel):
     default: bool = Field(False, description="a default 基本满意 (第七条)")
     channel: str = Field("PJQ", max_length=16,
                          description="评价渠道: PJQ 评价器, QR 二维码 (the citizen's phone)")
+    press_delay_ms: int | None = Field(
+        None, ge=0, le=fields.MAX_DELAY_MS,
+        description="ms from the prompt lighting on the terminal to the key press (第十一条)")
 
 
 class Reason(BaseModel):

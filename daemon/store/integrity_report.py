@@ -4,8 +4,11 @@ it names windows and staff numbers, and a finding is a reason to look, not a ver
 
 A transaction's delay is from its end (the prompt opening, the hall's clock) to its citizen
 rating reaching the hall (the hall's clock): both times come from the same hall daemon, so no
-terminal clock enters it. The rater's phone is read only where the store can open the rater's
-identity (its identity key) and only to compare it; the report shows it masked.
+terminal clock enters it. Its press delay is the terminal's own measure (prompt lit to key
+press, signed by the terminal, firmware 0.3.0 on), where the rating carries one: `reaction`
+prefers it. Terminal outages and staff phone numbers stay at the hall (`hcp integrity
+today`). The rater's phone is read only where the store can open the rater's identity (its
+identity key) and only to compare it; the report shows it masked.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from haochaping.daemon.store.backends import Store
 
 CASES_SQL = """
 SELECT t.uid, t.hall, t.window_id, t.staff, t.finished_at, t.rater_enc,
-       r.level, r.hall_received_at, r.terminal, r.seq
+       r.level, r.hall_received_at, r.terminal, r.seq, r.press_delay_ms
 FROM transactions t
 LEFT JOIN ratings r ON r.uid = (
     SELECT r2.uid FROM ratings r2 WHERE r2.tx_uid = t.uid AND r2.outcome = 'counted'
@@ -45,15 +48,17 @@ def cases(store: Store, period: str) -> list[Case]:
         reasons.setdefault((hall, terminal, int(ref)), []).append(reason)
     out: list[Case] = []
     for (uid, hall, window, staff, finished, rater_enc, level, received, terminal,
-         seq) in access.query(store, CASES_SQL, (start, end)):
+         seq, press_ms) in access.query(store, CASES_SQL, (start, end)):
         phone = ""
         if rater_enc is not None and store.identity is not None:
             phone = str(store.identity.open(uid, rater_enc).get("phone") or "")
         out.append({"hall": hall, "window": window, "staff": staff,
                     "finished_at": float(finished), "level": level,
                     "delay": None if received is None else float(received) - float(finished),
+                    "press_delay": None if press_ms is None else press_ms / 1000,
                     "reasons": tuple(sorted(reasons.get((hall, terminal, int(seq)), ())))
-                    if terminal is not None else (), "phone": phone})
+                    if terminal is not None else (), "phone": phone, "phone_mac": "",
+                    "terminal_offline": None})
     return out
 
 
@@ -74,8 +79,10 @@ def _row(f: Finding) -> str:
                                       f["explanation"], ev))
 
 
-_NAMES = {"reaction": "代按评价器", "skipped_prompts": "未请评价", "too_good": "好评异常",
-          "bursts": "集中评价", "patterns": "批量/定时提交", "real_name": "实名信息异常"}
+_NAMES = {"reaction": "代按评价器", "skipped_prompts": "未请评价", "skipped_hours": "分时段未评价",
+          "offline_terminals": "评价器离线", "too_good": "好评异常", "bursts": "集中评价",
+          "patterns": "批量/定时提交", "real_name": "实名信息异常",
+          "staff_rater": "工作人员冒充群众评价"}
 _CSS = ('body{font-family:"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:24px;'
         'max-width:1100px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid'
         ' #ccc;padding:4px 8px;vertical-align:top}.ev{color:#555;font-size:12px}'

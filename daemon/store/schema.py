@@ -227,6 +227,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         PRIMARY KEY (day, hall, unit)
     );
     """),
+    # 第十一条 (docs/integrity.md): the terminal's signed press delay, ms from the prompt lighting
+    # to the key press (firmware 0.3.0 on); NULL for older terminals, phones and defaults
+    ("0008-press-delay", """
+    ALTER TABLE ratings ADD COLUMN press_delay_ms INTEGER;
+    """),
 ]
 
 

@@ -6,6 +6,7 @@ import binascii
 import os
 
 from haochaping.firmware import journal, statemachine
+from haochaping.firmware.clock import ticks_add
 from haochaping.firmware.statemachine import CHOSEN, FULL, IDLE, PROMPT, REASON, THANKS
 from haochaping.protocol import messages
 
@@ -28,14 +29,16 @@ class Store:
     def __init__(self, j):
         self.j = j
         self.ratings = []
+        self.delays = []   # the press delay of each rating in self.ratings (ms, or None)
         self.reasons = []
 
-    def rating(self, level, token):
+    def rating(self, level, token, delay=None):
         try:
-            seq = self.j.add_rating(level, token, 1000)
+            seq = self.j.add_rating(level, token, 1000, delay)
         except journal.Full:
             return None
         self.ratings.append((seq, level, token))
+        self.delays.append(delay)
         return seq
 
     def reason(self, ref, reason):
@@ -186,6 +189,57 @@ def check_a_full_journal_shows_full_and_stores_nothing(d):
         return "full journal lost or invented ratings"
 
 
+def check_a_rating_carries_its_press_delay_since_the_prompt_lit(d):
+    # if this fails, the hall cannot tell a staff member's instant press from a citizen's
+    p, st = _panel(d, "jd1")
+    _run(p, [(0, "session", TOK), (1000, "press", 2), (2500, "press", 3), (5000, None, None)])
+    if st.ratings != [(1, 3, TOK)] or st.delays != [1000]:
+        return "delay not from the prompt to the first press: %r %r" % (st.ratings, st.delays)
+    # a prompt that arrives during the previous citizen's thank-you counts from when it lights
+    _run(p, [(5100, "session", TOK2)])
+    if p.mode != THANKS:
+        return "the next prompt cut the thank-you short"
+    _run(p, [(9000, "press", 1), (13000, None, None)])
+    # stored at 1000 + CORRECT_MS, thanked for THANKS_MS: the keys light for TOK2 then
+    lit = 1000 + statemachine.CORRECT_MS + statemachine.THANKS_MS
+    if st.delays[1:] != [9000 - lit]:
+        return "delay of a prompt lit after the thank-you: %r" % (st.delays,)
+    # a press with no prompt has no delay
+    _run(p, [(20000, "press", 4), (25000, None, None)])
+    if st.delays[2:] != [None] or st.ratings[2][2] != "":
+        return "an unsolicited press carries a delay: %r" % (st.delays,)
+
+
+def check_the_press_delay_is_right_across_the_ticks_wrap(d):
+    # if this fails, a terminal up for ~12 days (the ESP32's ticks wrap) reports absurd delays
+    p, st = _panel(d, "jd2")
+    lit = ticks_add(0, -700)            # just before the wrap (MicroPython); -700 on CPython
+    p.session(TOK, "W1", "S1", lit)
+    p.press(1, 500)
+    p.tick(ticks_add(500, statemachine.CORRECT_MS))
+    if st.delays != [1200]:
+        return "delay across the wrap: %r" % (st.delays,)
+
+
+def check_the_press_delay_survives_a_reboot_and_goes_out_signed(d):
+    # if this fails, a rating resent after a power cut loses its delay, or an older journal
+    # (firmware 0.2) no longer boots after the update
+    path = d + "/jd3"
+    _rm(path)
+    with open(path, "wb") as f:   # a record written by firmware 0.2: five fields
+        f.write(journal._line("r,1,2,%s,1764057600" % TOK))
+    j = journal.Journal(path)
+    j.add_rating(1, TOK2, 1764057610, 4210)
+    j = journal.Journal(path)
+    got = j.records()
+    if got != [(1, "r", 2, TOK, 1764057600, None), (2, "r", 1, TOK2, 1764057610, 4210)]:
+        return "journal records with and without a delay: %r" % (got,)
+    seq, _, level, token, ts, delay = got[1]
+    msg = messages.decode_uplink(messages.encode_rating(KEY, "T1", seq, level, token, ts, delay))
+    if msg.get("delay_ms") != 4210 or not messages.verify_uplink(KEY, msg):
+        return "the delay does not go out signed"
+
+
 # ------------------------------------------------------------------ journal
 
 
@@ -277,7 +331,8 @@ def check_journal_records_come_back_oldest_first_with_reasons(d):
     n = j.add_reason(r, "efficiency", 11)
     j.add_rating(1, "", 12)
     got = list(j.records())
-    if got != [(1, "r", 5, TOK, 10), (2, "n", 1, "efficiency", 11), (3, "r", 1, "", 12)]:
+    if got != [(1, "r", 5, TOK, 10, None), (2, "n", 1, "efficiency", 11, None),
+               (3, "r", 1, "", 12, None)]:
         return "records wrong: %r" % (got,)
     if [x[0] for x in j.records(after=n)] != [3]:
         return "records(after) wrong"

@@ -124,11 +124,11 @@ class Day(app_mod.App):
         app_mod.App.on_message(self, topic, payload, retained)
         self._power()
 
-    def rating(self, level, token):
+    def rating(self, level, token, delay=None):
         log = self.log
         log.inflight = self.journal.next_seq
         w = log.count()
-        seq = app_mod.App.rating(self, level, token)
+        seq = app_mod.App.rating(self, level, token, delay)
         self._power()
         log.per_rating.append(log.count() - w)
         log.inflight = 0

@@ -161,3 +161,8 @@ def test_hcp_simulate_runs_the_firmware_for_every_terminal(hall, daemon, hall_db
     # the firmware's one rating per prompt: never a duplicate, whatever the citizens pressed
     assert hall_db("SELECT COUNT(*) FROM ratings WHERE outcome='duplicate'") == [(0,)]
     assert hall_db("SELECT DISTINCT firmware FROM terminal_status") == [(fw_app.VERSION,)]
+    # every rating made at a prompt carries the firmware's signed press delay, none without one
+    # (if not, the integrity report falls back to the hall's coarser delay: docs/integrity.md)
+    assert hall_db("SELECT COUNT(*) FROM ratings WHERE token != '' AND press_delay_ms IS NULL"
+                   " OR token = '' AND press_delay_ms IS NOT NULL") == [(0,)]
+    assert hall_db("SELECT COUNT(*) FROM ratings WHERE press_delay_ms > 0")[0][0] > 0

@@ -5,6 +5,7 @@ flash write of the update. If this failed, a power flicker during an update coul
 terminal that does not boot (keys dark until hall IT comes with a USB cable), or half one
 version and half another."""
 import pathlib
+import re
 import shutil
 
 import pytest
@@ -31,8 +32,10 @@ def bundles(tmp_path_factory):
         for part in ("protocol", "firmware"):
             shutil.copytree(mpy.ROOT / part, src / part)
         app = src / "firmware" / "app.py"
-        app.write_text(app.read_text().replace('VERSION = "0.2.0"', 'VERSION = "%s"' % ver)
-                       + tail)
+        text, n = re.subn(r'^VERSION = "[^"]*"$', 'VERSION = "%s"' % ver, app.read_text(),
+                          count=1, flags=re.M)
+        assert n == 1, "firmware/app.py names no VERSION: the bundles would not differ"
+        app.write_text(text + tail)
         path = tmp / (ver + ".bundle")
         path.write_bytes(bundle.build(bundle.compile_files(src), ver, key))
         out[ver] = path

@@ -29,6 +29,16 @@ RATING = b'{"v":1,"kind":"rating",'
     (RATING + b'"term":"T1","seq":1,"ts":0,"level":6,"token":""' + SIG, "^level: "),
     (RATING + b'"term":"T1","seq":1,"ts":0,"level":1,"token":"zz"' + SIG, "^token: "),
     (RATING + b'"term":"T1","seq":1,"ts":0,"level":1,"token":""}', "^sig: "),
+    (RATING + b'"term":"T1","seq":1,"ts":0,"level":1,"token":"%s","delay_ms":-1' % TOK.encode()
+     + SIG, "^delay_ms: "),
+    (RATING + b'"term":"T1","seq":1,"ts":0,"level":1,"token":"%s","delay_ms":86400001'
+     % TOK.encode() + SIG, "^delay_ms: "),
+    (RATING + b'"term":"T1","seq":1,"ts":0,"level":1,"token":"%s","delay_ms":1.5'
+     % TOK.encode() + SIG, "^delay_ms: "),
+    (RATING + b'"term":"T1","seq":1,"ts":0,"level":1,"token":"%s","delay_ms":null'
+     % TOK.encode() + SIG, "^delay_ms: "),
+    (RATING + b'"term":"T1","seq":1,"ts":0,"level":1,"token":"","delay_ms":900' + SIG,
+     "^delay_ms: only with a session token"),
     (b'{"v":1,"kind":"bogus","term":"T1","seq":1,"ts":0' + SIG, "^kind: "),
     (b'{"v":1,"kind":"reason","term":"T1","seq":2,"ref":1,"reason":"rude","ts":0' + SIG,
      "^reason: "),
@@ -44,6 +54,24 @@ def test_a_rating_round_trips_and_a_tampered_level_fails_the_signature():
     assert messages.verify_uplink(KEY, msg)
     tampered = messages.decode_uplink(raw.replace(b'"level":2', b'"level":1'))
     assert not messages.verify_uplink(KEY, tampered)
+
+
+def test_the_press_delay_is_signed_and_a_rating_without_it_still_verifies():
+    # if this fails, either someone on the hall network can change or strip a terminal's press
+    # delay (making a staff member's press look like a citizen's), or older terminals' ratings
+    # are refused as forged once the hall is upgraded
+    raw = messages.encode_rating(KEY, "T01", 7, 2, TOK, 1700000000, 4210)
+    msg = messages.decode_uplink(raw)
+    assert msg["delay_ms"] == 4210 and messages.verify_uplink(KEY, msg)
+    for forged in (raw.replace(b'"delay_ms":4210', b'"delay_ms":9999'),
+                   raw.replace(b',"delay_ms":4210', b"")):
+        assert not messages.verify_uplink(KEY, messages.decode_uplink(forged))
+    old = messages.encode_rating(KEY, "T01", 8, 2, TOK, 1700000000)
+    assert b"delay_ms" not in old
+    msg = messages.decode_uplink(old)
+    assert "delay_ms" not in msg and messages.verify_uplink(KEY, msg)
+    grafted = old.replace(b',"sig"', b',"delay_ms":500,"sig"')
+    assert not messages.verify_uplink(KEY, messages.decode_uplink(grafted))
 
 
 def test_a_forged_ack_is_refused_so_the_terminal_keeps_its_rating():

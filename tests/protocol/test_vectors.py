@@ -54,12 +54,29 @@ def test_message_signatures_match_standard_hmac_over_the_canonical_bytes():
             continue
         payload = json.loads(m["payload"])
         key = bytes.fromhex(m["key"])
-        fields = {"rating": ["term", "seq", "level", "token", "ts"],
+        # a rating signs delay_ms as a sixth field when it carries one (firmware 0.3.0 on)
+        rating = ["term", "seq", "level", "token", "ts"] + (
+            ["delay_ms"] if "delay_ms" in payload else [])
+        fields = {"rating": rating,
                   "reason": ["term", "seq", "ref", "reason", "ts"],
                   "ack": ["term", "seqs", "now"],
                   "session": ["term", "token", "window", "staff", "exp", "now"]}[m["kind"]]
         canon = sign.canonical(m["kind"], [payload[f] for f in fields])
         assert payload["sig"] == hmac.new(key, canon, hashlib.sha256).hexdigest()
+
+
+def test_a_vector_carries_the_press_delay_and_its_signature_covers_it():
+    # if this fails, the terminal's press delay is unsigned or untested: anyone on the hall's
+    # network could make a staff member's press look like a citizen's, or the other way round
+    v = json.loads(VECTORS.read_text())
+    with_delay = [m for m in v["messages"] if m["kind"] == "rating" and len(m["args"]) == 6]
+    assert with_delay
+    for m in with_delay:
+        payload = json.loads(m["payload"])
+        assert payload["delay_ms"] == m["args"][5]
+        key = bytes.fromhex(m["key"])
+        unsigned = sign.canonical("rating", m["args"][:5])
+        assert payload["sig"] != hmac.new(key, unsigned, hashlib.sha256).hexdigest()
 
 
 def test_verify_rejects_a_signature_that_differs_in_one_character():

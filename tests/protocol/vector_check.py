@@ -75,6 +75,9 @@ def check(path):
             msg = messages.decode_uplink(want)
             if not messages.verify_uplink(key, msg) or msg["seq"] != m["args"][1]:
                 failures.append("decode %s" % m["kind"])
+            if m["kind"] == "rating" and msg.get("delay_ms") != (
+                    m["args"][5] if len(m["args"]) > 5 else None):
+                failures.append("decode rating: delay_ms %r" % msg.get("delay_ms"))
             if messages.verify_uplink(key + b"x", msg):
                 failures.append("wrong key accepted for %s" % m["kind"])
         elif m["kind"] == "ack":

@@ -105,7 +105,7 @@ def _raw_rows(n: int) -> tuple[Sequence[tuple[object, ...]], Sequence[tuple[obje
     tx = [("H01:tx:%d" % i, "H01", i, "W01", "BJ%08d" % i, "530100-001", "", "", "", "S001",
            "PJQ", now, now, None, "raw", now) for i in range(1, ntx + 1)]
     ratings = [("H01:rating:T001:%d" % i, "H01", "T001", i, i % 5 + 1, "counted", "H01:tx:%d" % i,
-                now, now, 0, "PJQ", "raw", now) for i in range(1, n - ntx + 1)]
+                now, now, 0, "PJQ", None, "raw", now) for i in range(1, n - ntx + 1)]
     return tx, ratings
 
 

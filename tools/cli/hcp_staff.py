@@ -90,6 +90,51 @@ def staff_set_pin(config_path: str, number: str, pin: str) -> None:
     click.echo("%s has a new PIN" % number)
 
 
+@staff.command("set-phone")
+@CONFIG
+@NUMBER
+@click.option("--phone", prompt="Phone", hide_input=True, envvar="HCP_STAFF_PHONE",
+              help="Asked for (hidden, so it stays out of the shell's history) when not given;"
+                   " or set HCP_STAFF_PHONE.")
+def staff_set_phone(config_path: str, number: str, phone: str) -> None:
+    """Record a staff member's phone number, kept only as a keyed hash and its last 4 digits.
+
+    Today's integrity findings then name a staff member whose number is given as a real-name
+    citizen rater on the phone page (第十一条). Needs [mobile] identity_key_file (the hash key is
+    derived from it).
+
+    \b
+    Example:
+      hcp staff set-phone --config hall.toml --number S0101
+    """
+    from haochaping.daemon.errors import HcpError
+    from haochaping.daemon.hall import mobile, phones, settings
+    cfg = settings.load(config_path)
+    if not cfg.mobile.identity_key_file:
+        raise HcpError("[mobile] identity_key_file is not set: staff phone numbers are hashed"
+                       " with a key derived from it")
+    if not 5 <= len(phones.digits(phone)) <= 20:
+        raise HcpError("--phone: 5 to 20 digits (+, spaces and - allowed)")
+    key = phones.mac_key(mobile.read_identity_key(cfg.mobile.identity_key_file))
+    staff_lib.set_phone(hall_db(config_path), number, phones.mac(key, phone), phones.tail(phone),
+                        actor=_actor())
+    click.echo("%s: phone number ****%s recorded (as a keyed hash)" % (number, phones.tail(phone)))
+
+
+@staff.command("clear-phone")
+@CONFIG
+@NUMBER
+def staff_clear_phone(config_path: str, number: str) -> None:
+    """Forget a staff member's phone number (its keyed hash and last 4 digits).
+
+    \b
+    Example:
+      hcp staff clear-phone --config hall.toml --number S0101
+    """
+    staff_lib.set_phone(hall_db(config_path), number, None, actor=_actor())
+    click.echo("%s: phone number forgotten" % number)
+
+
 @staff.command("list")
 @CONFIG
 def staff_list(config_path: str) -> None:

@@ -21,8 +21,11 @@ from haochaping.protocol import messages, topics
 
 
 class TerminalCore:
-    def __init__(self, terminal: str, key: bytes, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, terminal: str, key: bytes, clock: Callable[[], float] = time.time,
+                 press_delay: bool = True) -> None:
         self.terminal = terminal
+        self.press_delay = press_delay  # report delay_ms as firmware 0.3.0 does (False: 0.2)
+        self.session_at = 0.0           # when the open prompt arrived (our clock)
         self.key = key
         self.clock = clock
         self.seq = 0
@@ -39,6 +42,8 @@ class TerminalCore:
         s = messages.decode_session(self.key, payload)  # ValueError if forged
         if s is not None:
             self.offset = s["now"] - self.clock()
+            if self.session is None or self.session["token"] != s["token"]:
+                self.session_at = self.clock()
         self.session = s
 
     def on_ack(self, payload: bytes | bytearray) -> list[int]:
@@ -49,13 +54,20 @@ class TerminalCore:
             self.sent_at.pop(seq, None)
         return acked
 
-    def press(self, level: int, keep_session: bool = False) -> tuple[int, bytes]:
-        """The citizen confirms a level; returns (seq, payload) to publish."""
+    def press(self, level: int, keep_session: bool = False,
+              pressed_at: float | None = None) -> tuple[int, bytes]:
+        """The citizen confirms a level (pressed at `pressed_at`, our clock; default now);
+        returns (seq, payload) to publish. With a prompt open, the rating carries the press's
+        delay since the prompt arrived, as the firmware does."""
         token = self.session["token"] if self.session else ""
+        delay = None
+        if token and self.press_delay:
+            at = self.clock() if pressed_at is None else pressed_at
+            delay = max(0, round((at - self.session_at) * 1000))
         if not keep_session:
             self.session = None  # one rating per prompt on this terminal
         return self._journal(lambda seq: messages.encode_rating(
-            self.key, self.terminal, seq, level, token, self.now()))
+            self.key, self.terminal, seq, level, token, self.now(), delay))
 
     def reason(self, ref: int, reason: str) -> tuple[int, bytes]:
         return self._journal(lambda seq: messages.encode_reason(
@@ -78,9 +90,9 @@ class SimTerminal:
 
     def __init__(self, hall: str, terminal: str, key: bytes, host: str, port: int, password: str,
                  resend_s: float = 3.0, firmware: str = "sim-0.1",
-                 board: str = "simulated") -> None:
+                 board: str = "simulated", press_delay: bool = True) -> None:
         self.hall = hall
-        self.core = TerminalCore(terminal, key)
+        self.core = TerminalCore(terminal, key, press_delay=press_delay)
         self.lock = threading.Lock()
         self.resend_s = resend_s
         self.got_session = threading.Condition(self.lock)
@@ -159,9 +171,12 @@ class SimTerminal:
                 timeout)
             return self.core.session
 
-    def press(self, level: int, keep_session: bool = False) -> int:
+    def press(self, level: int, keep_session: bool = False,
+              pressed_at: float | None = None) -> int:
+        """`pressed_at` (time.time()): when the key went down, for a press sent later (the
+        firmware holds it for its correction window)."""
         with self.lock:
-            seq, payload = self.core.press(level, keep_session)
+            seq, payload = self.core.press(level, keep_session, pressed_at)
             self._send([(seq, payload)])
             return seq
 

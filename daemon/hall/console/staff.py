@@ -116,6 +116,24 @@ def set_pin(conn: sqlite3.Connection, number: str, pin: str, actor: str = "hall-
             actor, now)
 
 
+def set_phone(conn: sqlite3.Connection, number: str, phone_mac: str | None,
+              phone_tail: str = "", actor: str = "hall-it", now: float | None = None) -> None:
+    """Record a staff member's phone number as its keyed hash and last 4 digits (phones.py),
+    or forget it (phone_mac None). The integrity detectors name a staff member whose number
+    rates as a citizen (第十一条); the number itself is never stored, logged or audited."""
+    now = now or time.time()
+    _update(conn, number, "phone_mac=?, phone_tail=?",
+            (phone_mac, phone_tail if phone_mac else None),
+            "staff.set-phone" if phone_mac else "staff.clear-phone", actor, now)
+
+
+def phones(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """(staff number, phone hash, last 4 digits) of every account with a phone recorded."""
+    return [(r[0], r[1], r[2] or "") for r in conn.execute(
+        "SELECT number, phone_mac, phone_tail FROM console_staff WHERE phone_mac IS NOT NULL"
+        " ORDER BY number")]
+
+
 def listing(conn: sqlite3.Connection) -> list[Account]:
     return [dict(r) for r in conn.execute(
         "SELECT number, name, role, added_at, disabled_at FROM console_staff ORDER BY number")]

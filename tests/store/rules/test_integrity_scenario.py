@@ -2,8 +2,10 @@
 daemon -> its forwarder -> the store over HTTPS; then `hcp integrity report`. An honest hall's
 windows give no finding; each scripted way of gaming the ratings is found at its window.
 
-Times are compressed (citizens press 0.6-2 s after the prompt instead of 5-15 s), so the test
-passes thresholds to match (docs/integrity.md gives the defaults for real time)."""
+Times are compressed (citizens press 0.6-2 s after the prompt instead of 5-15 s, and a press is
+sent HOLD_S after it, as the firmware holds it for its 3 s correction window), so the test
+passes thresholds to match (docs/integrity.md gives the defaults for real time). W02's terminal
+runs the older firmware (no press delay); the others report theirs (firmware 0.3.0)."""
 import json
 import random
 import threading
@@ -12,7 +14,9 @@ import time
 import pytest
 
 from haochaping.daemon.hall import api_client
+from haochaping.daemon.rules import integrity as rules
 from haochaping.daemon.rules.integrity import Thresholds
+from haochaping.daemon.store import access
 from haochaping.daemon.store import integrity_report as integrity
 from haochaping.protocol import levels
 from haochaping.tools.sim import hall_kit, processes
@@ -26,6 +30,8 @@ WINDOWS = ("W01", "W02", "W03", "W04", "W05", "W06")
 N = 22   # transactions per window
 T = Thresholds(min_cases=15, fixed_offset_std_s=0.1)
 WEIGHTS = (55, 25, 12, 5, 3)
+HOLD_S = 1.5   # the correction window, compressed: every press reaches the hall this much later
+OLD_FIRMWARE = "W02"
 
 
 @pytest.fixture
@@ -39,7 +45,8 @@ def chain(tmp_path, store):
     for dev in hall_kit.devices(cfg.folder):
         terms[dev["window"]] = SimTerminal(cfg.hall.id, dev["terminal"],
                                            bytes.fromhex(dev["key"]), "127.0.0.1",
-                                           cfg.mqtt.port, dev["mqtt"]["password"]).start()
+                                           cfg.mqtt.port, dev["mqtt"]["password"],
+                                           press_delay=dev["window"] != OLD_FIRMWARE).start()
     for t in terms.values():
         wait_until(t.client.is_connected, what="terminal connected")
     yield cfg, terms
@@ -77,7 +84,9 @@ def _serve(api, window, term, behaviour, errors):
             else:                      # skips: the few prompts it opens are rated honestly
                 time.sleep(r.uniform(0.6, 2.0))
                 level = r.choices(range(1, 6), WEIGHTS)[0]
-            seq = term.press(level)
+            pressed = time.time()
+            time.sleep(HOLD_S)         # the terminal's correction window, then it sends
+            seq = term.press(level, pressed_at=pressed)
             if levels.is_bad(level):
                 term.reason(seq, "efficiency" if behaviour == "same_reasons"
                             else r.choice(levels.REASONS)[0])
@@ -113,7 +122,21 @@ def test_an_honest_hall_yields_no_finding_and_each_gaming_window_is_found(chain,
     found = {(f["detector"], f["unit"]) for f in rep["findings"]}
     by_window = {u.split("/")[-1] for _, u in found}
     assert not by_window & {"W01", "W02", "S101", "S201"}, found       # no honest unit named
-    assert ("reaction", "window:H01/W03") in found
+    # the staff's press at once is seen by the terminal's own delay: the hall's delay (the
+    # correction window on every press) puts it within reach of citizens'
+    (reach,) = [f for f in rep["findings"] if f["detector"] == "reaction"]
+    assert reach["unit"] == "window:H01/W03" and reach["evidence"]["delay_source"] == "terminal"
+    # ... and only by it: the same cases with the hall's delay alone do not show it
+    blind = store.query(lambda s: integrity.cases(s, period))
+    for c in blind:
+        c["press_delay"] = None
+    assert ("reaction", "window:H01/W03") not in {
+        (f["detector"], f["unit"]) for f in rules.findings(blind, T)}
+    # the delay travelled hall -> store for the new terminals, and is absent for the old one
+    delays = dict(store.query(lambda s: access.query(
+        s, "SELECT terminal, COUNT(press_delay_ms) FROM ratings GROUP BY terminal", ())))
+    old = terms[OLD_FIRMWARE].core.terminal
+    assert delays[old] == 0 and all(n > 0 for t, n in delays.items() if t != old), delays
     assert ("skipped_prompts", "window:H01/W04") in found
     assert ("patterns", "window:H01/W05") in found
     assert ("patterns", "window:H01/W06") in found

@@ -117,8 +117,8 @@ class Sim:
         rating = app.rating
         reason = app.reason
 
-        def rated(level, token):
-            seq = rating(level, token)
+        def rated(level, token, delay=None):
+            seq = rating(level, token, delay)
             if seq is None:
                 say("refused", self.term)
             else:
