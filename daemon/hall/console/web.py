@@ -21,7 +21,8 @@ answered 429 at once); at most [console] max_streams pages are live at once.
 
 Pages are Jinja2 templates (templates/: base.html, which every page extends), autoescaped, with
 every text from static/labels.<lang>.json as `L`. The work of a request (database reads, the
-writer, scrypt) runs in the app's worker threads; the event loop only routes.
+writer, scrypt) runs in the app's worker threads; the event loop only routes, and answers the
+sign-ins refused before their PIN is looked at (429 locked or busy: take_pin_check).
 """
 from __future__ import annotations
 
