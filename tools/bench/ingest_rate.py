@@ -5,10 +5,11 @@ One run, one broker of our own, the same pre-signed ratings from publisher proce
   daemon  the hall daemon (own process): verify, bind to an open prompt, group-commit to SQLite
           (WAL, synchronous=FULL), then ack; rate = ratings acked / (last ack - first send);
   paced   press -> ack latency at a steady rate (default 200 ratings/s) from all terminals;
-          with sign_in_flood=N, while N clients (own process, own sessions and CSRF tokens) send
-          wrong-PIN sign-ins to the console without pause (the hall's lockout set out of reach,
-          so every one costs what it can: the worst case of the PIN-check bound); the daemon's
-          peak resident memory is reported.
+          with sign_in_flood=N, twice: first quiet (no_flood_p50_ms, no_flood_p99_ms: the
+          machine's own figure in the same run), then while N clients (own process, own sessions
+          and CSRF tokens) send wrong-PIN sign-ins to the console without pause (the hall's
+          lockout set out of reach, so every one costs what it can: the worst case of the
+          PIN-check bound); the daemon's peak resident memory is reported.
 lost / duplicated are counted from the hall database against what the publishers sent.
 """
 from __future__ import annotations
@@ -276,7 +277,10 @@ def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rat
     n_paced = int(paced_rate * paced_seconds)
     progress("preparing %d terminals and %d signed ratings in %s"
              % (terminals, ratings + n_paced, folder))
-    cfg, burst, paced = _prepare(folder, terminals, ratings, n_paced, procs, sign_in_flood > 0)
+    n_quiet = n_paced if sign_in_flood else 0  # the same-run figure without the flood
+    cfg, burst, paced = _prepare(folder, terminals, ratings, n_quiet + n_paced, procs,
+                                 sign_in_flood > 0)
+    quiet, paced = paced[:n_quiet], paced[n_quiet:]
     pw = cfg.mqtt.password
     port = cfg.mqtt.port
     b = processes.Mosquitto(hall_kit.broker_conf(cfg), port).start()
@@ -318,6 +322,13 @@ def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rat
             result["ratings_per_commit"] = round(h["messages"] / max(1, h["commits"]), 1)
             # (c) paced latency, under a flood of wrong-PIN sign-ins if asked
             flood: mp.Process | None = None
+            if quiet:
+                progress("paced, no flood: %d ratings/s for %d s, press -> ack latency"
+                         % (paced_rate, paced_seconds))
+                pubs = _run_publishers(port, pw, quiet, procs, paced_rate, True)
+                lat = [x for r in pubs for x in r[5]]
+                result["no_flood_p50_ms"] = _ms(_pct(lat, 50))
+                result["no_flood_p99_ms"] = _ms(_pct(lat, 99))
             if sign_in_flood:
                 progress("sign-in flood: %d clients sending wrong PINs to the console"
                          % sign_in_flood)
@@ -348,7 +359,7 @@ def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rat
     finally:
         b.stop()
     result["ratio"] = round(daemon_rate / raw_rate, 3) if raw_rate else None
-    sent = {(t, s) for t, s, _ in burst + paced}
+    sent = {(t, s) for t, s, _ in burst + quiet + paced}
     conn = sqlite3.connect(cfg.hall.database)
     stored = conn.execute("SELECT terminal, seq FROM ratings").fetchall()
     result["lost"] = len(sent - set(stored))

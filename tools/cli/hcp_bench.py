@@ -23,14 +23,16 @@ def bench() -> None:
               help="Ratings per second for the latency phase.")
 @click.option("--paced-seconds", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--sign-in-flood", type=click.IntRange(0, 1000), default=0, show_default=True,
-              help="Clients sending wrong-PIN sign-ins to the console during the paced phase.")
+              help="Clients sending wrong-PIN sign-ins to the console during the paced phase"
+                   " (run a second time, first without them).")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON line.")
 def bench_ingest(terminals: int, ratings: int, publishers: int, paced_rate: int,
                  paced_seconds: int, sign_in_flood: int, as_json: bool) -> None:
     """Daemon ingest rate vs raw paho-mqtt on the same broker, and press -> ack latency.
 
     Prints one JSON line: raw_msgs_per_s, daemon_ratings_per_s, ratio, p50_ms, p99_ms,
-    lost, duplicated, daemon_peak_rss_mb (and sign_in_answers with --sign-in-flood).
+    lost, duplicated, daemon_peak_rss_mb (and with --sign-in-flood: sign_in_answers, and
+    no_flood_p50_ms, no_flood_p99_ms from the same paced phase without the flood).
 
     \b
     Example:

@@ -21,7 +21,8 @@ answered 429 at once); at most [console] max_streams pages are live at once.
 
 Pages are Jinja2 templates (templates/: base.html, which every page extends), autoescaped, with
 every text from static/labels.<lang>.json as `L`. The work of a request (database reads, the
-writer, scrypt) runs in the app's worker threads; the event loop only routes.
+writer, scrypt) runs in the app's worker threads; the event loop only routes, and answers the
+sign-ins refused before their PIN is looked at (429 locked or busy: take_pin_check).
 """
 from __future__ import annotations
 
@@ -224,7 +225,8 @@ class Console:
         return await self._serve(request, lambda r: r.window(window, action))
 
     async def _window_post(self, request: Request, window: str, action: str) -> Response:
-        return await self._serve(request, lambda r: r.window(window, action), post=True)
+        return await self._serve(request, lambda r: r.window(window, action), post=True,
+                                 sign_in=action == "sign-in")
 
     async def _hall_page(self, request: Request) -> Response:
         return await self._serve(request, lambda r: r.place("hall", "manager", ""))
@@ -236,12 +238,14 @@ class Console:
 
     async def _hall_post(self, request: Request, action: str) -> Response:
         return await self._serve(request, lambda r: r.place("hall", "manager", action),
-                                 post=True)
+                                 post=True, sign_in=action == "sign-in")
 
     async def _serve(self, request: Request, fn: Callable[[_Request], Response],
-                     post: bool = False, threaded: bool = True) -> Response:
+                     post: bool = False, threaded: bool = True, sign_in: bool = False
+                     ) -> Response:
         """One request: its body read first (so a refused one leaves the connection clean), the
-        Origin checked for a write, then `fn` in a worker thread (it reads the database)."""
+        Origin checked for a write, then `fn` in a worker thread (it reads the database). A
+        sign-in that would only be answered 429 is answered here, on the event loop."""
         r = _Request(self, request)
         try:
             if post:
@@ -250,11 +254,15 @@ class Console:
                 except api.Refused:
                     raise Refused(413, "bad-input", close=True, detail="body too large") from None
                 r.check_origin()
+            if sign_in:
+                r.take_pin_check()
             if not threaded:
                 return r.run(fn)
             return await run_in_threadpool(r.run, fn)
         except Refused as e:
             return r.refuse(e)
+        finally:
+            r.give_back_pin_check()
 
     # ------------------------------------------------------------ live updates
     async def _events(self, request: Request, authorise: Callable[[_Request], Response]
@@ -308,6 +316,7 @@ class _Request:
         self.new_cookie: str | None = None
         self.raw = b""
         self.action = ""
+        self.pin_check_held = False  # one of [console] pin_checks is this sign-in's
         self._conn: sqlite3.Connection | None = None
 
     # ------------------------------------------------------------ plumbing
@@ -502,6 +511,32 @@ class _Request:
         return (acct is not None and acct["disabled_at"] is None and acct["role"] == s.role
                 and acct["pin_changed_at"] <= s.created)
 
+    def take_pin_check(self) -> None:
+        """On the event loop, before a sign-in goes to a worker thread: take one of the
+        [console] pin_checks slots for it, or refuse it there and then, 429 `locked` (its
+        address locked out) or `busy` (every slot taken). Under a flood of sign-ins nearly all of
+        them are refused here, each without a worker thread, a database connection or a
+        hand-over between threads: the daemon's one interpreter lock stays free for the ratings.
+        Only with the session's CSRF token: anything else goes on to sign_in and its 403."""
+        given = self.header("X-CSRF-Token") or ""
+        if self.session is None or not hmac.compare_digest(given.encode(),
+                                                           self.session.csrf.encode()):
+            return
+        c = self.c
+        wait = c.pins.wait_s({"address:" + self.address(): 4 * c.pin_failures})
+        if wait:
+            raise Refused(429, "locked", wait=wait)
+        if not c.pin_checks.acquire(blocking=False):  # a few scrypt checks at once, no queue
+            raise Refused(429, "busy", wait=1)
+        self.pin_check_held = True
+
+    def give_back_pin_check(self) -> None:
+        """The slot take_pin_check took, given back (once) as soon as the PIN is checked, or when
+        the request ends without checking it."""
+        if self.pin_check_held:
+            self.pin_check_held = False
+            self.c.pin_checks.release()
+
     def sign_in(self, place: str, role: str) -> Response:
         self.check_csrf()
         body = self.body()
@@ -515,7 +550,7 @@ class _Request:
         number = number.strip()
         addr = self.address()
         c = self.c
-        if not c.pin_checks.acquire(blocking=False):  # a few scrypt checks at once, no queue
+        if not self.pin_check_held:  # taken on the event loop (take_pin_check)
             raise Refused(429, "busy", wait=1)
         try:
             # counted as a wrong PIN now, in one step with the lockout check: parallel sign-ins
@@ -530,7 +565,7 @@ class _Request:
             finally:   # the right PIN for this page clears the count (but for guesses racing it)
                 c.pins.finished(keys, acct is not None and acct["role"] == role)
         finally:
-            c.pin_checks.release()
+            self.give_back_pin_check()
         if acct is None:
             self.record("console:" + addr, "console.sign-in-failed", staff=number, at=place,
                         address=addr, locked=bool(c.pins.wait_s(keys)))

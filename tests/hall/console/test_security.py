@@ -203,6 +203,21 @@ def test_guessing_staff_numbers_from_one_pc_is_rate_limited_too(client):
     assert (r.status, r.error) == (429, "locked")
 
 
+@pytest.mark.parametrize("console_settings", [{"pin_checks": 1}])
+def test_a_sign_in_refused_before_its_pin_is_checked_gives_its_pin_check_back(client):
+    # the one PIN check is taken for a sign-in before it goes to a worker thread; if this
+    # fails, one malformed or misdirected sign-in keeps it for good, and every sign-in after it,
+    # the right PIN included, is answered 429 busy
+    c = client()
+    c.get("/window/W01")
+    assert c.post("/window/W01/sign-in", {"number": 5, "pin": "1"}).status == 400
+    assert c.post("/window/W01/sign-in", ["not", "an", "object"]).status == 400
+    assert c.post("/window/W99/sign-in", {"number": "S0101", "pin": "1"}).status == 404
+    assert client().sign_in("/window/W01", "M01").error == "wrong-role"  # checked, then refused
+    r = c.sign_in("/window/W01", "S0101")
+    assert r.status == 200, r.json
+
+
 def test_pins_are_stored_hashed_and_never_logged(hall, hall_db, client):
     # if this fails, whoever copies the hall database or reads the audit log has every PIN
     client().sign_in("/window/W01", "S0101", "999999")
