@@ -110,7 +110,7 @@ class Ring:
             except (ValueError, IndexError):
                 self._gen[s] = _DIRTY
         order.sort()
-        seen = {}                                 # seq -> at (latest copy), or -1 when acked
+        seen = {}  # type: dict  # seq -> at (latest copy), or -1 when acked
         for gen, s in order:
             self.dev.readblocks(s, buf, 0)
             end = _eol(buf, _HDR)
