@@ -47,7 +47,7 @@ _MAX_OPEN_S = const(86400)          # a prompt stays open at most this long on t
 
 
 class App:
-    def __init__(self, cfg, ms):
+    def __init__(self, cfg, ms, journal=None):
         self.cfg = cfg
         self.ms = ms                      # time.ticks_ms, or a stand-in: compare with ticks_diff
         self.key = cfg["key"]
@@ -59,8 +59,11 @@ class App:
         self.t_ack = topics.topic(hall, self.term, topics.ACK)
         # compact at 1/16 of the bound: littlefs copies a file's last block on every append, so
         # a small file keeps the flash writes per rating low (docs/firmware.md)
+        # `journal`: the ring on a raw partition (ring.Ring, main.py finds it), else the file
         jmax = cfg["journal_max"]
-        self.journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16, cfg["seq_start"])
+        if journal is None:
+            journal = journal_mod.Journal(cfg["journal"], jmax, jmax // 16, cfg["seq_start"])
+        self.journal = journal
         self.panel = statemachine.Panel(self, self.journal.last_token)
         self.clock = UNKNOWN
         self.synced_rel = 0               # daemon time - EPOCH_S (s) at ticks synced_ms
@@ -161,6 +164,10 @@ class App:
         except OSError as e:
             self._step_at = now
             self._flash_failed(e)
+        # the next step counts from the end of this one: after an erase (~45 ms on SPI NOR) the
+        # keys get clean scans before the next flash write
+        if self._step_at == now:
+            self._step_at = self.ms()
 
     # ------------------------------------------------------------ the panel's store
 

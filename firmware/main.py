@@ -37,6 +37,7 @@ from .clock import ticks_diff, ticks_ms
 from .link import sleep_ms
 
 CONFIG = "/config.json"
+RING_LABEL = "hcpjournal"  # the raw data partition of the journal ring, when the table has one
 _WDT_MS = const(8000)
 _WIFI_RETRY_MS = const(10000)
 _WIFI_CHECK_MS = const(1000)
@@ -47,6 +48,17 @@ _ERROR_BLINK_MS = const(100)
 def _mem_free():
     f = getattr(gc, "mem_free", None)  # MicroPython only
     return f() if f is not None else 0
+
+
+def journal_partition():
+    """The `hcpjournal` data partition (esp32.Partition), or None: the stock partition table
+    has none, and the journal is then a file on littlefs (docs/firmware.md)."""
+    try:
+        import esp32
+        found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=RING_LABEL)
+    except (ImportError, AttributeError, OSError, ValueError):
+        return None
+    return found[0] if found else None
 
 
 def load(path):
@@ -131,13 +143,19 @@ async def _config_failed(path, err, ms, open_connection=None):
 class Terminal:
     """The running terminal: the board, the app and the link, and the tasks that join them."""
 
-    def __init__(self, cfg, ms, open_connection=None, wdt=None, root=""):
+    def __init__(self, cfg, ms, open_connection=None, wdt=None, root="", flash=None):
         self.ms = ms
         self.cfg = cfg
         self.wdt = wdt
         self.board = board_mod.Board(cfg["board"])
         self.wlan = network.WLAN(network.STA_IF)
-        self.app = app_mod.App(cfg, ms)
+        journal = None
+        if flash is None:
+            flash = journal_partition()
+        if flash is not None:  # the ring: no erase in the key loop (ring.py)
+            from . import ring
+            journal = ring.Ring(flash, cfg["journal_max"], cfg["seq_start"])
+        self.app = app_mod.App(cfg, ms, journal)
         self.app.board = self.board.name
         self.app.board_faults = self.board.faults
         self.link = link_mod.Link(self.app, cfg["broker"], cfg["port"], cfg["username"],
@@ -230,10 +248,12 @@ class Terminal:
         await asyncio.gather(*self.tasks)
 
 
-async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None, root=""):
+async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None, root="",
+                flash=None):
     """Boot and run the terminal. A harness may pass `open_connection` (socket-level stand-in),
-    `on_start` (called with the Terminal once it is built) and `root`, the folder that stands
-    for the flash's / (hcpboot.py)."""
+    `on_start` (called with the Terminal once it is built), `root`, the folder that stands
+    for the flash's / (hcpboot.py), and `flash`, a raw partition stand-in for the journal ring
+    (norflash.NorFlash)."""
     ms = ticks_ms
     try:
         cfg = load(path)
@@ -242,7 +262,7 @@ async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None,
         return
     # the watchdog starts after the journal is recovered: a large journal on slow flash takes
     # seconds to read, and nothing would feed the watchdog meanwhile (a reboot loop)
-    t = Terminal(cfg, ms, open_connection, root=root)
+    t = Terminal(cfg, ms, open_connection, root=root, flash=flash)
     if watchdog:
         t.wdt = machine.WDT(timeout=_WDT_MS)
     gc.collect()

@@ -10,8 +10,13 @@
 #   - no record is pending twice, and a record whose ack was stored does not come back;
 #   - the journal is readable and the next seq is above every seq ever confirmed.
 #
-# Usage: micropython powercut_check.py count PRESSES [JOURNAL_MAX] -> the day's stats, no cut
-#        micropython powercut_check.py cut FROM TO STEP -> every k in range(FROM, TO, STEP)
+# The same for the journal ring on a raw partition (firmware/ring.py), with `ring` first: the
+# NOR stand-in (tools/sim/sim_device/norflash.py, on MICROPYPATH) refuses the k-th program or
+# erase, and with a torn cut programs half its bytes or erases half its sector (the lower half
+# for even k, the upper for odd k).
+#
+# Usage: micropython powercut_check.py [ring] count PRESSES [JOURNAL_MAX] -> the day's stats
+#        micropython powercut_check.py [ring] cut FROM TO STEP PRESSES -> every k in the range
 # Prints "powercut ok <ks covered> ..." or failures.
 import sys
 
@@ -20,6 +25,16 @@ import vfs
 from haochaping.firmware import app as app_mod
 from haochaping.firmware import journal
 from haochaping.protocol import messages
+
+RING = len(sys.argv) > 1 and sys.argv[1] == "ring"
+if RING:
+    del sys.argv[1]
+    import norflash
+
+    from haochaping.firmware import ring
+RING_SECTOR = [1024]
+RING_SECTORS = [8]  # of 1 KB (SPI NOR has 4 KB): the ring wraps every dozen records
+RING_KEEP = [3]
 
 BLOCK = 4096
 BLOCKS = [24]   # 24 x 4 KB for the cut runs; `count` with an ESP32-sized journal uses more
@@ -97,9 +112,14 @@ class Log:
         self.compactions = 0
         self.refused = 0
         self.unwritten = []  # acks held in RAM, not yet written, when the power went
+        self.ring_stalls = 0  # ring: erases a rating waited for
 
     def count(self):
         return self.dev.writes + self.dev.erases
+
+
+def _cut(dev):
+    return dev.cut if RING else dev.refused
 
 
 class Day(app_mod.App):
@@ -107,12 +127,13 @@ class Day(app_mod.App):
 
     def __init__(self, clock, log):
         self.log = log
-        app_mod.App.__init__(self, CFG, clock)
+        j = ring.Ring(log.dev, CFG["journal_max"], 1, RING_KEEP[0]) if RING else None
+        app_mod.App.__init__(self, CFG, clock, j)
 
     def _power(self):
         """The app keeps going after a flash error (it refuses the rating and says so in its
         status); when the error is the power cut, the day ends here."""
-        if self.log.dev.refused:
+        if _cut(self.log.dev):
             self.log.unwritten = list(self.journal._acks)
             raise OSError("power cut")
 
@@ -153,6 +174,8 @@ class Day(app_mod.App):
 
 
 def mount(dev, fmt):
+    if RING:
+        return
     if fmt:
         vfs.VfsLfs2.mkfs(dev)
     fs = vfs.VfsLfs2(dev)
@@ -160,6 +183,8 @@ def mount(dev, fmt):
 
 
 def umount():
+    if RING:
+        return
     try:
         vfs.umount("/flash")
     except OSError:
@@ -196,6 +221,10 @@ def run_day(log, clock, delivered, presses):
         offline = presses // 3 <= i < presses * 9 // 10  # long enough to fill the journal
         if (x % 3 == 0 and not offline) or i == presses - 1:  # the daemon acks, in a batch
             got = [s for s, p in day.outbox(0, 50)]
+            if RING and i < presses - 1:
+                # on the ring the daemon holds back every third of the 40 newest seqs till a
+                # later ack: acks come out of order, sectors are erased with holes behind them
+                got = [s for s in got if s % 3 or s < got[-1] - 40]
             if got:
                 log.inflight_acks = got
                 w = log.count()
@@ -204,19 +233,28 @@ def run_day(log, clock, delivered, presses):
                 log.inflight_acks = []
                 delivered.extend(got)
     log.unwritten = list(day.journal._acks)  # the day ends (power off) with these in RAM
+    log.ring_stalls = getattr(day.journal, "stalls", 0)
 
 
 def check_after_cut(day, delivered):  # day: the Log
     """Reboot on the flash as the cut left it; return an error text or None."""
-    j = journal.Journal(CFG["journal"], CFG["journal_max"], CFG["journal_max"] // 16)
+    if RING:  # the power is back: a device without a cut, on the same bytes
+        j = ring.Ring(norflash.NorFlash(data=day.dev.data, erase_ms=0, prog_us=0, read_us=0,
+                                        sector=day.dev.sector), CFG["journal_max"], 1,
+                      RING_KEEP[0])
+    else:
+        j = journal.Journal(CFG["journal"], CFG["journal_max"], CFG["journal_max"] // 16)
     pending = j.pending
     read = [r[0] for r in j.records()]
     if read != pending:
         return "journal records %r do not match pending %r" % (read, pending)
     if len(set(pending)) != len(pending):
         return "a record is pending twice"
-    if j.dropped:
-        return "recovery dropped %d damaged records on littlefs" % j.dropped
+    # littlefs commits whole; on the raw ring only the program cut by the power may be torn
+    if j.dropped > (1 if RING and day.dev.cut else 0):
+        return "recovery dropped %d damaged records" % j.dropped
+    if RING and day.dev.rewrites:
+        return "the ring programmed a 0 -> 1 bit %d times (needs an erase)" % day.dev.rewrites
     confirmed = set(day.confirmed)
     # an ack cut halfway may be stored in part (one line per 12 seqs): the daemon has them all
     have = set(pending) | set(delivered) | set(day.inflight_acks)
@@ -242,8 +280,14 @@ def check_after_cut(day, delivered):  # day: the Log
 
 
 def one(limit, torn, presses):
-    data = bytearray(BLOCK * BLOCKS[0])
-    dev = RAMBlockDev(data)
+    if RING:
+        data = bytearray(b"\xff" * (RING_SECTOR[0] * RING_SECTORS[0]))
+        dev = norflash.NorFlash(data=data, erase_ms=0, prog_us=0, read_us=0,
+                                sector=RING_SECTOR[0])
+        dev.torn_high = limit % 2 == 1
+    else:
+        data = bytearray(BLOCK * BLOCKS[0])
+        dev = RAMBlockDev(data)
     mount(dev, True)
     umount()
     dev.limit = limit
@@ -259,7 +303,8 @@ def one(limit, torn, presses):
     except OSError:
         cut = True
     umount()
-    mount(RAMBlockDev(data), False)
+    if not RING:
+        mount(RAMBlockDev(data), False)
     err = check_after_cut(day, delivered)
     umount()
     return cut, err, day, delivered
@@ -270,6 +315,9 @@ def main():
     if sys.argv[1] == "count" and len(sys.argv) > 3:
         CFG["journal_max"] = int(sys.argv[3])
         BLOCKS[0] = 64
+        RING_SECTORS[0] = 32
+        RING_SECTOR[0] = 4096
+        RING_KEEP[0] = 3
     if sys.argv[1] == "count":
         cut, err, day, delivered = one(-1, False, presses)
         print("writes %d ratings %d delivered %d compactions %d worst_per_rating %d "
@@ -278,6 +326,9 @@ def main():
                  day.compactions, max(day.per_rating),
                  sum(day.per_rating) * 10 // len(day.per_rating), max(day.per_reason),
                  max(day.per_ack), len(day.per_ack), day.refused))
+        if RING:
+            print("ring erases %d copied_sectors %d stalls %d" % (
+                day.dev.erases, day.compactions, day.ring_stalls))
         print(err if err else "powercut ok 0")
         return
     lo, hi, step = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

