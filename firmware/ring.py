@@ -268,9 +268,12 @@ class Ring:
 
     # ------------------------------------------------------------ records
 
-    def _add(self, kind, a, b, ts):
+    def _add(self, kind, a, b, ts, delay=None):
         seq = self.next_seq
-        text = _line("%s,%d,%s,%s,%d" % (kind, seq, a, b, ts))
+        body = "%s,%d,%s,%s,%d" % (kind, seq, a, b, ts)
+        if delay is not None:
+            body += ",%d" % delay
+        text = _line(body)
         if self._live + len(text) > self.max_bytes:
             raise Full()
         at = self._append(text)
@@ -283,9 +286,10 @@ class Ring:
             self.clock_s = ts
         return seq
 
-    def add_rating(self, level, token, ts):
-        """Store a rating durably; return its seq. Raises Full (nothing stored) or OSError."""
-        seq = self._add(RATING, level, token, ts)
+    def add_rating(self, level, token, ts, delay=None):
+        """Store a rating durably (`delay`: ms from its prompt lighting to the press, or None);
+        return its seq. Raises Full (nothing stored) or OSError."""
+        seq = self._add(RATING, level, token, ts, delay)
         self.last_token = token
         return seq
 
@@ -418,7 +422,8 @@ class Ring:
             if rec is None or (rec[0] != RATING and rec[0] != REASON) or int(rec[1]) != seq:
                 self.dropped += 1
                 continue
-            out.append((seq, rec[0], int(rec[2]), rec[3], int(rec[4])))
+            delay = int(rec[5]) if len(rec) > 5 and rec[0] == RATING else None
+            out.append((seq, rec[0], int(rec[2]), rec[3], int(rec[4]), delay))
         return out
 
 

@@ -33,7 +33,7 @@ if RING:
 
     from haochaping.firmware import ring
 RING_SECTOR = [1024]
-RING_SECTORS = [8]  # of 1 KB (SPI NOR has 4 KB): the ring wraps every dozen records
+RING_SECTORS = [10]  # of 1 KB (SPI NOR has 4 KB): the ring wraps every few dozen records
 RING_KEEP = [3]
 
 BLOCK = 4096
