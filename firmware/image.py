@@ -22,27 +22,25 @@ one running means the bootloader brought the old image back.
 from . import hcpboot
 
 BLOCK = 4096
+# `Partition(Partition.RUNNING)`: MicroPython takes the int constants RUNNING and BOOT as well as
+# a label (ports/esp32/esp32_partition.c); micropython-esp32-stubs types the argument as str only,
+# hence the `type: ignore[arg-type]` on those calls.
 _CHIP_IDS = {"esp32": 0, "esp32s2": 2, "esp32c3": 5, "esp32s3": 9}
-
-
-def _partition():
-    import esp32
-    return esp32.Partition
 
 
 def running_label():
     """The label of the app slot running ("factory", "ota_0", ...), "" without esp32."""
     try:
-        p = _partition()
+        from esp32 import Partition
     except ImportError:
         return ""
-    return p(p.RUNNING).info()[4]  # type: ignore[arg-type]  # the stubs say str; it takes an int
+    return Partition(Partition.RUNNING).info()[4]  # type: ignore[arg-type]
 
 
 def next_slot():
     """The slot an update goes to. OSError on an image without OTA slots."""
-    p = _partition()
-    return p(p.RUNNING).get_next_update()  # type: ignore[arg-type]
+    from esp32 import Partition
+    return Partition(Partition.RUNNING).get_next_update()  # type: ignore[arg-type]
 
 
 def release():
@@ -50,9 +48,9 @@ def release():
     air: the version in the running image's app description (ESP-IDF's esp_app_desc_t, at byte
     32 of the image), else the interpreter's."""
     try:
-        p = _partition()
+        from esp32 import Partition
         head = bytearray(80)
-        p(p.RUNNING).readblocks(0, head, 0)  # type: ignore[arg-type]
+        Partition(Partition.RUNNING).readblocks(0, head, 0)  # type: ignore[arg-type]
         if head[32:36] == b"\x32\x54\xcd\xab":
             v = bytes(head[48:80]).split(b"\0")[0].decode()
             return v[1:] if v.startswith("v") else v
@@ -114,9 +112,9 @@ def switch(root, ver, slot):
 
 def confirm(root, ver):
     """The self-test passed on the new image: cancel the bootloader's rollback, keep it."""
-    p = _partition()
+    from esp32 import Partition
     try:
-        p.mark_app_valid_cancel_rollback()
+        Partition.mark_app_valid_cancel_rollback()
     except OSError:
         pass   # an image built without rollback: nothing to cancel
     hcpboot.write(root, "ok", ver, running_label(), hcpboot.IMAGE_STATE)

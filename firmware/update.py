@@ -113,7 +113,7 @@ class Updater:
         self.slot = None          # esp32.Partition it goes to
         self.block = 0            # image blocks written (or checked)
         self.fill = 0             # bytes of the next block come
-        self.blk = None           # type: bytearray | None
+        self.blk = bytearray()    # the image block being filled (4 KB once an image comes)
         running = self._manifest_version(hcpboot.LIB)
         if running:
             app.version = running
@@ -226,7 +226,7 @@ class Updater:
             self.swept = False
             self.image = False
             self.slot = None
-            self.blk = None
+            self.blk = bytearray()
             self.ver = offer["ver"]
             self.phase = _MANIFEST
             self.buf = bytearray()
@@ -410,6 +410,9 @@ class Updater:
         """Gather the next block; write it whole (the chip erases it first): one per step."""
         c = self.chunk
         blk = self.blk
+        slot = self.slot
+        if slot is None:
+            return False
         if c is not None:
             self.chunk = None
             n = len(c[1])
@@ -428,7 +431,7 @@ class Updater:
                 return True
         for i in range(self.fill, _BLOCK):
             blk[i] = 0xFF             # past the image's end: as erased
-        self.slot.writeblocks(self.block, blk)
+        slot.writeblocks(self.block, blk)
         self.block += 1
         self.fill = 0
         if self.block * _BLOCK >= size:
@@ -441,8 +444,11 @@ class Updater:
     def _image_check(self):
         """Read back a block per step; the SHA-256 of what is in the slot decides."""
         blk = self.blk
+        slot = self.slot
+        if slot is None:
+            return False
         size = self._img_size()
-        self.slot.readblocks(self.block, blk)
+        slot.readblocks(self.block, blk)
         n = min(_BLOCK, size - self.block * _BLOCK)
         self.sha.update(memoryview(blk)[:n])
         self.block += 1
