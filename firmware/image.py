@@ -70,10 +70,11 @@ def version(root=""):
 
 
 def recover(root=""):
-    """At boot: what happened to an image update since the last one. Returns (the state line,
-    as hcpboot.read gives it, True when it moved at this boot), after moving it on: `switch` on the new slot -> `trial`; `switch` or `trial`
-    on the old slot -> `failed` (the bootloader rolled back); `trial` on the new slot -> it
-    confirmed itself before a reset -> `ok`; `rollback` -> `failed`."""
+    """At boot: what happened to an image update since the last one. Returns (the state line
+    as hcpboot.read gives it, True when it moved at this boot), after moving it on: `switch`
+    on the new slot -> `trial`; `switch` or `trial` on the old slot -> `failed` (the
+    bootloader rolled back); `trial` on the new slot -> it confirmed itself before a reset ->
+    `ok`; `rollback` -> `failed`."""
     path = hcpboot.IMAGE_STATE
     st = hcpboot.read(root, path)
     if not st or st[0] not in ("switch", "trial", "rollback"):

@@ -220,7 +220,7 @@ class Updater:
                 return
             if offer["ver"] in (self.app.version, self.app.image) or ph == _TRIAL:
                 return                       # running it already; or finish the trial first
-            if offer["ver"] == self.ver and (busy or ph == _FAILED or ph == _UNABLE):
+            if offer["ver"] == self.ver and (busy or ph in (_FAILED, _UNABLE)):
                 return                       # being fetched, staged, or it failed here
             self.offer = offer
             self.swept = False

@@ -184,7 +184,7 @@ def flash(port: str, image_path: str, on_progress: Progress | None = None, baud:
             cmds.attach_flash(esp)
             board = board_layout(esp)
             lost = board is not None and not partitions.same_fs(board, lay)
-            if lost and not new_layout_ok:
+            if board is not None and lost and not new_layout_ok:
                 raise LayoutChange(
                     "%s changes the partition layout of the board on %s (now: %s; the image: "
                     "%s): its file system, with the terminal's config and journal of ratings not "
