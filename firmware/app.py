@@ -85,6 +85,7 @@ class App:
         self._wrote = False               # a rating or reason was stored in this tick
         self.version = VERSION            # what runs: an update's manifest says (update.py)
         self.update = None                # update.Updater, when the config has an update key
+        self.image = ""                   # MicroPython's version (image.py), "" when unknown
 
     # ------------------------------------------------------------ time
 
@@ -219,7 +220,8 @@ class App:
     def status(self):
         return messages.encode_status(self.term, True, self.version, self.board, self.heap,
                                       len(self.journal.pending), self.rssi, None, self.faults(),
-                                      self.update.text() if self.update is not None else "")
+                                      self.update.text() if self.update is not None else "",
+                                      self.image)
 
     def outbox(self, after, limit):
         """Up to `limit` (seq, payload) of pending records with seq > after, oldest first."""

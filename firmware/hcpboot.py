@@ -20,10 +20,16 @@ update is one line in /update.state, always replaced whole (written as .new, the
 
 Every step looks at which folders exist, so a power cut at any point, and any number of them,
 ends with either the old or the new app whole in /lib: littlefs renames atomically.
+
+An update of MicroPython itself (the image, firmware/image.py) keeps its state in
+/image.state, the same kind of line. The bootloader, not this shim, switches and rolls back
+images; the shim only makes sure that a new image on trial whose app does not even start
+resets at once (the bootloader then boots the old image).
 """
 import os
 
 STATE = "/update.state"
+IMAGE_STATE = "/image.state"
 LIB = "/lib/haochaping"
 NEXT = "/next/haochaping"
 PREV = "/prev/haochaping"
@@ -68,12 +74,12 @@ def rmtree(p):
         os.remove(p)
 
 
-def read(root=""):
+def read(root="", path=STATE):
     """[state, version, detail] or [] when no update ever ran (or the line is unreadable).
     The line alone in .new is whole: write() removes the old one only after .new is closed
     (on FAT, which cannot rename over a file)."""
     words = []
-    for p in (root + STATE, root + STATE + ".new"):
+    for p in (root + path, root + path + ".new"):
         try:
             with open(p) as f:
                 text = f.read()
@@ -89,9 +95,9 @@ def read(root=""):
     return words
 
 
-def write(root, state, ver, detail=""):
+def write(root, state, ver, detail="", path=STATE):
     """Replace the state line whole: a cut leaves the old line or the new one."""
-    p = root + STATE
+    p = root + path
     with open(p + ".new", "w") as f:
         f.write("%s %s %s\n" % (state, ver, detail))
     try:
@@ -172,7 +178,14 @@ def run(root=""):
         from haochaping.firmware import main
         main.run()
     except Exception as e:  # ImportError, SyntaxError ... of a broken update
-        if failed(root, st, "boot: %s %s" % (type(e).__name__, e)):
+        why = "boot: %s %s" % (type(e).__name__, e)
+        img = read(root, IMAGE_STATE)
+        if img and img[0] in ("switch", "trial"):   # a new image that cannot run the app
+            write(root, "rollback", img[1], why[:60], IMAGE_STATE)
+            failed(root, st, why)
+            import machine
+            machine.reset()                          # unconfirmed: the bootloader rolls back
+        if failed(root, st, why):
             import machine
             machine.reset()
         raise

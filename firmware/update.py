@@ -19,9 +19,23 @@ for the journal). Order:
             and the link is up (CONNACK, SUBSCRIBE and the retained status, naming the new
             version, published); then `ok V`. Not within TRIAL_MS: `rollback V why`, reset.
 
+An image bundle (MicroPython itself; its manifest says "kind":"image", protocol/ota.py) takes
+the same path up to the signature, then (firmware/image.py does the partition side):
+
+  image     the slot not running (esp32.Partition ... get_next_update()); none on a stock
+            image: "unable V ...", the rollout records it. Then each 4 KB block written there,
+            one `writeblocks` (an erase and a program) per step
+  check     read back a block per step, SHA-256 against the manifest (wrong: fetched again,
+            three times at most)
+  staged    then, at a quiet moment, `switch V <slot>` in /image.state, set_boot(), reset
+  trial     on the new image: the same self-test, then mark_app_valid_cancel_rollback(), `ok`;
+            failed: `rollback`, the old slot set to boot, reset. A reset before it confirmed
+            itself: the bootloader boots the old image.
+A download cut by a reboot starts again from the image's first block (the offer is retained).
+
 What the terminal is doing is in `text()`, carried by its retained status (`update`), which is
-published again whenever it changes: "fetch V 35%", "staged V", "trial V", "ok V",
-"failed V <why>".
+published again whenever it changes: "fetch V 35%", "check V 50%", "staged V", "trial V",
+"ok V", "failed V <why>", "unable V <why>".
 """
 import hashlib
 import json
@@ -42,6 +56,10 @@ _STAGED = const(5)
 _TRIAL = const(6)
 _OK = const(7)
 _FAILED = const(8)
+_IMAGE = const(9)
+_VERIFY = const(10)
+_UNABLE = const(11)
+_BLOCK = const(4096)     # image.BLOCK: the partition's erase block
 _PANEL_IDLE = const(0)   # statemachine.IDLE
 
 # plain ints: the simulator divides them by its time scale
@@ -91,10 +109,21 @@ class Updater:
         self.errors = 0
         self.swept = False        # files in /next the manifest does not name: listed for removal
         self.trial_at = self.quiet_at
+        self.image = False        # the bundle is MicroPython itself (firmware/image.py)
+        self.slot = None          # esp32.Partition it goes to
+        self.block = 0            # image blocks written (or checked)
+        self.fill = 0             # bytes of the next block come
+        self.blk = bytearray()    # the image block being filled (4 KB once an image comes)
         running = self._manifest_version(hcpboot.LIB)
         if running:
             app.version = running
         st = hcpboot.read(root)
+        from . import image
+        ist, moved = image.recover(root)
+        app.image = image.version(root)
+        if moved:
+            st = ist              # an image update on trial, or come to an end at this boot
+            self.image = True
         if st:
             self.ver = st[1]
             if st[0] == "trial":
@@ -151,6 +180,12 @@ class Updater:
         if p == _FILES:
             size = self.offer["size"]
             return "fetch %s %d%%" % (self.ver, self._offset(self.fi) * 100 // size)
+        if p == _IMAGE:
+            return "fetch %s %d%%" % (self.ver, self._img_at() * 100 // self._img_size())
+        if p == _VERIFY:
+            return "check %s %d%%" % (self.ver, self.block * _BLOCK * 100 // self._img_size())
+        if p == _UNABLE:
+            return "unable %s %s" % (self.ver, self.why)
         if p == _STAGED:
             return "staged " + self.ver
         if p == _TRIAL:
@@ -177,18 +212,21 @@ class Updater:
         if topic == self.t_update:
             offer = ota.decode_offer(payload)
             ph = self.phase
-            busy = ph in (_MANIFEST, _CHECK, _CLEAN, _FILES, _STAGED)
+            busy = ph in (_MANIFEST, _CHECK, _CLEAN, _FILES, _STAGED, _IMAGE, _VERIFY)
             if offer is None:                # withdrawn: stop fetching, do not switch
                 if busy:
                     self.phase = _IDLE
                     self._say()
                 return
-            if offer["ver"] == self.app.version or ph == _TRIAL:
+            if offer["ver"] in (self.app.version, self.app.image) or ph == _TRIAL:
                 return                       # running it already; or finish the trial first
-            if offer["ver"] == self.ver and (busy or ph == _FAILED):
+            if offer["ver"] == self.ver and (busy or ph in (_FAILED, _UNABLE)):
                 return                       # being fetched, staged, or it failed here
             self.offer = offer
             self.swept = False
+            self.image = False
+            self.slot = None
+            self.blk = bytearray()
             self.ver = offer["ver"]
             self.phase = _MANIFEST
             self.buf = bytearray()
@@ -203,15 +241,26 @@ class Updater:
             self.chunk = (at, bytes(data))
             self.asked = None
 
+    def _img_size(self):
+        return self.man["files"][0][1]
+
+    def _img_at(self):
+        """Bytes of the image come so far (written, or in the block being filled)."""
+        return self.block * _BLOCK + self.fill
+
     def _want(self):
         """Offset of the next byte wanted."""
         if self.phase == _MANIFEST:
             return len(self.buf)
+        if self.phase == _IMAGE:
+            return self._offset(0) + self._img_at()
         return self._offset(self.fi) + self.got + len(self.pend)
 
     def _want_n(self):
         if self.phase == _MANIFEST:
             return min(ota.CHUNK, self.offer["mlen"] + ota.SIG_LEN - len(self.buf))
+        if self.phase == _IMAGE:
+            return min(ota.CHUNK, _BLOCK - self.fill, self._img_size() - self._img_at())
         return min(ota.CHUNK, self.man["files"][self.fi][1] - self.got - len(self.pend))
 
     # ------------------------------------------------------------ every key-loop tick
@@ -236,10 +285,14 @@ class Updater:
             if ticks_diff(now, self.trial_at) >= TRIAL_MS:
                 why = ("selftest: keys not scanned" if self.ticks < TRIAL_TICKS
                        else "selftest: broker not reached")
-                hcpboot.write(self.root, "rollback", self.ver, why)
+                if self.image:
+                    from . import image
+                    image.roll_back(self.root, self.ver, why)
+                else:
+                    hcpboot.write(self.root, "rollback", self.ver, why)
                 self.reset()
             return
-        if ph != _MANIFEST and ph != _FILES:
+        if ph != _MANIFEST and ph != _FILES and ph != _IMAGE:
             return
         if self.chunk is not None or not self._quiet() or not self._up():
             return
@@ -272,7 +325,12 @@ class Updater:
         ph = self.phase
         if ph == _TRIAL:
             if self.ticks >= TRIAL_TICKS and self._up():
-                hcpboot.write(self.root, "ok", self.ver)
+                if self.image:
+                    from . import image
+                    image.confirm(self.root, self.ver)
+                    self.app.image = self.ver
+                else:
+                    hcpboot.write(self.root, "ok", self.ver)
                 self.phase = _OK
                 self._say()
                 return True
@@ -297,6 +355,8 @@ class Updater:
                 return True
             self.man = m
             self.check = None
+            if m.get("kind") == "image":
+                return self._image_start()
             if self._manifest_version(hcpboot.NEXT) == self.ver:
                 self.phase = _STAGED           # staged before a reboot
                 self._say()
@@ -308,9 +368,102 @@ class Updater:
             return self._clean()
         if ph == _FILES:
             return self._file_chunk()
+        if ph == _IMAGE:
+            return self._image_chunk()
+        if ph == _VERIFY:
+            return self._image_check()
         if ph == _STAGED:
             return self._maybe_switch(now)
         return False
+
+    # ------------------------------------------------------------ an image (MicroPython)
+
+    def _image_start(self):
+        from . import image
+        try:
+            slot = image.next_slot()
+        except (OSError, ImportError):
+            self.phase = _UNABLE
+            self.why = "no OTA slot: a stock image, flash -OTA"
+            self.man = {}
+            self.buf = bytearray()
+            self._say()
+            return True
+        if self._img_size() > slot.info()[3]:
+            self._fail("image: larger than its slot")
+            return True
+        self.slot = slot
+        self.image = True
+        self.blk = bytearray(_BLOCK)
+        self.tries = 0
+        self._image_restart(_IMAGE)
+        self._say()
+        return True
+
+    def _image_restart(self, phase):
+        self.phase = phase
+        self.block = 0
+        self.fill = 0
+        self.sha = hashlib.sha256()
+
+    def _image_chunk(self):
+        """Gather the next block; write it whole (the chip erases it first): one per step."""
+        c = self.chunk
+        blk = self.blk
+        slot = self.slot
+        if slot is None:
+            return False
+        if c is not None:
+            self.chunk = None
+            n = len(c[1])
+            blk[self.fill:self.fill + n] = c[1]
+            self.fill += n
+        size = self._img_size()
+        if self.fill < _BLOCK and self._img_at() < size:
+            return False
+        if not self.fill or not self._quiet():
+            return False
+        if self.block == 0:
+            from . import image
+            why = image.header_problem(blk, self.app.cfg.get("board", {}).get("chip"))
+            if why:
+                self._fail(why)
+                return True
+        for i in range(self.fill, _BLOCK):
+            blk[i] = 0xFF             # past the image's end: as erased
+        slot.writeblocks(self.block, blk)
+        self.block += 1
+        self.fill = 0
+        if self.block * _BLOCK >= size:
+            self._image_restart(_VERIFY)
+            self._say()
+        elif self.block % 64 == 0:
+            self._say()               # every 256 KB
+        return True
+
+    def _image_check(self):
+        """Read back a block per step; the SHA-256 of what is in the slot decides."""
+        blk = self.blk
+        slot = self.slot
+        if slot is None:
+            return False
+        size = self._img_size()
+        slot.readblocks(self.block, blk)
+        n = min(_BLOCK, size - self.block * _BLOCK)
+        self.sha.update(memoryview(blk)[:n])
+        self.block += 1
+        if self.block * _BLOCK < size:
+            return True
+        if ota.hexdigest_of(self.sha) == self.man["files"][0][2]:
+            self.phase = _STAGED
+            self._say()
+            return True
+        self.tries += 1
+        if self.tries >= _TRIES:
+            self._fail("image: hash after writing")
+            return True
+        self._image_restart(_IMAGE)
+        return True
 
     def _manifest_chunk(self):
         c = self.chunk
@@ -458,6 +611,16 @@ class Updater:
         if j.acks_due(1):
             j.write_acks()
             return True
-        hcpboot.write(self.root, "switch", self.ver)
+        if self.image:
+            from . import image
+            try:
+                image.switch(self.root, self.ver, self.slot)
+            except OSError as e:      # the chip refuses it as a boot image
+                why = "image: not bootable (%s)" % e
+                hcpboot.write(self.root, "failed", self.ver, why, hcpboot.IMAGE_STATE)
+                self._fail(why)
+                return True
+        else:
+            hcpboot.write(self.root, "switch", self.ver)
         self.reset()
         return True

@@ -115,12 +115,14 @@ def _texts(name, items):
 
 
 def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0, errors=None,
-                  faults=None, update=""):
+                  faults=None, update="", img=""):
     """The retained status. `errors`: the device config's bad fields, when it cannot rate.
     `faults`: what a terminal that still rates wants hall IT to look at (a disabled touch key,
     flash errors). Texts are cut to their limits and characters decode_status would refuse
     become "?", so a terminal with a strange config still gets its status (and its errors)
-    through. `update`: what an over-the-air update is doing (firmware/update.py), "" for none."""
+    through. `update`: what an over-the-air update is doing (firmware/update.py), "" for none.
+    `img`: the version of MicroPython itself (firmware/image.py), "" when unknown; a terminal
+    from before it sends none, a daemon from before it ignores it."""
     if not online:
         return ('{"v":1,"term":%s,"online":false}' % _q(term)).encode()
     extra = ""
@@ -130,6 +132,8 @@ def encode_status(term, online, fw="", board="", heap=0, backlog=0, rssi=0, erro
         extra += _texts("faults", faults)
     if update:
         extra += ',"update":%s' % _q(fields.clean(update, _SHORT))
+    if img:
+        extra += ',"img":%s' % _q(fields.clean(img, _SHORT))
     rssi = max(_RSSI_MIN, min(_RSSI_MAX, rssi))
     return ('{"v":1,"term":%s,"online":true,"fw":%s,"board":%s,"heap":%d,"backlog":%d,"rssi":%d%s}'
             % (_q(term), _q(fields.clean(fw, _SHORT)), _q(fields.clean(board, _SHORT)), heap,
@@ -142,7 +146,7 @@ def decode_status(payload):
     msg = _load(payload)
     fields.ident("term", msg.get("term"))
     fields.flag("online", msg.get("online"))
-    for f in ("fw", "board", "update"):
+    for f in ("fw", "board", "update", "img"):
         if msg.get(f) is not None:
             fields.text(f, msg[f], _SHORT)
     for f in ("heap", "backlog"):

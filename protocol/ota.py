@@ -9,6 +9,14 @@ The bundle (one file, served by the hall daemon, signed by hall IT):
     manifest = {"v":1,"version":"0.2.0+1a2b3c4d","files":[["firmware/app.mpy",5120,"<sha256>"],
                 ...]}
 
+An image bundle (MicroPython itself, for a terminal whose partition table has OTA slots) has
+the same shape with one file, the ESP app image, and the kind:
+
+    manifest = {"v":1,"kind":"image","version":"1.24.1+1a2b3c4d",
+                "files":[["image.bin",1605632,"<sha256>"]]}
+
+A terminal from before image bundles refuses one at its manifest ("image.bin" is no module).
+
 The signature is RSA PKCS#1 v1.5 with SHA-256 over the manifest bytes, made with the hall's
 update key (a private key that only hall IT's tooling holds; the terminal has the public
 modulus in /config.json `update_key`, exponent 65537). The manifest names every file with its
@@ -39,6 +47,8 @@ E = 65537
 MAX_MANIFEST = 4096         # bytes: it stays in the terminal's RAM while the files come
 MAX_FILES = 48
 MAX_FILE = 65536            # bytes per file
+MAX_IMAGE = 0x400000        # bytes of an image: the whole of a 4 MiB flash (the slot decides)
+IMAGE = "image.bin"         # the one file of an image bundle
 MAX_VERSION = 32
 VERSION_CHARS = fields.ID_CHARS + ".+"
 PARTS = ("protocol", "firmware")
@@ -80,6 +90,16 @@ def parse_manifest(data):
         raise ValueError("manifest: not a version 1 manifest")
     version("version", m.get("version"))
     files = m.get("files")
+    kind = m.get("kind", "app")
+    if kind == "image":
+        if type(files) is not list or len(files) != 1 or type(files[0]) is not list or \
+                len(files[0]) != 3 or files[0][0] != IMAGE:
+            raise ValueError("files: an image bundle has one file, %s" % IMAGE)
+        fields.whole("size", files[0][1], 24, MAX_IMAGE)
+        fields.hex_text("sha256", files[0][2], 64)
+        return m
+    if kind != "app":
+        raise ValueError("kind: app or image")
     if type(files) is not list or not 0 < len(files) <= MAX_FILES:
         raise ValueError("files: 1..%d entries" % MAX_FILES)
     seen = []
@@ -166,7 +186,7 @@ def decode_offer(payload):
     version("ver", m.get("ver"))
     fields.whole("mlen", m.get("mlen"), 2, MAX_MANIFEST)
     fields.whole("size", m.get("size"), m["mlen"] + SIG_LEN,
-                 MAX_MANIFEST + SIG_LEN + MAX_FILES * MAX_FILE)
+                 MAX_MANIFEST + SIG_LEN + max(MAX_FILES * MAX_FILE, MAX_IMAGE))
     return m
 
 

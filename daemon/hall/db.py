@@ -290,6 +290,29 @@ MIGRATIONS: list[tuple[str, str]] = [
     ALTER TABLE console_staff ADD COLUMN phone_tail TEXT;
     ALTER TABLE mobile_raters ADD COLUMN phone_mac TEXT;
     """),
+    # updates of MicroPython itself (the image) over the air: a bundle's kind, the image version
+    # a terminal runs (its status' `img`), and targets that cannot take an image (a stock
+    # partition layout: no OTA slot)
+    ("0012-image-updates", """
+    ALTER TABLE update_bundles ADD COLUMN kind TEXT NOT NULL DEFAULT 'app'
+        CHECK (kind IN ('app', 'image'));
+    ALTER TABLE terminal_status ADD COLUMN image TEXT;        -- the status' `img`
+    CREATE TABLE update_targets_new (
+        rollout INTEGER NOT NULL REFERENCES update_rollouts(id),
+        terminal TEXT NOT NULL,
+        canary INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'waiting'
+            CHECK (state IN ('waiting', 'offered', 'ok', 'failed', 'unable')),
+        offered_at REAL,
+        state_at REAL,
+        detail TEXT NOT NULL DEFAULT '',   -- the terminal's words when it rolled back
+        PRIMARY KEY (rollout, terminal)
+    ) WITHOUT ROWID;
+    INSERT INTO update_targets_new SELECT rollout, terminal, canary, state, offered_at, state_at,
+        detail FROM update_targets;
+    DROP TABLE update_targets;
+    ALTER TABLE update_targets_new RENAME TO update_targets;
+    """),
 ]
 
 

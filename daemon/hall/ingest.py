@@ -234,8 +234,9 @@ def _status(conn: sqlite3.Connection, terminal: str, topic: str, payload: bytes 
         (terminal, int(st["online"]), st.get("fw"), st.get("board"), _int(st.get("heap")),
          _int(st.get("backlog")), _int(st.get("rssi")), now, errors))
     if st["online"]:  # what an over-the-air update is doing there (daemon/hall/updates.py)
-        conn.execute("UPDATE terminal_status SET update_state=? WHERE terminal=?",
-                     (st.get("update") or None, terminal))
+        conn.execute("UPDATE terminal_status SET update_state=?, image=COALESCE(?, image)"
+                     " WHERE terminal=?", (st.get("update") or None, st.get("img") or None,
+                                           terminal))
     if errors:
         log.error("terminal %s cannot rate: its config is wrong: %s", terminal, errors)
     if st.get("faults"):

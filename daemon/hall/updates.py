@@ -14,6 +14,12 @@ bundle at once. Every tick of the daemon (`advance`) looks at what their statuse
   - when every target is ok or failed the rollout is done (the offers cleared).
 Offers are retained messages on each terminal's `update` topic (published again on every
 reconnect of the daemon). Chunks are served only from bundles recorded here.
+
+An image bundle (MicroPython itself, kind "image") rolls out the same way; a target is `ok`
+when its status names the new version as its image (`img`). A terminal without OTA slots (a
+stock image) says "unable V ...": the target is `unable`, which neither halts the rollout nor
+counts as a healthy canary (a rollout whose canaries are all unable halts: nothing proves the
+image).
 """
 from __future__ import annotations
 
@@ -44,11 +50,12 @@ class RolloutRow(TypedDict):
     canary: int
     hold_s: float
     note: str
-    targets: dict[str, str]   # terminal -> waiting | offered | ok | failed
+    targets: dict[str, str]   # terminal -> waiting | offered | ok | failed | unable
+    kind: str                 # app | image
 
 
 def add_bundle(conn: sqlite3.Connection, version: str, path: str, data: bytes, mlen: int,
-               now: float) -> None:
+               now: float, kind: str = "app") -> None:
     """Record a bundle (its file already written at `path`). The same version twice must be
     the same bytes."""
     sha = hashlib.sha256(data).hexdigest()
@@ -60,8 +67,8 @@ def add_bundle(conn: sqlite3.Connection, version: str, path: str, data: bytes, m
             raise HcpError("version %s is already recorded with other files: give this build "
                            "another --version" % version)
         conn.execute("INSERT OR IGNORE INTO update_bundles (version, path, size, mlen, sha256,"
-                     " added_at) VALUES (?,?,?,?,?,?)", (version, path, len(data), mlen, sha,
-                                                         now))
+                     " added_at, kind) VALUES (?,?,?,?,?,?,?)", (version, path, len(data), mlen,
+                                                                sha, now, kind))
 
 
 def targets(conn: sqlite3.Connection, window: str | None = None,
@@ -125,23 +132,33 @@ def _offer(conn: sqlite3.Connection, version: str) -> bytes:
     return ota.encode_offer(version, size, mlen)
 
 
+def _kind(conn: sqlite3.Connection, version: str) -> str:
+    row = conn.execute("SELECT kind FROM update_bundles WHERE version=?", (version,)).fetchone()
+    return str(row[0]) if row else "app"
+
+
 def _judge(conn: sqlite3.Connection, rid: int, version: str, now: float) -> None:
     """Targets' states from what their statuses say."""
+    image = _kind(conn, version) == "image"
     rows = conn.execute(
-        "SELECT t.terminal, t.state, s.firmware, s.update_state FROM update_targets t"
+        "SELECT t.terminal, t.state, s.firmware, s.update_state, s.image FROM update_targets t"
         " LEFT JOIN terminal_status s ON s.terminal=t.terminal"
         " WHERE t.rollout=? AND t.state IN ('waiting','offered')", (rid,)).fetchall()
-    for term, state, fw, upd in rows:
+    for term, state, fw, upd, img in rows:
         upd = upd or ""
         new, detail = None, ""
-        if fw == version and (upd in ("", "ok " + version) or state == "waiting"):
+        if (image and img == version) or (   # an image version is reported once kept
+                not image and fw == version and (upd in ("", "ok " + version)
+                                                 or state == "waiting")):
             new = "ok"
         elif state == "offered" and upd.startswith("failed %s " % version):
             new, detail = "failed", upd[len("failed %s " % version):]
+        elif state == "offered" and upd.startswith("unable %s " % version):
+            new, detail = "unable", upd[len("unable %s " % version):]
         if new:
             conn.execute("UPDATE update_targets SET state=?, state_at=?, detail=? WHERE"
                          " rollout=? AND terminal=?", (new, now, detail, rid, term))
-            log.log(logging.INFO if new == "ok" else logging.WARNING,
+            log.log(logging.WARNING if new == "failed" else logging.INFO,
                     "update %s on %s: %s %s", version, term, new, detail)
 
 
@@ -166,14 +183,19 @@ def advance(conn: sqlite3.Connection, hall: str, now: float) -> list[Offer]:
         rid, version, state, hold_s = r[0], r[1], r[2], r[3]
         _judge(conn, rid, version, now)
         tg = conn.execute("SELECT t.terminal, t.canary, t.state, t.state_at, t.detail,"
-                          " s.online, s.firmware FROM update_targets t LEFT JOIN terminal_status"
-                          " s ON s.terminal=t.terminal WHERE t.rollout=?", (rid,)).fetchall()
+                          " s.online, s.firmware, s.image FROM update_targets t LEFT JOIN"
+                          " terminal_status s ON s.terminal=t.terminal WHERE t.rollout=?",
+                          (rid,)).fetchall()
         offer = _offer(conn, version)
+        runs = "image" if _kind(conn, version) == "image" else "firmware"
         if state == "canary":
             canaries = [t for t in tg if t["canary"]]
             failed = [t for t in canaries if t["state"] == "failed"]
-            if failed:
-                note = "canary %s: %s" % (failed[0]["terminal"], failed[0]["detail"])
+            able = [t for t in canaries if t["state"] != "unable"]
+            if failed or not able:
+                note = ("canary %s: %s" % (failed[0]["terminal"], failed[0]["detail"]) if failed
+                        else "no canary can take image updates (stock image: flash "
+                             "ESP32_GENERIC-OTA over USB)")
                 conn.execute("UPDATE update_rollouts SET state='halted', state_at=?, note=?"
                              " WHERE id=?", (now, note, rid))
                 _publish(out, hall, [t["terminal"] for t in tg if t["state"] != "ok"], b"")
@@ -181,8 +203,8 @@ def advance(conn: sqlite3.Connection, hall: str, now: float) -> list[Offer]:
                 continue
             _offered(conn, out, hall, rid, offer,
                      [t["terminal"] for t in canaries if t["state"] == "waiting"], now)
-            healthy = all(t["state"] == "ok" and t["online"] and t["firmware"] == version
-                          and now - t["state_at"] >= hold_s for t in canaries)
+            healthy = all(t["state"] == "ok" and t["online"] and t[runs] == version
+                          and now - t["state_at"] >= hold_s for t in able)
             if not healthy:
                 continue
             conn.execute("UPDATE update_rollouts SET state='rollout', state_at=? WHERE id=?",
@@ -190,10 +212,14 @@ def advance(conn: sqlite3.Connection, hall: str, now: float) -> list[Offer]:
             log.info("update %s: the canaries stayed healthy, offering it to the rest", version)
         rest = [t["terminal"] for t in tg if t["state"] == "waiting"]
         _offered(conn, out, hall, rid, offer, rest, now)
-        if all(t["state"] in ("ok", "failed") for t in tg):
+        if all(t["state"] in ("ok", "failed", "unable") for t in tg):
             bad = [t["terminal"] for t in tg if t["state"] == "failed"]
+            unable = [t["terminal"] for t in tg if t["state"] == "unable"]
+            note = "; ".join(([("rolled back on %s" % ", ".join(bad))] if bad else [])
+                             + ([("no OTA slot (stock image) on %s" % ", ".join(unable))]
+                                if unable else []))
             conn.execute("UPDATE update_rollouts SET state='done', state_at=?, note=? WHERE id=?",
-                         (now, ("rolled back on %s" % ", ".join(bad)) if bad else "", rid))
+                         (now, note, rid))
             _publish(out, hall, [t["terminal"] for t in tg], b"")
             log.info("update %s done (%d terminals, %d rolled back)", version, len(tg), len(bad))
     return out
@@ -259,6 +285,6 @@ def rollouts(conn: sqlite3.Connection, limit: int = 5) -> list[RolloutRow]:
         out.append({"id": r["id"], "version": r["version"], "state": r["state"],
                     "created_at": r["created_at"], "actor": r["actor"], "scope": r["scope"],
                     "canary": r["canary"], "hold_s": r["hold_s"], "note": r["note"],
-                    "targets": tg})
+                    "targets": tg, "kind": _kind(conn, r["version"])})
     return out
 

@@ -1,6 +1,7 @@
 """`hcp device flash` with the real esptool against the ESP32 ROM bootloader stand-in
 (esp32-mock-bootloader) on a pseudo-terminal: chip check, write, rerun, port vanishing."""
 import os
+import pathlib
 import random
 import shutil
 import struct
@@ -130,3 +131,77 @@ def test_the_port_vanishing_mid_write_says_so_and_a_rerun_fixes_it(tmp_path, boa
     r = CliRunner().invoke(cli, ["device", "flash", "--port", again.port, "--firmware", img])
     assert r.exit_code == 0, r.output
     assert "verified" in r.output
+
+
+def _merged(tmp_path, name, layout, seed=1):
+    from haochaping.tools.device import partitions
+    from tests import esp_images
+    app = esp_images.app_image("v1.24.1", size=24 * 1024, seed=seed)
+    path = tmp_path / name
+    path.write_bytes(esp_images.merged(app, getattr(partitions, layout)))
+    return str(path)
+
+
+def test_flash_reports_the_layout_and_refuses_to_lose_the_file_system_unasked(tmp_path, board):
+    # if this failed, hall IT would flash a board without learning whether it can ever take
+    # MicroPython over the air, or would wipe a terminal's undelivered ratings by flashing an
+    # image with another partition layout without being told
+    b = board("esp32")
+    stock = _merged(tmp_path, "ESP32_GENERIC-v1.24.1.bin", "STOCK_4MIB")
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", stock])
+    assert r.exit_code == 0, r.output
+    assert "factory (1984 KB), no otadata, vfs 2048 KB" in r.output
+    assert "cannot be updated over the air" in r.output and "ESP32_GENERIC-OTA" in r.output
+    ota = _merged(tmp_path, "ESP32_GENERIC-OTA-v1.24.1.bin", "OTA_4MIB")
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", ota])
+    assert r.exit_code == 1, r.output
+    assert "would be lost" in r.output and "Nothing was written" in r.output
+    assert "Traceback" not in r.output
+    # the board still holds the stock table: nothing was written
+    with pytest.raises(flash.LayoutChange):
+        flash.flash(b.port, ota)
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", ota,
+                                 "--discard-files"])
+    assert r.exit_code == 0, r.output
+    assert "OTA layout: MicroPython itself can be updated over the air" in r.output
+    assert "the partition layout changed" in r.output and "board's files are gone" in r.output
+    # the same OTA image again: the layout is the board's own now, no flag needed
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", ota])
+    assert r.exit_code == 0 and "already holds this image" in r.output, r.output
+
+
+def test_a_layout_change_waits_for_the_terminals_backlog(tmp_path, board):
+    # if this failed, hall IT could not move a terminal to the OTA image safely: either every
+    # change would need --discard-files, or a terminal with undelivered ratings would be wiped
+    from haochaping.daemon.hall import db
+    from haochaping.tools.sim import hall_kit
+    cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
+    conn = db.connect(cfg.hall.database)
+    conn.execute("INSERT INTO terminals (id, key, added_at) VALUES ('T007', x'00', 0)")
+    conn.execute("INSERT INTO terminal_status (terminal, online, backlog, last_seen) VALUES"
+                 " ('T007', 1, 3, 0)")
+    b = board("esp32")
+    stock = _merged(tmp_path, "stock.bin", "STOCK_4MIB")
+    ota = _merged(tmp_path, "ota.bin", "OTA_4MIB")
+    assert CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware",
+                                    stock]).exit_code == 0
+    args = ["device", "flash", "--port", b.port, "--firmware", ota, "--config", cfg.path,
+            "--terminal", "T007"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and "T007 still holds 3 ratings not delivered" in r.output, r.output
+    conn.execute("UPDATE terminal_status SET backlog=0")
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0 and "the partition layout changed" in r.output, r.output
+
+
+def test_a_file_that_is_no_esp32_image_or_has_a_damaged_table_is_refused(tmp_path):
+    # if this failed, a wrong download (a zip, an S3 image renamed, a truncated file) would be
+    # written to a terminal, or refused with a traceback instead of a line saying why
+    ota = bytearray(pathlib.Path(_merged(tmp_path, "ota.bin", "OTA_4MIB")).read_bytes())
+    ota[0x8000 - 0x1000 + 20] ^= 0xFF                      # a label byte: the MD5 no longer fits
+    bad = tmp_path / "damaged.bin"
+    bad.write_bytes(bytes(ota))
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", "/dev/null", "--firmware",
+                                 str(bad)])
+    assert r.exit_code == 1 and "damaged: its MD5 does not match" in r.output, r.output
+    assert "flashing" not in r.output

@@ -82,28 +82,63 @@ class _Bar:
 @click.option("--firmware", "image", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The MicroPython image (.bin) for the board's chip.")
 @click.option("--baud", default=460800, show_default=True, help="Baud rate for the write.")
-def flash_cmd(port: str, image: str, baud: int) -> None:
-    """Write a MicroPython image to a board, after checking its chip matches the image.
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="hall.toml: with --terminal, checks that terminal's backlog is delivered "
+                   "before a change of partition layout.")
+@click.option("--terminal", help="The terminal on this board, e.g. T007 (with --config).")
+@click.option("--discard-files", is_flag=True,
+              help="Write an image with another partition layout even though the board's "
+                   "config and undelivered ratings are lost.")
+def flash_cmd(port: str, image: str, baud: int, config_path: str | None, terminal: str | None,
+              discard_files: bool) -> None:
+    """Write a MicroPython image to a board, after checking its chip and partition layout.
 
-    The board's file system (config, journal of undelivered ratings) is kept. Running it again
-    is safe: an image already on the board is not written twice.
+    It reports the image's partition table: with an OTA layout (ESP32_GENERIC-OTA) the
+    terminal can later take MicroPython itself over the air (`hcp device update --image`);
+    with the stock one it cannot. The board's file system (config, journal of undelivered
+    ratings) is kept when the layout stays; an image with another layout is refused unless the
+    terminal's backlog is 0 (--config, --terminal) or --discard-files. Running it again is
+    safe: an image already on the board is not written twice.
 
     \b
     Example:
-      hcp device flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-v1.24.1.bin
+      hcp device flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-OTA-v1.24.1.bin
+      hcp device flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-OTA-v1.24.1.bin \\
+          --config hall.toml --terminal T007
     """
-    from haochaping.tools.device import flash
-    flash.load_image(image)   # a bad image or a missing port: refused before "flashing"
+    from haochaping.tools.device import flash, partitions
+    data, _, offset = flash.load_image(image)   # a bad image or a missing port: refused first
+    lay = partitions.image_table(data, offset, image)
     flash.check_port(port)
+    if (config_path is None) != (terminal is None):
+        raise click.UsageError("--config and --terminal go together")
+    ok = discard_files
+    if config_path is not None and terminal is not None:
+        flash.check_backlog(config_path, terminal)
+        ok = True
+    click.echo("%s: %s" % (image, partitions.describe(lay)))
+    if lay["ota"]:
+        click.echo("OTA layout: MicroPython itself can be updated over the air "
+                   "(`hcp device update --image`)")
+    else:
+        click.echo("no OTA layout: MicroPython itself cannot be updated over the air on this "
+                   "board (only the app); for that, flash the OTA variant (ESP32_GENERIC-OTA-"
+                   "<version>.bin from micropython.org)")
     with _Bar("flashing %s" % port) as bar:
-        done = flash.flash(port, image, on_progress=bar, baud=baud)
+        done = flash.flash(port, image, on_progress=bar, baud=baud, new_layout_ok=ok)
         bar(1, 1)
     if done["skipped"]:
         click.echo("%s already holds this image (%s): nothing written. Next: `hcp device install "
                    "--port %s`" % (port, done["chip"], port))
+        return
+    click.echo("wrote %d bytes at 0x%x to the %s on %s, verified." % (
+        done["bytes"], done["offset"], done["chip"], port))
+    if done["fs_lost"]:
+        click.echo("the partition layout changed (it was: %s): the board's files are gone. "
+                   "Next: `hcp device install --port %s`, then `hcp device provision` again "
+                   "(with --again)" % (partitions.describe(done["board_layout"] or lay), port))
     else:
-        click.echo("wrote %d bytes at 0x%x to the %s on %s, verified. Next: `hcp device install "
-                   "--port %s`" % (done["bytes"], done["offset"], done["chip"], port, port))
+        click.echo("Next: `hcp device install --port %s`" % port)
 
 
 @device.command("install")

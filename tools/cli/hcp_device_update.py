@@ -1,4 +1,5 @@
-"""hcp device update / update-key: over-the-air updates of the terminals' app."""
+"""hcp device update / update-key: over-the-air updates of the terminals' app, or of MicroPython
+itself (--image)."""
 import json
 import time
 
@@ -45,13 +46,17 @@ def update_key(config_path: str, key: str | None) -> None:
               help="The hall update key [update-key.pem next to hall.toml].")
 @click.option("--source", type=click.Path(file_okay=False, exists=True),
               help="A folder with protocol/ and firmware/ [this installation's].")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False),
+              help="Update MicroPython itself with this image (the OTA build's .bin or .app-bin)"
+                   " instead of the app; only terminals flashed with an OTA layout take it.")
 @click.option("--status", "show", is_flag=True, help="Show the latest rollouts, change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 @ACTOR
 def update_cmd(config_path: str, everyone: bool, window: str | None, terminal: str | None,
                canary: int, hold_s: int, version: str | None, key: str | None,
-               source: str | None, show: bool, as_json: bool, actor: str | None) -> None:
-    """Update the terminals' app over the air: build, sign, hand to the daemon, roll out.
+               source: str | None, image: str | None, show: bool, as_json: bool,
+               actor: str | None) -> None:
+    """Update the terminals' app (or MicroPython itself) over the air: build, sign, roll out.
 
     Terminals fetch the bundle between prompts, check its signature and hashes, switch at a
     quiet moment, test themselves and keep the new version only then; otherwise they roll
@@ -59,9 +64,15 @@ def update_cmd(config_path: str, everyone: bool, window: str | None, terminal: s
     run it healthy for --hold seconds; a canary that rolls back halts the rollout.
     Follow it with `hcp terminals` (column UPDATE) or --status.
 
+    With --image, the bundle is MicroPython itself: a terminal writes it into its other OTA
+    slot between prompts, restarts into it, tests itself and keeps it, or its bootloader goes
+    back to the old image. A terminal flashed with a stock image (no OTA slot) says "unable"
+    and keeps running; flash it with ESP32_GENERIC-OTA over USB (`hcp device flash`).
+
     \b
     Example:
       hcp device update --config hall.toml --all --canary 2
+      hcp device update --config hall.toml --all --canary 1 --image ESP32_GENERIC-OTA-v1.24.1.bin
       hcp device update --config hall.toml --window W03
       hcp device update --config hall.toml --status
     """
@@ -74,8 +85,9 @@ def update_cmd(config_path: str, everyone: bool, window: str | None, terminal: s
             counts: dict[str, int] = {}
             for s in r["targets"].values():
                 counts[s] = counts.get(s, 0) + 1
-            click.echo("#%d %s  %s  %s, canary %d  %s  %s%s" % (
-                r["id"], r["version"], r["state"], r["scope"], r["canary"],
+            click.echo("#%d %s%s  %s  %s, canary %d  %s  %s%s" % (
+                r["id"], r["version"], " (image)" if r["kind"] == "image" else "", r["state"],
+                r["scope"], r["canary"],
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])),
                 " ".join("%s=%d" % kv for kv in sorted(counts.items())),
                 ("  (%s)" % r["note"]) if r["note"] else ""))
@@ -83,12 +95,13 @@ def update_cmd(config_path: str, everyone: bool, window: str | None, terminal: s
             click.echo("no update rolled out yet")
         return
     res = rollout.hand_over(config_path, everyone, window, terminal, canary, hold_s, version,
-                            key, source, actor)
+                            key, source, actor, image)
     if as_json:
         click.echo(json.dumps(res))
         return
-    click.echo("bundle %s (%d bytes) handed to the daemon: %s" % (res["version"], res["bytes"],
-                                                                  res["path"]))
+    click.echo("%s bundle %s (%d bytes) handed to the daemon: %s" % (
+        "MicroPython image" if res["kind"] == "image" else "app", res["version"], res["bytes"],
+        res["path"]))
     if res["canary"]:
         click.echo("rollout #%d: %d canary terminal(s) first, then the other %d after %d s "
                    "healthy" % (res["rollout"], res["canary"], res["terminals"] - res["canary"],

@@ -24,14 +24,16 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from haochaping.daemon.errors import HcpError
 from haochaping.firmware import app as fw_app
 from haochaping.protocol import ota
-from haochaping.tools.device import install
+from haochaping.tools.device import install, partitions
 
 KEY_FILE = "update-key.pem"
 
 
 class Manifest(TypedDict):
-    """The manifest at the head of a bundle: version and [path, size, sha256] per file."""
+    """The manifest at the head of a bundle: its kind (app or image), version and
+    [path, size, sha256] per file."""
     v: int
+    kind: str
     version: str
     files: list[list[str | int]]
 
@@ -126,6 +128,30 @@ def build(files: Mapping[str, bytes], version: str, key: rsa.RSAPrivateKey) -> b
     return head + sig + b"".join(files[n] for n in sorted(files))
 
 
+def image_version(info: partitions.AppImage, app: bytes) -> str:
+    """An image bundle's version: MicroPython's release from the app description (v1.24.1 ->
+    1.24.1) and 8 hex digits of the image's hash."""
+    rel = info["version"].lstrip("v") or "image"
+    rel = "".join(c if c in ota.VERSION_CHARS else "-" for c in rel)[:ota.MAX_VERSION - 9]
+    return "%s+%s" % (rel, hashlib.sha256(app).hexdigest()[:8])
+
+
+def build_image(app: bytes, version: str, key: rsa.RSAPrivateKey) -> bytes:
+    """An image bundle: manifest (kind image) | signature | the ESP app image."""
+    try:
+        ota.version("version", version)
+    except ValueError as e:
+        raise HcpError(str(e)) from None
+    manifest = {"v": 1, "kind": "image", "version": version,
+                "files": [[ota.IMAGE, len(app), hashlib.sha256(app).hexdigest()]]}
+    head = json.dumps(manifest, separators=(",", ":")).encode()
+    try:
+        ota.parse_manifest(head)
+    except ValueError as e:
+        raise HcpError("the bundle would be refused by the terminals: %s" % e) from None
+    return head + key.sign(head, padding.PKCS1v15(), hashes.SHA256()) + app
+
+
 def read(data: bytes, public: str | None = None) -> tuple[Manifest, int]:
     """(manifest, its length in bytes) of a bundle; with `public` (the modulus, hex), its
     signature and every file's hash checked as a terminal checks them (protocol/ota.py)."""
@@ -148,5 +174,6 @@ def read(data: bytes, public: str | None = None) -> tuple[Manifest, int]:
             if hashlib.sha256(data[at:at + size]).hexdigest() != sha:
                 raise HcpError("%s in the bundle does not match its hash" % name)
             at += size
-    manifest: Manifest = {"v": m["v"], "version": m["version"], "files": m["files"]}
+    manifest: Manifest = {"v": m["v"], "kind": m.get("kind", "app"), "version": m["version"],
+                          "files": m["files"]}
     return manifest, mlen

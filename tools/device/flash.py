@@ -3,9 +3,13 @@ that the chip on the port is the one the image was built for.
 
 A MicroPython release for an ESP chip is one merged image (bootloader, partition table, the
 firmware), written at the chip's bootloader offset (0x1000 on the ESP32, 0 on the ESP32-S3).
-Its first header says which chip it is for (the ESP image header's chip id, byte 12). The
-device's file system partition (config, journal, installed files) is not touched, so a firmware
-update keeps undelivered ratings.
+Its first header says which chip it is for (the ESP image header's chip id, byte 12). Its
+partition table (at 0x8000, tools/device/partitions.py) says whether MicroPython itself can later
+be updated over the air (an OTA layout: otadata and two app slots) and where the file system is.
+The board's own table is read before anything is written: when the image keeps the file system
+where it is, its files (config, journal, installed files) survive; when the layout changes they
+are lost, and the write is refused unless the caller says that is fine (`new_layout_ok`: the
+terminal's backlog is delivered, or hall IT said to discard it).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict
 
 from haochaping.daemon.errors import HcpError
+from haochaping.tools.device import partitions
 
 if TYPE_CHECKING:
     from esp_pylib.logger import EspLogBase
@@ -32,12 +37,20 @@ Progress = Callable[[int, int], None]
 
 
 class FlashResult(TypedDict):
-    """What `flash()` did: the chip's name, where the image went, its size, and whether the
-    board already held it (then nothing was written)."""
+    """What `flash()` did: the chip's name, where the image went, its size, whether the board
+    already held it (then nothing was written), the image's partition layout, the board's
+    before (None: no table, a blank flash) and whether the file system was lost."""
     chip: str
     offset: int
     bytes: int
     skipped: bool
+    layout: partitions.Layout
+    board_layout: partitions.Layout | None
+    fs_lost: bool
+
+
+class LayoutChange(HcpError):
+    """The image moves the file system: the board's config and journal would be lost."""
 
 
 def _chip_classes() -> dict[str, type[ESPLoader]]:
@@ -60,6 +73,7 @@ def image_chip(data: bytes, name: str = "the image") -> tuple[type[ESPLoader], i
                 raise HcpError("%s is an %s image but not a whole MicroPython firmware (no "
                                "partition table at 0x%x): use the merged .bin from "
                                "micropython.org" % (name, cls.CHIP_NAME, PARTITION_TABLE_OFFSET))
+            partitions.image_table(data, offset, name)   # a damaged table: refused here
             return cls, offset
     raise HcpError("%s is for an unknown chip (id %d)" % (name, chip_id))
 
@@ -126,16 +140,18 @@ def check_port(port: str) -> None:
 
 
 def flash(port: str, image_path: str, on_progress: Progress | None = None, baud: int = 460800,
-          connect_mode: str = "default-reset") -> FlashResult:
-    """Check the chip, write the image, verify it, reset the board. Return a dict saying what
-    was done ({"chip", "offset", "bytes", "skipped"}). Every failure is an HcpError that says
-    what to do; nothing is written when the chip does not match."""
+          connect_mode: str = "default-reset", new_layout_ok: bool = False) -> FlashResult:
+    """Check the chip and the board's partition table, write the image, verify it, reset the
+    board. Return what was done (FlashResult). Every failure is an HcpError that says what to
+    do; nothing is written when the chip does not match, nor (LayoutChange) when the image
+    moves the file system and `new_layout_ok` is False."""
     import serial
     from esp_pylib.logger import EspLog
     from esptool import cmds
     from esptool.util import FatalError
 
     data, cls, offset = load_image(image_path)
+    lay = partitions.image_table(data, offset, image_path)
     check_port(port)
     previous = EspLog.instance
     EspLog.set_logger(_esplog(on_progress))
@@ -166,12 +182,24 @@ def flash(port: str, image_path: str, on_progress: Progress | None = None, baud:
                 except (FatalError, serial.SerialException, OSError, NotImplementedError):
                     log.info("staying at %d baud", esp.ESP_ROM_BAUD)
             cmds.attach_flash(esp)
+            board = board_layout(esp)
+            lost = board is not None and not partitions.same_fs(board, lay)
+            if board is not None and lost and not new_layout_ok:
+                raise LayoutChange(
+                    "%s changes the partition layout of the board on %s (now: %s; the image: "
+                    "%s): its file system, with the terminal's config and journal of ratings not "
+                    "yet delivered, would be lost. Nothing was written. Let the terminal deliver "
+                    "its backlog first and name it (--config hall.toml --terminal T...: its "
+                    "backlog must be 0), or add --discard-files; then run `hcp device install` "
+                    "and `hcp device provision` again" % (
+                        image_path, port, partitions.describe(board), partitions.describe(lay)))
             skipped = _already_there(esp, offset, data)
             if not skipped:
                 cmds.write_flash(esp, [(offset, data)], flash_size="keep")
             stage = "reset"
             cmds.reset_chip(esp, "hard-reset")
-        return {"chip": esp.CHIP_NAME, "offset": offset, "bytes": len(data), "skipped": skipped}
+        return {"chip": esp.CHIP_NAME, "offset": offset, "bytes": len(data), "skipped": skipped,
+                "layout": lay, "board_layout": board, "fs_lost": lost and not skipped}
     except HcpError:
         raise
     except (FatalError, serial.SerialException, OSError, struct.error) as e:
@@ -187,6 +215,37 @@ def flash(port: str, image_path: str, on_progress: Progress | None = None, baud:
             EspLog.set_logger(previous)
         else:
             EspLog._reset()
+
+
+def board_layout(esp: ESPLoader) -> partitions.Layout | None:
+    """The partition table on the board's flash (esptool `read_flash 0x8000 0xC00`), or None
+    when there is none (a new board: the flash reads 0xFF)."""
+    raw = esp.read_flash(partitions.TABLE_OFFSET, partitions.TABLE_LEN)
+    if raw[:2] != partitions.MAGIC:
+        return None
+    return partitions.parse_table(raw, "the partition table on the board")
+
+
+def check_backlog(config_path: str, terminal: str) -> int:
+    """The terminal's backlog as its last status told the hall daemon; HcpError unless it is 0
+    (ratings not yet delivered would be lost with the board's file system)."""
+    from haochaping.daemon.hall import db
+    from haochaping.daemon.hall import settings as hall_settings
+    cfg = hall_settings.load(config_path)
+    conn = db.connect(cfg.hall.database)
+    try:
+        row = conn.execute("SELECT backlog, online FROM terminal_status WHERE terminal=?",
+                           (terminal,)).fetchone()
+    finally:
+        conn.close()
+    if row is None or row[0] is None:
+        raise HcpError("the hall has no status from %s: it cannot tell whether its ratings were "
+                       "delivered. Let it come online, or add --discard-files" % terminal)
+    if row[0]:
+        raise HcpError("%s still holds %d ratings not delivered (`hcp terminals`): let it "
+                       "deliver them first, or add --discard-files to lose them" % (terminal,
+                                                                                  row[0]))
+    return 0
 
 
 def _already_there(esp: ESPLoader, offset: int, data: bytes) -> bool:

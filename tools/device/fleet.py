@@ -35,6 +35,7 @@ class TerminalRow(TypedDict):
     rejected: int               # messages from it the daemon refused (rejected_counts)
     last_rejected: str | None   # the reason of the last one
     update: str | None          # what an over-the-air update is doing there ("ok 0.3.0", ...)
+    image: str | None           # the MicroPython it runs ("1.24.1", or an image update's version)
 
 
 def who(actor: str | None = None) -> str:
@@ -114,7 +115,7 @@ def terminal_rows(conn: sqlite3.Connection, now: float | None = None,
         "SELECT terminal, total, last_reason FROM rejected_counts")}
     rows = conn.execute(
         "SELECT t.id, t.added_at, p.window, s.online, s.firmware, s.board, s.heap, s.backlog,"
-        " s.rssi, s.last_seen, s.errors, s.update_state FROM terminals t"
+        " s.rssi, s.last_seen, s.errors, s.update_state, s.image FROM terminals t"
         " LEFT JOIN pairings p ON p.terminal=t.id"
         " LEFT JOIN terminal_status s ON s.terminal=t.id"
         " WHERE t.revoked_at IS NULL ORDER BY p.window IS NULL, p.window, t.id").fetchall()
@@ -134,6 +135,7 @@ def terminal_rows(conn: sqlite3.Connection, now: float | None = None,
             "rejected": refused.get(r["id"], (0, None))[0],
             "last_rejected": refused.get(r["id"], (0, None))[1],
             "update": r["update_state"],
+            "image": r["image"],
         })
     return out
 
@@ -153,12 +155,13 @@ def _ago(now: float, t: float | None) -> str:
 
 def format_rows(rows: Sequence[TerminalRow], now: float | None = None) -> str:
     now = now or time.time()
-    head = ("", "TERMINAL", "WINDOW", "STATE", "LAST SEEN", "FIRMWARE", "BOARD", "HEAP",
-            "BACKLOG", "RSSI", "UPDATE")
+    head = ("", "TERMINAL", "WINDOW", "STATE", "LAST SEEN", "FIRMWARE", "MICROPYTHON", "BOARD",
+            "HEAP", "BACKLOG", "RSSI", "UPDATE")
     table: list[tuple[str, ...]] = [head]
     for r in rows:
         table.append(("!" if r["flagged"] else "", r["terminal"], r["window"] or "-", r["state"],
-                      _ago(now, r["last_seen"]), r["firmware"] or "-", r["board"] or "-",
+                      _ago(now, r["last_seen"]), r["firmware"] or "-", r["image"] or "-",
+                      r["board"] or "-",
                       "-" if r["heap"] is None else "%dK" % (r["heap"] // 1024),
                       "-" if r["backlog"] is None else str(r["backlog"]),
                       "-" if r["rssi"] is None else "%d dBm" % r["rssi"],
