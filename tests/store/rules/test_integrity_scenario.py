@@ -26,7 +26,7 @@ from tests.store.conftest import backlog
 
 from .conftest import hcp
 
-WINDOWS = ("W01", "W02", "W03", "W04", "W05", "W06")
+WINDOWS = ("W01", "W02", "W03", "W04", "W05", "W06", "W07")
 N = 22   # transactions per window
 T = Thresholds(min_cases=15, fixed_offset_std_s=0.1)
 WEIGHTS = (55, 25, 12, 5, 3)
@@ -78,6 +78,9 @@ def _serve(api, window, term, behaviour, errors):
             elif behaviour == "auto_posts":
                 time.sleep(1.0)        # integration code: a fixed time after the service
                 level = 1
+            elif behaviour == "too_good":
+                time.sleep(r.uniform(0.6, 2.0))   # citizens' own pace, but 刷好评: all 非常满意
+                level = 1
             elif behaviour == "same_reasons":
                 time.sleep(r.uniform(0.6, 2.0))
                 level = 4 if n >= 5 else 1
@@ -98,11 +101,12 @@ def _serve(api, window, term, behaviour, errors):
 def test_an_honest_hall_yields_no_finding_and_each_gaming_window_is_found(chain, store,
                                                                           tmp_path):
     # if this fails, the integrity report either names honest windows or misses staff who
-    # press for citizens, skip the prompt, auto-post good reviews or fill in bad ones in bulk
+    # press for citizens, skip the prompt, auto-post good reviews, fill in bad ones in bulk or
+    # collect nothing but 非常满意
     cfg, terms = chain
     api = api_client.WindowApi(cfg)
     plan = {"W01": "honest", "W02": "honest", "W03": "reaches_over", "W04": "skips",
-            "W05": "auto_posts", "W06": "same_reasons"}
+            "W05": "auto_posts", "W06": "same_reasons", "W07": "too_good"}
     errors = []
     threads = [threading.Thread(target=_serve, args=(api, w, terms[w], b, errors))
                for w, b in plan.items()]
@@ -140,6 +144,7 @@ def test_an_honest_hall_yields_no_finding_and_each_gaming_window_is_found(chain,
     assert ("skipped_prompts", "window:H01/W04") in found
     assert ("patterns", "window:H01/W05") in found
     assert ("patterns", "window:H01/W06") in found
+    assert ("too_good", "window:H01/W07") in found
     # the command writes the internal report
     r = hcp("integrity", "report", "--db", store.db, "--period", period, "--out", tmp_path)
     assert "window:H01/W03" in r.output
