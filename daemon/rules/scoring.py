@@ -7,15 +7,14 @@ Scoring inputs, one record per transaction of the unit and period (``Rating``):
   is_default  True if the store gave 基本满意 because nobody rated in time (第七条)
   excluded    True if an appeal against it was upheld (第十条): its points leave the average
 Transactions not yet rated and not yet past their default-rating deadline are passed as
-``pending``: they count as transactions, so the score is marked provisional. The records may
-also come counted: {Rating: how many} (a province's quarter from its per-day figures).
+``pending``: they count as transactions, so the score is marked provisional.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from decimal import Decimal
 from fractions import Fraction
 from typing import TypedDict
@@ -68,10 +67,6 @@ class Rating:
         if self.is_default and self.level != levels.DEFAULT_LEVEL:
             raise HcpError("a default rating is always level %d (%s), not %r"
                            % (levels.DEFAULT_LEVEL, levels.name(levels.DEFAULT_LEVEL), self.level))
-
-
-# a unit's transactions as the scoring takes them: one Rating each, or {Rating: how many}
-Ratings = Iterable[Rating] | Mapping[Rating, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +200,7 @@ class Tally(TypedDict):
     points_sum: int
 
 
-def tally(ratings: Ratings, pending: int = 0) -> Tally:
+def tally(ratings: Iterable[Rating], pending: int = 0) -> Tally:
     """Counts per level and kind, from Rating records: the data `score` and `explain` use."""
     if type(pending) is not int or pending < 0:
         raise HcpError("pending must be a whole number ≥ 0, not %r" % (pending,))
@@ -215,29 +210,28 @@ def tally(ratings: Ratings, pending: int = 0) -> Tally:
         for code, _n, _p, _b in levels.LEVELS}
     points_sum = counted = accepted = defaults = excluded = 0
     n = 0
-    weighted = ratings.items() if isinstance(ratings, Mapping) else ((r, 1) for r in ratings)
-    for r, k in weighted:
-        if not isinstance(r, Rating) or type(k) is not int or k < 0:
+    for r in ratings:
+        if not isinstance(r, Rating):
             raise HcpError("score() takes Rating records, not %r" % (r,))
-        n += k
+        n += 1
         row = per_level[r.level]
         if r.is_default:
-            defaults += k
+            defaults += 1
         else:
-            accepted += k  # the citizen rated: an accepted evaluation (接受评价), even if excluded
+            accepted += 1  # the citizen rated: an accepted evaluation (接受评价), even if excluded
         if r.excluded:
-            excluded += k
-            row["excluded"] += k
+            excluded += 1
+            row["excluded"] += 1
             continue
-        row["default" if r.is_default else "citizen"] += k
-        points_sum += levels.points(r.level) * k
-        counted += k
+        row["default" if r.is_default else "citizen"] += 1
+        points_sum += levels.points(r.level)
+        counted += 1
     return {"per_level": [per_level[c] for c in sorted(per_level)], "transactions": n + pending,
             "accepted": accepted, "defaults": defaults, "excluded": excluded, "pending": pending,
             "counted": counted, "points_sum": points_sum}
 
 
-def score(ratings: Ratings, pending: int = 0) -> Score:
+def score(ratings: Iterable[Rating], pending: int = 0) -> Score:
     """第十四条 score of one unit and period from its transactions' Rating records.
     average: mean points of counted ratings (defaults at 6, excluded appeals left out);
     acceptance rate: citizen-rated transactions / all transactions (defaults not accepted)."""
@@ -266,10 +260,10 @@ class ExplanationData(TypedDict):
     score: ScoreDict
 
 
-def explain(ratings: Ratings, pending: int = 0, unit: str | None = None,
+def explain(ratings: Iterable[Rating], pending: int = 0, unit: str | None = None,
             period: str | None = None) -> Explanation:
     """The step-by-step derivation of `score(ratings, pending)`."""
-    ratings = ratings if isinstance(ratings, Mapping) else list(ratings)
+    ratings = list(ratings)
     t = tally(ratings, pending)
     s = score(ratings, pending)
     steps: list[dict[str, object]] = []

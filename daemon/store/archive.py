@@ -26,7 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.store import access, day_figures, quarterly, scores
+from haochaping.daemon.store import access, quarterly, scores
 
 if TYPE_CHECKING:
     from haochaping.daemon.rules.workdays import Calendar
@@ -140,7 +140,6 @@ def archive(store: Store, before: str, out_dir: str, now: float | None = None,
                 raise HcpError("archive: %d %s rows removed but %d written (rows arrived"
                                " meanwhile?); nothing was removed, run it again"
                                % (gone, table, rows[table]))
-        day_figures.forget(t, day_figures.day_of(cutoff))
         for p, fig in figures.items():
             t.x("INSERT INTO archived_reports (period, figures, archived_at) VALUES"
                 " (%s, %s, %s)", (p, json.dumps(fig, ensure_ascii=False), now))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 from haochaping.daemon import batches
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, workdays
-from haochaping.daemon.store import access, cases, day_figures, sweeps
+from haochaping.daemon.store import access, cases, sweeps
 from haochaping.protocol import levels
 
 if TYPE_CHECKING:
@@ -270,11 +270,8 @@ def mark_late(store: Store, now: float | None = None,
     late, fallback = _judge(rows, cal, {} if due_by_day is None else due_by_day)
     if not late:
         return 0, fallback
-    found = set(late)
     with access.atomic(store) as t:
         n = _mark(t, late, now)
-        day_figures.touch(t, ((tx.partition(":")[0], day_figures.day_of(finished))
-                              for uid, tx, _h, _s, finished in rows if uid in found))
     return n, fallback
 
 

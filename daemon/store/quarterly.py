@@ -10,7 +10,6 @@ scores are personnel assessment (第十四条), not a publication.
 """
 from __future__ import annotations
 
-import collections
 import csv
 import html
 import json
@@ -155,18 +154,6 @@ def _unit_row(u: scores.UnitScore, names: Mapping[str, str]) -> UnitRow:
             "pending": t["pending"], "reason": s.reason, "provisional": s.provisional}
 
 
-def _whole(units: Mapping[str, scores.UnitScore]
-           ) -> tuple[collections.Counter[scoring.Rating], int]:
-    """Every transaction of the units' period, rated and pending: their departments' sum."""
-    rated: collections.Counter[scoring.Rating] = collections.Counter()
-    pending = 0
-    for u in units.values():
-        if u["kind"] == "department":
-            rated.update(u["ratings"])
-            pending += u["pending"]
-    return rated, pending
-
-
 def _f(x: Fraction | float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
@@ -194,11 +181,13 @@ def figures(store: Store, period: str, public: bool = False, now: float | None =
     now = time.time() if now is None else now
     first, last, start, end = scores.bounds(period)
     names = {r[0]: r[1] for r in access.query(store, "SELECT id, name FROM halls")}
-    units = scores.unit_scores(store, period, now, calendar)
+    txs = scores.transactions(store, period, now, calendar)
+    units = scores.unit_scores(store, period, now, calendar, txs)
     kinds = ("department", "window") if public else scores.KINDS
-    rated, pending = _whole(units)     # every transaction belongs to one department
-    overall = scoring.score(rated, pending)
-    t_all = scoring.tally(rated, pending)
+    overall = scoring.score([t["rating"] for t in txs if t["rating"]],
+                          sum(1 for t in txs if t["rating"] is None))
+    t_all = scoring.tally([t["rating"] for t in txs if t["rating"]],
+                        sum(1 for t in txs if t["rating"] is None))
     level_rows: list[scoring.LevelCount] = [
         {"level": r["level"], "name": r["name"], "points": r["points"], "citizen": r["citizen"],
          "default": r["default"], "excluded": r["excluded"]}
@@ -210,7 +199,9 @@ def figures(store: Store, period: str, public: bool = False, now: float | None =
             trend.extend(t for t in q_kept["trend"] if t["period"] == q)
             continue
         q_units = units if q == period else scores.unit_scores(store, q, now, calendar)
-        s = scoring.score(*_whole(q_units))
+        q_txs = [r for u in q_units.values() if u["kind"] == "department" for r in u["ratings"]]
+        q_pending = sum(u["pending"] for u in q_units.values() if u["kind"] == "department")
+        s = scoring.score(q_txs, q_pending)
         trend.append({"period": q, "unit": "all", "final": s.final, "average": _f(s.average)})
         for u in q_units.values():
             if u["kind"] == "department":

@@ -206,30 +206,9 @@ MIGRATIONS: list[tuple[str, str]] = [
         archived_at {real} NOT NULL
     );
     """),
-    ("0007-day-figures", """
-    CREATE TABLE figure_days (             -- day_figures.py: which hall-days have their figures
-        hall TEXT NOT NULL,                -- '' : the day was computed for every hall then
-        day TEXT NOT NULL,                 -- 2025-10-09 (the day its transactions finished)
-        version INTEGER NOT NULL,          -- raised by whatever changes the day's figures
-        fresh INTEGER NOT NULL,            -- the version the stored figures were computed at
-        PRIMARY KEY (hall, day)
-    );
-    CREATE TABLE unit_days (               -- one unit's figures of one closed hall-day
-        hall TEXT NOT NULL,
-        day TEXT NOT NULL,
-        unit TEXT NOT NULL,                -- as scores.units_of: D1, window:H01/W01, staff:H01/0012
-        kind TEXT NOT NULL,                -- department | window | staff
-        c1 INTEGER NOT NULL, c2 INTEGER NOT NULL, c3 INTEGER NOT NULL, c4 INTEGER NOT NULL,
-        c5 INTEGER NOT NULL,               -- counted citizen ratings per level
-        x1 INTEGER NOT NULL, x2 INTEGER NOT NULL, x3 INTEGER NOT NULL, x4 INTEGER NOT NULL,
-        x5 INTEGER NOT NULL,               -- citizen ratings excluded by an upheld appeal
-        defaults INTEGER NOT NULL,         -- transactions rated by default (第七条)
-        PRIMARY KEY (day, hall, unit)
-    );
-    """),
     # 第十一条 (docs/integrity.md): the terminal's signed press delay, ms from the prompt lighting
     # to the key press (firmware 0.3.0 on); NULL for older terminals, phones and defaults
-    ("0008-press-delay", """
+    ("0007-press-delay", """
     ALTER TABLE ratings ADD COLUMN press_delay_ms INTEGER;
     """),
 ]

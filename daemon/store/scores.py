@@ -14,20 +14,16 @@ A transaction belongs to the period of the day it finished (Asia/Shanghai). Unit
 """
 from __future__ import annotations
 
-import collections
 import datetime
-import logging
 import time
 from typing import TYPE_CHECKING, TypedDict
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, scoring, workdays
-from haochaping.daemon.store import access, day_figures, defaults
+from haochaping.daemon.store import access, defaults
 
 if TYPE_CHECKING:
     from haochaping.daemon.store.backends import Store
-
-log = logging.getLogger(__name__)
 
 KINDS = ("department", "window", "staff")
 
@@ -43,9 +39,6 @@ WHERE t.finished_at >= %s AND t.finished_at < %s
 ORDER BY t.finished_at, t.uid
 """
 
-# one hall's transactions of a time (day_figures: a stale hall-day): transactions_hall_finished
-HALL_TX_SQL = "%s  AND t.hall = %%s\nORDER BY%s" % (TX_SQL.rpartition("ORDER BY")[0],
-                                                  TX_SQL.rpartition("ORDER BY")[2])
 # one unit's transactions (unit_query): the indexes transactions_department, _window, _staff
 UNIT_WHERE = {
     "department": "(t.department = %s OR (t.department = '' AND t.hall = %s))",
@@ -72,7 +65,7 @@ class _Unit(TypedDict):
     kind: str                       # one of KINDS
     unit: str                       # its key, e.g. window:H01/W01
     hall: str
-    ratings: collections.Counter[scoring.Rating]   # its rated transactions: {Rating: how many}
+    ratings: list[scoring.Rating]
     pending: int
 
 
@@ -120,21 +113,12 @@ def transactions(store: Store, period: str, now: float | None = None,
                  unit: str | None = None) -> list[Transaction]:
     """Every transaction of the period with what it counts as (`rating`: a scoring.Rating, or
     None while pending); unit: only the transactions that count for that unit."""
-    _first, _last, start, end = bounds(period)
-    if unit is None:
-        return _transactions(store, TX_SQL, (start, end), now, calendar)
-    sql, args = unit_query(unit, start, end)
-    return _transactions(store, sql, args, now, calendar, unit_only=True)
-
-
-def _transactions(store: Store, sql: str, args: tuple[object, ...], now: float | None,
-                  calendar: workdays.Calendar | None,
-                  unit_only: bool = False) -> list[Transaction]:
-    """The transactions a TX_SQL statement reads, with what each counts as at `now`."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
+    _first, _last, start, end = bounds(period)
+    sql, args = (TX_SQL, (start, end)) if unit is None else unit_query(unit, start, end)
     rows = access.query(store, sql, args)
-    if not unit_only:
+    if unit is None:
         upheld = {r[0] for r in access.query(store, "SELECT rating_uid FROM appeals"
                                                     " WHERE status = 'upheld'")}
     else:  # only bad reviews are appealed: look up those of this unit alone
@@ -176,106 +160,21 @@ def _upheld(store: Store, rating_uids: list[str]) -> set[str]:
 def unit_scores(store: Store, period: str, now: float | None = None,
                 calendar: workdays.Calendar | None = None,
                 txs: list[Transaction] | None = None) -> dict[str, UnitScore]:
-    """{unit key: {"kind", "unit", "hall", "ratings": {Rating: n}, "pending": n, "score"}}.
-    Its closed days come from their kept figures (day_figures.py), computed and kept first
-    where missing or stale; the days still open from their transactions; txs: from these."""
+    """{unit key: {"kind", "unit", "hall", "ratings": [...], "pending": n, "score": Score}}."""
+    txs = transactions(store, period, now, calendar) if txs is None else txs
     units: dict[str, _Unit] = {}
-    if txs is None:
-        now = time.time() if now is None else now
-        cal = calendar or workdays.default_calendar()
-        first, last, start, end = bounds(period)
-        closed = _last_closed_day(first, last, min(now, time.time()), cal)
-        if closed is not None:
-            for hall, unit, kind, counts in _closed_days(store, first, closed, now, cal):
-                u = units.setdefault(unit, {"kind": kind, "unit": unit, "hall": hall,
-                                            "ratings": collections.Counter(), "pending": 0})
-                u["ratings"].update(counts)
-            start = access.day_start(closed + datetime.timedelta(days=1))
-        txs = _transactions(store, TX_SQL, (start, end), now, cal) if start < end else []
     for tx in txs:
         for kind, key in units_of(tx):
             u = units.setdefault(key, {"kind": kind, "unit": key, "hall": tx["hall"],
-                                       "ratings": collections.Counter(), "pending": 0})
+                                       "ratings": [], "pending": 0})
             if tx["rating"] is None:
                 u["pending"] += 1
             else:
-                u["ratings"][tx["rating"]] += 1
+                u["ratings"].append(tx["rating"])
     scored: dict[str, UnitScore] = {
         key: {**u, "score": scoring.score(u["ratings"], u["pending"])}
         for key, u in units.items()}
     return dict(sorted(scored.items(), key=lambda kv: (KINDS.index(kv[1]["kind"]), kv[0])))
-
-
-def _last_closed_day(first: datetime.date, last: datetime.date, at: float,
-                     cal: workdays.Calendar) -> datetime.date | None:
-    """The last day of first..last whose transactions' 第七条 deadline has passed at `at`."""
-    when = access.when(at)
-    day = min(last, when.date())
-    while day >= first:
-        try:
-            if deadlines.default_rating_deadline(day, cal).passed(when):
-                return day
-        except HcpError:  # a day no calendar holds: read from its transactions, as it comes
-            return None
-        day -= datetime.timedelta(days=1)
-    return None
-
-
-def _closed_days(store: Store, first: datetime.date, last: datetime.date, now: float,
-                 cal: workdays.Calendar) -> list[tuple[str, str, str, day_figures.Counts]]:
-    """(hall, unit, kind, counts) of every closed hall-day from first to last: kept figures,
-    and those computed now where none were kept or the kept ones are stale."""
-    a, b = first.isoformat(), last.isoformat()
-    done, versions = day_figures.state(store, a, b)   # read before the transactions are
-    missing = [d for d in _days(first, last) if d.isoformat() not in done]
-    stale = sorted(hd for hd, (version, fresh) in versions.items()
-                   if version != fresh and hd[1] in done)
-    computed: day_figures.HallDays = {}
-    for lo, hi in _runs(missing):
-        _count(computed, _transactions(store, TX_SQL, (access.day_start(lo), access.day_start(
-            hi + datetime.timedelta(days=1))), now, cal))
-    for hall, day in stale:
-        d = datetime.date.fromisoformat(day)
-        lo_ts, hi_ts = access.day_start(d), access.day_start(d + datetime.timedelta(days=1))
-        computed[(hall, day)] = {}     # (none left: the hall-day's figures are gone)
-        _count(computed, _transactions(store, HALL_TX_SQL, (lo_ts, hi_ts, hall), now, cal))
-    if computed or missing:
-        try:
-            day_figures.save(store, computed, [d.isoformat() for d in missing], versions)
-        except Exception as e:  # a read-only replica: the report is right, only not kept
-            log.warning("the day figures computed could not be kept (%s): computed again next"
-                        " time", str(e).splitlines()[0] if str(e) else type(e).__name__)
-    missing_days = {d.isoformat() for d in missing}
-    out = [(hall, unit, kind, counts) for hall, day, unit, kind, counts
-           in day_figures.stored(store, a, b)
-           if day not in missing_days and (hall, day) not in computed]
-    out += [(hall, unit, kind, counts) for (hall, _day), units in computed.items()
-            for unit, (kind, counts) in units.items()]
-    return out
-
-
-def _count(into: day_figures.HallDays, txs: list[Transaction]) -> None:
-    for tx in txs:
-        rating = tx["rating"]
-        assert rating is not None   # a closed day has no pending transaction
-        units = into.setdefault((tx["hall"], day_figures.day_of(tx["finished_at"])), {})
-        for kind, key in units_of(tx):
-            units.setdefault(key, (kind, collections.Counter()))[1][rating] += 1
-
-
-def _days(first: datetime.date, last: datetime.date) -> list[datetime.date]:
-    return [first + datetime.timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def _runs(days: list[datetime.date]) -> list[tuple[datetime.date, datetime.date]]:
-    """Consecutive days as (first, last) runs: one read per run rather than per day."""
-    runs: list[tuple[datetime.date, datetime.date]] = []
-    for d in days:
-        if runs and runs[-1][1] + datetime.timedelta(days=1) == d:
-            runs[-1] = (runs[-1][0], d)
-        else:
-            runs.append((d, d))
-    return runs
 
 
 def explain(store: Store, unit: str, period: str, now: float | None = None,

@@ -395,7 +395,7 @@ def _batch(hall: str, n: int, rnd: random.Random) -> dict[str, list[Any]]:
         seq = base + 2 * i
         for col, v in zip(r_cols, ("%s:rating:TB:%d" % (hall, seq), "TB", seq, level,
                                    "counted", "%s:tx:%d" % (hall, tx), fin + 20, fin + 21, 0,
-                                   "PJQ"), strict=True):
+                                   "PJQ", 8000 + i % 7000), strict=True):
             col.append(v)
         if level >= 4:
             for col, v in zip(s_cols, ("%s:reason:TB:%d" % (hall, seq + 1), "TB", seq + 1, seq,
@@ -450,12 +450,6 @@ def measure(st: backends.Store, gen: Generated) -> dict[str, Step]:
     out["province_scores_quarter"]["plan"] = _province_plan(st, q_start, q_end)
     sec, fig = _timed(lambda: quarterly.figures(st, PERIOD, False, NOW, cal))
     out["quarterly_report"] = {"seconds": round(sec, 3), "rows": len(fig["units"])}
-    # the first two computed and kept each closed day's figures (day_figures.py): again, as
-    # every later run (a dashboard, the report re-run) reads them
-    sec, units = _timed(lambda: scores.unit_scores(st, PERIOD, NOW, cal))
-    out["province_scores_quarter_kept"] = {"seconds": round(sec, 3), "rows": len(units)}
-    sec, fig = _timed(lambda: quarterly.figures(st, PERIOD, False, NOW, cal))
-    out["quarterly_report_kept"] = {"seconds": round(sec, 3), "rows": len(fig["units"])}
 
     if s["appeal"]:
         sec, _a = _timed(lambda: appeals.get(st, s["appeal"]))
