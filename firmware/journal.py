@@ -77,6 +77,20 @@ def _line(body):
     return ("%s,%08x\n" % (body, crc32(body.encode()) & 0xFFFFFFFF)).encode()
 
 
+def _record_line(kind, seq, a, b, ts, delay):
+    """A rating's or reason's line (the ring journal writes the same ones)."""
+    body = "%s,%d,%s,%s,%d" % (kind, seq, a, b, ts)
+    if delay is not None:
+        body += ",%d" % delay
+    return _line(body)
+
+
+def _record(seq, rec):
+    """A checked rating or reason line's fields as `records` gives them."""
+    delay = int(rec[5]) if len(rec) > 5 and rec[0] == RATING else None
+    return (seq, rec[0], int(rec[2]), rec[3], int(rec[4]), delay)
+
+
 def _check(raw):
     """Return the fields of one raw line (bytes, no newline), or None if torn or damaged."""
     if len(raw) < 10 or raw[-9:-8] != b",":
@@ -239,10 +253,7 @@ class Journal:
 
     def _add(self, kind, a, b, ts, delay=None):
         seq = self.next_seq
-        body = "%s,%d,%s,%s,%d" % (kind, seq, a, b, ts)
-        if delay is not None:
-            body += ",%d" % delay
-        text = _line(body)
+        text = _record_line(kind, seq, a, b, ts, delay)
         self._room(len(text) + _MAX_LINE)  # keep room for one ack record
         at = self.size
         self._append(text)
@@ -444,6 +455,5 @@ class Journal:
                 if rec is None or (rec[0] != RATING and rec[0] != REASON) or int(rec[1]) != seq:
                     self.dropped += 1
                     continue
-                delay = int(rec[5]) if len(rec) > 5 and rec[0] == RATING else None
-                out.append((seq, rec[0], int(rec[2]), rec[3], int(rec[4]), delay))
+                out.append(_record(seq, rec))
         return out

@@ -31,7 +31,7 @@ kept erased can hold, so some sector is always at least half free to compact. Pa
 """
 from haochaping.protocol.compat import const
 
-from .journal import _ACK, RATING, REASON, Full, _after, _check, _line
+from .journal import _ACK, RATING, REASON, Full, _after, _check, _line, _record, _record_line
 
 _MARK = b"HCPE"
 _HDR = const(4)           # the header line starts after the erase mark
@@ -270,10 +270,7 @@ class Ring:
 
     def _add(self, kind, a, b, ts, delay=None):
         seq = self.next_seq
-        body = "%s,%d,%s,%s,%d" % (kind, seq, a, b, ts)
-        if delay is not None:
-            body += ",%d" % delay
-        text = _line(body)
+        text = _record_line(kind, seq, a, b, ts, delay)
         if self._live + len(text) > self.max_bytes:
             raise Full()
         at = self._append(text)
@@ -422,8 +419,7 @@ class Ring:
             if rec is None or (rec[0] != RATING and rec[0] != REASON) or int(rec[1]) != seq:
                 self.dropped += 1
                 continue
-            delay = int(rec[5]) if len(rec) > 5 and rec[0] == RATING else None
-            out.append((seq, rec[0], int(rec[2]), rec[3], int(rec[4]), delay))
+            out.append(_record(seq, rec))
         return out
 
 
