@@ -98,7 +98,9 @@ def _pg_array(col: Column | None, typ: str) -> str | Column | None:
         return col
     if typ == "float8":
         return "{%s}" % ",".join(map(float.__repr__, col))
-    if typ != "text":  # integers (validated: int, never bool)
+    if typ != "text":  # integers (validated: int, never bool; None in a nullable column)
+        if None in col:
+            return "{%s}" % ",".join("NULL" if v is None else int.__repr__(v) for v in col)
         return "{%s}" % ",".join(map(int.__repr__, col))
     if None not in col:
         joined = '","'.join(col)

@@ -47,6 +47,23 @@ def test_the_press_delay_reaches_the_store_and_is_null_where_a_terminal_sent_non
     assert [tuple(r) for r in got] == [(1, 4210), (2, None)]
 
 
+def test_a_batch_whose_ratings_were_stored_before_is_taken_again_with_some_delays_missing(
+        tmp_path, store_db):
+    # if this fails, a hall re-sending a batch after a crash (some of its ratings stored
+    # before, from terminals old and new) gets a 500 from a PostgreSQL store on every try, and
+    # the hall's delivery stops behind that batch
+    body = _hall(tmp_path, [4210, None])
+    s = backends.open_store(store_db)
+    s.add_hall("H01")
+    hall, batch, parsed = batches.parse_batch(body, "H01", "b1")
+    s.store_batch(hall, batch, "sha", parsed)
+    hall, batch, parsed = batches.parse_batch(body.replace(b'"b1"', b'"b2"'), "H01", "b2")
+    assert s.store_batch(hall, batch, "sha2", parsed)["new"] == 0
+    got = access.query(s, "SELECT seq, press_delay_ms FROM ratings ORDER BY seq", ())
+    s.close()
+    assert [tuple(r) for r in got] == [(1, 4210), (2, None)]
+
+
 def test_a_batch_of_older_terminals_ratings_leaves_the_field_out(tmp_path):
     # if this fails, a hall upgraded before its store sends a field the old store refuses,
     # and every rating of the hall is set apart in the quarantine
