@@ -109,8 +109,11 @@ def test_an_unplugged_terminal_and_a_staff_phone_rating_as_a_citizen_are_found(h
     (staff,) = [f for f in found if f["detector"] == "staff_rater"]
     assert staff["unit"] == "staff:H01/S0401" and staff["evidence"]["own_service"] == 2
     assert staff["evidence"]["phone"] == "****5678"
-    assert not {u for _, u in units} & {"window:H01/W01", "window:H01/W02", "staff:H01/S0101",
-                                         "staff:H01/S0201"}, units
+    # the honest windows are not named by these two detectors (the citizens here press at once
+    # at every window, so the timing detectors are tried in the store scenario instead)
+    named = {u for d, u in units if d in ("offline_terminals", "staff_rater")}
+    assert not named & {"window:H01/W01", "window:H01/W02", "staff:H01/S0101",
+                        "staff:H01/S0201"}, units
     # the number is in no finding, and in clear nowhere in the hall's files (db, log)
     assert STAFF_PHONE not in str(found) and "139-1234" not in str(found)
     blob = b""

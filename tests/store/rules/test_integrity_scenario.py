@@ -2,7 +2,7 @@
 daemon -> its forwarder -> the store over HTTPS; then `hcp integrity report`. An honest hall's
 windows give no finding; each scripted way of gaming the ratings is found at its window.
 
-Times are compressed (citizens press 0.6-2 s after the prompt instead of 5-15 s, and a press is
+Times are compressed (citizens press 0.6-3 s after the prompt instead of 5-15 s, and a press is
 sent HOLD_S after it, as the firmware holds it for its 3 s correction window), so the test
 passes thresholds to match (docs/integrity.md gives the defaults for real time). W02's terminal
 runs the older firmware (no press delay); the others report theirs (firmware 0.3.0)."""
@@ -28,7 +28,7 @@ from .conftest import hcp
 
 WINDOWS = ("W01", "W02", "W03", "W04", "W05", "W06", "W07")
 N = 22   # transactions per window
-T = Thresholds(min_cases=15, fixed_offset_std_s=0.1)
+T = Thresholds(min_cases=15, fixed_offset_std_s=0.25)
 WEIGHTS = (55, 25, 12, 5, 3)
 HOLD_S = 1.5   # the correction window, compressed: every press reaches the hall this much later
 OLD_FIRMWARE = "W02"
@@ -71,7 +71,7 @@ def _serve(api, window, term, behaviour, errors):
             if behaviour == "honest":
                 if r.random() < 0.08:
                     continue           # walks away
-                time.sleep(r.uniform(0.6, 2.0))
+                time.sleep(r.uniform(0.6, 3.0))
                 level = r.choices(range(1, 6), WEIGHTS)[0]
             elif behaviour == "reaches_over":
                 level = 1              # the staff's finger, at once
@@ -79,13 +79,13 @@ def _serve(api, window, term, behaviour, errors):
                 time.sleep(1.0)        # integration code: a fixed time after the service
                 level = 1
             elif behaviour == "too_good":
-                time.sleep(r.uniform(0.6, 2.0))   # citizens' own pace, but 刷好评: all 非常满意
+                time.sleep(r.uniform(0.6, 3.0))   # citizens' own pace, but 刷好评: all 非常满意
                 level = 1
             elif behaviour == "same_reasons":
-                time.sleep(r.uniform(0.6, 2.0))
+                time.sleep(r.uniform(0.6, 3.0))
                 level = 4 if n >= 5 else 1
             else:                      # skips: the few prompts it opens are rated honestly
-                time.sleep(r.uniform(0.6, 2.0))
+                time.sleep(r.uniform(0.6, 3.0))
                 level = r.choices(range(1, 6), WEIGHTS)[0]
             pressed = time.time()
             time.sleep(HOLD_S)         # the terminal's correction window, then it sends
