@@ -18,17 +18,17 @@ year (issue #19), each step timed against the table's size and again at a tenth 
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import json
 import os
 import random
+import resource
 import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from haochaping.daemon import batches
 from haochaping.daemon.rules import deadlines, workdays
@@ -52,6 +52,7 @@ YEAR = 2025
 PERIOD = "2025Q4"
 NOW = datetime.datetime(2025, 12, 31, 17, 0, tzinfo=workdays.SHANGHAI).timestamp()
 UNRATED_FROM = datetime.date(2025, 12, 19)  # from this day on, no sweep ran yet
+RECENT_FROM = datetime.date(2025, 12, 1)    # fixed_day: these weeks at the full size's volume
 LEVEL_WEIGHTS = (50, 30, 12, 5, 3)          # 非常满意 .. 非常不满意 (tools/sim/scenario.py)
 CITIZEN_SHARE = 0.88                        # the rest walk away: a default (第七条)
 APPEAL_SHARE = 0.05                         # of bad reviews
@@ -59,6 +60,8 @@ REAL_NAME_SHARE = 0.15                      # transactions with a consented iden
 RATINGS_PER_HALL = 40000                    # a county hall's year, roughly
 TABLES = ("transactions", "ratings", "reasons", "cases", "case_events", "appeals")
 REASONS = [r[0] for r in level_names.REASONS]
+RATER = b"\x01" * 44                       # a consented identity's place (its size)
+MAX_TX = 10 ** 8                            # the ticket (办件编号) carries 8 digits of tx
 Row = tuple[object, ...]
 
 
@@ -98,106 +101,6 @@ def _days() -> list[tuple[datetime.date, float]]:
     return out
 
 
-class Generated(TypedDict):
-    rows: dict[str, int]
-    expected_defaults: int     # unrated transactions whose 第七条 deadline has passed at NOW
-    seconds: float
-    rows_per_s: int
-    sample: dict[str, str]     # ids to look up: a department, window, staff, appeal, case, hall
-
-
-def _rows(n_ratings: int, seed: int) -> Iterator[tuple[str, Row]]:
-    """(table, row) of a province-year; transactions and their ratings interleaved."""
-    rnd = random.Random(seed)
-    halls = _halls(n_ratings, rnd)
-    days = _days()
-    cal = workdays.default_calendar()
-    day_list = [d for d, _w in days]
-    day_w = [w for _d, w in days]
-    hall_w = [h["weight"] for h in halls]
-    total_w = sum(hall_w)
-    day_starts = {d: datetime.datetime.combine(d, datetime.time(9, tzinfo=workdays.SHANGHAI))
-                  .timestamp() for d in day_list}
-    passed: dict[datetime.date, bool] = {}
-    case_ids: set[str] = set()
-    tx_count: dict[str, int] = {}
-    seq_count: dict[tuple[str, int], int] = {}
-    for h in halls:
-        n = max(10, round(n_ratings * h["weight"] / total_w))
-        hid, region = h["id"], h["region"]
-        picked = sorted(rnd.choices(range(len(day_list)), day_w, k=n))
-        for di in picked:
-            day = day_list[di]
-            tx = tx_count[hid] = tx_count.get(hid, 0) + 1
-            w = rnd.randrange(h["windows"])
-            dept = "%s-D%02d" % (region, w % h["departments"])
-            started = day_starts[day] + rnd.random() * 8.5 * 3600
-            finished = started + 60 + rnd.random() * 900
-            tx_uid = "%s:tx:%d" % (hid, tx)
-            real = rnd.random() < REAL_NAME_SHARE
-            yield "transactions", (
-                tx_uid, hid, tx, "W%02d" % w, "BJ%s%08d" % (region, tx), "%s-%03d" % (region,
-                rnd.randrange(120)), "1", dept, region, "S%03d" % (w * 2 + rnd.randrange(2)),
-                "PJQ", started, finished, b"\x01" * 44 if real else None, "gen", finished + 30)
-            if rnd.random() < CITIZEN_SHARE:
-                level = rnd.choices((1, 2, 3, 4, 5), LEVEL_WEIGHTS)[0]
-                key = (hid, w)
-                seq = seq_count[key] = seq_count.get(key, 0) + 1
-                term = "T%02d" % w
-                r_uid = "%s:rating:%s:%d" % (hid, term, seq)
-                rated = finished + 20 + rnd.random() * 60
-                yield "ratings", (r_uid, hid, term, seq, level, "counted", tx_uid, rated,
-                                  rated + 1, 0, "gen", rated + 30)
-                if level >= 4:
-                    seq = seq_count[key] = seq + 1
-                    yield "reasons", ("%s:reason:%s:%d" % (hid, term, seq), hid, term, seq,
-                                      seq - 1, rnd.choice(REASONS), rated + 5, "gen", rated + 35)
-                    cid = cases.case_id(r_uid)
-                    if cid in case_ids:  # 8 hex digits: two bad reviews, one case id
-                        yield "case_id_collisions", (r_uid,)
-                        continue
-                    case_ids.add(cid)
-                    yield from _case(rnd, r_uid, tx_uid, hid, level, real, rated, dept)
-            elif day < UNRATED_FROM:
-                at = day_starts[day] + 5 * 86400  # roughly the deadline: its value is not read
-                yield "ratings", (defaults.default_uid(tx_uid), hid, "", 0, 3, "counted", tx_uid,
-                                  at, at, 1, defaults.BATCH, at)
-            else:
-                if day not in passed:
-                    passed[day] = deadlines.default_rating_deadline(day, cal).passed(
-                        datetime.datetime.fromtimestamp(NOW, workdays.SHANGHAI))
-                yield "unrated", (1 if passed[day] else 0,)
-
-
-def _case(rnd: random.Random, r_uid: str, tx_uid: str, hall: str, level: int, real: bool,
-          rated: float, dept: str) -> Iterator[tuple[str, Row]]:
-    cid = cases.case_id(r_uid)
-    opened = rated + 40
-    due = datetime.date.fromtimestamp(opened + 21 * 86400).isoformat()
-    closed = opened + rnd.uniform(2, 20) * 86400
-    status = "closed" if closed < NOW - 86400 else "open"
-    appealed = rnd.random() < APPEAL_SHARE
-    decision = rnd.choices(("upheld", "rejected"), (3, 7))[0] if appealed else ""
-    if appealed:
-        filed = rated + 86400
-        state = decision if filed + 10 * 86400 < NOW else "pending"
-        if state == "upheld":
-            status = "withdrawn"
-        yield "appeals", ("A" + hashlib.sha256(r_uid.encode()).hexdigest()[:8], r_uid, dept,
-                          "申请复核", filed, filed + 2 * 86400,
-                          datetime.date.fromtimestamp(filed + 14 * 86400).isoformat(), "api",
-                          state, None if state == "pending" else filed + 7 * 86400,
-                          None if state == "pending" else "决定")
-    yield "cases", (cid, r_uid, tx_uid, hall, level, 1 if real else 0, opened, due, status,
-                    closed if status != "open" else None, "已整改" if status == "closed" else None)
-    yield "case_events", (cid, opened, "opened", None, None, None, due)
-    if status == "closed":
-        if real or rnd.random() < 0.5:
-            yield "case_events", (cid, opened + 86400, "follow-up", "phone", "satisfied", "",
-                                  None)
-        yield "case_events", (cid, closed, "closed", None, None, "已整改", None)
-
-
 COLUMNS = {
     "transactions": ("uid", "hall", "tx", "window_id", "ticket", "item", "item_version",
                      "department", "region", "staff", "channel", "started_at", "finished_at",
@@ -212,6 +115,263 @@ COLUMNS = {
 }
 
 
+class Generated(TypedDict):
+    rows: dict[str, int]
+    expected_defaults: int     # unrated transactions whose 第七条 deadline has passed at NOW
+    seconds: float
+    rows_per_s: int
+    phases: dict[str, float]   # seconds: the rows (PostgreSQL: each statement's), the indexes
+                               # (and keys), VACUUM ANALYZE
+    sample: dict[str, str]     # ids to look up: a department, window, staff, appeal, case, hall
+
+
+class HallDay(NamedTuple):
+    """One hall's transactions of one day: tx numbers first_tx .. first_tx + n - 1."""
+    h: int                     # the hall's index: with tx, the key of a row's random draws
+    hall: str
+    region: str
+    windows: int
+    departments: int
+    day: datetime.date
+    start: float               # 09:00 that day, when the hall opens
+    first_tx: int
+    n: int
+    passed: bool | None        # from UNRATED_FROM on: 第七条 deadline passed at NOW; else None
+
+
+def _hall_days(n_ratings: int, seed: int, recent_of: int | None = None) -> list[HallDay]:
+    """How many transactions each hall has each day: a hall's share of the year by its weight,
+    a day's by its weight (rest days 8 %), rounded at random. recent_of: the halls and the
+    days from RECENT_FROM on of a year of that size, and before it n_ratings' history."""
+    size = recent_of or n_ratings
+    rnd = random.Random(seed)
+    halls = _halls(size, rnd)
+    days = _days()
+    cal = workdays.default_calendar()
+    now = datetime.datetime.fromtimestamp(NOW, workdays.SHANGHAI)
+    passed = {d: deadlines.default_rating_deadline(d, cal).passed(now)
+              for d, _w in days if d >= UNRATED_FROM}
+    history = n_ratings / size
+    day_total = sum(w for _d, w in days)
+    hall_total = sum(h["weight"] for h in halls)
+    out: list[HallDay] = []
+    for i, h in enumerate(halls):
+        per_day = max(10, round(size * h["weight"] / hall_total)) / day_total
+        tx = 1
+        for d, w in days:
+            x = per_day * w * (history if d < RECENT_FROM else 1.0)
+            n = int(x) + (1 if rnd.random() < x - int(x) else 0)
+            if n:
+                out.append(HallDay(i, h["id"], h["region"], h["windows"], h["departments"], d,
+                                   access.day_start(d) + 9 * 3600, tx, n, passed.get(d)))
+                tx += n
+        if tx > MAX_TX:
+            raise ValueError("hall %s: %d transactions a year, past the ticket's 8 digits"
+                             % (h["id"], tx - 1))
+    return out
+
+
+# What a transaction is, drawn from uniforms in [0, 1), the same in Python (_rows, SQLite)
+# and in SQL (_pg_rows): the window, the start in office hours and its length, a consented
+# identity, the item, which of the window's two staff numbers, a citizen's rating or none, its
+# level, its delay, a bad review's reason, the case's days to close, an appeal and its decision,
+# a follow-up call where no identity says the caller must be called.
+LEVEL_CUTS = tuple(sum(LEVEL_WEIGHTS[:i + 1]) / sum(LEVEL_WEIGHTS) for i in range(4))
+OPEN_S = 8.5 * 3600
+
+
+def _rows(hall_days: list[HallDay], seed: int) -> Iterator[tuple[str, Row]]:
+    """(table, row) of the year, in Python (SQLite; PostgreSQL generates them itself);
+    ('unrated', (1,)) for a transaction the sweep still owes a default at NOW."""
+    u = random.Random(seed + 1).random
+    reasons = len(REASONS)
+    for hd in hall_days:
+        hid, region, start = hd.hall, hd.region, hd.start
+        win = ["W%02d" % w for w in range(hd.windows)]
+        term = ["T%02d" % w for w in range(hd.windows)]
+        dept = ["%s-D%02d" % (region, w % hd.departments) for w in range(hd.windows)]
+        for tx in range(hd.first_tx, hd.first_tx + hd.n):
+            w = int(u() * hd.windows)
+            started = start + u() * OPEN_S
+            finished = started + 60 + u() * 900
+            real = u() < REAL_NAME_SHARE
+            tx_uid = "%s:tx:%d" % (hid, tx)
+            yield "transactions", (
+                tx_uid, hid, tx, win[w], "BJ%s%08d" % (region, tx),
+                "%s-%03d" % (region, int(u() * 120)), "1", dept[w], region,
+                "S%03d" % (w * 2 + (u() < 0.5)), "PJQ", started, finished,
+                RATER if real else None, "gen", finished + 30)
+            if u() < CITIZEN_SHARE:
+                x = u()
+                level = 1 + sum(x >= c for c in LEVEL_CUTS)
+                seq = 2 * tx
+                r_uid = "%s:rating:%s:%d" % (hid, term[w], seq)
+                rated = finished + 20 + u() * 60
+                yield "ratings", (r_uid, hid, term[w], seq, level, "counted", tx_uid, rated,
+                                  rated + 1, 0, "gen", rated + 30)
+                if level >= 4:
+                    yield "reasons", ("%s:reason:%s:%d" % (hid, term[w], seq + 1), hid, term[w],
+                                      seq + 1, seq, REASONS[int(u() * reasons)], rated + 5,
+                                      "gen", rated + 35)
+                    yield from _case(u, r_uid, tx_uid, hid, level, real, rated, dept[w])
+            elif hd.passed is None:
+                at = start + 5 * 86400  # roughly the deadline: its value is not read
+                yield "ratings", (defaults.default_uid(tx_uid), hid, "", 0, 3, "counted", tx_uid,
+                                  at, at, 1, defaults.BATCH, at)
+            elif hd.passed:
+                yield "unrated", (1,)
+
+
+def _date(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, workdays.SHANGHAI).date().isoformat()
+
+
+def _case(u: Callable[[], float], r_uid: str, tx_uid: str, hall: str, level: int, real: bool,
+          rated: float, dept: str) -> Iterator[tuple[str, Row]]:
+    digest = hashlib.sha256(r_uid.encode()).hexdigest()[:16]
+    cid = "C" + digest          # cases.case_id
+    opened = rated + 40
+    due = _date(opened + 21 * 86400)
+    closed = opened + (2 + u() * 18) * 86400
+    status = "closed" if closed < NOW - 86400 else "open"
+    appealed, upheld = u() < APPEAL_SHARE, u() < 0.3
+    if appealed:
+        filed = rated + 86400
+        state = "pending" if filed + 10 * 86400 >= NOW else "upheld" if upheld else "rejected"
+        if state == "upheld":
+            status = "withdrawn"
+        yield "appeals", ("A" + digest, r_uid, dept, "申请复核", filed, filed + 2 * 86400,
+                          _date(filed + 14 * 86400), "api", state,
+                          None if state == "pending" else filed + 7 * 86400,
+                          None if state == "pending" else "决定")
+    yield "cases", (cid, r_uid, tx_uid, hall, level, 1 if real else 0, opened, due, status,
+                    closed if status != "open" else None, "已整改" if status == "closed" else None)
+    yield "case_events", (cid, opened, "opened", None, None, None, due)
+    followed = u() < 0.5
+    if status == "closed":
+        if real or followed:
+            yield "case_events", (cid, opened + 86400, "follow-up", "phone", "satisfied", "",
+                                  None)
+        yield "case_events", (cid, closed, "closed", None, None, "已整改", None)
+
+
+# --- the same in PostgreSQL: INSERT … SELECT over the hall-days and generate_series ----------
+
+def _u(i: int) -> str:
+    """SQL: the row's uniform number i, a hash of (hall, tx) and the seed (gen_days.salt): the
+    same value in every statement that reads it."""
+    return ("((hashint8extended(d.h::int8 * 4294967296 + g.tx, d.salt + %d) & 2147483647)"
+            "::float8 / 2147483648.0)" % i)
+
+
+def _pad(expr: str, width: int) -> str:
+    return "lpad((%s)::text, %d, '0')" % (expr, width)
+
+
+# every transaction of gen_days with its draws (unused columns are not computed: PostgreSQL
+# drops a subquery's outputs that the query does not read)
+_TX_ROWS = """(SELECT d.hall, d.region, d.departments, d.start, d.passed, g.tx,
+  d.hall || ':tx:' || g.tx AS tx_uid,
+  floor({u0} * d.windows)::int AS w,
+  d.start + {u1} * {open_s} AS started,
+  60 + {u2} * 900 AS took,
+  {u3} < {real} AS real,
+  floor({u4} * 120)::int AS item,
+  ({u5} < 0.5)::int AS half,
+  {u6} < {citizen} AS citizen,
+  CASE WHEN {u7} < {c0} THEN 1 WHEN {u7} < {c1} THEN 2 WHEN {u7} < {c2} THEN 3
+       WHEN {u7} < {c3} THEN 4 ELSE 5 END AS level,
+  20 + {u8} * 60 AS delay,
+  floor({u9} * {reasons})::int AS reason,
+  2 + {u10} * 18 AS close_days,
+  {u11} < {appeal} AS appealed,
+  {u12} < 0.3 AS upheld,
+  {u13} < 0.5 AS followed
+FROM gen_days d, generate_series(d.first_tx, d.first_tx + d.n - 1) AS g(tx) %s OFFSET 0) s
+""".format(**{"u%d" % i: _u(i) for i in range(14)}, open_s=OPEN_S, real=REAL_NAME_SHARE,
+           citizen=CITIZEN_SHARE, reasons=len(REASONS), appeal=APPEAL_SHARE,
+           **{"c%d" % i: c for i, c in enumerate(LEVEL_CUTS)})
+
+
+def _tx_rows(where: str = "") -> str:
+    return _TX_ROWS % where
+
+
+def _shanghai_date(expr: str) -> str:
+    return "to_char(to_timestamp(%s) AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD')" % expr
+
+
+_TERM = "'T' || %s" % _pad("s.w", 2)
+_DEPT = "s.region || '-D' || %s" % _pad("s.w % s.departments", 2)
+PG_INSERTS: list[tuple[str, str]] = [
+    ("transactions", """
+INSERT INTO transactions (%s)
+SELECT s.tx_uid, s.hall, s.tx, 'W' || %s, 'BJ' || s.region || %s, s.region || '-' || %s, '1',
+  %s, s.region, 'S' || %s, 'PJQ', s.started, s.started + s.took,
+  CASE WHEN s.real THEN decode(repeat('01', 44), 'hex') END, 'gen', s.started + s.took + 30
+FROM %s""" % (",".join(COLUMNS["transactions"]), _pad("s.w", 2), _pad("s.tx", 8),
+              _pad("s.item", 3), _DEPT, _pad("s.w * 2 + s.half", 3), _tx_rows())),
+    ("ratings", """
+INSERT INTO ratings (%s)
+SELECT CASE WHEN s.citizen THEN s.hall || ':rating:' || %s || ':' || 2 * s.tx
+            ELSE s.hall || ':default:tx:' || s.tx END,
+  s.hall, CASE WHEN s.citizen THEN %s ELSE '' END, CASE WHEN s.citizen THEN 2 * s.tx ELSE 0 END,
+  CASE WHEN s.citizen THEN s.level ELSE 3 END, 'counted', s.tx_uid, s.at,
+  s.at + CASE WHEN s.citizen THEN 1 ELSE 0 END, CASE WHEN s.citizen THEN 0 ELSE 1 END,
+  CASE WHEN s.citizen THEN 'gen' ELSE '%s' END, s.at + CASE WHEN s.citizen THEN 30 ELSE 0 END
+FROM (SELECT s.*, CASE WHEN s.citizen THEN s.started + s.took + s.delay
+                       ELSE s.start + 5 * 86400 END AS at
+      FROM %s OFFSET 0) s""" % (
+        ",".join(COLUMNS["ratings"]), _TERM, _TERM, defaults.BATCH,
+        _tx_rows("WHERE %s < %s OR d.passed IS NULL" % (_u(6), CITIZEN_SHARE)))),
+    # the bad reviews, once, with what their reason, case and appeal are made of
+    ("gen_bad", """
+CREATE TEMP TABLE gen_bad AS
+SELECT b.*, 'C' || b.digest AS cid, %s AS due,
+  CASE WHEN b.state = 'upheld' THEN 'withdrawn' WHEN b.closed < %r THEN 'closed'
+       ELSE 'open' END AS status
+FROM (SELECT s.hall, s.tx_uid, s.real, s.level, s.reason, s.followed, s.rated, s.r_uid,
+        s.term, s.seq, s.dept, s.rated + 40 AS opened, s.rated + 40 + s.close_days * 86400
+        AS closed, left(encode(sha256(convert_to(s.r_uid, 'UTF8')), 'hex'), 16) AS digest,
+        CASE WHEN NOT s.appealed THEN NULL WHEN s.rated + 11 * 86400 >= %r THEN 'pending'
+             WHEN s.upheld THEN 'upheld' ELSE 'rejected' END AS state
+      FROM (SELECT s.*, s.started + s.took + s.delay AS rated, %s AS term, 2 * s.tx AS seq,
+              s.hall || ':rating:' || %s || ':' || 2 * s.tx AS r_uid, %s AS dept
+            FROM %s OFFSET 0) s) b""" % (
+        _shanghai_date("b.opened + 21 * 86400"), NOW - 86400, NOW, _TERM, _TERM, _DEPT,
+        _tx_rows("WHERE %s < %s AND %s >= %s" % (_u(6), CITIZEN_SHARE, _u(7), LEVEL_CUTS[2])))),
+    ("reasons", """
+INSERT INTO reasons (%s)
+SELECT b.hall || ':reason:' || b.term || ':' || b.seq + 1, b.hall, b.term, b.seq + 1, b.seq,
+  (ARRAY[%s])[b.reason + 1], b.rated + 5, 'gen', b.rated + 35 FROM gen_bad b""" % (
+        ",".join(COLUMNS["reasons"]), ", ".join("'%s'" % r for r in REASONS))),
+    ("cases", """
+INSERT INTO cases (%s)
+SELECT b.cid, b.r_uid, b.tx_uid, b.hall, b.level, b.real::int, b.opened, b.due, b.status,
+  CASE WHEN b.status <> 'open' THEN b.closed END,
+  CASE WHEN b.status = 'closed' THEN '已整改' END FROM gen_bad b""" % ",".join(cases.COLUMNS)),
+    ("case_events", """
+INSERT INTO case_events (%s)
+SELECT b.cid, e.at, e.kind, e.channel, e.feedback, e.note, e.due FROM gen_bad b,
+LATERAL (VALUES (b.opened, 'opened', NULL, NULL, NULL, b.due, true),
+                (b.opened + 86400, 'follow-up', 'phone', 'satisfied', '', NULL,
+                 b.status = 'closed' AND (b.real OR b.followed)),
+                (b.closed, 'closed', NULL, NULL, '已整改', NULL, b.status = 'closed'))
+  AS e(at, kind, channel, feedback, note, due, keep)
+WHERE e.keep""" % ",".join(COLUMNS["case_events"])),
+    ("appeals", """
+INSERT INTO appeals (%s)
+SELECT 'A' || b.digest, b.r_uid, b.dept, '申请复核', b.rated + 86400, b.rated + 3 * 86400,
+  %s, 'api', b.state, CASE WHEN b.state <> 'pending' THEN b.rated + 8 * 86400 END,
+  CASE WHEN b.state <> 'pending' THEN '决定' END
+FROM gen_bad b WHERE b.state IS NOT NULL""" % (",".join(appeals.COLUMNS),
+                                               _shanghai_date("b.rated + 15 * 86400"))),
+]
+# the transactions the sweep still owes a default at NOW, counted from the draws
+PG_EXPECTED = "SELECT COUNT(*) FROM %s" % _tx_rows("WHERE d.passed AND %s >= %s" % (
+    _u(6), CITIZEN_SHARE))
+
+
 def _secondary_indexes(st: backends.Store) -> list[tuple[str, str]]:
     """(name, CREATE statement) of the indexes of the big tables that no constraint needs."""
     if st.dialect == "sqlite":
@@ -224,51 +384,84 @@ def _secondary_indexes(st: backends.Store) -> list[tuple[str, str]]:
         " (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)", (list(TABLES),))]
 
 
-def generate(st: backends.Store, n_ratings: int, seed: int = 19) -> Generated:
-    """Fill a fresh store with a province-year of about n_ratings ratings."""
+def _pg_keys(st: backends.Store) -> list[tuple[str, str, str]]:
+    """(table, constraint, definition) of the big tables' primary keys and unique columns:
+    dropped for the load and added after, one sorted build each instead of 135 million
+    inserts into B-trees larger than shared_buffers."""
+    return [(r[0], r[1], r[2]) for r in st._query(
+        "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
+        " JOIN pg_class c ON c.oid = k.conrelid WHERE c.relname = ANY(%s)"
+        " AND k.contype IN ('p', 'u') ORDER BY c.relname, k.conname", (list(TABLES),))]
+
+
+def generate(st: backends.Store, n_ratings: int, seed: int = 19,
+             recent_of: int | None = None) -> Generated:
+    """Fill a fresh store with a province-year of about n_ratings ratings. recent_of: the halls
+    of a year of that size and, from RECENT_FROM on, its daily volume; before, n_ratings'
+    history (a store that differs from the year of recent_of ratings only in its past)."""
     counts = dict.fromkeys(TABLES, 0)
-    expected = 0
-    sample: dict[str, str] = {}
+    phases: dict[str, float] = {}
     t0 = time.perf_counter()
+    hall_days = _hall_days(n_ratings, seed, recent_of)
     indexes = _secondary_indexes(st)
+    keys = _pg_keys(st) if st.dialect == "postgres" else []
     for name, _sql in indexes:
         st._execute("DROP INDEX %s" % name, ())
-    if st.dialect == "sqlite":
-        c = st.conn
-        buffers: dict[str, list[Row]] = {t: [] for t in TABLES}
-        c.execute("BEGIN")
-        for table, row in _rows(n_ratings, seed):
-            if table == "unrated":
-                expected += int(row[0])  # type: ignore[call-overload]
-                continue
-            counts[table] = counts.get(table, 0) + 1
-            if table not in buffers:
-                continue
-            buf = buffers[table]
-            buf.append(row)
-            if len(buf) >= 5000:
-                _sqlite_flush(c, table, buf)
-        for table, buf in buffers.items():
-            _sqlite_flush(c, table, buf)
-        c.execute("COMMIT")
+    for table, name, _sql in keys:
+        st._execute("ALTER TABLE %s DROP CONSTRAINT %s" % (table, name), ())
+    if isinstance(st, backends.PostgresStore):
+        expected = _pg_load(st, hall_days, seed, counts, phases)
     else:
-        expected = _pg_load(st, n_ratings, seed, counts)
-    for _name, sql in indexes:
-        st._execute(sql, ())
+        expected = _sqlite_load(st, hall_days, seed, counts)
+    phases["rows"] = round(time.perf_counter() - t0, 1)
+    t1 = time.perf_counter()
+    if isinstance(st, backends.PostgresStore):
+        _pg_build(st, [sql for _n, sql in indexes] + [
+            "ALTER TABLE %s ADD CONSTRAINT %s %s" % k for k in keys])
+    else:
+        for _name, sql in indexes:
+            st._execute(sql, ())
+    phases["indexes"] = round(time.perf_counter() - t1, 1)
+    t1 = time.perf_counter()
     if isinstance(st, backends.PostgresStore):
         _pg_analyze(st)
     else:
         st._execute("ANALYZE", ())
+    phases["analyze"] = round(time.perf_counter() - t1, 1)
     seconds = time.perf_counter() - t0
     # the hourly sweeps ran all year: every transaction before UNRATED_FROM was judged
     clock = time.time()
     with access.atomic(st) as t:
         for job, through in (("defaults", access.day_start(UNRATED_FROM)), ("cases", None)):
             t.x(sweeps.UPSERT_SQL, (job, through, clock, clock))
-    sample = _sample(st)
+    busiest = max(hall_days, key=lambda hd: hd.first_tx + hd.n).hall
     total = sum(counts.values())
     return {"rows": counts, "expected_defaults": expected, "seconds": round(seconds, 1),
-            "rows_per_s": round(total / seconds), "sample": sample}
+            "rows_per_s": round(total / seconds), "phases": phases,
+            "sample": _sample(st, busiest)}
+
+
+def _sqlite_load(st: backends.SqliteStore, hall_days: list[HallDay], seed: int,
+                 counts: dict[str, int]) -> int:
+    """executemany of 5,000 rows at a time, in one transaction; the unrated ones counted."""
+    c = st.conn
+    expected = 0
+    buffers: dict[str, list[Row]] = {t: [] for t in TABLES}
+    c.execute("BEGIN")
+    for table, row in _rows(hall_days, seed):
+        buf = buffers.get(table)
+        if buf is None:
+            expected += 1   # 'unrated'
+            continue
+        buf.append(row)
+        if len(buf) >= 5000:
+            counts[table] += len(buf)
+            _sqlite_flush(c, table, buf)
+    for table, buf in buffers.items():
+        counts[table] += len(buf)
+        _sqlite_flush(c, table, buf)
+    c.execute("COMMIT")
+    return expected
 
 
 def _sqlite_flush(c: sqlite3.Connection, table: str, buf: list[Row]) -> None:
@@ -279,40 +472,43 @@ def _sqlite_flush(c: sqlite3.Connection, table: str, buf: list[Row]) -> None:
         buf.clear()
 
 
-def _pg_load(st: backends.PostgresStore, n_ratings: int, seed: int,
-             counts: dict[str, int]) -> int:
-    """COPY every table at once: one COPY per table at a time, so the rows go to per-table
-    temporary files first (the rows come interleaved), then each file is COPYed in."""
-    expected = 0
-    with tempfile.TemporaryDirectory(prefix="hcp-scale-") as d:
-        with contextlib.ExitStack() as stack:
-            files = {t: stack.enter_context(open(os.path.join(d, t), "w", encoding="utf-8"))
-                     for t in TABLES}
-            for table, row in _rows(n_ratings, seed):
-                if table == "unrated":
-                    expected += int(row[0])  # type: ignore[call-overload]
-                    continue
-                counts[table] = counts.get(table, 0) + 1
-                if table in files:
-                    files[table].write("\t".join(map(_copy_text, row)) + "\n")
-        with st.pool.connection() as c, c.transaction():
-            for table in TABLES:
-                with c.cursor().copy("COPY %s (%s) FROM STDIN" % (
-                        table, ",".join(COLUMNS[table]))) as cp, \
-                        open(os.path.join(d, table), "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        cp.write(chunk)
-    return expected
+def _pg_load(st: backends.PostgresStore, hall_days: list[HallDay], seed: int,
+             counts: dict[str, int], phases: dict[str, float]) -> int:
+    """The hall-days into a temporary table, then each table made by PostgreSQL from them
+    (PG_INSERTS), one statement each; the count of transactions owed a default at NOW."""
+    with st.pool.connection() as c:
+        c.autocommit = True
+        try:
+            c.execute("CREATE TEMP TABLE gen_days (h int, hall text, region text, windows int,"
+                      " departments int, day date, start float8, first_tx bigint, n int,"
+                      " passed boolean, salt bigint)")
+            with c.cursor().copy("COPY gen_days FROM STDIN") as cp:
+                for hd in hall_days:
+                    cp.write_row((*hd, seed * 64))
+            for table, sql in PG_INSERTS:
+                t0 = time.perf_counter()
+                cur = c.execute(sql)
+                phases[table] = round(time.perf_counter() - t0, 1)
+                if table in counts:
+                    counts[table] = cur.rowcount
+            row = c.execute(PG_EXPECTED).fetchone()
+            c.execute("DROP TABLE gen_days, gen_bad")
+        finally:
+            c.autocommit = False
+    return int(row[0]) if row else 0
 
 
-def _copy_text(v: object) -> str:
-    if v is None:
-        return "\\N"
-    if isinstance(v, bytes):
-        return "\\\\x" + v.hex()
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
+def _pg_build(st: backends.PostgresStore, statements: list[str]) -> None:
+    """The indexes and keys, with the memory a bulk load's index builds are given."""
+    with st.pool.connection() as c:
+        c.autocommit = True
+        try:
+            c.execute("SET maintenance_work_mem = '1GB'")
+            for sql in statements:
+                c.execute(sql)
+            c.execute("RESET maintenance_work_mem")
+        finally:
+            c.autocommit = False
 
 
 def _pg_analyze(st: backends.PostgresStore) -> None:
@@ -324,12 +520,11 @@ def _pg_analyze(st: backends.PostgresStore) -> None:
             c.autocommit = False
 
 
-def _sample(st: backends.Store) -> dict[str, str]:
-    """Ids the interactive steps look up: the busiest hall's department, window and staff, a
-    pending appeal and a case."""
-    hall = st._query("SELECT hall FROM transactions ORDER BY tx DESC LIMIT 1", ())[0][0]
+def _sample(st: backends.Store, hall: str) -> dict[str, str]:
+    """Ids the interactive steps look up: the busiest hall's department, window and staff (of
+    its first transaction), its latest case and the latest appeal."""
     dept, window, staff = st._query("SELECT department, window_id, staff FROM transactions"
-                                    " WHERE hall = %s AND tx = 1", (hall,))[0]
+                                    " WHERE uid = %s", ("%s:tx:1" % hall,))[0]
     appeal = st._query("SELECT id FROM appeals ORDER BY filed_at DESC LIMIT 1", ())
     case = st._query("SELECT id FROM cases WHERE hall = %s ORDER BY opened_at DESC LIMIT 1",
                      (hall,))
@@ -496,25 +691,35 @@ def _province_plan(st: backends.Store, start: float, end: float) -> list[str]:
 # --- the run ---------------------------------------------------------------------------------
 
 def one_size(backend: str, n: int, pg_url: str, folder: str,
-             say: Callable[[str], object], keep: bool = False) -> dict[str, Any]:
+             say: Callable[[str], object], keep: bool = False,
+             recent_of: int | None = None) -> dict[str, Any]:
+    """Generate a year of about n ratings (recent_of: see generate) and measure every step;
+    with the database's size, the machine's load average before and after, and this
+    process's peak memory so far."""
     drop: Callable[[], None] | None = None
     if backend == "sqlite":
-        db = os.path.join(folder, "scale-%d.sqlite" % n)
+        db = os.path.join(folder, "scale-%d-%d.sqlite" % (n, recent_of or n))
     else:
         db, drop = _pg_db(pg_url, "scale")
+    load = [round(x, 2) for x in os.getloadavg()]
     try:
         st = backends.open_store(db)
         try:
-            say("generating about %d ratings (%s) ..." % (n, backend))
-            gen = generate(st, n)
-            say("  %s rows in %.0f s; measuring ..." % (sum(gen["rows"].values()),
-                                                      gen["seconds"]))
+            say("generating about %d ratings (%s%s) ..." % (
+                n, backend, ", the last weeks of %d" % recent_of if recent_of else ""))
+            gen = generate(st, n, recent_of=recent_of)
+            say("  %s rows in %.0f s (%s); measuring ..." % (
+                sum(gen["rows"].values()), gen["seconds"], gen["phases"]))
             steps = measure(st, gen)
             size = _size(st)
+            tables = _table_sizes(st)
         finally:
             st.close()
-        return {"ratings": gen["rows"]["ratings"], "generated": gen, "steps": steps,
-                "database_mb": size, "db": db if keep else None}
+        return {"ratings": gen["rows"]["ratings"], "recent_of": recent_of, "generated": gen,
+                "steps": steps, "database_mb": size, "tables_mb": tables,
+                "load_average": {"before": load, "after": [round(x, 2) for x in os.getloadavg()]},
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "db": db if keep else None}
     finally:
         if drop is not None and not keep:
             drop()
@@ -530,18 +735,37 @@ def _size(st: backends.Store) -> int:
     return round(st._query("SELECT pg_database_size(current_database())", ())[0][0] / 1e6)
 
 
+def _table_sizes(st: backends.Store) -> dict[str, int]:
+    """PostgreSQL: each big table's MB with its indexes (SQLite: one file, _size)."""
+    if st.dialect == "sqlite":
+        return {}
+    return {t: round(st._query("SELECT pg_total_relation_size(%s)", (t,))[0][0] / 1e6)
+            for t in TABLES}
+
+
+def _growth(big: dict[str, Any], small: dict[str, Any]) -> dict[str, float | None]:
+    return {k: round(v["seconds"] / small["steps"][k]["seconds"], 2)
+            if small["steps"].get(k, {}).get("seconds") else None
+            for k, v in big["steps"].items()}
+
+
 def scale(n: int, backend: str = "postgres", pg_url: str | None = None,
           folder: str | None = None, progress: Callable[[str], object] | None = None,
-          keep: bool = False) -> dict[str, Any]:
-    """The whole bench: size n/10, then n; each step's growth (time at n / time at n/10)."""
+          keep: bool = False, fixed_day: bool = False) -> dict[str, Any]:
+    """The whole bench: size n/10, then n; each step's growth (time at n / time at n/10).
+    fixed_day: also a store with n's halls and n's daily volume from RECENT_FROM on but a
+    tenth of its history (`small_fixed_day`), and `growth_fixed_day`: the two differ only in
+    the table's past, so a step that reads only recent rows should not grow."""
     say = progress or (lambda m: None)
     folder = folder or tempfile.mkdtemp(prefix="hcp-bench-scale-")
     url = pg_url or "postgresql://postgres@127.0.0.1:5432/postgres"
     small = one_size(backend, max(1000, n // 10), url, folder, say, keep)
+    fixed = (one_size(backend, max(1000, n // 10), url, folder, say, keep, recent_of=n)
+             if fixed_day else None)
     big = one_size(backend, n, url, folder, say, keep)
-    growth = {k: round(v["seconds"] / small["steps"][k]["seconds"], 2)
-              if small["steps"].get(k, {}).get("seconds") else None
-              for k, v in big["steps"].items()}
-    return {"backend": backend, "ratings": n, "now": "2025-12-31T17:00+08:00",
-            "period": PERIOD, "small": small, "big": big, "growth": growth}
-
+    out = {"backend": backend, "ratings": n, "now": "2025-12-31T17:00+08:00",
+           "period": PERIOD, "small": small, "big": big, "growth": _growth(big, small)}
+    if fixed is not None:
+        out["small_fixed_day"] = fixed
+        out["growth_fixed_day"] = _growth(big, fixed)
+    return out

@@ -14,9 +14,13 @@ from haochaping.tools.cli.hcp_bench import bench
               show_default=True, help="The store's database.")
 @click.option("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
               show_default=True, help="With --backend postgres: where scratch databases are made.")
+@click.option("--fixed-day", is_flag=True,
+              help="Also a store with the full size's halls and daily volume in December but a"
+                   " tenth of its history: growth_fixed_day, what grows with the past alone.")
 @click.option("--keep", is_flag=True, help="Keep the generated databases (their ids in the JSON).")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON.")
-def bench_scale(ratings: int, backend: str, pg_url: str, keep: bool, as_json: bool) -> None:
+def bench_scale(ratings: int, backend: str, pg_url: str, fixed_day: bool, keep: bool,
+                as_json: bool) -> None:
     """A year of ratings generated in the store's schema, then the rule jobs, scores, reports
     and lookups timed against it, and again at a tenth of the size.
 
@@ -27,10 +31,11 @@ def bench_scale(ratings: int, backend: str, pg_url: str, keep: bool, as_json: bo
     \b
     Example:
       hcp bench scale --ratings 2000000 --backend postgres --json
+      hcp bench scale --ratings 20000000 --fixed-day --json
       hcp bench scale --ratings 200000 --backend sqlite
     """
     from haochaping.tools.bench import scale_rate as b
     say: Callable[[str], None] = ((lambda m: None) if as_json
                                   else (lambda m: click.echo(m, err=True)))
-    r = b.scale(ratings, backend, pg_url, progress=say, keep=keep)
+    r = b.scale(ratings, backend, pg_url, progress=say, keep=keep, fixed_day=fixed_day)
     click.echo(json.dumps(r, ensure_ascii=False, indent=None if as_json else 1))

@@ -20,7 +20,8 @@ NOW = scale_rate.NOW
 
 @pytest.fixture
 def year(st):
-    return scale_rate.generate(st, 3000)
+    # 6,000 ratings: ~30 appeals, so that the archived half-year holds some on either backend
+    return scale_rate.generate(st, 6000)
 
 
 def _unrated_due(st):
