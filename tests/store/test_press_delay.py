@@ -33,18 +33,26 @@ def _hall(tmp_path, delays):
     return batches.encode_columns("H01", "b1", tables)
 
 
+def _stored(store_db, bodies):
+    """Each batch body stored in turn (batch ids b1, b2, ...): the ratings' (seq, delay) and
+    how many records each batch brought new."""
+    s = backends.open_store(store_db)
+    s.add_hall("H01")
+    new = []
+    for i, body in enumerate(bodies, 1):
+        hall, batch, parsed = batches.parse_batch(body, "H01", "b%d" % i)
+        new.append(s.store_batch(hall, batch, "sha%d" % i, parsed)["new"])
+    got = access.query(s, "SELECT seq, press_delay_ms FROM ratings ORDER BY seq", ())
+    s.close()
+    return [tuple(r) for r in got], new
+
+
 def test_the_press_delay_reaches_the_store_and_is_null_where_a_terminal_sent_none(
         tmp_path, store_db):
     # if this fails, the city's integrity report cannot use the terminal's own delay and
     # misses staff reaching over to press (docs/integrity.md)
     body = _hall(tmp_path, [4210, None])
-    s = backends.open_store(store_db)
-    s.add_hall("H01")
-    hall, batch, parsed = batches.parse_batch(body, "H01", "b1")
-    s.store_batch(hall, batch, "sha", parsed)
-    got = access.query(s, "SELECT seq, press_delay_ms FROM ratings ORDER BY seq", ())
-    s.close()
-    assert [tuple(r) for r in got] == [(1, 4210), (2, None)]
+    assert _stored(store_db, [body])[0] == [(1, 4210), (2, None)]
 
 
 def test_a_batch_whose_ratings_were_stored_before_is_taken_again_with_some_delays_missing(
@@ -53,15 +61,8 @@ def test_a_batch_whose_ratings_were_stored_before_is_taken_again_with_some_delay
     # before, from terminals old and new) gets a 500 from a PostgreSQL store on every try, and
     # the hall's delivery stops behind that batch
     body = _hall(tmp_path, [4210, None])
-    s = backends.open_store(store_db)
-    s.add_hall("H01")
-    hall, batch, parsed = batches.parse_batch(body, "H01", "b1")
-    s.store_batch(hall, batch, "sha", parsed)
-    hall, batch, parsed = batches.parse_batch(body.replace(b'"b1"', b'"b2"'), "H01", "b2")
-    assert s.store_batch(hall, batch, "sha2", parsed)["new"] == 0
-    got = access.query(s, "SELECT seq, press_delay_ms FROM ratings ORDER BY seq", ())
-    s.close()
-    assert [tuple(r) for r in got] == [(1, 4210), (2, None)]
+    got, new = _stored(store_db, [body, body.replace(b'"b1"', b'"b2"')])
+    assert new[1] == 0 and got == [(1, 4210), (2, None)]
 
 
 def test_a_batch_of_older_terminals_ratings_leaves_the_field_out(tmp_path):
