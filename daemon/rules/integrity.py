@@ -70,7 +70,9 @@ class Finding(TypedDict):
 class Thresholds:
     min_cases: int = 20             # a unit with fewer rated transactions is not judged
     fast_share: float = 0.5         # reaction: at least this share of a window's presses ...
-    fast_factor: float = 0.25       # ... faster than this fraction of the hall's median delay
+    fast_factor: float = 0.25       # ... faster than this fraction of the hall's median delay,
+    fast_share_factor: float = 3.0  # ... and this many times the share of the hall's other
+    #                                 windows' presses that are as fast
     unrated_share: float = 0.4      # skipped prompts: at least this share never rated ...
     unrated_factor: float = 3.0     # ... and this many times the hall's share
     top_share_margin: float = 0.3   # too good: 非常满意 share this far above the hall's ...
@@ -159,12 +161,14 @@ def reaction(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
             median = statistics.median(others)
             fast = median * t.fast_factor
             share = sum(1 for d in mine if d < fast) / len(mine)
-            if share >= t.fast_share:
+            hall_share = sum(1 for d in others if d < fast) / len(others)
+            if share >= t.fast_share and share >= t.fast_share_factor * hall_share:
                 since = "评价器亮起后" if source == "terminal" else "提示后"
                 out.append({"detector": "reaction", "unit": unit, "hall": hall, "evidence": {
                     "ratings": len(mine), "fast_share": round(share, 3),
                     "fast_below_s": round(fast, 3), "hall_median_s": round(median, 3),
                     "window_median_s": round(statistics.median(mine), 3),
+                    "hall_fast_share": round(hall_share, 3),
                     "delay_source": source},
                     "explanation": "%s 的 %d 次评价中有 %s 在%s %.1f 秒内按下"
                     "（本厅其他窗口中位数 %.1f 秒）："
