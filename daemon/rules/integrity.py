@@ -60,7 +60,8 @@ class StaffPhone(TypedDict):
 
 class Finding(TypedDict):
     detector: str            # the detector's name (one function of this module)
-    unit: str                # window:HALL/W01, staff:HALL/S0101, phone:****1234
+    unit: str                # window:HALL/W01, staff:HALL/S0101, phone:****1234 (the
+    #                          store) or phone:#1a2b3c4d (the hall: its keyed hash)
     hall: str
     evidence: dict[str, float | int | str]
     explanation: str         # plain Chinese, with the numbers
@@ -378,20 +379,32 @@ def _masked(phone: str) -> str:
     return "****" + phone[-4:] if len(phone) > 4 else "****"
 
 
+def _rater(c: Case) -> str:
+    """Who gave a real-name rating: the number where it can be read (the store), else its keyed
+    hash (the hall, daemon/hall/phones.py: the hall never reads a rater's number)."""
+    return c["phone"] or ("#" + c["phone_mac"] if c["phone_mac"] else "")
+
+
+def _rater_shown(rater: str) -> str:
+    """The rater as a finding shows it: ****1234, or the first 8 of the hash at the hall."""
+    return "#" + rater[1:9] if rater.startswith("#") else _masked(rater)
+
+
 def real_name(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
     """One phone number giving many real-name ratings, or at several windows: residents' or
-    cadres' numbers filled in for citizens. The number is shown masked."""
+    cadres' numbers filled in for citizens. The number is shown masked (or, at the hall, by
+    the first characters of its keyed hash)."""
     out: list[Finding] = []
-    for phone, cs in _by([c for c in cases if c["phone"] and c["level"]],
-                         lambda c: c["phone"]).items():
+    for rater, cs in _by([c for c in cases if _rater(c) and c["level"]], _rater).items():
         units = {_window(c) for c in cs}
         if len(cs) > t.phone_max_ratings or len(units) > t.phone_max_units:
-            out.append({"detector": "real_name", "unit": "phone:" + _masked(phone),
+            shown = _rater_shown(rater)
+            out.append({"detector": "real_name", "unit": "phone:" + shown,
                         "hall": cs[0]["hall"], "evidence": {"ratings": len(cs),
                                                             "windows": len(units)},
                         "explanation": "同一手机号（%s）实名评价了 %d 件办件、%d 个窗口："
                         "请核实是否冒用"
-                        "群众信息。" % (_masked(phone), len(cs), len(units))})
+                        "群众信息。" % (shown, len(cs), len(units))})
     return out
 
 

@@ -18,16 +18,18 @@ from tests.conftest import hall_query, wait_until
 from tests.hall.test_qr_channel import Phone, add_mobile, card_path, follow
 
 _register()
-WINDOWS = ("W01", "W02", "W03", "W04")
+WINDOWS = ("W01", "W02", "W03", "W04", "W05")
 N = 12
 LEVELS = (1, 2, 1, 3, 1, 2, 4, 1, 2, 1, 3, 5)   # a hall's mix, the same at every window
 STAFF_PHONE = "13912345678"
+RESIDENT_PHONE = "13700007777"   # a resident's number, filled in at W05 for every rating
 T = Thresholds(min_cases=8)
 
 
 @pytest.fixture
 def hall(tmp_path):
-    cfg = add_mobile(hall_kit.create(str(tmp_path / "hall"), windows=WINDOWS, timeout_s=30))
+    cfg = add_mobile(hall_kit.create(str(tmp_path / "hall"), windows=WINDOWS, timeout_s=30),
+                     per_address=200)   # every phone here comes from one address
     broker = processes.Mosquitto(hall_kit.broker_conf(cfg), cfg.mqtt.port).start()
     daemon = processes.DaemonProcess(cfg).start()
     terms = {}
@@ -58,10 +60,23 @@ def _hcp(*args):
     return r.output
 
 
-def test_an_unplugged_terminal_and_a_staff_phone_rating_as_a_citizen_are_found(hall):
+def _rate_by_phone(phone, cfg, window, number):
+    """The window's open prompt rated 非常满意 on the phone page, real-name with `number`."""
+    card = card_path(cfg, window)
+    status, headers, _ = phone.get(card)
+    assert status == 303
+    page = follow(card, headers["location"])
+    assert phone.post(page, {"level": "1"})[0] == 303
+    status, _, _ = phone.post(page + "/more", {"name": "张三", "phone": number,
+                                               "consent": "yes"})
+    assert status == 303
+
+
+def test_an_unplugged_terminal_a_staff_phone_and_a_residents_phone_are_found(hall):
     # if this fails, the duty manager does not see a window serving with its terminal
-    # unplugged (nobody can rate it), or a staff member giving their own phone number as a
-    # citizen's real-name rating of their own service (Wuhan 2019); or sees the number in full
+    # unplugged (nobody can rate it), a staff member giving their own phone number as a
+    # citizen's real-name rating of their own service (Wuhan 2019), or one resident's number
+    # filled in for a window's every rating (Zhouzhi 2023); or sees a number in full
     cfg, terms = hall
     from haochaping.daemon.hall import api_client
     api = api_client.WindowApi(cfg)
@@ -82,14 +97,10 @@ def test_an_unplugged_terminal_and_a_staff_phone_rating_as_a_citizen_are_found(h
             if w == "W03":
                 continue                       # its terminal is dark: nobody can rate
             if w == "W04" and n in (3, 8):     # the staff member rates on their own phone
-                card = card_path(cfg, w)
-                status, headers, _ = phone.get(card)
-                assert status == 303
-                page = follow(card, headers["location"])
-                assert phone.post(page, {"level": "1"})[0] == 303
-                status, _, _ = phone.post(page + "/more", {"name": "张三", "phone": STAFF_PHONE,
-                                                           "consent": "yes"})
-                assert status == 303
+                _rate_by_phone(phone, cfg, w, STAFF_PHONE)
+                continue
+            if w == "W05":                     # 刷好评 with a resident's details, every time
+                _rate_by_phone(phone, cfg, w, RESIDENT_PHONE)
                 continue
             s = terms[w].wait_session(timeout=5, token_not=last.get(w))
             assert s is not None, w
@@ -97,7 +108,7 @@ def test_an_unplugged_terminal_and_a_staff_phone_rating_as_a_citizen_are_found(h
             terms[w].press(LEVELS[n])
     for w in WINDOWS:
         api.start(w, "%s-end" % w)
-    wait_until(lambda: all(terms[w].backlog() == 0 for w in ("W01", "W02", "W04")),
+    wait_until(lambda: all(terms[w].backlog() == 0 for w in ("W01", "W02", "W04", "W05")),
                what="every rating acked")
     conn = db.connect(cfg.hall.database)
     try:
@@ -109,17 +120,22 @@ def test_an_unplugged_terminal_and_a_staff_phone_rating_as_a_citizen_are_found(h
     (staff,) = [f for f in found if f["detector"] == "staff_rater"]
     assert staff["unit"] == "staff:H01/S0401" and staff["evidence"]["own_service"] == 2
     assert staff["evidence"]["phone"] == "****5678"
+    # the resident's number: the hall cannot read it, so the finding names its keyed hash
+    (resident,) = [f for f in found if f["detector"] == "real_name"]
+    assert resident["unit"].startswith("phone:#") and resident["evidence"] == {
+        "ratings": N, "windows": 1}
     # the honest windows are not named by these two detectors (the citizens here press at once
     # at every window, so the timing detectors are tried in the store scenario instead)
-    named = {u for d, u in units if d in ("offline_terminals", "staff_rater")}
+    named = {u for d, u in units if d in ("offline_terminals", "staff_rater", "real_name")}
     assert not named & {"window:H01/W01", "window:H01/W02", "staff:H01/S0101",
                         "staff:H01/S0201"}, units
     # the number is in no finding, and in clear nowhere in the hall's files (db, log)
     assert STAFF_PHONE not in str(found) and "139-1234" not in str(found)
+    assert RESIDENT_PHONE not in str(found) and "7777" not in str(found)
     blob = b""
     for name in os.listdir(cfg.folder):
         p = os.path.join(cfg.folder, name)
         if os.path.isfile(p):
             with open(p, "rb") as f:
                 blob += f.read()
-    assert STAFF_PHONE.encode() not in blob
+    assert STAFF_PHONE.encode() not in blob and RESIDENT_PHONE.encode() not in blob

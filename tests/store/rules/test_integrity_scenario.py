@@ -26,12 +26,13 @@ from tests.store.conftest import backlog
 
 from .conftest import hcp
 
-WINDOWS = ("W01", "W02", "W03", "W04", "W05", "W06", "W07")
+WINDOWS = ("W01", "W02", "W03", "W04", "W05", "W06", "W07", "W08")
 N = 22   # transactions per window
-T = Thresholds(min_cases=15, fixed_offset_std_s=0.25)
+T = Thresholds(min_cases=15, fixed_offset_std_s=0.25, edge_minutes=0.1)  # edges of 6 s
 WEIGHTS = (55, 25, 12, 5, 3)
 HOLD_S = 1.5   # the correction window, compressed: every press reaches the hall this much later
 OLD_FIRMWARE = "W02"
+BURST_GAP_S = 60   # the bursts window's day: a burst, a minute of nothing, a burst
 
 
 @pytest.fixture
@@ -61,6 +62,8 @@ def _serve(api, window, term, behaviour, errors):
     last = None
     try:
         for n in range(N):
+            if behaviour == "bursts" and n == N // 2:
+                time.sleep(BURST_GAP_S)   # the doors open: nothing rated until closing time
             api.start(window, "%s-%03d" % (window, n), staff="S%s01" % window[-1])
             if behaviour == "skips" and n % 5:
                 continue               # the next ticket is called: no 请评价
@@ -81,6 +84,10 @@ def _serve(api, window, term, behaviour, errors):
             elif behaviour == "too_good":
                 time.sleep(r.uniform(0.6, 3.0))   # citizens' own pace, but 刷好评: all 非常满意
                 level = 1
+            elif behaviour == "bursts":    # filled in before opening and after closing
+                level = r.choices(range(1, 6), WEIGHTS)[0]
+                term.press(level, pressed_at=time.time())   # no citizen: no correction wait
+                continue
             elif behaviour == "same_reasons":
                 time.sleep(r.uniform(0.6, 3.0))
                 level = 4 if n >= 5 else 1
@@ -101,12 +108,12 @@ def _serve(api, window, term, behaviour, errors):
 def test_an_honest_hall_yields_no_finding_and_each_gaming_window_is_found(chain, store,
                                                                           tmp_path):
     # if this fails, the integrity report either names honest windows or misses staff who
-    # press for citizens, skip the prompt, auto-post good reviews, fill in bad ones in bulk or
-    # collect nothing but 非常满意
+    # press for citizens, skip the prompt, auto-post good reviews, fill in bad ones in bulk,
+    # collect nothing but 非常满意 or fill in the day's ratings before opening and after closing
     cfg, terms = chain
     api = api_client.WindowApi(cfg)
     plan = {"W01": "honest", "W02": "honest", "W03": "reaches_over", "W04": "skips",
-            "W05": "auto_posts", "W06": "same_reasons", "W07": "too_good"}
+            "W05": "auto_posts", "W06": "same_reasons", "W07": "too_good", "W08": "bursts"}
     errors = []
     threads = [threading.Thread(target=_serve, args=(api, w, terms[w], b, errors))
                for w, b in plan.items()]
@@ -128,7 +135,8 @@ def test_an_honest_hall_yields_no_finding_and_each_gaming_window_is_found(chain,
     assert not by_window & {"W01", "W02", "S101", "S201"}, found       # no honest unit named
     # the staff's press at once is seen by the terminal's own delay: the hall's delay (the
     # correction window on every press) puts it within reach of citizens'
-    (reach,) = [f for f in rep["findings"] if f["detector"] == "reaction"]
+    (reach,) = [f for f in rep["findings"] if f["detector"] == "reaction"
+                and f["unit"] != "window:H01/W08"]   # the bursts' staff press at once too
     assert reach["unit"] == "window:H01/W03" and reach["evidence"]["delay_source"] == "terminal"
     # ... and only by it: the same cases with the hall's delay alone do not show it
     blind = store.query(lambda s: integrity.cases(s, period))
@@ -145,6 +153,7 @@ def test_an_honest_hall_yields_no_finding_and_each_gaming_window_is_found(chain,
     assert ("patterns", "window:H01/W05") in found
     assert ("patterns", "window:H01/W06") in found
     assert ("too_good", "window:H01/W07") in found
+    assert ("bursts", "window:H01/W08") in found
     # the command writes the internal report
     r = hcp("integrity", "report", "--db", store.db, "--period", period, "--out", tmp_path)
     assert "window:H01/W03" in r.output
