@@ -26,7 +26,7 @@ from tests.store.conftest import backlog
 
 from .conftest import hcp
 
-WINDOWS = ("W01", "W02", "W03", "W04", "W05", "W06", "W07", "W08")
+WINDOWS = ("W01", "W02", "W03", "W04", "W05", "W06", "W07", "W08", "W09")
 N = 22   # transactions per window
 T = Thresholds(min_cases=15, fixed_offset_std_s=0.25, edge_minutes=0.1)  # edges of 6 s
 WEIGHTS = (55, 25, 12, 5, 3)
@@ -61,17 +61,20 @@ def _serve(api, window, term, behaviour, errors):
     r = random.Random(window)
     last = None
     try:
-        for n in range(N):
+        for n in range(2 * N if behaviour == "one_skips" else N):   # two staff: N each
             if behaviour == "bursts" and n == N // 2:
                 time.sleep(BURST_GAP_S)   # the doors open: nothing rated until closing time
-            api.start(window, "%s-%03d" % (window, n), staff="S%s01" % window[-1])
+            staff = "S%s0%d" % (window[-1], 1 + (behaviour == "one_skips" and n % 2))
+            api.start(window, "%s-%03d" % (window, n), staff=staff)
             if behaviour == "skips" and n % 5:
                 continue               # the next ticket is called: no 请评价
+            if behaviour == "one_skips" and staff.endswith("2"):
+                continue               # the second staff member never asks; the first does
             api.finish(window)
             s = term.wait_session(timeout=5, token_not=last)
             assert s is not None, window
             last = s["token"]
-            if behaviour == "honest":
+            if behaviour in ("honest", "one_skips"):
                 if r.random() < 0.08:
                     continue           # walks away
                 time.sleep(r.uniform(0.6, 3.0))
@@ -109,11 +112,13 @@ def test_an_honest_hall_yields_no_finding_and_each_gaming_window_is_found(chain,
                                                                           tmp_path):
     # if this fails, the integrity report either names honest windows or misses staff who
     # press for citizens, skip the prompt, auto-post good reviews, fill in bad ones in bulk,
-    # collect nothing but 非常满意 or fill in the day's ratings before opening and after closing
+    # collect nothing but 非常满意, fill in the day's ratings before opening and after closing,
+    # or (one of a window's two staff) never ask
     cfg, terms = chain
     api = api_client.WindowApi(cfg)
     plan = {"W01": "honest", "W02": "honest", "W03": "reaches_over", "W04": "skips",
-            "W05": "auto_posts", "W06": "same_reasons", "W07": "too_good", "W08": "bursts"}
+            "W05": "auto_posts", "W06": "same_reasons", "W07": "too_good", "W08": "bursts",
+            "W09": "one_skips"}
     errors = []
     threads = [threading.Thread(target=_serve, args=(api, w, terms[w], b, errors))
                for w, b in plan.items()]
@@ -154,6 +159,9 @@ def test_an_honest_hall_yields_no_finding_and_each_gaming_window_is_found(chain,
     assert ("patterns", "window:H01/W06") in found
     assert ("too_good", "window:H01/W07") in found
     assert ("bursts", "window:H01/W08") in found
+    # two staff at W09, one of whom never asks: named, and the colleague who asks is not
+    assert ("skipped_prompts", "staff:H01/S902") in found
+    assert not {u for _, u in found} & {"staff:H01/S901"}, found
     # the command writes the internal report
     r = hcp("integrity", "report", "--db", store.db, "--period", period, "--out", tmp_path)
     assert "window:H01/W03" in r.output
