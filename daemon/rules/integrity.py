@@ -29,6 +29,7 @@ Thresholds are ``Thresholds``; its defaults are documented in docs/integrity.md.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -271,6 +272,11 @@ def offline_terminals(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
     return out
 
 
+def _tail(n: int, k: int, p: float) -> float:
+    """The chance of k or more of n at rate p (the binomial's upper tail)."""
+    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
 def too_good(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
     """A window or staff member whose citizens are all 非常满意, far above the hall, or who have
     no bad review over more transactions than the hall's bad-review rate makes likely."""
@@ -280,7 +286,8 @@ def too_good(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
         units = {**_by(rated, _window), **_by(
             [c for c in rated if c["staff"]], lambda c: "staff:%s/%s" % (c["hall"], c["staff"]))}
         # the chance is judged for the hall as a whole: zero_bad_p shared among the units
-        # judged (Bonferroni), so that an honest hall is named at most zero_bad_p of the time
+        # judged (Bonferroni), so that an honest hall is named at most zero_bad_p of the time;
+        # the same bound for a share of 非常满意 far above the hall's as for zero bad reviews
         judged = sum(1 for cs in units.values() if len(cs) >= t.min_cases)
         for unit, cs in units.items():
             others = [c for c in rated if c["window"] != cs[0]["window"]]
@@ -291,10 +298,13 @@ def too_good(cases: Sequence[Case], t: Thresholds) -> list[Finding]:
             mine = sum(1 for c in cs if c["level"] == 1) / len(cs)
             mine_bad = sum(1 for c in cs if _bad(c["level"]))
             p_zero = (1 - bad) ** len(cs)
-            if mine >= t.top_share_min and mine >= top + t.top_share_margin:
+            n_top = sum(1 for c in cs if c["level"] == 1)
+            if (mine >= t.top_share_min and mine >= top + t.top_share_margin
+                    and _tail(len(cs), n_top, top) < t.zero_bad_p / judged):
                 out.append({"detector": "too_good", "unit": unit, "hall": hall, "evidence": {
                     "ratings": len(cs), "top_share": round(mine, 3),
-                    "hall_top_share": round(top, 3)},
+                    "hall_top_share": round(top, 3),
+                    "chance": float("%.2g" % _tail(len(cs), n_top, top))},
                     "explanation": "%s 的 %d 次评价中 %s 为非常满意，本厅其他窗口为 %s：明显偏高，"
                     "请核实是否有刷好评。" % (unit, len(cs), _pct(mine), _pct(top))})
             elif mine_bad == 0 and bad > 0 and p_zero < t.zero_bad_p / judged:
