@@ -61,7 +61,9 @@ def _serve(api, window, term, behaviour, errors):
     r = random.Random(window)
     last = None
     try:
-        for n in range(2 * N if behaviour == "one_skips" else N):   # two staff: N each
+        # two staff at one_skips: N each; too_good is judged against a hall whose other
+        # gaming windows raise the bar (W03, W05 give nothing but 非常满意 too): its day is 2N
+        for n in range(2 * N if behaviour in ("one_skips", "too_good") else N):
             if behaviour == "bursts" and n == N // 2:
                 time.sleep(BURST_GAP_S)   # the doors open: nothing rated until closing time
             staff = "S%s0%d" % (window[-1], 1 + (behaviour == "one_skips" and n % 2))
@@ -85,7 +87,7 @@ def _serve(api, window, term, behaviour, errors):
                 time.sleep(1.0)        # integration code: a fixed time after the service
                 level = 1
             elif behaviour == "too_good":
-                time.sleep(r.uniform(0.6, 3.0))   # citizens' own pace, but 刷好评: all 非常满意
+                time.sleep(r.uniform(0.6, 1.5))   # quick citizens, but 刷好评: all 非常满意
                 level = 1
             elif behaviour == "bursts":    # filled in before opening and after closing
                 level = r.choices(range(1, 6), WEIGHTS)[0]
