@@ -7,13 +7,15 @@ logged on every change); and it can compare a real-name phone rater's number wit
 from __future__ import annotations
 
 import bisect
+import datetime
 import sqlite3
 import time
 
 from haochaping.daemon.hall.console import staff as staff_lib
-from haochaping.daemon.rules import integrity
+from haochaping.daemon.rules import integrity, scoring
 from haochaping.daemon.rules.integrity import Case, Finding, StaffPhone, Thresholds
 
+_BEIJING = datetime.timezone(datetime.timedelta(hours=8))
 _SQL = """
 SELECT t.window, t.staff, t.finished_at, r.level, r.received_at, r.terminal, r.seq,
        r.press_delay_ms, m.phone_mac, t.token, t.prompt_closed_by
@@ -91,10 +93,27 @@ def staff_phones(conn: sqlite3.Connection, hall: str) -> list[StaffPhone]:
             for number, mac, tail in staff_lib.phones(conn)]
 
 
+def between(conn: sqlite3.Connection, hall: str, start: float, end: float,
+            t: Thresholds | None = None) -> list[Finding]:
+    """Findings over the transactions finished in [start, end)."""
+    return integrity.findings(day_cases(conn, hall, start, end), t, staff_phones(conn, hall))
+
+
 def today(conn: sqlite3.Connection, hall: str, now: float | None = None,
           t: Thresholds | None = None) -> list[Finding]:
     """Findings over today's transactions (midnight to midnight, Beijing time)."""
     now = time.time() if now is None else now
     start = now - (now + 8 * 3600) % 86400
-    return integrity.findings(day_cases(conn, hall, start, start + 86400), t,
-                              staff_phones(conn, hall))
+    return between(conn, hall, start, start + 86400, t)
+
+
+def period(conn: sqlite3.Connection, hall: str, text: str,
+           t: Thresholds | None = None) -> list[Finding]:
+    """Findings over a period like 2026Q4, 2026-11 or 2026 (Beijing days): the hall's own
+    detectors (terminals offline, staff numbers) at a quarter's depth, which the store's
+    report cannot have. Raises HcpError for a period it cannot read."""
+    first, last = scoring.parse_period(text)
+    start = datetime.datetime.combine(first, datetime.time(), _BEIJING).timestamp()
+    end = datetime.datetime.combine(last + datetime.timedelta(days=1), datetime.time(),
+                                    _BEIJING).timestamp()
+    return between(conn, hall, start, end, t)

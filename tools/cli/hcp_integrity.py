@@ -73,3 +73,29 @@ def integrity_today(config_path: str) -> None:
         click.echo("今日未发现异常 (no findings today)")
     for f in found:
         click.echo("%s: %s" % (f["unit"], f["explanation"]))
+
+
+@integrity.command("hall")
+@click.option("--config", "config_path", default="hall.toml", show_default=True,
+              type=click.Path(dir_okay=False), help="The hall's configuration file.")
+@click.option("--period", required=True, help="A quarter (2026Q4), a month (2026-11) or a year.")
+def integrity_hall(config_path: str, period: str) -> None:
+    """A period's findings at this hall, from the hall database: all the detectors, with the
+    hall's own (terminals offline while serving, staff numbers used as raters), which the
+    store's `hcp integrity report` cannot have.
+
+    \b
+    Example:
+      hcp integrity hall --config hall.toml --period 2026Q4
+    """
+    from haochaping.daemon.hall import db, integrity_live, settings
+    cfg = settings.load(config_path)
+    conn = db.connect(cfg.hall.database)
+    try:
+        found = integrity_live.period(conn, cfg.hall.id, period)
+    finally:
+        conn.close()
+    if not found:
+        click.echo("本期未发现异常 (no findings in %s)" % period)
+    for f in found:
+        click.echo("%s: %s" % (f["unit"], f["explanation"]))
