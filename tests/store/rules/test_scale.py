@@ -143,3 +143,49 @@ def test_the_scale_benchmark_measures_every_step_of_a_generated_year(st, year):
     assert steps["ingest_batch_5000"]["rows"] >= 5000   # its transactions, ratings, reasons
     assert steps["province_scores_quarter"]["rows"] == steps["quarterly_report"]["rows"] > 0
     assert steps["defaults_sweep"]["rows"] == year["expected_defaults"]
+
+
+def test_a_sweep_that_dies_while_writing_defaults_leaves_none_and_the_rerun_gives_each_once(
+        st, data, monkeypatch):
+    # if this fails, a default sweep that crashes half-way (the store restarted, the database
+    # gone) leaves some transactions without their 基本满意 or, rerun, gives some two
+    txs = [data.transaction("2026-09-0%d 10:00" % d)[0] for d in range(1, 8)]
+    monkeypatch.setattr(defaults, "WRITE_CHUNK", 2)          # 7 defaults: 4 statements
+    write = defaults._write_chunk
+    calls = []
+
+    def dies_on_the_third(t, rows, now):
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise RuntimeError("the store went away")
+        return write(t, rows, now)
+
+    monkeypatch.setattr(defaults, "_write_chunk", dies_on_the_third)
+    with pytest.raises(RuntimeError):
+        defaults.run_defaults(st, now=at("2026-10-20 12:00"))
+    assert calls == [2, 2, 2]
+    assert st._query("SELECT COUNT(*) FROM ratings WHERE is_default = 1", ()) == [(0,)]
+    assert st._query("SELECT COUNT(*) FROM store_sweeps", ()) == [(0,)]  # nothing recorded
+    monkeypatch.setattr(defaults, "_write_chunk", write)
+    assert defaults.run_defaults(st, now=at("2026-10-20 13:00"))["given"] == 7
+    assert defaults.run_defaults(st, now=at("2026-10-20 14:00"))["given"] == 0
+    per_tx = st._query("SELECT tx_uid, COUNT(*) FROM ratings WHERE outcome = 'counted'"
+                       " GROUP BY tx_uid ORDER BY tx_uid", ())
+    assert per_tx == sorted((tx, 1) for tx in txs)
+
+
+def test_defaults_written_again_in_chunks_are_each_written_once(st, data, monkeypatch):
+    # if this fails, two default sweeps running at once (cron and `hcp store serve`) give a
+    # transaction two 基本满意, or report defaults given that were not
+    txs = [data.transaction("2026-09-0%d 10:00" % d)[0] for d in range(1, 6)]
+    monkeypatch.setattr(defaults, "WRITE_CHUNK", 2)
+    due = [(defaults.default_uid(tx), "H01", tx, at("2026-09-20 00:00")) for tx in txs]
+    with access.atomic(st) as t:
+        assert defaults.write_defaults(t, due[1:4], at("2026-10-20 12:00")) == 3
+    with access.atomic(st) as t:                    # the other run had read them all as due
+        assert defaults.write_defaults(t, list(reversed(due)), at("2026-10-20 12:01")) == 2
+    rows = st._query("SELECT uid, tx_uid, level, outcome, is_default, rated_at, batch"
+                     " FROM ratings WHERE is_default = 1 ORDER BY uid", ())
+    assert rows == [(defaults.default_uid(tx), tx, 3, "counted", 1, at("2026-09-20 00:00"),
+                     defaults.BATCH) for tx in sorted(txs)]
+    assert defaults.run_defaults(st, now=at("2026-10-20 13:00"))["given"] == 0
