@@ -680,7 +680,7 @@ def _cases_plan(st: backends.Store) -> list[str]:
 
 
 def _unit_plan(st: backends.Store, unit: str, start: float, end: float) -> list[str]:
-    sql, args = scores.unit_query(unit, start, end)
+    sql, args = scores.unit_count_query(unit, start, end, st.dialect)
     return plan(st, sql, args)
 
 
