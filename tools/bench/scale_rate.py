@@ -599,71 +599,83 @@ def _batch(hall: str, n: int, rnd: random.Random) -> dict[str, list[Any]]:
     return {"transaction": [*tx_cols, None], "rating": r_cols, "reason": s_cols}
 
 
-def measure(st: backends.Store, gen: Generated) -> dict[str, Step]:
-    """Each step at the store's NOW; plans after the timing (EXPLAIN ANALYZE runs it again)."""
+GROUPS = ("ingest", "sweeps", "explain", "quarter", "lookups")  # measure's steps, in order
+
+
+def measure(st: backends.Store, gen: Generated,
+            groups: tuple[str, ...] = GROUPS) -> dict[str, Step]:
+    """Each step at the store's NOW; plans after the timing (EXPLAIN ANALYZE runs it again).
+    groups: only those (GROUPS; `quarter`, the province's quarter and report, is the long one)."""
     cal = workdays.default_calendar()
     s = gen["sample"]
     out: dict[str, Step] = {}
     _first, _last, q_start, q_end = scores.bounds(PERIOD)
     rnd = random.Random(5)
 
-    parsed = _batch(s["hall"], 5000, rnd)
-    sec, ans = _timed(lambda: st.store_batch(s["hall"], "scale-bench-1", "0" * 64, parsed,
-                                             rules_api.in_batch))
-    out["ingest_batch_5000"] = {"seconds": round(sec, 3), "rows": ans["new"]}
+    if "ingest" in groups:
+        parsed = _batch(s["hall"], 5000, rnd)
+        sec, ans = _timed(lambda: st.store_batch(s["hall"], "scale-bench-1", "0" * 64, parsed,
+                                                 rules_api.in_batch))
+        out["ingest_batch_5000"] = {"seconds": round(sec, 3), "rows": ans["new"]}
 
-    sec, res = _timed(lambda: defaults.run_defaults(st, NOW, cal))
-    out["defaults_sweep"] = {"seconds": round(sec, 3), "rows": res["given"],
-                             "note": "given %d of %d expected; checked %d, waiting %d" % (
-                                 res["given"], gen["expected_defaults"], res["checked"],
-                                 res["waiting"])}
-    out["defaults_sweep"]["plan"] = _sweep_plan(st)
-    out["late_sweep_plan"] = {"seconds": 0.0, "rows": 0, "plan": plan(
-        st, defaults.MAYBE_LATE_SINCE_SQL, (defaults.EPOCH, 5 * 86400.0, 5 * 86400.0,
-                                            time.time() - 3600) * 2)}
-    sec, opened = _timed(lambda: cases.open_new(st, NOW, cal))
-    out["cases_sweep"] = {"seconds": round(sec, 3), "rows": opened}
-    out["cases_sweep"]["plan"] = _cases_plan(st)
-    sec, again = _timed(lambda: jobs.run_once(st, NOW, cal))
-    out["rule_jobs_again"] = {"seconds": round(sec, 3), "rows": again["given"]
-                              + again.get("cases_opened", 0)}
-    st._execute("DELETE FROM store_sweeps", ())  # the daily sweep over every row
-    sec, full = _timed(lambda: defaults.run_defaults(st, NOW, cal))
-    out["defaults_sweep_full"] = {"seconds": round(sec, 3), "rows": full["given"],
-                                  "note": "checked %d" % full["checked"]}
-    sec, opened = _timed(lambda: cases.open_new(st, NOW, cal))
-    out["cases_sweep_full"] = {"seconds": round(sec, 3), "rows": opened}
+    if "sweeps" in groups:
+        sec, res = _timed(lambda: defaults.run_defaults(st, NOW, cal))
+        out["defaults_sweep"] = {"seconds": round(sec, 3), "rows": res["given"],
+                                 "note": "given %d of %d expected; checked %d, waiting %d" % (
+                                     res["given"], gen["expected_defaults"], res["checked"],
+                                     res["waiting"])}
+        out["defaults_sweep"]["plan"] = _sweep_plan(st)
+        out["late_sweep_plan"] = {"seconds": 0.0, "rows": 0, "plan": plan(
+            st, defaults.MAYBE_LATE_SINCE_SQL, (defaults.EPOCH, 5 * 86400.0, 5 * 86400.0,
+                                                time.time() - 3600) * 2)}
+        sec, opened = _timed(lambda: cases.open_new(st, NOW, cal))
+        out["cases_sweep"] = {"seconds": round(sec, 3), "rows": opened}
+        out["cases_sweep"]["plan"] = _cases_plan(st)
+        sec, again = _timed(lambda: jobs.run_once(st, NOW, cal))
+        out["rule_jobs_again"] = {"seconds": round(sec, 3), "rows": again["given"]
+                                  + again.get("cases_opened", 0)}
+        st._execute("DELETE FROM store_sweeps", ())  # the daily sweep over every row
+        sec, full = _timed(lambda: defaults.run_defaults(st, NOW, cal))
+        out["defaults_sweep_full"] = {"seconds": round(sec, 3), "rows": full["given"],
+                                      "note": "checked %d" % full["checked"]}
+        sec, opened = _timed(lambda: cases.open_new(st, NOW, cal))
+        out["cases_sweep_full"] = {"seconds": round(sec, 3), "rows": opened}
 
-    for kind in ("department", "window", "staff"):
-        sec, e = _timed(lambda k=kind: scores.explain(st, s[k], PERIOD, NOW, cal))  # type: ignore[misc]
-        step: Step = {"seconds": round(sec, 3), "rows": e.score.total}
-        step["plan"] = _unit_plan(st, s[kind], q_start, q_end)
-        out["explain_%s" % kind] = step
+    if "explain" in groups:
+        for kind in ("department", "window", "staff"):
+            sec, e = _timed(lambda k=kind: scores.explain(  # type: ignore[misc]
+                st, s[k], PERIOD, NOW, cal))
+            step: Step = {"seconds": round(sec, 3), "rows": e.score.total}
+            step["plan"] = _unit_plan(st, s[kind], q_start, q_end)
+            out["explain_%s" % kind] = step
 
-    sec, units = _timed(lambda: scores.unit_scores(st, PERIOD, NOW, cal))
-    out["province_scores_quarter"] = {"seconds": round(sec, 3), "rows": len(units)}
-    out["province_scores_quarter"]["plan"] = _province_plan(st, q_start, q_end)
-    sec, fig = _timed(lambda: quarterly.figures(st, PERIOD, False, NOW, cal))
-    out["quarterly_report"] = {"seconds": round(sec, 3), "rows": len(fig["units"])}
+    if "quarter" in groups:
+        sec, units = _timed(lambda: scores.unit_scores(st, PERIOD, NOW, cal))
+        out["province_scores_quarter"] = {"seconds": round(sec, 3), "rows": len(units)}
+        out["province_scores_quarter"]["plan"] = _province_plan(st, q_start, q_end)
+        sec, fig = _timed(lambda: quarterly.figures(st, PERIOD, False, NOW, cal))
+        out["quarterly_report"] = {"seconds": round(sec, 3), "rows": len(fig["units"])}
 
-    if s["appeal"]:
-        sec, _a = _timed(lambda: appeals.get(st, s["appeal"]))
-        out["appeal_get"] = {"seconds": round(sec, 4), "rows": 1,
-                             "plan": plan(st, appeals.APPEAL_SQL + " WHERE id = %s",
-                                          (s["appeal"],))}
-        sec, pend = _timed(lambda: appeals.list_appeals(st, "pending", NOW))
-        out["appeals_pending"] = {"seconds": round(sec, 4), "rows": len(pend),
-                                  "plan": plan(st, appeals.APPEAL_SQL + " WHERE status = %s"
-                                               " ORDER BY filed_at", ("pending",))}
-    if s["case"]:
-        sec, _c = _timed(lambda: (cases.get(st, s["case"], NOW), cases.events(st, s["case"])))
-        out["case_get"] = {"seconds": round(sec, 4), "rows": 1,
-                           "plan": plan(st, cases.CASE_SQL + " WHERE id = %s", (s["case"],))}
-        sec, open_ = _timed(lambda: cases.list_cases(st, "open", s["hall"], NOW))
-        out["cases_open_of_hall"] = {"seconds": round(sec, 4), "rows": len(open_),
-                                     "plan": plan(st, cases.CASE_SQL + " WHERE status = %s AND"
-                                                  " hall = %s ORDER BY opened_at, id",
-                                                  ("open", s["hall"]))}
+    if "lookups" in groups:
+        if s["appeal"]:
+            sec, _a = _timed(lambda: appeals.get(st, s["appeal"]))
+            out["appeal_get"] = {"seconds": round(sec, 4), "rows": 1,
+                                 "plan": plan(st, appeals.APPEAL_SQL + " WHERE id = %s",
+                                              (s["appeal"],))}
+            sec, pend = _timed(lambda: appeals.list_appeals(st, "pending", NOW))
+            out["appeals_pending"] = {"seconds": round(sec, 4), "rows": len(pend),
+                                      "plan": plan(st, appeals.APPEAL_SQL + " WHERE status = %s"
+                                                   " ORDER BY filed_at", ("pending",))}
+        if s["case"]:
+            sec, _c = _timed(lambda: (cases.get(st, s["case"], NOW), cases.events(st, s["case"])))
+            out["case_get"] = {"seconds": round(sec, 4), "rows": 1,
+                               "plan": plan(st, cases.CASE_SQL + " WHERE id = %s", (s["case"],))}
+            sec, open_ = _timed(lambda: cases.list_cases(st, "open", s["hall"], NOW))
+            out["cases_open_of_hall"] = {"seconds": round(sec, 4), "rows": len(open_),
+                                         "plan": plan(st, cases.CASE_SQL + " WHERE status = %s AND"
+                                                      " hall = %s ORDER BY opened_at, id",
+                                                      ("open", s["hall"]))}
+
     return out
 
 
@@ -680,7 +692,7 @@ def _cases_plan(st: backends.Store) -> list[str]:
 
 
 def _unit_plan(st: backends.Store, unit: str, start: float, end: float) -> list[str]:
-    sql, args = scores.unit_query(unit, start, end)
+    sql, args = scores.unit_count_query(unit, start, end, st.dialect)
     return plan(st, sql, args)
 
 
@@ -692,7 +704,7 @@ def _province_plan(st: backends.Store, start: float, end: float) -> list[str]:
 
 def one_size(backend: str, n: int, pg_url: str, folder: str,
              say: Callable[[str], object], keep: bool = False,
-             recent_of: int | None = None) -> dict[str, Any]:
+             recent_of: int | None = None, groups: tuple[str, ...] = GROUPS) -> dict[str, Any]:
     """Generate a year of about n ratings (recent_of: see generate) and measure every step;
     with the database's size, the machine's load average before and after, and this
     process's peak memory so far."""
@@ -710,7 +722,7 @@ def one_size(backend: str, n: int, pg_url: str, folder: str,
             gen = generate(st, n, recent_of=recent_of)
             say("  %s rows in %.0f s (%s); measuring ..." % (
                 sum(gen["rows"].values()), gen["seconds"], gen["phases"]))
-            steps = measure(st, gen)
+            steps = measure(st, gen, groups)
             size = _size(st)
             tables = _table_sizes(st)
         finally:
@@ -751,18 +763,20 @@ def _growth(big: dict[str, Any], small: dict[str, Any]) -> dict[str, float | Non
 
 def scale(n: int, backend: str = "postgres", pg_url: str | None = None,
           folder: str | None = None, progress: Callable[[str], object] | None = None,
-          keep: bool = False, fixed_day: bool = False) -> dict[str, Any]:
+          keep: bool = False, fixed_day: bool = False,
+          groups: tuple[str, ...] = GROUPS) -> dict[str, Any]:
     """The whole bench: size n/10, then n; each step's growth (time at n / time at n/10).
     fixed_day: also a store with n's halls and n's daily volume from RECENT_FROM on but a
     tenth of its history (`small_fixed_day`), and `growth_fixed_day`: the two differ only in
-    the table's past, so a step that reads only recent rows should not grow."""
+    the table's past, so a step that reads only recent rows should not grow. groups: the
+    steps measured (GROUPS)."""
     say = progress or (lambda m: None)
     folder = folder or tempfile.mkdtemp(prefix="hcp-bench-scale-")
     url = pg_url or "postgresql://postgres@127.0.0.1:5432/postgres"
-    small = one_size(backend, max(1000, n // 10), url, folder, say, keep)
-    fixed = (one_size(backend, max(1000, n // 10), url, folder, say, keep, recent_of=n)
-             if fixed_day else None)
-    big = one_size(backend, n, url, folder, say, keep)
+    small = one_size(backend, max(1000, n // 10), url, folder, say, keep, groups=groups)
+    fixed = (one_size(backend, max(1000, n // 10), url, folder, say, keep, recent_of=n,
+                      groups=groups) if fixed_day else None)
+    big = one_size(backend, n, url, folder, say, keep, groups=groups)
     out = {"backend": backend, "ratings": n, "now": "2025-12-31T17:00+08:00",
            "period": PERIOD, "small": small, "big": big, "growth": _growth(big, small)}
     if fixed is not None:

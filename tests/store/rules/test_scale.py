@@ -10,10 +10,19 @@ import pytest
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import scoring
-from haochaping.daemon.store import access, archive, cases, defaults, quarterly, scores, sweeps
+from haochaping.daemon.store import (
+    access,
+    appeals,
+    archive,
+    cases,
+    defaults,
+    quarterly,
+    scores,
+    sweeps,
+)
 from haochaping.tools.bench import scale_rate
 
-from .conftest import at, hcp
+from .conftest import Data, at, hcp
 
 NOW = scale_rate.NOW
 
@@ -143,3 +152,88 @@ def test_the_scale_benchmark_measures_every_step_of_a_generated_year(st, year):
     assert steps["ingest_batch_5000"]["rows"] >= 5000   # its transactions, ratings, reasons
     assert steps["province_scores_quarter"]["rows"] == steps["quarterly_report"]["rows"] > 0
     assert steps["defaults_sweep"]["rows"] == year["expected_defaults"]
+
+
+def test_a_sweep_that_dies_while_writing_defaults_leaves_none_and_the_rerun_gives_each_once(
+        st, data, monkeypatch):
+    # if this fails, a default sweep that crashes half-way (the store restarted, the database
+    # gone) leaves some transactions without their 基本满意 or, rerun, gives some two
+    txs = [data.transaction("2026-09-0%d 10:00" % d)[0] for d in range(1, 8)]
+    monkeypatch.setattr(defaults, "WRITE_CHUNK", 2)          # 7 defaults: 4 statements
+    write = defaults._write_chunk
+    calls = []
+
+    def dies_on_the_third(t, rows, now):
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise RuntimeError("the store went away")
+        return write(t, rows, now)
+
+    monkeypatch.setattr(defaults, "_write_chunk", dies_on_the_third)
+    with pytest.raises(RuntimeError):
+        defaults.run_defaults(st, now=at("2026-10-20 12:00"))
+    assert calls == [2, 2, 2]
+    assert st._query("SELECT COUNT(*) FROM ratings WHERE is_default = 1", ()) == [(0,)]
+    assert st._query("SELECT COUNT(*) FROM store_sweeps", ()) == [(0,)]  # nothing recorded
+    monkeypatch.setattr(defaults, "_write_chunk", write)
+    assert defaults.run_defaults(st, now=at("2026-10-20 13:00"))["given"] == 7
+    assert defaults.run_defaults(st, now=at("2026-10-20 14:00"))["given"] == 0
+    per_tx = st._query("SELECT tx_uid, COUNT(*) FROM ratings WHERE outcome = 'counted'"
+                       " GROUP BY tx_uid ORDER BY tx_uid", ())
+    assert per_tx == sorted((tx, 1) for tx in txs)
+
+
+def test_defaults_written_again_in_chunks_are_each_written_once(st, data, monkeypatch):
+    # if this fails, two default sweeps running at once (cron and `hcp store serve`) give a
+    # transaction two 基本满意, or report defaults given that were not
+    txs = [data.transaction("2026-09-0%d 10:00" % d)[0] for d in range(1, 6)]
+    monkeypatch.setattr(defaults, "WRITE_CHUNK", 2)
+    due = [(defaults.default_uid(tx), "H01", tx, at("2026-09-20 00:00")) for tx in txs]
+    with access.atomic(st) as t:
+        assert defaults.write_defaults(t, due[1:4], at("2026-10-20 12:00")) == 3
+    with access.atomic(st) as t:                    # the other run had read them all as due
+        assert defaults.write_defaults(t, list(reversed(due)), at("2026-10-20 12:01")) == 2
+    rows = st._query("SELECT uid, tx_uid, level, outcome, is_default, rated_at, batch"
+                     " FROM ratings WHERE is_default = 1 ORDER BY uid", ())
+    assert rows == [(defaults.default_uid(tx), tx, 3, "counted", 1, at("2026-09-20 00:00"),
+                     defaults.BATCH) for tx in sorted(txs)]
+    assert defaults.run_defaults(st, now=at("2026-10-20 13:00"))["given"] == 0
+
+
+def test_explain_counted_in_the_database_says_what_the_period_s_transactions_say(st, data):
+    # if this fails, `hcp rules explain` (counted by the database since #19) tells a unit a
+    # score other than the quarter's report: an upheld appeal, a default, a pending or a
+    # doubly rated transaction, a hall without department codes counted another way
+    st.add_hall("H02")
+    plain = Data(st, department="")                   # H01 sends no department code
+    other = Data(st, hall="H02", department="H01")    # a code that happens to be H01's id
+    plain.tx = 1000
+    for i, level in enumerate((1, 2, 3, 4, 5, 5, None, None, None)):
+        for d, day in ((plain, "2026-12-0%d 10:00" % (i % 9 + 1)), (data, "2026-11-2%d 09:00" % i),
+                       (other, "2026-10-1%d 11:00" % i)):
+            d.transaction(day, level=level, staff="" if i == 2 else "S01%02d" % (i % 2))
+    defaults.run_defaults(st, now=at("2026-12-05 12:00"))         # the earlier ones' defaults
+    for d, day in ((plain, "2026-12-29 15:00"), (data, "2026-12-30 15:00")):  # still pending
+        d.transaction(day, staff="S0100")
+    tx, first = plain.transaction("2026-12-10 10:00", level=4)    # rated twice: the first counts
+    plain.rating(tx, 1, "2026-12-10 10:05")
+    for bad in (first, st._query("SELECT uid FROM ratings WHERE level = 5 AND hall = 'H02'"
+                                 " ORDER BY uid LIMIT 1", ())[0][0]):
+        filed, decided = (("2026-12-11 10:00", "2026-12-14 10:00") if bad == first
+                          else ("2026-10-16 10:00", "2026-10-20 10:00"))
+        a = appeals.file(st, bad, "H01", "误评", now=at(filed))
+        appeals.decide(st, a["id"], True, "核实为误评", now=at(decided))
+    now = at("2026-12-31 17:00")
+    whole = scores.unit_scores(st, "2026Q4", now)
+    units = ["H01", "D1", "window:H01/W01", "window:H02/W01", "staff:H01/S0100",
+             "staff:H01/S0101", "staff:H02/S0100"]
+    assert {k for k, u in whole.items() if u["score"].total} >= set(units)
+    for unit in units:
+        u = whole[unit]
+        assert scores.explain(st, unit, "2026Q4", now).data == scoring.explain(
+            u["ratings"], u["pending"], unit, "2026Q4").data, unit
+    assert whole["H01"]["pending"] == 1 and whole["D1"]["pending"] == 1
+    tally = scores.explain(st, "H01", "2026Q4", now).data["tally"]
+    assert tally["excluded"] == 2 and tally["defaults"] == 6
+    empty = scores.explain(st, "staff:H01/", "2026Q4", now)     # no staff number: no unit
+    assert empty.score.total == 0
