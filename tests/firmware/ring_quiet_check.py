@@ -1,0 +1,139 @@
+# The ring erases only at quiet moments (real MicroPython; run by test_ring_quiet.py):
+#
+#   MICROPYPATH=<device tree>:tools/sim/sim_device:.frozen micropython ring_quiet_check.py [seed]
+#
+# A booted terminal's key loop (main.Terminal.step) on a clock of its own, 10 ms a scan, its
+# journal the ring on the NOR stand-in (norflash.py, small sectors so that the ring wraps). A
+# scripted hall: a backlog being acked while prompts light and citizens press keys (60-150 ms),
+# bad ratings with reasons, unsolicited presses on dark keys; the "daemon" acks 8 in 9 records at
+# once and every 9th only at the end (out of order: the ring must copy records to free a sector).
+# Every sector erase is checked where it begins: a prompt lit, a choice open, the reason keys lit
+# or a key down is a failure (on the ESP32 the erase stalls the key loop ~45 ms, up to 400 ms).
+# Prints `quiet ok erases E copies C ratings R` or `quiet FAIL ...`.
+import sys
+
+import machine
+import norflash
+
+from haochaping.firmware import config, ring
+from haochaping.firmware import main as main_mod
+from haochaping.firmware import statemachine as sm
+from haochaping.protocol import messages
+
+KEY = b"k" * 32
+PINS = [32, 33, 25, 26, 27]
+NOW = 1764057600
+SEED = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+_seed = [SEED]
+END_MS = 900000
+sm.CORRECT_MS = 600       # a brisk hall: a citizen every 2-4 s, prompts lit most of the time
+sm.THANKS_MS = 800
+sm.QUIET_MS = 300
+sm.REASON_MS = 1500
+sm.GUARD_MS = 300
+
+
+def rand(n):
+    _seed[0] = (_seed[0] * 1103515245 + 12345) & 0x7FFFFFFF
+    return (_seed[0] >> 8) % n
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000
+
+    def __call__(self):
+        return self.t
+
+
+def main():
+    dev = norflash.NorFlash(sectors=12, sector=1024, erase_ms=0, prog_us=0, read_us=0)
+    j = ring.Ring(dev, 65536)
+    for i in range(40):                   # a backlog from an outage
+        j.add_rating(1 + i % 5, "ab" * 16, NOW + i)
+    j.compact()
+    cfg = config.validate({
+        "wifi_ssid": "hall", "broker": "10.0.0.2", "hall": "H1", "terminal": "T1",
+        "username": "T1", "password": "pw", "key": "6b" * 32, "journal": "/unused",
+        "journal_max": 65536,
+        "board": {"name": "b", "chip": "esp32", "input": "buttons", "keys": PINS}})
+    clock = Clock()
+    t = main_mod.Terminal(cfg, clock, flash=dev)
+    app = t.app
+    j = app.journal
+    bad = []
+    erases = [0]
+    ioctl = dev.ioctl
+
+    def erase_watch(op, arg):
+        if op == 6:
+            erases[0] += 1
+            m = app.panel.mode
+            if m == sm.PROMPT or m == sm.CHOSEN or m == sm.REASON or t.board.active():
+                bad.append("erase of sector %d at %d ms: mode %d, keys %s" % (
+                    arg, clock.t, m, [machine.LEVEL[p] for p in PINS]))
+        return ioctl(op, arg)
+    dev.ioctl = erase_watch
+
+    # the script: (at_ms, action); generated up front from the seed
+    events = []
+    at = 2000
+    n = 0
+    while at < END_MS - 10000:
+        n += 1
+        if rand(5):
+            events.append((at, "session", "tok%05d" % n))
+            at += 200 + rand(1500)
+        key = rand(5)
+        events.append((at, "down", key))
+        at += 60 + rand(90)
+        events.append((at, "up", key))
+        at += sm.CORRECT_MS + 50
+        events.append((at, "reason?", 0))
+        at += sm.THANKS_MS + sm.QUIET_MS + sm.GUARD_MS + 300 + rand(1500)
+    events.sort()
+    held = []
+    ev = 0
+    ratings = 0
+    while clock.t < END_MS:
+        clock.t += 10
+        while ev < len(events) and events[ev][0] <= clock.t:
+            _, what, arg = events[ev]
+            ev += 1
+            if what == "session":
+                now = app.daemon_now() or NOW
+                app.on_message(app.t_session, messages.encode_session(
+                    KEY, "T1", arg, "W1", "S1", now + 600, now))
+            elif what == "down":
+                machine.LEVEL[PINS[arg]] = 0
+            elif what == "up":
+                machine.LEVEL[PINS[arg]] = 1
+            elif what == "reason?" and app.panel.mode == sm.REASON:
+                k = rand(4)          # a reason key, pressed after the guard time
+                events.append((clock.t + sm.GUARD_MS + 100, "down", k))
+                events.append((clock.t + sm.GUARD_MS + 100 + 60 + rand(90), "up", k))
+                events.sort()
+        if clock.t % 100 == 0:           # the daemon: acks 8 in 9 now, every 9th at the end
+            now = app.daemon_now() or NOW
+            for s in list(j.pending):
+                if s % 9:
+                    j.ack([s], now)
+                elif s not in held:
+                    held.append(s)
+        before = j.next_seq
+        t.step(clock.t)
+        ratings += j.next_seq - before
+    j.ack(held, app.daemon_now())
+    for _ in range(2000):                 # quiet: the ring settles
+        clock.t += 10
+        t.step(clock.t)
+    out = "erases %d copies %d ratings %d waits %d pending %d full %d" % (
+        erases[0], j.compactions, ratings, j.stalls, len(j.pending), app.full)
+    if bad:
+        print("\n".join(bad[:10]))
+        print("quiet FAIL %d erases while a prompt was lit or a key down; %s" % (len(bad), out))
+    else:
+        print("quiet ok " + out)
+
+
+main()
