@@ -273,9 +273,9 @@ async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None,
     if watchdog:
         t.wdt = machine.WDT(timeout=_WDT_MS)
     gc.collect()
-    print("haochaping %s: %s on %s, heap free %d, backlog %d" % (
+    print("haochaping %s: %s on %s, heap free %d, backlog %d, journal %s" % (
         app_mod.VERSION, cfg["terminal"], t.board.name, _mem_free(),
-        len(t.app.journal.pending)))
+        len(t.app.journal.pending), "ring" if hasattr(t.app.journal, "sectors") else "file"))
     if on_start is not None:
         on_start(t)
     await t.serve()

@@ -23,7 +23,8 @@
 #            erase (the file journal compacts). n = the acks held.
 #
 # Printed per phase: worst stall and stalls over 50 ms split by "lit" (a prompt lit, a choice
-# open, the reason keys lit, or a key down when the stall began) and "idle"; flash erases in
+# open, the reason keys lit, or a key down when the stall began) and "idle", and the most flash
+# time in one scan gap (the stand-in's own stall figures: no host noise); flash erases in
 # all and while lit (the target: 0); erases a write had to wait for (ring.stalls); records the
 # ring copied; time. "Stall" = how late a 10 ms scan came (flash time and host noise alike).
 import sys
@@ -90,6 +91,8 @@ class Meter:
         self.dev = dev
         self.gaps = ([], [])          # idle, lit
         self.erases = [0, 0]
+        self.flash = [0, 0]           # the most flash time (us) in one gap, idle / lit
+        self.busy = 0
         self.last = None
         self.state = 0
         scan = t.board.scan
@@ -103,9 +106,12 @@ class Meter:
 
         def scan_m(now=0):
             n = time.ticks_ms()
+            b = dev.busy_us
             if self.last is not None:
                 self.gaps[self.state].append(time.ticks_diff(n, self.last) - SCAN_MS)
+                self.flash[self.state] = max(self.flash[self.state], b - self.busy)
             self.last = n
+            self.busy = b
             return scan(now)
 
         def tick_m(keys=False):
@@ -119,6 +125,8 @@ class Meter:
     def reset(self):
         self.gaps = ([], [])
         self.erases = [0, 0]
+        self.flash = [0, 0]
+        self.busy = 0
         self.dev.erases = self.dev.busy_us = 0
         if RING:
             self.t.app.journal.stalls = 0
@@ -157,10 +165,12 @@ def local_session(t, token):
 def report(phase, m, took, n):
     j = m.t.app.journal
     out = ["file" if not RING else "ring", phase, "erase_ms", str(ERASE_MS), "n", str(n)]
-    for name, g in (("idle", m.gaps[0]), ("lit", m.gaps[1])):
+    for k, name in ((0, "idle"), (1, "lit")):
+        g = m.gaps[k]
         g.sort()
         out += [name + "_scans", str(len(g)), name + "_worst_ms", str(g[-1] if g else 0),
-                name + "_over_50ms", str(len([x for x in g if x > 50]))]
+                name + "_over_50ms", str(len([x for x in g if x > 50])),
+                name + "_flash_ms", str(m.flash[k] // 1000)]
     out += ["erases", str(m.dev.erases), "erases_lit", str(m.erases[1]),
             "write_waits", str(getattr(j, "stalls", 0)), "compactions", str(j.compactions),
             "flash_busy_ms", str(m.dev.busy_us // 1000), "took_ms", str(took)]

@@ -1,6 +1,7 @@
 # The ring erases only at quiet moments (real MicroPython; run by test_ring_quiet.py):
 #
 #   MICROPYPATH=<device tree>:tools/sim/sim_device:.frozen micropython ring_quiet_check.py [seed]
+#   ... ring_quiet_check.py partition <folder>
 #
 # A booted terminal's key loop (main.Terminal.step) on a clock of its own, 10 ms a scan, its
 # journal the ring on the NOR stand-in (norflash.py, small sectors so that the ring wraps). A
@@ -23,7 +24,8 @@ from haochaping.protocol import messages
 KEY = b"k" * 32
 PINS = [32, 33, 25, 26, 27]
 NOW = 1764057600
-SEED = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+PARTITION = len(sys.argv) > 2 and sys.argv[1] == "partition"
+SEED = int(sys.argv[1]) if len(sys.argv) > 1 and not PARTITION else 7
 _seed = [SEED]
 END_MS = 900000
 sm.CORRECT_MS = 600       # a brisk hall: a citizen every 2-4 s, prompts lit most of the time
@@ -44,6 +46,53 @@ class Clock:
 
     def __call__(self):
         return self.t
+
+
+def _cfg(journal):
+    return config.validate({
+        "wifi_ssid": "hall", "broker": "10.0.0.2", "hall": "H1", "terminal": "T1",
+        "username": "T1", "password": "pw", "key": "6b" * 32, "journal": journal,
+        "journal_max": 32768,
+        "board": {"name": "b", "chip": "esp32", "input": "buttons", "keys": PINS}})
+
+
+def partition(folder):
+    """The chip's table has hcpjournal (esp32 stand-in, as `hcp device flash
+    --journal-partition` leaves it): the booted terminal finds it and keeps its journal there,
+    across a reboot; without it, the file journal."""
+    import esp32
+    esp32.setup(folder + "/chip", ota=False, slot_size=0x10000, journal=0x20000)
+    p = main_mod.journal_partition()
+    if p is None:
+        return "hcpjournal not found"
+    clock = Clock()
+    t = main_mod.Terminal(_cfg(folder + "/journal"), clock)
+    j = t.app.journal
+    if not isinstance(j, ring.Ring) or j.sectors != 32:
+        return "the terminal did not take the partition for its journal"
+    for _ in range(5):                    # the first scans: keys up (a key held at boot is none)
+        clock.t += 10
+        t.step(clock.t)
+    machine.LEVEL[PINS[2]] = 0
+    for _ in range(10):
+        clock.t += 10
+        t.step(clock.t)
+    machine.LEVEL[PINS[2]] = 1
+    for _ in range(500):
+        clock.t += 10
+        t.step(clock.t)
+    if len(j.pending) != 1:
+        return "the press was not stored"
+    t = main_mod.Terminal(_cfg(folder + "/journal"), clock)   # a reboot: recovered from flash
+    if not isinstance(t.app.journal, ring.Ring) or t.app.journal.pending != j.pending:
+        return "the rating did not survive a reboot on the partition"
+    esp32.setup(folder + "/chip2", ota=False, slot_size=0x10000)
+    if main_mod.journal_partition() is not None:
+        return "a stock table has no hcpjournal"
+    t = main_mod.Terminal(_cfg(folder + "/journal"), clock)
+    if isinstance(t.app.journal, ring.Ring):
+        return "the ring without a partition"
+    return None
 
 
 def main():
@@ -136,4 +185,8 @@ def main():
         print("quiet ok " + out)
 
 
-main()
+if PARTITION:
+    err = partition(sys.argv[2])
+    print("partition FAIL " + err if err else "partition ok")
+else:
+    main()

