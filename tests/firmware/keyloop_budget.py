@@ -25,8 +25,10 @@
 # Printed per phase: worst stall and stalls over 50 ms split by "lit" (a prompt lit, a choice
 # open, the reason keys lit, or a key down when the stall began) and "idle", and the most flash
 # time in one scan gap (the stand-in's own stall figures: no host noise); flash erases in
-# all and while lit (the target: 0); erases a write had to wait for (ring.stalls); records the
-# ring copied; time. "Stall" = how late a 10 ms scan came (flash time and host noise alike).
+# all and while lit (the target: 0; the ring: counted where each erase begins; the file journal:
+# erases in the scan gaps that began lit, littlefs calls the device natively); erases a write
+# had to wait for (ring.stalls); sectors the ring compacted by copying (file: compactions); time.
+# "Stall" = how late a 10 ms scan came (flash time and host noise alike).
 import sys
 import time
 
@@ -93,6 +95,7 @@ class Meter:
         self.erases = [0, 0]
         self.flash = [0, 0]           # the most flash time (us) in one gap, idle / lit
         self.busy = 0
+        self.e_last = 0
         self.last = None
         self.state = 0
         scan = t.board.scan
@@ -107,11 +110,15 @@ class Meter:
         def scan_m(now=0):
             n = time.ticks_ms()
             b = dev.busy_us
+            e = dev.erases
             if self.last is not None:
                 self.gaps[self.state].append(time.ticks_diff(n, self.last) - SCAN_MS)
                 self.flash[self.state] = max(self.flash[self.state], b - self.busy)
+                if not RING:              # littlefs calls the device's ioctl natively
+                    self.erases[self.state] += e - self.e_last
             self.last = n
             self.busy = b
+            self.e_last = e
             return scan(now)
 
         def tick_m(keys=False):
@@ -120,13 +127,14 @@ class Meter:
             self.state = 1 if before or lit(t) else 0
         t.board.scan = scan_m
         t.app.tick = tick_m
-        dev.ioctl = ioctl_m
+        if RING:
+            dev.ioctl = ioctl_m
 
     def reset(self):
         self.gaps = ([], [])
         self.erases = [0, 0]
         self.flash = [0, 0]
-        self.busy = 0
+        self.busy = self.e_last = 0
         self.dev.erases = self.dev.busy_us = 0
         if RING:
             self.t.app.journal.stalls = 0
