@@ -147,7 +147,7 @@ async def citizen(t, stop, session):
     while not stop[0]:
         await asyncio.sleep_ms(200 + rand(1800))
         n += 1
-        session(t, "tok%06d" % n)
+        session(t, "%032x" % n)
         await asyncio.sleep_ms(300 + rand(1200))
         pin = PINS[rand(5)]
         machine.LEVEL[pin] = 0
@@ -181,7 +181,8 @@ def report(phase, m, took, n):
                 name + "_flash_ms", str(m.flash[k] // 1000)]
     out += ["erases", str(m.dev.erases), "erases_lit", str(m.erases[1]),
             "write_waits", str(getattr(j, "stalls", 0)), "compactions", str(j.compactions),
-            "flash_busy_ms", str(m.dev.busy_us // 1000), "took_ms", str(took)]
+            "flash_busy_ms", str(m.dev.busy_us // 1000), "took_ms", str(took),
+            "rejected", str(m.t.app.rejected)]
     print(" ".join(out))
 
 

@@ -25,7 +25,8 @@ KEY = b"k" * 32
 PINS = [32, 33, 25, 26, 27]
 NOW = 1764057600
 PARTITION = len(sys.argv) > 2 and sys.argv[1] == "partition"
-SEED = int(sys.argv[1]) if len(sys.argv) > 1 and not PARTITION else 7
+BEHIND = len(sys.argv) > 1 and sys.argv[1] == "behind"
+SEED = int(sys.argv[1]) if len(sys.argv) > 1 and not PARTITION and not BEHIND else 7
 _seed = [SEED]
 END_MS = 900000
 sm.CORRECT_MS = 600       # a brisk hall: a citizen every 2-4 s, prompts lit most of the time
@@ -95,6 +96,33 @@ def partition(folder):
     return None
 
 
+def behind():
+    """A prompt lit for ever (no quiet moment): the ring cannot erase ahead, and once its
+    erased sectors are used a rating's write erases. Counted and named in the status."""
+    from haochaping.firmware import app as app_mod
+    dev = norflash.NorFlash(sectors=8, sector=1024, erase_ms=0, prog_us=0, read_us=0)
+    clock = Clock()
+    app = app_mod.App(_cfg("/unused"), clock, ring.Ring(dev, 65536))
+    now = NOW
+    app.on_message(app.t_session, messages.encode_session(KEY, "T1", "%032x" % 1, "W1", "S1",
+                                                          now + 86000, now))
+    for i in range(80):
+        app.rating(1 + i % 5, "cd" * 16)
+        app.journal.ack(list(app.journal.pending), now)
+        for _ in range(10):
+            clock.t += 10
+            app.tick()
+        if app.panel.mode != sm.PROMPT:
+            return "the prompt went dark (mode %d, rejected %d)" % (app.panel.mode, app.rejected)
+    stalls = app.journal.stalls
+    said = [f for f in app.faults() if f.startswith("journal:")]
+    if not stalls:
+        return "the ring never fell behind (the scenario is wrong)"
+    if said != ["journal: %d erases in a write" % stalls]:
+        return "not in the status: %s" % app.faults()
+    return None
+
+
 def main():
     dev = norflash.NorFlash(sectors=12, sector=1024, erase_ms=0, prog_us=0, read_us=0)
     j = ring.Ring(dev, 65536)
@@ -131,7 +159,7 @@ def main():
     while at < END_MS - 10000:
         n += 1
         if rand(5):
-            events.append((at, "session", "tok%05d" % n))
+            events.append((at, "session", "%032x" % n))
             at += 200 + rand(1500)
         key = rand(5)
         events.append((at, "down", key))
@@ -142,6 +170,7 @@ def main():
         at += sm.THANKS_MS + sm.QUIET_MS + sm.GUARD_MS + 300 + rand(1500)
     events.sort()
     held = []
+    prompts = [0]
     ev = 0
     ratings = 0
     while clock.t < END_MS:
@@ -153,6 +182,8 @@ def main():
                 now = app.daemon_now() or NOW
                 app.on_message(app.t_session, messages.encode_session(
                     KEY, "T1", arg, "W1", "S1", now + 600, now))
+                if app.panel.mode == sm.PROMPT:
+                    prompts[0] += 1
             elif what == "down":
                 machine.LEVEL[PINS[arg]] = 0
             elif what == "up":
@@ -176,8 +207,9 @@ def main():
     for _ in range(2000):                 # quiet: the ring settles
         clock.t += 10
         t.step(clock.t)
-    out = "erases %d copies %d ratings %d waits %d pending %d full %d" % (
-        erases[0], j.compactions, ratings, j.stalls, len(j.pending), app.full)
+    out = "erases %d copies %d ratings %d waits %d pending %d full %d rejected %d prompts %d" % (
+        erases[0], j.compactions, ratings, j.stalls, len(j.pending), app.full, app.rejected,
+        prompts[0])
     if bad:
         print("\n".join(bad[:10]))
         print("quiet FAIL %d erases while a prompt was lit or a key down; %s" % (len(bad), out))
@@ -188,5 +220,8 @@ def main():
 if PARTITION:
     err = partition(sys.argv[2])
     print("partition FAIL " + err if err else "partition ok")
+elif BEHIND:
+    err = behind()
+    print("behind FAIL " + err if err else "behind ok")
 else:
     main()
