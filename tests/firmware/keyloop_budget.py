@@ -65,6 +65,8 @@ sm.REASON_MS = 1500
 sm.GUARD_MS = 300
 
 _seed = [12345]
+LOST = [0]        # presses the panel did not take (the citizen task and the scans share a loop:
+                  # a host stall can let the release run before the scans saw 3 down samples)
 
 
 def rand(n):
@@ -154,6 +156,9 @@ async def citizen(t, stop, session):
         await asyncio.sleep_ms(60 + rand(90))
         machine.LEVEL[pin] = 1
         await asyncio.sleep_ms(sm.CORRECT_MS + 100)
+        if t.app.panel.mode == sm.PROMPT:  # the press was not taken: the daemon closes the prompt
+            LOST[0] += 1
+            t.app.panel.close(t.ms())
         if t.app.panel.mode == sm.REASON:
             await asyncio.sleep_ms(sm.GUARD_MS + rand(500))
             pin = PINS[rand(4)]
@@ -182,7 +187,8 @@ def report(phase, m, took, n):
     out += ["erases", str(m.dev.erases), "erases_lit", str(m.erases[1]),
             "write_waits", str(getattr(j, "stalls", 0)), "compactions", str(j.compactions),
             "flash_busy_ms", str(m.dev.busy_us // 1000), "took_ms", str(took),
-            "rejected", str(m.t.app.rejected)]
+            "rejected", str(m.t.app.rejected), "lost_presses", str(LOST[0])]
+    LOST[0] = 0
     print(" ".join(out))
 
 
