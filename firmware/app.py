@@ -85,7 +85,7 @@ class App:
         self._step_at = self.synced_ms
         self._wrote = False               # a rating or reason was stored in this tick
         self._key_at = self.synced_ms     # when a key was last seen down (ticks)
-        self._keys_seen = False           # ... ever (before that: quiet)
+        self._keys_seen = False           # ... within _KEYS_QUIET_MS
         self.version = VERSION            # what runs: an update's manifest says (update.py)
         self.update = None                # update.Updater, when the config has an update key
         self.image = ""                   # MicroPython's version (image.py), "" when unknown
@@ -145,6 +145,8 @@ class App:
         if keys:
             self._key_at = now
             self._keys_seen = True
+        elif self._keys_seen and ticks_diff(now, self._key_at) >= _KEYS_QUIET_MS:
+            self._keys_seen = False       # forgotten at once: a ticks interval spans ~6 days
         if self.clock and ticks_diff(now, self.synced_ms) >= _ANCHOR_MS:
             self.synced_rel += _ANCHOR_S  # once an hour: keeps the anchor within ticks_diff's span
             self.synced_ms = ticks_add(self.synced_ms, _ANCHOR_MS)
@@ -163,7 +165,7 @@ class App:
         if (mode == statemachine.PROMPT or mode == statemachine.CHOSEN
                 or mode == statemachine.REASON):
             return False
-        return not self._keys_seen or ticks_diff(now, self._key_at) >= _KEYS_QUIET_MS
+        return not self._keys_seen
 
     def _housekeeping(self, now):
         """At most one flash operation per _STEP_MS of key loop, and none in a tick that stored
