@@ -41,6 +41,7 @@ LIVE = const(2)
 _STEP_MS = const(40)                # at most one flash write per this many ms of key loop
 _ACKS_AT_ONCE = const(12)           # acks written together (one journal line)
 _ACKS_WAIT_MS = const(1000)         # ... or after this long
+_KEYS_QUIET_MS = const(250)         # no erase this soon after a key was down (a second press)
 _ANCHOR_S = const(3600)             # the daemon-time anchor moves forward by this much at a time
 _ANCHOR_MS = const(_ANCHOR_S * 1000)
 _MAX_OPEN_S = const(86400)          # a prompt stays open at most this long on the terminal
@@ -83,6 +84,8 @@ class App:
         self.heap = 0
         self._step_at = self.synced_ms
         self._wrote = False               # a rating or reason was stored in this tick
+        self._key_at = self.synced_ms     # when a key was last seen down (ticks)
+        self._keys_seen = False           # ... within _KEYS_QUIET_MS
         self.version = VERSION            # what runs: an update's manifest says (update.py)
         self.update = None                # update.Updater, when the config has an update key
         self.image = ""                   # MicroPython's version (image.py), "" when unknown
@@ -114,6 +117,9 @@ class App:
         out = list(self.board_faults)
         if self.flash_errors:
             out.append("flash: %d errors, last %s" % (self.flash_errors, self.flash_error))
+        stalls = getattr(self.journal, "stalls", 0)
+        if stalls:                        # the ring fell behind: a write waited for an erase
+            out.append("journal: %d erases in a write" % stalls)
         return out
 
     def _flash_failed(self, e):
@@ -123,14 +129,24 @@ class App:
     # ------------------------------------------------------------ inputs from the shell
 
     def press(self, key):
-        self.panel.press(key, self.ms())
+        now = self.ms()
+        self._key_at = now
+        self._keys_seen = True
+        self.panel.press(key, now)
 
     def cancel(self):
         """Several keys down at once (a palm, a cloth, a wipe): drop a choice not yet stored."""
         self.panel.cancel(self.ms())
 
-    def tick(self):
+    def tick(self, keys=False):
+        """One key-loop step. `keys`: a key is down (or bouncing) in this scan (Board.active):
+        no flash erase is started then, nor within _KEYS_QUIET_MS of it."""
         now = self.ms()
+        if keys:
+            self._key_at = now
+            self._keys_seen = True
+        elif self._keys_seen and ticks_diff(now, self._key_at) >= _KEYS_QUIET_MS:
+            self._keys_seen = False       # forgotten at once: a ticks interval spans ~6 days
         if self.clock and ticks_diff(now, self.synced_ms) >= _ANCHOR_MS:
             self.synced_rel += _ANCHOR_S  # once an hour: keeps the anchor within ticks_diff's span
             self.synced_ms = ticks_add(self.synced_ms, _ANCHOR_MS)
@@ -141,10 +157,22 @@ class App:
             self.update.tick(now)
         self._housekeeping(now)
 
+    def quiet(self, now):
+        """A moment a flash erase may stall the key loop (~45 ms on SPI NOR, the CPU stopped):
+        no prompt lit, no choice open, the reason keys dark, no key down and none for
+        _KEYS_QUIET_MS. The thank-you counts as quiet: presses then are ignored anyway."""
+        mode = self.panel.mode
+        if (mode == statemachine.PROMPT or mode == statemachine.CHOSEN
+                or mode == statemachine.REASON):
+            return False
+        return not self._keys_seen
+
     def _housekeeping(self, now):
-        """At most one flash write per _STEP_MS of key loop, and none in a tick that stored a
-        rating: acks (a dozen at a time, or after a second), else a compaction step. On the
-        ESP32 a flash erase stalls the CPU (~45 ms): one per scan is the key loop's budget."""
+        """At most one flash operation per _STEP_MS of key loop, and none in a tick that stored
+        a rating: acks (a dozen at a time, or after a second; on the ring a program, no erase),
+        else a compaction step (on the ring: erasing a sector ahead, or copying records) only at
+        a quiet moment (`quiet`). On the ESP32 a flash erase stalls the CPU (~45 ms): never
+        while a citizen may be pressing a key."""
         j = self.journal
         if self._wrote:
             self._wrote = False
@@ -157,7 +185,7 @@ class App:
             if j.acks_due(1 if late else _ACKS_AT_ONCE):
                 self._step_at = now
                 j.write_acks()
-            elif j.compact_due() and self.panel.mode != statemachine.CHOSEN:
+            elif j.compact_due() and self.quiet(now):
                 self._step_at = now
                 j.compact_step()
             elif self.update is not None and self.update.step(now):

@@ -171,6 +171,16 @@ class Board:
                 p[i] = self.keys[i].value() == 0
         return self.debounce.feed(p)
 
+    def active(self):
+        """A key is down or bouncing in the last scan (raw or debounced): the app starts no
+        flash erase then (a press shorter than an erase's stall could be missed)."""
+        d = self.debounce.down
+        p = self._pressed
+        for i in range(5):  # noqa: SIM110 (any() of a generator: heap per scan)
+            if p[i] or d[i]:
+                return True
+        return False
+
     # ------------------------------------------------------------ lights
 
     def _pattern(self, mode, choice, now):

@@ -164,6 +164,9 @@ class Terminal:
         self.tasks = []
         self.said = ""  # the link error last printed on the console
         self.wifi_connects = 0
+        self._seen = -1        # the key loop's state (step): panel changes drawn, mode, ...
+        self._mode = sm.IDLE
+        self._refresh = ms()   # ... when the status was last refreshed
         if cfg["update_key"] is not None:  # over-the-air updates (update.py)
             from . import update
             self.app.update = update.Updater(self.app, cfg["update_key"], root, self.link)
@@ -180,38 +183,42 @@ class Terminal:
         except (OSError, ValueError):
             self.app.rssi = 0
 
-    async def keys(self):
+    def step(self, now):
+        """One pass of the key loop at ticks `now`: scan, presses, the app's tick (no flash
+        erase while a key is down: app.quiet), lights and sound. A test drives it with a clock
+        of its own."""
         app = self.app
         b = self.board
         panel = app.panel
-        seen = -1
-        mode = sm.IDLE
-        refresh = self.ms()  # serve() has just refreshed the status
+        mask = b.scan(now)
+        if mask & sm.PALM:
+            app.cancel()              # a palm or a wipe: nobody chose anything
+        elif mask:
+            for k in range(1, 6):
+                if mask & (1 << (k - 1)):
+                    app.press(k)
+                    b.beep(board_mod.PRESS_TONE, now)
+        app.tick(b.active())
+        mode = panel.mode
+        if mode != self._mode:
+            self._mode = mode
+            if mode == sm.THANKS or mode == sm.REASON:
+                b.beep(board_mod.THANKS_TONE, now)
+            elif mode == sm.FULL:
+                b.beep(board_mod.FULL_TONE, now)
+        if panel.changes != self._seen or mode in (sm.THANKS, sm.REASON, sm.FULL):
+            self._seen = panel.changes
+            b.show(mode, panel.choice, now)
+        b.tick(now)
+        b.status(self.link.state == link_mod.UP, now)
+        if ticks_diff(now, self._refresh) >= _STATUS_REFRESH_MS:
+            self._refresh = now
+            self._refresh_status()
+
+    async def keys(self):
+        self._refresh = self.ms()  # serve() has just refreshed the status
         while True:
-            now = self.ms()
-            mask = b.scan(now)
-            if mask & sm.PALM:
-                app.cancel()              # a palm or a wipe: nobody chose anything
-            elif mask:
-                for k in range(1, 6):
-                    if mask & (1 << (k - 1)):
-                        app.press(k)
-                        b.beep(board_mod.PRESS_TONE, now)
-            app.tick()
-            if panel.mode != mode:
-                mode = panel.mode
-                if mode == sm.THANKS or mode == sm.REASON:
-                    b.beep(board_mod.THANKS_TONE, now)
-                elif mode == sm.FULL:
-                    b.beep(board_mod.FULL_TONE, now)
-            if panel.changes != seen or mode in (sm.THANKS, sm.REASON, sm.FULL):
-                seen = panel.changes
-                b.show(mode, panel.choice, now)
-            b.tick(now)
-            b.status(self.link.state == link_mod.UP, now)
-            if ticks_diff(now, refresh) >= _STATUS_REFRESH_MS:
-                refresh = now
-                self._refresh_status()
+            self.step(self.ms())
             if self.wdt is not None:
                 self.wdt.feed()
             await sleep_ms(board_mod.SCAN_MS)
@@ -266,9 +273,9 @@ async def serve(path=CONFIG, open_connection=None, watchdog=True, on_start=None,
     if watchdog:
         t.wdt = machine.WDT(timeout=_WDT_MS)
     gc.collect()
-    print("haochaping %s: %s on %s, heap free %d, backlog %d" % (
+    print("haochaping %s: %s on %s, heap free %d, backlog %d, journal %s" % (
         app_mod.VERSION, cfg["terminal"], t.board.name, _mem_free(),
-        len(t.app.journal.pending)))
+        len(t.app.journal.pending), "ring" if hasattr(t.app.journal, "sectors") else "file"))
     if on_start is not None:
         on_start(t)
     await t.serve()

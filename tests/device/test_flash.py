@@ -205,3 +205,82 @@ def test_a_file_that_is_no_esp32_image_or_has_a_damaged_table_is_refused(tmp_pat
                                  str(bad)])
     assert r.exit_code == 1 and "damaged: its MD5 does not match" in r.output, r.output
     assert "flashing" not in r.output
+
+
+def test_the_journal_partition_table_is_built_with_its_md5_and_the_shipped_csvs_match():
+    # if this fails, the table `hcp device flash --journal-partition` writes (or the CSV shipped
+    # for a custom build) is not what the terminal's ring expects: the ESP32 bootloader refuses a
+    # table whose MD5 is wrong (the board does not boot), or the terminal finds no hcpjournal
+    # and keeps erasing flash while citizens choose
+    from haochaping.tools.device import partitions as P
+    for name, base in (("partitions-4MiB-hcpjournal.csv", P.STOCK_4MIB),
+                       ("partitions-4MiB-ota-hcpjournal.csv", P.OTA_4MIB)):
+        parts = P.with_journal(P.from_entries(base))
+        raw = P.build_table(P.entries(parts))
+        lay = P.parse_table(raw)                                  # checks the MD5 entry
+        j = lay["journal"]
+        vfs = lay["vfs"]
+        assert j is not None and vfs is not None
+        assert (j["type"], j["subtype"], j["size"]) == (P.TYPE_DATA, 0x40, 128 * 1024)
+        assert j["offset"] == vfs["offset"] + vfs["size"] == 0x3E0000   # the end of 4 MiB
+        assert P.with_journal(parts) == parts                       # already there: kept
+        shipped = (P.__file__.rsplit("/", 1)[0] + "/" + name)
+        text = pathlib.Path(shipped).read_text()
+        assert text.split("# Name", 1)[1] == P.to_csv(parts).split("# Name", 1)[1], name
+
+
+def test_the_journal_partition_needs_the_backlog_delivered_and_is_kept_on_reflash(tmp_path,
+                                                                                  board):
+    # if this fails, `--journal-partition` wipes a terminal's undelivered ratings without being
+    # told to, or does not give the board the partition, or a later flash silently takes it away
+    from haochaping.daemon.hall import db
+    from haochaping.tools.sim import hall_kit
+    cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
+    conn = db.connect(cfg.hall.database)
+    conn.execute("INSERT INTO terminals (id, key, added_at) VALUES ('T007', x'00', 0)")
+    conn.execute("INSERT INTO terminal_status (terminal, online, backlog, last_seen) VALUES"
+                 " ('T007', 1, 2, 0)")
+    b = board("esp32")
+    ota = _merged(tmp_path, "ESP32_GENERIC-OTA-v1.24.1.bin", "OTA_4MIB")
+    assert CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware",
+                                    ota]).exit_code == 0
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", ota,
+                                 "--journal-partition"])
+    assert r.exit_code == 1 and "would be lost" in r.output and "Nothing was written" in r.output
+    assert "vfs 832 KB at 0x310000, journal ring hcpjournal 128 KB at 0x3e0000" in r.output
+    args = ["device", "flash", "--port", b.port, "--firmware", ota, "--journal-partition",
+            "--config", cfg.path, "--terminal", "T007"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and "T007 still holds 2 ratings not delivered" in r.output, r.output
+    conn.execute("UPDATE terminal_status SET backlog=0")
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "journal ring: hcpjournal 128 KB at 0x3e0000" in r.output
+    assert "the partition layout changed" in r.output
+    # the board holds the rewritten image, table and all: a rerun writes nothing
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", ota,
+                                 "--journal-partition"])
+    assert r.exit_code == 0 and "already holds this image" in r.output, r.output
+    # the plain image would take the partition away again: refused, and told how to keep it
+    r = CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware", ota])
+    assert r.exit_code == 1 and "add --journal-partition to keep its layout" in r.output, \
+        r.output
+
+
+def test_an_image_whose_table_cannot_take_the_journal_partition_is_refused(tmp_path):
+    # if this fails, hall IT gets a board whose file system is too small to hold the app, or a
+    # traceback, instead of a line saying why the journal ring does not fit this image
+    from haochaping.tools.device import partitions as P
+    from tests import esp_images
+    app = esp_images.app_image("v1.24.1", size=24 * 1024)
+    small = [e for e in P.OTA_4MIB if e[0] != "vfs"] + [("vfs", P.TYPE_DATA, P.SUB_FAT,
+                                                          0x310000, 0x80000)]
+    for layout, words in ((small, "vfs is 512 KB; taking 128 KB for the journal ring would "
+                                  "leave less than the 512 KB"),
+                          ([e for e in P.OTA_4MIB if e[0] != "vfs"], "has no vfs partition")):
+        path = tmp_path / "odd.bin"
+        path.write_bytes(esp_images.merged(app, layout))
+        r = CliRunner().invoke(cli, ["device", "flash", "--port", "/dev/null", "--firmware",
+                                     str(path), "--journal-partition"])
+        assert r.exit_code == 1 and words in r.output, r.output
+        assert "Traceback" not in r.output and "flashing" not in r.output

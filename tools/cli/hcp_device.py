@@ -89,8 +89,12 @@ class _Bar:
 @click.option("--discard-files", is_flag=True,
               help="Write an image with another partition layout even though the board's "
                    "config and undelivered ratings are lost.")
+@click.option("--journal-partition", is_flag=True,
+              help="Give the board the journal ring's partition (hcpjournal, 128 KB carved from "
+                   "the end of vfs): the terminal's flash writes then never erase while a "
+                   "citizen is choosing. A layout change: the backlog must be delivered first.")
 def flash_cmd(port: str, image: str, baud: int, config_path: str | None, terminal: str | None,
-              discard_files: bool) -> None:
+              discard_files: bool, journal_partition: bool) -> None:
     """Write a MicroPython image to a board, after checking its chip and partition layout.
 
     It reports the image's partition table: with an OTA layout (ESP32_GENERIC-OTA) the
@@ -100,15 +104,27 @@ def flash_cmd(port: str, image: str, baud: int, config_path: str | None, termina
     terminal's backlog is 0 (--config, --terminal) or --discard-files. Running it again is
     safe: an image already on the board is not written twice.
 
+    With --journal-partition the image's partition table is rewritten before the write: vfs
+    ends 128 KB sooner and the `hcpjournal` data partition takes those 128 KB, where the
+    terminal keeps its journal as a ring of raw sectors (docs/firmware.md, "Journal on a raw
+    partition"). Give it on every later flash of that board too (else the layout changes
+    back).
+
     \b
     Example:
       hcp device flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-OTA-v1.24.1.bin
       hcp device flash --port /dev/ttyUSB0 --firmware ESP32_GENERIC-OTA-v1.24.1.bin \\
-          --config hall.toml --terminal T007
+          --journal-partition --config hall.toml --terminal T007
     """
+    import os
+    import tempfile
+
     from haochaping.tools.device import flash, partitions
     data, _, offset = flash.load_image(image)   # a bad image or a missing port: refused first
     lay = partitions.image_table(data, offset, image)
+    written = image
+    if journal_partition:
+        data, lay = partitions.journal_image(data, offset, image)
     flash.check_port(port)
     if (config_path is None) != (terminal is None):
         raise click.UsageError("--config and --terminal go together")
@@ -124,9 +140,31 @@ def flash_cmd(port: str, image: str, baud: int, config_path: str | None, termina
         click.echo("no OTA layout: MicroPython itself cannot be updated over the air on this "
                    "board (only the app); for that, flash the OTA variant (ESP32_GENERIC-OTA-"
                    "<version>.bin from micropython.org)")
-    with _Bar("flashing %s" % port) as bar:
-        done = flash.flash(port, image, on_progress=bar, baud=baud, new_layout_ok=ok)
-        bar(1, 1)
+    tmp = None
+    if journal_partition:
+        j = lay["journal"]
+        assert j is not None
+        click.echo("journal ring: %s %d KB at 0x%x (the terminal keeps its journal there)"
+                   % (j["label"], j["size"] // 1024, j["offset"]))
+        tmp = tempfile.mkdtemp(prefix="hcp-flash-")
+        written = os.path.join(tmp, os.path.basename(image).rsplit(".", 1)[0]
+                               + "-hcpjournal.bin")
+        with open(written, "wb") as f:
+            f.write(data)
+    try:
+        with _Bar("flashing %s" % port) as bar:
+            done = flash.flash(port, written, on_progress=bar, baud=baud, new_layout_ok=ok)
+            bar(1, 1)
+    except flash.LayoutChange as e:
+        if journal_partition or partitions.JOURNAL_LABEL not in str(e).split("the image:")[0]:
+            raise
+        raise flash.LayoutChange("%s. The board has the journal ring's partition (%s): add "
+                                 "--journal-partition to keep its layout" % (
+                                     str(e).rstrip("."), partitions.JOURNAL_LABEL)) from None
+    finally:
+        if tmp is not None:
+            os.unlink(written)
+            os.rmdir(tmp)
     if done["skipped"]:
         click.echo("%s already holds this image (%s): nothing written. Next: `hcp device install "
                    "--port %s`" % (port, done["chip"], port))

@@ -11,6 +11,11 @@ An image can take updates over the air when its table has `otadata` and two OTA 
 (`ota_0`, `ota_1`): MicroPython's `ESP32_GENERIC-OTA`. The stock `ESP32_GENERIC` has one
 `factory` app and cannot.
 
+The terminal keeps its journal as a ring of raw 4 KB sectors (firmware/ring.py: no flash erase
+while a citizen is choosing) when the table has a data partition labelled `hcpjournal` (subtype
+0x40, 128 KB); no MicroPython image has one, so `with_journal` carves it from the end of `vfs`
+and `journal_image` puts that table into a merged image (`hcp device flash --journal-partition`).
+
 The app image (ESP-IDF "App Image Format"): a 24-byte header (magic 0xE9, segment count, ...,
 the chip id at byte 12, `hash_appended` at byte 23), segments of 8-byte header (load address,
 length) and data, a checksum byte padded to 16, then the SHA-256 of all that when
@@ -39,6 +44,11 @@ SUB_DATA_OTA = 0x00
 SUB_FAT = 0x81
 SUB_SPIFFS = 0x82
 SUB_LITTLEFS = 0x83
+SUB_HCPJOURNAL = 0x40      # a custom data subtype (0x40-0xFE are free for applications)
+JOURNAL_LABEL = "hcpjournal"
+JOURNAL_SIZE = 0x20000     # 32 sectors: the default 32 KB of pending records (docs/firmware.md)
+MIN_VFS = 0x80000          # what vfs must keep: config, the app (~200 KB of .mpy), an update
+SECTOR = 0x1000
 APP_MAGIC = 0xE9
 APP_DESC_MAGIC = 0xABCD5432
 # chip ids of the app image header (esp_chip_id_t), for the chips hall profiles use
@@ -56,12 +66,14 @@ class Partition(TypedDict):
 
 class Layout(TypedDict):
     """What a partition table means for a terminal: its app slots, whether it has otadata, the
-    file system partition (vfs) and whether images can be updated over the air."""
+    file system partition (vfs), whether images can be updated over the air, and the journal
+    ring's partition (hcpjournal) when there is one."""
     partitions: list[Partition]
     apps: list[str]
     otadata: bool
     vfs: Partition | None
     ota: bool
+    journal: Partition | None
 
 
 class AppImage(TypedDict):
@@ -106,8 +118,10 @@ def layout(parts: list[Partition]) -> Layout:
     vfs = next((p for p in parts if p["type"] == TYPE_DATA and p["label"] == "vfs"), None) or \
         next((p for p in parts if p["type"] == TYPE_DATA
               and p["subtype"] in (SUB_FAT, SUB_SPIFFS, SUB_LITTLEFS)), None)
+    journal = next((p for p in parts if p["type"] == TYPE_DATA
+                    and p["label"] == JOURNAL_LABEL), None)
     return {"partitions": parts, "apps": apps, "otadata": otadata, "vfs": vfs,
-            "ota": otadata and len(ota_slots) >= 2}
+            "ota": otadata and len(ota_slots) >= 2, "journal": journal}
 
 
 def image_table(data: bytes, offset: int, name: str = "the image") -> Layout:
@@ -121,6 +135,9 @@ def describe(lay: Layout) -> str:
     vfs = lay["vfs"]
     fs = ("vfs %d KB at 0x%x" % (vfs["size"] // 1024, vfs["offset"])) if vfs else \
         "no vfs partition"
+    j = lay["journal"]
+    if j is not None:
+        fs += ", journal ring %s %d KB at 0x%x" % (j["label"], j["size"] // 1024, j["offset"])
     return "app slots %s, %s, %s" % (
         " ".join("%s (%d KB)" % (p["label"], p["size"] // 1024)
                  for p in lay["partitions"] if p["type"] == TYPE_APP),
@@ -207,6 +224,75 @@ def build_table(parts: list[tuple[str, int, int, int, int]]) -> bytes:
                    for lab, t, s, o, n in parts)
     out += MD5_MAGIC + b"\xff" * 14 + hashlib.md5(out).digest()
     return out + b"\xff" * (TABLE_LEN - len(out))
+
+
+def entries(parts: list[Partition]) -> list[tuple[str, int, int, int, int]]:
+    """(label, type, subtype, offset, size) per partition: what build_table takes."""
+    return [(p["label"], p["type"], p["subtype"], p["offset"], p["size"]) for p in parts]
+
+
+def with_journal(parts: list[Partition], size: int = JOURNAL_SIZE,
+                 name: str = "the image") -> list[Partition]:
+    """The table with the journal ring's partition (`hcpjournal`, data, subtype 0x40, `size`)
+    carved from the end of `vfs`; the same table when it already has a fitting one. HcpError
+    saying why when this table cannot take it."""
+    lay = layout(parts)
+    j = lay["journal"]
+    if j is not None:
+        if j["subtype"] != SUB_HCPJOURNAL or j["size"] < 8 * SECTOR or j["offset"] % SECTOR:
+            raise HcpError("%s has an %s partition that is no journal ring (subtype 0x%02x, "
+                           "%d KB at 0x%x)" % (name, JOURNAL_LABEL, j["subtype"],
+                                               j["size"] // 1024, j["offset"]))
+        return parts
+    vfs = lay["vfs"]
+    if vfs is None:
+        raise HcpError("%s has no vfs partition to carve the %s partition from (%s)"
+                       % (name, JOURNAL_LABEL, describe(lay)))
+    if size % SECTOR or vfs["offset"] % SECTOR or vfs["size"] % SECTOR:
+        raise HcpError("%s: vfs (0x%x, %d bytes) is not in whole 4 KB sectors"
+                       % (name, vfs["offset"], vfs["size"]))
+    if vfs["size"] - size < MIN_VFS:
+        raise HcpError("%s: vfs is %d KB; taking %d KB for the journal ring would leave less "
+                       "than the %d KB the terminal's files need" % (
+                           name, vfs["size"] // 1024, size // 1024, MIN_VFS // 1024))
+    if (len(parts) + 2) * ENTRY.size > TABLE_LEN:
+        raise HcpError("%s: its partition table is full" % name)
+    out: list[Partition] = []
+    for p in parts:
+        if p is vfs:
+            p = {"label": p["label"], "type": p["type"], "subtype": p["subtype"],
+                 "offset": p["offset"], "size": p["size"] - size}
+        out.append(p)
+    out.append({"label": JOURNAL_LABEL, "type": TYPE_DATA, "subtype": SUB_HCPJOURNAL,
+                "offset": vfs["offset"] + vfs["size"] - size, "size": size})
+    return out
+
+
+def journal_image(data: bytes, offset: int, name: str = "the image") -> tuple[bytes, Layout]:
+    """The merged image (written at flash `offset`) with its partition table replaced by one
+    with the journal ring's partition (`with_journal`), and that layout."""
+    lay = image_table(data, offset, name)
+    parts = with_journal(lay["partitions"], name=name)
+    at = TABLE_OFFSET - offset
+    raw = build_table(entries(parts))
+    out = data[:at] + raw + data[at + TABLE_LEN:]
+    return out, image_table(out, offset, name)
+
+
+def to_csv(parts: list[Partition]) -> str:
+    """The table as ESP-IDF's partition CSV (gen_esp32part.py reads it back)."""
+    names = {TYPE_APP: "app", TYPE_DATA: "data"}
+    rows = ["# Name, Type, SubType, Offset, Size, Flags"]
+    for p in parts:
+        rows.append("%s, %s, 0x%02x, 0x%x, 0x%x," % (p["label"], names.get(p["type"],
+                                                                          hex(p["type"])),
+                                                     p["subtype"], p["offset"], p["size"]))
+    return "\n".join(rows) + "\n"
+
+
+def from_entries(parts: list[tuple[str, int, int, int, int]]) -> list[Partition]:
+    return [{"label": lab, "type": t, "subtype": s, "offset": o, "size": n}
+            for lab, t, s, o, n in parts]
 
 
 # MicroPython's two layouts for 4 MiB of flash (ports/esp32/partitions-4MiB*.csv), for tests and

@@ -36,7 +36,8 @@ CUT = [-1]             # flash operations until a power cut (-1: none)
 TORN = [False]         # the write the cut hits lands half
 OPS = [0]              # flash operations so far
 ROLLBACK = [True]      # the bootloader rolls back unconfirmed images
-_FLASH = {"folder": None, "slots": ["factory"], "size": 0, "running": "factory"}
+_FLASH = {"folder": None, "slots": ["factory"], "size": 0, "running": "factory", "data": {}}
+JOURNAL = "hcpjournal"     # the journal ring's data partition (setup(journal=...)), subtype 0x40
 
 
 class PowerCut(Exception):
@@ -83,26 +84,33 @@ def _write_otadata(boot, states):
     os.rename(p + ".new", p)   # two sectors with sequence numbers on the chip: old or new
 
 
-def setup(folder, ota=True, slot_size=0x180000):
+def setup(folder, ota=True, slot_size=0x180000, journal=0):
     """Give the chip a flash in `folder` (kept between boots: a new process calls setup again
-    with the same folder), then boot it."""
+    with the same folder), then boot it. `journal`: the size of the `hcpjournal` data partition
+    (the table `hcp device flash --journal-partition` writes), 0 for none (MicroPython's own
+    tables)."""
     _FLASH["folder"] = folder
     _FLASH["slots"] = ["ota_0", "ota_1"] if ota else ["factory"]
     _FLASH["size"] = slot_size
+    _FLASH["data"] = {JOURNAL: journal} if journal else {}
     try:
         os.mkdir(folder)
     except OSError:
         pass
-    for label in _FLASH["slots"]:
+    for label in _FLASH["slots"] + list(_FLASH["data"]):
         try:
             os.stat(_path(label))
         except OSError:
             with open(_path(label), "wb") as f:
-                f.write(b"\xff" * slot_size)
+                f.write(b"\xff" * _size(label))
     if ota and _read_otadata() is None:
         with open(folder + "/otadata", "w") as f:
             f.write("ota_0 ota_0=valid ota_1=empty\n")
     boot()
+
+
+def _size(label):
+    return _FLASH["data"].get(label, _FLASH["size"])
 
 
 def image_ok(data):
@@ -177,12 +185,15 @@ class Partition:
         elif id == BOOT:
             ota = _read_otadata() if _FLASH["folder"] is not None else None
             id = ota[0] if ota else _FLASH["running"]
-        if id not in _FLASH["slots"]:
+        if id not in _FLASH["slots"] and id not in _FLASH["data"]:
             raise ValueError("partition not found")
         self.label = id
         self.block_size = block_size
 
     def info(self):
+        if self.label in _FLASH["data"]:   # carved from the end of vfs, at the end of 4 MiB
+            n = _FLASH["data"][self.label]
+            return (TYPE_DATA, 0x40, 0x400000 - n, n, self.label, False)
         i = _FLASH["slots"].index(self.label)
         sub = 0 if self.label == "factory" else 0x10 + i
         return (TYPE_APP, sub, 0x10000 + i * _FLASH["size"], _FLASH["size"], self.label, False)
@@ -206,7 +217,7 @@ class Partition:
         if self.label == _FLASH["running"]:
             raise OSError(_EACCES)
         a = n * self.block_size + (off or 0)
-        if a + len(buf) > _FLASH["size"]:
+        if a + len(buf) > _size(self.label):
             raise OSError(_EIO)
         with open(_path(self.label), "r+b") as f:
             if off is None:                     # erase first, a block at a time
@@ -227,7 +238,7 @@ class Partition:
 
     def ioctl(self, op, arg=0):
         if op == 4:
-            return _FLASH["size"] // self.block_size
+            return _size(self.label) // self.block_size
         if op == 5:
             return self.block_size
         if op == 6:
@@ -258,4 +269,5 @@ class Partition:
 
     @staticmethod
     def find(type=TYPE_APP, subtype=0xFF, label=None):
-        return [Partition(x) for x in _FLASH["slots"] if label in (None, x)]
+        names = _FLASH["data"] if type == TYPE_DATA else _FLASH["slots"]
+        return [Partition(x) for x in names if label in (None, x)]
