@@ -31,8 +31,8 @@ def test_heap_does_not_grow_over_10000_presses_with_acks_and_wifi_drops(tmp_path
     out = subprocess.run(
         [exe, "-X", "heapsize=128K", str(HERE / "memory_check.py"), str(tmp_path / "flash"),
          str(mpy.ROOT / "tests" / "device"), str(PRESSES)],
-        env=dict(os.environ, MICROPYPATH="lib:.frozen"), cwd=tmp_path, capture_output=True, text=True,
-        timeout=600)
+        env=dict(os.environ, MICROPYPATH="lib:.frozen"), cwd=tmp_path, capture_output=True,
+        text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-1] == "memory ok", out.stdout
