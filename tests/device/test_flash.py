@@ -72,6 +72,19 @@ def board(tmp_path):
         b.kill()
 
 
+
+def _hall_with_backlog(tmp_path, n):
+    """A hall whose terminal T007 last said it holds `n` undelivered ratings: (cfg, its open
+    database connection)."""
+    from haochaping.daemon.hall import db
+    from haochaping.tools.sim import hall_kit
+    cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
+    conn = db.connect(cfg.hall.database)
+    conn.execute("INSERT INTO terminals (id, key, added_at) VALUES ('T007', x'00', 0)")
+    conn.execute("INSERT INTO terminal_status (terminal, online, backlog, last_seen) VALUES"
+                 " ('T007', 1, ?, 0)", (n,))
+    return cfg, conn
+
 def test_flash_checks_the_chip_writes_and_a_rerun_writes_nothing(tmp_path, board):
     b = board("esp32")
     img = make_image(tmp_path / "ESP32_GENERIC.bin")
@@ -173,13 +186,7 @@ def test_flash_reports_the_layout_and_refuses_to_lose_the_file_system_unasked(tm
 def test_a_layout_change_waits_for_the_terminals_backlog(tmp_path, board):
     # if this failed, hall IT could not move a terminal to the OTA image safely: either every
     # change would need --discard-files, or a terminal with undelivered ratings would be wiped
-    from haochaping.daemon.hall import db
-    from haochaping.tools.sim import hall_kit
-    cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
-    conn = db.connect(cfg.hall.database)
-    conn.execute("INSERT INTO terminals (id, key, added_at) VALUES ('T007', x'00', 0)")
-    conn.execute("INSERT INTO terminal_status (terminal, online, backlog, last_seen) VALUES"
-                 " ('T007', 1, 3, 0)")
+    cfg, conn = _hall_with_backlog(tmp_path, 3)
     b = board("esp32")
     stock = _merged(tmp_path, "stock.bin", "STOCK_4MIB")
     ota = _merged(tmp_path, "ota.bin", "OTA_4MIB")
@@ -233,13 +240,7 @@ def test_the_journal_partition_needs_the_backlog_delivered_and_is_kept_on_reflas
                                                                                   board):
     # if this fails, `--journal-partition` wipes a terminal's undelivered ratings without being
     # told to, or does not give the board the partition, or a later flash silently takes it away
-    from haochaping.daemon.hall import db
-    from haochaping.tools.sim import hall_kit
-    cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01",))
-    conn = db.connect(cfg.hall.database)
-    conn.execute("INSERT INTO terminals (id, key, added_at) VALUES ('T007', x'00', 0)")
-    conn.execute("INSERT INTO terminal_status (terminal, online, backlog, last_seen) VALUES"
-                 " ('T007', 1, 2, 0)")
+    cfg, conn = _hall_with_backlog(tmp_path, 2)
     b = board("esp32")
     ota = _merged(tmp_path, "ESP32_GENERIC-OTA-v1.24.1.bin", "OTA_4MIB")
     assert CliRunner().invoke(cli, ["device", "flash", "--port", b.port, "--firmware",
