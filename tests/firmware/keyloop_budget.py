@@ -212,6 +212,17 @@ def terminal(dev, backlog, broker):
     return t
 
 
+
+async def _finish(t0, stop, tasks):
+    """The phase is over: stop the citizen, cancel the tasks; the ms it took."""
+    took = time.ticks_diff(time.ticks_ms(), t0)
+    stop[0] = True
+    for x in tasks:
+        x.cancel()
+    await asyncio.sleep_ms(20)
+    return took
+
+
 def flush():
     dev = (norflash.NorFlash(sectors=48, erase_ms=0, prog_us=0, read_us=0) if RING else
            slowflash.SlowFlash(blocks=64, erase_ms=0, prog_us=0, read_us=0))
@@ -236,12 +247,7 @@ def flush():
             await asyncio.sleep_ms(50)
             if time.ticks_diff(time.ticks_ms(), t0) > 600000:
                 break
-        took = time.ticks_diff(time.ticks_ms(), t0)
-        stop[0] = True
-        for x in tasks:
-            x.cancel()
-        await asyncio.sleep_ms(20)
-        return took
+        return await _finish(t0, stop, tasks)
     took = asyncio.run(run())
     report("flush", m, took, broker.stored)
 
@@ -291,12 +297,7 @@ def compact():
             await asyncio.sleep_ms(50)
             if j.pending:
                 j.ack(list(j.pending), app.daemon_now())
-        took = time.ticks_diff(time.ticks_ms(), t0)
-        stop[0] = True
-        for x in tasks:
-            x.cancel()
-        await asyncio.sleep_ms(20)
-        return took
+        return await _finish(t0, stop, tasks)
     took = asyncio.run(run())
     report("compact", m, took, len(held))
 
