@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from haochaping.daemon.errors import HcpError, InvalidInput
-from haochaping.daemon.hall import windows
+from haochaping.daemon.hall import qrcodes, windows
 from haochaping.daemon.hall.windows import Publish
 
 if TYPE_CHECKING:
@@ -72,6 +72,11 @@ class Finished(BaseModel):
     window: str
     terminals: list[str] = Field(description="The terminals now asking the citizen to rate.")
     prompt_timeout_s: int = Field(description="The prompt closes after this many seconds.")
+    qr_url: str | None = Field(None, description=(
+        "The address the open prompt's 评价二维码 (QR code) carries: a screen beside the window"
+        " may show it as a QR code, and the citizen rates on a phone instead of the keys (one"
+        " rating per transaction, whichever comes first). Null when no prompt is open or the"
+        " hall has no phone page ([mobile])."))
 
 
 class WindowState(BaseModel):
@@ -81,6 +86,11 @@ class WindowState(BaseModel):
     ticket: str | None = Field(None, description="Absent while the window is idle.")
     level: int | None = Field(None, description="1 (非常满意) to 5 (非常不满意), once rated.")
     terminals: list[str]
+    qr_url: str | None = Field(None, description=(
+        "The address the open prompt's 评价二维码 (QR code) carries: a screen beside the window"
+        " may show it as a QR code, and the citizen rates on a phone instead of the keys (one"
+        " rating per transaction, whichever comes first). Null when no prompt is open or the"
+        " hall has no phone page ([mobile])."))
 
 
 class Health(BaseModel):
@@ -255,7 +265,11 @@ def health(request: Request, who: Caller) -> JSONResponse:
             summary="What the window's current transaction is doing")
 async def state(request: Request, window: Window, who: Caller) -> JSONResponse:
     w = _window(window)
-    return await _call(request, lambda conn, now: (windows.window_state(conn, w), []))
+    cfg = _daemon(request).cfg
+
+    def fn(conn: sqlite3.Connection, now: float) -> WriterResult:
+        return {**windows.window_state(conn, w), "qr_url": qrcodes.prompt_url(cfg, conn, w)}, []
+    return await _call(request, fn)
 
 
 @router.post("/windows/{window}/start", operation_id="startService",
@@ -285,11 +299,12 @@ async def start(request: Request, window: Window, who: Caller) -> JSONResponse:
 async def finish(request: Request, window: Window, who: Caller) -> JSONResponse:
     await _body(request)
     w = _window(window)
-    timeout = _daemon(request).cfg.sessions.timeout_s
+    cfg = _daemon(request).cfg
+    timeout = cfg.sessions.timeout_s
 
     def fn(conn: sqlite3.Connection, now: float) -> WriterResult:
         tx, terms, pubs = windows.finish(conn, w, now, timeout)
         return {"transaction": tx, "window": w, "terminals": terms,
-                "prompt_timeout_s": timeout}, pubs
+                "prompt_timeout_s": timeout, "qr_url": qrcodes.prompt_url(cfg, conn, w)}, pubs
     log.info("%s: window %s finish", who, w)
     return await _call(request, fn)

@@ -153,16 +153,6 @@ def more(conn: sqlite3.Connection, tx_id: int, reason: str, sealed: Callable[[in
     return ("ok", event), []
 
 
-def open_token(conn: sqlite3.Connection, key: bytes, hall: str, window: str) -> str | None:
-    """The token of the window's prompt open now (for its desk card and staff page), or None."""
-    tx = conn.execute("SELECT id, prompt_expires_at FROM transactions WHERE window=? AND token"
-                      " IS NOT NULL AND prompt_closed_at IS NULL ORDER BY id DESC LIMIT 1",
-                      (window,)).fetchone()
-    if tx is None:
-        return None
-    return qrcodes.make_token(key, hall, tx["id"], tx["prompt_expires_at"])
-
-
 # ------------------------------------------------------------------ the rater's identity
 def read_identity_key(path: str) -> bytes:
     """[mobile] identity_key_file: 64 hex characters (`hcp init` writes one, mode 600)."""
@@ -520,7 +510,7 @@ class Mobile:
             self._limit("c:" + window)
             conn = self.reader()
             try:
-                token = open_token(conn, self.key, self.hall, window)
+                token = qrcodes.open_token(conn, self.key, self.hall, window)
             finally:
                 conn.close()
             if token is None:

@@ -120,6 +120,25 @@ def card_url(public_url: str, card: str) -> str:
     return public_url + "c/" + card
 
 
+def open_token(conn: sqlite3.Connection, key: bytes, hall: str, window: str) -> str | None:
+    """The token of the window's prompt open now (for its desk card and staff page), or None."""
+    tx = conn.execute("SELECT id, prompt_expires_at FROM transactions WHERE window=? AND token"
+                      " IS NOT NULL AND prompt_closed_at IS NULL ORDER BY id DESC LIMIT 1",
+                      (window,)).fetchone()
+    if tx is None:
+        return None
+    return make_token(key, hall, tx["id"], tx["prompt_expires_at"])
+
+
+def prompt_url(cfg: HallConfig, conn: sqlite3.Connection, window: str) -> str | None:
+    """The address the window's open prompt's 评价二维码 carries (staff page, window API: a
+    screen beside the window shows it), or None when no prompt is open or [mobile] is off."""
+    if not cfg.mobile.listen:
+        return None
+    token = open_token(conn, key(conn), cfg.hall.id, window)
+    return None if token is None else token_url(public_url(cfg.mobile), token)
+
+
 def _qr(url: str) -> segno.QRCode:
     # M: 15% of the code may be lost (a scratched card, glare on a screen) and still read
     return segno.make_qr(url, error="m")

@@ -150,6 +150,30 @@ def test_a_phone_rating_counts_and_a_key_press_after_it_is_a_duplicate(hall, api
     assert state["state"] == "rated" and state["level"] == 2 and state["channel"] == "QR"
 
 
+def test_a_screen_beside_the_window_gets_the_prompts_qr_from_the_window_api(hall, api,
+                                                                           terminals, hall_db):
+    # if this fails, a queue system's window screen (a terminal with a screen) has no 评价二维码
+    # to show, or shows one that rates another 办件 or still works after the rating
+    terms = terminals()
+    phone = Phone(hall)
+    assert api.state("W01")["qr_url"] is None  # idle: nothing to rate
+    api.start("W01", "A001")
+    assert api.state("W01")["qr_url"] is None  # serving, not yet 请评价
+    finished = api.finish("W01")
+    assert terms["T001"].wait_session() is not None
+    url = finished["qr_url"]
+    assert url and api.state("W01")["qr_url"] == url
+    path = urllib.parse.urlsplit(url).path
+    status, headers, _ = phone.post(path, {"level": "1"})
+    assert status == 303
+    (tx,) = hall_db("SELECT id FROM transactions WHERE window='W01'")
+    assert ratings(hall_db) == [("QR", 1, "counted", tx[0], "QR")]
+    state = api.state("W01")
+    assert state["state"] == "rated" and state["qr_url"] is None
+    assert phone.post(path, {"level": "5"})[0] == 409  # the code is spent
+    assert len(ratings(hall_db)) == 1
+
+
 def test_a_key_press_first_makes_the_phone_rating_a_duplicate_and_the_page_says_so(
         hall, api, terminals, hall_db):
     # if this fails, a citizen who pressed the key and then scanned gets two ratings counted

@@ -725,12 +725,8 @@ class _Request:
 def qr_view(cfg: HallConfig, conn: sqlite3.Connection, view: JsonObject) -> JsonObject:
     """The QR channel on the staff page: `qr_url`, the address the open prompt's 评价二维码
     carries (None when no prompt is open or [mobile] is off)."""
-    view["qr_url"] = None
-    if cfg.mobile.listen:
-        from haochaping.daemon.hall import mobile, qrcodes
-        token = mobile.open_token(conn, qrcodes.key(conn), cfg.hall.id, view["window"])
-        if token is not None:
-            view["qr_url"] = qrcodes.token_url(qrcodes.public_url(cfg.mobile), token)
+    from haochaping.daemon.hall import qrcodes
+    view["qr_url"] = qrcodes.prompt_url(cfg, conn, view["window"])
     return view
 
 
