@@ -188,6 +188,8 @@ def quarantine() -> None:
       hcp province quarantine retry --db store.sqlite --profile provincial 17
     or, when it must never reach the province:
       hcp province quarantine drop --db store.sqlite --profile provincial 17 --reason "test"
+    and who did which, when:
+      hcp province quarantine audit --db store.sqlite --profile provincial
     """
 
 
@@ -214,9 +216,12 @@ def quarantine_list(db: str, profile_name: str, every: bool, as_json: bool) -> N
         if as_json:
             click.echo(json.dumps(q, ensure_ascii=False, sort_keys=True))
         else:
-            click.echo("%d  %s  %s#%d  %s  %s  %d attempt(s)  %s %s" % (
+            click.echo("%d  %s  %s#%d  %s  %s  %d attempt(s)  %s %s%s" % (
                 q["n"], q["kind"], q["project_no"], q["assess_number"], q["state"],
-                _when(q["quarantined_at"]), q["attempts"], q["code"] or "", q["reason"] or ""))
+                _when(q["quarantined_at"]), q["attempts"], q["code"] or "", q["reason"] or "",
+                "  (decided %s by %s%s)" % (_when(q["decided_at"]), q["decided_by"],
+                                            ": " + q["note"] if q["note"] else "")
+                if q["decided_at"] is not None else ""))
     if not rows and not as_json:
         click.echo("no record is held")
 
@@ -268,6 +273,36 @@ def quarantine_drop(db: str, profile_name: str, n: int, reason: str, actor: str 
         st.close()
     click.echo("record %d (%s %s) dropped: it will not be sent" % (n, q["kind"],
                                                                     q["project_no"]))
+
+
+@quarantine.command("audit")
+@DB
+@PROFILE
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def quarantine_audit(db: str, profile_name: str, as_json: bool) -> None:
+    """Who retried or dropped which held record, when, and why, oldest first.
+
+    \b
+    Example:
+      hcp province quarantine audit --db store.sqlite --profile provincial
+    """
+    from haochaping.daemon.store.province import delivery, profiles
+    target = _target(profiles.resolve(profile_name))
+    st = _store(db)
+    try:
+        rows = delivery.audit(st, target)
+    finally:
+        st.close()
+    for a in rows:
+        d = json.loads(a["detail"])
+        if as_json:
+            click.echo(json.dumps(dict(a, detail=d), ensure_ascii=False, sort_keys=True))
+        else:
+            click.echo("%s  %s  %s  record %d (%s %s#%d)%s" % (
+                _when(a["at"]), a["actor"], a["action"].rpartition("-")[2], a["n"], d["kind"],
+                d["project_no"], d["assess_number"], ": " + d["note"] if d["note"] else ""))
+    if not rows and not as_json:
+        click.echo("no held record was retried or dropped")
 
 
 @province.command("reconcile")

@@ -148,6 +148,8 @@ def test_art15_a_record_the_province_refuses_is_quarantined_and_the_rest_go_thro
         assert held(sb) == want
         assert delivery.quarantine_list(st, p.name) == []
         assert [a["actor"] for a in delivery.audit(st, p.name)] == ["it-wang"]
+        r = hcp("province", "quarantine", "audit", "--db", st.db, "--profile", name)
+        assert "it-wang  retry  record %d (service %s#0)" % (q[0]["n"], victim) in r.output
     finally:
         sb.kill()
 

@@ -77,7 +77,8 @@ FACT = {"project_no": "530102H010000000001", "uid": "H01:tx:1", "hall": "H01", "
 def test_art15_the_sandbox_refuses_what_breaks_the_profile_as_a_province_would(
         name, tmp_path, key_file):
     # if this fails, the city rehearses against a sandbox that takes what the province refuses:
-    # a reversed scale, a wrong time format, an evaluation before its service data
+    # a reversed scale, a wrong time format, a wrong channel code, an evaluation before its
+    # service data
     p = profiles.load(name, key_file)
     sb = sandbox(tmp_path, name, key_file)
     try:
@@ -95,6 +96,10 @@ def test_art15_the_sandbox_refuses_what_breaks_the_profile_as_a_province_would(
         a = _post(sb, p, "evaluation", [dict(ev, **{time_field: "2026/09/01 10:00"})])
         why = a.whole[1] if a.whole else a.refusals[0][1]
         assert "is not a time in the format" in why
+        channel_field = next(f.name for f in p.fields["evaluation"] if f.source == "channel")
+        a = _post(sb, p, "evaluation", [dict(ev, **{channel_field: "9"})])   # a wrong pf code
+        why = a.whole[1] if a.whole else a.refusals[0][1]
+        assert "is not a channel code" in why
         assert _post(sb, p, "evaluation", [ev]).accepted == [True]
         assert len(sb.accepted()["keys"]) == 2
     finally:

@@ -2,7 +2,7 @@
 (第十五条), as `hcp province deliver` does, with no second command to keep running."""
 import pytest
 
-from haochaping.daemon.store.province import profiles
+from haochaping.daemon.store.province import delivery, profiles
 from haochaping.tools.sim import processes
 from tests.conftest import wait_until
 from tests.store.province.conftest import held, owed, profile_file, sandbox
@@ -26,6 +26,41 @@ def test_a_serving_store_delivers_the_quarter_to_the_province(quarter_store, cer
         want = owed(st, profiles.load(path, key_file))
         wait_until(lambda: held(sb) == want, timeout=120, what="the quarter at the province")
         assert "delivering to the province with profile" in store.log_text()
+    finally:
+        store.kill()
+        sb.kill()
+
+
+def test_killing_the_serving_store_mid_delivery_loses_and_doubles_nothing(quarter_store, certs,
+                                                                          tmp_path, key_file):
+    # if this fails, a power cut of the city's store (it delivers inside `hcp store serve`)
+    # loses results on their way to the province, or the province gets one twice
+    st = quarter_store
+    path = profile_file(tmp_path, "provincial", settle_s=0, batch_size=20, rate_per_s=100,
+                        retry_max_s=0.5)
+    p = profiles.load(path, key_file)
+    want = owed(st, p)
+    total = sum(len(v) for v in want.values())
+    sb = sandbox(tmp_path, path, key_file)
+    store = processes.StoreProcess(st.db, processes.free_port(), certs["cert"], certs["key"],
+                                   certs["ca"], str(tmp_path / "store.log"),
+                                   extra=["--rules-every", "0", "--province", path,
+                                          "--province-key-file", key_file,
+                                          "--province-url", sb.url])
+
+    def accepted():
+        return len(sb.accepted()["keys"])
+    try:
+        store.start()
+        wait_until(lambda: accepted() > total // 4, timeout=60, what="delivery under way")
+        store.kill()                                        # the store, -9, mid-delivery
+        assert accepted() < total
+        store.start()
+        wait_until(lambda: delivery.status(st, p.name)["waiting"] == 0
+                   and accepted() == total, timeout=120, what="everything delivered")
+        assert held(sb) == want                             # nothing lost, each key once
+        assert sb.accepted()["counters"].get("refused_records", 0) == 0
+        assert delivery.status(st, p.name)["quarantined"] == 0
     finally:
         store.kill()
         sb.kill()
