@@ -223,6 +223,8 @@ def test_the_desk_card_says_kindly_when_nothing_is_open_or_it_is_already_rated(
     assert status == 200 and "没有待评价" in body
     status, _, body = phone.get(page)
     assert "已经" in body
+    status, _, body = phone.post(page, {"level": "1"})  # the same code used again
+    assert status == 409 and "已经" in body
     assert len(ratings(hall_db)) == 1
 
 
@@ -344,6 +346,8 @@ def test_bad_input_gets_a_clear_page_and_stores_nothing(hall, api, terminals, ha
     more = page + "/more"
     status, _, body = phone.get(more)
     assert status == 200 and "服务态度" in body and "实名" in body
+    status, _, body = phone.post(more, {"reason": "x" * 10240})
+    assert status == 413 and "太长" in body
     for form in ({"reason": "x" * 300}, {"reason": "bribery"},
                  {"reason": "attitude", "name": NAME, "phone": PHONE},           # no consent
                  {"reason": "attitude", "name": "a\x00b", "phone": PHONE, "consent": "yes"},
