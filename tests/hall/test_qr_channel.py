@@ -45,8 +45,13 @@ def grace():
 
 
 @pytest.fixture
-def hall(tmp_path, grace):
-    cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01", "W02"), timeout_s=30,
+def timeout():
+    return 30
+
+
+@pytest.fixture
+def hall(tmp_path, grace, timeout):
+    cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01", "W02"), timeout_s=timeout,
                           extra_superusers=("observer",))
     return add_mobile(cfg, grace)
 
@@ -136,6 +141,9 @@ def test_a_phone_rating_counts_and_a_key_press_after_it_is_a_duplicate(hall, api
     page = phone_token_path(phone, hall)
     status, _, body = phone.get(page)
     assert status == 200 and "非常满意" in body and "<script" not in body
+    # fast on a weak connection: a few KB, nothing else to download (no CDN, font or image)
+    assert len(body.encode()) < 4096, len(body.encode())
+    assert not re.search(r"""(src|href)=|@import|url\(""", body)
     status, headers, _ = phone.post(page, {"level": "2"})
     assert status == 303
     seq = press_racing(term, 5)
@@ -239,6 +247,8 @@ def test_the_desk_card_says_kindly_when_nothing_is_open_or_it_is_already_rated(
     assert status == 200 and "没有待评价" in body
     status, _, body = phone.get(page)
     assert "已经" in body
+    status, _, body = phone.post(page, {"level": "1"})  # the same code used again
+    assert status == 409 and "已经" in body
     assert len(ratings(hall_db)) == 1
 
 
@@ -270,6 +280,77 @@ def test_forged_and_expired_tokens_get_a_clear_page_and_store_nothing(hall, api,
     assert ratings(hall_db) == []
 
 
+@pytest.mark.parametrize("grace,timeout", [(0, 5)])
+def test_a_token_whose_prompt_timed_out_gets_a_clear_page_and_stores_nothing(
+        hall, api, terminals, hall_db):
+    # if this fails, a phone left on the rating page rates a 办件 after its prompt is over
+    terms = terminals()
+    phone = Phone(hall)
+    open_prompt(api, terms)
+    page = phone_token_path(phone, hall)
+    assert phone.get(page)[0] == 200
+    wait_until(lambda: hall_db("SELECT prompt_closed_at FROM transactions")[0][0] is not None,
+               timeout=10, what="the prompt timed out")
+    status, _, body = phone.post(page, {"level": "1"})
+    assert status == 410 and "已结束" in body
+    status, _, body = phone.get(page)
+    assert status == 410 and "已结束" in body
+    assert hall_db("SELECT COUNT(*) FROM ratings WHERE terminal='QR'") == [(0,)]
+
+
+def test_submissions_for_one_token_are_limited_whatever_the_address_allows(
+        hall, api, terminals, hall_db):
+    # if this fails, a script holding one code can hammer the daemon's writer with it
+    terms = terminals()
+    phone = Phone(hall)
+    open_prompt(api, terms)
+    page = phone_token_path(phone, hall)
+    statuses = [phone.post(page, {"level": "6"})[0] for _ in range(20)]
+    assert statuses == [400] * 20
+    status, _, body = phone.post(page, {"level": "1"})
+    assert status == 429 and "频繁" in body
+    assert ratings(hall_db) == []
+    # another window's code from the same address is still taken
+    open_prompt(api, terms, "W02", "B001")
+    assert phone.post(phone_token_path(phone, hall, "W02"), {"level": "1"})[0] == 303
+    assert [r[:3] for r in ratings(hall_db)] == [("QR", 1, "counted")]
+
+
+def test_hcp_window_qr_writes_a_card_and_a_printable_sheet_that_phones_can_open(hall, daemon):
+    # if this fails, hall IT cannot print the windows' desk cards, or a printed card leads
+    # nowhere
+    phone = Phone(hall)
+
+    def qr(*args):
+        return CliRunner().invoke(cli, ["window", "qr", "--config", hall.path, *args])
+
+    card = os.path.join(hall.folder, "W02.svg")
+    r = qr("--window", "W02", "--out", card)
+    assert r.exit_code == 0, r.output
+    url = re.search(r"window W02: (\S+)", r.output).group(1)
+    with open(card, encoding="utf-8") as f:
+        svg = f.read()
+    assert svg.startswith("<?xml") and "<svg" in svg
+    for text in ("窗口 W02", qrcodes.INSTRUCTIONS[0], qrcodes.INSTRUCTIONS[1], url):
+        assert text in svg, text
+    sheet = os.path.join(hall.folder, "cards.html")
+    r = qr("--out", sheet)
+    assert r.exit_code == 0, r.output
+    urls = dict(re.findall(r"window (W\d+): (\S+)", r.output))
+    assert sorted(urls) == ["W01", "W02"] and urls["W02"] == url
+    with open(sheet, encoding="utf-8") as f:
+        html = f.read()
+    assert html.count('<div class="card">') == 2 and html.count("<svg") == 2
+    for w, u in urls.items():
+        assert "窗口 %s" % w in html and u in html
+        status, _, body = phone.get(urllib.parse.urlsplit(u).path)
+        assert status == 200 and "没有待评价" in body, w
+    r = qr("--out", os.path.join(hall.folder, "all.png"))
+    assert r.exit_code != 0 and "one --window" in r.output
+    r = qr("--window", "W09", "--out", card)
+    assert r.exit_code != 0 and "W09" in r.output
+
+
 def test_bad_input_gets_a_clear_page_and_stores_nothing(hall, api, terminals, hall_db):
     # if this fails, junk from the internet reaches the hall's database or crashes the page
     terms = terminals()
@@ -289,6 +370,8 @@ def test_bad_input_gets_a_clear_page_and_stores_nothing(hall, api, terminals, ha
     more = page + "/more"
     status, _, body = phone.get(more)
     assert status == 200 and "服务态度" in body and "实名" in body
+    status, _, body = phone.post(more, {"reason": "x" * 10240})
+    assert status == 413 and "太长" in body
     for form in ({"reason": "x" * 300}, {"reason": "bribery"},
                  {"reason": "attitude", "name": NAME, "phone": PHONE},           # no consent
                  {"reason": "attitude", "name": "a\x00b", "phone": PHONE, "consent": "yes"},

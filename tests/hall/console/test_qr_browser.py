@@ -1,7 +1,8 @@
 """The QR channel (评价二维码, 第五条) in a real headless Chromium at a phone's size (390×844):
 the staff page shows the open prompt's code, the phone opens the URL the code carries and
 rates, the staff page shows it at once, and the key terminal's press for the same 办件 is a
-duplicate (and the other way round)."""
+duplicate (and the other way round); the duty manager's page shows the phone's bad review
+as an alert, marked 扫码."""
 import re
 
 import pytest
@@ -55,6 +56,9 @@ def test_a_phone_rates_from_the_staff_page_qr_and_a_later_key_press_is_a_duplica
     wait_until(lambda: staff.evaluate(
         "document.getElementById('qr-img').naturalWidth") > 0, what="the QR image drawn")
     url = _state_url(staff)
+    manager = browser()
+    _sign_in(manager, base, "/hall", "M01", "654321")
+    expect(manager.locator("#no-alerts")).to_be_visible()
 
     phone = _phone(browser)
     phone.goto(url)
@@ -72,6 +76,11 @@ def test_a_phone_rates_from_the_staff_page_qr_and_a_later_key_press_is_a_duplica
 
     expect(staff.locator("#status-text")).to_have_text("群众已评价：不满意（扫码）", timeout=LIVE)
     expect(staff.locator("#qr")).to_be_hidden(timeout=LIVE)
+    # the duty manager is alerted as for a key's bad review, and told it came by phone
+    alert = manager.locator("#alerts .alert").first
+    expect(alert).to_contain_text("不满意（扫码）", timeout=LIVE)
+    expect(alert).to_contain_text("服务效率")
+    expect(alert).to_contain_text("W01")
     _press_with(term, session, 1)
     wait_until(lambda: len(hall_db("SELECT 1 FROM ratings")) == 2, what="the key press stored")
     (tx,) = hall_db("SELECT id, rating_id FROM transactions")

@@ -104,3 +104,21 @@ def test_art15_the_sandbox_refuses_what_breaks_the_profile_as_a_province_would(
         assert len(sb.accepted()["keys"]) == 2
     finally:
         sb.kill()
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_art15_a_phone_rating_reaches_the_province_with_the_qr_channels_code(
+        name, tmp_path, key_file):
+    # if this fails, the province is told a rating made by scanning the window's 评价二维码
+    # came from the hall's key terminal (第五条: the two are separate channels)
+    p = profiles.load(name, key_file)
+    field = next(f.name for f in p.fields["evaluation"] if f.source == "channel")
+    phone = mapping.build(p, "evaluation", dict(FACT, channel="QR"))
+    key = mapping.build(p, "evaluation", FACT)
+    assert phone[field] == p.channel_codes["QR"] != key[field] == p.channel_codes["PJQ"]
+    sb = sandbox(tmp_path, name, key_file)
+    try:
+        assert _post(sb, p, "service", [mapping.build(p, "service", FACT)]).accepted == [True]
+        assert _post(sb, p, "evaluation", [phone]).accepted == [True]
+    finally:
+        sb.kill()
