@@ -351,9 +351,16 @@ class SqliteStore(_Store):
         try:
             self.conn = sqlite3.connect(path, timeout=30, isolation_level=None,
                                         check_same_thread=False)
+            tables = {r[0] for r in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
             self.conn.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as e:
             raise HcpError("cannot open the store database %s: %s" % (path, e)) from e
+        if "schema_migrations" in tables and "store_migrations" not in tables:
+            self.conn.close()   # the hall daemon's: not a table of the store's added to it
+            raise HcpError("%s is a hall daemon's database, not the municipal store's: give the"
+                           " file `hcp store serve --db` uses (a hall's own figures: `hcp summary"
+                           " --config hall.toml`)" % path)
         self.conn.execute("PRAGMA synchronous=FULL")
         self.lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None

@@ -155,17 +155,28 @@ def test_refusals_that_change_nothing(hall, new_board, tmp_path):
     b = new_board()
     r = _provision(hall, b, "T020", ok=False)
     assert r.exit_code == 1 and "--wifi-ssid and --broker-host" in r.output
-    # no WiFi password given and none on the board: refused, not an empty one written
-    r = CliRunner().invoke(cli, ["device", "provision", "--port", b.port, "--config", hall.path,
-                                 "--terminal", "T020", "--profile", PROFILE, "--wifi-ssid", "x",
-                                 "--broker-host", "10.0.0.2"], env={"HCP_WIFI_PASSWORD": None})
-    assert r.exit_code == 1 and "HCP_WIFI_PASSWORD" in r.output and "--open-wifi" in r.output
-    assert "/config.json" not in b.files()
     r = CliRunner().invoke(cli, ["device", "provision", "--port", b.port, "--config", hall.path,
                                  "--terminal", "T020", "--profile", "no-such-board"])
     assert r.exit_code == 1 and "no profile named" in r.output
     conn = db.connect(hall.hall.database)
     assert registry.terminal_state(conn, "T020") == (None, False)
+
+
+def test_provision_without_a_wifi_password_refuses_rather_than_write_an_empty_one(hall, new_board):
+    # if this fails, HCP_WIFI_PASSWORD unset in a script gives the board an empty WiFi password,
+    # exit 0 and "shows online once it joins": the terminal never joins
+    b = new_board()
+    args = ["device", "provision", "--port", b.port, "--config", hall.path, "--terminal", "T021",
+            "--profile", PROFILE, "--wifi-ssid", "hall-iot", "--broker-host", "10.0.0.2"]
+    for env in ({"HCP_WIFI_PASSWORD": None}, {"HCP_WIFI_PASSWORD": ""}):
+        r = CliRunner().invoke(cli, args, env=env)
+        assert r.exit_code == 1 and "HCP_WIFI_PASSWORD" in r.output, r.output
+        assert "--open-wifi" in r.output and "online" not in r.output
+        assert "/config.json" not in b.files()
+        assert registry.terminal_state(db.connect(hall.hall.database), "T021") == (None, False)
+    r = CliRunner().invoke(cli, args + ["--open-wifi"], env={"HCP_WIFI_PASSWORD": None})
+    assert r.exit_code == 0, r.output   # a hall WiFi without a password, said so
+    assert _device_conf(b)["wifi_password"] == ""
 
 
 def test_the_port_vanishing_mid_provision_and_a_rerun(hall, new_board, tmp_path):

@@ -2,6 +2,10 @@
 as the board (tests/device/board.py)."""
 import json
 import os
+import pty
+import select
+import subprocess
+import sys
 import threading
 import time
 
@@ -89,3 +93,48 @@ def test_log_shows_the_boards_console_and_says_when_the_port_goes(board, tmp_pat
     assert r.exit_code == 1 and "went away" in r.output
     r = _hcp("device", "log", "--port", str(tmp_path / "ttyUSB9"), "--seconds", "1")
     assert r.exit_code == 1 and "plugged in" in r.output
+
+
+def _read(fd):
+    """What the process wrote to its terminal so far (b"" once it closed it)."""
+    if not select.select([fd], [], [], 0.5)[0]:
+        return b""
+    try:
+        return os.read(fd, 4096)
+    except OSError:   # EIO: the process is gone
+        time.sleep(0.1)
+        return b""
+
+
+def test_setup_at_a_terminal_asks_for_what_is_missing(hall, board):
+    # if this fails, hall IT at the keyboard is sent back to the docs for every missing option,
+    # or an Enter at the WiFi password gives the board an empty one without a word
+    main, sub = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "HCP_WIFI_PASSWORD"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "haochaping.tools.cli", "device", "setup", "--port", board.port,
+         "--config", hall.path, "--profile", PROFILE, "--window", "W01"],
+        stdin=sub, stdout=sub, stderr=sub, env=env, close_fds=True)
+    os.close(sub)
+    seen = b""
+    try:
+        for prompt, answer in ((b"terminal: ", b"T051"), (b"wifi ssid: ", b"hall-iot"),
+                               (b"broker host: ", b"127.0.0.1"),
+                               (b"(Enter alone: the WiFi has none): ", b"wifi-pw-456")):
+            deadline = time.monotonic() + 30
+            while prompt not in seen:
+                assert time.monotonic() < deadline and proc.poll() is None, seen
+                seen += _read(main)
+            seen = seen.split(prompt, 1)[1]
+            os.write(main, answer + b"\r")
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:   # read on: a full pty blocks
+            seen += _read(main)
+        assert proc.wait(1) == 0, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+    conf = json.loads(board.files()["/config.json"])
+    assert (conf["terminal"], conf["wifi_ssid"], conf["wifi_password"]) == (
+        "T051", "hall-iot", "wifi-pw-456")

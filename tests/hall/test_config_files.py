@@ -1,7 +1,9 @@
 """hall.toml as hall IT writes it: `hcp init`, editors that add a BOM or save GBK, and the
 README's placeholder secrets."""
 import os
+import socket
 import stat
+import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -105,3 +107,20 @@ def test_a_hall_toml_saved_with_a_bom_loads_and_one_saved_as_gbk_is_explained(tm
     assert "not UTF-8" in str(e.value) and "GBK" in str(e.value)
     r = _hcp("daemon", "run", "--config", path)
     assert r.exit_code == 1 and "save it as UTF-8" in r.output
+
+
+def test_mosquittos_own_error_reaches_whoever_started_it_not_only_its_log_file(tmp_path):
+    # if this fails, `mosquitto -c broker/mosquitto.conf` (or the broker's service) on a port
+    # already taken exits without a word on the terminal or in the journal
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        conf = mosquitto_setup.write_config(str(tmp_path / "broker"), taken.getsockname()[1],
+                                            "H01", {"hall-daemon": "x" * 20})
+        r = subprocess.run([mosquitto_setup.mosquitto_binary(), "-c", conf], capture_output=True,
+                           text=True, timeout=30)
+    finally:
+        taken.close()
+    assert r.returncode != 0
+    assert "Address already in use" in r.stderr, (r.stdout, r.stderr)

@@ -43,3 +43,16 @@ def test_terminal_add_with_an_unwritable_out_registers_nothing(hall, tmp_path):
     assert registry.terminal_state(conn, "T009") == (None, False)
     r = _hcp(hall, "terminal", "add", "--terminal", "T009", "--out", tmp_path / "T009.json")
     assert r.exit_code == 0, r.output
+
+
+def test_terminal_add_run_again_keeps_the_key_file_it_wrote_the_first_time(hall, tmp_path):
+    # if this fails, a rerun of the same `hcp terminal add` says "already registered" and
+    # deletes the key file of the terminal registered the first time: its key is lost
+    (tmp_path / "keys").mkdir()
+    out = tmp_path / "keys" / "T009.json"
+    assert _hcp(hall, "terminal", "add", "--terminal", "T009", "--out", out).exit_code == 0
+    first = out.read_bytes()
+    r = _hcp(hall, "terminal", "add", "--terminal", "T009", "--out", out)
+    assert r.exit_code == 1 and "already registered" in r.output
+    assert out.read_bytes() == first and oct(out.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in out.parent.iterdir()] == ["T009.json"]   # no temporary file left

@@ -14,7 +14,7 @@ from haochaping.daemon.store import backends
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.sim import hall_kit
 
-from .conftest import BACKENDS, PG_ADMIN, encode_v1
+from .conftest import BACKENDS, PG_ADMIN, encode_v1, serve_store
 
 _register()
 
@@ -83,6 +83,18 @@ def test_store_errors_are_one_line(tmp_path, certs):
     assert r.exit_code == 1 and "no folder" in r.output
     r = _run("store", "halls", "--db", "postgresql://postgres@127.0.0.1:1/nothing")
     assert r.exit_code == 1 and "cannot connect to PostgreSQL" in r.output
+
+
+def test_the_serving_stores_start_line_is_a_message_not_a_warning(tmp_path, certs):
+    # if this fails, municipal IT reads "WARNING" in the journal at every start of a store that
+    # is fine, and learns to skip the store's warnings
+    st = serve_store(str(tmp_path / "s.sqlite"), certs, tmp_path / "store")
+    try:
+        lines = [ln for ln in st.proc.log_text().splitlines() if "listening on" in ln]
+    finally:
+        st.proc.kill()
+    assert lines and lines[0].startswith("store (sqlite) listening on https://127.0.0.1:"), lines
+    assert not any("WARNING" in ln for ln in lines), lines
 
 
 def test_serve_with_a_bad_certificate_says_so_before_creating_anything(tmp_path, certs):

@@ -88,8 +88,10 @@ def setup_cmd(port: str, config_path: str, image: str | None, terminal: str | No
             "HCP_WIFI_PASSWORD" if k == "wifi_password" else "--" + k.replace("_", "-")
             for k in missing))
     for k in missing:
-        asked[k] = click.prompt(k.replace("_", " "), hide_input=k == "wifi_password",
-                                default="" if k == "wifi_password" else None)
+        asked[k] = click.prompt(
+            "WiFi password (Enter alone: the WiFi has none)" if k == "wifi_password"
+            else k.replace("_", " "), hide_input=k == "wifi_password",
+            default="" if k == "wifi_password" else None, show_default=False)
     if "wifi_password" in missing:
         wifi_password = asked.pop("wifi_password") or None
         open_wifi = wifi_password is None

@@ -4,6 +4,7 @@ import getpass
 import json
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Container, Sequence
 from typing import TypedDict
@@ -67,18 +68,20 @@ def add_terminal(conn: sqlite3.Connection, hall: str, terminal: str, out: str,
                  actor: str) -> None:
     """Register a terminal with a fresh signing key, and write its secrets for provisioning by
     hand to `out` ({"hall", "terminal", "key"} as JSON, mode 600; never printed)."""
-    try:  # the file first: a key registered but written nowhere would be lost
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    folder = os.path.dirname(os.path.abspath(out))
+    try:  # a file first: a key registered but written nowhere would be lost
+        fd, tmp = tempfile.mkstemp(prefix=".hcp-", dir=folder)   # mode 600
     except OSError as e:
         raise HcpError("cannot write %s: %s; nothing was registered" % (out, e.strerror or e)
                        ) from None
-    with os.fdopen(fd, "w") as f:
-        try:
+    try:  # an existing --out (say, the key of a terminal registered before) stays as it was
+        with os.fdopen(fd, "w") as f:
             key = registry.add_terminal(conn, terminal, actor=actor)
-        except BaseException:
-            os.unlink(out)
-            raise
-        json.dump({"hall": hall, "terminal": terminal, "key": key.hex()}, f)
+            json.dump({"hall": hall, "terminal": terminal, "key": key.hex()}, f)
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def without_broker_password(conn: sqlite3.Connection, known: Container[str]) -> list[str]:

@@ -107,6 +107,22 @@ def test_the_manager_page_uses_a_1920_px_wall_screen(base, browser, busy_hall, t
     screenshot(page, "console-hall.png", tmp_path)
 
 
+def test_the_manager_page_on_a_1280_px_office_pc_keeps_ids_and_tickets_on_one_line(
+        base, browser, busy_hall, tmp_path):
+    # if this fails, the duty office's PC wraps window ids and tickets while half of the page
+    # is empty, or shows the alerts before the windows overview
+    page = browser()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    _sign_in(page, base, "M01", "654321")
+    expect(page.locator("#alerts .alert")).to_have_count(3)
+    expect(page.locator("#windows")).to_contain_text("A2026112500021")
+    windows, alerts = _layout_facts(page)
+    assert windows["width"] >= 640, "the windows overview uses %d of 1280 px" % windows["width"]
+    assert windows["x"] < alerts["x"] and windows["y"] <= alerts["y"], \
+        "the windows overview is not first (left)"
+    screenshot(page, "console-hall-1280.png", tmp_path)
+
+
 def test_the_manager_acknowledges_an_alert_and_the_page_says_who_and_when(
         base, browser, sim, hall_db, api):
     # if this fails, two managers on duty both call the same unhappy citizen, or nobody knows

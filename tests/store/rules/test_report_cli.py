@@ -1,7 +1,9 @@
 """`hcp report quarterly` and `hcp rules explain` as the municipal office first runs them."""
 import os
 import re
+import sqlite3
 
+from haochaping.daemon.hall import db as hall_db
 from haochaping.daemon.store import quarterly as report
 
 from .conftest import Data, at, hcp
@@ -17,6 +19,23 @@ def test_a_report_of_a_store_file_that_does_not_exist_is_refused_without_creatin
     r = hcp("rules", "explain", "--db", missing, "--unit", "H01", "--period", "2026Q3", ok=False)
     assert r.exit_code == 1 and "no store database at" in r.output
     assert not os.path.exists(missing)
+
+
+def test_a_report_of_the_demos_hall_database_says_it_is_not_the_store_and_leaves_it_alone(
+        tmp_path):
+    # if this fails, a new user who points the README's report at the hall.sqlite the demo
+    # printed meets a traceback (table transactions already exists), and the hall's database
+    # gains a table of the store's
+    path = str(tmp_path / "hall.sqlite")
+    hall_db.connect(path).close()
+    tables = sqlite3.connect(path).execute("SELECT name FROM sqlite_master").fetchall()
+    r = hcp("report", "quarterly", "--db", path, "--period", "2026Q3", "--out",
+            tmp_path / "out", ok=False)
+    assert r.exit_code == 1 and "a hall daemon's database" in r.output, r.output
+    assert "hcp summary" in r.output
+    r = hcp("rules", "explain", "--db", path, "--unit", "H01", "--period", "2026Q3", ok=False)
+    assert r.exit_code == 1 and "a hall daemon's database" in r.output, r.output
+    assert sqlite3.connect(path).execute("SELECT name FROM sqlite_master").fetchall() == tables
 
 
 def test_a_report_of_a_quarter_without_data_says_where_the_data_is(st, store_db, tmp_path):
