@@ -154,6 +154,23 @@ def test_a_terminal_cannot_get_the_daemons_broker_user(tmp_path):
     assert r.exit_code == 1 and "T001 is a terminal of this hall" in r.output
 
 
+def test_the_config_bounds_one_clients_packets_and_queue_and_mosquitto_runs_it(tmp_path,
+                                                                              run_broker, clients):
+    # if this fails, one terminal's password (on a board in the public hall) can send messages
+    # of any size, or queue messages for the daemon without end while it is down, until the
+    # broker's memory and the hall server's disk are full
+    port = processes.free_port()
+    out, _ = _config(tmp_path, port)
+    lines = (out / "mosquitto.conf").read_text().splitlines()
+    assert "max_packet_size 65536" in lines
+    assert "max_queued_messages 1000000" in lines and "max_queued_bytes 268435456" in lines
+    assert not [ln for ln in lines if ln.startswith(("memory_limit", "max_queued_messages 0",
+                                                     "max_queued_bytes 0"))]
+    run_broker(str(out / "mosquitto.conf"), port)          # mosquitto takes every line
+    assert clients(port, "hall-daemon",
+                   (out / "hall-daemon.password").read_text().strip()).connect()
+
+
 def test_rewriting_a_config_from_before_client_ids_were_tied_says_to_restart_and_clean_up(
         tmp_path, run_broker):
     # if this fails, hall IT reloads instead of restarting (the broker keeps letting anyone take

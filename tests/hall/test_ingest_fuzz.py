@@ -3,7 +3,10 @@ arrives, ingest.handle stores a rating, a reason or a status, or a refusal with 
 never raises, and nothing stored in ratings, reasons, transactions or terminal_status breaks the
 field rules. If it raised, the message would be stored as "internal error"; if a bad field were
 stored and acked, the store would refuse it and the hall's delivery would stop for good."""
+import json
+
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +14,10 @@ from haochaping.daemon.errors import InvalidInput
 from haochaping.daemon.hall import ingest, windows
 from haochaping.protocol import topics
 from haochaping.tools.bench import fuzz_inputs
+from haochaping.tools.cli import _register, cli
 from tests.protocol import strategies
+
+_register()
 
 FUZZ = settings(max_examples=2500, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -84,3 +90,17 @@ def test_a_window_start_stores_sound_fields_or_refuses_naming_one(kit, window, t
     finally:
         conn.execute("COMMIT")
     assert fuzz_inputs.invalid_rows(conn) == []
+
+
+def test_hcp_bench_fuzz_says_no_input_escaped_and_nothing_invalid_was_stored(tmp_path,
+                                                                              monkeypatch):
+    # if this fails, the long run hall IT or a reviewer starts (`hcp bench fuzz --inputs
+    # 100000`) fails or cannot say whether any input escaped ingest
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))   # its hall.sqlite goes here
+    r = CliRunner().invoke(cli, ["bench", "fuzz", "--inputs", "2000", "--seed", "9", "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    assert (got["inputs"], got["escaped"], got["invalid_stored"]) == (2000, 0, 0)
+    assert got["rejected"] > 0 and got["ratings"] > 0
+    assert got["rejected_kept"] + got["rejected_only_counted"] == got["rejected"]
+    assert got["folder"].startswith(str(tmp_path))

@@ -33,6 +33,20 @@ def test_a_window_id_with_a_space_is_a_clear_error_on_every_window_command(hall,
         assert r.exit_code == 1 and "window: must be" in r.output, (cmd, r.output)
 
 
+def test_a_ticket_typed_in_a_gbk_shell_or_with_a_control_character_is_refused_naming_it(
+        hall, daemon, hall_db):
+    # if this fails, `hcp window start` run from a GBK terminal (its bytes reach Python as lone
+    # surrogates) or with an escape sequence in the ticket stores a transaction the city's store
+    # refuses, or ends in a traceback instead of a line saying which field is wrong
+    gbk = "A政务".encode("gbk").decode("utf-8", "surrogateescape")   # A\udcd5\udcfe...
+    for args, field in ((["--ticket", gbk], "ticket"), (["--ticket", "A\x1b[2J"], "ticket"),
+                        (["--ticket", "A1", "--item", "5301\x07"], "item")):
+        r = _hcp(hall, "window", "start", "--window", "W01", *args)
+        assert r.exit_code == 1 and r.output.startswith("Error: %s: " % field), (args, r.output)
+    assert hall_db("SELECT COUNT(*) FROM transactions") == [(0,)]
+    assert _hcp(hall, "window", "start", "--window", "W01", "--ticket", "A1").exit_code == 0
+
+
 def test_terminal_add_with_an_unwritable_out_registers_nothing(hall, tmp_path):
     # if this fails, the terminal is registered, its key is written nowhere, and a rerun says
     # "already registered": the id is lost
