@@ -155,8 +155,10 @@ def province_status(db: str, profile_name: str, as_json: bool) -> None:
     click.echo("accepted: %d %s" % (s["sent"], json.dumps(s["sent_by_kind"])))
     click.echo("last success: %s" % _when(s["last_success_at"]))
     if s["last_error"]:
-        click.echo("last error: %s, %s (%d failed post(s) in a row)"
-                   % (_when(s["last_error_at"]), s["last_error"], s["failures"]))
+        recovered = s["failures"] == 0 and (s["last_success_at"] or 0) > (s["last_error_at"] or 0)
+        click.echo("last error: %s, %s (%s)" % (
+            _when(s["last_error_at"]), s["last_error"],
+            "delivered since" if recovered else "%d failed post(s) in a row" % s["failures"]))
     click.echo("refused, held: %d%s" % (s["quarantined"],
                                         "  (hcp province quarantine list)" if s["quarantined"]
                                         else ""))

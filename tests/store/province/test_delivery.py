@@ -108,6 +108,9 @@ def test_art15_killing_the_deliverer_and_the_province_and_5xx_lose_and_double_no
         assert acc["counters"].get("refused_records", 0) == 0
         assert acc["counters"].get("failed_5xx", 0) == 6
         assert delivery.status(st, p.name)["quarantined"] == 0
+        # hall IT asking after the outage: the 503s are history, not a delivery still failing
+        out = hcp("province", "status", "--db", st.db, "--profile", path).output
+        assert "last error:" in out and "(delivered since)" in out, out
     finally:
         d.kill()
         sb.kill()
