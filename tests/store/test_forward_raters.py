@@ -356,3 +356,35 @@ def test_the_kept_batch_bytes_never_hold_the_identity_in_clear(store, hall, hall
         assert identity["name"].encode() not in body and identity["phone"].encode() not in body
     for tx, sealed in zip(tables["raters"]["tx"], tables["raters"]["sealed"], strict=True):
         assert batches.open_rater(key, "H01:rater:%d" % tx, sealed) == identities[tx]
+
+
+def test_identities_given_before_the_upgrade_are_forwarded_too(tmp_path, monkeypatch):
+    # if this fails, citizens who left their name for a call back before the hall was upgraded
+    # (their consent recorded then) are never called back
+    path = str(tmp_path / "hall.sqlite")
+    monkeypatch.setattr(db, "MIGRATIONS", [m for m in db.MIGRATIONS
+                                           if m[0] != "0013-forward-raters"])
+    conn = db.connect(path)
+    conn.execute("INSERT INTO transactions (id, window, ticket, started_at, finished_at)"
+                 " VALUES (1, 'W01', 'A1', 1, 2)")
+    conn.execute("INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at,"
+                 " outcome, transaction_id, channel) VALUES ('QR', 1, 5, '', 3, 3, 'counted', 1,"
+                 " 'QR')")
+    conn.execute("INSERT INTO mobile_raters (rating_id, sealed, consent_at) VALUES (1, x'00', 4)")
+    conn.close()
+    monkeypatch.undo()
+    conn = db.connect(path)   # the upgrade: migration 0013
+    try:
+        kinds = [r[0] for r in conn.execute("SELECT kind FROM forward_outbox ORDER BY id")]
+        assert kinds == ["transaction", "rating", "rater"]
+        # and from now on each new one is queued with its row, by the trigger
+        conn.execute("INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at,"
+                     " outcome, transaction_id, channel) VALUES ('QR', 2, 4, '', 5, 5, 'counted',"
+                     " 1, 'QR')")
+        conn.execute("INSERT INTO mobile_raters (rating_id, sealed, consent_at) VALUES"
+                     " (2, x'00', 6)")
+        assert [tuple(r) for r in conn.execute(
+            "SELECT kind, ref FROM forward_outbox WHERE kind = 'rater' ORDER BY id")] == [
+            ("rater", 1), ("rater", 2)]
+    finally:
+        conn.close()
