@@ -2,7 +2,8 @@
 the rater's identity encrypted at rest. Pure functions; docs/store.md describes every field.
 
 A batch body is JSON, version 2 (what halls send): {"v": 2, "hall": "H01", "batch": "<id>",
-"transactions": {field: [...]}, "ratings": {...}, "reasons": {...}}, one array per field
+"transactions": {field: [...]}, "ratings": {...}, "reasons": {...}, "raters": {...}}, one array
+per field
 (docs/store.md, "The batch body"); version 1, {"hall", "batch", "records": [{...}, ...]}, one
 object per record, is still read. Each record has a globally unique id (hall + kind + the hall's
 own key; sent in version 1, derived from the fields in version 2), so a record sent twice is
@@ -10,11 +11,16 @@ stored once:
     transaction  "H01:tx:17"            one 办件, forwarded once it is finished
     rating       "H01:rating:T001:42"   one press, as the hall bound it (its `outcome`)
     reason       "H01:reason:T001:43"   a bad-review reason, pointing at its rating's seq
+    rater        "H01:rater:17"         a phone rater's consented identity for transaction 17,
+                                        sealed for the store under the hall's key (seal_rater)
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -68,12 +74,62 @@ def verify(key: bytes, hall: str, batch_id: str, body: bytes, sig: str | None) -
     return isinstance(sig, str) and hmac.compare_digest(signature(key, hall, batch_id, body), sig)
 
 
+# ------------------------------------------------------------------ a rater's identity on the way
+# A phone rater's name and phone (第六条) travel sealed: AES-256-GCM under a key derived from the
+# hall's batch key (the one secret hall and store already share), the record id as associated
+# data (a sealed identity cannot be moved to another record). TLS protects the wire; this keeps
+# the identity out of the batch bytes the hall keeps (forward_batches) and out of any proxy.
+RATER_INFO = b"haochaping rater v1"   # HKDF info: this key is for raters' identities only
+SEALED_MAX = 1024                     # characters of a sealed identity (base64); a name of
+                                      # 32 characters and a phone of 20 seal to about 200
+
+
+def _rater_aead(batch_key: bytes) -> Any:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=RATER_INFO).derive(batch_key)
+    return AESGCM(key)
+
+
+def rater_uid(hall: str, tx: int) -> str:
+    """The id of the rater record of transaction `tx`: H01:rater:17."""
+    return "%s:rater:%d" % (hall, tx)
+
+
+def seal_rater(batch_key: bytes, uid: str, identity: Mapping[str, object]) -> str:
+    """The identity (a JSON object) sealed for the store, as record `uid` carries it: base64 of
+    a random 96-bit nonce followed by the AES-256-GCM ciphertext."""
+    nonce = os.urandom(12)
+    data = json.dumps(identity, ensure_ascii=False, sort_keys=True).encode()
+    return base64.b64encode(nonce + _rater_aead(batch_key).encrypt(nonce, data, uid.encode())
+                            ).decode("ascii")
+
+
+def open_rater(batch_key: bytes, uid: str, sealed: str) -> dict[str, Any]:
+    """What seal_rater sealed for record `uid`; BadBatch (422, naming the record and its field)
+    if it does not open: another key, another record, altered bytes, not an object."""
+    from cryptography.exceptions import InvalidTag
+    try:
+        blob = base64.b64decode(sealed.encode("ascii"), validate=True)
+        if len(blob) < 12 + 16:
+            raise ValueError("too short")
+        identity = json.loads(_rater_aead(batch_key).decrypt(blob[:12], blob[12:],
+                                                              uid.encode()))
+    except (InvalidTag, ValueError, UnicodeError, binascii.Error):
+        raise BadBatch("record %s: sealed does not open with this hall's key (sealed for"
+                       " another record or hall, or altered)" % uid) from None
+    if not isinstance(identity, dict):
+        raise BadBatch("record %s: sealed must hold an identity object" % uid)
+    return identity
+
+
 def encode_columns(hall: str, batch_id: str,
                    tables: Mapping[str, Mapping[str, Sequence[object]]]) -> bytes:
     """The bytes a hall posts: a version-2 body, one array per field (docs/store.md).
-    `tables`: {"transactions"|"ratings"|"reasons": {field: [value, ...]}}, empty tables left
-    out. Built once per batch and kept by the hall (forward_batches), so a retry sends the same
-    bytes without having to rebuild them."""
+    `tables`: {"transactions"|"ratings"|"reasons"|"raters": {field: [value, ...]}}, empty
+    tables left out. Built once per batch and kept by the hall (forward_batches), so a retry
+    sends the same bytes without having to rebuild them."""
     doc: dict[str, object] = {"v": VERSION, "hall": hall, "batch": batch_id}
     doc.update((k, v) for k, v in tables.items() if v)
     # orjson: the same compact UTF-8 JSON as json.dumps(ensure_ascii=False), ~14 times faster
@@ -117,8 +173,11 @@ FIELDS = {
     "rating": ("uid", "terminal", "seq", "level", "outcome", "transaction", "rated_at",
                "received_at", "default", "channel", "press_delay_ms"),
     "reason": ("uid", "terminal", "seq", "ref", "reason", "rated_at"),
+    # a phone rater's identity for transaction `tx` (version 2 only): sealed as seal_rater does
+    "rater": ("uid", "tx", "sealed", "consent_at"),
 }
-TABLES = {"transactions": "transaction", "ratings": "rating", "reasons": "reason"}
+TABLES = {"transactions": "transaction", "ratings": "rating", "reasons": "reason",
+          "raters": "rater"}
 _SEQ = fields.MAX_INT  # the terminal's, the hall's and the store's bound (protocol/fields.py)
 _NONE = type(None)
 
@@ -224,6 +283,18 @@ def _c_rater(col: list[Any]) -> Column | None:
     return col
 
 
+_B64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+
+
+def _c_sealed(col: list[Any]) -> Column:
+    """A sealed identity: base64 text of at most SEALED_MAX characters (opened by the store)."""
+    def ok(v: object) -> bool:
+        return type(v) is str and len(v) <= SEALED_MAX and _B64.match(v) is not None
+    if all(map(ok, col)):
+        return col
+    raise _Bad(_first(col, ok), "must be base64 of at most %d characters" % SEALED_MAX)
+
+
 _OUTCOMES = frozenset(OUTCOMES)
 # body field -> (check, the stored value for a column left out; _REQUIRED: it must be there)
 _REQUIRED = object()
@@ -248,9 +319,15 @@ _V2: dict[str, dict[str, tuple[_Check, object]]] = {
         "terminal": (_c_id, _REQUIRED), "seq": (_c_int(0, _SEQ), _REQUIRED),
         "ref": (_c_int(0, _SEQ), _REQUIRED), "reason": (_c_str(REASONS_MAX, True), _REQUIRED),
         "rated_at": (_c_num, _REQUIRED)},
+    "rater": {
+        "tx": (_c_int(1, _SEQ), _REQUIRED), "sealed": (_c_sealed, _REQUIRED),
+        # when the citizen ticked the consent line (第六条: forwarded only with recorded consent)
+        "consent_at": (_c_num, _REQUIRED)},
 }
-_KEYS = {"transaction": ("tx",), "rating": ("terminal", "seq"), "reason": ("terminal", "seq")}
-_UID = {"transaction": "%s:tx:%%d", "rating": "%s:rating:%%s:%%d", "reason": "%s:reason:%%s:%%d"}
+_KEYS = {"transaction": ("tx",), "rating": ("terminal", "seq"), "reason": ("terminal", "seq"),
+         "rater": ("tx",)}
+_UID = {"transaction": "%s:tx:%%d", "rating": "%s:rating:%%s:%%d", "reason": "%s:reason:%%s:%%d",
+        "rater": "%s:rater:%%d"}
 
 
 def _record_name(hall: str, kind: str, table: Mapping[str, list[Any]], i: int) -> str:
@@ -319,6 +396,10 @@ def _columns(hall: str, kind: str, cols: dict[str, Column | None], n: int) -> Co
         uid = list(map((_UID[kind] % hall).__mod__, tx))
         if not all(ch):
             cols["channel"] = [v or CHANNEL for v in ch]
+    elif kind == "rater":
+        tx = cols["tx"]
+        assert tx is not None
+        uid = list(map((_UID[kind] % hall).__mod__, tx))
     else:
         if kind == "rating":
             ch = cols["channel"]

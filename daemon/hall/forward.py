@@ -1,9 +1,14 @@
 """The forwarder: a thread of the hall daemon that delivers every finished transaction, rating
-and reason to the municipal store (RULES.md 第十五条), exactly once in effect.
+and reason, and each phone rater's consented identity (第六条), to the municipal store
+(RULES.md 第十五条), exactly once in effect.
 
 How delivery is tracked (migration 0002-forward-outbox in db.py):
 - Triggers put one row into `forward_outbox` in the SAME transaction that commits a finished
-  transaction, a rating or a reason: the outbox is in commit order and can never miss a record.
+  transaction, a rating, a reason or a phone rater's identity (mobile_raters, migration 0013):
+  the outbox is in commit order and can never miss a record.
+- A phone rater's identity is sealed at rest ([mobile] identity_key_file); the forwarder opens it
+  only to seal it again for the store (RaterSealer, batches.seal_rater), so the batch bytes it
+  keeps in forward_batches never hold it in clear.
 - The forwarder takes the oldest rows (up to batch_size, or fewer once the oldest has waited
   max_wait_s), builds the batch body ONCE and writes it to `forward_batches` with a new batch id,
   then posts it. The same bytes under the same id are posted again until the store answers
@@ -57,7 +62,8 @@ _InFlight = tuple[str, int, int, int, float, Future[dict[str, Any]]]
 # alert(kind, data): the daemon's Alerter.on_event (alerts.py); called with ("quarantine", …)
 Alert = Callable[[str, Mapping[str, Any]], None]
 # the hall table behind each kind of outbox row
-TABLES = {"transaction": "transactions", "rating": "ratings", "reason": "reasons"}
+TABLES = {"transaction": "transactions", "rating": "ratings", "reason": "reasons",
+          "rater": "mobile_raters"}
 KINDS = {t: k for k, t in TABLES.items()}
 
 
@@ -72,6 +78,7 @@ class Forwarder:
         self.clock = clock
         self.alert = alert
         self.key = batches.read_key_file(f.key_file)
+        self.raters = RaterSealer.from_config(cfg, self.hall, self.key)
         # one keep-alive connection per batch in flight
         self.clients = [StoreClient(f.url, self.hall, self.key, ca=f.ca or None,
                                     timeout=f.timeout_s) for _ in range(IN_FLIGHT)]
@@ -84,6 +91,7 @@ class Forwarder:
         self._thread: threading.Thread | None = None
         self.failures = 0  # consecutive, for the backoff
         self._flight: collections.deque[_InFlight] = collections.deque()  # in order
+        self._held: list[dict[str, Any]] = []  # set apart while building, told after commit
 
     def start(self) -> Forwarder:
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
@@ -231,22 +239,32 @@ class Forwarder:
                 parts = [self._insert_batch(conn, ids[0], ids[half - 1]),
                          self._insert_batch(conn, ids[half], ids[-1])]
             elif ids:
-                held = _quarantine(conn, self.hall, ids[0], bid, e, self.clock())
+                held = _quarantine(conn, self.hall, ids[0], bid, e.status, e.reason,
+                                   self.clock())
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._held = []  # rolled back: nothing was set apart
             raise
         if parts:
             log.warning("batch %s (%d records) refused for its records, split in %s (%d) and"
                         " %s (%d): %s", bid, n, parts[0][0], parts[0][3], parts[1][0],
                         parts[1][3], e)
         elif held is not None:
+            self._held.append(held)
+        self._tell_held()
+
+    def _tell_held(self) -> None:
+        """After the commit that set them apart: log each record held, and tell the duty
+        manager (the alert names the record and the reason, never its content)."""
+        held, self._held = self._held, []
+        for h in held:
             log.error("record %s set apart in the quarantine (id %d, %d held): %s",
-                      held["record"], held["id"], held["quarantined"], e.reason)
+                      h["record"], h["id"], h["quarantined"], h["reason"])
             if self.alert is not None:
                 try:
-                    self.alert("quarantine", held)
+                    self.alert("quarantine", h)
                 except Exception:  # an alert that cannot go out must not stop forwarding
                     log.exception("the quarantine alert failed")
 
@@ -301,14 +319,23 @@ class Forwarder:
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._held = []
             raise
+        self._tell_held()
         return batch
 
     def _insert_batch(self, conn: sqlite3.Connection, first: int, last: int) -> Batch:
         """Build the batch of outbox rows first..last (a new id, its body) and write it to
         forward_batches, inside the caller's transaction."""
         bid = "%s-%d-%d-%s" % (self.hall, first, last, secrets.token_hex(4))
-        tables = read_tables(conn, self.f, first, last)
+        while True:
+            try:
+                tables = read_tables(conn, self.f, first, last, self.raters)
+                break
+            except Unopenable as e:
+                # never sent (status 0): hall IT puts the key back, then retries it
+                self._held.append(_quarantine(conn, self.hall, e.outbox_id, bid, 0, e.reason,
+                                              self.clock()))
         n = sum(len(t["seq"] if "seq" in t else t["tx"]) for t in tables.values())
         body = batches.encode_columns(self.hall, bid, tables)
         conn.execute("INSERT INTO forward_batches (id, first_id, last_id, records, body,"
@@ -390,10 +417,87 @@ _READ: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-def read_tables(conn: sqlite3.Connection, f: ForwardSection, first: int,
-                last: int) -> dict[str, dict[str, list[Any]]]:
+class Unopenable(HcpError):
+    """A phone rater's identity the hall cannot open ([mobile] identity_key_file unset or
+    changed since it was sealed): set apart in the quarantine, not sent, and not in the way
+    of the records behind it."""
+
+    def __init__(self, outbox_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.outbox_id, self.reason = outbox_id, reason
+
+
+class RaterSealer:
+    """A phone rater's identity from mobile_raters (sealed by the phone page with [mobile]
+    identity_key_file, bound to its rating), sealed again for the store: batches.seal_rater
+    under the hall's batch key, bound to the rater record. The clear identity lives only in
+    memory, between the two."""
+
+    def __init__(self, identity_key: bytes | None, mobile_hall: str, hall: str,
+                 batch_key: bytes) -> None:
+        """mobile_hall: [hall] id (what the phone page bound the seal to); hall: the id the
+        store knows the hall by ([forward] hall_id or [hall] id)."""
+        self.identity_key, self.mobile_hall = identity_key, mobile_hall
+        self.hall, self.batch_key = hall, batch_key
+
+    @classmethod
+    def from_config(cls, cfg: HallConfig, hall: str, batch_key: bytes) -> RaterSealer:
+        key = None
+        if cfg.mobile.identity_key_file:
+            from haochaping.daemon.hall import mobile  # the phone page's (FastAPI): only here
+            key = mobile.read_identity_key(cfg.mobile.identity_key_file)
+        return cls(key, cfg.hall.id, hall, batch_key)
+
+    def __call__(self, tx: int, seq: int, sealed: bytes) -> str:
+        """The identity of the phone rating `seq` (of transaction `tx`), sealed for the store."""
+        from cryptography.exceptions import InvalidTag
+
+        from haochaping.daemon.hall import mobile
+        if self.identity_key is None:
+            raise HcpError("a phone rater's identity (rating QR:%d) waits to be forwarded, but"
+                           " [mobile] identity_key_file is not set: set it back to the key it"
+                           " was sealed with" % seq)
+        try:
+            identity = mobile.unseal(self.identity_key, self.mobile_hall, seq, sealed)
+        except (InvalidTag, ValueError):
+            raise HcpError("a phone rater's identity (rating QR:%d) does not open with [mobile]"
+                           " identity_key_file: was the key changed?" % seq) from None
+        return batches.seal_rater(self.batch_key, batches.rater_uid(self.hall, tx), identity)
+
+
+_RATERS_SQL = (
+    "SELECT o.id, g.transaction_id, g.seq, m.sealed, m.consent_at FROM forward_outbox o"
+    " JOIN mobile_raters m ON m.rating_id = o.ref JOIN ratings g ON g.id = m.rating_id"
+    " WHERE o.kind = 'rater' AND o.id BETWEEN ? AND ? ORDER BY o.id")
+
+
+def _read_raters(cur: sqlite3.Cursor, first: int, last: int,
+                 sealer: RaterSealer | None) -> dict[str, list[Any]] | None:
+    """The raters table of outbox rows first..last (None when there are none), each identity
+    sealed for the store by `sealer`; Unopenable names the first one it cannot open (HcpError
+    if there is one to send and no sealer at all)."""
+    rows = cur.execute(_RATERS_SQL, (first, last)).fetchall()
+    if not rows:
+        return None
+    if sealer is None:
+        raise HcpError("phone raters' identities wait to be forwarded, but nothing here can seal"
+                       " them for the store")
+    out: dict[str, list[Any]] = {"tx": [], "sealed": [], "consent_at": []}
+    for outbox_id, tx, seq, sealed, consent_at in rows:
+        try:
+            out["sealed"].append(sealer(tx, seq, sealed))
+        except HcpError as e:
+            raise Unopenable(outbox_id, str(e)) from None
+        out["tx"].append(tx)
+        out["consent_at"].append(consent_at)
+    return out
+
+
+def read_tables(conn: sqlite3.Connection, f: ForwardSection, first: int, last: int,
+                raters: RaterSealer | None = None) -> dict[str, dict[str, list[Any]]]:
     """The outbox rows first..last as the tables of a version-2 batch body (batches.encode_columns):
-    {"transactions"|"ratings"|"reasons": {field: [value, ...]}}, each in outbox order. The
+    {"transactions"|"ratings"|"reasons"|"raters": {field: [value, ...]}}, each in outbox order
+    (raters: each identity sealed for the store by `raters`). The
     hall's department and region codes are the same for every transaction: they are added here,
     not read row by row (a third of the read's time); item_version (the hall has none) and
     a transaction's channel (always the hall's, PJQ) are left to the store's defaults; a
@@ -415,6 +519,9 @@ def read_tables(conn: sqlite3.Connection, f: ForwardSection, first: int,
             # no rating of the batch has one (older terminals): the column is left out, so a
             # store not yet upgraded (schema 0007) still takes the hall's batches
             del out["ratings"]["press_delay_ms"]
+    sealed = _read_raters(cur, first, last, raters)
+    if sealed is not None:
+        out["raters"] = sealed
     return out
 
 
@@ -426,6 +533,10 @@ _SHOW = {
     "ratings": ("SELECT terminal, seq, level, outcome, transaction_id AS \"transaction\","
                 " rated_at, received_at, channel, press_delay_ms FROM ratings WHERE id = ?"),
     "reasons": "SELECT terminal, seq, ref, reason, rated_at FROM reasons WHERE seq = ?",
+    # never the identity, not even sealed: what it belongs to and when consent was given
+    "mobile_raters": ("SELECT g.transaction_id AS tx, g.seq AS rating_seq, m.consent_at FROM"
+                      " mobile_raters m JOIN ratings g ON g.id = m.rating_id"
+                      " WHERE m.rating_id = ?"),
 }
 _QCOLS = ("id", "record", "hall_table", "ref", "terminal", "queued_at", "batch", "status",
           "reason", "quarantined_at", "attempts", "state", "decided_at", "decided_by", "note")
@@ -438,15 +549,20 @@ def record_id(conn: sqlite3.Connection, hall: str, kind: str, ref: int,
         return "%s:tx:%d" % (hall, ref)
     if kind == "reason":
         return "%s:reason:%s:%d" % (hall, terminal, ref)
+    if kind == "rater":
+        t = conn.execute("SELECT transaction_id FROM ratings WHERE id = ?", (ref,)).fetchone()
+        return (batches.rater_uid(hall, t[0]) if t and t[0] is not None
+                else "%s:rater:#%d" % (hall, ref))
     r = conn.execute("SELECT terminal, seq FROM ratings WHERE id = ?", (ref,)).fetchone()
     return "%s:rating:%s:%s" % (hall, r[0], r[1]) if r else "%s:rating:#%d" % (hall, ref)
 
 
-def _quarantine(conn: sqlite3.Connection, hall: str, outbox_id: int, bid: str, e: StoreRefused,
-                now: float) -> dict[str, Any]:
+def _quarantine(conn: sqlite3.Connection, hall: str, outbox_id: int, bid: str, status: int,
+                reason: str, now: float) -> dict[str, Any]:
     """Inside the caller's transaction: move outbox row `outbox_id`, refused alone in batch
-    `bid`, into forward_quarantine (a record refused again after a retry keeps its row, one
-    more attempt). Returns what the alert says."""
+    `bid` (the store's HTTP status and reason; 0: the hall could not send it), into
+    forward_quarantine (a record refused again after a retry keeps its row, one more attempt).
+    Returns what the alert says."""
     kind, ref, terminal, queued = conn.execute(
         "SELECT kind, ref, terminal, queued_at FROM forward_outbox WHERE id = ?",
         (outbox_id,)).fetchone()
@@ -457,18 +573,18 @@ def _quarantine(conn: sqlite3.Connection, hall: str, outbox_id: int, bid: str, e
         qid = conn.execute(
             "INSERT INTO forward_quarantine (record, hall_table, ref, terminal, queued_at, batch,"
             " status, reason, quarantined_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            (record, table, ref, terminal, queued, bid, e.status, e.reason, now)).lastrowid
+            (record, table, ref, terminal, queued, bid, status, reason, now)).lastrowid
         assert qid is not None
     else:
         qid = old[0]
         conn.execute("UPDATE forward_quarantine SET record=?, batch=?, status=?, reason=?,"
                      " quarantined_at=?, attempts=attempts+1, state='held', outbox_id=NULL"
-                     " WHERE id=?", (record, bid, e.status, e.reason, now, qid))
+                     " WHERE id=?", (record, bid, status, reason, now, qid))
     conn.execute("DELETE FROM forward_outbox WHERE id = ?", (outbox_id,))
     attempts = conn.execute("SELECT attempts FROM forward_quarantine WHERE id = ?",
                             (qid,)).fetchone()[0]
-    return {"id": qid, "record": record, "table": table, "status": e.status,
-            "reason": e.reason, "attempts": attempts, "quarantined": quarantined(conn),
+    return {"id": qid, "record": record, "table": table, "status": status,
+            "reason": reason, "attempts": attempts, "quarantined": quarantined(conn),
             "at": now}
 
 

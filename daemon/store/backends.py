@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice, repeat
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
+from haochaping.daemon import batches
 from haochaping.daemon.batches import FIELDS, BadBatch, Column, Columns
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.store import access, defaults, schema
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # store_batch's `then`: called with the batch's open transaction, the hall and the batch id
 Then = Callable[[access.Tx, str, str], object]
+# a batch's rater records, opened and sealed again for rest: (record id, transaction id,
+# rater_enc as a transaction's rater is stored)
+Raters = list[tuple[str, str, bytes]]
 
 
 class BatchAnswer(TypedDict):
@@ -208,7 +212,7 @@ class _Store(abc.ABC):
 
     @abc.abstractmethod
     def _store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
-                     then: Then | None) -> BatchAnswer:
+                     then: Then | None, raters: Raters) -> BatchAnswer:
         """store_batch's work in this backend: one transaction, rolled back on any error."""
 
     @abc.abstractmethod
@@ -222,8 +226,9 @@ class _Store(abc.ABC):
         by the batch's values (a value it cannot hold: NUL in a PostgreSQL text, an integer out
         of its range; a NOT NULL or CHECK broken) is BadBatch 422 naming the first such record
         and its field, and nothing of the batch is stored. Any other error goes on up."""
+        raters = self._open_raters(hall, parsed)
         try:
-            return self._store_batch(hall, batch, sha, parsed, then)
+            return self._store_batch(hall, batch, sha, parsed, then, raters)
         except Exception as e:
             if isinstance(e, BadBatch) or not self._data_error(e):
                 raise
@@ -244,6 +249,29 @@ class _Store(abc.ABC):
                 rater = self.identity.seal(uid, rater["identity"])
             sealed.append(rater)
         return cols[:-1] + [sealed]
+
+    def _open_raters(self, hall: str, parsed: dict[str, Columns]) -> Raters:
+        """The batch's rater records (a phone rater's identity, 第六条), each opened with the
+        hall's key and sealed again with the store's identity key for its transaction, as a
+        transaction's `rater` is (so cases.contact opens both alike). BadBatch 422 naming the
+        record if it does not open, or if this store has no identity key."""
+        cols = parsed.get("rater")
+        if not cols or not cols[0]:
+            return []
+        if self.identity is None:
+            raise BadBatch("record %s carries a rater identity, but this store has no"
+                           " --identity-key to encrypt it with" % _uids(cols)[0])
+        key = self.hall_key(hall)
+        if key is None:  # the server checked the hall before; revoked meanwhile
+            raise BadBatch("hall %s is unknown or revoked" % hall, 403)
+        out: Raters = []
+        txs, sealed = cols[1], cols[2]
+        assert txs is not None and sealed is not None
+        for uid, tx, blob in zip(_uids(cols), txs, sealed, strict=True):
+            identity = batches.open_rater(key, uid, blob)
+            tx_uid = "%s:tx:%d" % (hall, tx)
+            out.append((uid, tx_uid, self.identity.seal(tx_uid, identity)))
+        return out
 
     # ------------------------------------------------------------------ halls
     def add_hall(self, hall: str, name: str = "") -> bytes:
@@ -411,13 +439,13 @@ class SqliteStore(_Store):
             return self.conn.execute(sql.replace("%s", "?"), args).fetchall()
 
     def _store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
-                     then: Then | None) -> BatchAnswer:
+                     then: Then | None, raters: Raters) -> BatchAnswer:
         now = time.time()
         total = sum(len(_uids(cols)) for cols in parsed.values())
         # rows straight from the columns (zip, repeat: no per-record Python code)
         rows: dict[str, Iterator[tuple[Any, ...]]] = {}
         for kind, cols in parsed.items():
-            if cols[0]:
+            if cols[0] and kind in _COLUMNS:
                 if kind == "transaction":
                     cols = self._seal(cols)
                 rows[kind] = zip(_uids(cols), repeat(hall),
@@ -438,7 +466,8 @@ class SqliteStore(_Store):
                 before = c.total_changes
                 for kind, values in rows.items():
                     sqlite_bulk_insert(c, kind, values)
-                new = c.total_changes - before
+                new = c.total_changes - before  # the records'; then the raters'
+                new += _apply_raters(access.Tx(c, True), raters)
                 if new:
                     _late_ratings(access.Tx(c, True), parsed, now)
                 if new and then is not None:
@@ -458,6 +487,27 @@ class SqliteStore(_Store):
         if self._reader is not None:
             self._reader.close()
         self.conn.close()
+
+
+def _apply_raters(t: access.Tx, raters: Raters) -> int:
+    """In the batch's transaction, after its records are in (a rater may come in the batch of
+    its own transaction): each rater's identity goes where a transaction's `rater` goes, only
+    if that transaction has none yet (a record sent again changes nothing), and the
+    transaction's open rectification case becomes real-name (its bad review came in an earlier
+    batch, its case with it). A rater whose transaction is not in the store (yet) is refused,
+    naming the record: the hall sets it apart and nothing of the batch is stored. Returns how
+    many identities were stored."""
+    stored = 0
+    for uid, tx_uid, enc in raters:
+        if not t.q("SELECT 1 FROM transactions WHERE uid = %s", (tx_uid,)):
+            raise BadBatch("record %s: tx %s is not in the store (yet): its transaction must be"
+                           " delivered first" % (uid, tx_uid))
+        if t.x("UPDATE transactions SET rater_enc = %s WHERE uid = %s AND rater_enc IS NULL",
+               (enc, tx_uid)):
+            stored += 1
+            t.x("UPDATE cases SET real_name = 1 WHERE tx_uid = %s AND status = 'open'",
+                (tx_uid,))
+    return stored
 
 
 def _late_ratings(t: access.Tx, parsed: dict[str, Columns], now: float) -> None:
@@ -563,7 +613,7 @@ class PostgresStore(_Store):
             return c.execute(sql, args).fetchall()
 
     def _store_batch(self, hall: str, batch: str, sha: str, parsed: dict[str, Columns],
-                     then: Then | None) -> BatchAnswer:
+                     then: Then | None, raters: Raters) -> BatchAnswer:
         now = time.time()
         total = sum(len(_uids(cols)) for cols in parsed.values())
         with self.pool.connection() as c, c.transaction():
@@ -577,11 +627,12 @@ class PostgresStore(_Store):
                 return _replayed(batch, sha, old)
             new = 0
             for kind, cols in parsed.items():
-                if not cols[0]:
+                if not cols[0] or kind not in _COLUMNS:
                     continue
                 if kind == "transaction":
                     cols = self._seal(cols)
                 new += self._insert(c, kind, hall, cols, batch, now)
+            new += _apply_raters(access.Tx(c, False), raters)
             if new:
                 _late_ratings(access.Tx(c, False), parsed, now)
             if new and then is not None:

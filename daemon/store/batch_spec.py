@@ -110,13 +110,31 @@ class ReasonColumns(BaseModel):
     rated_at: list[Time]
 
 
+class RaterColumns(BaseModel):
+    """A phone rater's name and phone (RULES.md 第六条), given with consent on the QR channel's
+    page, for the follow-up of the bad review (回访). One per transaction; its record id is
+    `<hall>:rater:<tx>`. The store opens `sealed` with the hall's key, seals it again with its
+    own identity key (as a transaction's `rater`), and marks the transaction's open
+    rectification case real-name. Refused (422, naming the record) if it does not open, if the
+    transaction is not in the store yet, or if the store has no identity key."""
+    model_config = ConfigDict(extra="forbid")
+    tx: list[Annotated[int, Field(ge=1, description="the tx number of the 办件 rated")]]
+    sealed: list[Annotated[str, Field(max_length=1024, pattern="^[A-Za-z0-9+/]+={0,2}$")]] = \
+        Field(description=(
+            "base64 of nonce (12 bytes) ‖ AES-256-GCM ciphertext of the JSON {name, phone}, under"
+            " HKDF-SHA256(the hall's batch key, info \"haochaping rater v1\"), with the record"
+            " id as associated data"))
+    consent_at: list[Time] = Field(description="When the citizen ticked the consent line.")
+
+
 class BatchV2(BaseModel):
     """Columnar: each table is an object of arrays, one per field, all of the same length;
     record i of a table is element i of every array. A table with no records is left out.
     Fields marked optional may be left out (their default for every record); a field not
     listed here is refused (422). Record ids are not sent: they follow from the fields,
-    `<hall>:tx:<tx>`, `<hall>:rating:<terminal>:<seq>`, `<hall>:reason:<terminal>:<seq>`, and
-    a record id seen before is not stored again. At most 20,000 records in all."""
+    `<hall>:tx:<tx>`, `<hall>:rating:<terminal>:<seq>`, `<hall>:reason:<terminal>:<seq>`,
+    `<hall>:rater:<tx>`, and a record id seen before is not stored again. At most 20,000
+    records in all."""
     model_config = ConfigDict(extra="forbid")
     v: Literal[2] = Field(description="The format version.")
     hall: Id
@@ -124,6 +142,7 @@ class BatchV2(BaseModel):
     transactions: TransactionColumns | None = None
     ratings: RatingColumns | None = None
     reasons: ReasonColumns | None = None
+    raters: RaterColumns | None = None
 
 
 class Transaction(BaseModel):

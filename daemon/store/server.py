@@ -57,7 +57,7 @@ BODIES = 8          # per worker process: request bodies held in memory at once 
 # a refusal that names its record, as docs/store.md words them: "record H01:tx:3: ticket …"
 # (the field: a word the batch body knows), or "record H01:tx:3 cannot be stored: …"
 _NAMED = re.compile(r"record (\S+?)(?:: (\w+) | )")
-_UID = re.compile(r"[A-Za-z0-9_-]{1,32}:(?:tx|rating|reason):")  # batches.py's record ids
+_UID = re.compile(r"[A-Za-z0-9_-]{1,32}:(?:tx|rating|reason|rater):")  # batches.py's record ids
 _FIELDS = frozenset(f for fields in batches.FIELDS.values() for f in fields[1:])
 _AWAY = "store database unavailable, retry later"
 

@@ -14,7 +14,7 @@ from haochaping.tools.cli import _register, cli
 _register()
 SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "store-openapi.json")
 COLUMNS = {"transactions": "TransactionColumns", "ratings": "RatingColumns",
-           "reasons": "ReasonColumns"}
+           "reasons": "ReasonColumns", "raters": "RaterColumns"}
 
 
 def _spec():
