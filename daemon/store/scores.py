@@ -14,6 +14,7 @@ A transaction belongs to the period of the day it finished (Asia/Shanghai). Unit
 """
 from __future__ import annotations
 
+import collections
 import datetime
 import time
 from typing import TYPE_CHECKING, TypedDict
@@ -173,8 +174,8 @@ def unit_count_query(unit: str, start: float, end: float,
 
 def unit_counts(store: Store, unit: str, period: str, now: float | None = None,
                 calendar: workdays.Calendar | None = None,
-                kept: bool = True) -> tuple[list[scoring.Rating], int]:
-    """(its transactions' Ratings, how many pending) of one unit in the period: what
+                kept: bool = True) -> tuple[collections.Counter[scoring.Rating], int]:
+    """({Rating: how many} of its transactions, how many pending) of one unit in the period: what
     transactions(unit=…) gives it, counted in the database (unit_count_query). The months
     closed at `now` whose figures the rule job kept (unit_months.py) are added up from those,
     the rest counted from the transactions; kept=False: every month from its transactions."""
@@ -183,12 +184,12 @@ def unit_counts(store: Store, unit: str, period: str, now: float | None = None,
     first, last, start, end = bounds(period)
     kind, _, rest = unit.partition(":")
     if kind == "staff" and rest.endswith("/") and rest.count("/") == 1:
-        return [], 0            # no staff number: the transaction counts for no staff unit
+        return collections.Counter(), 0   # no staff number: it counts for no staff unit
     at_now = access.when(now)
     closed = [m for m in unit_months.months_within(first, last)
               if unit_months.closed(m, at_now, cal)] if kept else []
     kind, hall = _kind_hall(unit)
-    ratings: list[scoring.Rating] = []
+    ratings: collections.Counter[scoring.Rating] = collections.Counter()
     rows: list[access.Row] = []
     with access.atomic(store, write=False) as t:
         if not t.sqlite:
@@ -198,21 +199,21 @@ def unit_counts(store: Store, unit: str, period: str, now: float | None = None,
             t.x("SET LOCAL jit = off")
         months = unit_months.usable(t, hall, closed) if closed else []
         if months:
-            ratings += unit_months.ratings(unit_months.kept(t, kind, unit, months))
+            ratings.update(unit_months.ratings(unit_months.kept(t, kind, unit, months)))
         for lo, hi in _not_kept(start, end, months):
             sql, args = unit_count_query(unit, lo, hi, store.dialect)
             rows += t.q(sql, args)
     pending = 0
     for day, level, excluded, n in rows:
         if level is not None:
-            ratings += [scoring.Rating(level, excluded=bool(excluded))] * n
+            ratings[scoring.Rating(level, excluded=bool(excluded))] += n
             continue
         if day is not None:     # neither rated nor given its default: has its deadline passed?
             d = _EPOCH_DAY + datetime.timedelta(days=int(day))
             if not deadlines.default_rating_deadline(d, cal).passed(at_now):
                 pending += n
                 continue
-        ratings += [_DEFAULT] * n
+        ratings[_DEFAULT] += n
     return ratings, pending
 
 

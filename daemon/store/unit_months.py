@@ -169,15 +169,13 @@ def roll_up(groups: Iterable[access.Row]) -> dict[tuple[str, str, str], Figures]
     return out
 
 
-def ratings(figures: Sequence[int]) -> list[scoring.Rating]:
-    """A unit's figures as the scoring's Ratings."""
-    out: list[scoring.Rating] = []
+def ratings(figures: Sequence[int]) -> dict[scoring.Rating, int]:
+    """A unit's figures as the scoring's {Rating: how many} (none of those not there)."""
     n = len(LEVELS)
-    for i, level in enumerate(LEVELS):
-        out += [scoring.Rating(level)] * figures[i]
-        out += [scoring.Rating(level, excluded=True)] * figures[n + i]
-    out += [scoring.Rating(3, is_default=True)] * figures[2 * n]
-    return out
+    out = {scoring.Rating(level, excluded=x): figures[i + (n if x else 0)]
+           for i, level in enumerate(LEVELS) for x in (False, True)}
+    out[scoring.Rating(3, is_default=True)] = figures[2 * n]
+    return {r: k for r, k in out.items() if k}
 
 
 # --- touching: whatever changes a month that may be closed -----------------------------------
