@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, scoring, workdays
 from haochaping.daemon.store import access
+from haochaping.protocol import levels
 
 if TYPE_CHECKING:
     from haochaping.daemon.store.backends import Store
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 MAY_BE_CLOSED_S = 4 * 86400.0
 LOCK = 7406152             # PostgreSQL advisory lock: one build writes at a time
 _CHUNK = 500
-LEVELS = (1, 2, 3, 4, 5)
+LEVELS = tuple(code for code, _n, _p, _b in levels.LEVELS)     # 1 非常满意 .. 5 非常不满意
 # a unit's figures of one hall-month: counted citizen ratings per level (c1..c5), those an
 # upheld appeal excluded (x1..x5), transactions rated by default (d, given or due)
 COLUMNS = tuple("c%d" % i for i in LEVELS) + tuple("x%d" % i for i in LEVELS) + ("d",)
@@ -174,7 +175,7 @@ def ratings(figures: Sequence[int]) -> dict[scoring.Rating, int]:
     n = len(LEVELS)
     out = {scoring.Rating(level, excluded=x): figures[i + (n if x else 0)]
            for i, level in enumerate(LEVELS) for x in (False, True)}
-    out[scoring.Rating(3, is_default=True)] = figures[2 * n]
+    out[scoring.Rating(levels.DEFAULT_LEVEL, is_default=True)] = figures[2 * n]
     return {r: k for r, k in out.items() if k}
 
 
