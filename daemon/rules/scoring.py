@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from typing import TypedDict
@@ -200,7 +200,12 @@ class Tally(TypedDict):
     points_sum: int
 
 
-def tally(ratings: Iterable[Rating], pending: int = 0) -> Tally:
+# a unit's ratings: each Rating record, or {Rating: how many} (a large unit's, counted by the
+# store: 134,000 records looked at one by one cost 0.4 s at 20 million ratings)
+Ratings = Iterable[Rating] | Mapping[Rating, int]
+
+
+def tally(ratings: Ratings, pending: int = 0) -> Tally:
     """Counts per level and kind, from Rating records: the data `score` and `explain` use."""
     if type(pending) is not int or pending < 0:
         raise HcpError("pending must be a whole number ≥ 0, not %r" % (pending,))
@@ -210,28 +215,29 @@ def tally(ratings: Iterable[Rating], pending: int = 0) -> Tally:
         for code, _n, _p, _b in levels.LEVELS}
     points_sum = counted = accepted = defaults = excluded = 0
     n = 0
-    for r in ratings:
-        if not isinstance(r, Rating):
+    each = ratings.items() if isinstance(ratings, Mapping) else ((r, 1) for r in ratings)
+    for r, k in each:
+        if not isinstance(r, Rating) or type(k) is not int or k < 0:
             raise HcpError("score() takes Rating records, not %r" % (r,))
-        n += 1
+        n += k
         row = per_level[r.level]
         if r.is_default:
-            defaults += 1
+            defaults += k
         else:
-            accepted += 1  # the citizen rated: an accepted evaluation (接受评价), even if excluded
+            accepted += k  # the citizen rated: an accepted evaluation (接受评价), even if excluded
         if r.excluded:
-            excluded += 1
-            row["excluded"] += 1
+            excluded += k
+            row["excluded"] += k
             continue
-        row["default" if r.is_default else "citizen"] += 1
-        points_sum += levels.points(r.level)
-        counted += 1
+        row["default" if r.is_default else "citizen"] += k
+        points_sum += levels.points(r.level) * k
+        counted += k
     return {"per_level": [per_level[c] for c in sorted(per_level)], "transactions": n + pending,
             "accepted": accepted, "defaults": defaults, "excluded": excluded, "pending": pending,
             "counted": counted, "points_sum": points_sum}
 
 
-def score(ratings: Iterable[Rating], pending: int = 0) -> Score:
+def score(ratings: Ratings, pending: int = 0) -> Score:
     """第十四条 score of one unit and period from its transactions' Rating records.
     average: mean points of counted ratings (defaults at 6, excluded appeals left out);
     acceptance rate: citizen-rated transactions / all transactions (defaults not accepted)."""
@@ -260,10 +266,11 @@ class ExplanationData(TypedDict):
     score: ScoreDict
 
 
-def explain(ratings: Iterable[Rating], pending: int = 0, unit: str | None = None,
+def explain(ratings: Ratings, pending: int = 0, unit: str | None = None,
             period: str | None = None) -> Explanation:
     """The step-by-step derivation of `score(ratings, pending)`."""
-    ratings = list(ratings)
+    if not isinstance(ratings, Mapping):
+        ratings = list(ratings)
     t = tally(ratings, pending)
     s = score(ratings, pending)
     steps: list[dict[str, object]] = []

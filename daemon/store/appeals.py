@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, workdays
-from haochaping.daemon.store import access, cases
+from haochaping.daemon.store import access, cases, unit_months
 from haochaping.daemon.store.access import Params, Record, Row
 from haochaping.protocol import levels
 
@@ -105,6 +105,10 @@ def decide(store: Store, aid: str, upheld: bool, reason: str,
             (status, now, reason, aid))
         if upheld:
             cases.withdraw(t, rows[0][1], aid, now)
+            unit_months.touch(t, ((hall, unit_months.month_of(finished)) for hall, finished
+                                  in t.q("SELECT t.hall, t.finished_at FROM ratings r JOIN"
+                                         " transactions t ON t.uid = r.tx_uid WHERE r.uid = %s",
+                                         (rows[0][1],))))
     log.info("appeal %s %s", aid, status)
     return get(store, aid)
 

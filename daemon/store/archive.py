@@ -26,7 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.store import access, quarterly, scores
+from haochaping.daemon.store import access, quarterly, scores, unit_months
 
 if TYPE_CHECKING:
     from haochaping.daemon.rules.workdays import Calendar
@@ -140,6 +140,7 @@ def archive(store: Store, before: str, out_dir: str, now: float | None = None,
                 raise HcpError("archive: %d %s rows removed but %d written (rows arrived"
                                " meanwhile?); nothing was removed, run it again"
                                % (gone, table, rows[table]))
+        unit_months.forget(t, month_start(before))
         for p, fig in figures.items():
             t.x("INSERT INTO archived_reports (period, figures, archived_at) VALUES"
                 " (%s, %s, %s)", (p, json.dumps(fig, ensure_ascii=False), now))

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 from haochaping.daemon import batches
 from haochaping.daemon.batches import FIELDS, BadBatch, Column, Columns
 from haochaping.daemon.errors import HcpError
-from haochaping.daemon.store import access, defaults, schema
+from haochaping.daemon.store import access, defaults, schema, unit_months
 from haochaping.daemon.store.access import Params, Record, Row
 
 if TYPE_CHECKING:
@@ -469,7 +469,7 @@ class SqliteStore(_Store):
                 new = c.total_changes - before  # the records'; then the raters'
                 new += _apply_raters(access.Tx(c, True), raters)
                 if new:
-                    _late_ratings(access.Tx(c, True), parsed, now)
+                    _late_ratings(access.Tx(c, True), hall, parsed, now)
                 if new and then is not None:
                     then(access.Tx(c, True), hall, batch)
                 c.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
@@ -510,12 +510,23 @@ def _apply_raters(t: access.Tx, raters: Raters) -> int:
     return stored
 
 
-def _late_ratings(t: access.Tx, parsed: dict[str, Columns], now: float) -> None:
+def _late_ratings(t: access.Tx, hall: str, parsed: dict[str, Columns], now: float) -> None:
     """第七条, in the batch's transaction before `then`: a citizen's rating received after its
     transaction's 5 working days is kept as `late` and does not count (defaults.late_in_batch).
     Here rather than in `then` because it must hold whoever stores a batch, and it needs the
-    batch's columns."""
+    batch's columns. Then the closed months whose kept figures the batch changes
+    (unit_months.py): after late_in_batch, which waits for a batch holding a rating's
+    transaction, so that the transaction is found."""
     defaults.late_in_batch(t, parsed, now)
+    txs, rs = parsed.get("transaction"), parsed.get("rating")
+    tx_uids = _uids(txs) if txs and txs[0] else []
+    finished = (txs[_TX_FINISHED] or []) if tx_uids and txs else []
+    unit_months.touch_batch(t, hall, finished, (rs[_R_TX] or []) if rs and rs[0] else [],
+                            tx_uids)
+
+
+_TX_FINISHED = FIELDS["transaction"].index("finished_at")
+_R_TX = FIELDS["rating"].index("transaction")
 
 
 _INT64 = 2 ** 63
@@ -634,7 +645,7 @@ class PostgresStore(_Store):
                 new += self._insert(c, kind, hall, cols, batch, now)
             new += _apply_raters(access.Tx(c, False), raters)
             if new:
-                _late_ratings(access.Tx(c, False), parsed, now)
+                _late_ratings(access.Tx(c, False), hall, parsed, now)
             if new and then is not None:
                 then(access.Tx(c, False), hall, batch)
             c.execute("UPDATE batches SET new_records=%s WHERE hall=%s AND batch=%s",

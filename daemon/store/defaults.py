@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 from haochaping.daemon import batches
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, workdays
-from haochaping.daemon.store import access, cases, sweeps
+from haochaping.daemon.store import access, cases, sweeps, unit_months
 from haochaping.protocol import levels
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class JobsRun(TypedDict):
     fallback_years: list[int]
     warning: NotRequired[str]           # some deadline was counted Monday-Friday
     cases_opened: NotRequired[int]
+    unit_months: NotRequired[int]       # unit figures of closed months kept (jobs.run_once)
 
 
 def default_uid(tx_uid: str) -> str:
@@ -148,6 +149,8 @@ def run_defaults(store: Store, now: float | None = None,
     # late ratings first: the transactions they were bound to are unrated
     late, fallback = mark_late(store, now, cal, due_by_day, since=sweep.since)
     due = []
+    old_months: set[tuple[str, str]] = set()    # (hall, month) of the due, for unit_months
+    closable = unit_months.closable_before(time.time())
     upto = now - _MIN_WAIT_S
     mark = upto        # every transaction finished before it is judged once this sweep is done
     sql, args = _sweep_sql(sweep, upto)
@@ -165,8 +168,12 @@ def run_defaults(store: Store, now: float | None = None,
             mark = min(mark, finished)
             continue
         due.append((default_uid(uid), hall, uid, d.at.timestamp()))
+        if finished < closable:
+            old_months.add((hall, unit_months.month_of(finished)))
     with access.atomic(store) as t:
         given = write_defaults(t, due, now)
+        # a closed month's figures count these as defaults already; kept honest all the same
+        unit_months.touch(t, {(hall, month) for hall, month in old_months})
         sweeps.done(t, sweep, mark)
     if given:
         log.info("default ratings (第七条): %d given, %d transactions still within their 5 "
@@ -301,8 +308,11 @@ def mark_late(store: Store, now: float | None = None,
     late, fallback = _judge(rows, cal, {} if due_by_day is None else due_by_day)
     if not late:
         return 0, fallback
+    found = set(late)
     with access.atomic(store) as t:
         n = _mark(t, late, now)
+        unit_months.touch(t, ((tx.partition(":")[0], unit_months.month_of(finished))
+                              for uid, tx, _h, _s, finished in rows if uid in found))
     return n, fallback
 
 

@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from haochaping.daemon.store import cases, defaults
+from haochaping.daemon.store import cases, defaults, unit_months
 
 if TYPE_CHECKING:
     from haochaping.daemon.rules.workdays import Calendar
@@ -15,11 +15,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def run_once(store: Store, now: float | None = None,
-             calendar: Calendar | None = None) -> defaults.JobsRun:
-    """Defaults first (a default is never a bad review), then cases. Idempotent."""
+def run_once(store: Store, now: float | None = None, calendar: Calendar | None = None,
+             months: bool = True) -> defaults.JobsRun:
+    """Defaults first (a default is never a bad review), then cases, then (months) the figures
+    of the months the sweep closed (unit_months.py: explain reads them). Idempotent."""
     result = defaults.run_defaults(store, now, calendar)
     result["cases_opened"] = cases.open_new(store, now, calendar)
+    if months:
+        result["unit_months"] = unit_months.build(store, now, calendar)
     return result
 
 

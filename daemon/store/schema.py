@@ -217,6 +217,30 @@ MIGRATIONS: list[tuple[str, str]] = [
     CREATE INDEX transactions_no_department ON transactions (hall, finished_at, uid)
         WHERE department = '';
     """),
+    # explain of a large unit (unit_months.py): each closed month's figures per hall and unit,
+    # and whether they still hold (a version raised by every change to that hall-month)
+    ("0009-unit-months", """
+    CREATE TABLE unit_months (
+        month TEXT NOT NULL,               -- 2025-10 (Asia/Shanghai: the month it finished)
+        hall TEXT NOT NULL,
+        kind TEXT NOT NULL,                -- department | window | staff
+        unit TEXT NOT NULL,                -- as scores.units_of: D1, window:H01/W01, staff:H01/0012
+        c1 INTEGER NOT NULL, c2 INTEGER NOT NULL, c3 INTEGER NOT NULL, c4 INTEGER NOT NULL,
+        c5 INTEGER NOT NULL,               -- counted citizen ratings per level
+        x1 INTEGER NOT NULL, x2 INTEGER NOT NULL, x3 INTEGER NOT NULL, x4 INTEGER NOT NULL,
+        x5 INTEGER NOT NULL,               -- citizen ratings excluded by an upheld appeal
+        d INTEGER NOT NULL,                -- transactions rated by default (第七条), given or due
+        PRIMARY KEY (month, hall, kind, unit)
+    );
+    CREATE INDEX unit_months_unit ON unit_months (kind, unit, month);
+    CREATE TABLE unit_month_state (
+        month TEXT NOT NULL,
+        hall TEXT NOT NULL,                -- '' : the month was built for every hall
+        version INTEGER NOT NULL,          -- raised by whatever changes the hall-month
+        fresh INTEGER NOT NULL,            -- the version its kept figures were built at
+        PRIMARY KEY (month, hall)
+    );
+    """),
 ]
 
 

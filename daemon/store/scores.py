@@ -14,13 +14,14 @@ A transaction belongs to the period of the day it finished (Asia/Shanghai). Unit
 """
 from __future__ import annotations
 
+import collections
 import datetime
 import time
 from typing import TYPE_CHECKING, TypedDict
 
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.rules import deadlines, scoring, workdays
-from haochaping.daemon.store import access, defaults
+from haochaping.daemon.store import access, defaults, unit_months
 
 if TYPE_CHECKING:
     from haochaping.daemon.store.backends import Store
@@ -172,37 +173,70 @@ def unit_count_query(unit: str, start: float, end: float,
 
 
 def unit_counts(store: Store, unit: str, period: str, now: float | None = None,
-                calendar: workdays.Calendar | None = None) -> tuple[list[scoring.Rating], int]:
-    """(its transactions' Ratings, how many pending) of one unit in the period: what
-    transactions(unit=…) gives it, counted in the database (unit_count_query)."""
+                calendar: workdays.Calendar | None = None,
+                kept: bool = True) -> tuple[collections.Counter[scoring.Rating], int]:
+    """({Rating: how many} of its transactions, how many pending) of one unit in the period: what
+    transactions(unit=…) gives it, counted in the database (unit_count_query). The months
+    closed at `now` whose figures the rule job kept (unit_months.py) are added up from those,
+    the rest counted from the transactions; kept=False: every month from its transactions."""
     now = time.time() if now is None else now
     cal = calendar or workdays.default_calendar()
-    _first, _last, start, end = bounds(period)
+    first, last, start, end = bounds(period)
     kind, _, rest = unit.partition(":")
     if kind == "staff" and rest.endswith("/") and rest.count("/") == 1:
-        return [], 0            # no staff number: the transaction counts for no staff unit
-    sql, args = unit_count_query(unit, start, end, store.dialect)
+        return collections.Counter(), 0   # no staff number: it counts for no staff unit
+    at_now = access.when(now)
+    closed = [m for m in unit_months.months_within(first, last)
+              if unit_months.closed(m, at_now, cal)] if kept else []
+    kind, hall = _kind_hall(unit)
+    ratings: collections.Counter[scoring.Rating] = collections.Counter()
+    rows: list[access.Row] = []
     with access.atomic(store, write=False) as t:
         if not t.sqlite:
             # its estimated cost (a subquery per transaction) passes jit_above_cost for a large
             # unit: compiling the query took 0.46 s of its 0.82 s at 2M ratings (31,000
             # transactions), to run 0.3 s of index probes that JIT does not speed up
             t.x("SET LOCAL jit = off")
-        rows = t.q(sql, args)
-    at_now = access.when(now)
-    ratings: list[scoring.Rating] = []
+        months = unit_months.usable(t, hall, closed) if closed else []
+        if months:
+            ratings.update(unit_months.ratings(unit_months.kept(t, kind, unit, months)))
+        for lo, hi in _not_kept(start, end, months):
+            sql, args = unit_count_query(unit, lo, hi, store.dialect)
+            rows += t.q(sql, args)
     pending = 0
     for day, level, excluded, n in rows:
         if level is not None:
-            ratings += [scoring.Rating(level, excluded=bool(excluded))] * n
+            ratings[scoring.Rating(level, excluded=bool(excluded))] += n
             continue
         if day is not None:     # neither rated nor given its default: has its deadline passed?
             d = _EPOCH_DAY + datetime.timedelta(days=int(day))
             if not deadlines.default_rating_deadline(d, cal).passed(at_now):
                 pending += n
                 continue
-        ratings += [_DEFAULT] * n
+        ratings[_DEFAULT] += n
     return ratings, pending
+
+
+def _kind_hall(unit: str) -> tuple[str, str | None]:
+    """(kind, its hall) of a unit key as unit_query reads it: a department has no one hall."""
+    kind, _, rest = unit.partition(":")
+    if kind in ("window", "staff") and "/" in rest:
+        return kind, rest.partition("/")[0]
+    return "department", None
+
+
+def _not_kept(start: float, end: float, months: list[str]) -> list[tuple[float, float]]:
+    """The spans of start..end outside these (sorted) months: counted from the transactions."""
+    out: list[tuple[float, float]] = []
+    at = start
+    for month in months:
+        lo, hi = unit_months.bounds(month)
+        if lo > at:
+            out.append((at, lo))
+        at = max(at, hi)
+    if at < end:
+        out.append((at, end))
+    return out
 
 
 _EPOCH_DAY = datetime.date(1970, 1, 1)

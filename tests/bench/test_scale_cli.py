@@ -25,7 +25,14 @@ def test_measure_runs_only_the_groups_asked(tmp_path):
         steps = scale_rate.measure(st, scale_rate.generate(st, 3000), ("explain", "lookups"))
     finally:
         st.close()
+    kinds = ("department", "window", "staff")
     assert {k for k in steps if k.startswith("explain_")} == {
-        "explain_department", "explain_window", "explain_staff"}
+        "explain_%s%s" % (k, live) for k in kinds for live in ("", "_from_transactions")}
     assert not {"ingest_batch_5000", "defaults_sweep", "quarterly_report"} & set(steps)
     assert steps["explain_department"]["rows"] > 0
+    # the explanations with October and November kept are those from every transaction
+    assert steps["unit_months_build"]["note"] == "months kept: 2025-07, 2025-08, 2025-09," \
+        " 2025-10, 2025-11"
+    for k in kinds:
+        assert steps["explain_" + k]["sha256"] == steps["explain_%s_from_transactions" % k][
+            "sha256"]

@@ -1,6 +1,7 @@
 """第十四条 scores: points per level, the acceptance rate and average bands with their boundaries
 (each boundary value goes to the higher band), no data, default ratings (第七条) and upheld
 appeals (第十条). If these fail, a unit's published score and its annual assessment are wrong."""
+import collections
 import itertools
 from fractions import Fraction
 
@@ -219,3 +220,17 @@ def test_art14_property_more_citizen_ratings_never_lower_the_rate_band():
     for total in range(1, 60):
         points = [scoring.score_from(r, total, 9).rate_points for r in range(total + 1)]
         assert points == sorted(points)
+
+
+def test_ratings_given_as_counts_score_and_explain_as_the_records_do():
+    # if this fails, `hcp rules explain` of a large unit (its ratings counted by the store,
+    # {Rating: how many}) says something other than the same ratings one by one
+    records = ([scoring.Rating(1)] * 7 + [scoring.Rating(5, excluded=True)] * 2
+               + [scoring.Rating(3, is_default=True)] * 3 + [scoring.Rating(4)])
+    counts = collections.Counter(records)
+    assert scoring.score(counts, 2) == scoring.score(records, 2)
+    assert scoring.explain(counts, 2, "D1", "2026Q3") == scoring.explain(records, 2, "D1",
+                                                                          "2026Q3")
+    assert scoring.tally({scoring.Rating(2): 0}) == scoring.tally([])
+    with pytest.raises(HcpError):
+        scoring.tally({scoring.Rating(2): -1})

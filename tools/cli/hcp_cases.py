@@ -33,7 +33,9 @@ def _list(db: str, status: str | None, hall: str | None, as_json: bool,
     from haochaping.daemon.store import cases, jobs
     st = _open(db)
     try:
-        jobs.run_once(st)   # a bad review that arrived since the last sweep has its case too
+        # a bad review that arrived since the last sweep has its case too (not the month
+        # figures: a listing must not wait for a month's count)
+        jobs.run_once(st, months=False)
         rows = cases.list_cases(st, status, hall)
     finally:
         st.close()

@@ -187,6 +187,7 @@ def store_run_defaults(db: str, as_json: bool) -> None:
     click.echo("default ratings given: %d (%d transactions still within their 5 working days)"
                % (result["given"], result["waiting"]))
     click.echo("rectification cases opened: %d" % result["cases_opened"])
+    click.echo("unit figures of closed months kept: %d" % result.get("unit_months", 0))
 
 
 @store.command("add-hall")
