@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Tests run in parallel workers, one test file each at a time (--dist loadfile: a file's module
+# fixtures, such as its browser, are started once): one more worker than cores, because most
+# tests wait on processes they started. TEST_JOBS=0 runs them one by one.
+TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # mypy sees the folders under the names they install as (haochaping.daemon, ...) through links in
 # .lint/src; its messages are given back with the repository's own paths.

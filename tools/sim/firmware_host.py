@@ -427,8 +427,10 @@ class FirmwareTerminal:
         self.host.send("press %s %d" % (self.terminal, level))
         if keep_session:
             return None
+        # the bound is on failure only: the real terminal confirms within milliseconds, but
+        # a MicroPython process starved on a loaded machine (parallel tests) took over 6 s
         self.host.wait(lambda: len(self.confirmed) > n or self.refused > refused,
-                       5 + self._busy_s(),
+                       20 + self._busy_s(),
                        "%s to confirm a rating" % self.terminal)
         with self.host.cond:
             return self.confirmed[n][0] if len(self.confirmed) > n else None

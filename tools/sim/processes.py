@@ -19,6 +19,12 @@ from haochaping.daemon.hall.store_client import StoreClient
 from haochaping.tools.device.mosquitto_setup import mosquitto_binary
 
 
+# How long start() waits for a service to come up before it says so. A bound on failure, never a
+# speed expectation (a service that exits is reported at once): on a loaded machine (the test
+# suite runs in parallel workers on two cores) a store with its worker processes took over 20 s.
+START_S = 60.0
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -84,7 +90,7 @@ class Mosquitto(Service):
         self.conf = conf
         self.port = port
 
-    def start(self, timeout: float = 10) -> Mosquitto:
+    def start(self, timeout: float = START_S) -> Mosquitto:
         proc = self._spawn([mosquitto_binary(), "-c", self.conf])
 
         def listening() -> bool:
@@ -109,7 +115,7 @@ class DaemonProcess(Service):
         super().__init__(log_path or os.path.join(os.path.dirname(cfg.path), "daemon.log"))
         self.cfg = cfg
 
-    def start(self, timeout: float = 15) -> DaemonProcess:
+    def start(self, timeout: float = START_S) -> DaemonProcess:
         proc = self._spawn([sys.executable, "-m", "haochaping.tools.cli", "-v", "daemon", "run",
                             "--config", self.cfg.path])
         api = WindowApi(self.cfg)
@@ -129,7 +135,7 @@ class StoreProcess(Service):
         self.identity_key, self.extra = identity_key, [str(e) for e in extra]
         self.url = "https://127.0.0.1:%d" % port
 
-    def start(self, timeout: float = 20) -> StoreProcess:
+    def start(self, timeout: float = START_S) -> StoreProcess:
         args = [sys.executable, "-m", "haochaping.tools.cli", "-v", "store", "serve",
                 "--db", self.db, "--cert", self.cert, "--key", self.key,
                 "--listen", "127.0.0.1:%d" % self.port] + self.extra
