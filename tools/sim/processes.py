@@ -18,7 +18,6 @@ from haochaping.daemon.hall.settings import HallConfig
 from haochaping.daemon.hall.store_client import StoreClient
 from haochaping.tools.device.mosquitto_setup import mosquitto_binary
 
-
 # How long start() waits for a service to come up before it says so. A bound on failure, never a
 # speed expectation (a service that exits is reported at once): on a loaded machine (the test
 # suite runs in parallel workers on two cores) a store with its worker processes took over 20 s.
