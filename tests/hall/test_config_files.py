@@ -65,6 +65,24 @@ def test_hcp_init_writes_a_hall_the_daemon_and_the_broker_start_from(tmp_path):
     assert r.exit_code == 1 and "already holds a hall" in r.output
 
 
+def test_init_says_when_mosquitto_would_run_as_root_and_runs_it_as_the_user_asked(tmp_path):
+    # if this fails, hall IT who ran `sudo hcp init` get a broker running as root on the
+    # terminals' network without a word, or a --run-as that names nobody writes a folder anyway
+    if os.getuid() != 0:
+        pytest.skip("the note is for root")
+    r = _hcp("init", "--dir", tmp_path / "as-root", "--hall", "H07")
+    assert r.exit_code == 0 and "mosquitto runs as root" in r.output
+    assert "--run-as mosquitto" in r.output
+    r = _hcp("init", "--dir", tmp_path / "nobody", "--hall", "H07", "--run-as", "no-such-user")
+    assert r.exit_code == 1 and "no such system user" in r.output
+    assert not os.path.exists(tmp_path / "nobody")
+    r = _hcp("init", "--dir", tmp_path / "as-mosquitto", "--hall", "H07",
+             "--run-as", "mosquitto")
+    assert r.exit_code == 0 and "note:" not in r.output, r.output
+    conf = tmp_path / "as-mosquitto" / "broker" / mosquitto_setup.CONF
+    assert "\nuser mosquitto\n" in conf.read_text()
+
+
 def test_broker_config_written_with_a_relative_folder_holds_absolute_paths(tmp_path,
                                                                          monkeypatch):
     # if this fails, `hcp broker config --out broker/` writes a mosquitto.conf that fails when

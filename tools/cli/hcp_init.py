@@ -16,8 +16,10 @@ from haochaping.tools.cli import cli
               help="The address the broker listens on (the terminals' network).")
 @click.option("--api-listen", default="127.0.0.1:8780", show_default=True,
               help="HOST:PORT of the window API and the console.")
+@click.option("--run-as", help="System user mosquitto runs as, e.g. mosquitto [whoever runs"
+                               " this].")
 def init_cmd(folder: str, hall: str, mqtt_port: int, broker_listen: str,
-             api_listen: str) -> None:
+             api_listen: str, run_as: str | None) -> None:
     """Write a ready hall folder: hall.toml with random secrets, and the broker's config.
 
     hall.toml (mode 0600) gets a random broker password for the daemon and a random token for
@@ -27,14 +29,29 @@ def init_cmd(folder: str, hall: str, mqtt_port: int, broker_listen: str,
 
     \b
     Example:
-      hcp init --dir /etc/haochaping --hall H01
+      hcp init --dir /etc/haochaping --hall H01 --run-as mosquitto
     """
+    import pwd
+
+    from haochaping.daemon.errors import HcpError
     from haochaping.tools.device import hall_init
-    cfg = hall_init.write_hall(folder, hall, mqtt_port, api_listen, broker_listen)
+    if run_as:
+        try:
+            pwd.getpwnam(run_as)
+        except KeyError:
+            raise HcpError("--run-as %s: no such system user (Debian's mosquitto package"
+                           " makes `mosquitto`)" % run_as) from None
+    cfg = hall_init.write_hall(folder, hall, mqtt_port, api_listen, broker_listen,
+                               run_as=run_as)
     broker = os.path.join(os.path.dirname(cfg.path), "broker")
     click.echo("hall %s in %s:" % (cfg.hall.id, os.path.dirname(cfg.path)))
     click.echo("  %s  (secrets: the queue system's token is under [api.tokens])" % cfg.path)
-    click.echo("  %s/  (mosquitto.conf, passwd, acl)" % broker)
+    user = run_as or pwd.getpwuid(os.getuid()).pw_name
+    click.echo("  %s/  (mosquitto.conf, passwd, acl; mosquitto runs as %s)" % (broker, user))
+    if user == "root":
+        click.echo("  note: mosquitto would run as root, facing the terminals' network:"
+                   " remove %s and run hcp init again with --run-as mosquitto"
+                   % os.path.dirname(cfg.path))
     click.echo("Next:")
     click.echo("  mosquitto -c %s/mosquitto.conf    (or the haochaping-broker service)" % broker)
     click.echo("  hcp daemon run --config %s" % cfg.path)

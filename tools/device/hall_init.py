@@ -54,10 +54,12 @@ def write_hall(folder: str, hall: str = "H01", mqtt_port: int = 1883,
                api_listen: str = "127.0.0.1:8780", broker_listen: str = "0.0.0.0",
                timeout_s: int = 120, batch_max: int = 1000, caller: str = "queue-system",
                extra_superusers: Iterable[str] = (),
-               mobile: Mapping[str, str | int] | None = None) -> HallConfig:
+               mobile: Mapping[str, str | int] | None = None,
+               run_as: str | None = None) -> HallConfig:
     """Write folder/hall.toml and folder/broker/; return the loaded config. Refuses a folder
     that already has a hall.toml (its secrets are in use). extra_superusers: broker users
-    with the daemon's rights and password (observers in tests)."""
+    with the daemon's rights and password (observers in tests). run_as: the system user
+    mosquitto runs as (None: whoever runs this)."""
     folder = os.path.abspath(folder)
     path = os.path.join(folder, "hall.toml")
     if os.path.exists(path):
@@ -79,5 +81,5 @@ def write_hall(folder: str, hall: str = "H01", mqtt_port: int = 1883,
     broker_users = {DAEMON_USER: pw, **dict.fromkeys(extra_superusers, pw)}
     mosquitto_setup.write_config(os.path.join(folder, "broker"), mqtt_port, hall, broker_users,
                                  extra_superusers=tuple(extra_superusers),
-                                 listen=broker_listen)
+                                 listen=broker_listen, run_as=run_as)
     return settings.load(path)
