@@ -144,6 +144,22 @@ def backlog(hall_db):
     return hall_db("SELECT COUNT(*) FROM forward_outbox")[0][0]
 
 
+def forward_all(hall, hall_db, fw=None, steps=300):
+    """The hall's forwarder (`fw`, or a new one), step by step in this thread, until the hall's
+    backlog is empty (or `steps` steps: a forwarder stuck on one batch never gets there)."""
+    from haochaping.daemon.hall import forward
+    fw = fw or forward.Forwarder(hall)
+    conn = forward.open_conn(hall.hall.database)
+    try:
+        for _ in range(steps):
+            if backlog(hall_db) == 0:
+                break
+            fw.step(conn)
+    finally:
+        conn.close()
+        fw.close()
+
+
 def hall_day(hall, transactions, seed=1):
     """Citizens rate (walk away, press twice, give reasons after bad reviews) at both windows
     of a real hall: terminals over MQTT → hall daemon → forwarder → store."""

@@ -18,7 +18,7 @@ from haochaping.tools.sim import processes
 from tests.conftest import wait_until
 from tests.hall.test_qr_channel import Phone, add_mobile, open_prompt, phone_token_path
 
-from .conftest import backlog, delivered, serve_store
+from .conftest import backlog, delivered, forward_all, serve_store
 
 NAME, PHONE = "欧阳明珠", "13987654321"
 
@@ -161,18 +161,6 @@ class _ForgingSealer(RaterSealer):
         return super().__call__(tx, seq, sealed)
 
 
-def _forward(cfg, hall_db, fw, steps=300):
-    conn = forward.open_conn(cfg.hall.database)
-    try:
-        for _ in range(steps):
-            if backlog(hall_db) == 0:
-                break
-            fw.step(conn)
-    finally:
-        conn.close()
-        fw.close()
-
-
 def test_a_forged_identity_and_one_whose_transaction_never_came_are_quarantined_alone(
         store, hall, hall_db):
     # if this fails, one rater record the store cannot take (forged, or its 办件 never
@@ -182,7 +170,7 @@ def test_a_forged_identity_and_one_whose_transaction_never_came_are_quarantined_
     identities = _hall_db_with_raters(cfg, 12, unfinished=(9,))
     fw = Forwarder(cfg)
     fw.raters = _ForgingSealer(fw.raters, forged=4)
-    _forward(cfg, hall_db, fw)
+    forward_all(cfg, hall_db, fw)
     assert backlog(hall_db) == 0
     held = hall_db("SELECT record, hall_table, status, reason FROM forward_quarantine"
                    " WHERE state = 'held' ORDER BY record")
@@ -216,7 +204,7 @@ def test_an_identity_the_hall_cannot_open_is_set_apart_and_the_rest_delivered(
     conn.execute("UPDATE mobile_raters SET sealed = ? WHERE rating_id = (SELECT id FROM ratings"
                  " WHERE seq = 3)", (mobile.seal(os.urandom(32), "H01", 3, identities[3]),))
     conn.close()
-    _forward(cfg, hall_db, Forwarder(cfg))
+    forward_all(cfg, hall_db)
     assert backlog(hall_db) == 0
     held = hall_db("SELECT record, status, reason FROM forward_quarantine WHERE state = 'held'")
     assert [r[:2] for r in held] == [("H01:rater:3", 0)]

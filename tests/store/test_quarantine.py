@@ -11,14 +11,13 @@ import threading
 import paho.mqtt.client as paho
 from click.testing import CliRunner
 
-from haochaping.daemon.hall import api_client, audit, db, forward
-from haochaping.daemon.hall.forward import Forwarder
+from haochaping.daemon.hall import api_client, audit, db
 from haochaping.protocol import topics
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.sim import hall_kit, processes
 from tests.conftest import hall_query, wait_until
 
-from .conftest import backlog, forwarding_hall, hall_expected, store_has
+from .conftest import backlog, forward_all, forwarding_hall, hall_expected, store_has
 
 _register()
 OUT_OF_RANGE = 2 ** 62 + 1  # a seq beyond the store's range (docs/store.md): refused, 422
@@ -65,21 +64,6 @@ def _served(hall, n, bad_seq_at=(), nul_ticket_at=()):
     return sorted(refused)
 
 
-def _forward(hall, hall_db, steps=300):
-    """The hall's forwarder, step by step in this thread, until the hall's backlog is empty (or
-    `steps` steps: a forwarder stuck on one batch never gets there)."""
-    fw = Forwarder(hall)
-    conn = forward.open_conn(hall.hall.database)
-    try:
-        for _ in range(steps):
-            if backlog(hall_db) == 0:
-                break
-            fw.step(conn)
-    finally:
-        conn.close()
-        fw.close()
-
-
 def _without(expected, refused):
     tx, ratings, reasons = expected
     return ([t for t in tx if t not in refused], [r for r in ratings if r[0] not in refused],
@@ -115,7 +99,7 @@ def test_a_record_the_store_refuses_is_quarantined_and_every_other_record_is_del
     # forwarding for good: everything behind it waits, and the city's reports go stale
     nul = (40,)   # refused on both backends by the field rules (protocol/fields.py)
     refused = _served(hall, 60, bad_seq_at=(15, 52), nul_ticket_at=nul)  # batches of 50
-    _forward(hall, hall_db)
+    forward_all(hall, hall_db)
     assert backlog(hall_db) == 0                       # the queue moved on
     assert _held(hall_db) == refused                   # each refused record set apart, alone
     assert store_has(store) == _without(hall_expected(hall_db), refused)
@@ -139,7 +123,7 @@ def test_a_quarantined_record_is_delivered_once_retried_after_its_fix(store, hal
     # fixing it (or a retry before the fix loses it)
     nul = (3,)   # refused on both backends by the field rules (protocol/fields.py)
     refused = _served(hall, 6, bad_seq_at=(5,), nul_ticket_at=nul)
-    _forward(hall, hall_db)
+    forward_all(hall, hall_db)
     assert _held(hall_db) == refused
     ids = dict(hall_db("SELECT record, id FROM forward_quarantine"))
     bad = "H01:rating:T001:%d" % (OUT_OF_RANGE + 5)
@@ -151,7 +135,7 @@ def test_a_quarantined_record_is_delivered_once_retried_after_its_fix(store, hal
              "--actor", "it-li")
     assert r.exit_code == 0, r.output
     assert backlog(hall_db) == 1
-    _forward(hall, hall_db)
+    forward_all(hall, hall_db)
     assert _held(hall_db) == refused
     assert hall_db("SELECT attempts FROM forward_quarantine WHERE id = ?", ids[bad]) == [(2,)]
     # fixed in the hall database, retried: delivered, once
@@ -162,7 +146,7 @@ def test_a_quarantined_record_is_delivered_once_retried_after_its_fix(store, hal
                     str(ids["H01:tx:3"]), "--actor", "it-li").exit_code == 0
     assert _run("forward", "quarantine", "retry", "--config", hall.path, str(ids[bad]),
                 "--actor", "it-li").exit_code == 0
-    _forward(hall, hall_db)
+    forward_all(hall, hall_db)
     assert backlog(hall_db) == 0 and _held(hall_db) == []
     assert store_has(store) == hall_expected(hall_db)
     _stored_once(store)
@@ -182,7 +166,7 @@ def test_a_quarantined_record_is_dropped_only_with_a_reason_and_an_audit_entry(s
     # if this fails, a record the city will never take can be dropped by nobody knows whom, for
     # no stated reason, or stays counted as waiting for ever
     refused = _served(hall, 4, bad_seq_at=(2,))
-    _forward(hall, hall_db)
+    forward_all(hall, hall_db)
     (qid,) = [r[0] for r in hall_db("SELECT id FROM forward_quarantine")]
     r = _run("forward", "quarantine", "drop", "--config", hall.path, str(qid))
     assert r.exit_code == 2 and "--reason" in r.output           # no reason: nothing dropped
@@ -207,7 +191,7 @@ def test_a_quarantined_record_is_dropped_only_with_a_reason_and_an_audit_entry(s
     # the hall keeps the record itself; the store never gets it
     assert hall_db("SELECT COUNT(*) FROM ratings WHERE seq = ?", OUT_OF_RANGE + 2) == [(1,)]
     assert store_has(store) == _without(hall_expected(hall_db), refused)
-    _forward(hall, hall_db)
+    forward_all(hall, hall_db)
     assert store_has(store) == _without(hall_expected(hall_db), refused)
 
 
@@ -273,7 +257,7 @@ def test_every_held_record_is_retried_at_once_after_a_fix_that_covers_them_all(s
     # if this fails, after a store-wide refusal is fixed hall IT must retry hundreds of records
     # one ID at a time
     refused = _served(hall, 6, bad_seq_at=(2, 4, 6))
-    _forward(hall, hall_db)
+    forward_all(hall, hall_db)
     assert _held(hall_db) == refused
     for i in (2, 4, 6):
         _write(hall, "UPDATE ratings SET seq = ? WHERE seq = ?", i, OUT_OF_RANGE + i)
@@ -281,7 +265,7 @@ def test_every_held_record_is_retried_at_once_after_a_fix_that_covers_them_all(s
     assert r.exit_code == 1 and "--all" in r.output
     r = _run("forward", "quarantine", "retry", "--config", hall.path, "--all", "--actor", "it-li")
     assert r.exit_code == 0 and "3 held record(s)" in r.output, r.output
-    _forward(hall, hall_db)
+    forward_all(hall, hall_db)
     assert backlog(hall_db) == 0 and _held(hall_db) == []
     assert store_has(store) == hall_expected(hall_db)
     conn = db.connect(hall.hall.database)
