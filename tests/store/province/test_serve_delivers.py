@@ -9,6 +9,15 @@ from tests.store.province.conftest import held, owed, profile_file, sandbox
 
 
 @pytest.mark.parametrize("store_db", ["sqlite"], indirect=True)
+def _serving_store(st, certs, tmp_path, profile_path, key_file, sb):
+    """`hcp store serve` on the quarter's store, delivering to the sandbox `sb` (not started)."""
+    return processes.StoreProcess(st.db, processes.free_port(), certs["cert"], certs["key"],
+                                  certs["ca"], str(tmp_path / "store.log"),
+                                  extra=["--rules-every", "0", "--province", profile_path,
+                                         "--province-key-file", key_file,
+                                         "--province-url", sb.url])
+
+
 def test_a_serving_store_delivers_the_quarter_to_the_province(quarter_store, certs, tmp_path,
                                                               key_file):
     # if this fails, a city that runs only `hcp store serve` (as its service unit does) never
@@ -16,11 +25,7 @@ def test_a_serving_store_delivers_the_quarter_to_the_province(quarter_store, cer
     st = quarter_store
     path = profile_file(tmp_path, "gbt39046", settle_s=0)
     sb = sandbox(tmp_path, path, key_file)
-    store = processes.StoreProcess(st.db, processes.free_port(), certs["cert"], certs["key"],
-                                   certs["ca"], str(tmp_path / "store.log"),
-                                   extra=["--rules-every", "0", "--province", path,
-                                          "--province-key-file", key_file,
-                                          "--province-url", sb.url])
+    store = _serving_store(st, certs, tmp_path, path, key_file, sb)
     try:
         store.start()
         want = owed(st, profiles.load(path, key_file))
@@ -42,11 +47,7 @@ def test_killing_the_serving_store_mid_delivery_loses_and_doubles_nothing(quarte
     want = owed(st, p)
     total = sum(len(v) for v in want.values())
     sb = sandbox(tmp_path, path, key_file)
-    store = processes.StoreProcess(st.db, processes.free_port(), certs["cert"], certs["key"],
-                                   certs["ca"], str(tmp_path / "store.log"),
-                                   extra=["--rules-every", "0", "--province", path,
-                                          "--province-key-file", key_file,
-                                          "--province-url", sb.url])
+    store = _serving_store(st, certs, tmp_path, path, key_file, sb)
 
     def accepted():
         return len(sb.accepted()["keys"])
