@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 # Tests run in parallel workers, one test file each at a time (--dist loadfile: a file's module
 # fixtures, such as its browser, are started once): one more worker than cores, because most
 # tests wait on processes they started. TEST_JOBS=0 runs them one by one. Then the tests marked
-# `serial` (terminals on a compressed clock) run alone. Exit code 5: a pass that PYTEST_ARGS
+# `serial` (the firmware's, under real MicroPython: tests/firmware/conftest.py) run alone. Exit code 5: a pass that PYTEST_ARGS
 # left without tests.
 TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP)

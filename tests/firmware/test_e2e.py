@@ -25,11 +25,6 @@ from haochaping.tools.sim import firmware_host, hall_kit
 from haochaping.tools.sim.citizens import Citizens
 from tests.conftest import wait_until
 
-# Terminals on a compressed clock (prompts of seconds, presses within them): on a machine busy
-# with the parallel workers a prompt ran out before the starved terminal took the press.
-# `make test` runs these alone, after the parallel pass (pyproject.toml, marker "serial").
-pytestmark = pytest.mark.serial
-
 SCALE = 10
 
 

@@ -13,11 +13,6 @@ import pytest
 
 from tests import mpy
 
-# Terminals on a compressed clock (prompts of seconds, presses within them): on a machine busy
-# with the parallel workers a prompt ran out before the starved terminal took the press.
-# `make test` runs these alone, after the parallel pass (pyproject.toml, marker "serial").
-pytestmark = pytest.mark.serial
-
 HERE = pathlib.Path(__file__).parent
 
 
