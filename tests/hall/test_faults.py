@@ -3,7 +3,8 @@ import sys
 import threading
 import time
 
-from haochaping.tools.sim import processes
+from haochaping.daemon.errors import HcpError
+from haochaping.tools.sim import hall_kit, processes
 from tests.conftest import wait_until
 
 N = 300  # presses per terminal
@@ -124,3 +125,22 @@ def test_a_daemon_that_cannot_reach_its_broker_says_so_in_its_log(hall, tmp_path
         assert "[mqtt] host and port" in d.log_text()
     finally:
         d.kill()
+
+
+def test_a_service_that_stops_at_start_says_why_not_only_where_its_log_is(hall, tmp_path):
+    # if this fails, `hcp demo` (and a test run) whose broker cannot start says only "exited at
+    # start; see …log", a file that is gone once the run is cleaned up
+    with open(hall_kit.broker_conf(hall), encoding="utf-8") as f:
+        conf = f.read() + "no_such_option true\n"
+    path = tmp_path / "broken.conf"
+    path.write_text(conf, encoding="utf-8")
+    broken = processes.Mosquitto(str(path), processes.free_port(),
+                                 log_path=str(tmp_path / "broken.out"))
+    try:
+        broken.start()
+    except HcpError as e:
+        assert "exited at start" in str(e)
+        assert "no_such_option" in str(e), str(e)   # mosquitto's own words, in the error
+    else:
+        broken.stop()
+        raise AssertionError("mosquitto started with an option it does not know")

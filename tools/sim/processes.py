@@ -33,13 +33,15 @@ def free_port() -> int:
 
 
 def wait_until_up(proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str,
-                  timeout: float, log_hint: str) -> None:
+                  timeout: float, log_hint: str, log_path: str | None = None) -> None:
     """Poll `ready` until it answers True; raise HcpError if `proc` exits first or `timeout`
-    seconds pass. `ready` may raise OSError or HcpError while the service is still starting."""
+    seconds pass. `ready` may raise OSError or HcpError while the service is still starting.
+    A process that exits is reported with the last lines of `log_path` (why it stopped)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise HcpError("%s exited at start (code %s); %s" % (what, proc.returncode, log_hint))
+            raise HcpError("%s exited at start (code %s); %s%s" % (
+                what, proc.returncode, log_hint, _last_lines(log_path)))
         try:
             if ready():
                 return
@@ -47,6 +49,14 @@ def wait_until_up(proc: subprocess.Popen[bytes], ready: Callable[[], bool], what
             pass
         time.sleep(0.05)
     raise HcpError("%s did not come up within %s s; %s" % (what, timeout, log_hint))
+
+
+def _last_lines(path: str | None, n: int = 3) -> str:
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [ln.rstrip() for ln in f.readlines()[-50:] if ln.strip()]
+    return "".join("\n  " + ln for ln in lines[-n:])
 
 
 class Service:
@@ -96,7 +106,7 @@ class Mosquitto(Service):
             socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
             return True
         wait_until_up(proc, listening, "mosquitto on port %d" % self.port, timeout,
-                      "see %s" % self.log_path)
+                      "see %s" % self.log_path, self.log_path)
         return self
 
     def stop(self) -> None:
@@ -119,7 +129,7 @@ class DaemonProcess(Service):
                             "--config", self.cfg.path])
         api = WindowApi(self.cfg)
         wait_until_up(proc, lambda: bool(api.health().get("broker")), "the daemon", timeout,
-                      "see %s" % self.log_path)
+                      "see %s" % self.log_path, self.log_path)
         return self
 
 
@@ -151,7 +161,8 @@ class StoreProcess(Service):
             probe.health()
             return True
         try:
-            wait_until_up(proc, answers, "the store", timeout, "see %s" % self.log_path)
+            wait_until_up(proc, answers, "the store", timeout, "see %s" % self.log_path,
+                          self.log_path)
         finally:
             probe.close()
         return self

@@ -8,6 +8,9 @@
   var lastShow = null;
 
   function render(st) {
+    // a view the live stream computed before the page's own start or finish, arriving after
+    // its answer, is older: drawn, it would switch 「请评价」 off and on again and lose its focus
+    if (current && st.now < current.now) return;
     current = st;
     var box = $("status");
     box.className = "status show-" + st.show + (st.level ? " level-" + st.level : "");
