@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -50,7 +51,7 @@ from haochaping.daemon.hall.settings import MobileSection
 from haochaping.protocol import fields, levels
 
 if TYPE_CHECKING:
-    from haochaping.daemon.hall.service import HallDaemon
+    from haochaping.daemon.hall.web_child import Front
     from haochaping.daemon.hall.windows import Publish
 
 log = logging.getLogger(__name__)
@@ -251,13 +252,12 @@ def _templates() -> jinja2.Environment:
 class Mobile:
     """The phone routes, on the daemon `daemon`, as one FastAPI app."""
 
-    def __init__(self, daemon: HallDaemon) -> None:
+    def __init__(self, daemon: Front) -> None:
         self.daemon = daemon
         self.cfg: MobileSection = daemon.cfg.mobile
         self.hall = daemon.cfg.hall.id
         self.grace = float(daemon.cfg.sessions.grace_s)
         self.db_path = daemon.cfg.hall.database
-        self.key = qrcodes.key(daemon.conn)
         self.identity_key = (read_identity_key(self.cfg.identity_key_file)
                              if self.cfg.identity_key_file else None)
         self.phone_key = phones.mac_key(self.identity_key) if self.identity_key else b""
@@ -265,6 +265,11 @@ class Mobile:
         self.by_token = Limiter(self.cfg.per_token_per_minute)
         self.env = _templates()
         self.clock = time.time
+        conn = self.reader()
+        try:
+            self.key = qrcodes.key(conn)
+        finally:
+            conn.close()
 
     def app(self) -> FastAPI:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None,
@@ -377,7 +382,7 @@ class Mobile:
     def _publish(self, kind: str, event: dict[str, Any] | None) -> None:
         """After the commit: the staff page, the duty manager's page and the alerts."""
         if event is not None:
-            self.daemon.alerter.on_event(kind, event)
+            self.daemon.alert(kind, event)  # in the daemon's process: alerts go out there
             self.daemon.events.publish(kind, **event)
 
     # ---------------------------------------------------------------- routes
@@ -407,8 +412,7 @@ class Mobile:
             if self.clock() > expires + self.grace:
                 raise self.message(410, "expired")
             level = int(level_s)
-            outcome, event = self.daemon.submit(
-                lambda conn, now: rate(conn, tx_id, level, now, self.grace))
+            outcome, event = self.daemon.submit("phone_rate", tx_id, level, self.grace)
             self._publish("rating", event)
             if outcome == ingest.COUNTED:
                 if levels.is_bad(level) or self.identity_key is not None:
@@ -459,15 +463,12 @@ class Mobile:
                 reason, identity = self._check_more(form)
             except ValueError as e:
                 return self.page(400, "more.html", **self._more_values(mine, error=str(e)))
-            sealer = None
             mac = None
-            if identity is not None:
-                k = self.identity_key
-                assert k is not None  # _check_more refuses a name without a key
-                sealer = lambda seq: seal(k, self.hall, seq, identity)  # noqa: E731
+            if identity is not None:  # sealed in the writer (bound to the rating's seq)
+                assert self.identity_key is not None  # _check_more refuses a name without one
                 mac = phones.mac(self.phone_key, identity["phone"])
-            outcome, event = self.daemon.submit(
-                lambda conn, now: more(conn, tx_id, reason, sealer, now, mac))
+            outcome, event = self.daemon.submit("phone_more", tx_id, reason, self.hall,
+                                                self.identity_key, identity, mac)
             self._publish("reason", event)
             if outcome == "late":
                 raise self.message(410, "late")
@@ -522,7 +523,6 @@ class Mobile:
 class MobileServer(listener.ApiServer):
     """The [mobile] listener: the phone routes only, with the [api] listener's bounds."""
 
-    def __init__(self, daemon: HallDaemon, cfg: MobileSection) -> None:
+    def __init__(self, daemon: Front, cfg: MobileSection, sock: socket.socket) -> None:
         self.mobile = Mobile(daemon)
-        super().__init__(daemon, cfg, app=self.mobile.app(), name="mobile",
-                         proxy=cfg.trusted_proxy)
+        super().__init__(self.mobile.app(), cfg, sock, name="mobile", proxy=cfg.trusted_proxy)
