@@ -10,9 +10,11 @@ link's state and counters (`status()`), `alert` for an event only the daemon act
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
@@ -44,17 +46,20 @@ class _Events(Events):
     def __init__(self, front: Front) -> None:
         super().__init__()
         self._front = front
+        self._edges = threading.Lock()  # the first page in and the last out: told in order
 
-    def subscribe(self) -> Any:
-        q = super().subscribe()
-        if len(self._subs) == 1:
-            self._front.send(("listen", True))
+    def subscribe(self) -> queue.Queue[Event]:
+        with self._edges:
+            q = super().subscribe()
+            if len(self._subs) == 1:
+                self._front.tell(("listen", True))
         return q
 
-    def unsubscribe(self, q: Any) -> None:
-        super().unsubscribe(q)
-        if not self._subs:
-            self._front.send(("listen", False))
+    def unsubscribe(self, q: queue.Queue[Event]) -> None:
+        with self._edges:
+            super().unsubscribe(q)
+            if not self._subs:
+                self._front.tell(("listen", False))
 
 
 class Front:
@@ -84,7 +89,7 @@ class Front:
 
     def post(self, command: str, *args: Any) -> None:
         """Run the named command later, without waiting (a write that may be lost in a crash)."""
-        self.send(("post", command, args))
+        self.tell(("post", command, args))
 
     def status(self) -> Status:
         st: Status = self._ask(("status",), _CALL_S).value
@@ -92,12 +97,17 @@ class Front:
 
     def alert(self, kind: str, data: dict[str, Any]) -> None:
         """An event the daemon's alerter must see (alerts go out over MQTT and webhooks)."""
-        self.send(("alert", kind, data))
+        self.tell(("alert", kind, data))
 
     # ---------------------------------------------------------------- the pipe
     def send(self, msg: tuple[Any, ...]) -> None:
         with self._send_lock:
             self._conn.send(msg)
+
+    def tell(self, msg: tuple[Any, ...]) -> None:
+        """A message needing no answer: lost if the daemon is gone (this process ends then)."""
+        with contextlib.suppress(OSError):
+            self.send(msg)
 
     def _ask(self, msg: tuple[Any, ...], timeout: float) -> _Call:
         n = next(self._ids)
