@@ -4,8 +4,8 @@ The HTTP listeners (window API, console, phone page) run in a process of their o
 web_process.py): they cannot hand the writer a closure, so they send a command's name and plain
 arguments, and the daemon's process runs COMMANDS[name](conn, now, *args) in the writer's
 transaction. Each returns (result, publishes) as a service.WriterFn does; what it raises reaches
-the caller as the same exception. Everything here runs in the daemon's process: the console's
-and the phone page's modules are imported only where a command needs them.
+the caller as the same exception. Everything here runs in the daemon's process, which does not
+load the web framework: nothing here imports it.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from haochaping.daemon.hall import audit, qrcodes, windows
+from haochaping.daemon.hall import audit, phone_ratings, qrcodes, windows
 from haochaping.daemon.hall.console.refused import Refused
 from haochaping.daemon.hall.windows import Publish
 
@@ -115,8 +115,7 @@ def sessions_delete(conn: sqlite3.Connection, now: float, keys: list[str]) -> Re
 # ------------------------------------------------------------------ phone page (mobile.py)
 def phone_rate(conn: sqlite3.Connection, now: float, tx_id: int, level: int,
                grace: float) -> Result:
-    from haochaping.daemon.hall import mobile
-    return mobile.rate(conn, tx_id, level, now, grace)
+    return phone_ratings.rate(conn, tx_id, level, now, grace)
 
 
 def phone_more(conn: sqlite3.Connection, now: float, tx_id: int, reason: str, hall: str,
@@ -124,12 +123,11 @@ def phone_more(conn: sqlite3.Connection, now: float, tx_id: int, reason: str, ha
                phone_mac: str | None) -> Result:
     """The reason and the rater's identity, sealed here: the seal is bound to the rating's
     sequence number, known only in the writer's transaction."""
-    from haochaping.daemon.hall import mobile
     sealer: Callable[[int], bytes] | None = None
     if identity is not None and identity_key is not None:
         k, who = identity_key, identity
-        sealer = lambda seq: mobile.seal(k, hall, seq, who)  # noqa: E731
-    return mobile.more(conn, tx_id, reason, sealer, now, phone_mac)
+        sealer = lambda seq: phone_ratings.seal(k, hall, seq, who)  # noqa: E731
+    return phone_ratings.more(conn, tx_id, reason, sealer, now, phone_mac)
 
 
 COMMANDS: dict[str, Callable[..., Result]] = {f.__name__: f for f in (
