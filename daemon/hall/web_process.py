@@ -163,7 +163,8 @@ class WebProcess:
                 log.warning("the HTTP listener's process did not stop: killed")
                 proc.kill()
                 proc.wait()
-        self._threads[0].join(5)
+        if self._threads[0].ident is not None:  # started
+            self._threads[0].join(5)
         self.close_sockets()
 
     # ---------------------------------------------------------------- the pipe
@@ -261,15 +262,14 @@ class WebProcess:
             else:
                 msg = ("done", n, False, pack_error(cmd.error))
             try:
-                try:
-                    self._send(conn, msg)
-                except (TypeError, AttributeError, ValueError):  # not plain data: say what
-                    error = cmd.error or TypeError("a result that cannot be sent")
-                    self._send(conn, ("done", n, False,
-                                      pack_error(HcpError("%s: %s" % (type(error).__name__,
-                                                                      error)))))
+                self._send(conn, msg)
             except OSError:  # that child is gone (a new one does not want its answers)
                 pass
+            except Exception as e:  # not plain data (pickled before anything is written)
+                error = cmd.error or e
+                with contextlib.suppress(OSError):
+                    self._send(conn, ("done", n, False, pack_error(
+                        HcpError("%s: %s" % (type(error).__name__, error)))))
 
     # ---------------------------------------------------------------- live events
     def _listen(self, on: bool) -> None:
