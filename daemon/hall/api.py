@@ -15,8 +15,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import sqlite3
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
@@ -28,10 +26,10 @@ from starlette.responses import JSONResponse
 
 from haochaping.daemon.errors import HcpError, InvalidInput
 from haochaping.daemon.hall import qrcodes, windows
-from haochaping.daemon.hall.windows import Publish
 
 if TYPE_CHECKING:
-    from haochaping.daemon.hall.service import HallDaemon
+    from haochaping.daemon.hall.settings import HallConfig
+    from haochaping.daemon.hall.web_child import Front
 
 log = logging.getLogger(__name__)
 TITLE = "haochaping hall daemon: window API"
@@ -42,8 +40,6 @@ _DESCRIPTION = (
     " (finish), and what the window is doing now. Every error is a JSON object with `error`"
     " (one line saying what is wrong) and, for a refused field, `field` naming it.")
 _ID = "1-32 of A-Z a-z 0-9 _ -"
-
-WriterResult = tuple[dict[str, Any], list[Publish]]
 
 
 # ------------------------------------------------------------------ models (the documentation)
@@ -191,9 +187,14 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _daemon(request: Request) -> HallDaemon:
-    d: HallDaemon = request.app.state.daemon
+def _daemon(request: Request) -> Front:
+    d: Front = request.app.state.daemon
     return d
+
+
+def _qr_base(cfg: HallConfig) -> str | None:
+    """The phone page's public address the QR codes carry; None without [mobile]."""
+    return qrcodes.public_url(cfg.mobile) if cfg.mobile.listen else None
 
 
 def _window(window: str) -> str:
@@ -204,10 +205,10 @@ def _window(window: str) -> str:
     return window
 
 
-async def _call(request: Request, fn: Callable[[sqlite3.Connection, float], WriterResult]
-                ) -> JSONResponse:
+async def _call(request: Request, command: str, *args: Any) -> JSONResponse:
+    """The named command (daemon/hall/commands.py) in the daemon's writer; its result as JSON."""
     try:
-        result = await run_in_threadpool(_daemon(request).submit, fn)
+        result = await run_in_threadpool(_daemon(request).submit, command, *args)
     except InvalidInput as e:
         raise Refused(400, str(e), e.field) from None
     except HcpError as e:
@@ -252,11 +253,11 @@ router = APIRouter(prefix="/api/v1", tags=["window"])
 def health(request: Request, who: Caller) -> JSONResponse:
     from haochaping.daemon.hall import forward
     d = _daemon(request)
-    connected = d.link.connected.is_set()
-    return JSONResponse({"ok": True, "broker": connected,
-                         "broker_error": None if connected else d.link.last_error,
-                         "messages": d.stored,
-                         "commits": d.commits,
+    st = d.status()
+    return JSONResponse({"ok": True, "broker": st.connected,
+                         "broker_error": st.error,
+                         "messages": st.stored,
+                         "commits": st.commits,
                          "quarantined": forward.quarantined_at(d.cfg.hall.database)})
 
 
@@ -266,10 +267,7 @@ def health(request: Request, who: Caller) -> JSONResponse:
 async def state(request: Request, window: Window, who: Caller) -> JSONResponse:
     w = _window(window)
     cfg = _daemon(request).cfg
-
-    def fn(conn: sqlite3.Connection, now: float) -> WriterResult:
-        return {**windows.window_state(conn, w), "qr_url": qrcodes.prompt_url(cfg, conn, w)}, []
-    return await _call(request, fn)
+    return await _call(request, "window_state", w, cfg.hall.id, _qr_base(cfg))
 
 
 @router.post("/windows/{window}/start", operation_id="startService",
@@ -284,12 +282,8 @@ async def start(request: Request, window: Window, who: Caller) -> JSONResponse:
     except InvalidInput as e:
         raise Refused(400, str(e), e.field) from None
     ticket, item, staff = str(ticket), str(item), str(staff)  # text: check_start says so
-
-    def fn(conn: sqlite3.Connection, now: float) -> WriterResult:
-        tx, pubs = windows.start(conn, window, ticket, item, staff, now)
-        return {"transaction": tx, "window": window, "ticket": ticket}, pubs
     log.info("%s: window %s start", who, window)
-    return await _call(request, fn)
+    return await _call(request, "window_start", window, ticket, item, staff)
 
 
 @router.post("/windows/{window}/finish", operation_id="finishService",
@@ -300,11 +294,6 @@ async def finish(request: Request, window: Window, who: Caller) -> JSONResponse:
     await _body(request)
     w = _window(window)
     cfg = _daemon(request).cfg
-    timeout = cfg.sessions.timeout_s
-
-    def fn(conn: sqlite3.Connection, now: float) -> WriterResult:
-        tx, terms, pubs = windows.finish(conn, w, now, timeout)
-        return {"transaction": tx, "window": w, "terminals": terms,
-                "prompt_timeout_s": timeout, "qr_url": qrcodes.prompt_url(cfg, conn, w)}, pubs
     log.info("%s: window %s finish", who, w)
-    return await _call(request, fn)
+    return await _call(request, "window_finish", w, cfg.sessions.timeout_s, cfg.hall.id,
+                       _qr_base(cfg))

@@ -444,21 +444,21 @@ class RaterSealer:
     def from_config(cls, cfg: HallConfig, hall: str, batch_key: bytes) -> RaterSealer:
         key = None
         if cfg.mobile.identity_key_file:
-            from haochaping.daemon.hall import mobile  # the phone page's (FastAPI): only here
-            key = mobile.read_identity_key(cfg.mobile.identity_key_file)
+            from haochaping.daemon.hall import phone_ratings
+            key = phone_ratings.read_identity_key(cfg.mobile.identity_key_file)
         return cls(key, cfg.hall.id, hall, batch_key)
 
     def __call__(self, tx: int, seq: int, sealed: bytes) -> str:
         """The identity of the phone rating `seq` (of transaction `tx`), sealed for the store."""
         from cryptography.exceptions import InvalidTag
 
-        from haochaping.daemon.hall import mobile
+        from haochaping.daemon.hall import phone_ratings
         if self.identity_key is None:
             raise HcpError("a phone rater's identity (rating QR:%d) waits to be forwarded, but"
                            " [mobile] identity_key_file is not set: set it back to the key it"
                            " was sealed with" % seq)
         try:
-            identity = mobile.unseal(self.identity_key, self.mobile_hall, seq, sealed)
+            identity = phone_ratings.unseal(self.identity_key, self.mobile_hall, seq, sealed)
         except (InvalidTag, ValueError):
             raise HcpError("a phone rater's identity (rating QR:%d) does not open with [mobile]"
                            " identity_key_file: was the key changed?" % seq) from None

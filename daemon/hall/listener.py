@@ -1,7 +1,8 @@
 """The daemon's HTTP listener: one FastAPI app (the window API under /api/v1, daemon/hall/api.py;
 the hall console everywhere else, daemon/hall/console/web.py) served by uvicorn on an event loop
-in a thread of the daemon. Requests reach the database through `daemon.submit(fn)`, as the MQTT
-ingest does.
+in a thread of the daemon's HTTP process (daemon/hall/web_child.py). Requests reach the writer
+through `daemon.submit(command, *args)`: a named command (daemon/hall/commands.py) that the
+daemon's process runs as it runs the MQTT ingest.
 
 Every resource is bounded ([api] in hall.toml):
   max_connections   open connections; one more is closed as soon as it is accepted, and the
@@ -38,7 +39,7 @@ from haochaping.daemon.hall.settings import ApiSection, MobileSection
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from haochaping.daemon.hall.service import HallDaemon
+    from haochaping.daemon.hall.web_child import Front
 
 log = logging.getLogger(__name__)
 _SHUTDOWN_S = 3  # streams and slow requests get this long to finish when the daemon stops
@@ -111,7 +112,7 @@ def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=400, headers={"Connection": "close"})
 
 
-def build_app(daemon: HallDaemon) -> FastAPI:
+def build_app(daemon: Front) -> FastAPI:
     """The daemon's one app: the window API (documented at /openapi.json) and the console."""
     app = FastAPI(title=api.TITLE, version=api.VERSION, openapi_url=None, docs_url=None,
                   redoc_url=None, lifespan=lifespan(daemon.cfg.api))
@@ -140,27 +141,17 @@ def lifespan(cfg: ApiSection | MobileSection) -> Any:
 
 
 class ApiServer:
-    """The listener: bound at construction (so a port in use fails `hcp daemon run` at once),
-    served from start() to stop() in a thread of its own. The same class serves the phone page
-    ([mobile], daemon/hall/mobile.py) with its own app, bounds and name; `proxy`: the address
-    whose X-Forwarded-For is believed ("": none; None: uvicorn's defaults)."""
+    """The listener on `sock` (bound by the daemon: web_process.bind, so a port in use fails
+    `hcp daemon run` at once), served from start() to stop() in a thread of its own. The same
+    class serves the phone page ([mobile], daemon/hall/mobile.py) with its own app, bounds and
+    name; `proxy`: the address whose X-Forwarded-For is believed ("": none; None: uvicorn's
+    defaults)."""
 
-    def __init__(self, daemon: HallDaemon, cfg: ApiSection | MobileSection,
-                 app: FastAPI | None = None, name: str = "api",
-                 proxy: str | None = None) -> None:
-        host, _, port = cfg.listen.rpartition(":")
-        self.daemon = daemon
+    def __init__(self, app: FastAPI, cfg: ApiSection | MobileSection, sock: socket.socket,
+                 name: str = "api", proxy: str | None = None) -> None:
         self.name = name
-        self.app = app if app is not None else build_app(daemon)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind((host.strip("[]"), int(port)))
-            self.sock.listen(min(cfg.max_connections, socket.SOMAXCONN))
-        except OSError:
-            self.sock.close()
-            raise
+        self.app = app
+        self.sock = sock
         self.address = "http://%s:%d" % self.sock.getsockname()[:2]
         protocol = type("BoundedH11", (_BoundedH11,), {
             "max_connections": cfg.max_connections, "read_timeout_s": float(cfg.read_timeout_s)})
@@ -182,7 +173,8 @@ class ApiServer:
         end = time.monotonic() + timeout
         while not self.server.started and self._thread.is_alive() and time.monotonic() < end:
             time.sleep(0.01)
-        log.info("%s on %s", "window API" if self.name == "api" else self.name, self.address)
+        if not self.server.started:
+            raise RuntimeError("%s on %s did not start" % (self.name, self.address))
 
     def stop(self) -> None:
         self.server.should_exit = True

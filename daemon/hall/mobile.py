@@ -26,10 +26,10 @@ the database, and never logged.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -44,21 +44,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 
-from haochaping.daemon.errors import HcpError
-from haochaping.daemon.hall import ingest, listener, phones, qrcodes, windows
+from haochaping.daemon.hall import ingest, listener, phones, qrcodes
+from haochaping.daemon.hall.phone_ratings import MORE_S, REUSED, phone_rating, read_identity_key
 from haochaping.daemon.hall.settings import MobileSection
 from haochaping.protocol import fields, levels
 
 if TYPE_CHECKING:
-    from haochaping.daemon.hall.service import HallDaemon
-    from haochaping.daemon.hall.windows import Publish
+    from haochaping.daemon.hall.web_child import Front
 
 log = logging.getLogger(__name__)
 
-QR_TERMINAL = "QR"    # the terminal id of phone ratings (a terminal cannot be registered so)
-CHANNEL_QR = "QR"     # 评价二维码 (docs/province.md: the provinces' code for it)
-CHANNEL_KEY = "PJQ"   # 评价器, the key terminal
-MORE_S = 600          # seconds after a phone rating in which its reason and name are taken
 NAME_MAX = 32
 _PHONE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,122 +65,6 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",  # the token is in the address: never sent on
     "Cache-Control": "no-store",
 }
-
-
-# ------------------------------------------------------------------ the writer's side
-def _next_seq(conn: sqlite3.Connection) -> int:
-    """The next sequence number of terminal "QR" (ratings and reasons share it, as a terminal's
-    journal does). Runs in the writer thread: nobody else takes one meanwhile."""
-    return int(conn.execute(
-        "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM ratings WHERE terminal=? UNION ALL"
-        " SELECT MAX(seq) FROM reasons WHERE terminal=?)", (QR_TERMINAL, QR_TERMINAL)
-    ).fetchone()[0] or 0) + 1
-
-
-def phone_rating(conn: sqlite3.Connection, tx_id: int) -> sqlite3.Row | None:
-    return conn.execute("SELECT id, seq, level, outcome, reason, received_at FROM ratings"
-                        " WHERE transaction_id=? AND terminal=?", (tx_id, QR_TERMINAL)).fetchone()
-
-
-# outcomes of rate() beyond ingest's: nothing stored
-REUSED, GONE = "reused", "gone"
-
-
-def rate(conn: sqlite3.Connection, tx_id: int, level: int, now: float, grace: float
-         ) -> tuple[tuple[str, dict[str, Any] | None], list[Publish]]:
-    """In the writer's transaction: a phone's rating of transaction `tx_id`. Returns ((outcome,
-    the live event or None), publishes): counted or duplicate (stored, as a key press would be);
-    expired, reused or gone (nothing stored)."""
-    if not levels.is_level(level):
-        raise HcpError("level must be 1 to 5")
-    tx = conn.execute("SELECT id, window, staff, token, rating_id, prompt_closed_at,"
-                      " prompt_expires_at FROM transactions WHERE id=?", (tx_id,)).fetchone()
-    if tx is None or tx["token"] is None:
-        return (GONE, None), []
-    if phone_rating(conn, tx_id) is not None:
-        return (REUSED, None), []
-    outcome = ingest.bind_outcome(tx, True, now, now, grace)
-    if outcome == ingest.EXPIRED:
-        return (outcome, None), []
-    seq = _next_seq(conn)
-    cur = conn.execute(
-        "INSERT INTO ratings (terminal, seq, level, token, rated_at, received_at, outcome,"
-        " transaction_id, sig, channel) VALUES (?,?,?,?,?,?,?,?,'',?)",
-        (QR_TERMINAL, seq, level, tx["token"], now, now, outcome, tx_id, CHANNEL_QR))
-    publishes: list[Publish] = []
-    if outcome == ingest.COUNTED:
-        conn.execute("UPDATE transactions SET rating_id=?,"
-                     " prompt_closed_by=COALESCE(prompt_closed_by, 'rated'),"
-                     " prompt_closed_at=COALESCE(prompt_closed_at, ?) WHERE id=?",
-                     (cur.lastrowid, now, tx_id))
-        if tx["prompt_closed_at"] is None:  # the terminals stop asking
-            publishes = [(t, None, 0) for t in windows.shown_to(conn, tx["token"])]
-    event = {"terminal": QR_TERMINAL, "seq": seq, "level": level, "outcome": outcome,
-             "transaction": tx_id, "window": tx["window"], "staff": tx["staff"], "at": now,
-             "channel": CHANNEL_QR}
-    return (outcome, event), publishes
-
-
-def more(conn: sqlite3.Connection, tx_id: int, reason: str, sealed: Callable[[int], bytes] | None,
-         now: float, phone_mac: str | None = None
-         ) -> tuple[tuple[str, dict[str, Any] | None], list[Publish]]:
-    """In the writer's transaction: the reason (after a bad review; "" for none) and the sealed
-    identity (sealed(seq) -> bytes, or None) of the phone's counted rating of `tx_id`, with the
-    keyed hash of the rater's phone (phones.py), compared with staff members' numbers by the
-    integrity findings.
-    Returns ((ok | late | none, the reason's live event or None), [])."""
-    r = phone_rating(conn, tx_id)
-    if r is None or r["outcome"] != ingest.COUNTED:
-        return ("none", None), []
-    if now - r["received_at"] > MORE_S:
-        return ("late", None), []
-    event = None
-    if reason and levels.is_bad(r["level"]) and r["reason"] is None:
-        seq = _next_seq(conn)
-        conn.execute("INSERT INTO reasons (terminal, seq, ref, reason, rated_at, received_at)"
-                     " VALUES (?,?,?,?,?,?)", (QR_TERMINAL, seq, r["seq"], reason, now, now))
-        conn.execute("UPDATE ratings SET reason=? WHERE id=?", (reason, r["id"]))
-        event = {"terminal": QR_TERMINAL, "ref": r["seq"], "reason": reason, "at": now,
-                 "channel": CHANNEL_QR}
-    if sealed is not None:
-        conn.execute("INSERT OR IGNORE INTO mobile_raters (rating_id, sealed, consent_at,"
-                     " phone_mac) VALUES (?,?,?,?)", (r["id"], sealed(r["seq"]), now, phone_mac))
-    return ("ok", event), []
-
-
-# ------------------------------------------------------------------ the rater's identity
-def read_identity_key(path: str) -> bytes:
-    """[mobile] identity_key_file: 64 hex characters (`hcp init` writes one, mode 600)."""
-    try:
-        with open(path) as f:
-            k = bytes.fromhex(f.read().strip())
-    except FileNotFoundError:
-        raise HcpError("[mobile] identity_key_file %s not found: write 64 random hex"
-                       " characters into it (`openssl rand -hex 32`), mode 600" % path) from None
-    except (ValueError, UnicodeDecodeError):
-        raise HcpError("[mobile] identity_key_file %s: expected 64 hex characters" % path) from None
-    if len(k) != 32:
-        raise HcpError("[mobile] identity_key_file %s: expected 64 hex characters" % path)
-    return k
-
-
-def rater_aad(hall: str, seq: int) -> bytes:
-    """What a sealed identity is bound to: its rating's id as the store names it."""
-    return ("%s:rating:%s:%d" % (hall, QR_TERMINAL, seq)).encode()
-
-
-def seal(key: bytes, hall: str, seq: int, identity: dict[str, str]) -> bytes:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    nonce = os.urandom(12)
-    data = json.dumps(identity, ensure_ascii=False, sort_keys=True).encode()
-    return nonce + AESGCM(key).encrypt(nonce, data, rater_aad(hall, seq))
-
-
-def unseal(key: bytes, hall: str, seq: int, sealed: bytes) -> dict[str, str]:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    data = AESGCM(key).decrypt(sealed[:12], sealed[12:], rater_aad(hall, seq))
-    out: dict[str, str] = json.loads(data)
-    return out
 
 
 # ------------------------------------------------------------------ bounds
@@ -251,13 +130,12 @@ def _templates() -> jinja2.Environment:
 class Mobile:
     """The phone routes, on the daemon `daemon`, as one FastAPI app."""
 
-    def __init__(self, daemon: HallDaemon) -> None:
+    def __init__(self, daemon: Front) -> None:
         self.daemon = daemon
         self.cfg: MobileSection = daemon.cfg.mobile
         self.hall = daemon.cfg.hall.id
         self.grace = float(daemon.cfg.sessions.grace_s)
         self.db_path = daemon.cfg.hall.database
-        self.key = qrcodes.key(daemon.conn)
         self.identity_key = (read_identity_key(self.cfg.identity_key_file)
                              if self.cfg.identity_key_file else None)
         self.phone_key = phones.mac_key(self.identity_key) if self.identity_key else b""
@@ -265,6 +143,11 @@ class Mobile:
         self.by_token = Limiter(self.cfg.per_token_per_minute)
         self.env = _templates()
         self.clock = time.time
+        conn = self.reader()
+        try:
+            self.key = qrcodes.key(conn)
+        finally:
+            conn.close()
 
     def app(self) -> FastAPI:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None,
@@ -377,7 +260,7 @@ class Mobile:
     def _publish(self, kind: str, event: dict[str, Any] | None) -> None:
         """After the commit: the staff page, the duty manager's page and the alerts."""
         if event is not None:
-            self.daemon.alerter.on_event(kind, event)
+            self.daemon.alert(kind, event)  # in the daemon's process: alerts go out there
             self.daemon.events.publish(kind, **event)
 
     # ---------------------------------------------------------------- routes
@@ -407,8 +290,7 @@ class Mobile:
             if self.clock() > expires + self.grace:
                 raise self.message(410, "expired")
             level = int(level_s)
-            outcome, event = self.daemon.submit(
-                lambda conn, now: rate(conn, tx_id, level, now, self.grace))
+            outcome, event = self.daemon.submit("phone_rate", tx_id, level, self.grace)
             self._publish("rating", event)
             if outcome == ingest.COUNTED:
                 if levels.is_bad(level) or self.identity_key is not None:
@@ -459,15 +341,12 @@ class Mobile:
                 reason, identity = self._check_more(form)
             except ValueError as e:
                 return self.page(400, "more.html", **self._more_values(mine, error=str(e)))
-            sealer = None
             mac = None
-            if identity is not None:
-                k = self.identity_key
-                assert k is not None  # _check_more refuses a name without a key
-                sealer = lambda seq: seal(k, self.hall, seq, identity)  # noqa: E731
+            if identity is not None:  # sealed in the writer (bound to the rating's seq)
+                assert self.identity_key is not None  # _check_more refuses a name without one
                 mac = phones.mac(self.phone_key, identity["phone"])
-            outcome, event = self.daemon.submit(
-                lambda conn, now: more(conn, tx_id, reason, sealer, now, mac))
+            outcome, event = self.daemon.submit("phone_more", tx_id, reason, self.hall,
+                                                self.identity_key, identity, mac)
             self._publish("reason", event)
             if outcome == "late":
                 raise self.message(410, "late")
@@ -522,7 +401,6 @@ class Mobile:
 class MobileServer(listener.ApiServer):
     """The [mobile] listener: the phone routes only, with the [api] listener's bounds."""
 
-    def __init__(self, daemon: HallDaemon, cfg: MobileSection) -> None:
+    def __init__(self, daemon: Front, cfg: MobileSection, sock: socket.socket) -> None:
         self.mobile = Mobile(daemon)
-        super().__init__(daemon, cfg, app=self.mobile.app(), name="mobile",
-                         proxy=cfg.trusted_proxy)
+        super().__init__(self.mobile.app(), cfg, sock, name="mobile", proxy=cfg.trusted_proxy)

@@ -1,6 +1,7 @@
 """The hall daemon: one writer thread owns the database.
 
-Messages from the broker and commands from the HTTP API are put on one queue. The writer takes
+Messages from the broker and commands from the HTTP side (served by a child process: daemon/hall/
+web_process.py) are put on one queue. The writer takes
 everything waiting (up to batch_max), applies it in ONE database transaction, commits (one fsync
 for the whole batch: group commit), and only then publishes acks and prompts and PUBACKs the
 broker. A crash before the commit loses nothing: nothing was acked, the broker and the terminals
@@ -22,9 +23,9 @@ from haochaping.daemon.hall import db, ingest, updates, windows
 from haochaping.daemon.hall.alerts import Alerter
 from haochaping.daemon.hall.events import Events
 from haochaping.daemon.hall.ingest import KeyCache, LiveEvent
-from haochaping.daemon.hall.listener import ApiServer
 from haochaping.daemon.hall.mqtt_client import Incoming, Link
 from haochaping.daemon.hall.settings import HallConfig
+from haochaping.daemon.hall.web_process import WebProcess
 from haochaping.daemon.hall.windows import Publish
 from haochaping.protocol import messages, topics
 
@@ -34,11 +35,11 @@ if TYPE_CHECKING:  # imported when forwarding is on (see run)
 log = logging.getLogger(__name__)
 _TICK = 0.5  # seconds between prompt-timeout checks when idle
 # The interpreter lock's switch interval when the daemon owns its process (Python's default:
-# 5 ms). The writer gives the lock up at every SQLite statement; while the HTTP listener's event
-# loop is busy (a flood of requests) it takes the lock at once, and the writer waits out a whole
-# interval to get it back, several times per rating. Shorter: the wait shrinks with it, at the
-# price of more switches for the event loop (only while another thread waits). Measured under
-# `hcp bench ingest --sign-in-flood 100` (README, "Speed"): 0.5 ms halved p50 and p99.
+# 5 ms). The writer gives the lock up at every SQLite statement; another thread that wants it
+# (paho's, the HTTP pipe's; before the HTTP side had a process of its own, the event loop under
+# a flood of requests) takes it at once, and the writer waits out a whole interval to get it
+# back. Shorter: the wait shrinks with it. Measured under `hcp bench ingest --sign-in-flood 100`
+# with the listener in this process (docs/console.md): 0.5 ms halved p50 and p99.
 SWITCH_INTERVAL_S = 0.0005
 # sequence numbers per ack: 16 of the largest (2^53 - 1) for the longest terminal id stay under
 # the 512 bytes a terminal accepts (protocol/messages.py); a flushed backlog gets several acks
@@ -51,13 +52,20 @@ WriterFn = Callable[[sqlite3.Connection, float], tuple[T, Sequence[Publish]]]
 
 class Command(Generic[T]):
     """A function to run in the writer's transaction; the caller waits for its result."""
-    __slots__ = ("fn", "done", "result", "error")
+    __slots__ = ("fn", "done", "result", "error", "on_done")
 
-    def __init__(self, fn: WriterFn[T]) -> None:
+    def __init__(self, fn: WriterFn[T],
+                 on_done: Callable[[Command[T]], None] | None = None) -> None:
         self.fn = fn
         self.done = threading.Event()
         self.result: T | None = None
         self.error: Exception | None = None
+        self.on_done = on_done  # called by the writer after the commit (it must not block)
+
+    def finish(self) -> None:
+        self.done.set()
+        if self.on_done is not None:
+            self.on_done(self)
 
     def wait(self, timeout: float = 10) -> T:
         if not self.done.wait(timeout):
@@ -85,12 +93,9 @@ class HallDaemon:
                           topics.wildcard(self.hall, topics.FETCH)],
                          self.queue.put, on_connected=self._resync,
                          ca=m.ca if m.tls else None)
-        self.api = (ApiServer(self, cfg.api)
-                    if cfg.api.tokens or cfg.console.enabled else None)
-        self.mobile: ApiServer | None = None
-        if cfg.mobile.listen:  # the QR channel's phone page, a listener of its own
-            from haochaping.daemon.hall.mobile import MobileServer
-            self.mobile = MobileServer(self, cfg.mobile)
+        # the window API, console and phone page: sockets bound now, served by a child process
+        self.web = (WebProcess(self) if cfg.api.tokens or cfg.console.enabled
+                    or cfg.mobile.listen else None)
         self.bundles = updates.Bundles()  # update bundles served in chunks
         self.stored = 0   # messages handled since start
         self.commits = 0  # database commits since start: stored/commits = the group-commit size
@@ -107,6 +112,12 @@ class HallDaemon:
         lost in a crash: a console session's last click)."""
         self.queue.put(Command(fn))
 
+    def enqueue(self, fn: WriterFn[T], on_done: Callable[[Command[T]], None] | None = None
+                ) -> None:
+        """Run fn(conn, now) in the writer thread; on_done(command) after the commit (the HTTP
+        process's commands: web_process.py)."""
+        self.queue.put(Command(fn, on_done))
+
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT or stop(); returns when everything stored is acked."""
         self._install_signals()
@@ -114,10 +125,12 @@ class HallDaemon:
         if self.cfg.forward.url:  # to the municipal store: daemon/hall/forward.py
             from haochaping.daemon.hall.forward import Forwarder
             forwarder = Forwarder(self.cfg, alert=self.alerter.on_event)
-        if self.api:
-            self.api.start()
-        if self.mobile:
-            self.mobile.start()
+        if self.web:
+            try:
+                self.web.start()
+            except BaseException:
+                self.conn.close()
+                raise
         self.link.start()
         if forwarder:
             forwarder.start()
@@ -125,13 +138,11 @@ class HallDaemon:
         try:
             self._loop()
         finally:
+            if self.web:  # first: its last requests still reach the writer... which is done
+                self.web.stop()
             if forwarder:
                 forwarder.stop()
             self.link.stop()
-            if self.api:
-                self.api.stop()
-            if self.mobile:
-                self.mobile.stop()
             self.conn.close()
             log.info("hall %s: daemon stopped", self.hall)
 
@@ -233,7 +244,7 @@ class HallDaemon:
         for terminal, token, _ in publishes:
             self.events.publish("prompt", terminal=terminal, open=token is not None, at=now)
         for cmd in done:
-            cmd.done.set()
+            cmd.finish()
 
     def _send_acks(self, acks: dict[str, list[int]], now: float, keys: KeyCache) -> None:
         qos = self.cfg.ingest.ack_qos

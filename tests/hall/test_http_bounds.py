@@ -1,6 +1,7 @@
 """Each attack of issue 14 on the daemon's HTTP listener, replayed against the real daemon (its own
 process, its real uvicorn listener): parallel PIN guessing, a flood of sign-ins, idle and
 half-sent connections, a client that trickles its request."""
+import contextlib
 import os
 import socket
 import threading
@@ -180,7 +181,9 @@ def test_a_client_trickling_its_request_a_byte_at_a_time_is_cut_off(hall, api, d
             break
         sent += 1
     cut_by_server = cut.is_set()
-    s.shutdown(socket.SHUT_RDWR)
+    # the server's close may come as a reset (a byte it had not read): nothing left to shut
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
     reader.join(30)
     s.close()
     assert cut_by_server and sent < len(trickle)

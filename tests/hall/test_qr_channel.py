@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 from click.testing import CliRunner
 
-from haochaping.daemon.hall import mobile, qrcodes, settings
+from haochaping.daemon.hall import phone_ratings, qrcodes, settings
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.sim import hall_kit, processes
 from tests.conftest import wait_until
@@ -426,7 +426,7 @@ def test_real_name_is_sealed_never_in_clear_in_the_hall_database_or_the_log(
                      " ON r.id = m.rating_id")
     with open(hall.mobile.identity_key_file) as f:
         key = bytes.fromhex(f.read().strip())
-    assert mobile.unseal(key, "H01", row[0], row[1]) == {"name": NAME, "phone": PHONE}
+    assert phone_ratings.unseal(key, "H01", row[0], row[1]) == {"name": NAME, "phone": PHONE}
     assert hall_db("SELECT reason FROM ratings WHERE terminal='QR'") == [("attitude",)]
     # a bad review from a phone raises the same alert as one from a key, saying the channel
     wait_until(lambda: len(alerts) >= 2, what="the bad-review alerts")

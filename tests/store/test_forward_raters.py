@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from haochaping.daemon import batches
-from haochaping.daemon.hall import api_client, db, forward, mobile
+from haochaping.daemon.hall import api_client, db, forward, phone_ratings
 from haochaping.daemon.hall.forward import Forwarder, RaterSealer
 from haochaping.daemon.hall.store_client import StoreRefused
 from haochaping.daemon.store import cases
@@ -125,7 +125,7 @@ def _hall_db_with_raters(cfg, n, unfinished=()):
     its rater's sealed name and phone (as the phone page leaves them); the transactions in
     `unfinished` are never finished (so never forwarded). Returns the identities by tx."""
     conn = db.connect(cfg.hall.database)
-    key = mobile.read_identity_key(cfg.mobile.identity_key_file)
+    key = phone_ratings.read_identity_key(cfg.mobile.identity_key_file)
     identities = {}
     try:
         for i in range(1, n + 1):
@@ -139,7 +139,7 @@ def _hall_db_with_raters(cfg, n, unfinished=()):
                 " 'QR')", (i, 1790000070.0 + i, 1790000070.0 + i, i)).lastrowid
             identities[i] = {"name": "%s%d" % (NAME, i), "phone": "1398765%04d" % i}
             conn.execute("INSERT INTO mobile_raters (rating_id, sealed, consent_at) VALUES"
-                         " (?, ?, ?)", (rid, mobile.seal(key, cfg.hall.id, i, identities[i]),
+                         " (?, ?, ?)", (rid, phone_ratings.seal(key, cfg.hall.id, i, identities[i]),
                                         1790000080.0 + i))
     finally:
         conn.close()
@@ -202,7 +202,7 @@ def test_an_identity_the_hall_cannot_open_is_set_apart_and_the_rest_delivered(
     identities = _hall_db_with_raters(cfg, 5)
     conn = sqlite3.connect(cfg.hall.database, isolation_level=None)
     conn.execute("UPDATE mobile_raters SET sealed = ? WHERE rating_id = (SELECT id FROM ratings"
-                 " WHERE seq = 3)", (mobile.seal(os.urandom(32), "H01", 3, identities[3]),))
+                 " WHERE seq = 3)", (phone_ratings.seal(os.urandom(32), "H01", 3, identities[3]),))
     conn.close()
     forward_all(cfg, hall_db)
     assert backlog(hall_db) == 0

@@ -167,11 +167,15 @@ def _run_publishers(port: int, password: str, items: Sequence[Item], procs: int,
     return results
 
 
-def _sign_in_flood(address: str, clients: int, stop: Event, out: Queue[dict[str, int]]) -> None:
+def _sign_in_flood(address: str, clients: int, stop: Event, out: Queue[dict[str, int]],
+                   nice: int = 0) -> None:
     """`clients` browsers, each with its own session and CSRF token and one connection, sending
-    wrong-PIN sign-ins one after another until `stop`; reports how many got each status."""
+    wrong-PIN sign-ins one after another until `stop`; reports how many got each status.
+    `nice`: this process's niceness (19: an attacker whose CPU is not the daemon's)."""
     import re
     import threading
+    if nice:
+        os.nice(nice)
     host, _, port = address.rpartition(":")
     counts: dict[str, int] = {}
     lock = threading.Lock()
@@ -205,6 +209,22 @@ def _sign_in_flood(address: str, clients: int, stop: Event, out: Queue[dict[str,
     for t in threads:
         t.join()
     out.put(counts)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started, from any of its threads (the daemon's HTTP process)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
 
 
 def _peak_rss_mb(pid: int) -> float | None:
@@ -271,7 +291,7 @@ def _ms(seconds: float | None) -> float | None:
 def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rate: int = 200,
            paced_seconds: int = 10, folder: str | None = None,
            progress: Callable[[str], object] = print,
-           sign_in_flood: int = 0) -> dict[str, object]:
+           sign_in_flood: int = 0, flood_nice: int = 0) -> dict[str, object]:
     """Run the benchmark; return the result dict (`hcp bench ingest` prints it as JSON)."""
     folder = folder or tempfile.mkdtemp(prefix="hcp-bench-")
     n_paced = int(paced_rate * paced_seconds)
@@ -335,7 +355,7 @@ def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rat
                 stop = mp.Event()
                 fq: Queue[dict[str, int]] = mp.Queue()
                 flood = mp.Process(target=_sign_in_flood,
-                                   args=(cfg.api.listen, sign_in_flood, stop, fq))
+                                   args=(cfg.api.listen, sign_in_flood, stop, fq, flood_nice))
                 flood.start()
                 time.sleep(2)  # every client signing in before the paced phase starts
             progress("paced: %d ratings/s for %d s, press -> ack latency"
@@ -348,6 +368,10 @@ def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rat
                 flood.join()
             if d.proc is not None:
                 result["daemon_peak_rss_mb"] = _peak_rss_mb(d.proc.pid)
+                http = [_peak_rss_mb(c) for c in _children(d.proc.pid)]
+                result["daemon_http_peak_rss_mb"] = sum(r for r in http if r) or None
+            if flood_nice:
+                result["flood_nice"] = flood_nice
             lat = [x for r in pubs for x in r[5]]
             result["paced_rate_per_s"] = paced_rate
             result["paced_acked"] = len(lat)

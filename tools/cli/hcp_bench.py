@@ -25,25 +25,31 @@ def bench() -> None:
 @click.option("--sign-in-flood", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Clients sending wrong-PIN sign-ins to the console during the paced phase"
                    " (run a second time, first without them).")
+@click.option("--flood-nice", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="The flood's client process at this niceness: 19 stands for an attacker"
+                   " whose CPU is elsewhere (on this machine the clients take a core's share"
+                   " the daemon would otherwise have).")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON line.")
 def bench_ingest(terminals: int, ratings: int, publishers: int, paced_rate: int,
-                 paced_seconds: int, sign_in_flood: int, as_json: bool) -> None:
+                 paced_seconds: int, sign_in_flood: int, flood_nice: int, as_json: bool) -> None:
     """Daemon ingest rate vs raw paho-mqtt on the same broker, and press -> ack latency.
 
     Prints one JSON line: raw_msgs_per_s, daemon_ratings_per_s, ratio, p50_ms, p99_ms,
-    lost, duplicated, daemon_peak_rss_mb (and with --sign-in-flood: sign_in_answers, and
-    no_flood_p50_ms, no_flood_p99_ms from the same paced phase without the flood).
+    lost, duplicated, daemon_peak_rss_mb and daemon_http_peak_rss_mb (the daemon's process and
+    its HTTP process) (and with --sign-in-flood: sign_in_answers, and no_flood_p50_ms,
+    no_flood_p99_ms from the same paced phase without the flood).
 
     \b
     Example:
       hcp bench ingest --terminals 500 --ratings 50000 --json
       hcp bench ingest --sign-in-flood 100 --json
+      hcp bench ingest --sign-in-flood 100 --flood-nice 19 --json
     """
     from haochaping.tools.bench import ingest_rate as b
     say: Callable[[str], None] = ((lambda m: None) if as_json
                                   else (lambda m: click.echo(m, err=True)))
     r = b.ingest(terminals, ratings, publishers, paced_rate, paced_seconds, progress=say,
-                 sign_in_flood=sign_in_flood)
+                 sign_in_flood=sign_in_flood, flood_nice=flood_nice)
     click.echo(json.dumps(r, sort_keys=True))
 
 

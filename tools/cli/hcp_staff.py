@@ -108,14 +108,14 @@ def staff_set_phone(config_path: str, number: str, phone: str) -> None:
       hcp staff set-phone --config hall.toml --number S0101
     """
     from haochaping.daemon.errors import HcpError
-    from haochaping.daemon.hall import mobile, phones, settings
+    from haochaping.daemon.hall import phone_ratings, phones, settings
     cfg = settings.load(config_path)
     if not cfg.mobile.identity_key_file:
         raise HcpError("[mobile] identity_key_file is not set: staff phone numbers are hashed"
                        " with a key derived from it")
     if not 5 <= len(phones.digits(phone)) <= 20:
         raise HcpError("--phone: 5 to 20 digits (+, spaces and - allowed)")
-    key = phones.mac_key(mobile.read_identity_key(cfg.mobile.identity_key_file))
+    key = phones.mac_key(phone_ratings.read_identity_key(cfg.mobile.identity_key_file))
     staff_lib.set_phone(hall_db(config_path), number, phones.mac(key, phone), phones.tail(phone),
                         actor=_actor())
     click.echo("%s: phone number ****%s recorded (as a keyed hash)" % (number, phones.tail(phone)))

@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Clock = Callable[[], float]
-# write(fn, wait): run fn(conn) in the daemon's writer transaction; wait for its commit if `wait`
-Write = Callable[[Callable[[sqlite3.Connection], None], bool], None]
+# write(command, args, wait): the daemon's writer runs the named command (daemon/hall/
+# commands.py) with these arguments; wait for its commit if `wait`
+Write = Callable[[str, tuple[Any, ...], bool], None]
 
 _ANON_TTL = 1800      # an unsigned-in session (sign-in form shown) lives this long
 _MAX_SESSIONS = 5000  # oldest unsigned-in sessions go first when there are more
@@ -69,7 +70,7 @@ class Session:
         return self.number is not None
 
 
-def _no_write(fn: Callable[[sqlite3.Connection], None], wait: bool) -> None:
+def _no_write(command: str, args: tuple[Any, ...], wait: bool) -> None:
     """For Sessions without a database (their tests): nothing is kept."""
 
 
@@ -100,7 +101,7 @@ class Sessions:
                     self._by_key[s.key] = s
             live = len(self._by_key)
         if expired:
-            self.write(lambda c: _delete(c, expired), False)
+            self.write("sessions_delete", (expired,), False)
         return live
 
     def get(self, sid: str | None) -> Session | None:
@@ -116,7 +117,7 @@ class Sessions:
             if s is not None and self._expired(s, now):
                 del self._by_key[key]
                 if s.signed_in:
-                    self.write(lambda c: _delete(c, [key]), False)
+                    self.write("sessions_delete", ([key],), False)
                 s = None
             return s
 
@@ -153,7 +154,7 @@ class Sessions:
         for _, key in anon[:max(0, len(self._by_key) - _MAX_SESSIONS + 1)]:
             del self._by_key[key]
         if gone:
-            self.write(lambda c: _delete(c, gone), False)
+            self.write("sessions_delete", (gone,), False)
 
     def sign_in(self, old: Session | None, acct: Mapping[str, Any], place: str) -> Session:
         """A fresh session for the account at `place`; ends `old` and the account's others
@@ -171,30 +172,21 @@ class Sessions:
             while len(self._ended) > _MAX_ENDED:
                 self._ended.popitem(last=False)
             self._by_key[s.key] = s
-
-        def save(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM console_sessions WHERE number=?", (s.number,))
-            conn.execute("INSERT OR REPLACE INTO console_sessions (key, csrf, number, name,"
-                         " role, place, created, seen) VALUES (?,?,?,?,?,?,?,?)",
-                         (s.key, s.csrf, s.number, s.name, s.role, s.place, s.created, s.seen))
-        self.write(save, True)
+        self.write("session_save", ((s.key, s.csrf, s.number, s.name, s.role, s.place,
+                                     s.created, s.seen),), True)
         return s
 
     def touch(self, s: Session) -> None:
         s.seen = now = self.clock()
         if s.signed_in and now - s.saved_seen >= _SEEN_WRITE_S:
             s.saved_seen = now
-            key = s.key
-
-            def save(conn: sqlite3.Connection) -> None:
-                conn.execute("UPDATE console_sessions SET seen=? WHERE key=?", (now, key))
-            self.write(save, False)
+            self.write("session_seen", (s.key, now), False)
 
     def end(self, s: Session) -> None:
         with self._lock:
             self._by_key.pop(s.key, None)
         if s.signed_in:
-            self.write(lambda c: _delete(c, [s.key]), True)
+            self.write("sessions_delete", ([s.key],), True)
 
     def alive(self, s: Session) -> bool:
         """Still the live session (not signed out, replaced or expired)?"""
@@ -211,10 +203,6 @@ class Sessions:
                         and not self._expired(s, now)):
                     out.setdefault(s.place, []).append((s.number, s.name))
         return out
-
-
-def _delete(conn: sqlite3.Connection, keys: list[str]) -> None:
-    conn.executemany("DELETE FROM console_sessions WHERE key=?", [(k,) for k in keys])
 
 
 class PinLimiter:

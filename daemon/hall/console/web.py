@@ -50,14 +50,15 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from haochaping.daemon.errors import HcpError, InvalidInput
-from haochaping.daemon.hall import api, audit, integrity_live, windows
+from haochaping.daemon.hall import api, integrity_live, windows
 from haochaping.daemon.hall.console import keypad_link, staff, views
+from haochaping.daemon.hall.console.refused import Refused
 from haochaping.daemon.hall.console.sessions import PinLimiter, Session, Sessions
 from haochaping.protocol import fields, topics
 
 if TYPE_CHECKING:
-    from haochaping.daemon.hall.service import HallDaemon
     from haochaping.daemon.hall.settings import HallConfig
+    from haochaping.daemon.hall.web_child import Front
 
 Labels = dict[str, Any]  # labels.<lang>.json: texts, and tables of texts (levels, errors, ...)
 JsonObject = dict[str, Any]
@@ -113,17 +114,8 @@ def load_templates() -> dict[str, jinja2.Template]:
     return {name: env.get_template(name) for name in _PAGES}
 
 
-class Refused(Exception):
-    """A request the console turns down: HTTP status, error code (a key of labels.errors)."""
-
-    def __init__(self, status: int, code: str, close: bool = False, **extra: Any) -> None:
-        super().__init__(code)
-        self.status, self.code, self.close = status, code, close
-        self.extra: JsonObject = extra
-
-
 class Console:
-    def __init__(self, daemon: HallDaemon) -> None:
+    def __init__(self, daemon: Front) -> None:
         cfg = daemon.cfg.console
         self.daemon = daemon
         self.db_path: str = daemon.cfg.hall.database
@@ -170,15 +162,12 @@ class Console:
             self._integrity = (now, found)
         return found
 
-    def _write(self, fn: Callable[[sqlite3.Connection], None], wait: bool) -> None:
-        """fn(conn) in the daemon's writer transaction (sessions.Write)."""
-        def run(conn: sqlite3.Connection, now: float) -> tuple[None, list[Any]]:
-            fn(conn)
-            return None, []
+    def _write(self, command: str, args: tuple[Any, ...], wait: bool) -> None:
+        """The named command in the daemon's writer transaction (sessions.Write)."""
         if wait:
-            self.daemon.submit(run)
+            self.daemon.submit(command, *args)
         else:
-            self.daemon.post(run)
+            self.daemon.post(command, *args)
 
     def place_name(self, place: str | None) -> str:
         """A place as the pages name it: 大厅值班, or 窗口 W02."""
@@ -592,17 +581,13 @@ class _Request:
         return self.json(200, {"csrf": self.fresh_session().csrf})
 
     def record(self, actor: str, action: str, **detail: Any) -> None:
-        def write(conn: sqlite3.Connection, now: float) -> tuple[None, list[Any]]:
-            audit.record(conn, actor, action, now=now, **detail)
-            return None, []
-        self.c.daemon.submit(write)
+        self.c.daemon.submit("audit_record", actor, action, detail)
 
     # ------------------------------------------------------------ window actions
     def window_action(self, s: Session, window: str, action: str) -> Response:
         number = s.number
         assert number is not None  # authorised() returns signed-in sessions only
         body = self.body()
-        actor = "staff:" + number
         if action == "start":
             ticket, item = body.get("ticket"), body.get("item", "")
             if not isinstance(ticket, str) or not isinstance(item, str):
@@ -614,26 +599,11 @@ class _Request:
                 windows.check_start(window, ticket, item, number)
             except InvalidInput as e:
                 raise Refused(400, "bad-input", detail=str(e), field=e.field) from None
-
-            def fn(conn: sqlite3.Connection, now: float) -> tuple[int, list[Any]]:
-                tx, pubs = windows.start(conn, window, ticket, item, number, now)
-                audit.record(conn, actor, "console.start", now=now, window=window, ticket=ticket,
-                             item=item, transaction=tx)
-                return tx, pubs
-        else:
-            timeout = self.c.prompt_timeout
-
-            def fn(conn: sqlite3.Connection, now: float) -> tuple[int, list[Any]]:
-                open_tx = conn.execute("SELECT 1 FROM transactions WHERE window=? AND"
-                                       " finished_at IS NULL", (window,)).fetchone()
-                if open_tx is None:
-                    raise Refused(409, "no-ticket")
-                tx, terms, pubs = windows.finish(conn, window, now, timeout)
-                audit.record(conn, actor, "console.request-rating", now=now, window=window,
-                             transaction=tx, terminals=terms)
-                return tx, pubs
+            command: tuple[Any, ...] = ("console_start", window, ticket, item, number)
+        else:  # the window's open transaction, or 409 no-ticket
+            command = ("console_finish", window, number, self.c.prompt_timeout)
         try:
-            tx = self.c.daemon.submit(fn)
+            tx = self.c.daemon.submit(*command)
         except InvalidInput as e:  # a field the rules refuse: its name in "field"
             raise Refused(400, "bad-input", detail=str(e), field=e.field) from e
         except HcpError as e:
@@ -650,20 +620,8 @@ class _Request:
         rating = self.body().get("id")
         if type(rating) is not int:
             raise Refused(400, "bad-input", detail="id", field="id")
-
-        def fn(conn: sqlite3.Connection, now: float) -> tuple[None, list[Any]]:
-            r = views.bad_rating(conn, rating)
-            if r is None:
-                raise Refused(404, "no-alert")
-            done = conn.execute("INSERT OR IGNORE INTO console_alert_acks (rating, acked_by,"
-                                " acked_at) VALUES (?,?,?)", (rating, number, now)).rowcount
-            if done:
-                audit.record(conn, "staff:" + number, "console.alert-ack", now=now,
-                             rating=rating, window=r["window"], staff=r["staff"],
-                             level=r["level"], ticket=r["ticket"])
-            return None, []
-        try:
-            self.c.daemon.submit(fn)
+        try:  # 404 no-alert if it is not a bad review's
+            self.c.daemon.submit("alert_ack", rating, number)
         except TimeoutError as e:
             raise Refused(503, "daemon", detail=str(e)) from e
         self.c.daemon.events.publish("console", window="hall")
@@ -676,10 +634,8 @@ class _Request:
         if place == "hall":
             v = views.hall_view(conn, now, self.c.sessions.signed_in_at())
             v["integrity"] = self.c.integrity_today(conn, now)
-            link = self.c.daemon.link
-            connected = link.connected.is_set()
-            v["broker"] = {"connected": connected, "error": None if connected
-                           else link.last_error}
+            link = self.c.daemon.status()
+            v["broker"] = {"connected": link.connected, "error": link.error}
             return v
         st = qr_view(self.c.daemon.cfg, conn, views.window_view(conn, place, now))
         # who is signed in here: a page tells its staff when someone else is too
