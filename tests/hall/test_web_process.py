@@ -8,19 +8,8 @@ import time
 from haochaping.daemon.errors import InvalidInput
 from haochaping.daemon.hall import api, commands, web_process
 from haochaping.daemon.hall.console.refused import Refused
+from haochaping.tools.bench.ingest_rate import children
 from tests.conftest import wait_until
-
-
-def _children(pid):
-    """The processes `pid` started, from any of its threads."""
-    out = []
-    for task in os.listdir("/proc/%d/task" % pid) if os.path.isdir("/proc/%d/task" % pid) else []:
-        try:
-            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
-                out += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return out
 
 
 def _nice(pid):
@@ -40,10 +29,10 @@ def test_a_killed_http_process_is_started_again_and_the_ratings_never_depended_o
         hall, daemon, api):
     # if this fails, a crash of the console's process (a bug, the OOM killer) would leave the
     # window API and the console down until someone restarts the daemon
-    [child] = _children(daemon.proc.pid)
+    [child] = children(daemon.proc.pid)
     assert _nice(child) >= web_process.WEB_NICE  # the writer gets the CPU first
     os.kill(child, signal.SIGKILL)
-    wait_until(lambda: _children(daemon.proc.pid) not in ([], [child]), timeout=30,
+    wait_until(lambda: children(daemon.proc.pid) not in ([], [child]), timeout=30,
                what="a new HTTP process")
     wait_until(lambda: _answers(api), timeout=30, what="the window API again")
     assert api.start("W01", "A1")["window"] == "W01"
@@ -60,7 +49,7 @@ def _answers(api):
 def test_the_http_process_dies_with_the_daemon(hall, daemon, api):
     # if this fails, a daemon killed with SIGKILL leaves its listener holding the port, and the
     # daemon started again cannot bind it
-    [child] = _children(daemon.proc.pid)
+    [child] = children(daemon.proc.pid)
     os.kill(daemon.proc.pid, signal.SIGKILL)
     daemon.proc.wait()
     end = time.monotonic() + 10

@@ -17,7 +17,15 @@ from haochaping.tools.cli import _register, cli
 from haochaping.tools.sim import hall_kit, processes
 from tests.conftest import hall_query, wait_until
 
-from .conftest import backlog, delivered, forwarding_hall, hall_day, hall_expected, store_has
+from .conftest import (
+    backlog,
+    delivered,
+    forward_all,
+    forwarding_hall,
+    hall_day,
+    hall_expected,
+    store_has,
+)
 
 _register()
 
@@ -229,16 +237,7 @@ def test_every_batch_is_posted_once_when_nothing_fails(store, hall, hall_db):
                      " outcome, transaction_id) VALUES ('T001', ?, ?, '', ?, ?, 'counted', ?)",
                      (i, i % 5 + 1, 1790000070.0 + i, 1790000071.0 + i, i))
     conn.close()
-    fw = Forwarder(hall)
-    hconn = forward.open_conn(hall.hall.database)
-    try:
-        for _ in range(100):                       # one answer a step: more than enough
-            if backlog(hall_db) == 0:
-                break
-            fw.step(hconn)
-    finally:
-        hconn.close()
-        fw.close()
+    forward_all(hall, hall_db, steps=100)          # one answer a step: more than enough
     assert backlog(hall_db) == 0
     assert store_has(store) == hall_expected(hall_db)
     assert hall_db("SELECT COUNT(*), SUM(attempts), COUNT(delivered_at) FROM forward_batches"

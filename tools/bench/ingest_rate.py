@@ -211,7 +211,7 @@ def _sign_in_flood(address: str, clients: int, stop: Event, out: Queue[dict[str,
     out.put(counts)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     """The processes `pid` started, from any of its threads (the daemon's HTTP process)."""
     out: list[int] = []
     try:
@@ -368,7 +368,7 @@ def ingest(terminals: int = 500, ratings: int = 50000, procs: int = 2, paced_rat
                 flood.join()
             if d.proc is not None:
                 result["daemon_peak_rss_mb"] = _peak_rss_mb(d.proc.pid)
-                http = [_peak_rss_mb(c) for c in _children(d.proc.pid)]
+                http = [_peak_rss_mb(c) for c in children(d.proc.pid)]
                 result["daemon_http_peak_rss_mb"] = sum(r for r in http if r) or None
             if flood_nice:
                 result["flood_nice"] = flood_nice
