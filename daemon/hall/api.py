@@ -28,7 +28,6 @@ from haochaping.daemon.errors import HcpError, InvalidInput
 from haochaping.daemon.hall import qrcodes, windows
 
 if TYPE_CHECKING:
-    from haochaping.daemon.hall.settings import HallConfig
     from haochaping.daemon.hall.web_child import Front
 
 log = logging.getLogger(__name__)
@@ -192,11 +191,6 @@ def _daemon(request: Request) -> Front:
     return d
 
 
-def _qr_base(cfg: HallConfig) -> str | None:
-    """The phone page's public address the QR codes carry; None without [mobile]."""
-    return qrcodes.public_url(cfg.mobile) if cfg.mobile.listen else None
-
-
 def _window(window: str) -> str:
     try:
         windows.check(window)
@@ -267,7 +261,7 @@ def health(request: Request, who: Caller) -> JSONResponse:
 async def state(request: Request, window: Window, who: Caller) -> JSONResponse:
     w = _window(window)
     cfg = _daemon(request).cfg
-    return await _call(request, "window_state", w, cfg.hall.id, _qr_base(cfg))
+    return await _call(request, "window_state", w, cfg.hall.id, qrcodes.phone_base(cfg))
 
 
 @router.post("/windows/{window}/start", operation_id="startService",
@@ -296,4 +290,4 @@ async def finish(request: Request, window: Window, who: Caller) -> JSONResponse:
     cfg = _daemon(request).cfg
     log.info("%s: window %s finish", who, w)
     return await _call(request, "window_finish", w, cfg.sessions.timeout_s, cfg.hall.id,
-                       _qr_base(cfg))
+                       qrcodes.phone_base(cfg))

@@ -22,19 +22,10 @@ Json = dict[str, Any]
 
 
 # ------------------------------------------------------------------ window API (api.py)
-def qr_url(conn: sqlite3.Connection, hall: str, base: str | None, window: str) -> str | None:
-    """qrcodes.prompt_url with the hall's id and the phone page's public address (None: no
-    [mobile]) passed in, as the HTTP process knows them."""
-    if base is None:
-        return None
-    token = qrcodes.open_token(conn, qrcodes.key(conn), hall, window)
-    return None if token is None else qrcodes.token_url(base, token)
-
-
 def window_state(conn: sqlite3.Connection, now: float, window: str, hall: str,
                  qr_base: str | None) -> Result:
     return {**windows.window_state(conn, window),
-            "qr_url": qr_url(conn, hall, qr_base, window)}, []
+            "qr_url": qrcodes.prompt_url(conn, hall, qr_base, window)}, []
 
 
 def window_start(conn: sqlite3.Connection, now: float, window: str, ticket: str, item: str,
@@ -46,8 +37,8 @@ def window_start(conn: sqlite3.Connection, now: float, window: str, ticket: str,
 def window_finish(conn: sqlite3.Connection, now: float, window: str, timeout: int, hall: str,
                   qr_base: str | None) -> Result:
     tx, terms, pubs = windows.finish(conn, window, now, timeout)
-    return {"transaction": tx, "window": window, "terminals": terms,
-            "prompt_timeout_s": timeout, "qr_url": qr_url(conn, hall, qr_base, window)}, pubs
+    return {"transaction": tx, "window": window, "terminals": terms, "prompt_timeout_s": timeout,
+            "qr_url": qrcodes.prompt_url(conn, hall, qr_base, window)}, pubs
 
 
 # ------------------------------------------------------------------ console (console/web.py)

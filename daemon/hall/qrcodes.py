@@ -130,13 +130,20 @@ def open_token(conn: sqlite3.Connection, key: bytes, hall: str, window: str) -> 
     return make_token(key, hall, tx["id"], tx["prompt_expires_at"])
 
 
-def prompt_url(cfg: HallConfig, conn: sqlite3.Connection, window: str) -> str | None:
+def phone_base(cfg: HallConfig) -> str | None:
+    """The phone page's public address the QR codes carry; None without [mobile]."""
+    return public_url(cfg.mobile) if cfg.mobile.listen else None
+
+
+def prompt_url(conn: sqlite3.Connection, hall: str, base: str | None,
+               window: str) -> str | None:
     """The address the window's open prompt's 评价二维码 carries (staff page, window API: a
-    screen beside the window shows it), or None when no prompt is open or [mobile] is off."""
-    if not cfg.mobile.listen:
+    screen beside the window shows it), or None when no prompt is open or there is no phone
+    page (`base` None: phone_base)."""
+    if base is None:
         return None
-    token = open_token(conn, key(conn), cfg.hall.id, window)
-    return None if token is None else token_url(public_url(cfg.mobile), token)
+    token = open_token(conn, key(conn), hall, window)
+    return None if token is None else token_url(base, token)
 
 
 def _qr(url: str) -> segno.QRCode:

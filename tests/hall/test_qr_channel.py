@@ -1,6 +1,7 @@
 """The QR channel (评价二维码, RULES.md 第五条, 第六条) end to end with real parts: mosquitto, the
 hall daemon as a process with its [mobile] listener, simulated terminals over MQTT, phones as
 plain HTTP clients (forms and redirects, no script), the desk card from `hcp window qr`."""
+import contextlib
 import http.client
 import os
 import re
@@ -11,7 +12,7 @@ import urllib.parse
 import pytest
 from click.testing import CliRunner
 
-from haochaping.daemon.hall import phone_ratings, qrcodes, settings
+from haochaping.daemon.hall import api_client, phone_ratings, qrcodes, settings
 from haochaping.tools.cli import _register, cli
 from haochaping.tools.sim import hall_kit, processes
 from tests.conftest import wait_until
@@ -54,6 +55,18 @@ def hall(tmp_path, grace, timeout):
     cfg = hall_kit.create(str(tmp_path / "hall"), windows=("W01", "W02"), timeout_s=timeout,
                           extra_superusers=("observer",))
     return add_mobile(cfg, grace)
+
+
+@contextlib.contextmanager
+def phone_hall(hall, terminals):
+    """The hall with its phone page ([mobile]) and a daemon process of its own, its terminals,
+    the window API and a phone: (cfg, api, terminals, phone); the daemon is killed after."""
+    cfg = add_mobile(hall)
+    d = processes.DaemonProcess(cfg).start()
+    try:
+        yield cfg, api_client.WindowApi(cfg), terminals(), Phone(cfg)
+    finally:
+        d.kill()
 
 
 class Phone:

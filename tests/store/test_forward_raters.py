@@ -10,13 +10,13 @@ import subprocess
 import sys
 
 from haochaping.daemon import batches
-from haochaping.daemon.hall import api_client, db, forward, phone_ratings
+from haochaping.daemon.hall import db, forward, phone_ratings
 from haochaping.daemon.hall.forward import Forwarder, RaterSealer
 from haochaping.daemon.hall.store_client import StoreRefused
 from haochaping.daemon.store import cases
 from haochaping.tools.sim import processes
 from tests.conftest import wait_until
-from tests.hall.test_qr_channel import Phone, add_mobile, open_prompt, phone_token_path
+from tests.hall.test_qr_channel import add_mobile, open_prompt, phone_hall, phone_token_path
 
 from .conftest import backlog, delivered, forward_all, serve_store
 
@@ -68,12 +68,7 @@ def test_a_phone_bad_review_with_a_real_name_reaches_the_store_and_its_case_show
     # is never called back (RULES.md: 实名差评回访整改率 100%; the page promises 我们整改后会回访),
     # or an anonymous one is taken for real-name, or the name and phone lie readable on the hall
     # PC, in a kept batch, in the store's database or in a log
-    cfg = add_mobile(hall)
-    d = processes.DaemonProcess(cfg).start()
-    try:
-        api = api_client.WindowApi(cfg)
-        terms = terminals()
-        phone = Phone(cfg)
+    with phone_hall(hall, terminals) as (cfg, api, terms, phone):
         open_prompt(api, terms, "W01", "A001")
         page = phone_token_path(phone, cfg, "W01")
         assert phone.post(page, {"level": "5"})[0] == 303
@@ -86,8 +81,6 @@ def test_a_phone_bad_review_with_a_real_name_reaches_the_store_and_its_case_show
         wait_until(lambda: hall_db("SELECT COUNT(*) FROM reasons")[0][0] == 2, what="reasons")
         delivered(store, hall_db)
         wait_until(lambda: backlog(hall_db) == 0, what="the rater record delivered")
-    finally:
-        d.kill()
     (real_tx, real_seq), = hall_db("SELECT transaction_id, seq FROM ratings r JOIN"
                                    " mobile_raters m ON m.rating_id = r.id")
     (anon_tx, anon_seq), = hall_db("SELECT transaction_id, seq FROM ratings WHERE terminal = 'QR'"

@@ -1,10 +1,8 @@
 """The QR channel's ratings reach the store with their channel (评价二维码, 第五条): the hall
 daemon as a process, a phone over real HTTP, the store over HTTPS on SQLite and PostgreSQL."""
-from haochaping.daemon.hall import api_client
 from haochaping.daemon.store.province import profiles
-from haochaping.tools.sim import processes
 from tests.conftest import wait_until
-from tests.hall.test_qr_channel import Phone, add_mobile, card_path, follow, open_prompt
+from tests.hall.test_qr_channel import card_path, follow, open_prompt, phone_hall
 
 from .conftest import backlog, delivered
 
@@ -12,12 +10,7 @@ from .conftest import backlog, delivered
 def test_a_phone_rating_arrives_at_the_store_as_channel_qr_and_a_key_press_as_pjq(
         store, hall, terminals, hall_db):
     # if this fails, the province is told a phone rating came from the hall's key terminal
-    cfg = add_mobile(hall)
-    d = processes.DaemonProcess(cfg).start()
-    try:
-        api = api_client.WindowApi(cfg)
-        terms = terminals()
-        phone = Phone(cfg)
+    with phone_hall(hall, terminals) as (cfg, api, terms, phone):
         open_prompt(api, terms, "W01", "A001")
         card = card_path(cfg, "W01")
         _, headers, _ = phone.get(card)
@@ -35,5 +28,3 @@ def test_a_phone_rating_arrives_at_the_store_as_channel_qr_and_a_key_press_as_pj
         # and on to the province: the GB/T 39046 code of 二维码 is 3, of the hall's terminal 5
         codes = profiles.load("gbt39046").channel_codes
         assert (codes["QR"], codes["PJQ"]) == ("3", "5")
-    finally:
-        d.kill()

@@ -682,7 +682,8 @@ def qr_view(cfg: HallConfig, conn: sqlite3.Connection, view: JsonObject) -> Json
     """The QR channel on the staff page: `qr_url`, the address the open prompt's 评价二维码
     carries (None when no prompt is open or [mobile] is off)."""
     from haochaping.daemon.hall import qrcodes
-    view["qr_url"] = qrcodes.prompt_url(cfg, conn, view["window"])
+    view["qr_url"] = qrcodes.prompt_url(conn, cfg.hall.id, qrcodes.phone_base(cfg),
+                                         view["window"])
     return view
 
 
