@@ -20,7 +20,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from haochaping.daemon import sealed as sealing
 from haochaping.daemon.errors import HcpError
 from haochaping.protocol import fields
 
@@ -84,12 +84,11 @@ SEALED_MAX = 1024                     # characters of a sealed identity (base64)
                                       # 32 characters and a phone of 20 seal to about 200
 
 
-def _rater_aead(batch_key: bytes) -> Any:
+def _rater_key(batch_key: bytes) -> bytes:
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=RATER_INFO).derive(batch_key)
-    return AESGCM(key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=RATER_INFO).derive(batch_key)
 
 
 def rater_uid(hall: str, tx: int) -> str:
@@ -100,9 +99,7 @@ def rater_uid(hall: str, tx: int) -> str:
 def seal_rater(batch_key: bytes, uid: str, identity: Mapping[str, object]) -> str:
     """The identity (a JSON object) sealed for the store, as record `uid` carries it: base64 of
     a random 96-bit nonce followed by the AES-256-GCM ciphertext."""
-    nonce = os.urandom(12)
-    data = json.dumps(identity, ensure_ascii=False, sort_keys=True).encode()
-    return base64.b64encode(nonce + _rater_aead(batch_key).encrypt(nonce, data, uid.encode())
+    return base64.b64encode(sealing.seal(_rater_key(batch_key), identity, uid.encode())
                             ).decode("ascii")
 
 
@@ -114,8 +111,7 @@ def open_rater(batch_key: bytes, uid: str, sealed: str) -> dict[str, Any]:
         blob = base64.b64decode(sealed.encode("ascii"), validate=True)
         if len(blob) < 12 + 16:
             raise ValueError("too short")
-        identity = json.loads(_rater_aead(batch_key).decrypt(blob[:12], blob[12:],
-                                                              uid.encode()))
+        identity = sealing.open_sealed(_rater_key(batch_key), blob, uid.encode())
     except (InvalidTag, ValueError, UnicodeError, binascii.Error):
         raise BadBatch("record %s: sealed does not open with this hall's key (sealed for"
                        " another record or hall, or altered)" % uid) from None

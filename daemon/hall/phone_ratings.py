@@ -4,12 +4,11 @@ page (mobile.py, FastAPI) so that the daemon's own process, and the forwarder, d
 web framework to use them."""
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from haochaping.daemon import sealed
 from haochaping.daemon.errors import HcpError
 from haochaping.daemon.hall import ingest, windows
 from haochaping.daemon.hall.windows import Publish
@@ -124,14 +123,9 @@ def rater_aad(hall: str, seq: int) -> bytes:
 
 
 def seal(key: bytes, hall: str, seq: int, identity: dict[str, str]) -> bytes:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    nonce = os.urandom(12)
-    data = json.dumps(identity, ensure_ascii=False, sort_keys=True).encode()
-    return nonce + AESGCM(key).encrypt(nonce, data, rater_aad(hall, seq))
+    return sealed.seal(key, identity, rater_aad(hall, seq))
 
 
-def unseal(key: bytes, hall: str, seq: int, sealed: bytes) -> dict[str, str]:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    data = AESGCM(key).decrypt(sealed[:12], sealed[12:], rater_aad(hall, seq))
-    out: dict[str, str] = json.loads(data)
+def unseal(key: bytes, hall: str, seq: int, blob: bytes) -> dict[str, str]:
+    out: dict[str, str] = sealed.open_sealed(key, blob, rater_aad(hall, seq))
     return out

@@ -2,11 +2,11 @@
 apart from the database."""
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
+from haochaping.daemon import sealed
 from haochaping.daemon.errors import HcpError
 
 
@@ -16,8 +16,7 @@ class IdentityKey:
     (mode 600) that lives apart from the database: a stolen database alone reveals nobody."""
 
     def __init__(self, key: bytes) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-        self._aead = AESGCM(key)
+        self._key = key
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], create: bool = False) -> IdentityKey:
@@ -38,11 +37,9 @@ class IdentityKey:
 
     def seal(self, uid: str, identity: Mapping[str, object]) -> bytes:
         """The identity (a JSON object) encrypted for the record `uid`: nonce + ciphertext."""
-        nonce = os.urandom(12)
-        data = json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()
-        return nonce + self._aead.encrypt(nonce, data, uid.encode())
+        return sealed.seal(self._key, identity, uid.encode())
 
     def open(self, uid: str, blob: bytes | memoryview) -> dict[str, Any]:
         """The identity sealed for `uid`: the JSON object the hall sent (so Any inside)."""
-        blob = bytes(blob)
-        return json.loads(self._aead.decrypt(blob[:12], blob[12:], uid.encode()))
+        out: dict[str, Any] = sealed.open_sealed(self._key, bytes(blob), uid.encode())
+        return out
